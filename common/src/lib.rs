@@ -1,0 +1,17 @@
+//! Lamina's shared vocabulary: where things are ([`location`]), how they are stored
+//! ([`store`]), what a decomposition records ([`manifest`]), what travels between the
+//! coordinator and the workers ([`messages`]), and the small helpers every part needs.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod keys;
+pub mod location;
+pub mod manifest;
+pub mod messages;
+pub mod params;
+pub mod store;
+pub mod time;
+
+pub use error::{ErrorKind, StoreError};
+pub use location::Location;
+pub use store::{ObjectMeta, ObjectStore};

@@ -1,0 +1,106 @@
+//! The per-image manifest (`<out>/<rel>/manifest.json`), written last: an image is done if
+//! and only if its manifest exists. Its schema is documented in `docs/manifest.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::DecomposeParams;
+
+/// The schema identifier written into every manifest.
+pub const MANIFEST_SCHEMA: &str = "lamina.manifest/1";
+/// The file name of the manifest inside an image's output folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The file name of the contact sheet inside an image's output folder.
+pub const PREVIEW_FILE: &str = "preview.png";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: String,
+    pub input: InputInfo,
+    pub model: ModelInfo,
+    pub params: DecomposeParams,
+    pub canvas: Canvas,
+    /// Written layers, bottom first, composited with the normal ("over") blend mode.
+    pub layers: Vec<LayerInfo>,
+    /// Model layers that had no visible pixel and were not written.
+    pub dropped: Vec<usize>,
+    /// The palette the model used (palette models only), in model layer order.
+    pub palette: Option<Vec<[u8; 3]>>,
+    /// PSNR in dB of the written layers recomposited over each other against the input
+    /// (colours premultiplied by the input alpha); `null` when they are identical.
+    pub recomposite_psnr_db: Option<f64>,
+    pub preview: Option<String>,
+    pub timings_ms: Timings,
+    pub job_id: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputInfo {
+    /// Key relative to the job's input location.
+    pub key: String,
+    pub size: u64,
+    /// Content fingerprint: S3's ETag, or `sha256:<hex>` for local files.
+    pub etag: String,
+    pub format: String,
+    /// Pixel type as decoded (`rgb8`, `rgba16`, `l8`, ...).
+    pub color: String,
+    /// EXIF orientation applied (1 = none).
+    pub orientation: u8,
+    pub has_alpha: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Model name and version, e.g. `fscs-k7@1`.
+    pub id: String,
+    pub weights_sha256: String,
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canvas {
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    pub file: String,
+    /// Model layers merged into this one (one entry when nothing was merged).
+    pub sources: Vec<usize>,
+    /// The layer's mean colour, weighted by alpha.
+    pub color: [u8; 3],
+    /// Smallest rectangle holding every pixel with alpha > 0.
+    pub bbox: Option<BBox>,
+    /// Sum of alpha over the canvas divided by its area.
+    pub coverage: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BBox {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub fetch: f64,
+    pub decode: f64,
+    pub inference: f64,
+    pub encode: f64,
+    pub write: f64,
+}
+
+impl Manifest {
+    /// Whether this manifest records the same input, model and parameters, so the image
+    /// need not be decomposed again.
+    pub fn matches(&self, etag: &str, model_id: &str, weights_sha256: &str, params: &DecomposeParams) -> bool {
+        self.schema == MANIFEST_SCHEMA
+            && self.input.etag == etag
+            && self.model.id == model_id
+            && self.model.weights_sha256 == weights_sha256
+            && &self.params == params
+    }
+}

@@ -1,0 +1,192 @@
+//! The local-folder object store: single-machine mode's storage, and the reference
+//! behaviour for the others.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::{ObjectMeta, ObjectStore};
+use crate::keys::{check_relative, printable};
+use crate::StoreError;
+
+/// A folder seen as an object store. Writes go to a hidden temporary file that is synced and
+/// then renamed into place, so a crash never leaves a partial object under its real name.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+    /// A folder under `root` that listings skip (the output folder when it lies inside the
+    /// input folder, so that a run never decomposes its own layers).
+    exclude: Option<PathBuf>,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> LocalStore {
+        LocalStore { root: root.into(), exclude: None }
+    }
+
+    /// Skips `dir` (and everything below it) in listings.
+    pub fn excluding(mut self, dir: impl Into<PathBuf>) -> LocalStore {
+        self.exclude = Some(dir.into());
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        check_relative(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            StoreError::NotFound { key: printable(key) }
+        } else {
+            StoreError::Io { key: printable(key), source }
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable once the folder is synced.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(key)?;
+        tokio::fs::read(&path).await.map_err(io_err(key))
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+            .await
+            .map_err(|e| StoreError::Io { key: printable(key), source: std::io::Error::other(e) })?
+            .map_err(io_err(key))
+    }
+
+    async fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let path = self.path(key)?;
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io_err(key))?;
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(io_err(key))?;
+        file.write_all(bytes).await.map_err(io_err(key))?;
+        file.sync_data().await.map_err(io_err(key))
+    }
+
+    async fn etag(&self, key: &str) -> Result<String, StoreError> {
+        let bytes = self.get(key).await?;
+        Ok(sha256_etag(&bytes))
+    }
+
+    async fn list(&self, prefix: &str, tx: mpsc::Sender<Result<ObjectMeta, StoreError>>) {
+        let base = if prefix.is_empty() { self.root.clone() } else { self.root.join(prefix) };
+        let root = self.root.clone();
+        let exclude = self.exclude.clone();
+        let walk = move || {
+            let walker = walkdir::WalkDir::new(&base)
+                .follow_links(false)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| {
+                    let hidden = e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+                    let excluded = exclude.as_deref().is_some_and(|x| e.path() == x);
+                    !hidden && !excluded
+                });
+            for entry in walker {
+                let item = match entry {
+                    Ok(e) if !e.file_type().is_file() => continue,
+                    Ok(e) => {
+                        let rel = e.path().strip_prefix(&root).unwrap_or(e.path());
+                        let key = rel
+                            .components()
+                            .map(|c| c.as_os_str().to_string_lossy())
+                            .collect::<Vec<_>>()
+                            .join("/");
+                        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        Ok(ObjectMeta { key, size, etag: None })
+                    }
+                    Err(e) => {
+                        let key = e.path().map(|p| p.display().to_string()).unwrap_or_default();
+                        let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("loop in folder tree"));
+                        Err(StoreError::Io { key, source })
+                    }
+                };
+                if tx.blocking_send(item).is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::task::spawn_blocking(walk).await;
+    }
+}
+
+/// The fingerprint Lamina uses for local files: `sha256:<hex>` of the content.
+pub fn sha256_etag(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_get_list_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).excluding(dir.path().join("out"));
+        store.put("b/2.png", b"two".to_vec()).await.unwrap();
+        store.put("a.png", b"one".to_vec()).await.unwrap();
+        store.put("out/x.png", b"skip".to_vec()).await.unwrap();
+        std::fs::write(dir.path().join(".hidden"), b"h").unwrap();
+        assert_eq!(store.get("b/2.png").await.unwrap(), b"two");
+        assert!(store.get_opt("missing").await.unwrap().is_none());
+        assert!(store.put("../escape", vec![]).await.is_err());
+
+        let (tx, mut rx) = mpsc::channel(1);
+        let lister = tokio::spawn(async move { store.list("", tx).await });
+        let mut keys = vec![];
+        while let Some(item) = rx.recv().await {
+            keys.push(item.unwrap().key);
+        }
+        lister.await.unwrap();
+        assert_eq!(keys, ["a.png", "b/2.png"]);
+    }
+
+    #[tokio::test]
+    async fn append_creates_then_extends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        store.append("j/r.jsonl", b"1\n").await.unwrap();
+        store.append("j/r.jsonl", b"2\n").await.unwrap();
+        assert_eq!(store.get("j/r.jsonl").await.unwrap(), b"1\n2\n");
+    }
+}

@@ -1,0 +1,58 @@
+//! Object storage behind one narrow trait, so the coordinator and the workers do not care
+//! whether images live in a local folder or in a bucket.
+//!
+//! Keys are `/`-separated and relative to the store's root; every implementation refuses keys
+//! that could leave the root (see [`crate::keys::check_relative`]). `put` is atomic: a reader
+//! sees the whole object or nothing, which is what makes "the manifest is written last" a
+//! commit point.
+
+mod local;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+pub use local::LocalStore;
+
+use crate::StoreError;
+
+/// What a listing says about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the store's root.
+    pub key: String,
+    pub size: u64,
+    /// A fingerprint of the content when the listing carries one for free (S3's ETag).
+    pub etag: Option<String>,
+}
+
+/// Object storage: a local folder or an S3 bucket prefix.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// Reads a whole object.
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+
+    /// Reads a whole object, or `None` when it does not exist.
+    async fn get_opt(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get(key).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a whole object atomically and durably: once this returns, the object survives a
+    /// crash of this process or machine.
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+
+    /// Appends to an object, creating it when missing. Used for job records only.
+    async fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// The content fingerprint of an object, the same value a listing puts in `etag`
+    /// (computed when the listing does not carry it).
+    async fn etag(&self, key: &str) -> Result<String, StoreError>;
+
+    /// Streams every object under `prefix` (recursively) into `tx`, in key order, page by
+    /// page: memory stays bounded by the channel's capacity, not by the number of objects.
+    /// Returns when the listing is complete or the receiver is gone.
+    async fn list(&self, prefix: &str, tx: mpsc::Sender<Result<ObjectMeta, StoreError>>);
+}

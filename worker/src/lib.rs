@@ -1,0 +1,5 @@
+//! Lamina's worker: tasks in; fetch, decode, batch, run the model, encode, write layers and
+//! the manifest (last); results out. The same pipeline runs inside `lamina run` (over an
+//! in-process queue and local folders) and in the distributed fleet.
+
+pub mod model;

@@ -1,0 +1,193 @@
+//! FSCS, Fast Soft Color Segmentation (Akimoto et al., CVPR 2020), rebuilt in tch with the
+//! authors' pretrained 7-layer weights (MIT; see `models/fscs/LICENSE`).
+//!
+//! Procedure: palette by k-means (or given), mask generator -> alphas, normalise, guided
+//! filter, normalise, residue predictor -> colours; then the product steps the reference
+//! lacks: clamp and renormalise the alphas so the written layers recomposite to the image,
+//! merge similar layers down to the requested count, and convert the alpha-add layers to
+//! normal-blend layers, bottom first.
+
+mod guided;
+mod kmeans;
+mod net;
+
+use sha2::{Digest, Sha256};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
+use super::{torch_err, Batch, Decomposed, Model, ModelDesc, ModelError};
+use lamina_common::params::DecomposeParams;
+
+pub use guided::{guided_filter, luma};
+pub use kmeans::palette as kmeans_palette;
+
+/// The palette size the pretrained weights were trained for.
+pub const K: usize = 7;
+/// The weights, embedded so that the binary is self-contained.
+static WEIGHTS: &[u8] = include_bytes!("../../../../models/fscs/fscs-k7.safetensors");
+pub const WEIGHTS_SHA256: &str = "a304fbdf3b57d04b6ff483ae7f065e3cf553da8e1eb73b5ce8ccf3e585e117d0";
+const GUIDED_RADIUS: i64 = 3;
+const GUIDED_EPS: f64 = 1e-6;
+/// The longest side accepted: the residue predictor's activations at 4096^2 take ~5 GB.
+const MAX_SIDE: u32 = 4096;
+
+/// The FSCS model on one device.
+pub struct Fscs {
+    desc: ModelDesc,
+    // Keeps the parameters alive; the networks hold views into it.
+    _vs: nn::VarStore,
+    mask_generator: net::UNet,
+    residue_predictor: net::UNet,
+    device: Device,
+}
+
+impl Fscs {
+    /// Builds both networks on `device` and loads the embedded weights after checking their
+    /// sha256.
+    pub fn load(device: Device) -> Result<Fscs, ModelError> {
+        let load_err = |reason: String| ModelError::Load { path: "models/fscs/fscs-k7.safetensors".into(), reason };
+        let digest = hex::encode(Sha256::digest(WEIGHTS));
+        if digest != WEIGHTS_SHA256 {
+            return Err(load_err(format!("sha256 {digest} does not match {WEIGHTS_SHA256}")));
+        }
+        let mut vs = nn::VarStore::new(device);
+        let k = K as i64;
+        let mask_generator = net::UNet::new(vs.root() / "mask_generator", 3 + 3 * k, k);
+        let residue_predictor = net::UNet::new(vs.root() / "residue_predictor", 3 + 4 * k, 3 * k);
+        let file = safetensors::SafeTensors::deserialize(WEIGHTS).map_err(|e| load_err(e.to_string()))?;
+        let mut vars = vs.variables();
+        if file.len() != vars.len() {
+            return Err(load_err(format!("{} tensors in the file, {} in the networks", file.len(), vars.len())));
+        }
+        tch::no_grad(|| -> Result<(), ModelError> {
+            for (name, view) in file.tensors() {
+                let var = vars.get_mut(&name).ok_or_else(|| load_err(format!("unexpected tensor {name}")))?;
+                let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+                if view.dtype() != safetensors::Dtype::F32 || shape != var.size() {
+                    return Err(load_err(format!("tensor {name}: {:?} {shape:?}, expected F32 {:?}", view.dtype(), var.size())));
+                }
+                let src = Tensor::from_data_size(view.data(), &shape, Kind::Float);
+                var.copy_(&src);
+            }
+            Ok(())
+        })?;
+        vs.freeze();
+        let desc = ModelDesc {
+            id: "fscs-k7@1".to_owned(),
+            weights_sha256: WEIGHTS_SHA256.to_owned(),
+            layers: K,
+            size_multiple: 8,
+            max_side: MAX_SIDE,
+        };
+        Ok(Fscs { desc, _vs: vs, mask_generator, residue_predictor, device })
+    }
+
+    /// Steps 2-7 of the reference procedure: the alpha-add layers for `images` (`[B,3,H,W]`)
+    /// and `palettes` (`[B,K,3]` in [0,1]). Returns colours `[B,K,3,H,W]` and alphas
+    /// `[B,K,1,H,W]` (alphas sum to 1 per pixel but may leave [0,1]: the guided filter
+    /// overshoots).
+    pub fn alpha_add(&self, images: &Tensor, palettes: &Tensor) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let (b, _, h, w) = images.size4().unwrap_or((0, 3, 0, 0));
+            let k = K as i64;
+            let planes = palettes.view([b, k, 3, 1, 1]).expand([b, k, 3, h, w], false);
+            let x = Tensor::cat(&[images.shallow_clone(), planes.reshape([b, 3 * k, h, w])], 1);
+            let alpha = self.mask_generator.forward(&x, images).sigmoid();
+            let alpha = normalise(&alpha);
+            let alpha = normalise(&guided_filter(&luma(images), &alpha, GUIDED_RADIUS, GUIDED_EPS));
+            let alpha = alpha.view([b, k, 1, h, w]);
+            let per_layer = Tensor::cat(&[planes.shallow_clone(), alpha.shallow_clone()], 2).reshape([b, 4 * k, h, w]);
+            let x = Tensor::cat(&[images.shallow_clone(), per_layer], 1);
+            let residue = self.residue_predictor.forward(&x, images).tanh();
+            let residue = &residue - residue.mean_dim([2, 3].as_slice(), true, Kind::Float);
+            let colour = (planes + residue.view([b, k, 3, h, w])).clamp(0.0, 1.0);
+            (colour, alpha)
+        })
+    }
+
+    fn palettes(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Vec<Vec<[u8; 3]>> {
+        if let Some(given) = &params.palette {
+            return vec![given.clone(); batch.sizes.len()];
+        }
+        batch
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &(h, w))| {
+                let image = batch.images.get(i as i64).narrow(1, 0, h).narrow(2, 0, w);
+                let mask = batch.alpha.map(|a| a.get(i as i64).get(0).narrow(0, 0, h).narrow(1, 0, w).ge(0.5));
+                kmeans::palette(&image, mask.as_ref(), K)
+            })
+            .collect()
+    }
+}
+
+fn normalise(alpha: &Tensor) -> Tensor {
+    alpha / (alpha.sum_dim_intlist(1, true, Kind::Float) + 1e-8)
+}
+
+impl Model for Fscs {
+    fn desc(&self) -> &ModelDesc {
+        &self.desc
+    }
+
+    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
+        let err = |reason: String| Err(ModelError::Params { model: self.desc.id.clone(), reason });
+        if let Some(n) = params.layers {
+            if !(2..=K as u8).contains(&n) {
+                return err(format!("--layers {n} is out of range (2 to {K})"));
+            }
+        }
+        if let Some(p) = &params.palette {
+            if p.len() != K {
+                return err(format!("the palette has {} colours; this model needs exactly {K}", p.len()));
+            }
+        }
+        Ok(())
+    }
+
+    fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError> {
+        self.check_params(params)?;
+        let palettes = self.palettes(batch, params);
+        let flat: Vec<f32> = palettes.iter().flatten().flatten().map(|&v| f32::from(v) / 255.0).collect();
+        let b = batch.sizes.len() as i64;
+        let palette_t = Tensor::from_slice(&flat).view([b, K as i64, 3]).to_device(self.device);
+        let (colour, alpha) = self.alpha_add(batch.images, &palette_t);
+        tch::no_grad(|| {
+            // The reference's flaw, fixed: clamped alphas must still sum to 1.
+            let alpha = normalise(&alpha.clamp(0.0, 1.0));
+            let target = params.layers.map_or(K, usize::from);
+            let (colour, alpha, sources) = if target < K {
+                let masses = alpha_masses(&alpha, batch.sizes);
+                let groups: Vec<Vec<Vec<usize>>> = palettes
+                    .iter()
+                    .zip(&masses)
+                    .map(|(p, m)| {
+                        let colours: Vec<[f64; 3]> = p.iter().map(|c| c.map(|v| f64::from(v) / 255.0)).collect();
+                        plan_merges(&colours, m, target)
+                    })
+                    .collect();
+                let (c, a) = merge_alpha_add(&colour, &alpha, &groups);
+                (c, a, groups)
+            } else {
+                (colour, alpha, vec![(0..K).map(|i| vec![i]).collect(); b as usize])
+            };
+            let layers = Tensor::cat(&[colour, alpha_add_to_normal(&alpha)], 2);
+            Ok::<_, tch::TchError>(Decomposed { layers, sources, palettes: palettes.into_iter().map(Some).collect() })
+        })
+        .map_err(torch_err(&self.desc.id))
+    }
+}
+
+/// Each layer's total alpha inside each image's unpadded region.
+fn alpha_masses(alpha: &Tensor, sizes: &[(i64, i64)]) -> Vec<Vec<f64>> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(h, w))| {
+            let a = alpha.get(i as i64).narrow(2, 0, h).narrow(3, 0, w);
+            let m = a.sum_dim_intlist([1, 2, 3].as_slice(), false, Kind::Double).to_device(Device::Cpu);
+            Vec::<f64>::try_from(m).unwrap_or_else(|_| vec![1.0; K])
+        })
+        .collect()
+}

@@ -1,0 +1,103 @@
+//! Decomposition models: one trait, several backends.
+//!
+//! The contract every backend keeps: input `[B,3,H,W]` float32 in [0,1] (H and W padded to
+//! the model's size multiple); output `[B,L,4,H,W]` straight-alpha RGBA in [0,1], layer 0 at
+//! the bottom, composited with the normal ("over") blend mode.
+
+mod blend;
+mod card;
+mod device;
+pub mod fscs;
+mod torchscript;
+
+use tch::Tensor;
+
+use lamina_common::params::DecomposeParams;
+
+pub use blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
+pub use card::ModelCard;
+pub use device::{device_name, parse_device};
+pub use fscs::Fscs;
+pub use torchscript::TorchScriptModel;
+
+/// A model failed to load, refused its parameters, or broke the contract.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {reason}")]
+    Load { path: String, reason: String },
+    #[error("model {model}: {reason}")]
+    Params { model: String, reason: String },
+    #[error("model {model} broke the output contract: {reason}")]
+    Contract { model: String, reason: String },
+    #[error("model {model}: {source}")]
+    Torch {
+        model: String,
+        #[source]
+        source: tch::TchError,
+    },
+}
+
+/// What identifies a model's outputs: same id, same weights, same parameters, same layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelDesc {
+    /// Name and version, e.g. `fscs-k7@1`.
+    pub id: String,
+    pub weights_sha256: String,
+    /// How many layers the model makes before merging or dropping.
+    pub layers: usize,
+    /// Input height and width must be multiples of this.
+    pub size_multiple: i64,
+    /// The longest side the model accepts.
+    pub max_side: u32,
+}
+
+/// One batch handed to a model.
+pub struct Batch<'a> {
+    /// `[B,3,H,W]` float32 in [0,1], on the model's device, padded to the size multiple.
+    pub images: &'a Tensor,
+    /// The unpadded `(height, width)` of each image.
+    pub sizes: &'a [(i64, i64)],
+    /// `[B,1,H,W]` input alpha in [0,1] when an image has one (palette search ignores
+    /// transparent pixels).
+    pub alpha: Option<&'a Tensor>,
+}
+
+/// A model's answer for one batch.
+pub struct Decomposed {
+    /// `[B,L,4,H,W]` normal-blend straight-alpha layers in [0,1].
+    pub layers: Tensor,
+    /// For each image, for each output layer, the model layers merged into it.
+    pub sources: Vec<Vec<Vec<usize>>>,
+    /// For each image, the palette used (palette models only).
+    pub palettes: Vec<Option<Vec<[u8; 3]>>>,
+}
+
+/// A decomposition model on one device. Inference is blocking: call it from a dedicated
+/// thread, never from an async runtime's workers.
+pub trait Model: Send {
+    fn desc(&self) -> &ModelDesc;
+
+    /// Checks parameters once, before any image is read.
+    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError>;
+
+    /// Decomposes a batch.
+    fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError>;
+}
+
+/// Loads a model by name: `fscs` (built in) or `torchscript:PATH` (with its card beside it).
+pub fn load(spec: &str, device: tch::Device) -> Result<Box<dyn Model>, ModelError> {
+    match spec {
+        "fscs" => Ok(Box::new(Fscs::load(device)?)),
+        _ => match spec.strip_prefix("torchscript:") {
+            Some(path) => Ok(Box::new(TorchScriptModel::load(path.as_ref(), device)?)),
+            None => Err(ModelError::Load {
+                path: spec.to_owned(),
+                reason: "unknown model (use fscs or torchscript:PATH)".to_owned(),
+            }),
+        },
+    }
+}
+
+pub(crate) fn torch_err(model: &str) -> impl FnOnce(tch::TchError) -> ModelError + '_ {
+    move |source| ModelError::Torch { model: model.to_owned(), source }
+}

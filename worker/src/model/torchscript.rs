@@ -1,0 +1,102 @@
+//! Bring-your-own model: a TorchScript file that follows the contract, described by its card.
+//! Every output is checked (shape, value range, NaNs) before anything is written.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor};
+
+use super::card::ModelCard;
+use super::{torch_err, Batch, Decomposed, Model, ModelDesc, ModelError};
+use lamina_common::params::DecomposeParams;
+
+/// How far outside [0,1] an output may stray from rounding before it is a contract breach.
+const RANGE_SLACK: f64 = 1e-3;
+
+pub struct TorchScriptModel {
+    desc: ModelDesc,
+    module: tch::CModule,
+}
+
+impl TorchScriptModel {
+    /// Loads `path` and its card, refusing the model when its sha256 does not match.
+    pub fn load(path: &Path, device: Device) -> Result<TorchScriptModel, ModelError> {
+        let card = ModelCard::read(&ModelCard::path_for(path))?;
+        let err = |reason: String| ModelError::Load { path: path.display().to_string(), reason };
+        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read model: {e}")))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if !digest.eq_ignore_ascii_case(&card.sha256) {
+            return Err(err(format!("sha256 {digest} does not match the model card's {}", card.sha256)));
+        }
+        let mut module = tch::CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)
+            .map_err(|e| err(format!("not a loadable TorchScript model: {}", first_line(&e.to_string()))))?;
+        module.set_eval();
+        let desc = ModelDesc {
+            id: format!("{}@{}", card.name, card.version),
+            weights_sha256: digest,
+            layers: card.layers,
+            size_multiple: card.size_multiple,
+            max_side: card.max_side,
+        };
+        Ok(TorchScriptModel { desc, module })
+    }
+
+    fn contract(&self, reason: String) -> ModelError {
+        ModelError::Contract { model: self.desc.id.clone(), reason }
+    }
+
+    fn check_output(&self, out: &Tensor, input: &Tensor) -> Result<(), ModelError> {
+        let (b, _, h, w) = input.size4().map_err(torch_err(&self.desc.id))?;
+        let want = [b, self.desc.layers as i64, 4, h, w];
+        if out.size() != want {
+            return Err(self.contract(format!("output shape {:?}, expected {want:?}", out.size())));
+        }
+        if out.kind() != Kind::Float {
+            return Err(self.contract(format!("output dtype {:?}, expected float32", out.kind())));
+        }
+        if bool::try_from(out.isnan().any()).unwrap_or(true) {
+            return Err(self.contract("output contains NaN".into()));
+        }
+        let (lo, hi) = (f64::try_from(out.min()).unwrap_or(f64::NAN), f64::try_from(out.max()).unwrap_or(f64::NAN));
+        if !(lo >= -RANGE_SLACK && hi <= 1.0 + RANGE_SLACK) {
+            return Err(self.contract(format!("output values span [{lo:.4}, {hi:.4}], outside [0, 1]")));
+        }
+        Ok(())
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+}
+
+impl Model for TorchScriptModel {
+    fn desc(&self) -> &ModelDesc {
+        &self.desc
+    }
+
+    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
+        let err = |reason: String| Err(ModelError::Params { model: self.desc.id.clone(), reason });
+        if params.palette.is_some() {
+            return err("this model takes no palette".into());
+        }
+        match params.layers {
+            Some(n) if usize::from(n) != self.desc.layers => {
+                err(format!("this model makes {} normal-blend layers and cannot merge them to {n}", self.desc.layers))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError> {
+        self.check_params(params)?;
+        let out = tch::no_grad(|| self.module.forward_ts(&[batch.images]))
+            .map_err(|e| self.contract(format!("forward failed: {}", first_line(&e.to_string()))))?;
+        self.check_output(&out, batch.images)?;
+        let n = batch.sizes.len();
+        Ok(Decomposed {
+            layers: out.clamp(0.0, 1.0),
+            sources: vec![(0..self.desc.layers).map(|i| vec![i]).collect(); n],
+            palettes: vec![None; n],
+        })
+    }
+}
