@@ -1,1 +1,57 @@
-fn main() {}
+//! `lamina`: decompose images into editable RGBA layers.
+//!
+//! A thin binary: parse the command line (every flag also reads a `LAMINA_*` variable),
+//! set up logging, and hand over to one module per command.
+
+mod bench;
+mod config;
+mod logging;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "lamina", version, about = "Decompose images into editable RGBA layers")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "LAMINA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decompose every image under IN into layers under OUT, on this machine, no services needed.
+    Run(config::RunArgs),
+    /// Measure model-only and end-to-end throughput on this machine.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lamina: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::main(args).await,
+            Command::Bench(args) => bench::main(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lamina: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}

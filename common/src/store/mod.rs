@@ -11,7 +11,7 @@ mod local;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-pub use local::LocalStore;
+pub use local::{sha256_etag, LocalStore};
 
 use crate::StoreError;
 

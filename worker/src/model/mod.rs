@@ -77,6 +77,9 @@ pub struct Decomposed {
 pub trait Model: Send {
     fn desc(&self) -> &ModelDesc;
 
+    /// The device the model's parameters live on; inputs go there.
+    fn device(&self) -> tch::Device;
+
     /// Checks parameters once, before any image is read.
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError>;
 

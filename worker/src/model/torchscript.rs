@@ -16,6 +16,7 @@ const RANGE_SLACK: f64 = 1e-3;
 pub struct TorchScriptModel {
     desc: ModelDesc,
     module: tch::CModule,
+    device: Device,
 }
 
 impl TorchScriptModel {
@@ -38,7 +39,7 @@ impl TorchScriptModel {
             size_multiple: card.size_multiple,
             max_side: card.max_side,
         };
-        Ok(TorchScriptModel { desc, module })
+        Ok(TorchScriptModel { desc, module, device })
     }
 
     fn contract(&self, reason: String) -> ModelError {
@@ -72,6 +73,10 @@ fn first_line(s: &str) -> &str {
 impl Model for TorchScriptModel {
     fn desc(&self) -> &ModelDesc {
         &self.desc
+    }
+
+    fn device(&self) -> Device {
+        self.device
     }
 
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {

@@ -131,6 +131,10 @@ impl Model for Fscs {
         &self.desc
     }
 
+    fn device(&self) -> Device {
+        self.device
+    }
+
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
         let err = |reason: String| Err(ModelError::Params { model: self.desc.id.clone(), reason });
         if let Some(n) = params.layers {

@@ -1,0 +1,14 @@
+//! Logging to stderr: human-readable text by default, JSON lines when asked. `RUST_LOG`
+//! overrides the level (default `info`).
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_target(false).compact().init();
+    }
+}

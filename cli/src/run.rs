@@ -1,0 +1,132 @@
+//! `lamina run IN OUT`: the coordinator's planner and the worker's pipeline in one process,
+//! joined by an in-process queue, on local folders.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::RunArgs;
+use crate::report::Reporter;
+use lamina_common::store::LocalStore;
+use lamina_common::ObjectStore;
+use lamina_coordinator::{plan, JobRecords, JobSpec, PlanStats, Planner, Progress, Summary};
+use lamina_worker::model;
+use lamina_worker::pipeline::{self, ModelClock, Stores, WorkerConfig};
+
+/// What a finished run measured.
+pub struct Outcome {
+    pub summary: Summary,
+    /// Seconds the model was busy (forward passes), for the share of time outside it.
+    pub model_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            warn!("interrupted: finishing the images in flight, then writing the summary");
+            on_signal.cancel();
+        }
+    });
+    let mut reporter = Reporter::new(&args.progress);
+    let outcome = run_job(&args, &mut reporter, cancel).await?;
+    reporter.finish();
+    let s = &outcome.summary;
+    println!(
+        "{} images: {} done, {} skipped (unchanged), {} failed in {:.1}s ({:.2} images/s); records in {}/_lamina/jobs/{}",
+        s.images, s.done, s.skipped, s.failed, s.seconds, s.images_per_second, args.output, s.job_id
+    );
+    Ok(if s.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Runs one job to completion (or until cancelled) and writes its records.
+pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, cancel: CancellationToken) -> anyhow::Result<Outcome> {
+    let (in_dir, out_dir) = args.folders()?;
+    let params = args.model.params()?;
+    let device = args.model.device()?;
+    let model = model::load(&args.model.model, device).context("--model")?;
+    model.check_params(&params)?;
+    let desc = model.desc().clone();
+    info!(input = %in_dir.display(), output = %out_dir.display(), model = %desc.id, device = %model::device_name(device),
+        batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
+
+    let mut input_store = LocalStore::new(&in_dir);
+    if let (Ok(i), Ok(o)) = (in_dir.canonicalize(), out_dir.canonicalize()) {
+        if o.starts_with(&i) {
+            input_store = input_store.excluding(o);
+        }
+    }
+    let input: Arc<dyn ObjectStore> = Arc::new(input_store);
+    let output: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&out_dir));
+    let spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params.clone());
+    let mut records = JobRecords::create(output.clone(), &spec).await.context("cannot write the job records")?;
+
+    let batch = usize::from(args.batch_size);
+    let (task_tx, task_rx) = mpsc::channel(4 * batch + 8);
+    let (result_tx, mut result_rx) = mpsc::channel(256);
+    let clock = Arc::new(ModelClock::default());
+    let config = WorkerConfig { max_pixels: args.max_pixels(), batch_size: batch, device };
+    let stores = Stores { input: input.clone(), output: output.clone() };
+    let worker = tokio::spawn(pipeline::run(model, config, stores, task_rx, result_tx.clone(), clock.clone()));
+    let planner = Planner {
+        job_id: spec.job_id.clone(),
+        input,
+        output: output.clone(),
+        model_id: desc.id.clone(),
+        weights_sha256: desc.weights_sha256.clone(),
+        params,
+    };
+    let stats = Arc::new(PlanStats::default());
+    let planning = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = plan(planner, task_tx, result_tx, stats) => {}
+                _ = cancel.cancelled() => {}
+            }
+        })
+    };
+
+    let started_at = lamina_common::time::now_rfc3339();
+    let started = Instant::now();
+    let mut progress = Progress::default();
+    // The channel closes once the planner and the whole pipeline have let go of it: every
+    // image has reported by then.
+    while let Some(result) = result_rx.recv().await {
+        progress.count(result.status);
+        let total = stats.images.load(Ordering::Relaxed);
+        reporter.set_total(total);
+        reporter.result(&result, &progress, total);
+        records.record(&result).await.context("cannot append to results.jsonl")?;
+    }
+    let _ = planning.await;
+    let _ = worker.await;
+    let wall = started.elapsed().as_secs_f64();
+    let summary = Summary {
+        schema: lamina_coordinator::job::SUMMARY_SCHEMA.to_owned(),
+        job_id: spec.job_id.clone(),
+        input: spec.input.clone(),
+        output: spec.output.clone(),
+        model: spec.model.clone(),
+        model_id: desc.id.clone(),
+        images: progress.finished(),
+        done: progress.done,
+        skipped: progress.skipped,
+        failed: progress.failed,
+        started_at,
+        finished_at: lamina_common::time::now_rfc3339(),
+        seconds: (wall * 1000.0).round() / 1000.0,
+        images_per_second: if wall > 0.0 { progress.done as f64 / wall } else { 0.0 },
+        failures: Vec::new(),
+    };
+    let summary = records.finish(summary).await.context("cannot write summary.json")?;
+    Ok(Outcome { summary, model_seconds: clock.busy_seconds(), wall_seconds: wall })
+}

@@ -1,0 +1,131 @@
+//! A job's records under `<out>/_lamina/jobs/<job-id>/`: `spec.json` (what was asked),
+//! `results.jsonl` (one line per image, appended in chunks) and `summary.json` (at the end).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use lamina_common::messages::{Status, TaskResult};
+use lamina_common::params::DecomposeParams;
+use lamina_common::{ObjectStore, StoreError};
+
+pub const JOB_SCHEMA: &str = "lamina.job/1";
+pub const SUMMARY_SCHEMA: &str = "lamina.summary/1";
+/// Lines buffered before an append; bounds both memory and the number of small writes.
+const CHUNK_LINES: usize = 512;
+/// Longest time a result waits in the buffer.
+const CHUNK_AGE: Duration = Duration::from_secs(2);
+/// Failures listed in the summary (all of them are in results.jsonl).
+const SUMMARY_FAILURES: usize = 100;
+
+/// What a job asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub schema: String,
+    pub job_id: String,
+    pub input: String,
+    pub output: String,
+    pub model: String,
+    pub params: DecomposeParams,
+    pub created_at: String,
+}
+
+impl JobSpec {
+    pub fn new(input: String, output: String, model: String, params: DecomposeParams) -> JobSpec {
+        JobSpec {
+            schema: JOB_SCHEMA.to_owned(),
+            job_id: uuid::Uuid::now_v7().to_string(),
+            input,
+            output,
+            model,
+            params,
+            created_at: lamina_common::time::now_rfc3339(),
+        }
+    }
+
+    /// The folder of this job's records, relative to the output location.
+    pub fn records_prefix(&self) -> String {
+        format!("_lamina/jobs/{}", self.job_id)
+    }
+}
+
+/// How a job ended, written to `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    pub job_id: String,
+    pub input: String,
+    pub output: String,
+    pub model: String,
+    pub model_id: String,
+    pub images: u64,
+    pub done: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub seconds: f64,
+    /// Images decomposed (not skipped) per second of wall time.
+    pub images_per_second: f64,
+    /// The first failures, `key: reason`.
+    pub failures: Vec<String>,
+}
+
+/// Writes a job's records as results arrive.
+pub struct JobRecords {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    buffer: Vec<u8>,
+    lines: usize,
+    oldest: Option<Instant>,
+    failures: Vec<String>,
+}
+
+impl JobRecords {
+    /// Writes `spec.json` and gets ready to append results.
+    pub async fn create(store: Arc<dyn ObjectStore>, spec: &JobSpec) -> Result<JobRecords, StoreError> {
+        let prefix = spec.records_prefix();
+        let json = serde_json::to_vec_pretty(spec).unwrap_or_default();
+        store.put(&format!("{prefix}/spec.json"), json).await?;
+        Ok(JobRecords { store, prefix, buffer: Vec::new(), lines: 0, oldest: None, failures: Vec::new() })
+    }
+
+    /// Records one result; appends the buffer when it is full or old.
+    pub async fn record(&mut self, result: &TaskResult) -> Result<(), StoreError> {
+        if result.status == Status::Failed && self.failures.len() < SUMMARY_FAILURES {
+            self.failures.push(format!("{}: {}", result.key, result.reason.as_deref().unwrap_or("failed")));
+        }
+        if let Ok(line) = serde_json::to_vec(result) {
+            self.buffer.extend_from_slice(&line);
+            self.buffer.push(b'\n');
+            self.lines += 1;
+        }
+        let oldest = *self.oldest.get_or_insert_with(Instant::now);
+        if self.lines >= CHUNK_LINES || oldest.elapsed() >= CHUNK_AGE {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Appends whatever is buffered.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.buffer.is_empty() {
+            self.store.append(&format!("{}/results.jsonl", self.prefix), &self.buffer).await?;
+            self.buffer.clear();
+        }
+        self.lines = 0;
+        self.oldest = None;
+        Ok(())
+    }
+
+    /// Flushes and writes `summary.json`.
+    pub async fn finish(mut self, mut summary: Summary) -> Result<Summary, StoreError> {
+        self.flush().await?;
+        summary.failures = std::mem::take(&mut self.failures);
+        let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+        self.store.put(&format!("{}/summary.json", self.prefix), json).await?;
+        Ok(summary)
+    }
+}

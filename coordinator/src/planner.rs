@@ -1,0 +1,143 @@
+//! The planner: streams the input listing, skips images whose manifest is current, and hands
+//! out one task per remaining image. The listing is never held in memory: items flow through
+//! bounded channels, and at most CHECK_CONCURRENCY manifest checks run at once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use lamina_common::keys::{check_relative, join, printable};
+use lamina_common::manifest::{Manifest, MANIFEST_FILE};
+use lamina_common::messages::{Task, TaskResult, TASK_SCHEMA};
+use lamina_common::params::DecomposeParams;
+use lamina_common::{ObjectMeta, ObjectStore};
+
+/// Manifest reads in flight at once while planning.
+const CHECK_CONCURRENCY: usize = 16;
+/// The extensions decomposed; everything else in the input is left alone.
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif"];
+
+/// Whether a key names an image Lamina decomposes (by extension, case-insensitive).
+pub fn is_image_key(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.rsplit_once('.')
+        .is_some_and(|(stem, ext)| !stem.is_empty() && IMAGE_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext)))
+}
+
+/// What a job needs to plan its tasks.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    pub job_id: String,
+    pub input: Arc<dyn ObjectStore>,
+    pub output: Arc<dyn ObjectStore>,
+    pub model_id: String,
+    pub weights_sha256: String,
+    pub params: DecomposeParams,
+}
+
+/// Counts of a finished plan; `images` is also readable while planning.
+#[derive(Debug, Default)]
+pub struct PlanStats {
+    pub images: AtomicU64,
+    pub queued: AtomicU64,
+    pub skipped: AtomicU64,
+}
+
+/// Lists the input and sends a task per image to `tasks`, or a result straight to `results`
+/// when the image is skipped or its key is refused. Every listed image gets exactly one of
+/// the two. Returns when the listing is exhausted.
+pub async fn plan(planner: Planner, tasks: mpsc::Sender<Task>, results: mpsc::Sender<TaskResult>, stats: Arc<PlanStats>) {
+    let (list_tx, mut list_rx) = mpsc::channel(1024);
+    let input = planner.input.clone();
+    let lister = tokio::spawn(async move { input.list("", list_tx).await });
+    let planner = Arc::new(planner);
+    let mut checks = JoinSet::new();
+    while let Some(item) = list_rx.recv().await {
+        let meta = match item {
+            Ok(meta) if is_image_key(&meta.key) => meta,
+            Ok(_) => continue,
+            Err(e) => {
+                // A folder that cannot be read is reported like a failed image.
+                stats.images.fetch_add(1, Ordering::Relaxed);
+                let _ = results.send(TaskResult::failed(e.to_string(), "cannot list")).await;
+                continue;
+            }
+        };
+        stats.images.fetch_add(1, Ordering::Relaxed);
+        while checks.len() >= CHECK_CONCURRENCY {
+            checks.join_next().await;
+        }
+        let (planner, tasks, results, stats) = (planner.clone(), tasks.clone(), results.clone(), stats.clone());
+        checks.spawn(async move {
+            let outcome = check(&planner, meta).await;
+            match outcome {
+                Ok(task) => {
+                    stats.queued.fetch_add(1, Ordering::Relaxed);
+                    let _ = tasks.send(task).await;
+                }
+                Err(result) => {
+                    stats.skipped.fetch_add(u64::from(result.reason.is_none()), Ordering::Relaxed);
+                    let _ = results.send(result).await;
+                }
+            }
+        });
+    }
+    while checks.join_next().await.is_some() {}
+    let _ = lister.await;
+}
+
+/// A task for `meta`, or the result that makes one unnecessary (skipped or refused).
+async fn check(planner: &Planner, meta: ObjectMeta) -> Result<Task, TaskResult> {
+    if let Err(e) = check_relative(&meta.key) {
+        return Err(TaskResult::failed(printable(&meta.key), e.to_string()));
+    }
+    if current_manifest(planner, &meta).await {
+        debug!(key = %meta.key, "skipped: manifest is current");
+        return Err(TaskResult::skipped(meta.key));
+    }
+    Ok(Task {
+        schema: TASK_SCHEMA.to_owned(),
+        job_id: planner.job_id.clone(),
+        key: meta.key,
+        size: meta.size,
+        etag: meta.etag,
+        params: planner.params.clone(),
+    })
+}
+
+/// Whether the image's manifest records this very input, model and parameters. Any doubt
+/// (unreadable or foreign manifest) means "not current": the image is redone.
+async fn current_manifest(planner: &Planner, meta: &ObjectMeta) -> bool {
+    let Ok(key) = join(&meta.key, MANIFEST_FILE) else { return false };
+    let Ok(Some(bytes)) = planner.output.get_opt(&key).await else { return false };
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else { return false };
+    if manifest.input.size != meta.size {
+        return false;
+    }
+    let etag = match &meta.etag {
+        Some(etag) => etag.clone(),
+        None => match planner.input.etag(&meta.key).await {
+            Ok(etag) => etag,
+            Err(_) => return false,
+        },
+    };
+    manifest.matches(&etag, &planner.model_id, &planner.weights_sha256, &planner.params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_image_extensions() {
+        for key in ["a.jpg", "b/c.JPEG", "x.png", "y.webp", "z.tif", "z.TIFF", "q.bmp", "g.gif"] {
+            assert!(is_image_key(key), "{key}");
+        }
+        for key in ["notes.txt", "png", "dir.png/readme", ".png", "a.pngx"] {
+            assert!(!is_image_key(key), "{key}");
+        }
+    }
+}

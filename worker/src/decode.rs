@@ -1,0 +1,156 @@
+//! Decoding: bytes in, planar float RGB (plus alpha when the image has any) out.
+//!
+//! The pixel limit is checked against the header before any pixel buffer is allocated, so a
+//! decompression bomb costs a few bytes of reading. EXIF orientation is applied. Grayscale,
+//! 16-bit, palette and alpha inputs all become float RGB in [0,1]; 16-bit precision is kept
+//! until the model. What input alpha means for the layers: see `encode.rs`.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+/// Why an input could not be decoded. Every message is one line naming the reason.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    #[error("empty file (0 bytes)")]
+    Empty,
+    #[error("not a supported image (JPEG, PNG, WebP, TIFF, BMP or GIF)")]
+    Unsupported,
+    #[error("image is {width}x{height} ({megapixels:.1} MP), over the {limit_mp:.1} MP limit")]
+    TooLarge { width: u32, height: u32, megapixels: f64, limit_mp: f64 },
+    #[error("image has no pixels ({width}x{height})")]
+    NoPixels { width: u32, height: u32 },
+    #[error("corrupt or truncated {format}: {detail}")]
+    Corrupt { format: String, detail: String },
+}
+
+/// A decoded image, ready to become a model input.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub width: u32,
+    pub height: u32,
+    /// Planar RGB, `3 * height * width` floats in [0,1].
+    pub rgb: Vec<f32>,
+    /// `height * width` floats in [0,1], only when some pixel is not opaque.
+    pub alpha: Option<Vec<f32>>,
+    /// Container format, lowercase (`png`, `jpeg`, ...).
+    pub format: String,
+    /// Pixel type as stored (`rgb8`, `rgba16`, `l8`, ...).
+    pub color: String,
+    /// EXIF orientation that was applied (1 = none).
+    pub orientation: u8,
+}
+
+/// Decodes `bytes`, refusing images of more than `max_pixels` pixels from their header.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| DecodeError::Unsupported)?;
+    let format = reader.format().ok_or(DecodeError::Unsupported)?;
+    let format_name = format.extensions_str().first().copied().unwrap_or("image").replace("jpg", "jpeg");
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt { format: format_name.clone(), detail: one_line(&e.to_string()) };
+    let mut reader = reader;
+    let mut limits = image::Limits::default();
+    // Headroom for the float copy made below; the pixel count itself is checked next.
+    limits.max_alloc = Some(max_pixels.saturating_mul(16).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Unsupported(_) => DecodeError::Unsupported,
+        other => corrupt(other),
+    })?;
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        let mp = |p: u64| p as f64 / 1e6;
+        return Err(DecodeError::TooLarge { width, height, megapixels: mp(pixels), limit_mp: mp(max_pixels) });
+    }
+    if pixels == 0 {
+        return Err(DecodeError::NoPixels { width, height });
+    }
+    let color = format!("{:?}", decoder.original_color_type()).to_lowercase();
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    image.apply_orientation(orientation);
+    let (rgb, alpha) = planar(&image);
+    Ok(Decoded {
+        width: image.width(),
+        height: image.height(),
+        rgb,
+        alpha,
+        format: format_name,
+        color,
+        orientation: orientation.to_exif(),
+    })
+}
+
+/// Splits an image into planar float RGB and (when not fully opaque) alpha.
+fn planar(image: &DynamicImage) -> (Vec<f32>, Option<Vec<f32>>) {
+    let n = image.width() as usize * image.height() as usize;
+    let mut rgb = vec![0f32; 3 * n];
+    let mut alpha = vec![1f32; n];
+    let mut fill = |i: usize, px: [f32; 4]| {
+        rgb[i] = px[0];
+        rgb[n + i] = px[1];
+        rgb[2 * n + i] = px[2];
+        alpha[i] = px[3];
+    };
+    match image {
+        DynamicImage::ImageRgb8(img) => {
+            for (i, p) in img.pixels().enumerate() {
+                fill(i, [f32::from(p[0]) / 255.0, f32::from(p[1]) / 255.0, f32::from(p[2]) / 255.0, 1.0]);
+            }
+        }
+        DynamicImage::ImageRgba8(img) => {
+            for (i, p) in img.pixels().enumerate() {
+                fill(i, p.0.map(|v| f32::from(v) / 255.0));
+            }
+        }
+        other => {
+            for (i, p) in other.to_rgba32f().pixels().enumerate() {
+                fill(i, p.0.map(|v| v.clamp(0.0, 1.0)));
+            }
+        }
+    }
+    let has_alpha = alpha.iter().any(|&a| a < 1.0);
+    (rgb, has_alpha.then_some(alpha))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: DynamicImage) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_rgb_and_keeps_alpha_only_when_used() {
+        let rgb = png(DynamicImage::ImageRgb8(image::RgbImage::from_pixel(3, 2, image::Rgb([255, 0, 51]))));
+        let d = decode(&rgb, 100).unwrap();
+        assert_eq!((d.width, d.height, d.format.as_str(), d.color.as_str()), (3, 2, "png", "rgb8"));
+        assert_eq!(&d.rgb[..1], &[1.0]);
+        assert!((d.rgb[12] - 0.2).abs() < 1e-6);
+        assert!(d.alpha.is_none());
+        let rgba = png(DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(2, 2, image::Rgba([0, 0, 0, 128]))));
+        assert!(decode(&rgba, 100).unwrap().alpha.is_some());
+    }
+
+    #[test]
+    fn refuses_bad_input_with_a_reason() {
+        assert_eq!(decode(b"", 100).unwrap_err(), DecodeError::Empty);
+        assert_eq!(decode(b"hello, not an image at all", 100).unwrap_err(), DecodeError::Unsupported);
+        let big = png(DynamicImage::ImageRgb8(image::RgbImage::new(20, 10)));
+        assert!(matches!(decode(&big, 100).unwrap_err(), DecodeError::TooLarge { width: 20, height: 10, .. }));
+        let truncated = &big[..big.len() / 2];
+        let err = decode(truncated, 1000).unwrap_err();
+        assert!(matches!(err, DecodeError::Corrupt { .. }), "{err}");
+        assert!(!err.to_string().contains('\n'));
+    }
+}

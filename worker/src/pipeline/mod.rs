@@ -1,0 +1,112 @@
+//! The worker pipeline: four stages joined by bounded channels, so that downloads, decoding
+//! and encoding overlap with inference and memory stays bounded whatever the job's size.
+//!
+//! ```text
+//! tasks -> fetch+decode (async I/O, decode on the blocking pool, FETCH_CONCURRENCY at once)
+//!       -> [decoded: 2 x batch]   -> inference (one dedicated thread owns the model)
+//!       -> [inferred: 2]          -> encode (rayon, all cores) + write layers, preview, manifest
+//!       -> results
+//! ```
+//! Capacities: the decoded channel holds two batches so the model never waits for the next
+//! batch, and no more (each decoded 1024^2 image is 16 MB of floats); the inferred channel
+//! holds two images so encoding one never stalls the model while bounding quantised layers.
+//! A task's result is sent only after its manifest is written (ack after durable).
+
+mod fetch;
+mod infer;
+mod write;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::decode::Decoded;
+use crate::model::{Model, ModelDesc};
+use lamina_common::manifest::Timings;
+use lamina_common::messages::{Task, TaskResult};
+use lamina_common::ObjectStore;
+
+/// Downloads and decodes in flight at once: enough to hide object-store latency.
+const FETCH_CONCURRENCY: usize = 4;
+/// Images encoded and written at once (each encode itself fans out over all cores).
+const WRITE_CONCURRENCY: usize = 2;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Images larger than this many pixels are refused from their header.
+    pub max_pixels: u64,
+    /// Most images per forward pass (only images of the same padded size are batched).
+    pub batch_size: usize,
+    /// Where inference runs, for manifests and logs.
+    pub device: tch::Device,
+}
+
+/// The worker's view of where a job's images come from and go to.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub input: Arc<dyn ObjectStore>,
+    pub output: Arc<dyn ObjectStore>,
+}
+
+/// An image between stages.
+struct Item {
+    task: Task,
+    started: Instant,
+    etag: String,
+    image: Arc<Decoded>,
+    timings: Timings,
+}
+
+/// An image with its layers, quantised to 8-bit RGBA, one buffer per layer.
+struct Inferred {
+    item: Item,
+    layers: Vec<Vec<u8>>,
+    sources: Vec<Vec<usize>>,
+    palette: Option<Vec<[u8; 3]>>,
+}
+
+/// Counters of model time, for benchmarks and the share of wall time outside the model.
+#[derive(Debug, Default)]
+pub struct ModelClock {
+    busy_ns: std::sync::atomic::AtomicU64,
+}
+
+impl ModelClock {
+    fn add(&self, d: std::time::Duration) {
+        self.busy_ns.fetch_add(d.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Total time spent inside the model, in seconds.
+    pub fn busy_seconds(&self) -> f64 {
+        self.busy_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    }
+}
+
+/// Runs the pipeline until `tasks` is closed and drained; every task yields exactly one
+/// result on `results`. The model moves onto a dedicated inference thread.
+pub async fn run(
+    model: Box<dyn Model>,
+    config: WorkerConfig,
+    stores: Stores,
+    tasks: mpsc::Receiver<Task>,
+    results: mpsc::Sender<TaskResult>,
+    clock: Arc<ModelClock>,
+) {
+    let desc: ModelDesc = model.desc().clone();
+    let batch = config.batch_size.max(1);
+    let (decoded_tx, decoded_rx) = mpsc::channel(2 * batch);
+    let (inferred_tx, inferred_rx) = mpsc::channel(2);
+    let fetcher = tokio::spawn(fetch::run(stores.input.clone(), config.clone(), desc.clone(), tasks, decoded_tx, results.clone()));
+    let infer_results = results.clone();
+    let inference = std::thread::Builder::new()
+        .name("lamina-inference".into())
+        .spawn(move || infer::run(model, batch, decoded_rx, inferred_tx, infer_results, clock));
+    let writer = write::run(stores.output.clone(), desc, config, inferred_rx, results);
+    writer.await;
+    let _ = fetcher.await;
+    if let Ok(handle) = inference {
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    }
+}

@@ -1,0 +1,118 @@
+//! Stage 3: encode (on rayon, all cores) and write an image's outputs in commit order: the
+//! layers and the preview first, the manifest last. Only then is the result sent, so a
+//! result always stands for durable outputs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{fetch::ms, Inferred, WorkerConfig, WRITE_CONCURRENCY};
+use crate::encode::{encode_image, Encoded};
+use crate::model::{device_name, ModelDesc};
+use lamina_common::keys::join;
+use lamina_common::manifest::{Canvas, InputInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
+use lamina_common::messages::{Status, TaskResult};
+use lamina_common::ObjectStore;
+
+pub(super) async fn run(
+    output: Arc<dyn ObjectStore>,
+    desc: ModelDesc,
+    config: WorkerConfig,
+    mut inferred: mpsc::Receiver<Inferred>,
+    results: mpsc::Sender<TaskResult>,
+) {
+    let slots = Arc::new(Semaphore::new(WRITE_CONCURRENCY));
+    let mut writing = JoinSet::new();
+    let device = device_name(config.device);
+    while let Some(image) = inferred.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        let (output, desc, device, results) = (output.clone(), desc.clone(), device.clone(), results.clone());
+        writing.spawn(async move {
+            let result = finish(output, &desc, &device, image).await;
+            let _ = results.send(result).await;
+            drop(permit);
+        });
+        while writing.try_join_next().is_some() {}
+    }
+    while writing.join_next().await.is_some() {}
+}
+
+async fn finish(output: Arc<dyn ObjectStore>, desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
+    let Inferred { mut item, layers, sources, palette } = image;
+    let key = item.task.key.clone();
+    let encode_started = Instant::now();
+    let input = item.image.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(encode_image(layers, &sources, &input));
+    });
+    let encoded: Encoded = match rx.await {
+        Ok(Ok(encoded)) => encoded,
+        Ok(Err(e)) => return TaskResult::failed(key, format!("cannot encode layers: {e}")),
+        Err(_) => return TaskResult::failed(key, "layer encoder crashed"),
+    };
+    item.timings.encode = ms(encode_started.elapsed());
+
+    let write_started = Instant::now();
+    let fail = |e: lamina_common::StoreError| TaskResult::failed(key.clone(), format!("cannot write output: {e}"));
+    let mut puts = JoinSet::new();
+    let objects = encoded.files.iter().cloned().chain([(PREVIEW_FILE.to_owned(), encoded.preview.clone())]);
+    for (name, bytes) in objects {
+        let path = match join(&key, &name) {
+            Ok(path) => path,
+            Err(e) => return fail(e),
+        };
+        let output = output.clone();
+        puts.spawn(async move { output.put(&path, bytes).await });
+    }
+    while let Some(done) = puts.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return fail(e),
+            Err(e) => return TaskResult::failed(key.clone(), format!("writer crashed: {e}")),
+        }
+    }
+    item.timings.write = ms(write_started.elapsed());
+    let image = &item.image;
+    let manifest = Manifest {
+        schema: MANIFEST_SCHEMA.to_owned(),
+        input: InputInfo {
+            key: key.clone(),
+            size: item.task.size,
+            etag: item.etag.clone(),
+            format: image.format.clone(),
+            color: image.color.clone(),
+            orientation: image.orientation,
+            has_alpha: image.alpha.is_some(),
+        },
+        model: ModelInfo { id: desc.id.clone(), weights_sha256: desc.weights_sha256.clone(), device: device.to_owned() },
+        params: item.task.params.clone(),
+        canvas: Canvas { width: image.width, height: image.height },
+        layers: encoded.layers,
+        dropped: encoded.dropped,
+        palette,
+        recomposite_psnr_db: encoded.psnr_db.map(|p| (p * 100.0).round() / 100.0),
+        preview: Some(PREVIEW_FILE.to_owned()),
+        timings_ms: item.timings,
+        job_id: item.task.job_id.clone(),
+        created_at: lamina_common::time::now_rfc3339(),
+    };
+    let written = match (serde_json::to_vec_pretty(&manifest), join(&key, MANIFEST_FILE)) {
+        (Ok(json), Ok(path)) => output.put(&path, json).await,
+        (Err(e), _) => return TaskResult::failed(key, format!("cannot serialise manifest: {e}")),
+        (_, Err(e)) => Err(e),
+    };
+    if let Err(e) = written {
+        return fail(e);
+    }
+    TaskResult {
+        key,
+        status: Status::Done,
+        reason: None,
+        layers: Some(manifest.layers.len()),
+        psnr_db: manifest.recomposite_psnr_db,
+        ms: Some(ms(item.started.elapsed())),
+    }
+}
