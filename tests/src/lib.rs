@@ -1,1 +1,157 @@
-//! helpers
+//! Helpers for Lamina's end-to-end tests: find and run the real binaries, make input images
+//! of every kind (good and bad), and check outputs by decoding and recompositing them.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{DynamicImage, ImageFormat};
+use lamina_common::manifest::Manifest;
+use lamina_common::messages::TaskResult;
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// A binary of this workspace, built by `cargo test --workspace` next to the test executables.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// Runs `lamina ARGS` on the CPU with log-line progress and returns its output.
+pub fn lamina(args: &[&str]) -> Output {
+    Command::new(binary("lamina"))
+        .args(args)
+        .env("LAMINA_DEVICE", "cpu")
+        .env("LAMINA_PROGRESS", "log")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run lamina")
+}
+
+/// Prints a command's output when a test fails, so the failure explains itself.
+pub fn explain(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A bundled sample photo, shrunk so its longest side is `side` (tests stay fast on a CPU).
+pub fn sample(name: &str, side: u32) -> DynamicImage {
+    let img = image::open(repo_root().join("assets/samples").join(name)).expect("bundled sample");
+    img.thumbnail(side, side)
+}
+
+pub fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encode");
+    out.into_inner()
+}
+
+pub fn write(dir: &Path, key: &str, bytes: &[u8]) {
+    let path = dir.join(key);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// A JPEG carrying an EXIF orientation tag (6 = rotate 90 degrees clockwise to display).
+pub fn jpeg_with_orientation(img: &DynamicImage, orientation: u16) -> Vec<u8> {
+    let jpeg = encode(&DynamicImage::ImageRgb8(img.to_rgb8()), ImageFormat::Jpeg);
+    let mut tiff = b"II*\0\x08\0\0\0\x01\0".to_vec();
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+    tiff.extend_from_slice(&3u16.to_le_bytes());
+    tiff.extend_from_slice(&1u32.to_le_bytes());
+    tiff.extend_from_slice(&u32::from(orientation).to_le_bytes());
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// A valid PNG whose header claims `width` x `height` pixels (a decompression bomb's shape).
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut png = encode(&DynamicImage::ImageRgb8(image::RgbImage::new(4, 4)), ImageFormat::Png);
+    // Signature (8), IHDR length (4), "IHDR" (4), then width and height.
+    png[16..20].copy_from_slice(&width.to_be_bytes());
+    png[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// The one job's records folder under `out`.
+pub fn job_dir(out: &Path) -> PathBuf {
+    let jobs: Vec<PathBuf> = std::fs::read_dir(out.join("_lamina/jobs"))
+        .expect("job records")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(jobs.len(), 1, "expected one job folder, found {jobs:?}");
+    jobs.into_iter().next().expect("one job")
+}
+
+pub fn results(job: &Path) -> Vec<TaskResult> {
+    std::fs::read_to_string(job.join("results.jsonl"))
+        .expect("results.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("result line"))
+        .collect()
+}
+
+pub fn manifest(out: &Path, key: &str) -> Option<Manifest> {
+    let bytes = std::fs::read(out.join(key).join("manifest.json")).ok()?;
+    Some(serde_json::from_slice(&bytes).expect("manifest parses"))
+}
+
+/// Decodes every layer the manifest lists, composites them bottom to top with "over", and
+/// returns the PSNR (dB) against `input` (premultiplied by its alpha), `None` if identical.
+pub fn recomposite_psnr(dir: &Path, manifest: &Manifest, input: &DynamicImage) -> Option<f64> {
+    let input = input.to_rgba32f();
+    let (w, h) = (manifest.canvas.width, manifest.canvas.height);
+    assert_eq!((input.width(), input.height()), (w, h), "canvas size differs from the input");
+    let mut acc = vec![[0f32; 3]; (w * h) as usize];
+    for layer in &manifest.layers {
+        let img = image::open(dir.join(&layer.file)).expect("layer decodes");
+        assert_eq!(img.color(), image::ColorType::Rgba8, "{} is not 8-bit RGBA", layer.file);
+        let img = img.to_rgba8();
+        assert_eq!((img.width(), img.height()), (w, h), "{} has the wrong size", layer.file);
+        for (px, out) in img.pixels().zip(acc.iter_mut()) {
+            let a = f32::from(px[3]) / 255.0;
+            for c in 0..3 {
+                out[c] = f32::from(px[c]) / 255.0 * a + out[c] * (1.0 - a);
+            }
+        }
+    }
+    let mut se = 0f64;
+    for (px, out) in input.pixels().zip(&acc) {
+        for c in 0..3 {
+            let d = f64::from(out[c]) - f64::from(px[c] * px[3]);
+            se += d * d;
+        }
+    }
+    let mse = se / f64::from(3 * w * h);
+    (mse > 0.0).then(|| 10.0 * (1.0 / mse).log10())
+}

@@ -50,6 +50,9 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
     let format = reader.format().ok_or(DecodeError::Unsupported)?;
     let format_name = format.extensions_str().first().copied().unwrap_or("image").replace("jpg", "jpeg");
     let corrupt = |e: image::ImageError| DecodeError::Corrupt { format: format_name.clone(), detail: one_line(&e.to_string()) };
+    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(DecodeError::Corrupt { format: format_name, detail: "no end-of-image marker after the last scan".into() });
+    }
     let mut reader = reader;
     let mut limits = image::Limits::default();
     // Headroom for the float copy made below; the pixel count itself is checked next.
@@ -114,6 +117,14 @@ fn planar(image: &DynamicImage) -> (Vec<f32>, Option<Vec<f32>>) {
     }
     let has_alpha = alpha.iter().any(|&a| a < 1.0);
     (rgb, has_alpha.then_some(alpha))
+}
+
+/// Whether a JPEG ends its last scan with an end-of-image marker. The JPEG decoder fills a
+/// truncated image with grey instead of failing; a missing EOI gives truncation away. (Inside
+/// entropy-coded data 0xFF is always stuffed, so FF D9 cannot occur there by chance.)
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap_or(0);
+    bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn one_line(s: &str) -> String {
