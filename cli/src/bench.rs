@@ -1,2 +1,173 @@
-pub async fn main(_a: BenchArgs) -> anyhow::Result<std::process::ExitCode> { todo!() }
-#[derive(Debug, clap::Args)] pub struct BenchArgs {}
+//! `lamina bench`: model-only throughput (forward passes on decoded tensors, per size and
+//! batch) and end-to-end `lamina run` throughput on the same machine and device, with the
+//! share of wall time spent outside the model. Prints a Markdown table for BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use tch::{Kind, Tensor};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ModelArgs, RunArgs};
+use crate::report::Reporter;
+use crate::run::run_job;
+use lamina_common::params::DecomposeParams;
+use lamina_worker::model::{self, Batch, Model};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Folder of photos to benchmark on.
+    #[arg(long, default_value = "assets/samples")]
+    pub images: PathBuf,
+    /// Square sizes for the model-only runs.
+    #[arg(long, value_delimiter = ',', default_value = "512,1024")]
+    pub sizes: Vec<i64>,
+    /// Batch sizes for the model-only runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub batches: Vec<i64>,
+    /// Least time spent per measurement (at least two passes are always timed).
+    #[arg(long, default_value_t = 8.0)]
+    pub seconds: f64,
+    /// Skip the end-to-end runs.
+    #[arg(long)]
+    pub model_only: bool,
+    /// Images in the end-to-end run at the largest size.
+    #[arg(long, default_value_t = 8)]
+    pub e2e_images: usize,
+}
+
+pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let device = args.model.device()?;
+    let params = args.model.params()?;
+    let photos = load_photos(&args.images)?;
+    println!("device: {}  threads: {}  model: {}", model::device_name(device), tch::get_num_threads(), args.model.model);
+    println!();
+    println!("| measurement | size | batch | images/s | ms/image |");
+    println!("| --- | --- | --- | --- | --- |");
+    let model = model::load(&args.model.model, device)?;
+    // Batch 1 is always measured: it is what the end-to-end runs below compare against.
+    let mut batches = args.batches.clone();
+    if !batches.contains(&1) {
+        batches.insert(0, 1);
+    }
+    let mut batch1 = std::collections::HashMap::new();
+    for &size in &args.sizes {
+        let mut best = (0.0f64, 0i64);
+        for &batch in &batches {
+            let rate = model_rate(&*model, &photos, size, batch, &params, args.seconds)?;
+            println!("| model only | {size}^2 | {batch} | {rate:.3} | {:.0} |", 1000.0 / rate);
+            if batch == 1 {
+                batch1.insert(size, rate);
+            }
+            if rate > best.0 {
+                best = (rate, batch);
+            }
+        }
+        println!("| model only, best batch | {size}^2 | {} | {:.3} | {:.0} |", best.1, best.0, 1000.0 / best.0);
+    }
+    drop(model);
+    if args.model_only {
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let tmp = tempfile::tempdir().context("temporary folder")?;
+    let samples = run_once(&args, &args.images, &tmp.path().join("samples-out")).await?;
+    let n = samples.summary.done;
+    println!(
+        "| lamina run, bundled photos ({n} images, mixed sizes) | - | 1 | {:.3} | {:.0} |",
+        samples.summary.images_per_second,
+        1000.0 / samples.summary.images_per_second
+    );
+    let mut ratios = Vec::new();
+    if let Some(&size) = args.sizes.iter().max() {
+        let input = tmp.path().join(format!("in-{size}"));
+        write_squares(&photos, size as u32, args.e2e_images, &input)?;
+        let run = run_once(&args, &input, &tmp.path().join(format!("out-{size}"))).await?;
+        let rate = run.summary.images_per_second;
+        println!("| lamina run, {} images | {size}^2 | 1 | {rate:.3} | {:.0} |", run.summary.done, 1000.0 / rate);
+        ratios.push((size, rate, batch1.get(&size).copied(), 1.0 - run.model_seconds / run.wall_seconds));
+    }
+    println!();
+    println!(
+        "bundled photos: {:.1}% of wall time outside the model",
+        100.0 * (1.0 - samples.model_seconds / samples.wall_seconds)
+    );
+    for (size, e2e, model_rate, outside) in ratios {
+        if let Some(model_rate) = model_rate {
+            println!(
+                "{size}^2: end to end {e2e:.3} images/s = {:.2} x model-only batch 1 ({model_rate:.3} images/s); {:.1}% of wall time outside the model",
+                e2e / model_rate,
+                100.0 * outside
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_photos(dir: &Path) -> anyhow::Result<Vec<image::DynamicImage>> {
+    let mut photos = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))?.flatten().collect();
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        if let Ok(img) = image::open(entry.path()) {
+            photos.push(img);
+        }
+    }
+    if photos.is_empty() {
+        bail!("{}: no images to benchmark on", dir.display());
+    }
+    Ok(photos)
+}
+
+/// Images per second of `decompose` alone on a batch of `batch` photos of `size`^2.
+fn model_rate(m: &dyn Model, photos: &[image::DynamicImage], size: i64, batch: i64, params: &DecomposeParams, seconds: f64) -> anyhow::Result<f64> {
+    let tensors: Vec<Tensor> = (0..batch as usize)
+        .map(|i| {
+            let img = photos[i % photos.len()].resize_exact(size as u32, size as u32, image::imageops::FilterType::Triangle).to_rgb8();
+            let data: Vec<f32> = img.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect();
+            Tensor::from_slice(&data).view([size, size, 3]).permute([2, 0, 1])
+        })
+        .collect();
+    let images = Tensor::stack(&tensors, 0).to_device(m.device());
+    let sizes = vec![(size, size); batch as usize];
+    let pass = || -> anyhow::Result<()> {
+        let out = m.decompose(&Batch { images: &images, sizes: &sizes, alpha: None }, params)?;
+        // Reading a value back waits for the device to finish.
+        let _ = f64::try_from(out.layers.sum(Kind::Float))?;
+        Ok(())
+    };
+    pass()?; // warm-up
+    let started = Instant::now();
+    let mut passes = 0;
+    while passes < 2 || started.elapsed().as_secs_f64() < seconds {
+        pass()?;
+        passes += 1;
+    }
+    Ok((passes * batch) as f64 / started.elapsed().as_secs_f64())
+}
+
+fn write_squares(photos: &[image::DynamicImage], size: u32, n: usize, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for i in 0..n {
+        let img = photos[i % photos.len()].resize_exact(size, size, image::imageops::FilterType::Triangle).to_rgb8();
+        img.save(dir.join(format!("photo-{i:03}.png"))).context("write benchmark input")?;
+    }
+    Ok(())
+}
+
+async fn run_once(args: &BenchArgs, input: &Path, output: &Path) -> anyhow::Result<crate::run::Outcome> {
+    let run = RunArgs {
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        model: args.model.clone(),
+        batch_size: 1,
+        max_megapixels: 64.0,
+        progress: "none".into(),
+    };
+    run_job(&run, &mut Reporter::new("none"), CancellationToken::new()).await
+}

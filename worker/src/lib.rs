@@ -2,6 +2,7 @@
 //! the manifest (last); results out. The same pipeline runs inside `lamina run` (over an
 //! in-process queue and local folders) and in the distributed fleet.
 
+pub mod alloc;
 pub mod decode;
 pub mod encode;
 pub mod model;
