@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Sets up everything Lamina needs to build and run on a fresh Debian machine with Rust and
+# Python: a venv with the PyTorch that tch wants (libtorch comes from it), kept in a per-user
+# cache outside the clone so every clone and CI run reuses it, then builds the workspace.
+#
+# Usage: ops/bootstrap.sh [release|dev]   (default: release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ops/env.sh
+
+profile="${1:-release}"
+say() { printf '\033[1mlamina bootstrap:\033[0m %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
+command -v python3 >/dev/null || die "python3 not found: install Python 3.9 or newer first"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+torch_ok() { "$LAMINA_VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$LAMINA_TORCH_VERSION')" 2>/dev/null; }
+
+if ! torch_ok; then
+    if [ ! -x "$LAMINA_VENV/bin/python" ]; then
+        say "creating the PyTorch venv in $LAMINA_VENV"
+        mkdir -p "$LAMINA_CACHE"
+        if ! python3 -m venv "$LAMINA_VENV" 2>/dev/null; then
+            say "python3 cannot make venvs; installing python3-venv"
+            as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null \
+                || die "cannot install python3-venv (run: apt-get install python3-venv)"
+            rm -rf "$LAMINA_VENV"
+            python3 -m venv "$LAMINA_VENV"
+        fi
+    fi
+    say "installing torch==$LAMINA_TORCH_VERSION (about 4.7 GB, once per machine)"
+    "$LAMINA_VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$LAMINA_VENV/bin/python" -m pip install --quiet "torch==$LAMINA_TORCH_VERSION"
+    torch_ok || die "torch $LAMINA_TORCH_VERSION did not install into $LAMINA_VENV"
+fi
+say "libtorch from $("$LAMINA_VENV/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
+
+if [ "$profile" = release ]; then
+    say "building lamina (release; the first build takes a few minutes)"
+    cargo build --release --locked -p lamina-cli
+else
+    say "building the workspace and its tests"
+    cargo build --locked --workspace --all-targets
+fi
