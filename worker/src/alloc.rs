@@ -8,8 +8,12 @@
 //! the configuration bounds.
 
 /// Keeps large freed blocks for reuse instead of returning them to the kernel at once.
-/// Call once at start-up, before the model is loaded.
+/// Call once at start-up, before the model is loaded. `LAMINA_MALLOC=default` leaves the
+/// allocator as it is (for comparisons, or a platform where the tuning hurts).
 pub fn tune_for_inference() {
+    if std::env::var("LAMINA_MALLOC").is_ok_and(|v| v == "default") {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator parameters; it is called before any thread that
     // allocates through libtorch exists, and the values are within the documented ranges.
