@@ -8,10 +8,10 @@ use lamina_common::Location;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Folder of images (searched recursively for JPEG, PNG, WebP, TIFF, BMP, GIF).
+    /// Folder or s3://bucket/prefix of images (searched recursively for JPEG, PNG, WebP, TIFF, BMP, GIF).
     #[arg(value_name = "IN")]
     pub input: String,
-    /// Folder for the layers, manifests and job records.
+    /// Folder or s3://bucket/prefix for the layers, manifests and job records.
     #[arg(value_name = "OUT")]
     pub output: String,
     #[command(flatten)]
@@ -59,19 +59,19 @@ impl ModelArgs {
 }
 
 impl RunArgs {
-    /// The input and output folders, checked.
-    pub fn folders(&self) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
-        let local = |s: &str, what: &str| match Location::parse(s) {
-            Ok(Location::Local(path)) => Ok(path),
-            Ok(Location::S3 { .. }) => bail!("{what} {s}: s3:// locations need the distributed mode (lamina submit)"),
-            Err(e) => bail!("{what} {e}"),
-        };
-        let input = local(&self.input, "IN")?;
-        let output = local(&self.output, "OUT")?;
-        if !input.is_dir() {
-            bail!("IN {}: not a folder", input.display());
+    /// The input and output locations, checked: a local input must be a folder, a local
+    /// output is created.
+    pub fn locations(&self) -> anyhow::Result<(Location, Location)> {
+        let input = Location::parse(&self.input).map_err(|e| anyhow::anyhow!("IN {e}"))?;
+        let output = Location::parse(&self.output).map_err(|e| anyhow::anyhow!("OUT {e}"))?;
+        if let Location::Local(path) = &input {
+            if !path.is_dir() {
+                bail!("IN {}: not a folder", path.display());
+            }
         }
-        std::fs::create_dir_all(&output).with_context(|| format!("OUT {}: cannot create", output.display()))?;
+        if let Location::Local(path) = &output {
+            std::fs::create_dir_all(path).with_context(|| format!("OUT {}: cannot create", path.display()))?;
+        }
         if !(self.max_megapixels > 0.0) {
             bail!("--max-megapixels must be positive");
         }

@@ -3,12 +3,14 @@
 //! coordinator and the workers ([`messages`]), and the small helpers every part needs.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod error;
 pub mod keys;
 pub mod location;
 pub mod manifest;
 pub mod messages;
 pub mod params;
+pub mod retry;
 pub mod store;
 pub mod time;
 

@@ -5,7 +5,10 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use image::{DynamicImage, ImageFormat};
+use lamina_common::config::S3Settings;
 use lamina_common::manifest::Manifest;
 use lamina_common::messages::TaskResult;
 
@@ -154,4 +157,30 @@ pub fn recomposite_psnr(dir: &Path, manifest: &Manifest, input: &DynamicImage) -
     }
     let mse = se / f64::from(3 * w * h);
     (mse > 0.0).then(|| 10.0 * (1.0 / mse).log10())
+}
+
+/// The S3 settings of the test services (`LAMINA_S3_*`, exported by `ops/services.sh`).
+pub fn s3_settings() -> S3Settings {
+    let s = S3Settings::from_env().expect("LAMINA_S3_* settings");
+    assert!(
+        s.endpoint.is_some(),
+        "S3 tests need the test services: run them with ops/test.sh (or eval \"$(ops/services.sh)\" first)"
+    );
+    s
+}
+
+/// Creates a fresh bucket with Garage's CLI and lets the test key use it, so tests running
+/// in parallel never see each other's objects.
+pub fn new_bucket(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let bucket = format!("lamina-{}-{}-{name}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let garage = std::env::var("LAMINA_TEST_GARAGE").expect("LAMINA_TEST_GARAGE (set by ops/services.sh)");
+    let key = std::env::var("LAMINA_S3_ACCESS_KEY_ID").expect("LAMINA_S3_ACCESS_KEY_ID");
+    let run = |args: &str| {
+        let status = Command::new("sh").arg("-c").arg(format!("{garage} {args} > /dev/null")).status().expect("run garage");
+        assert!(status.success(), "garage {args} failed");
+    };
+    run(&format!("bucket create {bucket}"));
+    run(&format!("bucket allow --read --write --owner {bucket} --key {key}"));
+    bucket
 }

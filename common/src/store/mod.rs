@@ -7,11 +7,13 @@
 //! commit point.
 
 mod local;
+mod s3;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub use local::{sha256_etag, LocalStore};
+pub use s3::S3Store;
 
 use crate::StoreError;
 
@@ -55,4 +57,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// page: memory stays bounded by the channel's capacity, not by the number of objects.
     /// Returns when the listing is complete or the receiver is gone.
     async fn list(&self, prefix: &str, tx: mpsc::Sender<Result<ObjectMeta, StoreError>>);
+}
+
+/// Opens the store for a location: a local folder or an S3 bucket prefix.
+pub async fn open(location: &crate::Location, s3: &crate::config::S3Settings) -> std::sync::Arc<dyn ObjectStore> {
+    match location {
+        crate::Location::Local(path) => std::sync::Arc::new(LocalStore::new(path)),
+        crate::Location::S3 { bucket, prefix } => std::sync::Arc::new(S3Store::new(s3, bucket, prefix).await),
+    }
 }

@@ -35,6 +35,9 @@ pub struct S3Store {
     bucket: String,
     /// Key prefix without a trailing `/` (may be empty).
     prefix: String,
+    page_size: i32,
+    /// A folder (relative key prefix) that listings skip.
+    exclude: Option<String>,
 }
 
 impl S3Store {
@@ -67,7 +70,26 @@ impl S3Store {
                 }
             }
         }
-        S3Store { client: Client::from_conf(config.build()), bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() }
+        S3Store {
+            client: Client::from_conf(config.build()),
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            page_size: PAGE_SIZE,
+            exclude: None,
+        }
+    }
+
+    /// Lists `n` keys per request instead of S3's maximum (tests use it to see pagination).
+    pub fn with_page_size(mut self, n: i32) -> S3Store {
+        self.page_size = n.clamp(1, PAGE_SIZE);
+        self
+    }
+
+    /// Skips the folder `rel` (relative to this store's prefix) in listings: the output
+    /// prefix when it lies inside the input prefix.
+    pub fn excluding(mut self, rel: &str) -> S3Store {
+        self.exclude = Some(format!("{}/", rel.trim_matches('/')));
+        self
     }
 
     fn full_key(&self, key: &str) -> Result<String, StoreError> {
@@ -198,7 +220,7 @@ impl ObjectStore for S3Store {
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(&base)
-            .max_keys(PAGE_SIZE)
+            .max_keys(self.page_size)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -212,7 +234,8 @@ impl ObjectStore for S3Store {
             for object in page.contents() {
                 let Some(full) = object.key() else { continue };
                 let key = full.get(strip..).unwrap_or(full).to_owned();
-                if key.is_empty() || key.ends_with('/') {
+                let excluded = self.exclude.as_deref().is_some_and(|x| key.starts_with(x));
+                if key.is_empty() || key.ends_with('/') || excluded {
                     continue;
                 }
                 let meta = ObjectMeta {

@@ -12,6 +12,7 @@ use crate::decode::decode;
 use crate::model::ModelDesc;
 use lamina_common::manifest::Timings;
 use lamina_common::messages::{Task, TaskResult};
+use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::store::sha256_etag;
 use lamina_common::ObjectStore;
 
@@ -55,7 +56,9 @@ pub(super) async fn run(
 async fn prepare(input: &dyn ObjectStore, config: &WorkerConfig, desc: &ModelDesc, task: Task) -> Result<Item, TaskResult> {
     let started = Instant::now();
     let fail = |reason: String| TaskResult::failed(task.key.clone(), reason);
-    let bytes = input.get(&task.key).await.map_err(|e| fail(format!("cannot read input: {e}")))?;
+    let bytes = retry("fetch", RetryPolicy::default(), || input.get(&task.key))
+        .await
+        .map_err(|e| fail(format!("cannot read input: {e}")))?;
     let fetched = Instant::now();
     let etag = task.etag.clone().unwrap_or_else(|| sha256_etag(&bytes));
     let max_pixels = config.max_pixels;

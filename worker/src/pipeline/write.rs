@@ -14,6 +14,7 @@ use crate::model::{device_name, ModelDesc};
 use lamina_common::keys::join;
 use lamina_common::manifest::{Canvas, InputInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
 use lamina_common::messages::{Status, TaskResult};
+use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::ObjectStore;
 
 pub(super) async fn run(
@@ -65,7 +66,7 @@ async fn finish(output: Arc<dyn ObjectStore>, desc: &ModelDesc, device: &str, im
             Err(e) => return fail(e),
         };
         let output = output.clone();
-        puts.spawn(async move { output.put(&path, bytes).await });
+        puts.spawn(async move { retry("write layer", RetryPolicy::default(), || output.put(&path, bytes.clone())).await });
     }
     while let Some(done) = puts.join_next().await {
         match done {
@@ -100,7 +101,7 @@ async fn finish(output: Arc<dyn ObjectStore>, desc: &ModelDesc, device: &str, im
         created_at: lamina_common::time::now_rfc3339(),
     };
     let written = match (serde_json::to_vec_pretty(&manifest), join(&key, MANIFEST_FILE)) {
-        (Ok(json), Ok(path)) => output.put(&path, json).await,
+        (Ok(json), Ok(path)) => retry("write manifest", RetryPolicy::default(), || output.put(&path, json.clone())).await,
         (Err(e), _) => return TaskResult::failed(key, format!("cannot serialise manifest: {e}")),
         (_, Err(e)) => Err(e),
     };
