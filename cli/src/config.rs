@@ -72,7 +72,7 @@ impl RunArgs {
         if let Location::Local(path) = &output {
             std::fs::create_dir_all(path).with_context(|| format!("OUT {}: cannot create", path.display()))?;
         }
-        if !(self.max_megapixels > 0.0) {
+        if self.max_megapixels.is_nan() || self.max_megapixels <= 0.0 {
             bail!("--max-megapixels must be positive");
         }
         Ok((input, output))

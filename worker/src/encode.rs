@@ -121,8 +121,8 @@ fn recomposite_psnr<'a>(layers: impl Iterator<Item = &'a [u8]> + Clone, input: &
     let mut se = 0f64;
     for (i, px) in rebuilt.iter().enumerate() {
         let a = input.alpha.as_ref().map_or(1.0, |al| al[i]);
-        for c in 0..3 {
-            let d = f64::from(px[c]) - f64::from(input.rgb[c * n + i] * a);
+        for (c, &v) in px.iter().enumerate() {
+            let d = f64::from(v) - f64::from(input.rgb[c * n + i] * a);
             se += d * d;
         }
     }
