@@ -5,7 +5,6 @@
 
 mod bench;
 mod config;
-mod logging;
 mod report;
 mod run;
 
@@ -34,7 +33,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lamina_worker::alloc::tune_for_inference();
-    logging::init(&cli.log_format);
+    lamina_worker::logging::init(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -14,11 +14,12 @@ use tracing::{info, warn};
 use crate::config::RunArgs;
 use crate::report::Reporter;
 use lamina_common::config::S3Settings;
-use lamina_common::store::{self, LocalStore, S3Store};
+use lamina_common::messages::Task;
+use lamina_common::store::{self, LocalStore, S3Store, StoreCache};
 use lamina_common::{Location, ObjectStore};
 use lamina_coordinator::{plan, JobRecords, JobSpec, PlanStats, Planner, Progress, Summary};
 use lamina_worker::model;
-use lamina_worker::pipeline::{self, ModelClock, Stores, WorkerConfig};
+use lamina_worker::pipeline::{self, Finished, ModelClock, Work, WorkerConfig};
 
 /// What a finished run measured.
 pub struct Outcome {
@@ -70,10 +71,33 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, cancel: Cancellati
     let (result_tx, mut result_rx) = mpsc::channel(256);
     let clock = Arc::new(ModelClock::default());
     let config = WorkerConfig { max_pixels: args.max_pixels(), batch_size: batch, device };
-    let stores = Stores { input: input.clone(), output: output.clone() };
-    let worker = tokio::spawn(pipeline::run(model, config, stores, task_rx, result_tx.clone(), clock.clone()));
+    let stores = Arc::new(StoreCache::new(s3.clone()));
+    stores.insert(&spec.input, input.clone());
+    stores.insert(&spec.output, output.clone());
+    // The in-process queue: tasks go straight to the pipeline, results straight back.
+    let (work_tx, work_rx) = mpsc::channel(4 * batch + 8);
+    let (finished_tx, mut finished_rx) = mpsc::channel::<Finished>(64);
+    let worker = tokio::spawn(pipeline::run(model, config, stores, work_rx, finished_tx, clock.clone()));
+    let mut task_rx: mpsc::Receiver<Task> = task_rx;
+    tokio::spawn(async move {
+        while let Some(task) = task_rx.recv().await {
+            if work_tx.send(Work { ticket: 0, task }).await.is_err() {
+                break;
+            }
+        }
+    });
+    let forward = result_tx.clone();
+    tokio::spawn(async move {
+        while let Some(finished) = finished_rx.recv().await {
+            if forward.send(finished.result).await.is_err() {
+                break;
+            }
+        }
+    });
     let planner = Planner {
         job_id: spec.job_id.clone(),
+        input_location: spec.input.clone(),
+        output_location: spec.output.clone(),
         input,
         output: output.clone(),
         model_id: desc.id.clone(),

@@ -74,7 +74,7 @@ impl S3Settings {
 }
 
 /// An environment variable, or the trimmed content of the file named by `<name>_FILE`.
-fn var(name: &str) -> Result<Option<String>, String> {
+pub(crate) fn var(name: &str) -> Result<Option<String>, String> {
     if let Ok(v) = std::env::var(name) {
         return Ok(Some(v).filter(|v| !v.is_empty()));
     }

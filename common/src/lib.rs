@@ -3,6 +3,7 @@
 //! coordinator and the workers ([`messages`]), and the small helpers every part needs.
 #![forbid(unsafe_code)]
 
+pub mod amqp;
 pub mod config;
 pub mod error;
 pub mod keys;

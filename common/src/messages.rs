@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::params::DecomposeParams;
 
 pub const TASK_SCHEMA: &str = "lamina.task/1";
+pub const JOB_SCHEMA: &str = "lamina.job/1";
+pub const EVENT_SCHEMA: &str = "lamina.event/1";
 
 /// One image to decompose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +15,10 @@ pub const TASK_SCHEMA: &str = "lamina.task/1";
 pub struct Task {
     pub schema: String,
     pub job_id: String,
+    /// The job's input location (`s3://bucket/prefix` or a local path).
+    pub input: String,
+    /// The job's output location.
+    pub output: String,
     /// Key of the input relative to the job's input location; also names the output folder.
     pub key: String,
     pub size: u64,
@@ -58,4 +64,75 @@ impl TaskResult {
     pub fn skipped(key: impl Into<String>) -> TaskResult {
         TaskResult { key: key.into(), status: Status::Skipped, reason: None, layers: None, psnr_db: None, ms: None }
     }
+}
+
+/// What a job asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub schema: String,
+    pub job_id: String,
+    pub input: String,
+    pub output: String,
+    pub model: String,
+    /// The worker pool (task queue) that runs the job.
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    /// 0 (default) to 9; higher jobs are served first.
+    #[serde(default)]
+    pub priority: u8,
+    pub params: DecomposeParams,
+    pub created_at: String,
+}
+
+fn default_pool() -> String {
+    "default".to_owned()
+}
+
+impl JobSpec {
+    pub fn new(input: String, output: String, model: String, params: DecomposeParams) -> JobSpec {
+        JobSpec {
+            schema: JOB_SCHEMA.to_owned(),
+            job_id: uuid::Uuid::now_v7().to_string(),
+            input,
+            output,
+            model,
+            pool: default_pool(),
+            priority: 0,
+            params,
+            created_at: crate::time::now_rfc3339(),
+        }
+    }
+
+    /// The folder of this job's records, relative to the output location.
+    pub fn records_prefix(&self) -> String {
+        format!("_lamina/jobs/{}", self.job_id)
+    }
+}
+
+
+/// What workers report to the coordinator on the events queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub schema: String,
+    /// The job a result belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// A worker's periodic report of itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub worker: String,
+    pub pool: String,
+    pub device: String,
+    pub model: String,
+    pub in_flight: u64,
+    pub images_per_second: f64,
 }

@@ -6,11 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use lamina_common::messages::{JobSpec, JOB_SCHEMA};
 use lamina_common::messages::{Status, TaskResult};
-use lamina_common::params::DecomposeParams;
 use lamina_common::{ObjectStore, StoreError};
 
-pub const JOB_SCHEMA: &str = "lamina.job/1";
 pub const SUMMARY_SCHEMA: &str = "lamina.summary/1";
 /// Lines buffered before an append; bounds both memory and the number of small writes.
 const CHUNK_LINES: usize = 512;
@@ -18,38 +17,6 @@ const CHUNK_LINES: usize = 512;
 const CHUNK_AGE: Duration = Duration::from_secs(2);
 /// Failures listed in the summary (all of them are in results.jsonl).
 const SUMMARY_FAILURES: usize = 100;
-
-/// What a job asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobSpec {
-    pub schema: String,
-    pub job_id: String,
-    pub input: String,
-    pub output: String,
-    pub model: String,
-    pub params: DecomposeParams,
-    pub created_at: String,
-}
-
-impl JobSpec {
-    pub fn new(input: String, output: String, model: String, params: DecomposeParams) -> JobSpec {
-        JobSpec {
-            schema: JOB_SCHEMA.to_owned(),
-            job_id: uuid::Uuid::now_v7().to_string(),
-            input,
-            output,
-            model,
-            params,
-            created_at: lamina_common::time::now_rfc3339(),
-        }
-    }
-
-    /// The folder of this job's records, relative to the output location.
-    pub fn records_prefix(&self) -> String {
-        format!("_lamina/jobs/{}", self.job_id)
-    }
-}
 
 /// How a job ended, written to `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

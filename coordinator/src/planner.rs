@@ -31,6 +31,9 @@ pub fn is_image_key(key: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Planner {
     pub job_id: String,
+    /// The locations as the tasks name them.
+    pub input_location: String,
+    pub output_location: String,
     pub input: Arc<dyn ObjectStore>,
     pub output: Arc<dyn ObjectStore>,
     pub model_id: String,
@@ -101,6 +104,8 @@ async fn check(planner: &Planner, meta: ObjectMeta) -> Result<Task, TaskResult> 
     Ok(Task {
         schema: TASK_SCHEMA.to_owned(),
         job_id: planner.job_id.clone(),
+        input: planner.input_location.clone(),
+        output: planner.output_location.clone(),
         key: meta.key,
         size: meta.size,
         etag: meta.etag,

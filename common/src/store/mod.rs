@@ -6,12 +6,14 @@
 //! sees the whole object or nothing, which is what makes "the manifest is written last" a
 //! commit point.
 
+mod cache;
 mod local;
 mod s3;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+pub use cache::StoreCache;
 pub use local::{sha256_etag, LocalStore};
 pub use s3::S3Store;
 

@@ -7,31 +7,34 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::debug;
 
-use super::{Item, WorkerConfig, FETCH_CONCURRENCY};
+use super::{Finished, Item, Work, WorkerConfig, FETCH_CONCURRENCY};
 use crate::decode::decode;
 use crate::model::ModelDesc;
 use lamina_common::manifest::Timings;
 use lamina_common::messages::{Task, TaskResult};
+use lamina_common::store::StoreCache;
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::store::sha256_etag;
-use lamina_common::ObjectStore;
 
 pub(super) async fn run(
-    input: Arc<dyn ObjectStore>,
+    stores: Arc<StoreCache>,
     config: WorkerConfig,
     desc: ModelDesc,
-    mut tasks: mpsc::Receiver<Task>,
+    mut tasks: mpsc::Receiver<Work>,
     decoded: mpsc::Sender<Item>,
-    results: mpsc::Sender<TaskResult>,
+    results: mpsc::Sender<Finished>,
 ) {
     let mut running = JoinSet::new();
     let mut open = true;
     while open || !running.is_empty() {
         tokio::select! {
             task = tasks.recv(), if open && running.len() < FETCH_CONCURRENCY => match task {
-                Some(task) => {
-                    let (input, config, desc) = (input.clone(), config.clone(), desc.clone());
-                    running.spawn(async move { prepare(&*input, &config, &desc, task).await });
+                Some(work) => {
+                    let (stores, config, desc) = (stores.clone(), config.clone(), desc.clone());
+                    running.spawn(async move {
+                        let Work { ticket, task } = work;
+                        prepare(&stores, &config, &desc, ticket, task).await
+                    });
                 }
                 None => open = false,
             },
@@ -53,9 +56,11 @@ pub(super) async fn run(
 }
 
 /// Fetches and decodes one input; a failure becomes the task's result.
-async fn prepare(input: &dyn ObjectStore, config: &WorkerConfig, desc: &ModelDesc, task: Task) -> Result<Item, TaskResult> {
+async fn prepare(stores: &StoreCache, config: &WorkerConfig, desc: &ModelDesc, ticket: u64, task: Task) -> Result<Item, Finished> {
     let started = Instant::now();
-    let fail = |reason: String| TaskResult::failed(task.key.clone(), reason);
+    let fail = |reason: String| Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), reason));
+    let input = stores.get(&task.input).await.map_err(|e| fail(format!("input location: {e}")))?;
+    let output = stores.get(&task.output).await.map_err(|e| fail(format!("output location: {e}")))?;
     let bytes = retry("fetch", RetryPolicy::default(), || input.get(&task.key))
         .await
         .map_err(|e| fail(format!("cannot read input: {e}")))?;
@@ -77,7 +82,7 @@ async fn prepare(input: &dyn ObjectStore, config: &WorkerConfig, desc: &ModelDes
         decode: ms(fetched.elapsed()),
         ..Timings::default()
     };
-    Ok(Item { task, started, etag, image: Arc::new(decoded), timings })
+    Ok(Item { ticket, task, output, started, etag, image: Arc::new(decoded), timings })
 }
 
 pub(super) fn ms(d: std::time::Duration) -> f64 {

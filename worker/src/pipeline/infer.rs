@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{fetch::ms, Inferred, Item, ModelClock};
+use super::{fetch::ms, Finished, Inferred, Item, ModelClock};
 use crate::model::{Batch, Model};
 use lamina_common::messages::TaskResult;
 
@@ -18,7 +18,7 @@ pub(super) fn run(
     batch_size: usize,
     mut decoded: mpsc::Receiver<Item>,
     inferred: mpsc::Sender<Inferred>,
-    results: mpsc::Sender<TaskResult>,
+    results: mpsc::Sender<Finished>,
     clock: Arc<ModelClock>,
 ) {
     let multiple = model.desc().size_multiple.max(1);
@@ -66,7 +66,8 @@ pub(super) fn run(
             Err(reason) => {
                 warn!(images = batch.len(), error = %reason, "inference failed");
                 for item in batch {
-                    if results.blocking_send(TaskResult::failed(item.task.key, reason.clone())).is_err() {
+                    let failed = TaskResult::failed(item.task.key.clone(), reason.clone());
+                    if results.blocking_send(Finished::new(item.ticket, &item.task, failed)).is_err() {
                         return;
                     }
                 }

@@ -25,6 +25,7 @@ use crate::decode::Decoded;
 use crate::model::{Model, ModelDesc};
 use lamina_common::manifest::Timings;
 use lamina_common::messages::{Task, TaskResult};
+use lamina_common::store::StoreCache;
 use lamina_common::ObjectStore;
 
 /// Downloads and decodes in flight at once: enough to hide object-store latency.
@@ -43,16 +44,32 @@ pub struct WorkerConfig {
     pub device: tch::Device,
 }
 
-/// The worker's view of where a job's images come from and go to.
-#[derive(Debug, Clone)]
-pub struct Stores {
-    pub input: Arc<dyn ObjectStore>,
-    pub output: Arc<dyn ObjectStore>,
+/// A task and the ticket its result carries back (the queue delivery to acknowledge).
+#[derive(Debug)]
+pub struct Work {
+    pub ticket: u64,
+    pub task: Task,
+}
+
+/// A task's result, sent only once its outputs are durable.
+#[derive(Debug)]
+pub struct Finished {
+    pub ticket: u64,
+    pub job_id: String,
+    pub result: TaskResult,
+}
+
+impl Finished {
+    fn new(ticket: u64, task: &Task, result: TaskResult) -> Finished {
+        Finished { ticket, job_id: task.job_id.clone(), result }
+    }
 }
 
 /// An image between stages.
 struct Item {
+    ticket: u64,
     task: Task,
+    output: Arc<dyn ObjectStore>,
     started: Instant,
     etag: String,
     image: Arc<Decoded>,
@@ -89,21 +106,21 @@ impl ModelClock {
 pub async fn run(
     model: Box<dyn Model>,
     config: WorkerConfig,
-    stores: Stores,
-    tasks: mpsc::Receiver<Task>,
-    results: mpsc::Sender<TaskResult>,
+    stores: Arc<StoreCache>,
+    tasks: mpsc::Receiver<Work>,
+    results: mpsc::Sender<Finished>,
     clock: Arc<ModelClock>,
 ) {
     let desc: ModelDesc = model.desc().clone();
     let batch = config.batch_size.max(1);
     let (decoded_tx, decoded_rx) = mpsc::channel(2 * batch);
     let (inferred_tx, inferred_rx) = mpsc::channel(2);
-    let fetcher = tokio::spawn(fetch::run(stores.input.clone(), config.clone(), desc.clone(), tasks, decoded_tx, results.clone()));
+    let fetcher = tokio::spawn(fetch::run(stores, config.clone(), desc.clone(), tasks, decoded_tx, results.clone()));
     let infer_results = results.clone();
     let inference = std::thread::Builder::new()
         .name("lamina-inference".into())
         .spawn(move || infer::run(model, batch, decoded_rx, inferred_tx, infer_results, clock));
-    let writer = write::run(stores.output.clone(), desc, config, inferred_rx, results);
+    let writer = write::run(desc, config, inferred_rx, results);
     writer.await;
     let _ = fetcher.await;
     if let Ok(handle) = inference {

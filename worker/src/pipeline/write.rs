@@ -8,31 +8,30 @@ use std::time::Instant;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{fetch::ms, Inferred, WorkerConfig, WRITE_CONCURRENCY};
+use super::{fetch::ms, Finished, Inferred, WorkerConfig, WRITE_CONCURRENCY};
 use crate::encode::{encode_image, Encoded};
 use crate::model::{device_name, ModelDesc};
 use lamina_common::keys::join;
 use lamina_common::manifest::{Canvas, InputInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
 use lamina_common::messages::{Status, TaskResult};
 use lamina_common::retry::{retry, RetryPolicy};
-use lamina_common::ObjectStore;
 
 pub(super) async fn run(
-    output: Arc<dyn ObjectStore>,
     desc: ModelDesc,
     config: WorkerConfig,
     mut inferred: mpsc::Receiver<Inferred>,
-    results: mpsc::Sender<TaskResult>,
+    results: mpsc::Sender<Finished>,
 ) {
     let slots = Arc::new(Semaphore::new(WRITE_CONCURRENCY));
     let mut writing = JoinSet::new();
     let device = device_name(config.device);
     while let Some(image) = inferred.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-        let (output, desc, device, results) = (output.clone(), desc.clone(), device.clone(), results.clone());
+        let (desc, device, results) = (desc.clone(), device.clone(), results.clone());
+        let (ticket, task) = (image.item.ticket, image.item.task.clone());
         writing.spawn(async move {
-            let result = finish(output, &desc, &device, image).await;
-            let _ = results.send(result).await;
+            let result = finish(&desc, &device, image).await;
+            let _ = results.send(Finished::new(ticket, &task, result)).await;
             drop(permit);
         });
         while writing.try_join_next().is_some() {}
@@ -40,8 +39,9 @@ pub(super) async fn run(
     while writing.join_next().await.is_some() {}
 }
 
-async fn finish(output: Arc<dyn ObjectStore>, desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
+async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     let Inferred { mut item, layers, sources, palette } = image;
+    let output = item.output.clone();
     let key = item.task.key.clone();
     let encode_started = Instant::now();
     let input = item.image.clone();

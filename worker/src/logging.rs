@@ -1,4 +1,4 @@
-//! Logging to stderr: human-readable text by default, JSON lines when asked. `RUST_LOG`
+//! Logging for every Lamina binary, to stderr: human-readable text by default, JSON lines when asked. `RUST_LOG`
 //! overrides the level (default `info`).
 
 use tracing_subscriber::EnvFilter;
