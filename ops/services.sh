@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the services Lamina's tests (and a local distributed demo) talk to, each on
-# loopback, installing what is missing: Garage, a real S3-compatible server, built once per
-# machine into the per-user cache. Prints `export ...` lines for the settings; use it as
+# loopback, installing what is missing: RabbitMQ (Debian's package) and Garage, a real
+# S3-compatible server, built once per machine into the per-user cache. Prints `export ...` lines for the settings; use it as
 #   eval "$(ops/services.sh)"
 # Safe to run again: a service that already answers is left alone.
 set -euo pipefail
@@ -67,8 +67,32 @@ CONF
     exit 1
 }
 
+port_open() { python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$1" 2>/dev/null; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+start_rabbitmq() {
+    if port_open 5672; then
+        return
+    fi
+    if ! command -v rabbitmq-server >/dev/null && [ ! -x /usr/sbin/rabbitmq-server ]; then
+        say "installing rabbitmq-server"
+        as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >&2 \
+            || { say "cannot install rabbitmq-server (run: apt-get install rabbitmq-server)"; exit 1; }
+    fi
+    say "starting RabbitMQ on 127.0.0.1:5672"
+    PATH="$PATH:/usr/sbin" as_root rabbitmq-server -detached >&2 || true
+    for _ in $(seq 1 150); do
+        port_open 5672 && return
+        sleep 0.4
+    done
+    say "RabbitMQ did not start"
+    exit 1
+}
+
+start_rabbitmq
 start_garage
 cat <<ENV
+export LAMINA_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
 export LAMINA_S3_ENDPOINT=http://$GARAGE_S3
 export LAMINA_S3_REGION=$GARAGE_REGION
 export LAMINA_S3_ACCESS_KEY_ID=$GARAGE_KEY_ID

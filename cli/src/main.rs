@@ -7,6 +7,7 @@ mod bench;
 mod config;
 mod report;
 mod run;
+mod submit;
 
 use std::process::ExitCode;
 
@@ -28,12 +29,14 @@ enum Command {
     Run(config::RunArgs),
     /// Measure model-only and end-to-end throughput on this machine.
     Bench(bench::BenchArgs),
+    /// Submit a job to a Lamina fleet (RabbitMQ, a coordinator and workers) and print its id.
+    Submit(submit::SubmitArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lamina_worker::alloc::tune_for_inference();
-    lamina_worker::logging::init(&cli.log_format);
+    lamina_common::logging::init(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::main(args).await,
             Command::Bench(args) => bench::main(args).await,
+            Command::Submit(args) => submit::main(args).await,
         }
     });
     match outcome {

@@ -15,8 +15,7 @@ use crate::config::RunArgs;
 use crate::report::Reporter;
 use lamina_common::config::S3Settings;
 use lamina_common::messages::Task;
-use lamina_common::store::{self, LocalStore, S3Store, StoreCache};
-use lamina_common::{Location, ObjectStore};
+use lamina_common::store::{self, StoreCache};
 use lamina_coordinator::{plan, JobRecords, JobSpec, PlanStats, Planner, Progress, Summary};
 use lamina_worker::model;
 use lamina_worker::pipeline::{self, Finished, ModelClock, Work, WorkerConfig};
@@ -61,7 +60,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, cancel: Cancellati
     info!(input = %in_loc, output = %out_loc, model = %desc.id, device = %model::device_name(device),
         batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
 
-    let input = open_input(&in_loc, &out_loc, &s3).await;
+    let input = store::open_input(&in_loc, &out_loc, &s3).await;
     let output = store::open(&out_loc, &s3).await;
     let spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params.clone());
     let mut records = JobRecords::create(output.clone(), &spec).await.context("cannot write the job records")?;
@@ -151,25 +150,3 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, cancel: Cancellati
     Ok(Outcome { summary, model_seconds: clock.busy_seconds(), wall_seconds: wall })
 }
 
-/// The input store; when the output lies inside the input, listings skip it, so a run never
-/// decomposes its own layers.
-async fn open_input(input: &Location, output: &Location, s3: &S3Settings) -> Arc<dyn ObjectStore> {
-    match (input, output) {
-        (Location::Local(i), Location::Local(o)) => {
-            let store = LocalStore::new(i);
-            match (i.canonicalize(), o.canonicalize()) {
-                (Ok(i), Ok(o)) if o.starts_with(&i) => Arc::new(store.excluding(o)),
-                _ => Arc::new(store),
-            }
-        }
-        (Location::S3 { bucket, prefix }, Location::S3 { bucket: out_bucket, prefix: out_prefix }) if bucket == out_bucket => {
-            let store = S3Store::new(s3, bucket, prefix).await;
-            let inside = if prefix.is_empty() { Some(out_prefix.as_str()) } else { out_prefix.strip_prefix(&format!("{prefix}/")) };
-            match inside {
-                Some(rel) if !rel.is_empty() => Arc::new(store.excluding(rel)),
-                _ => Arc::new(store),
-            }
-        }
-        _ => store::open(input, s3).await,
-    }
-}

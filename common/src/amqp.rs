@@ -108,11 +108,11 @@ pub async fn declare(channel: &Channel, settings: &AmqpSettings, pools: &[&str])
         ("x-dead-letter-routing-key", AMQPValue::LongString(settings.dead().into())),
         ("x-delivery-limit", AMQPValue::LongInt(DELIVERY_LIMIT)),
     ];
-    channel.queue_declare(settings.dead().as_str().into(), durable, quorum(&[])).await?;
-    channel.queue_declare(settings.events().as_str().into(), durable, quorum(&[])).await?;
-    channel.queue_declare(settings.jobs().as_str().into(), durable, quorum(&dead_letter)).await?;
+    channel.queue_declare(settings.dead().as_str(), durable, quorum(&[])).await?;
+    channel.queue_declare(settings.events().as_str(), durable, quorum(&[])).await?;
+    channel.queue_declare(settings.jobs().as_str(), durable, quorum(&dead_letter)).await?;
     for pool in pools {
-        channel.queue_declare(settings.tasks(pool).as_str().into(), durable, quorum(&dead_letter)).await?;
+        channel.queue_declare(settings.tasks(pool).as_str(), durable, quorum(&dead_letter)).await?;
     }
     Ok(())
 }
@@ -132,7 +132,7 @@ pub async fn publish<T: serde::Serialize>(channel: &Channel, queue: &str, messag
         .with_content_type("application/json".into())
         .with_priority(priority);
     let confirm = channel
-        .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &body, props)
+        .basic_publish("", queue, BasicPublishOptions::default(), &body, props)
         .await?
         .await?;
     if confirm.is_nack() {

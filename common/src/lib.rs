@@ -7,14 +7,22 @@ pub mod amqp;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod logging;
 pub mod location;
 pub mod manifest;
 pub mod messages;
 pub mod params;
 pub mod retry;
+pub mod signal;
 pub mod store;
 pub mod time;
 
 pub use error::{ErrorKind, StoreError};
+
+/// The built-in model's identity, as its manifests record it. The worker checks the weights
+/// it loads against the hash; the coordinator (which does not load models) uses both to
+/// decide which images are current.
+pub const FSCS_MODEL_ID: &str = "fscs-k7@1";
+pub const FSCS_WEIGHTS_SHA256: &str = "a304fbdf3b57d04b6ff483ae7f065e3cf553da8e1eb73b5ce8ccf3e585e117d0";
 pub use location::Location;
 pub use store::{ObjectMeta, ObjectStore};

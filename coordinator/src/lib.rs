@@ -6,7 +6,9 @@
 pub mod job;
 pub mod planner;
 pub mod progress;
+pub mod service;
 
 pub use job::{JobRecords, JobSpec, Summary};
 pub use planner::{plan, is_image_key, PlanStats, Planner};
 pub use progress::Progress;
+

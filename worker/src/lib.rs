@@ -5,8 +5,6 @@
 pub mod alloc;
 pub mod decode;
 pub mod encode;
-pub mod logging;
 pub mod model;
 pub mod pipeline;
 pub mod service;
-pub mod signal;

@@ -11,8 +11,6 @@ use tracing::{error, info, warn};
 
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
-use lamina_common::retry::{retry, RetryPolicy, Retryable};
-use lamina_common::ErrorKind;
 use lamina_worker::model::parse_device;
 use lamina_worker::pipeline::WorkerConfig;
 use lamina_worker::service::{serve, ServiceConfig};
@@ -45,29 +43,9 @@ struct Args {
     log_format: String,
 }
 
-struct Fatal(anyhow::Error);
-
-impl std::fmt::Display for Fatal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
-}
-
-impl Retryable for Fatal {
-    /// Losing the broker is worth reconnecting for; a model that does not load is not.
-    fn kind(&self) -> ErrorKind {
-        let text = format!("{:#}", self.0);
-        if text.contains("broker") || text.contains("pipeline stopped") {
-            ErrorKind::Retryable
-        } else {
-            ErrorKind::Permanent
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    lamina_worker::logging::init(&args.log_format);
+    lamina_common::logging::init(&args.log_format);
     lamina_worker::alloc::tune_for_inference();
     let config = match config(&args) {
         Ok(config) => config,
@@ -84,26 +62,29 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(lamina_worker::signal::on_shutdown(shutdown.clone()));
-        let policy = RetryPolicy { deadline: Duration::from_secs(600), ..RetryPolicy::default() };
-        let outcome = retry("serve", policy, || {
-            let (config, shutdown) = (&config, shutdown.clone());
-            async move {
-                let result = serve(config, shutdown.clone()).await.map_err(Fatal);
-                if let Err(e) = &result {
-                    if !shutdown.is_cancelled() {
-                        warn!(error = %e, "worker stopped");
-                    }
+        tokio::spawn(lamina_common::signal::on_shutdown(shutdown.clone()));
+        // Reconnect with backoff while the broker is away; a model that does not load, or a
+        // stop request, ends the process.
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match serve(&config, shutdown.clone()).await {
+                Ok(()) => return ExitCode::SUCCESS,
+                Err(e) if shutdown.is_cancelled() => {
+                    error!(error = %format!("{e:#}"), "stopped");
+                    return ExitCode::SUCCESS;
                 }
-                result
-            }
-        })
-        .await;
-        match outcome {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                error!(error = %e, "giving up");
-                ExitCode::from(1)
+                Err(e) if !format!("{e:#}").contains("broker") => {
+                    error!(error = %format!("{e:#}"), "giving up");
+                    return ExitCode::from(1);
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "worker lost the broker");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return ExitCode::SUCCESS,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(15));
+                }
             }
         }
     })

@@ -70,7 +70,7 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
     channel.basic_qos(config.prefetch, BasicQosOptions::default()).await?;
     let queue = config.amqp.tasks(&config.pool);
     let mut consumer = channel
-        .basic_consume(queue.as_str().into(), config.name.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(queue.as_str(), config.name.as_str(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     info!(queue = %queue, model = %model_id, device = %device_name(config.worker.device), prefetch = config.prefetch, "consuming");
 
@@ -93,7 +93,7 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
         tokio::select! {
             _ = shutdown.cancelled(), if work_tx.is_some() => {
                 info!(in_flight = ackers.len(), grace_s = config.grace.as_secs(), "stopping: finishing the tasks in hand");
-                let _ = channel.basic_cancel(config.name.as_str().into(), BasicCancelOptions::default()).await;
+                let _ = channel.basic_cancel(config.name.as_str(), BasicCancelOptions::default()).await;
                 work_tx = None;
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + config.grace);
             }

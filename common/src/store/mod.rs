@@ -10,6 +10,8 @@ mod cache;
 mod local;
 mod s3;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -17,7 +19,8 @@ pub use cache::StoreCache;
 pub use local::{sha256_etag, LocalStore};
 pub use s3::S3Store;
 
-use crate::StoreError;
+use crate::config::S3Settings;
+use crate::{Location, StoreError};
 
 /// What a listing says about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +65,33 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 }
 
 /// Opens the store for a location: a local folder or an S3 bucket prefix.
-pub async fn open(location: &crate::Location, s3: &crate::config::S3Settings) -> std::sync::Arc<dyn ObjectStore> {
+pub async fn open(location: &Location, s3: &S3Settings) -> Arc<dyn ObjectStore> {
     match location {
-        crate::Location::Local(path) => std::sync::Arc::new(LocalStore::new(path)),
-        crate::Location::S3 { bucket, prefix } => std::sync::Arc::new(S3Store::new(s3, bucket, prefix).await),
+        Location::Local(path) => Arc::new(LocalStore::new(path)),
+        Location::S3 { bucket, prefix } => Arc::new(S3Store::new(s3, bucket, prefix).await),
     }
 }
+
+/// The input store; when the output lies inside the input, listings skip it, so a run never
+/// decomposes its own layers.
+pub async fn open_input(input: &Location, output: &Location, s3: &S3Settings) -> Arc<dyn ObjectStore> {
+    match (input, output) {
+        (Location::Local(i), Location::Local(o)) => {
+            let store = LocalStore::new(i);
+            match (i.canonicalize(), o.canonicalize()) {
+                (Ok(i), Ok(o)) if o.starts_with(&i) => Arc::new(store.excluding(o)),
+                _ => Arc::new(store),
+            }
+        }
+        (Location::S3 { bucket, prefix }, Location::S3 { bucket: out_bucket, prefix: out_prefix }) if bucket == out_bucket => {
+            let store = S3Store::new(s3, bucket, prefix).await;
+            let inside = if prefix.is_empty() { Some(out_prefix.as_str()) } else { out_prefix.strip_prefix(&format!("{prefix}/")) };
+            match inside {
+                Some(rel) if !rel.is_empty() => Arc::new(store.excluding(rel)),
+                _ => Arc::new(store),
+            }
+        }
+        _ => open(input, s3).await,
+    }
+}
+

@@ -25,7 +25,7 @@ pub use kmeans::palette as kmeans_palette;
 pub const K: usize = 7;
 /// The weights, embedded so that the binary is self-contained.
 static WEIGHTS: &[u8] = include_bytes!("../../../../models/fscs/fscs-k7.safetensors");
-pub const WEIGHTS_SHA256: &str = "a304fbdf3b57d04b6ff483ae7f065e3cf553da8e1eb73b5ce8ccf3e585e117d0";
+pub use lamina_common::FSCS_WEIGHTS_SHA256 as WEIGHTS_SHA256;
 const GUIDED_RADIUS: i64 = 3;
 const GUIDED_EPS: f64 = 1e-6;
 /// The longest side accepted: the residue predictor's activations at 4096^2 take ~5 GB.
@@ -73,7 +73,7 @@ impl Fscs {
         })?;
         vs.freeze();
         let desc = ModelDesc {
-            id: "fscs-k7@1".to_owned(),
+            id: lamina_common::FSCS_MODEL_ID.to_owned(),
             weights_sha256: WEIGHTS_SHA256.to_owned(),
             layers: K,
             size_multiple: 8,

@@ -1,0 +1,64 @@
+//! `lamina-coordinator`: turns job requests into tasks for the worker pools and keeps each
+//! job's records. It does not link libtorch. Settings from `LAMINA_AMQP_*` and `LAMINA_S3_*`
+//! (secrets may come from `*_FILE`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use lamina_common::amqp::AmqpSettings;
+use lamina_common::config::S3Settings;
+use lamina_coordinator::service::{serve, CoordinatorConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "lamina-coordinator", version, about = "Fan Lamina jobs out to worker pools")]
+struct Args {
+    /// Jobs planned and tracked at once.
+    #[arg(long, env = "LAMINA_MAX_JOBS", default_value_t = 8)]
+    max_jobs: u16,
+    #[arg(long, env = "LAMINA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    lamina_common::logging::init(&args.log_format);
+    let config = match (AmqpSettings::from_env(), S3Settings::from_env()) {
+        (Ok(amqp), Ok(s3)) => CoordinatorConfig { amqp, s3, max_jobs: args.max_jobs.max(1), name: format!("lamina-coordinator-{}", std::process::id()) },
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("lamina-coordinator: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    info!(amqp = ?config.amqp, s3 = ?config.s3, max_jobs = config.max_jobs, "starting");
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+        eprintln!("lamina-coordinator: cannot start the async runtime");
+        return ExitCode::from(2);
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(lamina_common::signal::on_shutdown(shutdown.clone()));
+        // Reconnect with backoff while the broker is away; stop when told to.
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match serve(&config, shutdown.clone()).await {
+                Ok(()) => return ExitCode::SUCCESS,
+                Err(e) if shutdown.is_cancelled() => {
+                    error!(error = %format!("{e:#}"), "stopped");
+                    return ExitCode::SUCCESS;
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "coordinator lost the broker");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return ExitCode::SUCCESS,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(15));
+                }
+            }
+        }
+    })
+}

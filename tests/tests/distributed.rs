@@ -1,0 +1,171 @@
+//! The distributed mode end to end: the real `lamina-coordinator` and two real
+//! `lamina-worker` processes, the real RabbitMQ and a real S3 server (Garage), a job of 200
+//! images spread over nested prefixes. Every output is checked (manifests, layers decoded and
+//! recomposited at the PSNR their manifest claims, one results line per image, summary
+//! counts); a second submission processes nothing; messages that are not valid tasks or jobs
+//! end in the dead-letter queue.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use lamina_common::amqp::{self, AmqpSettings};
+use lamina_common::config::Secret;
+use lamina_common::manifest::Manifest;
+use lamina_common::messages::{Status, TaskResult};
+use lamina_common::store::S3Store;
+use lamina_common::ObjectStore;
+use lamina_tests::*;
+use lapin::options::BasicGetOptions;
+
+/// Child processes killed when the test ends, however it ends.
+struct Fleet(Vec<Child>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(bin: &str, prefix: &str, log: &std::path::Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    Command::new(binary(bin))
+        .env("LAMINA_AMQP_PREFIX", prefix)
+        .env("LAMINA_DEVICE", "cpu")
+        .env("LAMINA_HEARTBEAT_SECONDS", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+/// 200 inputs: the bundled photos, small, and generated gradients, over nested prefixes.
+fn images() -> BTreeMap<String, DynamicImage> {
+    let mut out = BTreeMap::new();
+    for name in ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "logo.png", "retina.jpg", "rocket.jpg"] {
+        out.insert(format!("photos/{name}.png"), sample(name, 40));
+    }
+    for i in 0..(200 - out.len()) as u32 {
+        let img = RgbImage::from_fn(24 + i % 9, 20 + i % 7, |x, y| {
+            Rgb([(x * 9 + i * 7) as u8, (y * 11 + i * 3) as u8, ((x + y) * 5 + i * 13) as u8])
+        });
+        out.insert(format!("generated/{}/{}/img-{i:03}.png", i % 5, i % 3), DynamicImage::ImageRgb8(img));
+    }
+    out
+}
+
+fn submit(input: &str, output: &str, prefix: &str) -> std::process::Output {
+    Command::new(binary("lamina"))
+        .args(["submit", "--input", input, "--output", output, "--wait"])
+        .env("LAMINA_AMQP_PREFIX", prefix)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once() {
+    let settings = s3_settings();
+    let bucket = new_bucket("fleet");
+    let prefix = format!("lamina-test-{}", std::process::id());
+    let logs = tempfile::tempdir().unwrap();
+    let _fleet = Fleet(vec![
+        spawn("lamina-coordinator", &prefix, &logs.path().join("coordinator.log")),
+        spawn("lamina-worker", &prefix, &logs.path().join("worker-1.log")),
+        spawn("lamina-worker", &prefix, &logs.path().join("worker-2.log")),
+    ]);
+    let input = S3Store::new(&settings, &bucket, "in").await;
+    let originals = images();
+    for (key, img) in &originals {
+        input.put(key, encode(img, ImageFormat::Png)).await.unwrap();
+    }
+    let show_logs = || {
+        ["coordinator.log", "worker-1.log", "worker-2.log"]
+            .iter()
+            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(logs.path().join(l)).unwrap_or_default()))
+            .collect::<String>()
+    };
+
+    let (src, dst) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"));
+    let p = prefix.clone();
+    let (s, d) = (src.clone(), dst.clone());
+    let first = tokio::task::spawn_blocking(move || submit(&s, &d, &p)).await.unwrap();
+    assert!(first.status.success(), "{}\n{}", explain(&first), show_logs());
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("200 images: 200 done, 0 skipped (unchanged), 0 failed"), "{}\n{}", explain(&first), show_logs());
+    let job_id = stdout.lines().next().unwrap().trim().to_owned();
+
+    // Every image: a manifest, layers that decode and recomposite at the claimed PSNR.
+    let output = S3Store::new(&settings, &bucket, "out").await;
+    let scratch = tempfile::tempdir().unwrap();
+    for (key, original) in &originals {
+        let manifest: Manifest = serde_json::from_slice(&output.get(&format!("{key}/manifest.json")).await.unwrap()).unwrap();
+        assert_eq!(manifest.job_id, job_id);
+        let dir = scratch.path().join(key);
+        std::fs::create_dir_all(&dir).unwrap();
+        for layer in &manifest.layers {
+            std::fs::write(dir.join(&layer.file), output.get(&format!("{key}/{}", layer.file)).await.unwrap()).unwrap();
+        }
+        let psnr = recomposite_psnr(&dir, &manifest, original).unwrap();
+        let claimed = manifest.recomposite_psnr_db.unwrap();
+        assert!((psnr - claimed).abs() < 0.05, "{key}: recomposite {psnr:.2} dB, manifest claims {claimed:.2}");
+    }
+
+    // The job's records: one line per image, each image once, counts that add up.
+    let records = format!("_lamina/jobs/{job_id}");
+    let results: Vec<TaskResult> = String::from_utf8(output.get(&format!("{records}/results.jsonl")).await.unwrap())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), 200);
+    let keys: BTreeSet<&str> = results.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, originals.keys().map(String::as_str).collect());
+    assert!(results.iter().all(|r| r.status == Status::Done));
+    let summary: serde_json::Value = serde_json::from_slice(&output.get(&format!("{records}/summary.json")).await.unwrap()).unwrap();
+    assert_eq!((summary["images"].as_u64(), summary["done"].as_u64(), summary["failed"].as_u64()), (Some(200), Some(200), Some(0)));
+
+    // Both workers took part.
+    for log in ["worker-1.log", "worker-2.log"] {
+        let text = std::fs::read_to_string(logs.path().join(log)).unwrap();
+        assert!(text.contains("consuming"), "{log} never consumed\n{}", show_logs());
+    }
+
+    // The same job again: every image is skipped by its manifest.
+    let p = prefix.clone();
+    let second = tokio::task::spawn_blocking(move || submit(&src, &dst, &p)).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("200 images: 0 done, 200 skipped"),
+        "{}\n{}",
+        explain(&second),
+        show_logs()
+    );
+
+    // Messages that are not valid tasks or jobs are dead-lettered, not retried.
+    let amqp_settings = AmqpSettings { url: Secret::new(std::env::var("LAMINA_AMQP_URL").unwrap()), prefix: prefix.clone() };
+    let connection = amqp::connect(&amqp_settings, "test").await.unwrap();
+    let channel = amqp::confirming(&connection).await.unwrap();
+    for (queue, body) in [
+        (amqp_settings.tasks("default"), serde_json::json!({"schema": "lamina.task/1", "surprise": true})),
+        (amqp_settings.tasks("default"), serde_json::json!({"schema": "lamina.task/99"})),
+        (amqp_settings.jobs(), serde_json::json!("not a job")),
+    ] {
+        amqp::publish(&channel, &queue, &body, 0).await.unwrap();
+    }
+    let mut dead = 0;
+    for _ in 0..100 {
+        if let Some(message) = channel.basic_get(amqp_settings.dead().as_str(), BasicGetOptions { no_ack: true }).await.unwrap() {
+            assert!(serde_json::from_slice::<serde_json::Value>(&message.delivery.data).is_ok());
+            dead += 1;
+            if dead == 3 {
+                break;
+            }
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(dead, 3, "the dead-letter queue should hold the three bad messages\n{}", show_logs());
+}
