@@ -40,7 +40,7 @@ say "libtorch from $("$LAMINA_VENV/bin/python" -c 'import torch, os; print(os.pa
 
 if [ "$profile" = release ]; then
     say "building lamina (release; the first build takes a few minutes)"
-    cargo build --release --locked -p lamina-cli
+    cargo build --release --locked --workspace --bins
 else
     say "building the workspace and its tests"
     cargo build --locked --workspace --all-targets

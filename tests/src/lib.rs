@@ -1,13 +1,14 @@
 //! Helpers for Lamina's end-to-end tests: find and run the real binaries, make input images
 //! of every kind (good and bad), and check outputs by decoding and recompositing them.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use image::{DynamicImage, ImageFormat};
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use lamina_common::config::S3Settings;
 use lamina_common::manifest::Manifest;
 use lamina_common::messages::TaskResult;
@@ -184,3 +185,55 @@ pub fn new_bucket(name: &str) -> String {
     run(&format!("bucket allow --read --write --owner {bucket} --key {key}"));
     bucket
 }
+
+/// Child processes killed when the test ends, however it ends.
+pub struct Fleet(pub Vec<Child>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts a service binary with its own queues (`prefix`), on the CPU, logging to `log`.
+pub fn spawn_service(bin: &str, prefix: &str, log: &std::path::Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    Command::new(binary(bin))
+        .env("LAMINA_AMQP_PREFIX", prefix)
+        .env("LAMINA_DEVICE", "cpu")
+        .env("LAMINA_HEARTBEAT_SECONDS", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+/// `n` inputs: the bundled photos, small, and generated gradients of about `side` pixels,
+/// over nested prefixes.
+pub fn fleet_images(n: usize, side: u32) -> BTreeMap<String, DynamicImage> {
+    let mut out = BTreeMap::new();
+    for name in ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "logo.png", "retina.jpg", "rocket.jpg"] {
+        out.insert(format!("photos/{name}.png"), sample(name, side + 16));
+    }
+    for i in 0..(n - out.len()) as u32 {
+        let img = RgbImage::from_fn(side + i % 9, side - 4 + i % 7, |x, y| {
+            Rgb([(x * 9 + i * 7) as u8, (y * 11 + i * 3) as u8, ((x + y) * 5 + i * 13) as u8])
+        });
+        out.insert(format!("generated/{}/{}/img-{i:03}.png", i % 5, i % 3), DynamicImage::ImageRgb8(img));
+    }
+    out
+}
+
+/// `lamina submit --wait` on the queues of `prefix`.
+pub fn submit(input: &str, output: &str, prefix: &str) -> std::process::Output {
+    Command::new(binary("lamina"))
+        .args(["submit", "--input", input, "--output", output, "--wait"])
+        .env("LAMINA_AMQP_PREFIX", prefix)
+        .output()
+        .unwrap()
+}
+

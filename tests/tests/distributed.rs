@@ -5,10 +5,8 @@
 //! counts); a second submission processes nothing; messages that are not valid tasks or jobs
 //! end in the dead-letter queue.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
-
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use std::collections::BTreeSet;
+use image::ImageFormat;
 use lamina_common::amqp::{self, AmqpSettings};
 use lamina_common::config::Secret;
 use lamina_common::manifest::Manifest;
@@ -18,54 +16,6 @@ use lamina_common::ObjectStore;
 use lamina_tests::*;
 use lapin::options::BasicGetOptions;
 
-/// Child processes killed when the test ends, however it ends.
-struct Fleet(Vec<Child>);
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn(bin: &str, prefix: &str, log: &std::path::Path) -> Child {
-    let file = std::fs::File::create(log).unwrap();
-    Command::new(binary(bin))
-        .env("LAMINA_AMQP_PREFIX", prefix)
-        .env("LAMINA_DEVICE", "cpu")
-        .env("LAMINA_HEARTBEAT_SECONDS", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .unwrap()
-}
-
-/// 200 inputs: the bundled photos, small, and generated gradients, over nested prefixes.
-fn images() -> BTreeMap<String, DynamicImage> {
-    let mut out = BTreeMap::new();
-    for name in ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "logo.png", "retina.jpg", "rocket.jpg"] {
-        out.insert(format!("photos/{name}.png"), sample(name, 40));
-    }
-    for i in 0..(200 - out.len()) as u32 {
-        let img = RgbImage::from_fn(24 + i % 9, 20 + i % 7, |x, y| {
-            Rgb([(x * 9 + i * 7) as u8, (y * 11 + i * 3) as u8, ((x + y) * 5 + i * 13) as u8])
-        });
-        out.insert(format!("generated/{}/{}/img-{i:03}.png", i % 5, i % 3), DynamicImage::ImageRgb8(img));
-    }
-    out
-}
-
-fn submit(input: &str, output: &str, prefix: &str) -> std::process::Output {
-    Command::new(binary("lamina"))
-        .args(["submit", "--input", input, "--output", output, "--wait"])
-        .env("LAMINA_AMQP_PREFIX", prefix)
-        .output()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once() {
     let settings = s3_settings();
@@ -73,12 +23,12 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     let prefix = format!("lamina-test-{}", std::process::id());
     let logs = tempfile::tempdir().unwrap();
     let _fleet = Fleet(vec![
-        spawn("lamina-coordinator", &prefix, &logs.path().join("coordinator.log")),
-        spawn("lamina-worker", &prefix, &logs.path().join("worker-1.log")),
-        spawn("lamina-worker", &prefix, &logs.path().join("worker-2.log")),
+        spawn_service("lamina-coordinator", &prefix, &logs.path().join("coordinator.log")),
+        spawn_service("lamina-worker", &prefix, &logs.path().join("worker-1.log")),
+        spawn_service("lamina-worker", &prefix, &logs.path().join("worker-2.log")),
     ]);
     let input = S3Store::new(&settings, &bucket, "in").await;
-    let originals = images();
+    let originals = fleet_images(200, 24);
     for (key, img) in &originals {
         input.put(key, encode(img, ImageFormat::Png)).await.unwrap();
     }

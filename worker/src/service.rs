@@ -118,6 +118,7 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
             },
             done = done_rx.recv() => match done {
                 Some(done) => {
+                    info!(job_id = %done.job_id, key = %done.result.key, status = ?done.result.status, "task finished");
                     let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: Some(done.job_id), result: Some(done.result), heartbeat: None };
                     retry("publish result", RetryPolicy::default(), || amqp::publish(&publisher, &events, &event, 0)).await?;
                     if let Some(acker) = ackers.remove(&done.ticket) {

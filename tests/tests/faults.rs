@@ -1,0 +1,154 @@
+//! Faults injected into the real fleet (real processes, RabbitMQ, Garage): workers killed
+//! with SIGKILL at random moments, and a worker told to stop with SIGTERM. The job must
+//! complete with every image exactly once in its records, and no image may be marked done
+//! (have a manifest) without all of its layers. These tests are the slowest of the suite.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use image::ImageFormat;
+use lamina_common::manifest::Manifest;
+use lamina_common::messages::{Status, TaskResult};
+use lamina_common::store::S3Store;
+use lamina_common::ObjectStore;
+use lamina_tests::*;
+
+/// The keys a worker's log says it finished (published and acknowledged).
+fn finished_keys(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("task finished"))
+        .filter_map(|l| l.split("key=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn upload(store: &S3Store, images: &BTreeMap<String, image::DynamicImage>) {
+    for (key, img) in images {
+        store.put(key, encode(img, ImageFormat::Png)).await.unwrap();
+    }
+}
+
+/// Every image has one results line and a manifest whose layers all exist and decode.
+async fn check_complete(output: &S3Store, images: &BTreeMap<String, image::DynamicImage>, stdout: &str) {
+    let job_id = stdout.lines().next().unwrap().trim();
+    let lines: Vec<TaskResult> = String::from_utf8(output.get(&format!("_lamina/jobs/{job_id}/results.jsonl")).await.unwrap())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), images.len(), "one results line per image");
+    let keys: BTreeSet<&str> = lines.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys.len(), images.len(), "an image was reported twice");
+    assert!(lines.iter().all(|r| r.status == Status::Done), "{lines:#?}");
+    for key in images.keys() {
+        let manifest: Manifest = serde_json::from_slice(&output.get(&format!("{key}/manifest.json")).await.unwrap()).unwrap();
+        for layer in &manifest.layers {
+            let bytes = output.get(&format!("{key}/{}", layer.file)).await.unwrap();
+            let img = image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{key}/{}: {e}", layer.file));
+            assert_eq!((img.width(), img.height()), (manifest.canvas.width, manifest.canvas.height));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_killed_at_random_moments_lose_no_image_and_mark_none_done_half_written() {
+    let settings = s3_settings();
+    let bucket = new_bucket("sigkill");
+    let prefix = format!("lamina-kill-{}", std::process::id());
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(name);
+    let mut fleet = Fleet(vec![
+        spawn_service("lamina-coordinator", &prefix, &log("coordinator.log")),
+        spawn_service("lamina-worker", &prefix, &log("worker-0.log")),
+        spawn_service("lamina-worker", &prefix, &log("worker-1.log")),
+    ]);
+    let images = fleet_images(300, 96);
+    upload(&S3Store::new(&settings, &bucket, "in").await, &images).await;
+
+    let (src, dst, p) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"), prefix.clone());
+    let job = tokio::task::spawn_blocking(move || submit(&src, &dst, &p));
+    // Five kills at pseudo-random moments (seeded by the clock; printed for reproduction).
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    println!("kill schedule seed {seed}");
+    let mut workers_started = 2;
+    for kill in 0..5 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(300 + seed % 1200)).await;
+        assert!(!job.is_finished(), "the job finished before kill {kill}: make it longer");
+        let victim = 1 + kill % 2;
+        fleet.0[victim].kill().unwrap(); // SIGKILL
+        fleet.0[victim].wait().unwrap();
+        fleet.0[victim] = spawn_service("lamina-worker", &prefix, &log(&format!("worker-{workers_started}.log")));
+        workers_started += 1;
+    }
+    let out = job.await.unwrap();
+    let all_logs = || {
+        (0..workers_started)
+            .map(|i| format!("worker-{i}.log"))
+            .chain(["coordinator.log".to_owned()])
+            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(log(&l)).unwrap_or_default()))
+            .collect::<String>()
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("300 images: 300 done, 0 skipped (unchanged), 0 failed"), "{}\n{}", explain(&out), all_logs());
+    check_complete(&S3Store::new(&settings, &bucket, "out").await, &images, &stdout).await;
+
+    let processed: usize = (0..workers_started).map(|i| finished_keys(&log(&format!("worker-{i}.log"))).len()).sum();
+    println!("5 workers killed: {processed} results published for 300 images ({} published twice)", processed.saturating_sub(300));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_told_to_stop_finishes_what_it_holds_exits_zero_and_nothing_it_did_is_redone() {
+    let settings = s3_settings();
+    let bucket = new_bucket("sigterm");
+    let prefix = format!("lamina-term-{}", std::process::id());
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(name);
+    let mut fleet = Fleet(vec![
+        spawn_service("lamina-coordinator", &prefix, &log("coordinator.log")),
+        spawn_service("lamina-worker", &prefix, &log("stopping.log")),
+    ]);
+    let images = fleet_images(120, 64);
+    upload(&S3Store::new(&settings, &bucket, "in").await, &images).await;
+
+    let (src, dst, p) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"), prefix.clone());
+    let job = tokio::task::spawn_blocking(move || submit(&src, &dst, &p));
+    // Let it work a little, then stop it as a spot reclaim or a scale-down would.
+    for _ in 0..200 {
+        if finished_keys(&log("stopping.log")).len() >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = fleet.0[1].id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = fleet.0[1].try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("the worker did not exit within 30 s of SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(log("stopping.log")).unwrap());
+    assert!(!job.is_finished(), "the job finished before the stop: make it longer");
+
+    fleet.0.push(spawn_service("lamina-worker", &prefix, &log("taking-over.log")));
+    let out = job.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("120 images: 120 done"), "{}", explain(&out));
+    check_complete(&S3Store::new(&settings, &bucket, "out").await, &images, &stdout).await;
+
+    let first: BTreeSet<String> = finished_keys(&log("stopping.log")).into_iter().collect();
+    let second: BTreeSet<String> = finished_keys(&log("taking-over.log")).into_iter().collect();
+    assert!(first.len() >= 10, "the stopped worker finished {} tasks", first.len());
+    assert!(first.is_disjoint(&second), "redone after a clean stop: {:?}", first.intersection(&second).collect::<Vec<_>>());
+    assert_eq!(first.len() + second.len(), 120);
+}
