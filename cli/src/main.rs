@@ -7,6 +7,7 @@ mod bench;
 mod config;
 mod report;
 mod run;
+mod status;
 mod submit;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Submit a job to a Lamina fleet (RabbitMQ, a coordinator and workers) and print its id.
     Submit(submit::SubmitArgs),
+    /// Show jobs (progress, rate, ETA, failures) and the fleet, from the coordinator.
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::main(args).await,
             Command::Bench(args) => bench::main(args).await,
             Command::Submit(args) => submit::main(args).await,
+            Command::Status(args) => status::main(args).await,
         }
     });
     match outcome {

@@ -73,6 +73,11 @@ impl S3Settings {
     }
 }
 
+/// A secret from an environment variable or the file named by `<name>_FILE`.
+pub fn secret_var(name: &str) -> Result<Option<Secret>, String> {
+    Ok(var(name)?.map(Secret::new))
+}
+
 /// An environment variable, or the trimmed content of the file named by `<name>_FILE`.
 pub(crate) fn var(name: &str) -> Result<Option<String>, String> {
     if let Ok(v) = std::env::var(name) {

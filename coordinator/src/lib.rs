@@ -3,10 +3,12 @@
 //! it over an in-process queue; the distributed coordinator drives it over RabbitMQ.
 #![forbid(unsafe_code)]
 
+pub mod http;
 pub mod job;
 pub mod planner;
 pub mod progress;
 pub mod service;
+pub mod state;
 
 pub use job::{JobRecords, JobSpec, Summary};
 pub use planner::{plan, is_image_key, PlanStats, Planner};

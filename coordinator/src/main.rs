@@ -16,6 +16,9 @@ use lamina_coordinator::service::{serve, CoordinatorConfig};
 #[derive(Debug, Parser)]
 #[command(name = "lamina-coordinator", version, about = "Fan Lamina jobs out to worker pools")]
 struct Args {
+    /// Address of the HTTP endpoints (health, jobs, fleet, metrics).
+    #[arg(long, env = "LAMINA_HTTP_ADDR", default_value = "127.0.0.1:9090")]
+    http: std::net::SocketAddr,
     /// Jobs planned and tracked at once.
     #[arg(long, env = "LAMINA_MAX_JOBS", default_value_t = 8)]
     max_jobs: u16,
@@ -26,14 +29,17 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     lamina_common::logging::init(&args.log_format);
-    let config = match (AmqpSettings::from_env(), S3Settings::from_env()) {
-        (Ok(amqp), Ok(s3)) => CoordinatorConfig { amqp, s3, max_jobs: args.max_jobs.max(1), name: format!("lamina-coordinator-{}", std::process::id()) },
-        (Err(e), _) | (_, Err(e)) => {
+    let settings = (AmqpSettings::from_env(), S3Settings::from_env(), lamina_common::config::secret_var("LAMINA_HTTP_TOKEN"));
+    let (config, token) = match settings {
+        (Ok(amqp), Ok(s3), Ok(token)) => {
+            (CoordinatorConfig { amqp, s3, max_jobs: args.max_jobs.max(1), name: format!("lamina-coordinator-{}", std::process::id()) }, token)
+        }
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("lamina-coordinator: {e}");
             return ExitCode::from(2);
         }
     };
-    info!(amqp = ?config.amqp, s3 = ?config.s3, max_jobs = config.max_jobs, "starting");
+    info!(amqp = ?config.amqp, s3 = ?config.s3, max_jobs = config.max_jobs, http = %args.http, http_token = token.is_some(), "starting");
     let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
         eprintln!("lamina-coordinator: cannot start the async runtime");
         return ExitCode::from(2);
@@ -41,10 +47,16 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(lamina_common::signal::on_shutdown(shutdown.clone()));
+        let state = lamina_coordinator::state::Shared::default();
+        let http = tokio::spawn(lamina_coordinator::http::serve(args.http, token, state.clone(), shutdown.clone()));
         // Reconnect with backoff while the broker is away; stop when told to.
         let mut delay = Duration::from_millis(500);
         loop {
-            match serve(&config, shutdown.clone()).await {
+            if http.is_finished() {
+                error!(address = %args.http, "the HTTP endpoints stopped (is the address in use?)");
+                return ExitCode::from(2);
+            }
+            match serve(&config, state.clone(), shutdown.clone()).await {
                 Ok(()) => return ExitCode::SUCCESS,
                 Err(e) if shutdown.is_cancelled() => {
                     error!(error = %format!("{e:#}"), "stopped");

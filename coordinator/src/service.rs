@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::state::Shared;
 use crate::{plan, JobRecords, PlanStats, Planner, Progress, Summary};
 use lamina_common::amqp::{self, AmqpSettings, MAX_MESSAGE_BYTES};
 use lamina_common::config::S3Settings;
@@ -62,7 +63,7 @@ pub fn parse_job(body: &[u8]) -> Result<JobSpec, String> {
 }
 
 /// Serves until `shutdown` fires or the broker connection fails (Err; the caller reconnects).
-pub async fn serve(config: &CoordinatorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(config: &CoordinatorConfig, state: Shared, shutdown: CancellationToken) -> anyhow::Result<()> {
     let connection = amqp::connect(&config.amqp, &config.name).await.context("cannot connect to the broker")?;
     let setup = connection.create_channel().await?;
     amqp::declare(&setup, &config.amqp, &[]).await?;
@@ -96,10 +97,10 @@ pub async fn serve(config: &CoordinatorConfig, shutdown: CancellationToken) -> a
                         if let Ok(mut r) = routes.lock() {
                             r.insert(spec.job_id.clone(), tx);
                         }
-                        let (publisher, config, routes) = (publisher.clone(), config.clone(), routes.clone());
+                        let (publisher, config, routes, state) = (publisher.clone(), config.clone(), routes.clone(), state.clone());
                         running.spawn(async move {
                             let id = spec.job_id.clone();
-                            let outcome = run_job(spec, delivery.acker, rx, publisher, &config).await;
+                            let outcome = run_job(spec, delivery.acker, rx, publisher, &config, &state).await;
                             if let Ok(mut r) = routes.lock() {
                                 r.remove(&id);
                             }
@@ -108,6 +109,9 @@ pub async fn serve(config: &CoordinatorConfig, shutdown: CancellationToken) -> a
                     }
                     Err(reason) => {
                         warn!(reason = %reason, "rejected a job message: dead-lettered");
+                        if let Ok(mut s) = state.lock() {
+                            s.messages_rejected += 1;
+                        }
                         delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
                     }
                 },
@@ -116,7 +120,7 @@ pub async fn serve(config: &CoordinatorConfig, shutdown: CancellationToken) -> a
             },
             delivery = events.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    route_event(&delivery.data, &routes).await;
+                    route_event(&delivery.data, &routes, &state).await;
                     delivery.acker.ack(BasicAckOptions::default()).await?;
                 }
                 Some(Err(e)) => return Err(anyhow::Error::new(e).context("lost the broker")),
@@ -138,7 +142,7 @@ pub async fn serve(config: &CoordinatorConfig, shutdown: CancellationToken) -> a
 
 /// Hands a worker's result to its job; heartbeats are logged. Malformed events are dropped
 /// with a warning (a result that is lost this way is recovered when the job is planned again).
-async fn route_event(body: &[u8], routes: &Routes) {
+async fn route_event(body: &[u8], routes: &Routes, state: &Shared) {
     let event: Event = match serde_json::from_slice(body) {
         Ok(event) if body.len() <= MAX_MESSAGE_BYTES => event,
         Ok(_) => return warn!("dropped an event over the size cap"),
@@ -147,9 +151,12 @@ async fn route_event(body: &[u8], routes: &Routes) {
     if event.schema != EVENT_SCHEMA {
         return warn!(schema = %event.schema, "dropped an event of unknown schema");
     }
-    if let Some(beat) = &event.heartbeat {
+    if let Some(beat) = event.heartbeat {
         debug!(worker = %beat.worker, pool = %beat.pool, device = %beat.device, in_flight = beat.in_flight,
             images_per_second = beat.images_per_second, "heartbeat");
+        if let Ok(mut s) = state.lock() {
+            s.heartbeat(beat);
+        }
     }
     if let (Some(job_id), Some(result)) = (event.job_id, event.result) {
         let route = routes.lock().ok().and_then(|r| r.get(&job_id).cloned());
@@ -170,12 +177,16 @@ async fn run_job(
     mut results: mpsc::Receiver<TaskResult>,
     publisher: Channel,
     config: &CoordinatorConfig,
+    state: &Shared,
 ) -> anyhow::Result<Summary> {
     let (in_loc, out_loc) = (Location::parse(&spec.input)?, Location::parse(&spec.output)?);
     amqp::declare(&publisher, &config.amqp, &[&spec.pool]).await?;
     let input = store::open_input(&in_loc, &out_loc, &config.s3).await;
     let output = store::open(&out_loc, &config.s3).await;
     let mut records = retry("write job spec", RetryPolicy::default(), || JobRecords::create(output.clone(), &spec)).await?;
+    if let Ok(mut s) = state.lock() {
+        s.job_started(&spec);
+    }
     let (model_id, weights) = model_identity(&spec.model);
     let planner = Planner {
         job_id: spec.job_id.clone(),
@@ -193,10 +204,13 @@ async fn run_job(
     let planning = tokio::spawn(plan(planner, task_tx, planned_tx, stats.clone()));
     let queue = config.amqp.tasks(&spec.pool);
     let publishing = {
-        let (publisher, queue, priority) = (publisher.clone(), queue.clone(), spec.priority);
+        let (publisher, queue, priority, state) = (publisher.clone(), queue.clone(), spec.priority, state.clone());
         tokio::spawn(async move {
             while let Some(task) = task_rx.recv().await {
                 retry("publish task", RetryPolicy::default(), || amqp::publish(&publisher, &queue, &task, priority)).await?;
+                if let Ok(mut s) = state.lock() {
+                    s.tasks_published += 1;
+                }
             }
             Ok::<_, amqp::AmqpError>(())
         })
@@ -223,6 +237,9 @@ async fn run_job(
         // A redelivered task reports again: count each image once.
         if seen.insert(result.key.clone()) {
             progress.count(result.status);
+            if let Ok(mut s) = state.lock() {
+                s.job_result(&spec.job_id, &result, stats.images.load(Ordering::Relaxed), !planning_open);
+            }
             records.record(&result).await?;
         }
     }
@@ -248,6 +265,9 @@ async fn run_job(
     };
     let summary = records.finish(summary).await?;
     acker.ack(BasicAckOptions::default()).await?;
+    if let Ok(mut s) = state.lock() {
+        s.job_finished(&spec.job_id);
+    }
     Ok(summary)
 }
 

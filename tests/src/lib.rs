@@ -198,10 +198,17 @@ impl Drop for Fleet {
     }
 }
 
-/// Starts a service binary with its own queues (`prefix`), on the CPU, logging to `log`.
+/// Starts a service binary with its own queues (`prefix`), on the CPU, logging to `log`;
+/// a coordinator gets a free loopback port for its HTTP endpoints.
 pub fn spawn_service(bin: &str, prefix: &str, log: &std::path::Path) -> Child {
+    spawn_with(bin, prefix, log, &[("LAMINA_HTTP_ADDR", &format!("127.0.0.1:{}", free_port()))])
+}
+
+/// Like [`spawn_service`], with extra environment variables.
+pub fn spawn_with(bin: &str, prefix: &str, log: &std::path::Path, env: &[(&str, &str)]) -> Child {
     let file = std::fs::File::create(log).unwrap();
     Command::new(binary(bin))
+        .envs(env.iter().copied())
         .env("LAMINA_AMQP_PREFIX", prefix)
         .env("LAMINA_DEVICE", "cpu")
         .env("LAMINA_HEARTBEAT_SECONDS", "1")
@@ -210,6 +217,11 @@ pub fn spawn_service(bin: &str, prefix: &str, log: &std::path::Path) -> Child {
         .stderr(file)
         .spawn()
         .unwrap()
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// `n` inputs: the bundled photos, small, and generated gradients of about `side` pixels,

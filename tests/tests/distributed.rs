@@ -15,6 +15,18 @@ use lamina_common::store::S3Store;
 use lamina_common::ObjectStore;
 use lamina_tests::*;
 use lapin::options::BasicGetOptions;
+use std::io::{Read, Write};
+use std::process::Command;
+
+/// A plain HTTP/1.1 GET, as a scraper would make it.
+fn http_get(addr: &str, path: &str, token: Option<&str>) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once() {
@@ -22,8 +34,16 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     let bucket = new_bucket("fleet");
     let prefix = format!("lamina-test-{}", std::process::id());
     let logs = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let token = "status-token-for-this-test";
     let _fleet = Fleet(vec![
-        spawn_service("lamina-coordinator", &prefix, &logs.path().join("coordinator.log")),
+        spawn_with(
+            "lamina-coordinator",
+            &prefix,
+            &logs.path().join("coordinator.log"),
+            &[("LAMINA_HTTP_ADDR", &http), ("LAMINA_HTTP_TOKEN", token)],
+        ),
         spawn_service("lamina-worker", &prefix, &logs.path().join("worker-1.log")),
         spawn_service("lamina-worker", &prefix, &logs.path().join("worker-2.log")),
     ]);
@@ -83,6 +103,28 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         let text = std::fs::read_to_string(logs.path().join(log)).unwrap();
         assert!(text.contains("consuming"), "{log} never consumed\n{}", show_logs());
     }
+
+    // The coordinator's view: the finished job, both workers, metrics; behind the token.
+    let status = |with_token: bool| {
+        let mut cmd = Command::new(binary("lamina"));
+        cmd.args(["status", &job_id, "--coordinator", &format!("http://{http}")]);
+        if with_token {
+            cmd.env("LAMINA_HTTP_TOKEN", token);
+        }
+        cmd.output().unwrap()
+    };
+    let shown = status(true);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains(&format!("{job_id}  finished 200 done, 0 skipped, 0 failed of 200")), "{}", explain(&shown));
+    assert!(text.contains("fleet: 2 worker(s)"), "{}", explain(&shown));
+    let refused = status(false);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{}", explain(&refused));
+    let metrics = http_get(&http, "/metrics", Some(token));
+    assert!(metrics.contains("lamina_coordinator_tasks_published_total 200"), "{metrics}");
+    assert!(metrics.contains("lamina_coordinator_results_total{status=\"done\"} 200"), "{metrics}");
+    assert!(metrics.contains("lamina_coordinator_workers{pool=\"default\"} 2"), "{metrics}");
+    assert!(http_get(&http, "/health", None).ends_with("ok\n"));
 
     // The same job again: every image is skipped by its manifest.
     let p = prefix.clone();
