@@ -66,7 +66,7 @@ async fn workers_killed_at_random_moments_lose_no_image_and_mark_none_done_half_
         spawn_service("lamina-worker", &prefix, &log("worker-0.log")),
         spawn_service("lamina-worker", &prefix, &log("worker-1.log")),
     ]);
-    let images = fleet_images(300, 96);
+    let images = fleet_images(300, 64);
     upload(&S3Store::new(&settings, &bucket, "in").await, &images).await;
 
     let (src, dst, p) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"), prefix.clone());
@@ -79,7 +79,7 @@ async fn workers_killed_at_random_moments_lose_no_image_and_mark_none_done_half_
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        tokio::time::sleep(Duration::from_millis(300 + seed % 1200)).await;
+        tokio::time::sleep(Duration::from_millis(200 + seed % 700)).await;
         assert!(!job.is_finished(), "the job finished before kill {kill}: make it longer");
         let victim = 1 + kill % 2;
         fleet.0[victim].kill().unwrap(); // SIGKILL
