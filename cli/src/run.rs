@@ -129,23 +129,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, cancel: Cancellati
     let _ = planning.await;
     let _ = worker.await;
     let wall = started.elapsed().as_secs_f64();
-    let summary = Summary {
-        schema: lamina_coordinator::job::SUMMARY_SCHEMA.to_owned(),
-        job_id: spec.job_id.clone(),
-        input: spec.input.clone(),
-        output: spec.output.clone(),
-        model: spec.model.clone(),
-        model_id: desc.id.clone(),
-        images: progress.finished(),
-        done: progress.done,
-        skipped: progress.skipped,
-        failed: progress.failed,
-        started_at,
-        finished_at: lamina_common::time::now_rfc3339(),
-        seconds: (wall * 1000.0).round() / 1000.0,
-        images_per_second: if wall > 0.0 { progress.done as f64 / wall } else { 0.0 },
-        failures: Vec::new(),
-    };
+    let summary = Summary::new(&spec, desc.id.clone(), &progress, started_at);
     let summary = records.finish(summary).await.context("cannot write summary.json")?;
     Ok(Outcome { summary, model_seconds: clock.busy_seconds(), wall_seconds: wall })
 }

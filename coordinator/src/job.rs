@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use lamina_common::messages::{JobSpec, JOB_SCHEMA};
 use lamina_common::messages::{Status, TaskResult};
+use crate::Progress;
 use lamina_common::{ObjectStore, StoreError};
 
 pub const SUMMARY_SCHEMA: &str = "lamina.summary/1";
@@ -38,6 +39,31 @@ pub struct Summary {
     pub images_per_second: f64,
     /// The first failures, `key: reason`.
     pub failures: Vec<String>,
+}
+
+impl Summary {
+    /// The summary of `spec` from its counted results; `failures` are filled in by
+    /// [`JobRecords::finish`].
+    pub fn new(spec: &JobSpec, model_id: String, progress: &Progress, started_at: String) -> Summary {
+        let wall = progress.started.elapsed().as_secs_f64();
+        Summary {
+            schema: SUMMARY_SCHEMA.to_owned(),
+            job_id: spec.job_id.clone(),
+            input: spec.input.clone(),
+            output: spec.output.clone(),
+            model: spec.model.clone(),
+            model_id,
+            images: progress.finished(),
+            done: progress.done,
+            skipped: progress.skipped,
+            failed: progress.failed,
+            started_at,
+            finished_at: lamina_common::time::now_rfc3339(),
+            seconds: (wall * 1000.0).round() / 1000.0,
+            images_per_second: if wall > 0.0 { progress.done as f64 / wall } else { 0.0 },
+            failures: Vec::new(),
+        }
+    }
 }
 
 /// Writes a job's records as results arrive.

@@ -245,24 +245,7 @@ async fn run_job(
     }
     planning.await?;
     publishing.await??;
-    let wall = progress.started.elapsed().as_secs_f64();
-    let summary = Summary {
-        schema: crate::job::SUMMARY_SCHEMA.to_owned(),
-        job_id: spec.job_id.clone(),
-        input: spec.input.clone(),
-        output: spec.output.clone(),
-        model: spec.model.clone(),
-        model_id: model_identity(&spec.model).0,
-        images: progress.finished(),
-        done: progress.done,
-        skipped: progress.skipped,
-        failed: progress.failed,
-        started_at,
-        finished_at: lamina_common::time::now_rfc3339(),
-        seconds: (wall * 1000.0).round() / 1000.0,
-        images_per_second: if wall > 0.0 { progress.done as f64 / wall } else { 0.0 },
-        failures: Vec::new(),
-    };
+    let summary = Summary::new(&spec, model_identity(&spec.model).0, &progress, started_at);
     let summary = records.finish(summary).await?;
     acker.ack(BasicAckOptions::default()).await?;
     if let Ok(mut s) = state.lock() {
