@@ -85,6 +85,26 @@ impl JobRecords {
         Ok(JobRecords { store, prefix, buffer: Vec::new(), lines: 0, oldest: None, failures: Vec::new() })
     }
 
+    /// The results an earlier run of this job (a coordinator that died) already recorded,
+    /// so a resumed job counts each image once. A line cut short by the crash is dropped
+    /// from the file as well.
+    pub async fn recorded(&mut self) -> Result<Vec<TaskResult>, StoreError> {
+        let key = format!("{}/results.jsonl", self.prefix);
+        let Some(bytes) = self.store.get_opt(&key).await? else { return Ok(Vec::new()) };
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < bytes.len() {
+            self.store.put(&key, bytes[..complete].to_vec()).await?;
+        }
+        let results: Vec<TaskResult> = bytes[..complete]
+            .split(|&b| b == b'\n')
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        for r in results.iter().filter(|r| r.status == Status::Failed).take(SUMMARY_FAILURES) {
+            self.failures.push(format!("{}: {}", r.key, r.reason.as_deref().unwrap_or("failed")));
+        }
+        Ok(results)
+    }
+
     /// Records one result; appends the buffer when it is full or old.
     pub async fn record(&mut self, result: &TaskResult) -> Result<(), StoreError> {
         if result.status == Status::Failed && self.failures.len() < SUMMARY_FAILURES {
@@ -120,5 +140,35 @@ impl JobRecords {
         let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
         self.store.put(&format!("{}/summary.json", self.prefix), json).await?;
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_common::params::DecomposeParams;
+    use lamina_common::store::LocalStore;
+
+    #[tokio::test]
+    async fn a_resumed_job_reads_what_was_recorded_and_drops_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
+        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams { layers: None, palette: None });
+        let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
+        first.record(&TaskResult::skipped("a.png")).await.unwrap();
+        first.record(&TaskResult::failed("b.png", "empty file (0 bytes)")).await.unwrap();
+        first.flush().await.unwrap();
+        // The coordinator died in the middle of an append.
+        store.append(&format!("{}/results.jsonl", spec.records_prefix()), b"{\"key\":\"c.p").await.unwrap();
+
+        let mut again = JobRecords::create(store.clone(), &spec).await.unwrap();
+        let earlier = again.recorded().await.unwrap();
+        assert_eq!(earlier.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["a.png", "b.png"]);
+        again.record(&TaskResult::skipped("c.png")).await.unwrap();
+        again.flush().await.unwrap();
+        let text = String::from_utf8(store.get(&format!("{}/results.jsonl", spec.records_prefix())).await.unwrap()).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.lines().all(|l| serde_json::from_str::<TaskResult>(l).is_ok()), "{text}");
+        assert_eq!(again.failures, vec!["b.png: empty file (0 bytes)".to_owned()]);
     }
 }

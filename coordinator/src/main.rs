@@ -19,6 +19,9 @@ struct Args {
     /// Address of the HTTP endpoints (health, jobs, fleet, metrics).
     #[arg(long, env = "LAMINA_HTTP_ADDR", default_value = "127.0.0.1:9090")]
     http: std::net::SocketAddr,
+    /// Tasks of one job in the queue or in flight at most.
+    #[arg(long, env = "LAMINA_JOB_WINDOW", default_value_t = 64)]
+    window: usize,
     /// Jobs planned and tracked at once.
     #[arg(long, env = "LAMINA_MAX_JOBS", default_value_t = 8)]
     max_jobs: u16,
@@ -32,14 +35,14 @@ fn main() -> ExitCode {
     let settings = (AmqpSettings::from_env(), S3Settings::from_env(), lamina_common::config::secret_var("LAMINA_HTTP_TOKEN"));
     let (config, token) = match settings {
         (Ok(amqp), Ok(s3), Ok(token)) => {
-            (CoordinatorConfig { amqp, s3, max_jobs: args.max_jobs.max(1), name: format!("lamina-coordinator-{}", std::process::id()) }, token)
+            (CoordinatorConfig { amqp, s3, max_jobs: args.max_jobs.max(1), window: args.window.max(1), name: format!("lamina-coordinator-{}", std::process::id()) }, token)
         }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("lamina-coordinator: {e}");
             return ExitCode::from(2);
         }
     };
-    info!(amqp = ?config.amqp, s3 = ?config.s3, max_jobs = config.max_jobs, http = %args.http, http_token = token.is_some(), "starting");
+    info!(amqp = ?config.amqp, s3 = ?config.s3, max_jobs = config.max_jobs, window = config.window, http = %args.http, http_token = token.is_some(), "starting");
     let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
         eprintln!("lamina-coordinator: cannot start the async runtime");
         return ExitCode::from(2);

@@ -36,6 +36,10 @@ pub struct CoordinatorConfig {
     pub s3: S3Settings,
     /// Jobs planned and tracked at once.
     pub max_jobs: u16,
+    /// Tasks of one job published but not yet reported, at most. Bounds the queue a job
+    /// holds (so jobs interleave), and the images processed twice when a coordinator dies
+    /// (its successor republishes what has no manifest yet).
+    pub window: usize,
     pub name: String,
 }
 
@@ -203,10 +207,15 @@ async fn run_job(
     let (planned_tx, mut planned_rx) = mpsc::channel(1024);
     let planning = tokio::spawn(plan(planner, task_tx, planned_tx, stats.clone()));
     let queue = config.amqp.tasks(&spec.pool);
+    let window = Arc::new(tokio::sync::Semaphore::new(config.window.max(1)));
     let publishing = {
-        let (publisher, queue, priority, state) = (publisher.clone(), queue.clone(), spec.priority, state.clone());
+        let (publisher, queue, priority, state, window) = (publisher.clone(), queue.clone(), spec.priority, state.clone(), window.clone());
         tokio::spawn(async move {
             while let Some(task) = task_rx.recv().await {
+                // A slot is given back by each result a worker reports.
+                if let Ok(slot) = window.acquire().await {
+                    slot.forget();
+                }
                 retry("publish task", RetryPolicy::default(), || amqp::publish(&publisher, &queue, &task, priority)).await?;
                 if let Ok(mut s) = state.lock() {
                     s.tasks_published += 1;
@@ -219,6 +228,16 @@ async fn run_job(
     let started_at = lamina_common::time::now_rfc3339();
     let mut progress = Progress::default();
     let mut seen = HashSet::new();
+    // A job picked up again after a coordinator died: its recorded results stand.
+    let earlier = records.recorded().await?;
+    if !earlier.is_empty() {
+        info!(job_id = %spec.job_id, recorded = earlier.len(), "resuming job");
+    }
+    for result in earlier {
+        if seen.insert(result.key.clone()) {
+            progress.count(result.status);
+        }
+    }
     let mut planning_open = true;
     loop {
         if !planning_open && seen.len() as u64 >= stats.images.load(Ordering::Relaxed) {
@@ -230,7 +249,10 @@ async fn run_job(
                 None => { planning_open = false; continue; }
             },
             r = results.recv() => match r {
-                Some(r) => r,
+                Some(r) => {
+                    window.add_permits(1);
+                    r
+                }
                 None => anyhow::bail!("result routing closed"),
             },
         };

@@ -32,8 +32,10 @@ async fn upload(store: &S3Store, images: &BTreeMap<String, image::DynamicImage>)
     }
 }
 
-/// Every image has one results line and a manifest whose layers all exist and decode.
-async fn check_complete(output: &S3Store, images: &BTreeMap<String, image::DynamicImage>, stdout: &str) {
+/// Every image has one results line (done, or skipped when `skips` allows it: an image
+/// finished while no coordinator was listening) and a manifest whose layers all exist and
+/// decode.
+async fn check_complete(output: &S3Store, images: &BTreeMap<String, image::DynamicImage>, stdout: &str, skips: bool) {
     let job_id = stdout.lines().next().unwrap().trim();
     let lines: Vec<TaskResult> = String::from_utf8(output.get(&format!("_lamina/jobs/{job_id}/results.jsonl")).await.unwrap())
         .unwrap()
@@ -43,7 +45,8 @@ async fn check_complete(output: &S3Store, images: &BTreeMap<String, image::Dynam
     assert_eq!(lines.len(), images.len(), "one results line per image");
     let keys: BTreeSet<&str> = lines.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys.len(), images.len(), "an image was reported twice");
-    assert!(lines.iter().all(|r| r.status == Status::Done), "{lines:#?}");
+    let ok = |r: &TaskResult| r.status == Status::Done || (skips && r.status == Status::Skipped);
+    assert!(lines.iter().all(ok), "{lines:#?}");
     for key in images.keys() {
         let manifest: Manifest = serde_json::from_slice(&output.get(&format!("{key}/manifest.json")).await.unwrap()).unwrap();
         for layer in &manifest.layers {
@@ -97,7 +100,7 @@ async fn workers_killed_at_random_moments_lose_no_image_and_mark_none_done_half_
     };
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("300 images: 300 done, 0 skipped (unchanged), 0 failed"), "{}\n{}", explain(&out), all_logs());
-    check_complete(&S3Store::new(&settings, &bucket, "out").await, &images, &stdout).await;
+    check_complete(&S3Store::new(&settings, &bucket, "out").await, &images, &stdout, false).await;
 
     let processed: usize = (0..workers_started).map(|i| finished_keys(&log(&format!("worker-{i}.log"))).len()).sum();
     println!("5 workers killed: {processed} results published for 300 images ({} published twice)", processed.saturating_sub(300));
@@ -144,11 +147,67 @@ async fn a_worker_told_to_stop_finishes_what_it_holds_exits_zero_and_nothing_it_
     let out = job.await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("120 images: 120 done"), "{}", explain(&out));
-    check_complete(&S3Store::new(&settings, &bucket, "out").await, &images, &stdout).await;
+    check_complete(&S3Store::new(&settings, &bucket, "out").await, &images, &stdout, false).await;
 
     let first: BTreeSet<String> = finished_keys(&log("stopping.log")).into_iter().collect();
     let second: BTreeSet<String> = finished_keys(&log("taking-over.log")).into_iter().collect();
     assert!(first.len() >= 10, "the stopped worker finished {} tasks", first.len());
     assert!(first.is_disjoint(&second), "redone after a clean stop: {:?}", first.intersection(&second).collect::<Vec<_>>());
     assert_eq!(first.len() + second.len(), 120);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_killed_mid_job_and_started_again_finishes_it_with_exact_counts() {
+    let settings = s3_settings();
+    let bucket = new_bucket("coordinator");
+    let prefix = format!("lamina-coord-{}", std::process::id());
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(name);
+    // A job keeps at most WINDOW tasks queued or in flight: what a dying coordinator can leave
+    // behind for its successor to publish again.
+    const WINDOW: usize = 16;
+    let coordinator = |name: &str| {
+        let http = format!("127.0.0.1:{}", free_port());
+        spawn_with("lamina-coordinator", &prefix, &log(name), &[("LAMINA_HTTP_ADDR", &http), ("LAMINA_JOB_WINDOW", "16")])
+    };
+    let mut fleet = Fleet(vec![
+        coordinator("coordinator-1.log"),
+        spawn_service("lamina-worker", &prefix, &log("worker-1.log")),
+        spawn_service("lamina-worker", &prefix, &log("worker-2.log")),
+    ]);
+    let images = fleet_images(200, 48);
+    upload(&S3Store::new(&settings, &bucket, "in").await, &images).await;
+
+    let (src, dst, p) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"), prefix.clone());
+    let job = tokio::task::spawn_blocking(move || submit(&src, &dst, &p));
+    let done = || finished_keys(&log("worker-1.log")).len() + finished_keys(&log("worker-2.log")).len();
+    for _ in 0..600 {
+        if done() >= 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the first results chunk (appended every 2 s), so the restarted coordinator resumes
+    // from recorded results as well as from manifests.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(done() >= 30 && !job.is_finished(), "the job should be under way");
+    fleet.0[0].kill().unwrap(); // SIGKILL: the job message returns to the queue
+    fleet.0[0].wait().unwrap();
+    let at_kill = done();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.0[0] = coordinator("coordinator-2.log");
+
+    let out = job.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let logs_text = || std::fs::read_to_string(log("coordinator-2.log")).unwrap_or_default();
+    assert!(stdout.contains("200 images:") && stdout.contains(" 0 failed"), "{}\n{}", explain(&out), logs_text());
+    let first_log = std::fs::read_to_string(log("coordinator-1.log")).unwrap_or_default();
+    assert!(logs_text().contains("resuming job"), "{first_log}\n---\n{}", logs_text());
+    check_complete(&S3Store::new(&settings, &bucket, "out").await, &images, &stdout, true).await;
+    let processed = done();
+    let twice = processed.saturating_sub(200);
+    println!("coordinator killed after {at_kill} images: {processed} results published for 200 images ({twice} twice)");
+    // The old coordinator's window, still queued, and the new one's first window: at most
+    // two windows plus what the two workers hold (prefetch 4 each) are done twice.
+    assert!(twice <= 2 * WINDOW + 8, "{twice} images processed twice");
 }
