@@ -181,16 +181,24 @@ async fn a_coordinator_killed_mid_job_and_started_again_finishes_it_with_exact_c
     let (src, dst, p) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"), prefix.clone());
     let job = tokio::task::spawn_blocking(move || submit(&src, &dst, &p));
     let done = || finished_keys(&log("worker-1.log")).len() + finished_keys(&log("worker-2.log")).len();
+    // Kill once the first chunk of results is recorded, so the restarted coordinator resumes
+    // from recorded results as well as from manifests.
+    let records = S3Store::new(&settings, &bucket, "out/_lamina/jobs").await;
     for _ in 0..600 {
-        if done() >= 30 {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let (_, recorded) = tokio::join!(records.list("", tx), async {
+            let mut found = false;
+            while let Some(meta) = rx.recv().await {
+                found |= meta.is_ok_and(|m| m.key.ends_with("results.jsonl") && m.size > 0);
+            }
+            found
+        });
+        if recorded {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Past the first results chunk (appended every 2 s), so the restarted coordinator resumes
-    // from recorded results as well as from manifests.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(done() >= 30 && !job.is_finished(), "the job should be under way");
+    assert!(done() > 0 && !job.is_finished(), "the job should be under way");
     fleet.0[0].kill().unwrap(); // SIGKILL: the job message returns to the queue
     fleet.0[0].wait().unwrap();
     let at_kill = done();
