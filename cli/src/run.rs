@@ -62,7 +62,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, cancel: Cancellati
 
     let input = store::open_input(&in_loc, &out_loc, &s3).await;
     let output = store::open(&out_loc, &s3).await;
-    let spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params.clone());
+    let spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params);
     let mut records = JobRecords::create(output.clone(), &spec).await.context("cannot write the job records")?;
 
     let batch = usize::from(args.batch_size);
@@ -93,16 +93,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, cancel: Cancellati
             }
         }
     });
-    let planner = Planner {
-        job_id: spec.job_id.clone(),
-        input_location: spec.input.clone(),
-        output_location: spec.output.clone(),
-        input,
-        output: output.clone(),
-        model_id: desc.id.clone(),
-        weights_sha256: desc.weights_sha256.clone(),
-        params,
-    };
+    let planner = Planner::for_job(&spec, input, output.clone(), desc.id.clone(), desc.weights_sha256.clone());
     let stats = Arc::new(PlanStats::default());
     let planning = {
         let stats = stats.clone();

@@ -41,6 +41,29 @@ pub struct Planner {
     pub params: DecomposeParams,
 }
 
+impl Planner {
+    /// The planner of `spec`, over its opened stores, for the model identity its manifests
+    /// must record to count as current.
+    pub fn for_job(
+        spec: &lamina_common::messages::JobSpec,
+        input: Arc<dyn ObjectStore>,
+        output: Arc<dyn ObjectStore>,
+        model_id: String,
+        weights_sha256: String,
+    ) -> Planner {
+        Planner {
+            job_id: spec.job_id.clone(),
+            input_location: spec.input.clone(),
+            output_location: spec.output.clone(),
+            input,
+            output,
+            model_id,
+            weights_sha256,
+            params: spec.params.clone(),
+        }
+    }
+}
+
 /// Counts of a finished plan; `images` is also readable while planning.
 #[derive(Debug, Default)]
 pub struct PlanStats {

@@ -192,16 +192,7 @@ async fn run_job(
         s.job_started(&spec);
     }
     let (model_id, weights) = model_identity(&spec.model);
-    let planner = Planner {
-        job_id: spec.job_id.clone(),
-        input_location: spec.input.clone(),
-        output_location: spec.output.clone(),
-        input,
-        output: output.clone(),
-        model_id,
-        weights_sha256: weights,
-        params: spec.params.clone(),
-    };
+    let planner = Planner::for_job(&spec, input, output.clone(), model_id.clone(), weights);
     let stats = Arc::new(PlanStats::default());
     let (task_tx, mut task_rx) = mpsc::channel(1024);
     let (planned_tx, mut planned_rx) = mpsc::channel(1024);
@@ -267,7 +258,7 @@ async fn run_job(
     }
     planning.await?;
     publishing.await??;
-    let summary = Summary::new(&spec, model_identity(&spec.model).0, &progress, started_at);
+    let summary = Summary::new(&spec, model_id, &progress, started_at);
     let summary = records.finish(summary).await?;
     acker.ack(BasicAckOptions::default()).await?;
     if let Ok(mut s) = state.lock() {
