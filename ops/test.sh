@@ -10,4 +10,24 @@ ops/bootstrap.sh dev
 eval "$(ops/services.sh)"
 # The TorchScript fixtures are made by a script run with the venv's python.
 export LAMINA_PYTHON="$LAMINA_VENV/bin/python"
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+# promtool checks and unit-tests the alert rules (ops/prometheus/): Debian's prometheus
+# package has it. Only the tool is wanted: stop the daemon if the package started one.
+if ! command -v promtool >/dev/null; then
+    echo "lamina test: installing prometheus (for promtool)" >&2
+    as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+        || { echo "lamina test: cannot install prometheus (run: apt-get install prometheus)" >&2; exit 1; }
+    if [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prometheus ]; then
+        as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    fi
+fi
+# Headless Chromium renders the coordinator's status page in its end-to-end test.
+if ! command -v chromium >/dev/null; then
+    echo "lamina test: installing chromium (for the status page test)" >&2
+    as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+        || { echo "lamina test: cannot install chromium (run: apt-get install chromium)" >&2; exit 1; }
+fi
+eval "$(ops/k8s-tools.sh)"   # kustomize and kubernetes-validate for tests/tests/k8s_manifests.rs
 cargo test --locked --workspace "$@"

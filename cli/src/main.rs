@@ -5,6 +5,7 @@
 
 mod bench;
 mod config;
+mod dlq;
 mod report;
 mod run;
 mod status;
@@ -34,6 +35,11 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// Show jobs (progress, rate, ETA, failures) and the fleet, from the coordinator.
     Status(status::StatusArgs),
+    /// Cancel a job: no more of its tasks are published; its summary says it was cancelled.
+    Cancel(status::CancelArgs),
+    /// Inspect, replay or delete dead-lettered messages.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +59,8 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::main(args).await,
             Command::Submit(args) => submit::main(args).await,
             Command::Status(args) => status::main(args).await,
+            Command::Cancel(args) => status::cancel(args).await,
+            Command::Dlq(command) => dlq::main(command).await,
         }
     });
     match outcome {

@@ -58,6 +58,13 @@ pub async fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             println!("    failed: {}", failure.as_str().unwrap_or(""));
         }
     }
+    if let Ok(overview) = get(&args.coordinator, "/overview").await {
+        let overview: Value = serde_json::from_str(&overview).unwrap_or_default();
+        let dead = &overview["dead_letters"];
+        if let Some(n) = dead["queue_messages"].as_u64() {
+            println!("dead letters: {n} waiting (see `lamina dlq list`)");
+        }
+    }
     let workers: Vec<Value> = serde_json::from_str(&fleet).unwrap_or_default();
     println!("fleet: {} worker(s)", workers.len());
     for w in &workers {
@@ -74,20 +81,45 @@ pub async fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A GET over HTTP/1.1, with the bearer token from `LAMINA_HTTP_TOKEN[_FILE]` when set.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The job to cancel.
+    pub job: String,
+    /// The coordinator's HTTP address.
+    #[arg(long, env = "LAMINA_COORDINATOR_URL", default_value = "http://127.0.0.1:9090")]
+    pub coordinator: String,
+}
+
+/// `lamina cancel JOB`: the coordinator stops publishing the job's tasks, lets those already
+/// queued finish, writes the job's summary (marked cancelled) and drops it.
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let body = request(hyper::Method::POST, &args.coordinator, &format!("/jobs/{}/cancel", args.job)).await?;
+    let state: Value = serde_json::from_str(&body).unwrap_or_default();
+    match state["state"].as_str().unwrap_or("?") {
+        "cancel-requested" => println!("{}: not running on this coordinator yet; it will be cancelled when it starts", args.job),
+        state => println!("{}: {state}", args.job),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn get(base: &str, path: &str) -> anyhow::Result<String> {
+    request(hyper::Method::GET, base, path).await
+}
+
+/// An HTTP/1.1 request, with the bearer token from `LAMINA_HTTP_TOKEN[_FILE]` when set.
+async fn request(method: hyper::Method, base: &str, path: &str) -> anyhow::Result<String> {
     let authority = base.strip_prefix("http://").context("--coordinator must be an http:// address")?.trim_end_matches('/');
     let stream = tokio::net::TcpStream::connect(authority).await.with_context(|| format!("cannot reach the coordinator at {base}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let mut request = hyper::Request::get(path).header(hyper::header::HOST, authority);
+    let mut request = hyper::Request::builder().method(method).uri(path).header(hyper::header::HOST, authority);
     if let Some(token) = secret_var("LAMINA_HTTP_TOKEN").map_err(anyhow::Error::msg)? {
         request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
     }
     let response = sender.send_request(request.body(Empty::<Bytes>::new())?).await?;
     let status = response.status();
     let body = String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()).into_owned();
-    if !status.is_success() {
+    if !status.is_success() && status != hyper::StatusCode::CONFLICT {
         bail!("{base}{path}: {status}: {}", body.trim());
     }
     Ok(body)

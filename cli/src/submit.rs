@@ -28,7 +28,7 @@ pub struct SubmitArgs {
     /// The worker pool that runs the job.
     #[arg(long, env = "LAMINA_POOL", default_value = "default")]
     pub pool: String,
-    /// 0 to 9, recorded with the job.
+    /// 0 to 9: a pool's free slots go to the waiting job of highest priority first.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=9))]
     pub priority: u8,
     /// Follow the job until it is finished.
@@ -54,6 +54,10 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let summary = wait(&spec).await?;
+    if summary.cancelled {
+        println!("cancelled after {} images: {} done, {} skipped, {} failed", summary.images, summary.done, summary.skipped, summary.failed);
+        return Ok(ExitCode::from(1));
+    }
     println!(
         "{} images: {} done, {} skipped (unchanged), {} failed in {:.1}s",
         summary.images, summary.done, summary.skipped, summary.failed, summary.seconds
@@ -70,9 +74,18 @@ async fn wait(spec: &JobSpec) -> anyhow::Result<Summary> {
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
     bar.enable_steady_tick(Duration::from_millis(200));
     loop {
-        if let Some(bytes) = output.get_opt(&format!("{prefix}/summary.json")).await? {
-            bar.finish_and_clear();
-            return serde_json::from_slice(&bytes).context("summary.json");
+        // The store may be briefly unreachable while the job runs: keep watching.
+        match output.get_opt(&format!("{prefix}/summary.json")).await {
+            Ok(Some(bytes)) => {
+                bar.finish_and_clear();
+                return serde_json::from_slice(&bytes).context("summary.json");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                bar.set_message(format!("job {}: cannot read its records ({e}); retrying", spec.job_id));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
         }
         if let Ok(Some(results)) = output.get_opt(&format!("{prefix}/results.jsonl")).await {
             let lines = results.iter().filter(|&&b| b == b'\n').count();

@@ -7,11 +7,19 @@
 //!   workers of a pool (a model and GPU class); a task redelivered more than
 //!   [`DELIVERY_LIMIT`] times (a worker died on it each time) is dead-lettered;
 //! - `<prefix>.events`: results and heartbeats from the workers, consumed by the coordinator;
-//! - `<prefix>.dead`: dead letters, kept for inspection and replay.
+//! - `<prefix>.dead`: dead letters, kept for inspection and replay (`lamina dlq`);
+//! - `<prefix>.dead.watch`: a copy of each dead letter for the coordinator, which records a
+//!   dead task as a failed image of its job (so a task that kills every worker it reaches
+//!   ends the job's wait instead of blocking it forever).
+//!
+//! Queues dead-letter to the fanout exchange `<prefix>.dead-letters`, bound to both.
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use std::collections::VecDeque;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::publisher_confirm::PublisherConfirm;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::config::Secret;
 
@@ -59,6 +67,16 @@ impl AmqpSettings {
     pub fn dead(&self) -> String {
         format!("{}.dead", self.prefix)
     }
+
+    /// The coordinator's copy of the dead letters.
+    pub fn dead_watch(&self) -> String {
+        format!("{}.dead.watch", self.prefix)
+    }
+
+    /// The fanout exchange every queue dead-letters to.
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dead-letters", self.prefix)
+    }
 }
 
 /// The broker failed us.
@@ -78,6 +96,10 @@ impl crate::retry::Retryable for AmqpError {
             AmqpError::Encode(_) => crate::ErrorKind::Permanent,
             _ => crate::ErrorKind::Retryable,
         }
+    }
+
+    fn cause(&self) -> &'static str {
+        "broker"
     }
 }
 
@@ -103,12 +125,26 @@ fn quorum(extra: &[(&str, AMQPValue)]) -> FieldTable {
 /// Declaring is idempotent, so every process does it at start and after reconnecting.
 pub async fn declare(channel: &Channel, settings: &AmqpSettings, pools: &[&str]) -> Result<(), AmqpError> {
     let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    let exchange = settings.dead_letter_exchange();
     let dead_letter = [
-        ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
-        ("x-dead-letter-routing-key", AMQPValue::LongString(settings.dead().into())),
+        ("x-dead-letter-exchange", AMQPValue::LongString(exchange.as_str().into())),
         ("x-delivery-limit", AMQPValue::LongInt(DELIVERY_LIMIT)),
     ];
+    channel
+        .exchange_declare(
+            exchange.as_str(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+            FieldTable::default(),
+        )
+        .await?;
     channel.queue_declare(settings.dead().as_str(), durable, quorum(&[])).await?;
+    // The watch copy is bounded: if no coordinator reads it, the oldest copies go first.
+    let watch_cap = [("x-max-length", AMQPValue::LongInt(100_000)), ("x-overflow", AMQPValue::LongString("drop-head".into()))];
+    channel.queue_declare(settings.dead_watch().as_str(), durable, quorum(&watch_cap)).await?;
+    for queue in [settings.dead(), settings.dead_watch()] {
+        channel.queue_bind(queue.as_str(), exchange.as_str(), "", QueueBindOptions::default(), FieldTable::default()).await?;
+    }
     channel.queue_declare(settings.events().as_str(), durable, quorum(&[])).await?;
     channel.queue_declare(settings.jobs().as_str(), durable, quorum(&dead_letter)).await?;
     for pool in pools {
@@ -124,19 +160,102 @@ pub async fn confirming(connection: &Connection) -> Result<Channel, AmqpError> {
     Ok(channel)
 }
 
+fn properties(priority: u8) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_priority(priority)
+}
+
 /// Publishes `message` as persistent JSON to `queue` and waits for the broker's confirm.
 pub async fn publish<T: serde::Serialize>(channel: &Channel, queue: &str, message: &T, priority: u8) -> Result<(), AmqpError> {
     let body = serde_json::to_vec(message)?;
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_priority(priority);
-    let confirm = channel
-        .basic_publish("", queue, BasicPublishOptions::default(), &body, props)
-        .await?
-        .await?;
+    publish_raw(channel, queue, &body, properties(priority)).await
+}
+
+/// Publishes a body as it is (with its properties) and waits for the broker's confirm.
+pub async fn publish_raw(channel: &Channel, queue: &str, body: &[u8], props: BasicProperties) -> Result<(), AmqpError> {
+    let confirm = channel.basic_publish("", queue, BasicPublishOptions::default(), body, props).await?.await?;
     if confirm.is_nack() {
         return Err(AmqpError::Nacked { queue: queue.to_owned() });
     }
     Ok(())
+}
+
+/// Publishes many messages to one queue with their confirms in flight together: waiting for
+/// each confirm in turn would cap a publisher at one message per broker round trip (a few
+/// hundred per second), while a window of outstanding confirms lets the broker batch its
+/// disk syncs. Messages come back to the caller once confirmed, in publishing order; a
+/// message the broker refuses (negative confirm) is published again, alone, with retries.
+pub struct Pipelined<T> {
+    channel: Channel,
+    queue: String,
+    priority: u8,
+    window: usize,
+    pending: VecDeque<(T, Vec<u8>, PublisherConfirm)>,
+}
+
+impl<T: serde::Serialize> Pipelined<T> {
+    pub fn new(channel: Channel, queue: String, priority: u8, window: usize) -> Pipelined<T> {
+        Pipelined { channel, queue, priority, window: window.max(1), pending: VecDeque::new() }
+    }
+
+    /// Publishes `message`; returns those confirmed meanwhile (when the window was full).
+    pub async fn send(&mut self, message: T) -> Result<Vec<T>, AmqpError> {
+        let body = serde_json::to_vec(&message)?;
+        let confirm =
+            self.channel.basic_publish("", &self.queue, BasicPublishOptions::default(), &body, properties(self.priority)).await?;
+        self.pending.push_back((message, body, confirm));
+        let mut confirmed = Vec::new();
+        while self.pending.len() >= self.window {
+            confirmed.push(self.settle_one().await?);
+        }
+        Ok(confirmed)
+    }
+
+    /// Waits for every outstanding confirm; returns the messages confirmed.
+    pub async fn flush(&mut self) -> Result<Vec<T>, AmqpError> {
+        let mut confirmed = Vec::with_capacity(self.pending.len());
+        while !self.pending.is_empty() {
+            confirmed.push(self.settle_one().await?);
+        }
+        Ok(confirmed)
+    }
+
+    /// Messages published and not yet confirmed.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+
+    async fn settle_one(&mut self) -> Result<T, AmqpError> {
+        let (message, body, confirm) = self.pending.pop_front().expect("called with messages pending");
+        if confirm.await?.is_nack() {
+            let (channel, queue, props) = (&self.channel, self.queue.as_str(), properties(self.priority));
+            crate::retry::retry("publish again after a negative confirm", crate::retry::RetryPolicy::default(), || {
+                publish_raw(channel, queue, &body, props.clone())
+            })
+            .await?;
+        }
+        Ok(message)
+    }
+}
+
+/// Why RabbitMQ dead-lettered a message, from its `x-death` header: the reason
+/// (`rejected`, `delivery_limit`, `expired`, ...), the queue it died in, and how many times.
+pub fn death(props: &BasicProperties) -> Option<(String, String, i64)> {
+    let headers = props.headers().as_ref()?;
+    let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else { return None };
+    let AMQPValue::FieldTable(first) = deaths.as_slice().first()? else { return None };
+    let text = |k: &str| match first.inner().get(k) {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        Some(AMQPValue::ShortString(s)) => s.to_string(),
+        _ => String::new(),
+    };
+    let count = match first.inner().get("count") {
+        Some(AMQPValue::LongLongInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => i64::from(*n),
+        Some(AMQPValue::LongUInt(n)) => i64::from(*n),
+        _ => 1,
+    };
+    Some((text("reason"), text("queue"), count))
 }

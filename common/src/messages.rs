@@ -135,4 +135,10 @@ pub struct Heartbeat {
     pub model: String,
     pub in_flight: u64,
     pub images_per_second: f64,
+    /// The prefetch in force (unacknowledged tasks the worker may hold).
+    #[serde(default)]
+    pub prefetch: u64,
+    /// Age of the oldest task the worker holds unacknowledged.
+    #[serde(default)]
+    pub oldest_unacked_seconds: f64,
 }

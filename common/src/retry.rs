@@ -27,11 +27,47 @@ impl Default for RetryPolicy {
 /// Anything that knows whether it is worth retrying.
 pub trait Retryable {
     fn kind(&self) -> ErrorKind;
+
+    /// Why it failed, for the retry counters: one of [`CAUSES`].
+    fn cause(&self) -> &'static str {
+        "other"
+    }
+}
+
+/// The causes retries are counted by (a bounded metric label).
+pub const CAUSES: [&str; 6] = ["throttled", "server", "network", "timeout", "broker", "other"];
+
+static RETRIES: [std::sync::atomic::AtomicU64; 6] = [const { std::sync::atomic::AtomicU64::new(0) }; 6];
+
+/// Retries made by this process so far, by cause.
+pub fn retries() -> Vec<(&'static str, u64)> {
+    CAUSES.iter().zip(&RETRIES).map(|(c, n)| (*c, n.load(std::sync::atomic::Ordering::Relaxed))).collect()
+}
+
+fn count_retry(cause: &str) {
+    let i = CAUSES.iter().position(|c| *c == cause).unwrap_or(CAUSES.len() - 1);
+    RETRIES[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl Retryable for crate::StoreError {
     fn kind(&self) -> ErrorKind {
         crate::StoreError::kind(self)
+    }
+
+    fn cause(&self) -> &'static str {
+        let crate::StoreError::Io { source, .. } = self else { return "other" };
+        let text = source.to_string();
+        if text.contains(" 429") || text.contains(" 503") || text.contains("SlowDown") || text.contains("Throttl") {
+            "throttled"
+        } else if text.starts_with("S3 answered 5") {
+            "server"
+        } else if text.contains("timed out") {
+            "timeout"
+        } else if text.contains("cannot reach") || source.kind() == std::io::ErrorKind::ConnectionRefused {
+            "network"
+        } else {
+            "other"
+        }
     }
 }
 
@@ -53,7 +89,8 @@ where
                 let cap = policy.initial.saturating_mul(1 << attempt.min(20)).min(policy.max_delay);
                 let delay = cap.mul_f64(jitter());
                 attempt += 1;
-                warn!(operation = what, attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying");
+                count_retry(e.cause());
+                warn!(operation = what, attempt, cause = e.cause(), delay_ms = delay.as_millis() as u64, error = %e, "retrying");
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),

@@ -1,6 +1,7 @@
-//! The coordinator's HTTP endpoints: health, jobs, one job, the fleet, Prometheus metrics.
-//! Binds 127.0.0.1 unless told otherwise; with a token configured, every endpoint but
-//! `/health` requires `Authorization: Bearer <token>`.
+//! The coordinator's HTTP endpoints: the status page, health, jobs, one job, cancel, the
+//! fleet, an overview for the page, Prometheus metrics. Binds 127.0.0.1 unless told
+//! otherwise; with a token configured, every endpoint but `/health` and the page itself (a
+//! static file without data, which asks for the token) requires `Authorization: Bearer <token>`.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use axum::extract::{Path, Request, State as AxumState};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
@@ -28,10 +29,13 @@ pub async fn serve(addr: SocketAddr, token: Option<Secret>, state: Shared, shutd
     let router = Router::new()
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}/cancel", post(cancel))
         .route("/fleet", get(fleet))
+        .route("/overview", get(overview))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app.clone(), authorise))
         .route("/health", get(|| async { "ok\n" }))
+        .route("/", get(page))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "serving HTTP");
@@ -60,48 +64,117 @@ async fn job(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Response
     }
 }
 
+/// Cancels a job: 202 with the state it is in now, 409 when it already finished.
+async fn cancel(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Response {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return (StatusCode::BAD_REQUEST, "bad job id\n").into_response();
+    }
+    let Ok(mut s) = app.state.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let state = s.cancel(&id);
+    drop(s);
+    tracing::info!(job_id = %id, state, "cancel requested");
+    let code = if matches!(state, "finished" | "cancelled") { StatusCode::CONFLICT } else { StatusCode::ACCEPTED };
+    (code, Json(serde_json::json!({ "job_id": id, "state": state }))).into_response()
+}
+
+/// The status page: static, it reads `/overview` every two seconds.
+async fn page() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("status.html")).into_response()
+}
+
+/// Everything the status page shows, in one read.
+async fn overview(AxumState(app): AxumState<App>) -> Response {
+    let Ok(s) = app.state.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let mut jobs: Vec<_> = s.jobs.values().cloned().collect();
+    // Running jobs first, newest first within each group (job ids are time-ordered).
+    jobs.sort_by(|a, b| (a.state != "running", &b.job_id).cmp(&(b.state != "running", &a.job_id)));
+    let body = serde_json::json!({
+        "generated_at": lamina_common::time::now_rfc3339(),
+        "jobs": jobs,
+        "fleet": s.fleet(),
+        "dead_letters": { "queue_messages": s.dead_letter_queue, "seen": s.dead_letters_task + s.dead_letters_other },
+    });
+    drop(s);
+    Json(body).into_response()
+}
+
 async fn fleet(AxumState(app): AxumState<App>) -> Response {
     Json(app.state.lock().map(|s| s.fleet()).unwrap_or_default()).into_response()
 }
 
-/// Prometheus text exposition; labels are bounded (status, pool), never a job id or key.
+/// Prometheus text exposition; labels are bounded (status, pool, outcome, kind), never a
+/// job id, a worker or a key. The names are listed in docs/metrics.md.
 async fn metrics(AxumState(app): AxumState<App>) -> Response {
     let Ok(s) = app.state.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in samples {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let active = s.jobs.values().filter(|j| j.state == "running").count() as f64;
-    metric("lamina_coordinator_jobs_active", "gauge", "Jobs being planned or tracked.", &[("", active)]);
-    metric("lamina_coordinator_tasks_published_total", "counter", "Tasks published with a broker confirm.", &[("", s.tasks_published as f64)]);
+    let one = |v: f64| vec![(String::new(), v)];
+    let pool = |p: &str| format!("{{pool=\"{p}\"}}");
+    let active = s.jobs.values().filter(|j| matches!(j.state, "running" | "cancelling")).count() as f64;
+    metric("lamina_coordinator_jobs_active", "gauge", "Jobs being planned or tracked.", &one(active));
+    metric(
+        "lamina_coordinator_jobs_finished_total",
+        "counter",
+        "Jobs whose summary was written, by outcome.",
+        &[("{outcome=\"completed\"}".into(), s.jobs_completed as f64), ("{outcome=\"cancelled\"}".into(), s.jobs_cancelled as f64)],
+    );
+    let pending: Vec<(String, f64)> = s.pending_by_pool().iter().map(|(p, n)| (pool(p), *n as f64)).collect();
+    metric("lamina_coordinator_images_pending", "gauge", "Images listed by running jobs and not yet reported, by pool.", &pending);
+    let published: Vec<(String, f64)> = s.pools.iter().map(|(p, c)| (pool(p), c.tasks_published as f64)).collect();
+    metric("lamina_coordinator_tasks_published_total", "counter", "Tasks published with a broker confirm, by pool.", &published);
+    let in_flight: Vec<(String, f64)> = s.windows.iter().map(|w| (pool(&w.pool), w.in_use as f64)).collect();
+    metric("lamina_coordinator_tasks_in_flight", "gauge", "Tasks published and not yet reported, by pool.", &in_flight);
+    let window: Vec<(String, f64)> = s.windows.iter().map(|w| (pool(&w.pool), w.capacity as f64)).collect();
+    metric("lamina_coordinator_pool_window", "gauge", "Tasks a pool may hold queued or in flight, by pool.", &window);
     metric(
         "lamina_coordinator_results_total",
         "counter",
         "Image results counted, by status.",
         &[
-            ("{status=\"done\"}", s.results_done as f64),
-            ("{status=\"skipped\"}", s.results_skipped as f64),
-            ("{status=\"failed\"}", s.results_failed as f64),
+            ("{status=\"done\"}".into(), s.results_done as f64),
+            ("{status=\"skipped\"}".into(), s.results_skipped as f64),
+            ("{status=\"failed\"}".into(), s.results_failed as f64),
         ],
     );
-    metric("lamina_coordinator_messages_rejected_total", "counter", "Invalid job or event messages refused.", &[("", s.messages_rejected as f64)]);
+    metric(
+        "lamina_coordinator_dead_letters_total",
+        "counter",
+        "Dead-lettered messages seen, by kind.",
+        &[("{kind=\"task\"}".into(), s.dead_letters_task as f64), ("{kind=\"other\"}".into(), s.dead_letters_other as f64)],
+    );
+    if let Some(n) = s.dead_letter_queue {
+        metric("lamina_coordinator_dead_letter_queue_messages", "gauge", "Messages waiting in the dead-letter queue.", &one(n as f64));
+    }
+    let ready: Vec<(String, f64)> = s.pools.iter().filter_map(|(p, c)| Some((pool(p), c.queue_ready? as f64))).collect();
+    metric("lamina_coordinator_task_queue_messages", "gauge", "Ready messages in the task queue, by pool.", &ready);
+    metric("lamina_coordinator_messages_rejected_total", "counter", "Invalid job or event messages refused.", &one(s.messages_rejected as f64));
+    let beats: Vec<(String, f64)> = s.pools.iter().map(|(p, c)| (pool(p), c.heartbeats as f64)).collect();
+    metric("lamina_coordinator_heartbeats_total", "counter", "Worker heartbeats received, by pool.", &beats);
     let fleet = s.fleet();
-    let mut pools: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
+    let mut pools: std::collections::BTreeMap<&str, (f64, f64, f64)> = s.pools.keys().map(|p| (p.as_str(), (0.0, 0.0, 0.0))).collect();
     for w in fleet.iter().filter(|w| w.seconds_since_heartbeat < 30.0) {
         let entry = pools.entry(w.heartbeat.pool.as_str()).or_default();
         entry.0 += 1.0;
         entry.1 += w.heartbeat.images_per_second;
+        entry.2 = entry.2.max(w.heartbeat.oldest_unacked_seconds);
     }
-    let labels: Vec<(String, f64, f64)> = pools.iter().map(|(p, (n, r))| (format!("{{pool=\"{p}\"}}"), *n, *r)).collect();
-    let workers: Vec<(&str, f64)> = labels.iter().map(|(l, n, _)| (l.as_str(), *n)).collect();
-    let rates: Vec<(&str, f64)> = labels.iter().map(|(l, _, r)| (l.as_str(), *r)).collect();
-    metric("lamina_coordinator_workers", "gauge", "Workers with a heartbeat in the last 30 seconds, by pool.", &workers);
-    metric("lamina_coordinator_fleet_images_per_second", "gauge", "Images per second the live workers report, by pool.", &rates);
+    let per_pool = |f: fn(&(f64, f64, f64)) -> f64| pools.iter().map(|(p, v)| (pool(p), f(v))).collect::<Vec<_>>();
+    metric("lamina_coordinator_workers", "gauge", "Workers with a heartbeat in the last 30 seconds, by pool.", &per_pool(|v| v.0));
+    metric("lamina_coordinator_fleet_images_per_second", "gauge", "Images per second the live workers report, by pool.", &per_pool(|v| v.1));
+    metric(
+        "lamina_coordinator_oldest_unacked_task_seconds",
+        "gauge",
+        "Oldest task a live worker holds unacknowledged, by pool.",
+        &per_pool(|v| v.2),
+    );
+    metric("lamina_coordinator_broker_connects_total", "counter", "Connections made to the broker.", &one(s.broker_connects as f64));
     drop(s);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub use lamina_common::messages::{JobSpec, JOB_SCHEMA};
 use lamina_common::messages::{Status, TaskResult};
 use crate::Progress;
+use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::{ObjectStore, StoreError};
 
 pub const SUMMARY_SCHEMA: &str = "lamina.summary/1";
@@ -39,6 +40,9 @@ pub struct Summary {
     pub images_per_second: f64,
     /// The first failures, `key: reason`.
     pub failures: Vec<String>,
+    /// The job was cancelled: `images` counts only what was reported before it stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 impl Summary {
@@ -62,6 +66,7 @@ impl Summary {
             seconds: (wall * 1000.0).round() / 1000.0,
             images_per_second: if wall > 0.0 { progress.done as f64 / wall } else { 0.0 },
             failures: Vec::new(),
+            cancelled: false,
         }
     }
 }
@@ -85,12 +90,22 @@ impl JobRecords {
         Ok(JobRecords { store, prefix, buffer: Vec::new(), lines: 0, oldest: None, failures: Vec::new() })
     }
 
+    /// The summary of an earlier run of this job that finished (the coordinator died
+    /// before acknowledging the job message), if there is one.
+    pub async fn finished(&self) -> Option<Summary> {
+        let bytes = self.store.get_opt(&format!("{}/summary.json", self.prefix)).await.ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// The results an earlier run of this job (a coordinator that died) already recorded,
     /// so a resumed job counts each image once. A line cut short by the crash is dropped
     /// from the file as well.
     pub async fn recorded(&mut self) -> Result<Vec<TaskResult>, StoreError> {
         let key = format!("{}/results.jsonl", self.prefix);
-        let Some(bytes) = self.store.get_opt(&key).await? else { return Ok(Vec::new()) };
+        let store = &self.store;
+        let Some(bytes) = retry("read job results", RetryPolicy::default(), || store.get_opt(&key)).await? else {
+            return Ok(Vec::new());
+        };
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if complete < bytes.len() {
             self.store.put(&key, bytes[..complete].to_vec()).await?;
@@ -122,10 +137,11 @@ impl JobRecords {
         Ok(())
     }
 
-    /// Appends whatever is buffered.
+    /// Appends whatever is buffered, retrying through a store outage.
     pub async fn flush(&mut self) -> Result<(), StoreError> {
         if !self.buffer.is_empty() {
-            self.store.append(&format!("{}/results.jsonl", self.prefix), &self.buffer).await?;
+            let (store, key, buffer) = (&self.store, format!("{}/results.jsonl", self.prefix), &self.buffer);
+            retry("append job results", RetryPolicy::default(), || store.append(&key, buffer)).await?;
             self.buffer.clear();
         }
         self.lines = 0;
@@ -138,7 +154,8 @@ impl JobRecords {
         self.flush().await?;
         summary.failures = std::mem::take(&mut self.failures);
         let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-        self.store.put(&format!("{}/summary.json", self.prefix), json).await?;
+        let (store, key) = (&self.store, format!("{}/summary.json", self.prefix));
+        retry("write job summary", RetryPolicy::default(), || store.put(&key, json.clone())).await?;
         Ok(summary)
     }
 }

@@ -7,6 +7,7 @@ pub mod http;
 pub mod job;
 pub mod planner;
 pub mod progress;
+pub mod scheduler;
 pub mod service;
 pub mod state;
 

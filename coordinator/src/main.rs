@@ -19,9 +19,13 @@ struct Args {
     /// Address of the HTTP endpoints (health, jobs, fleet, metrics).
     #[arg(long, env = "LAMINA_HTTP_ADDR", default_value = "127.0.0.1:9090")]
     http: std::net::SocketAddr,
-    /// Tasks of one job in the queue or in flight at most.
-    #[arg(long, env = "LAMINA_JOB_WINDOW", default_value_t = 64)]
+    /// Tasks a pool holds queued or in flight, at least (grows to twice the prefetch of the
+    /// pool's live workers); shared between jobs by priority, then round-robin.
+    #[arg(long, env = "LAMINA_POOL_WINDOW", default_value_t = 64)]
     window: usize,
+    /// Publisher confirms awaited together.
+    #[arg(long, env = "LAMINA_CONFIRM_WINDOW", default_value_t = 256)]
+    confirm_window: usize,
     /// Jobs planned and tracked at once.
     #[arg(long, env = "LAMINA_MAX_JOBS", default_value_t = 8)]
     max_jobs: u16,
@@ -35,7 +39,15 @@ fn main() -> ExitCode {
     let settings = (AmqpSettings::from_env(), S3Settings::from_env(), lamina_common::config::secret_var("LAMINA_HTTP_TOKEN"));
     let (config, token) = match settings {
         (Ok(amqp), Ok(s3), Ok(token)) => {
-            (CoordinatorConfig { amqp, s3, max_jobs: args.max_jobs.max(1), window: args.window.max(1), name: format!("lamina-coordinator-{}", std::process::id()) }, token)
+            let config = CoordinatorConfig {
+                amqp,
+                s3,
+                max_jobs: args.max_jobs.max(1),
+                window: args.window.max(1),
+                confirm_window: args.confirm_window.max(1),
+                name: format!("lamina-coordinator-{}", std::process::id()),
+            };
+            (config, token)
         }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("lamina-coordinator: {e}");

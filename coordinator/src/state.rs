@@ -2,7 +2,7 @@
 //! and the HTTP endpoints: jobs with their progress, the fleet from its heartbeats, counters.
 //! Guarded by a plain mutex that is never held across an await.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,15 +17,39 @@ const FINISHED_KEPT: usize = 100;
 
 pub type Shared = Arc<Mutex<State>>;
 
+/// Cancel requests kept for jobs this coordinator has not started yet.
+const CANCEL_REQUESTS_KEPT: usize = 10_000;
+
 #[derive(Debug, Default)]
 pub struct State {
     pub jobs: BTreeMap<String, JobView>,
     pub workers: BTreeMap<String, WorkerView>,
-    pub tasks_published: u64,
+    /// Per pool: tasks published, heartbeats received, ready messages in the task queue.
+    pub pools: BTreeMap<String, PoolCounters>,
     pub results_done: u64,
     pub results_skipped: u64,
     pub results_failed: u64,
     pub messages_rejected: u64,
+    pub dead_letters_task: u64,
+    pub dead_letters_other: u64,
+    /// Messages in the dead-letter queue at the last look (None until the first).
+    pub dead_letter_queue: Option<u64>,
+    pub jobs_completed: u64,
+    pub jobs_cancelled: u64,
+    pub broker_connects: u64,
+    /// The running jobs' cancel switches.
+    pub cancels: BTreeMap<String, tokio_util::sync::CancellationToken>,
+    /// Jobs asked to be cancelled before they started here.
+    pub cancel_requests: HashSet<String>,
+    /// The pools' windows at the last look.
+    pub windows: Vec<crate::scheduler::WindowView>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PoolCounters {
+    pub tasks_published: u64,
+    pub heartbeats: u64,
+    pub queue_ready: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +59,8 @@ pub struct JobView {
     pub output: String,
     pub model: String,
     pub pool: String,
-    /// `running` or `finished`.
+    pub priority: u8,
+    /// `running`, `cancelling`, `finished` or `cancelled`.
     pub state: &'static str,
     /// Images listed so far (final once the listing is complete).
     pub images: u64,
@@ -67,6 +92,7 @@ impl State {
             output: spec.output.clone(),
             model: spec.model.clone(),
             pool: spec.pool.clone(),
+            priority: spec.priority,
             state: "running",
             images: 0,
             listing_complete: false,
@@ -108,18 +134,62 @@ impl State {
             .then(|| images.saturating_sub(finished) as f64 / job.images_per_second);
     }
 
-    pub fn job_finished(&mut self, job_id: &str) {
+    /// The listing's progress, between results.
+    pub fn job_listed(&mut self, job_id: &str, images: u64, listing_complete: bool) {
         if let Some(job) = self.jobs.get_mut(job_id) {
-            job.state = "finished";
-            job.eta_seconds = Some(0.0);
+            job.images = images;
+            job.listing_complete = listing_complete;
         }
-        let finished: Vec<String> = self.jobs.values().filter(|j| j.state == "finished").map(|j| j.job_id.clone()).collect();
+    }
+
+    pub fn job_finished(&mut self, job_id: &str, cancelled: bool) {
+        if let Some(job) = self.jobs.get_mut(job_id) {
+            job.state = if cancelled { "cancelled" } else { "finished" };
+            job.eta_seconds = if cancelled { None } else { Some(0.0) };
+        }
+        if cancelled {
+            self.jobs_cancelled += 1;
+        } else {
+            self.jobs_completed += 1;
+        }
+        self.cancels.remove(job_id);
+        let finished: Vec<String> =
+            self.jobs.values().filter(|j| matches!(j.state, "finished" | "cancelled")).map(|j| j.job_id.clone()).collect();
         for id in finished.iter().take(finished.len().saturating_sub(FINISHED_KEPT)) {
             self.jobs.remove(id);
         }
     }
 
+    /// Asks a job to stop: a running job stops publishing and writes its summary; one not
+    /// started here is cancelled when it arrives. Returns the job's state afterwards.
+    pub fn cancel(&mut self, job_id: &str) -> &'static str {
+        if let Some(token) = self.cancels.get(job_id) {
+            token.cancel();
+            if let Some(job) = self.jobs.get_mut(job_id) {
+                job.state = "cancelling";
+            }
+            return "cancelling";
+        }
+        if let Some(job) = self.jobs.get(job_id) {
+            return job.state;
+        }
+        if self.cancel_requests.len() < CANCEL_REQUESTS_KEPT {
+            self.cancel_requests.insert(job_id.to_owned());
+        }
+        "cancel-requested"
+    }
+
+    /// Images listed and not yet reported, per pool, over the running jobs.
+    pub fn pending_by_pool(&self) -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = self.pools.keys().map(|p| (p.clone(), 0)).collect();
+        for job in self.jobs.values().filter(|j| matches!(j.state, "running" | "cancelling")) {
+            *out.entry(job.pool.clone()).or_default() += job.images.saturating_sub(job.done + job.skipped + job.failed);
+        }
+        out
+    }
+
     pub fn heartbeat(&mut self, beat: Heartbeat) {
+        self.pools.entry(beat.pool.clone()).or_default().heartbeats += 1;
         let view = WorkerView { heartbeat: beat.clone(), seconds_since_heartbeat: 0.0, seen: Some(Instant::now()) };
         self.workers.insert(beat.worker, view);
     }

@@ -168,7 +168,7 @@ async fn a_coordinator_killed_mid_job_and_started_again_finishes_it_with_exact_c
     const WINDOW: usize = 16;
     let coordinator = |name: &str| {
         let http = format!("127.0.0.1:{}", free_port());
-        spawn_with("lamina-coordinator", &prefix, &log(name), &[("LAMINA_HTTP_ADDR", &http), ("LAMINA_JOB_WINDOW", "16")])
+        spawn_with("lamina-coordinator", &prefix, &log(name), &[("LAMINA_HTTP_ADDR", &http), ("LAMINA_POOL_WINDOW", "16")])
     };
     let mut fleet = Fleet(vec![
         coordinator("coordinator-1.log"),
@@ -218,4 +218,68 @@ async fn a_coordinator_killed_mid_job_and_started_again_finishes_it_with_exact_c
     // The old coordinator's window, still queued, and the new one's first window: at most
     // two windows plus what the two workers hold (prefetch 4 each) are done twice.
     assert!(twice <= 2 * WINDOW + 8, "{twice} images processed twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_crashes_every_worker_is_dead_lettered_and_reported_failed_in_its_job() {
+    let settings = s3_settings();
+    let bucket = new_bucket("poison");
+    let prefix = format!("lamina-poison-{}", std::process::id());
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(name);
+    let http = format!("127.0.0.1:{}", free_port());
+    // The failpoint makes a worker abort on this one key, as a decoder that crashes would.
+    let crash = [("LAMINA_FAILPOINT_ABORT_ON_KEY", "poison-pill")];
+    let mut fleet = Fleet(vec![
+        spawn_with("lamina-coordinator", &prefix, &log("coordinator.log"), &[("LAMINA_HTTP_ADDR", &http)]),
+        spawn_with("lamina-worker", &prefix, &log("worker-0.log"), &crash),
+    ]);
+    let mut images = fleet_images(20, 32);
+    images.insert("generated/poison-pill.png".to_owned(), sample("coffee.png", 32));
+    upload(&S3Store::new(&settings, &bucket, "in").await, &images).await;
+
+    let (src, dst, p) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"), prefix.clone());
+    let job = tokio::task::spawn_blocking(move || submit(&src, &dst, &p));
+    // A supervisor, as systemd or Kubernetes would be: a worker that dies is started again.
+    let mut started = 1;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while !job.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the job never finished");
+        if let Ok(Some(_)) = fleet.0[1].try_wait() {
+            fleet.0[1] = spawn_with("lamina-worker", &prefix, &log(&format!("worker-{started}.log")), &crash);
+            started += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = job.await.unwrap();
+    let all_logs = || {
+        (0..started)
+            .map(|i| format!("worker-{i}.log"))
+            .chain(["coordinator.log".to_owned()])
+            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(log(&l)).unwrap_or_default()))
+            .collect::<String>()
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("21 images: 20 done, 0 skipped (unchanged), 1 failed"), "{}\n{}", explain(&out), all_logs());
+    let job_id = stdout.lines().next().unwrap().trim();
+    let output = S3Store::new(&settings, &bucket, "out").await;
+    let lines: Vec<TaskResult> = String::from_utf8(output.get(&format!("_lamina/jobs/{job_id}/results.jsonl")).await.unwrap())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 21);
+    let poison = lines.iter().find(|r| r.key == "generated/poison-pill.png").expect("the crashing task has a result line");
+    assert_eq!(poison.status, Status::Failed);
+    let reason = poison.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("dead-lettered after 5 deliveries"), "{reason}");
+    assert!(output.get_opt("generated/poison-pill.png/manifest.json").await.unwrap().is_none());
+    // The worker died once per delivery, and the dead letter is kept for operators.
+    assert!(started >= 5, "the worker crashed on each of the 5 deliveries ({started} started)");
+    let metrics = http_get(&http, "/metrics", None);
+    assert!(metrics.contains("lamina_coordinator_dead_letters_total{kind=\"task\"} 1"), "{metrics}");
+    let list = Command::new(binary("lamina")).args(["dlq", "list"]).env("LAMINA_AMQP_PREFIX", &prefix).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(listed.contains(job_id) && listed.contains("generated/poison-pill.png") && listed.contains("delivery limit"), "{}", explain(&list));
+    println!("poison task: {started} worker processes started, result: {reason}");
 }

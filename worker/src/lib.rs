@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod decode;
 pub mod encode;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod service;

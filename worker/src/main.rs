@@ -29,8 +29,9 @@ struct Args {
     device: String,
     #[arg(long, env = "LAMINA_BATCH_SIZE", default_value_t = 1)]
     batch_size: u16,
-    /// Unacknowledged tasks held at once.
-    #[arg(long, env = "LAMINA_PREFETCH", default_value_t = 4)]
+    /// Most unacknowledged tasks held at once; the prefetch in force follows the measured
+    /// throughput below this.
+    #[arg(long, env = "LAMINA_PREFETCH", default_value_t = 32)]
     prefetch: u16,
     #[arg(long, env = "LAMINA_MAX_MEGAPIXELS", default_value_t = 64.0)]
     max_megapixels: f64,
@@ -39,6 +40,9 @@ struct Args {
     grace_seconds: u64,
     #[arg(long, env = "LAMINA_HEARTBEAT_SECONDS", default_value_t = 10)]
     heartbeat_seconds: u64,
+    /// Address of `/health` and `/metrics` (Prometheus).
+    #[arg(long, env = "LAMINA_METRICS_ADDR", default_value = "127.0.0.1:9091")]
+    metrics: std::net::SocketAddr,
     #[arg(long, env = "LAMINA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
 }
@@ -63,17 +67,22 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(lamina_common::signal::on_shutdown(shutdown.clone()));
+        let metrics = tokio::spawn(lamina_worker::metrics::serve(args.metrics, shutdown.clone()));
         // Reconnect with backoff while the broker is away; a model that does not load, or a
         // stop request, ends the process.
         let mut delay = Duration::from_millis(500);
         loop {
+            if metrics.is_finished() {
+                error!(address = %args.metrics, "the metrics endpoint stopped (is the address in use?)");
+                return ExitCode::from(2);
+            }
             match serve(&config, shutdown.clone()).await {
                 Ok(()) => return ExitCode::SUCCESS,
                 Err(e) if shutdown.is_cancelled() => {
                     error!(error = %format!("{e:#}"), "stopped");
                     return ExitCode::SUCCESS;
                 }
-                Err(e) if !format!("{e:#}").contains("broker") => {
+                Err(e) if !lost_the_broker(&e) => {
                     error!(error = %format!("{e:#}"), "giving up");
                     return ExitCode::from(1);
                 }
@@ -109,7 +118,14 @@ fn config(args: &Args) -> Result<ServiceConfig, String> {
         grace: Duration::from_secs(args.grace_seconds),
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         name: format!("lamina-worker-{}-{}", hostname(), std::process::id()),
+        abort_on_key: std::env::var("LAMINA_FAILPOINT_ABORT_ON_KEY").ok().filter(|v| !v.is_empty()),
     })
+}
+
+/// Whether an error came from the broker connection (reconnect) rather than from the model
+/// or the settings (give up).
+fn lost_the_broker(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<lapin::Error>() || c.is::<lamina_common::amqp::AmqpError>()) || format!("{e:#}").contains("lost the broker")
 }
 
 fn hostname() -> String {

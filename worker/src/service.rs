@@ -7,10 +7,17 @@
 //! delivery limit, dead-lettered by RabbitMQ. On shutdown the worker stops consuming, lets the
 //! pipeline finish what it holds within the grace period, and closes the connection, which
 //! hands anything still unacknowledged back to the queue.
+//!
+//! Prefetch follows measured throughput: enough tasks to keep the pipeline fed (about two
+//! seconds of work plus two batches), never more than ten minutes of work, so no task waits
+//! in a worker's hands anywhere near RabbitMQ's 30-minute delivery-ack timeout. A new
+//! prefetch applies to a new consumer (RabbitMQ sets a consumer's prefetch when it starts),
+//! so the worker starts one and drains the old one's deliveries before dropping it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_lite::StreamExt;
@@ -18,8 +25,9 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::FieldTable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use crate::metrics::METRICS;
 use crate::model::{self, device_name};
 use crate::pipeline::{self, Finished, ModelClock, Work, WorkerConfig};
 use lamina_common::amqp::{self, AmqpSettings, MAX_MESSAGE_BYTES};
@@ -37,12 +45,38 @@ pub struct ServiceConfig {
     pub pool: String,
     pub model: String,
     pub worker: WorkerConfig,
-    /// Unacknowledged tasks held at once (downloads, the batch, encodes).
+    /// Most unacknowledged tasks held at once; the prefetch in force is sized from the
+    /// measured throughput below this.
     pub prefetch: u16,
     /// How long a stopping worker may take to finish what it holds.
     pub grace: Duration,
     pub heartbeat: Duration,
     pub name: String,
+    /// Fault injection for tests and drills: the process aborts on a task whose key
+    /// contains this text (`LAMINA_FAILPOINT_ABORT_ON_KEY`), as a crashing decoder would.
+    pub abort_on_key: Option<String>,
+}
+
+/// Work queued ahead of the model, in seconds of measured throughput.
+const LEAD_SECONDS: f64 = 2.0;
+/// Most work a worker holds, in seconds: far below RabbitMQ's 30-minute ack timeout.
+const MAX_HOLD_SECONDS: f64 = 600.0;
+/// How often the prefetch is reconsidered.
+const RESIZE_EVERY: Duration = Duration::from_secs(15);
+/// The window the throughput is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The prefetch for a measured rate (images/s; None before anything finished).
+pub fn prefetch_for(rate: Option<f64>, batch: usize, cap: u16) -> u16 {
+    let cap = f64::from(cap.max(1));
+    let floor = (2 * batch) as f64;
+    let want = match rate {
+        // Nothing measured yet: two batches, enough to start and little to hand back.
+        None => floor,
+        Some(r) => (r * LEAD_SECONDS).ceil() + floor,
+    };
+    let limit = rate.map_or(cap, |r| (r * MAX_HOLD_SECONDS).floor().max(1.0));
+    want.min(limit).min(cap).max(1.0) as u16
 }
 
 /// Why a message is not a task.
@@ -58,96 +92,186 @@ pub fn parse_task(body: &[u8]) -> Result<Task, String> {
     Ok(task)
 }
 
+/// A task held: how to acknowledge it, since when, and its size.
+struct Held {
+    acker: lapin::acker::Acker,
+    since: Instant,
+    bytes: u64,
+}
+
 /// Serves until `shutdown` fires (returns Ok) or the broker connection fails (returns Err;
 /// the caller reconnects).
 pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let model = model::load(&config.model, config.worker.device)?;
     let model_id = model.desc().id.clone();
     let connection = amqp::connect(&config.amqp, &config.name).await.context("cannot connect to the broker")?;
+    METRICS.broker_connects.fetch_add(1, Ordering::Relaxed);
     let channel = connection.create_channel().await?;
     amqp::declare(&channel, &config.amqp, &[&config.pool]).await?;
     let publisher = amqp::confirming(&connection).await?;
-    channel.basic_qos(config.prefetch, BasicQosOptions::default()).await?;
     let queue = config.amqp.tasks(&config.pool);
-    let mut consumer = channel
-        .basic_consume(queue.as_str(), config.name.as_str(), BasicConsumeOptions::default(), FieldTable::default())
-        .await?;
-    info!(queue = %queue, model = %model_id, device = %device_name(config.worker.device), prefetch = config.prefetch, "consuming");
+    let batch = config.worker.batch_size;
+    let mut prefetch = prefetch_for(None, batch, config.prefetch);
+    let mut generation = 0u32;
+    let consume = |prefetch: u16, generation: u32| {
+        let (channel, queue) = (&channel, &queue);
+        async move {
+            channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+            let tag = format!("{}-{generation}", config.name);
+            let consumer = channel.basic_consume(queue.as_str(), &tag, BasicConsumeOptions::default(), FieldTable::default()).await?;
+            METRICS.set_prefetch(prefetch);
+            Ok::<_, lapin::Error>((tag, consumer))
+        }
+    };
+    let (mut tag, mut consumer) = consume(prefetch, generation).await?;
+    // A consumer replaced by a new prefetch, drained of what the broker already sent it.
+    let mut retiring: Option<lapin::Consumer> = None;
+    info!(queue = %queue, model = %model_id, device = %device_name(config.worker.device), prefetch, max_prefetch = config.prefetch, "consuming");
 
     let events = config.amqp.events();
-    let (work_tx, work_rx) = mpsc::channel(usize::from(config.prefetch.max(1)));
+    // The pipeline's intake holds every task the broker may have delivered.
+    let (work_tx, work_rx) = mpsc::channel(usize::from(config.prefetch.max(1)) * 2);
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(64);
     let clock = Arc::new(ModelClock::default());
     let stores = Arc::new(StoreCache::new(config.s3.clone()));
     let pipeline = tokio::spawn(pipeline::run(model, config.worker.clone(), stores, work_rx, done_tx, clock));
 
     let mut work_tx = Some(work_tx);
-    let mut ackers = HashMap::new();
+    let mut held: HashMap<u64, Held> = HashMap::new();
     let mut next_ticket = 0u64;
     let mut finished = 0u64;
-    let started = std::time::Instant::now();
+    let mut recent: VecDeque<Instant> = VecDeque::new();
+    let started = Instant::now();
     let mut heartbeat = tokio::time::interval(config.heartbeat);
+    let mut resize = tokio::time::interval_at(tokio::time::Instant::now() + RESIZE_EVERY, RESIZE_EVERY);
     let drain_deadline = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(drain_deadline);
     let outcome = loop {
-        tokio::select! {
+        let delivery = tokio::select! {
             _ = shutdown.cancelled(), if work_tx.is_some() => {
-                info!(in_flight = ackers.len(), grace_s = config.grace.as_secs(), "stopping: finishing the tasks in hand");
-                let _ = channel.basic_cancel(config.name.as_str(), BasicCancelOptions::default()).await;
+                info!(in_flight = held.len(), grace_s = config.grace.as_secs(), "stopping: finishing the tasks in hand");
+                let _ = channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await;
                 work_tx = None;
+                retiring = None;
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + config.grace);
+                continue;
             }
             delivery = consumer.next(), if work_tx.is_some() => match delivery {
-                Some(Ok(delivery)) => match parse_task(&delivery.data) {
-                    Ok(task) => {
-                        next_ticket += 1;
-                        ackers.insert(next_ticket, delivery.acker);
-                        if let Some(tx) = &work_tx {
-                            if tx.send(Work { ticket: next_ticket, task }).await.is_err() {
-                                break Err(anyhow::anyhow!("pipeline stopped"));
-                            }
-                        }
-                    }
-                    Err(reason) => {
-                        warn!(reason = %reason, "rejected a message: dead-lettered");
-                        delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
-                    }
-                },
+                Some(Ok(delivery)) => delivery,
                 Some(Err(e)) => break Err(anyhow::Error::new(e).context("lost the broker")),
                 None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
+            },
+            delivery = async { retiring.as_mut().expect("guarded").next().await }, if retiring.is_some() && work_tx.is_some() => match delivery {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(e)) => break Err(anyhow::Error::new(e).context("lost the broker")),
+                None => {
+                    retiring = None;
+                    continue;
+                }
             },
             done = done_rx.recv() => match done {
                 Some(done) => {
                     info!(job_id = %done.job_id, key = %done.result.key, status = ?done.result.status, "task finished");
+                    METRICS.image(done.result.status);
                     let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: Some(done.job_id), result: Some(done.result), heartbeat: None };
-                    retry("publish result", RetryPolicy::default(), || amqp::publish(&publisher, &events, &event, 0)).await?;
-                    if let Some(acker) = ackers.remove(&done.ticket) {
-                        acker.ack(BasicAckOptions::default()).await?;
+                    // A broker that refuses the event (negative confirm) gets it again; a lost
+                    // connection ends this session: the task is redelivered after reconnecting.
+                    let policy = RetryPolicy { deadline: Duration::from_secs(30), ..RetryPolicy::default() };
+                    let published = retry("publish result", policy, || async {
+                        match amqp::publish(&publisher, &events, &event, 0).await {
+                            Err(amqp::AmqpError::Broker(e)) => Ok(Err(e)),
+                            other => other.map(Ok),
+                        }
+                    })
+                    .await;
+                    match published {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break Err(anyhow::Error::new(e).context("lost the broker")),
+                        Err(e) => break Err(anyhow::Error::new(e).context("lost the broker")),
+                    }
+                    if let Some(h) = held.remove(&done.ticket) {
+                        h.acker.ack(BasicAckOptions::default()).await?;
+                        METRICS.tasks_acked.fetch_add(1, Ordering::Relaxed);
                     }
                     finished += 1;
+                    let now = Instant::now();
+                    recent.push_back(now);
+                    while recent.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
+                        recent.pop_front();
+                    }
+                    update_gauges(&held);
+                    continue;
                 }
                 None => break Ok(()),
             },
             _ = heartbeat.tick() => {
+                let rate = measured_rate(&recent, started);
+                METRICS.set_rate(rate.unwrap_or(0.0));
+                if let Some((device, used, total)) = crate::model::gpu_memory(config.worker.device) {
+                    METRICS.set_gpu(device, used, total);
+                }
                 let beat = Heartbeat {
                     worker: config.name.clone(),
                     pool: config.pool.clone(),
                     device: device_name(config.worker.device),
                     model: model_id.clone(),
-                    in_flight: ackers.len() as u64,
-                    images_per_second: finished as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                    in_flight: held.len() as u64,
+                    images_per_second: rate.unwrap_or(0.0),
+                    prefetch: u64::from(prefetch),
+                    oldest_unacked_seconds: update_gauges(&held),
                 };
                 let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: None, result: None, heartbeat: Some(beat) };
-                amqp::publish(&publisher, &events, &event, 0).await?;
+                if let Err(e) = amqp::publish(&publisher, &events, &event, 0).await {
+                    break Err(anyhow::Error::new(e).context("lost the broker"));
+                }
+                METRICS.heartbeats.fetch_add(1, Ordering::Relaxed);
+                let _ = finished;
+                continue;
+            }
+            _ = resize.tick(), if work_tx.is_some() && retiring.is_none() => {
+                let wanted = prefetch_for(measured_rate(&recent, started), batch, config.prefetch);
+                if wanted != prefetch {
+                    info!(from = prefetch, to = wanted, images_per_second = measured_rate(&recent, started).unwrap_or(0.0), "prefetch resized");
+                    generation += 1;
+                    let (new_tag, new_consumer) = consume(wanted, generation).await?;
+                    channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await?;
+                    retiring = Some(std::mem::replace(&mut consumer, new_consumer));
+                    tag = new_tag;
+                    prefetch = wanted;
+                }
+                continue;
             }
             _ = &mut drain_deadline => {
-                warn!(handed_back = ackers.len(), "grace period over: handing the remaining tasks back");
+                warn!(handed_back = held.len(), "grace period over: handing the remaining tasks back");
                 break Ok(());
+            }
+        };
+        // A delivery from the current or the retiring consumer.
+        METRICS.tasks_received.fetch_add(1, Ordering::Relaxed);
+        match parse_task(&delivery.data) {
+            Ok(task) => {
+                if let Some(needle) = config.abort_on_key.as_deref().filter(|n| task.key.contains(*n)) {
+                    error!(key = %task.key, failpoint = needle, "failpoint: aborting the process");
+                    std::process::abort();
+                }
+                next_ticket += 1;
+                held.insert(next_ticket, Held { acker: delivery.acker, since: Instant::now(), bytes: task.size });
+                update_gauges(&held);
+                if let Some(tx) = &work_tx {
+                    if tx.send(Work { ticket: next_ticket, task }).await.is_err() {
+                        break Err(anyhow::anyhow!("pipeline stopped"));
+                    }
+                }
+            }
+            Err(reason) => {
+                warn!(reason = %reason, "rejected a message: dead-lettered");
+                METRICS.tasks_rejected.fetch_add(1, Ordering::Relaxed);
+                delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
             }
         }
     };
     drop(work_tx);
-    if outcome.is_ok() && ackers.is_empty() {
+    if outcome.is_ok() && held.is_empty() {
         let _ = pipeline.await;
     }
     // Closing hands every unacknowledged task back to the queue.
@@ -156,9 +280,37 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
     outcome
 }
 
+/// Images per second over the last minute (or since the start, when younger); None until
+/// something finished.
+fn measured_rate(recent: &VecDeque<Instant>, started: Instant) -> Option<f64> {
+    let first = recent.front()?;
+    let span = started.elapsed().min(RATE_WINDOW).as_secs_f64().max(first.elapsed().as_secs_f64()).max(1.0);
+    Some(recent.len() as f64 / span)
+}
+
+/// Sets the in-flight gauges; returns the age of the oldest task held.
+fn update_gauges(held: &HashMap<u64, Held>) -> f64 {
+    let oldest = held.values().map(|h| h.since.elapsed().as_secs_f64()).fold(0.0, f64::max);
+    METRICS.set_in_flight(held.len(), held.values().map(|h| h.bytes).sum(), oldest);
+    oldest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefetch_follows_throughput_and_never_holds_ten_minutes_of_work() {
+        // Before anything is measured: two batches.
+        assert_eq!(prefetch_for(None, 1, 64), 2);
+        assert_eq!(prefetch_for(None, 8, 64), 16);
+        // A fast GPU worker: two seconds of work plus two batches, up to the cap.
+        assert_eq!(prefetch_for(Some(10.0), 4, 64), 28);
+        assert_eq!(prefetch_for(Some(500.0), 4, 64), 64);
+        // A very slow one: never more than ten minutes of work in hand.
+        assert_eq!(prefetch_for(Some(0.004), 8, 64), 2);
+        assert_eq!(prefetch_for(Some(0.0001), 8, 64), 1);
+    }
 
     #[test]
     fn refuses_messages_that_are_not_valid_tasks() {

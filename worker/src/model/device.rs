@@ -31,3 +31,18 @@ pub fn device_name(device: Device) -> String {
         other => format!("{other:?}").to_lowercase(),
     }
 }
+
+/// GPU memory (device name, bytes used, bytes total) of a CUDA device, read with
+/// `nvidia-smi` (shipped with the NVIDIA driver); None on the CPU or when it cannot tell.
+/// This counts every process on the GPU, as an operator watching for out-of-memory wants.
+pub fn gpu_memory(device: Device) -> Option<(String, u64, u64)> {
+    let Device::Cuda(index) = device else { return None };
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used,memory.total", "--format=csv,noheader,nounits", &format!("--id={index}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut fields = text.trim().split(',').map(|f| f.trim().parse::<u64>().ok());
+    let (used, total) = (fields.next()??, fields.next()??);
+    Some((device_name(device), used * 1024 * 1024, total * 1024 * 1024))
+}

@@ -5,6 +5,7 @@
 //! the bottom, composited with the normal ("over") blend mode.
 
 mod blend;
+mod capacity;
 mod card;
 mod device;
 pub mod fscs;
@@ -15,8 +16,9 @@ use tch::Tensor;
 use lamina_common::params::DecomposeParams;
 
 pub use blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
+pub use capacity::CapacityTest;
 pub use card::ModelCard;
-pub use device::{device_name, parse_device};
+pub use device::{device_name, gpu_memory, parse_device};
 pub use fscs::Fscs;
 pub use torchscript::TorchScriptModel;
 
@@ -87,18 +89,19 @@ pub trait Model: Send {
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError>;
 }
 
-/// Loads a model by name: `fscs` (built in) or `torchscript:PATH` (with its card beside it).
+/// Loads a model by name: `fscs` (built in), `torchscript:PATH` (with its card beside it),
+/// or `capacity-test:MS` (a stand-in for GPU time, for scaling measurements only).
 pub fn load(spec: &str, device: tch::Device) -> Result<Box<dyn Model>, ModelError> {
-    match spec {
-        "fscs" => Ok(Box::new(Fscs::load(device)?)),
-        _ => match spec.strip_prefix("torchscript:") {
-            Some(path) => Ok(Box::new(TorchScriptModel::load(path.as_ref(), device)?)),
-            None => Err(ModelError::Load {
-                path: spec.to_owned(),
-                reason: "unknown model (use fscs or torchscript:PATH)".to_owned(),
-            }),
-        },
+    if spec == "fscs" {
+        return Ok(Box::new(Fscs::load(device)?));
     }
+    if let Some(path) = spec.strip_prefix("torchscript:") {
+        return Ok(Box::new(TorchScriptModel::load(path.as_ref(), device)?));
+    }
+    if let Some(model) = CapacityTest::new(spec) {
+        return Ok(Box::new(model));
+    }
+    Err(ModelError::Load { path: spec.to_owned(), reason: "unknown model (use fscs or torchscript:PATH)".to_owned() })
 }
 
 pub(crate) fn torch_err(model: &str) -> impl FnOnce(tch::TchError) -> ModelError + '_ {

@@ -53,6 +53,7 @@ pub(super) fn run(
         let outcome = infer_batch(&*model, &batch, shape);
         let elapsed = started.elapsed();
         clock.add(elapsed);
+        crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
         let per_image = ms(elapsed) / batch.len() as f64;
         match outcome {
             Ok(outputs) => {

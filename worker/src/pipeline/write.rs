@@ -76,6 +76,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         }
     }
     item.timings.write = ms(write_started.elapsed());
+    crate::metrics::METRICS.observe_image(&item.timings);
     let image = &item.image;
     let manifest = Manifest {
         schema: MANIFEST_SCHEMA.to_owned(),

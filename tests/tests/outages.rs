@@ -1,0 +1,178 @@
+//! Outages of the services Lamina depends on, injected into the real system: a RabbitMQ
+//! node stopped and started again mid-job, and the S3 server down for 20 seconds mid-job.
+//! Each test runs its own broker or S3 server (same software as the shared ones, ports of
+//! its own), so taking it down touches nothing else. Slow tests: about a minute each.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use image::ImageFormat;
+use lamina_common::manifest::Manifest;
+use lamina_common::messages::{Status, TaskResult};
+use lamina_common::store::S3Store;
+use lamina_common::ObjectStore;
+use lamina_tests::*;
+
+/// `lamina submit --wait` with extra settings (which broker, which S3 server).
+fn submit_with(input: &str, output: &str, prefix: &str, env: &[(&str, &str)]) -> Output {
+    Command::new(binary("lamina"))
+        .args(["submit", "--input", input, "--output", output, "--wait"])
+        .env("LAMINA_AMQP_PREFIX", prefix)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// Waits until the coordinator reports at least `n` images finished in its one job.
+fn wait_for_progress(http: &str, n: u64, logs: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let jobs = http_json(http, "/jobs");
+        let finished = jobs
+            .as_array()
+            .and_then(|j| j.first())
+            .map_or(0, |j| ["done", "skipped", "failed"].iter().map(|k| j[k].as_u64().unwrap_or(0)).sum::<u64>());
+        if finished >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the job did not reach {n} images\n{}", logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Checks the job's records and outputs: one result line per image, none failed, every
+/// manifest present with layers that decode and composite back to the input.
+async fn check_outputs(output: &S3Store, originals: &std::collections::BTreeMap<String, image::DynamicImage>, job_id: &str) {
+    let records = format!("_lamina/jobs/{job_id}");
+    let text = String::from_utf8(output.get(&format!("{records}/results.jsonl")).await.unwrap()).unwrap();
+    let results: Vec<TaskResult> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let keys: BTreeSet<&str> = results.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(results.len(), originals.len(), "one line per image");
+    assert_eq!(keys, originals.keys().map(String::as_str).collect(), "every image, once");
+    assert!(results.iter().all(|r| r.status != Status::Failed), "no failed image: {results:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.get(&format!("{records}/summary.json")).await.unwrap()).unwrap();
+    assert_eq!(summary["images"].as_u64(), Some(originals.len() as u64));
+    assert_eq!(summary["failed"].as_u64(), Some(0));
+    let scratch = tempfile::tempdir().unwrap();
+    for (key, original) in originals {
+        let manifest: Manifest = serde_json::from_slice(&output.get(&format!("{key}/manifest.json")).await.unwrap()).unwrap();
+        let dir = scratch.path().join(key);
+        std::fs::create_dir_all(&dir).unwrap();
+        for layer in &manifest.layers {
+            std::fs::write(dir.join(&layer.file), output.get(&format!("{key}/{}", layer.file)).await.unwrap()).unwrap();
+        }
+        let psnr = recomposite_psnr(&dir, &manifest, original);
+        if let (Some(claimed), Some(measured)) = (manifest.recomposite_psnr_db, psnr) {
+            assert!((claimed - measured).abs() < 0.5, "{key}: manifest claims {claimed} dB, layers give {measured} dB");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_mid_job_is_survived_with_exact_counts() {
+    let settings = s3_settings();
+    let bucket = new_bucket("broker-restart");
+    let mut broker = tokio::task::spawn_blocking(PrivateBroker::start).await.unwrap();
+    let url = broker.url();
+    let prefix = format!("lamina-test-{}-broker", std::process::id());
+    let logs = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let log = |name: &str| logs.path().join(name);
+    let _fleet = Fleet(vec![
+        spawn_with("lamina-coordinator", &prefix, &log("coordinator.log"), &[("LAMINA_AMQP_URL", &url), ("LAMINA_HTTP_ADDR", &http)]),
+        spawn_with("lamina-worker", &prefix, &log("worker-1.log"), &[("LAMINA_AMQP_URL", &url)]),
+        spawn_with("lamina-worker", &prefix, &log("worker-2.log"), &[("LAMINA_AMQP_URL", &url)]),
+    ]);
+    let show = || {
+        ["coordinator.log", "worker-1.log", "worker-2.log"]
+            .iter()
+            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(logs.path().join(l)).unwrap_or_default()))
+            .collect::<String>()
+    };
+    let input = S3Store::new(&settings, &bucket, "in").await;
+    let originals = fleet_images(150, 24);
+    for (key, img) in &originals {
+        input.put(key, encode(img, ImageFormat::Png)).await.unwrap();
+    }
+    let (src, dst) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"));
+    let (p, u) = (prefix.clone(), url.clone());
+    let submitted = std::thread::spawn(move || submit_with(&src, &dst, &p, &[("LAMINA_AMQP_URL", &u)]));
+
+    let h = http.clone();
+    tokio::task::block_in_place(|| wait_for_progress(&h, 30, &show));
+    let restarted_at = Instant::now();
+    tokio::task::block_in_place(|| broker.restart());
+    eprintln!("broker restarted in {:.1}s", restarted_at.elapsed().as_secs_f64());
+
+    let out = tokio::task::block_in_place(|| submitted.join().unwrap());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{}\n--- broker\n{}", explain(&out), show(), broker.log());
+    assert!(stdout.contains("150 images:") && stdout.contains(", 0 failed"), "{}\n{}", explain(&out), show());
+    let job_id = stdout.lines().next().unwrap().trim().to_owned();
+    let output = S3Store::new(&settings, &bucket, "out").await;
+    check_outputs(&output, &originals, &job_id).await;
+    let all = show();
+    assert!(all.contains("lost the broker"), "the processes saw the broker go:\n{all}");
+    eprintln!("{}", stdout.lines().last().unwrap_or_default());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_store_down_for_20_seconds_mid_job_is_ridden_out_without_failed_images() {
+    let mut garage = tokio::task::spawn_blocking(PrivateGarage::start).await.unwrap();
+    let mut settings = s3_settings();
+    settings.endpoint = Some(garage.endpoint());
+    let bucket = garage.bucket.clone();
+    let endpoint = garage.endpoint();
+    let prefix = format!("lamina-test-{}-s3-outage", std::process::id());
+    let logs = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let log = |name: &str| logs.path().join(name);
+    let _fleet = Fleet(vec![
+        spawn_with("lamina-coordinator", &prefix, &log("coordinator.log"), &[("LAMINA_S3_ENDPOINT", &endpoint), ("LAMINA_HTTP_ADDR", &http)]),
+        spawn_with("lamina-worker", &prefix, &log("worker.log"), &[("LAMINA_S3_ENDPOINT", &endpoint), ("LAMINA_METRICS_ADDR", &metrics)]),
+    ]);
+    let show = || {
+        ["coordinator.log", "worker.log"]
+            .iter()
+            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(logs.path().join(l)).unwrap_or_default()))
+            .collect::<String>()
+    };
+    let input = S3Store::new(&settings, &bucket, "in").await;
+    let originals = fleet_images(80, 24);
+    for (key, img) in &originals {
+        input.put(key, encode(img, ImageFormat::Png)).await.unwrap();
+    }
+    let (src, dst) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"));
+    let (p, e) = (prefix.clone(), endpoint.clone());
+    let submitted = std::thread::spawn(move || submit_with(&src, &dst, &p, &[("LAMINA_S3_ENDPOINT", &e)]));
+
+    let h = http.clone();
+    tokio::task::block_in_place(|| wait_for_progress(&h, 15, &show));
+    garage.kill();
+    eprintln!("S3 server down");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::task::block_in_place(|| garage.start_again());
+    eprintln!("S3 server back");
+
+    let out = tokio::task::block_in_place(|| submitted.join().unwrap());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{}\n--- garage\n{}", explain(&out), show(), garage.log());
+    assert!(stdout.contains("80 images: 80 done, 0 skipped (unchanged), 0 failed"), "{}\n{}", explain(&out), show());
+    let job_id = stdout.lines().next().unwrap().trim().to_owned();
+    let output = S3Store::new(&settings, &bucket, "out").await;
+    check_outputs(&output, &originals, &job_id).await;
+
+    // The outage shows in the worker's metrics and logs, not as failed images.
+    let scraped = http_get(&metrics, "/metrics", None);
+    let retries: f64 = scraped
+        .lines()
+        .filter(|l| l.starts_with("lamina_worker_retries_total{") && !l.contains("cause=\"broker\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(retries > 0.0, "the worker counted its S3 retries:\n{scraped}\n{}", show());
+    assert!(scraped.contains("lamina_worker_images_total{status=\"failed\"} 0"), "{scraped}");
+    assert!(show().contains("retrying"), "the retries are logged:\n{}", show());
+    eprintln!("S3 retries counted by the worker: {retries}");
+}
