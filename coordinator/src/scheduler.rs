@@ -145,7 +145,9 @@ mod tests {
             match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
                 Ok(Some(name)) => {
                     order.push(name);
-                    // The worker finishes the oldest task: its slot comes back.
+                    // The worker takes a while; meanwhile the job that published asks for its
+                    // next slot. Then the oldest task finishes and its slot comes back.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                     scheduler.release("p", 1);
                 }
                 _ => break,

@@ -121,7 +121,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{}", explain(&refused));
     let metrics = http_get(&http, "/metrics", Some(token));
-    assert!(metrics.contains("lamina_coordinator_tasks_published_total 200"), "{metrics}");
+    assert!(metrics.contains("lamina_coordinator_tasks_published_total{pool=\"default\"} 200"), "{metrics}");
     assert!(metrics.contains("lamina_coordinator_results_total{status=\"done\"} 200"), "{metrics}");
     assert!(metrics.contains("lamina_coordinator_workers{pool=\"default\"} 2"), "{metrics}");
     assert!(http_get(&http, "/health", None).ends_with("ok\n"));
