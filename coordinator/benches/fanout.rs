@@ -31,6 +31,7 @@ use lamina_coordinator::service::{fingerprint, publish_tasks};
 use lamina_coordinator::{plan, PlanStats, Planner};
 
 /// A listing of `n` images under nested prefixes, generated as it is read; nothing else.
+#[derive(Debug)]
 struct Synthetic(u64);
 
 #[async_trait]

@@ -12,7 +12,8 @@
 //! seconds of work plus two batches), never more than ten minutes of work, so no task waits
 //! in a worker's hands anywhere near RabbitMQ's 30-minute delivery-ack timeout. A new
 //! prefetch applies to a new consumer (RabbitMQ sets a consumer's prefetch when it starts),
-//! so the worker starts one and drains the old one's deliveries before dropping it.
+//! so the worker starts one and drains the old one's deliveries before dropping it. A worker
+//! starts with a prefetch of one until its first task is finished (see `serve`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -111,7 +112,10 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
     let publisher = amqp::confirming(&connection).await?;
     let queue = config.amqp.tasks(&config.pool);
     let batch = config.worker.batch_size;
-    let mut prefetch = prefetch_for(None, batch, config.prefetch);
+    // Slow start: one task until one has finished, so a task that crashes workers takes no
+    // innocent task down with it (each crash returns every task the worker held, and the
+    // queue dead-letters a task after five returns, whoever caused them).
+    let mut prefetch = 1;
     let mut generation = 0u32;
     let consume = |prefetch: u16, generation: u32| {
         let (channel, queue) = (&channel, &queue);
@@ -194,6 +198,9 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
                         METRICS.tasks_acked.fetch_add(1, Ordering::Relaxed);
                     }
                     finished += 1;
+                    if finished == 1 {
+                        resize.reset_immediately();
+                    }
                     let now = Instant::now();
                     recent.push_back(now);
                     while recent.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
