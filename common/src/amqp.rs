@@ -35,11 +35,18 @@ pub struct AmqpSettings {
     pub url: Secret,
     /// Prefix of every queue name, so several deployments (or tests) share a broker.
     pub prefix: String,
+    /// PEM certificates to trust for `amqps://` besides the system's (a private CA).
+    pub ca_pem: Option<String>,
 }
 
 impl AmqpSettings {
-    /// Reads `LAMINA_AMQP_URL[_FILE]` (default `amqp://127.0.0.1:5672/%2f`) and
-    /// `LAMINA_AMQP_PREFIX` (default `lamina`).
+    pub fn new(url: String, prefix: String) -> AmqpSettings {
+        AmqpSettings { url: Secret::new(url), prefix, ca_pem: None }
+    }
+
+    /// Reads `LAMINA_AMQP_URL[_FILE]` (default `amqp://127.0.0.1:5672/%2f`),
+    /// `LAMINA_AMQP_PREFIX` (default `lamina`) and `LAMINA_AMQP_CA_FILE` (PEM certificates to
+    /// trust for `amqps://`, for a broker whose certificate a private CA signed).
     pub fn from_env() -> Result<AmqpSettings, String> {
         let url = crate::config::var("LAMINA_AMQP_URL")?.unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".to_owned());
         if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
@@ -49,7 +56,11 @@ impl AmqpSettings {
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(format!("LAMINA_AMQP_PREFIX {prefix:?}: use letters, digits, '-', '_' and '.'"));
         }
-        Ok(AmqpSettings { url: Secret::new(url), prefix })
+        let ca_pem = match std::env::var("LAMINA_AMQP_CA_FILE").ok().filter(|p| !p.is_empty()) {
+            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| format!("LAMINA_AMQP_CA_FILE {path}: {e}"))?),
+            None => None,
+        };
+        Ok(AmqpSettings { url: Secret::new(url), prefix, ca_pem })
     }
 
     pub fn jobs(&self) -> String {
@@ -109,7 +120,8 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, 
         .with_connection_name(name.into())
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio::current());
-    Ok(Connection::connect(settings.url.expose(), props).await?)
+    let tls = lapin::tcp::OwnedTLSConfig { identity: None, cert_chain: settings.ca_pem.clone() };
+    Ok(Connection::connect_with_config(settings.url.expose(), props, tls).await?)
 }
 
 fn quorum(extra: &[(&str, AMQPValue)]) -> FieldTable {

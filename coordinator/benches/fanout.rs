@@ -23,7 +23,6 @@ use lapin::types::FieldTable;
 use tokio::sync::mpsc;
 
 use lamina_common::amqp::{self, AmqpSettings};
-use lamina_common::config::Secret;
 use lamina_common::params::DecomposeParams;
 use lamina_common::{ObjectMeta, ObjectStore, StoreError};
 use lamina_coordinator::scheduler::Scheduler;
@@ -81,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let images: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let confirm_window: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(256);
     let url = std::env::var("LAMINA_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
-    let settings = AmqpSettings { url: Secret::new(url), prefix: format!("lamina-bench-{}", std::process::id()) };
+    let settings = AmqpSettings::new(url, format!("lamina-bench-{}", std::process::id()));
     let pool = "fanout";
     let connection = amqp::connect(&settings, "lamina-fanout-bench").await?;
     let setup = connection.create_channel().await?;

@@ -270,18 +270,59 @@ pub struct PrivateBroker {
     name: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    tls: bool,
+}
+
+/// A CA and a server certificate for 127.0.0.1 / localhost, made with the openssl CLI.
+fn make_certificates(dir: &Path) {
+    let run = |args: &str| {
+        let out = Command::new("sh").arg("-c").arg(format!("cd '{}' && openssl {args}", dir.display())).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=lamina-test-ca");
+    run("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost");
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
+    run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext");
+    // The broker runs as this user and must read its key.
+    run("chmod 644 server.key");
 }
 
 impl PrivateBroker {
     pub fn start() -> PrivateBroker {
+        PrivateBroker::start_with(false)
+    }
+
+    /// A node that accepts only TLS (`amqps://`), with a certificate for 127.0.0.1 signed
+    /// by a CA made for the test ([`PrivateBroker::ca_file`]).
+    pub fn start_tls() -> PrivateBroker {
+        PrivateBroker::start_with(true)
+    }
+
+    /// The PEM file of the CA that signed a TLS node's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_with(tls: bool) -> PrivateBroker {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = tempfile::tempdir().expect("broker dir");
         let (port, dist_port) = (free_port(), free_port());
         let name = format!("lamina-test-{}-{}@localhost", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        std::fs::write(dir.path().join("rabbitmq.conf"), format!("listeners.tcp.default = 127.0.0.1:{port}\n")).unwrap();
+        let conf = if tls {
+            make_certificates(dir.path());
+            let d = dir.path().display();
+            format!(
+                "listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:{port}\nssl_options.cacertfile = {d}/ca.pem\n\
+                 ssl_options.certfile = {d}/server.pem\nssl_options.keyfile = {d}/server.key\nssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n"
+            )
+        } else {
+            format!("listeners.tcp.default = 127.0.0.1:{port}\n")
+        };
+        std::fs::write(dir.path().join("rabbitmq.conf"), conf).unwrap();
         std::fs::write(dir.path().join("env.conf"), "").unwrap();
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
-        let mut broker = PrivateBroker { port, dist_port, name, dir, child: None };
+        let mut broker = PrivateBroker { port, dist_port, name, dir, child: None, tls };
         broker.boot();
         broker
     }
@@ -318,7 +359,8 @@ impl PrivateBroker {
     }
 
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        format!("{scheme}://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
     pub fn log(&self) -> String {

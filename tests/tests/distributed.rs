@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use image::ImageFormat;
 use lamina_common::amqp::{self, AmqpSettings};
-use lamina_common::config::Secret;
 use lamina_common::manifest::Manifest;
 use lamina_common::messages::{Status, TaskResult};
 use lamina_common::store::S3Store;
@@ -137,7 +136,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     );
 
     // Messages that are not valid tasks or jobs are dead-lettered, not retried.
-    let amqp_settings = AmqpSettings { url: Secret::new(std::env::var("LAMINA_AMQP_URL").unwrap()), prefix: prefix.clone() };
+    let amqp_settings = AmqpSettings::new(std::env::var("LAMINA_AMQP_URL").unwrap(), prefix.clone());
     let connection = amqp::connect(&amqp_settings, "test").await.unwrap();
     let channel = amqp::confirming(&connection).await.unwrap();
     for (queue, body) in [
@@ -160,4 +159,12 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         }
     }
     assert_eq!(dead, 3, "the dead-letter queue should hold the three bad messages\n{}", show_logs());
+
+    // Credentials appear in nothing the services logged, nor in the job's records or a manifest.
+    let secret = std::env::var("LAMINA_S3_SECRET_ACCESS_KEY").unwrap();
+    assert!(!show_logs().contains(&secret), "a log holds the S3 secret");
+    for key in [format!("_lamina/jobs/{job_id}/results.jsonl"), format!("_lamina/jobs/{job_id}/summary.json"), format!("_lamina/jobs/{job_id}/spec.json"), "photos/coffee.png.png/manifest.json".to_owned()] {
+        let text = String::from_utf8_lossy(&output.get(&key).await.unwrap()).into_owned();
+        assert!(!text.contains(&secret), "{key} holds the S3 secret");
+    }
 }

@@ -7,7 +7,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lamina_common::amqp::{self, AmqpSettings};
-use lamina_common::config::Secret;
 use lamina_common::messages::{Task, TASK_SCHEMA};
 use lamina_common::params::DecomposeParams;
 use lamina_tests::*;
@@ -59,7 +58,7 @@ fn task(job: &str, key: &str) -> Task {
 async fn dead_letters_are_listed_requeued_by_job_and_purged_only_after_confirmation() {
     let prefix = format!("lamina-dlq-{}", std::process::id());
     let url = std::env::var("LAMINA_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
-    let settings = AmqpSettings { url: Secret::new(url), prefix: prefix.clone() };
+    let settings = AmqpSettings::new(url, prefix.clone());
     let connection = amqp::connect(&settings, "dlq-test").await.unwrap();
     let channel = amqp::confirming(&connection).await.unwrap();
     amqp::declare(&channel, &settings, &["default"]).await.unwrap();

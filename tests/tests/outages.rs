@@ -176,3 +176,47 @@ async fn an_object_store_down_for_20_seconds_mid_job_is_ridden_out_without_faile
     assert!(show().contains("retrying"), "the retries are logged:\n{}", show());
     eprintln!("S3 retries counted by the worker: {retries}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_reach_a_broker_over_amqps_by_configuration() {
+    let settings = s3_settings();
+    let bucket = new_bucket("amqps");
+    let broker = tokio::task::spawn_blocking(PrivateBroker::start_tls).await.unwrap();
+    let (url, ca) = (broker.url(), broker.ca_file().display().to_string());
+    assert!(url.starts_with("amqps://"));
+    let prefix = format!("lamina-test-{}-tls", std::process::id());
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(name);
+    let tls = [("LAMINA_AMQP_URL", url.as_str()), ("LAMINA_AMQP_CA_FILE", ca.as_str())];
+    let _fleet = Fleet(vec![spawn_service_with("lamina-coordinator", &prefix, &log("coordinator.log"), &tls), spawn_with("lamina-worker", &prefix, &log("worker.log"), &tls)]);
+    let input = S3Store::new(&settings, &bucket, "in").await;
+    let originals = fleet_images(10, 24);
+    for (key, img) in &originals {
+        input.put(key, encode(img, ImageFormat::Png)).await.unwrap();
+    }
+    let (src, dst, p) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"), prefix.clone());
+    let (u, c) = (url.clone(), ca.clone());
+    let out = tokio::task::spawn_blocking(move || submit_with(&src, &dst, &p, &[("LAMINA_AMQP_URL", &u), ("LAMINA_AMQP_CA_FILE", &c)]))
+        .await
+        .unwrap();
+    let logs_text = || std::fs::read_to_string(log("coordinator.log")).unwrap_or_default() + &std::fs::read_to_string(log("worker.log")).unwrap_or_default();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10 images: 10 done"), "{}\n{}\n{}", explain(&out), logs_text(), broker.log());
+
+    // Without the CA the broker's certificate is not trusted: no connection.
+    let refused = Command::new(binary("lamina"))
+        .args(["dlq", "list"])
+        .env("LAMINA_AMQP_PREFIX", &prefix)
+        .env("LAMINA_AMQP_URL", &url)
+        .env_remove("LAMINA_AMQP_CA_FILE")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{}", explain(&refused));
+}
+
+/// A coordinator with a free HTTP port and extra settings.
+fn spawn_service_with(bin: &str, prefix: &str, log: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut all = env.to_vec();
+    all.push(("LAMINA_HTTP_ADDR", &http));
+    spawn_with(bin, prefix, log, &all)
+}
