@@ -47,6 +47,9 @@ impl ObjectStore for Synthetic {
     async fn append(&self, _key: &str, _bytes: &[u8]) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn delete(&self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn etag(&self, _key: &str) -> Result<String, StoreError> {
         Ok("0".repeat(32))
     }

@@ -1,5 +1,10 @@
 //! A job's records under `<out>/_lamina/jobs/<job-id>/`: `spec.json` (what was asked),
 //! `results.jsonl` (one line per image, appended in chunks) and `summary.json` (at the end).
+//!
+//! Where appending rewrites the whole object (S3 has no append), each chunk is written as
+//! its own object under `results.parts/` instead, and `results.jsonl` is assembled from the
+//! parts when the job ends (streamed, a multipart upload), then the parts are deleted: a
+//! million-image job writes its results once or twice, not a million times over.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +84,8 @@ pub struct JobRecords {
     lines: usize,
     oldest: Option<Instant>,
     failures: Vec<String>,
+    /// The next part's number, when results go to parts (stores without in-place append).
+    next_part: Option<u64>,
 }
 
 impl JobRecords {
@@ -87,7 +94,8 @@ impl JobRecords {
         let prefix = spec.records_prefix();
         let json = serde_json::to_vec_pretty(spec).unwrap_or_default();
         store.put(&format!("{prefix}/spec.json"), json).await?;
-        Ok(JobRecords { store, prefix, buffer: Vec::new(), lines: 0, oldest: None, failures: Vec::new() })
+        let next_part = (!store.appends_in_place()).then_some(0);
+        Ok(JobRecords { store, prefix, buffer: Vec::new(), lines: 0, oldest: None, failures: Vec::new(), next_part })
     }
 
     /// The summary of an earlier run of this job that finished (the coordinator died
@@ -101,13 +109,34 @@ impl JobRecords {
     /// so a resumed job counts each image once. A line cut short by the crash is dropped
     /// from the file as well.
     pub async fn recorded(&mut self) -> Result<Vec<TaskResult>, StoreError> {
-        let key = format!("{}/results.jsonl", self.prefix);
         let store = &self.store;
-        let Some(bytes) = retry("read job results", RetryPolicy::default(), || store.get_opt(&key)).await? else {
-            return Ok(Vec::new());
-        };
+        let key = format!("{}/results.jsonl", self.prefix);
+        let mut bytes = retry("read job results", RetryPolicy::default(), || store.get_opt(&key)).await?;
+        if self.next_part.is_some() {
+            let parts = self.parts().await?;
+            match (parts.is_empty(), bytes.take()) {
+                // results.jsonl was assembled and the parts deleted, but the summary is
+                // missing: the file becomes part 0 again, so assembling it again keeps it.
+                (true, Some(assembled)) => {
+                    let first = self.part_key(0);
+                    retry("write job results", RetryPolicy::default(), || store.put(&first, assembled.clone())).await?;
+                    self.next_part = Some(1);
+                    bytes = Some(assembled);
+                }
+                (true, None) => {}
+                (false, _) => {
+                    let mut all = Vec::new();
+                    for part in &parts {
+                        all.extend_from_slice(&retry("read job results", RetryPolicy::default(), || store.get(part)).await?);
+                    }
+                    self.next_part = Some(parts.last().and_then(|p| part_number(p)).map_or(0, |n| n + 1));
+                    bytes = Some(all);
+                }
+            }
+        }
+        let Some(bytes) = bytes else { return Ok(Vec::new()) };
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if complete < bytes.len() {
+        if complete < bytes.len() && self.next_part.is_none() {
             self.store.put(&key, bytes[..complete].to_vec()).await?;
         }
         let results: Vec<TaskResult> = bytes[..complete]
@@ -118,6 +147,28 @@ impl JobRecords {
             self.failures.push(format!("{}: {}", r.key, r.reason.as_deref().unwrap_or("failed")));
         }
         Ok(results)
+    }
+
+    fn part_key(&self, n: u64) -> String {
+        format!("{}/results.parts/{n:08}.jsonl", self.prefix)
+    }
+
+    /// The parts written so far, in order.
+    async fn parts(&self) -> Result<Vec<String>, StoreError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let store = self.store.clone();
+        let prefix = format!("{}/results.parts/", self.prefix);
+        let lister = tokio::spawn(async move { store.list(&prefix, tx).await });
+        let mut parts = Vec::new();
+        while let Some(item) = rx.recv().await {
+            let meta = item?;
+            if part_number(&meta.key).is_some() {
+                parts.push(meta.key);
+            }
+        }
+        let _ = lister.await;
+        parts.sort();
+        Ok(parts)
     }
 
     /// Records one result; appends the buffer when it is full or old.
@@ -137,11 +188,22 @@ impl JobRecords {
         Ok(())
     }
 
-    /// Appends whatever is buffered, retrying through a store outage.
+    /// Appends whatever is buffered (or writes it as the next part), retrying through a
+    /// store outage.
     pub async fn flush(&mut self) -> Result<(), StoreError> {
         if !self.buffer.is_empty() {
-            let (store, key, buffer) = (&self.store, format!("{}/results.jsonl", self.prefix), &self.buffer);
-            retry("append job results", RetryPolicy::default(), || store.append(&key, buffer)).await?;
+            let store = &self.store;
+            match self.next_part {
+                Some(n) => {
+                    let (key, buffer) = (self.part_key(n), &self.buffer);
+                    retry("write job results", RetryPolicy::default(), || store.put(&key, buffer.clone())).await?;
+                    self.next_part = Some(n + 1);
+                }
+                None => {
+                    let (key, buffer) = (format!("{}/results.jsonl", self.prefix), &self.buffer);
+                    retry("append job results", RetryPolicy::default(), || store.append(&key, buffer)).await?;
+                }
+            }
             self.buffer.clear();
         }
         self.lines = 0;
@@ -152,12 +214,26 @@ impl JobRecords {
     /// Flushes and writes `summary.json`.
     pub async fn finish(mut self, mut summary: Summary) -> Result<Summary, StoreError> {
         self.flush().await?;
+        if self.next_part.is_some() {
+            let parts = self.parts().await?;
+            let (store, key) = (&self.store, format!("{}/results.jsonl", self.prefix));
+            retry("assemble job results", RetryPolicy::default(), || store.concat(&key, &parts)).await?;
+            for part in &parts {
+                // Left-over parts are harmless: the next read of a finished job ignores them.
+                let _ = store.delete(part).await;
+            }
+        }
         summary.failures = std::mem::take(&mut self.failures);
         let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
         let (store, key) = (&self.store, format!("{}/summary.json", self.prefix));
         retry("write job summary", RetryPolicy::default(), || store.put(&key, json.clone())).await?;
         Ok(summary)
     }
+}
+
+/// The number of a part key (`.../results.parts/00000012.jsonl`).
+fn part_number(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.strip_suffix(".jsonl")?.parse().ok()
 }
 
 #[cfg(test)]
@@ -188,4 +264,55 @@ mod tests {
         assert!(text.lines().all(|l| serde_json::from_str::<TaskResult>(l).is_ok()), "{text}");
         assert_eq!(again.failures, vec!["b.png: empty file (0 bytes)".to_owned()]);
     }
+
+    /// A local folder that behaves like S3: no in-place append.
+    #[derive(Debug)]
+    struct NoAppend(LocalStore);
+
+    #[async_trait::async_trait]
+    impl ObjectStore for NoAppend {
+        async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+            self.0.put(key, bytes).await
+        }
+        async fn append(&self, _key: &str, _bytes: &[u8]) -> Result<(), StoreError> {
+            panic!("results must go to parts on a store without in-place append")
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+        async fn etag(&self, key: &str) -> Result<String, StoreError> {
+            self.0.etag(key).await
+        }
+        async fn list(&self, prefix: &str, tx: tokio::sync::mpsc::Sender<Result<lamina_common::ObjectMeta, StoreError>>) {
+            self.0.list(prefix, tx).await
+        }
+    }
+
+    #[tokio::test]
+    async fn without_in_place_append_results_go_to_parts_survive_a_restart_and_are_assembled_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(NoAppend(LocalStore::new(dir.path())));
+        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams { layers: None, palette: None });
+        let prefix = spec.records_prefix();
+        let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
+        first.record(&TaskResult::skipped("a.png")).await.unwrap();
+        first.flush().await.unwrap();
+        first.record(&TaskResult::failed("b.png", "empty file (0 bytes)")).await.unwrap();
+        first.flush().await.unwrap();
+        assert!(store.get_opt(&format!("{prefix}/results.jsonl")).await.unwrap().is_none());
+        // The coordinator dies; its successor reads both parts and goes on.
+        let mut again = JobRecords::create(store.clone(), &spec).await.unwrap();
+        let earlier = again.recorded().await.unwrap();
+        assert_eq!(earlier.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["a.png", "b.png"]);
+        again.record(&TaskResult::skipped("c.png")).await.unwrap();
+        let progress = Progress::default();
+        again.finish(Summary::new(&spec, "m".into(), &progress, "t".into())).await.unwrap();
+        let text = String::from_utf8(store.get(&format!("{prefix}/results.jsonl")).await.unwrap()).unwrap();
+        assert_eq!(text.lines().map(|l| serde_json::from_str::<TaskResult>(l).unwrap().key).collect::<Vec<_>>(), ["a.png", "b.png", "c.png"]);
+        assert!(!dir.path().join(&prefix).join("results.parts").read_dir().is_ok_and(|mut d| d.next().is_some()), "parts deleted");
+    }
 }
+

@@ -87,6 +87,18 @@ impl ObjectStore for LocalStore {
             .map_err(io_err(key))
     }
 
+    fn appends_in_place(&self) -> bool {
+        true
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(key)(e)),
+            _ => Ok(()),
+        }
+    }
+
     async fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         use tokio::io::AsyncWriteExt;
         let path = self.path(key)?;

@@ -54,6 +54,25 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Appends to an object, creating it when missing. Used for job records only.
     async fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
 
+    /// Whether [`ObjectStore::append`] costs only the bytes appended (a local file) rather
+    /// than a rewrite of the whole object (S3, which has no append).
+    fn appends_in_place(&self) -> bool {
+        false
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Writes `key` as the concatenation of the objects `parts`, in order, without holding
+    /// them all in memory where the store allows (S3: a multipart upload of bounded parts).
+    async fn concat(&self, key: &str, parts: &[String]) -> Result<(), StoreError> {
+        let mut all = Vec::new();
+        for part in parts {
+            all.extend_from_slice(&self.get(part).await?);
+        }
+        self.put(key, all).await
+    }
+
     /// The content fingerprint of an object, the same value a listing puts in `etag`
     /// (computed when the listing does not carry it).
     async fn etag(&self, key: &str) -> Result<String, StoreError>;

@@ -202,6 +202,85 @@ impl ObjectStore for S3Store {
         self.put(key, current).await
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let full = self.full_key(key)?;
+        self.client.delete_object().bucket(&self.bucket).key(&full).send().await.map_err(|e| sdk_err(key, e))?;
+        Ok(())
+    }
+
+    /// A multipart upload fed part by part: memory holds one upload part (PART_SIZE), not
+    /// the object. Small totals are written with a single put.
+    async fn concat(&self, key: &str, parts: &[String]) -> Result<(), StoreError> {
+        let full = self.full_key(key)?;
+        let mut buffer = Vec::new();
+        let mut upload: Option<(String, Vec<CompletedPart>)> = None;
+        let result = async {
+            for part in parts {
+                buffer.extend_from_slice(&self.get(part).await?);
+                if buffer.len() >= PART_SIZE {
+                    if upload.is_none() {
+                        let created = self
+                            .client
+                            .create_multipart_upload()
+                            .bucket(&self.bucket)
+                            .key(&full)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_err(key, e))?;
+                        upload = Some((created.upload_id().unwrap_or_default().to_owned(), Vec::new()));
+                    }
+                    let (id, done) = upload.as_mut().expect("just created");
+                    let number = done.len() as i32 + 1;
+                    let sent = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(&full)
+                        .upload_id(id.as_str())
+                        .part_number(number)
+                        .body(ByteStream::from(std::mem::take(&mut buffer)))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_err(key, e))?;
+                    done.push(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build());
+                }
+            }
+            let Some((id, mut done)) = upload.clone() else {
+                return self.put(key, std::mem::take(&mut buffer)).await;
+            };
+            if !buffer.is_empty() {
+                let number = done.len() as i32 + 1;
+                let sent = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(id.as_str())
+                    .part_number(number)
+                    .body(ByteStream::from(std::mem::take(&mut buffer)))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err(key, e))?;
+                done.push(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build());
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(id.as_str())
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+                .send()
+                .await
+                .map_err(|e| sdk_err(key, e))?;
+            Ok(())
+        }
+        .await;
+        if let (Err(_), Some((id, _))) = (&result, &upload) {
+            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(id.as_str()).send().await;
+        }
+        result
+    }
+
     async fn etag(&self, key: &str) -> Result<String, StoreError> {
         let full = self.full_key(key)?;
         let head = self.client.head_object().bucket(&self.bucket).key(&full).send().await.map_err(|e| sdk_err(key, e))?;
