@@ -274,7 +274,7 @@ pub struct PrivateBroker {
 }
 
 /// A CA and a server certificate for 127.0.0.1 / localhost, made with the openssl CLI.
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     let run = |args: &str| {
         let out = Command::new("sh").arg("-c").arg(format!("cd '{}' && openssl {args}", dir.display())).output().expect("openssl");
         assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));

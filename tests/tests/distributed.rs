@@ -143,6 +143,8 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         (amqp_settings.tasks("default"), serde_json::json!({"schema": "lamina.task/1", "surprise": true})),
         (amqp_settings.tasks("default"), serde_json::json!({"schema": "lamina.task/99"})),
         (amqp_settings.jobs(), serde_json::json!("not a job")),
+        // Over the 64 KiB cap.
+        (amqp_settings.tasks("default"), serde_json::json!({"schema": "lamina.task/1", "padding": "x".repeat(70 * 1024)})),
     ] {
         amqp::publish(&channel, &queue, &body, 0).await.unwrap();
     }
@@ -151,14 +153,14 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         if let Some(message) = channel.basic_get(amqp_settings.dead().as_str(), BasicGetOptions { no_ack: true }).await.unwrap() {
             assert!(serde_json::from_slice::<serde_json::Value>(&message.delivery.data).is_ok());
             dead += 1;
-            if dead == 3 {
+            if dead == 4 {
                 break;
             }
         } else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
-    assert_eq!(dead, 3, "the dead-letter queue should hold the three bad messages\n{}", show_logs());
+    assert_eq!(dead, 4, "the dead-letter queue should hold the four bad messages\n{}", show_logs());
 
     // Credentials appear in nothing the services logged, nor in the job's records or a manifest.
     let secret = std::env::var("LAMINA_S3_SECRET_ACCESS_KEY").unwrap();

@@ -163,8 +163,8 @@ async fn a_coordinator_killed_mid_job_and_started_again_finishes_it_with_exact_c
     let prefix = format!("lamina-coord-{}", std::process::id());
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| logs.path().join(name);
-    // A job keeps at most WINDOW tasks queued or in flight: what a dying coordinator can leave
-    // behind for its successor to publish again.
+    // A pool holds at most WINDOW tasks queued or in flight: what a dying coordinator can
+    // leave behind for its successor to publish again.
     const WINDOW: usize = 16;
     let coordinator = |name: &str| {
         let http = format!("127.0.0.1:{}", free_port());
@@ -172,8 +172,9 @@ async fn a_coordinator_killed_mid_job_and_started_again_finishes_it_with_exact_c
     };
     let mut fleet = Fleet(vec![
         coordinator("coordinator-1.log"),
-        spawn_service("lamina-worker", &prefix, &log("worker-1.log")),
-        spawn_service("lamina-worker", &prefix, &log("worker-2.log")),
+        // Prefetch capped at 4, so the pool's window stays at 16 (twice the fleet's prefetch).
+        spawn_with("lamina-worker", &prefix, &log("worker-1.log"), &[("LAMINA_PREFETCH", "4")]),
+        spawn_with("lamina-worker", &prefix, &log("worker-2.log"), &[("LAMINA_PREFETCH", "4")]),
     ]);
     let images = fleet_images(200, 48);
     upload(&S3Store::new(&settings, &bucket, "in").await, &images).await;
@@ -189,7 +190,8 @@ async fn a_coordinator_killed_mid_job_and_started_again_finishes_it_with_exact_c
         let (_, recorded) = tokio::join!(records.list("", tx), async {
             let mut found = false;
             while let Some(meta) = rx.recv().await {
-                found |= meta.is_ok_and(|m| m.key.ends_with("results.jsonl") && m.size > 0);
+                // On S3 results are recorded as parts until the job ends.
+                found |= meta.is_ok_and(|m| m.key.contains("/results.parts/") && m.size > 0);
             }
             found
         });

@@ -220,3 +220,75 @@ fn spawn_service_with(bin: &str, prefix: &str, log: &std::path::Path, env: &[(&s
     all.push(("LAMINA_HTTP_ADDR", &http));
     spawn_with(bin, prefix, log, &all)
 }
+
+/// A TLS-terminating proxy (Python's asyncio and ssl, no packages) in front of the shared
+/// Garage, so the S3 client talks https:// with a certificate a private CA signed.
+const TLS_PROXY: &str = r#"
+import asyncio, ssl, sys
+listen, target = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def handle(cr, cw):
+    sr, sw = await asyncio.open_connection("127.0.0.1", target)
+    await asyncio.gather(pipe(cr, sw), pipe(sr, cw))
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", listen, ssl=ctx)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"#;
+
+#[test]
+fn s3_over_https_works_by_configuration_and_an_untrusted_certificate_is_refused() {
+    let settings = s3_settings();
+    let garage_port: u16 = settings.endpoint.as_deref().and_then(|e| e.rsplit(':').next()?.trim_end_matches('/').parse().ok()).expect("endpoint port");
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    std::fs::write(dir.path().join("proxy.py"), TLS_PROXY).unwrap();
+    let port = free_port();
+    let proxy = Command::new("python3")
+        .arg(dir.path().join("proxy.py"))
+        .args([port.to_string(), garage_port.to_string()])
+        .arg(dir.path().join("server.pem"))
+        .arg(dir.path().join("server.key"))
+        .spawn()
+        .unwrap();
+    let _proxy = Fleet(vec![proxy]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the TLS proxy did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let input = dir.path().join("in");
+    write(&input, "logo.png", &encode(&sample("logo.png", 48), ImageFormat::Png));
+    let bucket = new_bucket("https");
+    let run = |ca: Option<&std::path::Path>, out: &str| {
+        let mut cmd = Command::new(binary("lamina"));
+        cmd.args(["run", input.to_str().unwrap(), &format!("s3://{bucket}/{out}")])
+            .env("LAMINA_DEVICE", "cpu")
+            .env("LAMINA_PROGRESS", "none")
+            .env("LAMINA_S3_ENDPOINT", format!("https://127.0.0.1:{port}"))
+            .env_remove("SSL_CERT_FILE");
+        if let Some(ca) = ca {
+            // The S3 client trusts the system's roots plus SSL_CERT_FILE.
+            cmd.env("SSL_CERT_FILE", ca);
+        }
+        cmd.output().unwrap()
+    };
+    let ok = run(Some(&dir.path().join("ca.pem")), "trusted");
+    assert!(ok.status.success(), "{}", explain(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("1 images: 1 done"), "{}", explain(&ok));
+    let refused = run(None, "untrusted");
+    assert_eq!(refused.status.code(), Some(2), "{}", explain(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.lines().last().unwrap_or_default().contains("cannot reach S3"), "{}", explain(&refused));
+}
