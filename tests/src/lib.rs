@@ -283,8 +283,9 @@ pub fn make_certificates(dir: &Path) {
     run("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost");
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
     run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext");
-    // The broker runs as this user and must read its key.
-    run("chmod 644 server.key");
+    // The broker must be able to read its key.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 impl PrivateBroker {
