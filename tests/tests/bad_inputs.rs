@@ -561,16 +561,7 @@ async fn every_bad_or_unusual_input_is_done_or_fails_in_one_line_the_worker_surv
 mod craft {
     use std::ops::Range;
 
-    pub fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
+    pub use lamina_tests::crc32;
 
     pub fn adler32(bytes: &[u8]) -> u32 {
         let (mut a, mut b) = (1u32, 0u32);

@@ -97,6 +97,22 @@ impl S3Store {
         Ok(if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) })
     }
 
+    /// Uploads one part of a multipart upload.
+    async fn upload_part(&self, full: &str, key: &str, id: &str, number: i32, bytes: Vec<u8>) -> Result<CompletedPart, StoreError> {
+        let sent = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| sdk_err(key, e))?;
+        Ok(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build())
+    }
+
     async fn put_multipart(&self, full: &str, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let upload = self
             .client
@@ -110,19 +126,7 @@ impl S3Store {
         let result = async {
             let mut parts = Vec::new();
             for (i, chunk) in bytes.chunks(PART_SIZE).enumerate() {
-                let number = i as i32 + 1;
-                let part = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(full)
-                    .upload_id(&id)
-                    .part_number(number)
-                    .body(ByteStream::from(chunk.to_vec()))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(key, e))?;
-                parts.push(CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_owned)).build());
+                parts.push(self.upload_part(full, key, &id, i as i32 + 1, chunk.to_vec()).await?);
             }
             self.client
                 .complete_multipart_upload()
@@ -230,38 +234,16 @@ impl ObjectStore for S3Store {
                         upload = Some((created.upload_id().unwrap_or_default().to_owned(), Vec::new()));
                     }
                     let (id, done) = upload.as_mut().expect("just created");
-                    let number = done.len() as i32 + 1;
-                    let sent = self
-                        .client
-                        .upload_part()
-                        .bucket(&self.bucket)
-                        .key(&full)
-                        .upload_id(id.as_str())
-                        .part_number(number)
-                        .body(ByteStream::from(std::mem::take(&mut buffer)))
-                        .send()
-                        .await
-                        .map_err(|e| sdk_err(key, e))?;
-                    done.push(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build());
+                    let part = self.upload_part(&full, key, id, done.len() as i32 + 1, std::mem::take(&mut buffer)).await?;
+                    done.push(part);
                 }
             }
             let Some((id, mut done)) = upload.clone() else {
                 return self.put(key, std::mem::take(&mut buffer)).await;
             };
             if !buffer.is_empty() {
-                let number = done.len() as i32 + 1;
-                let sent = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(&full)
-                    .upload_id(id.as_str())
-                    .part_number(number)
-                    .body(ByteStream::from(std::mem::take(&mut buffer)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(key, e))?;
-                done.push(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build());
+                let part = self.upload_part(&full, key, &id, done.len() as i32 + 1, std::mem::take(&mut buffer)).await?;
+                done.push(part);
             }
             self.client
                 .complete_multipart_upload()
