@@ -126,14 +126,29 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     assert!(http_get(&http, "/health", None).ends_with("ok\n"));
 
     // The same job again: every image is skipped by its manifest.
-    let p = prefix.clone();
-    let second = tokio::task::spawn_blocking(move || submit(&src, &dst, &p)).await.unwrap();
+    let (p, s, d) = (prefix.clone(), src.clone(), dst.clone());
+    let second = tokio::task::spawn_blocking(move || submit(&s, &d, &p)).await.unwrap();
     assert!(
         String::from_utf8_lossy(&second.stdout).contains("200 images: 0 done, 200 skipped"),
         "{}\n{}",
         explain(&second),
         show_logs()
     );
+
+    // One input changed: exactly that image is decomposed again.
+    let changed = "photos/coffee.png.png";
+    input.put(changed, encode(&sample("rocket.jpg", 40), ImageFormat::Png)).await.unwrap();
+    let p = prefix.clone();
+    let third = tokio::task::spawn_blocking(move || submit(&src, &dst, &p)).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&third.stdout).contains("200 images: 1 done, 199 skipped"),
+        "{}\n{}",
+        explain(&third),
+        show_logs()
+    );
+    let third_id = String::from_utf8_lossy(&third.stdout).lines().next().unwrap().trim().to_owned();
+    let redone: Manifest = serde_json::from_slice(&output.get(&format!("{changed}/manifest.json")).await.unwrap()).unwrap();
+    assert_eq!(redone.job_id, third_id, "the changed image's manifest comes from the third job");
 
     // Messages that are not valid tasks or jobs are dead-lettered, not retried.
     let amqp_settings = AmqpSettings::new(std::env::var("LAMINA_AMQP_URL").unwrap(), prefix.clone());
