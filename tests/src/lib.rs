@@ -516,3 +516,36 @@ pub fn http_json(addr: &str, path: &str) -> serde_json::Value {
     let response = http_get(addr, path, None);
     response.split_once("\r\n\r\n").and_then(|(_, body)| serde_json::from_str(body).ok()).unwrap_or_default()
 }
+
+/// The queues and exchange of a test's AMQP prefix, deleted from the broker when the test
+/// ends (declare it before the [`Fleet`], so the processes are gone first): quorum queues
+/// left behind by every run would pile up on a development broker.
+pub struct Queues(pub String);
+
+impl Drop for Queues {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                use lamina_common::amqp;
+                let url = std::env::var("LAMINA_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
+                let settings = amqp::AmqpSettings::new(url, prefix);
+                let connect = amqp::connect(&settings, "lamina-test-cleanup");
+                let Ok(Ok(connection)) = tokio::time::timeout(std::time::Duration::from_secs(10), connect).await else { return };
+                for queue in [settings.jobs(), settings.events(), settings.dead(), settings.dead_watch(), settings.tasks("default")] {
+                    // A channel each: a failed delete closes its channel.
+                    if let Ok(channel) = connection.create_channel().await {
+                        let _ = channel.queue_delete(queue.as_str(), lapin::options::QueueDeleteOptions::default()).await;
+                    }
+                }
+                if let Ok(channel) = connection.create_channel().await {
+                    let exchange = settings.dead_letter_exchange();
+                    let _ = channel.exchange_delete(exchange.as_str(), lapin::options::ExchangeDeleteOptions::default()).await;
+                }
+                let _ = connection.close(200, "cleaned up").await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

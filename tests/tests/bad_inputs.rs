@@ -445,6 +445,7 @@ async fn every_bad_or_unusual_input_is_done_or_fails_in_one_line_the_worker_surv
     let settings = s3_settings();
     let bucket = new_bucket("bad-inputs");
     let prefix = format!("lamina-bad-inputs-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| logs.path().join(name);
     let mut fleet = Fleet(vec![

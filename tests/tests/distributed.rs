@@ -32,6 +32,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     let settings = s3_settings();
     let bucket = new_bucket("fleet");
     let prefix = format!("lamina-test-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let port = free_port();
     let http = format!("127.0.0.1:{port}");

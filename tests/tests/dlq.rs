@@ -57,6 +57,7 @@ fn task(job: &str, key: &str) -> Task {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_are_listed_requeued_by_job_and_purged_only_after_confirmation() {
     let prefix = format!("lamina-dlq-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let url = std::env::var("LAMINA_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
     let settings = AmqpSettings::new(url, prefix.clone());
     let connection = amqp::connect(&settings, "dlq-test").await.unwrap();

@@ -62,6 +62,7 @@ async fn workers_killed_at_random_moments_lose_no_image_and_mark_none_done_half_
     let settings = s3_settings();
     let bucket = new_bucket("sigkill");
     let prefix = format!("lamina-kill-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| logs.path().join(name);
     let mut fleet = Fleet(vec![
@@ -111,6 +112,7 @@ async fn a_worker_told_to_stop_finishes_what_it_holds_exits_zero_and_nothing_it_
     let settings = s3_settings();
     let bucket = new_bucket("sigterm");
     let prefix = format!("lamina-term-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| logs.path().join(name);
     let mut fleet = Fleet(vec![
@@ -161,6 +163,7 @@ async fn a_coordinator_killed_mid_job_and_started_again_finishes_it_with_exact_c
     let settings = s3_settings();
     let bucket = new_bucket("coordinator");
     let prefix = format!("lamina-coord-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| logs.path().join(name);
     // A pool holds at most WINDOW tasks queued or in flight: what a dying coordinator can
@@ -227,6 +230,7 @@ async fn a_task_that_crashes_every_worker_is_dead_lettered_and_reported_failed_i
     let settings = s3_settings();
     let bucket = new_bucket("poison");
     let prefix = format!("lamina-poison-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| logs.path().join(name);
     let http = format!("127.0.0.1:{}", free_port());

@@ -125,6 +125,7 @@ async fn an_object_store_down_for_20_seconds_mid_job_is_ridden_out_without_faile
     let bucket = garage.bucket.clone();
     let endpoint = garage.endpoint();
     let prefix = format!("lamina-test-{}-s3-outage", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());

@@ -27,6 +27,7 @@ async fn a_high_priority_job_overtakes_a_long_one_and_a_cancelled_job_stops_with
     let settings = s3_settings();
     let bucket = new_bucket("priority");
     let prefix = format!("lamina-sched-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let _fleet = Fleet(vec![

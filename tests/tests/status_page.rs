@@ -143,6 +143,7 @@ async fn the_status_page_shows_a_running_job_and_the_fleet_in_a_real_browser() {
     let settings = s3_settings();
     let bucket = new_bucket("status");
     let prefix = format!("lamina-status-{}", std::process::id());
+    let _queues = Queues(prefix.clone());
     let logs = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let _fleet = Fleet(vec![
