@@ -367,21 +367,15 @@ impl Job {
             if !planning_open && seen.len() as u64 >= stats.images.load(Ordering::Relaxed) {
                 break false;
             }
-            let result = tokio::select! {
+            // A result from the planner (skipped, refused) or from a worker (a published task).
+            let (result, from_worker) = tokio::select! {
                 _ = cancel.cancelled() => break true,
                 r = planned_rx.recv(), if planning_open => match r {
-                    Some(r) => r,
+                    Some(r) => (r, false),
                     None => { planning_open = false; continue; }
                 },
                 r = results.recv() => match r {
-                    Some(r) => {
-                        // The task's slot of the pool's window is free again.
-                        if !seen.contains(&fingerprint(&r.key)) {
-                            scheduler.release(&spec.pool, 1);
-                            released += 1;
-                        }
-                        r
-                    }
+                    Some(r) => (r, true),
                     None => anyhow::bail!("result routing closed"),
                 },
                 _ = tick.tick() => {
@@ -392,7 +386,13 @@ impl Job {
                 }
             };
             // A redelivered task reports again: count each image once.
-            if seen.insert(fingerprint(&result.key)) {
+            let first_report = seen.insert(fingerprint(&result.key));
+            if from_worker && first_report {
+                // The task's slot of the pool's window is free again.
+                scheduler.release(&spec.pool, 1);
+                released += 1;
+            }
+            if first_report {
                 progress.count(result.status);
                 if let Ok(mut s) = state.lock() {
                     s.job_result(&spec.job_id, &result, stats.images.load(Ordering::Relaxed), !planning_open);

@@ -13,6 +13,8 @@ use lamina_common::config::S3Settings;
 use lamina_common::manifest::Manifest;
 use lamina_common::messages::TaskResult;
 
+pub mod craft;
+
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -185,6 +187,11 @@ pub fn new_bucket(name: &str) -> String {
     run(&format!("bucket create {bucket}"));
     run(&format!("bucket allow --read --write --owner {bucket} --key {key}"));
     bucket
+}
+
+/// The logs `names` in `dir`, each under a `--- name` heading, for a failing test to show.
+pub fn read_logs(dir: &Path, names: &[&str]) -> String {
+    names.iter().map(|l| format!("--- {l}\n{}", std::fs::read_to_string(dir.join(l)).unwrap_or_default())).collect()
 }
 
 /// Child processes killed when the test ends, however it ends.

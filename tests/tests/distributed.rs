@@ -53,10 +53,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         input.put(key, encode(img, ImageFormat::Png)).await.unwrap();
     }
     let show_logs = || {
-        ["coordinator.log", "worker-1.log", "worker-2.log"]
-            .iter()
-            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(logs.path().join(l)).unwrap_or_default()))
-            .collect::<String>()
+        read_logs(logs.path(), &["coordinator.log", "worker-1.log", "worker-2.log"])
     };
 
     let (src, dst) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"));

@@ -85,10 +85,7 @@ async fn a_broker_restart_mid_job_is_survived_with_exact_counts() {
         spawn_with("lamina-worker", &prefix, &log("worker-2.log"), &[("LAMINA_AMQP_URL", &url)]),
     ]);
     let show = || {
-        ["coordinator.log", "worker-1.log", "worker-2.log"]
-            .iter()
-            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(logs.path().join(l)).unwrap_or_default()))
-            .collect::<String>()
+        read_logs(logs.path(), &["coordinator.log", "worker-1.log", "worker-2.log"])
     };
     let input = S3Store::new(&settings, &bucket, "in").await;
     let originals = fleet_images(150, 24);
@@ -135,10 +132,7 @@ async fn an_object_store_down_for_20_seconds_mid_job_is_ridden_out_without_faile
         spawn_with("lamina-worker", &prefix, &log("worker.log"), &[("LAMINA_S3_ENDPOINT", &endpoint), ("LAMINA_METRICS_ADDR", &metrics)]),
     ]);
     let show = || {
-        ["coordinator.log", "worker.log"]
-            .iter()
-            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(logs.path().join(l)).unwrap_or_default()))
-            .collect::<String>()
+        read_logs(logs.path(), &["coordinator.log", "worker.log"])
     };
     let input = S3Store::new(&settings, &bucket, "in").await;
     let originals = fleet_images(80, 24);

@@ -35,10 +35,7 @@ async fn a_high_priority_job_overtakes_a_long_one_and_a_cancelled_job_stops_with
         spawn_with("lamina-worker", &prefix, &logs.path().join("worker.log"), &[("LAMINA_PREFETCH", "2"), ("LAMINA_MODEL", "capacity-test:300")]),
     ]);
     let show = || {
-        ["coordinator.log", "worker.log"]
-            .iter()
-            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(logs.path().join(l)).unwrap_or_default()))
-            .collect::<String>()
+        read_logs(logs.path(), &["coordinator.log", "worker.log"])
     };
     let store = S3Store::new(&settings, &bucket, "").await;
     for (key, img) in fleet_images(60, 16) {

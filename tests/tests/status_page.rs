@@ -151,10 +151,7 @@ async fn the_status_page_shows_a_running_job_and_the_fleet_in_a_real_browser() {
         spawn_with("lamina-worker", &prefix, &logs.path().join("worker.log"), &[("LAMINA_MODEL", "capacity-test:400")]),
     ]);
     let show_logs = || {
-        ["coordinator.log", "worker.log"]
-            .iter()
-            .map(|l| format!("--- {l}\n{}", std::fs::read_to_string(logs.path().join(l)).unwrap_or_default()))
-            .collect::<String>()
+        read_logs(logs.path(), &["coordinator.log", "worker.log"])
     };
     let input = S3Store::new(&settings, &bucket, "in").await;
     for (key, img) in &fleet_images(40, 24) {

@@ -144,8 +144,7 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
     let mut held: HashMap<u64, Held> = HashMap::new();
     let mut next_ticket = 0u64;
     let mut finished = 0u64;
-    let mut recent: VecDeque<Instant> = VecDeque::new();
-    let started = Instant::now();
+    let mut rate = Rate::default();
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     let mut resize = tokio::time::interval_at(tokio::time::Instant::now() + RESIZE_EVERY, RESIZE_EVERY);
     let drain_deadline = tokio::time::sleep(Duration::MAX / 4);
@@ -201,19 +200,15 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
                     if finished == 1 {
                         resize.reset_immediately();
                     }
-                    let now = Instant::now();
-                    recent.push_back(now);
-                    while recent.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
-                        recent.pop_front();
-                    }
+                    rate.finished();
                     update_gauges(&held);
                     continue;
                 }
                 None => break Ok(()),
             },
             _ = heartbeat.tick() => {
-                let rate = measured_rate(&recent, started);
-                METRICS.set_rate(rate.unwrap_or(0.0));
+                let images_per_second = rate.per_second();
+                METRICS.set_rate(images_per_second.unwrap_or(0.0));
                 if let Some((device, used, total)) = crate::model::gpu_memory(config.worker.device) {
                     METRICS.set_gpu(device, used, total);
                 }
@@ -223,7 +218,7 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
                     device: device_name(config.worker.device),
                     model: model_id.clone(),
                     in_flight: held.len() as u64,
-                    images_per_second: rate.unwrap_or(0.0),
+                    images_per_second: images_per_second.unwrap_or(0.0),
                     prefetch: u64::from(prefetch),
                     oldest_unacked_seconds: update_gauges(&held),
                 };
@@ -232,13 +227,13 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
                     break Err(anyhow::Error::new(e).context("lost the broker"));
                 }
                 METRICS.heartbeats.fetch_add(1, Ordering::Relaxed);
-                let _ = finished;
                 continue;
             }
             _ = resize.tick(), if work_tx.is_some() && retiring.is_none() => {
-                let wanted = prefetch_for(measured_rate(&recent, started), batch, config.prefetch);
+                let measured = rate.per_second();
+                let wanted = prefetch_for(measured, batch, config.prefetch);
                 if wanted != prefetch {
-                    info!(from = prefetch, to = wanted, images_per_second = measured_rate(&recent, started).unwrap_or(0.0), "prefetch resized");
+                    info!(from = prefetch, to = wanted, images_per_second = measured.unwrap_or(0.0), "prefetch resized");
                     generation += 1;
                     let (new_tag, new_consumer) = consume(wanted, generation).await?;
                     channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await?;
@@ -287,12 +282,33 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
     outcome
 }
 
-/// Images per second over the last minute (or since the start, when younger); None until
-/// something finished.
-fn measured_rate(recent: &VecDeque<Instant>, started: Instant) -> Option<f64> {
-    let first = recent.front()?;
-    let span = started.elapsed().min(RATE_WINDOW).as_secs_f64().max(first.elapsed().as_secs_f64()).max(1.0);
-    Some(recent.len() as f64 / span)
+/// Images finished per second over the last [`RATE_WINDOW`].
+struct Rate {
+    started: Instant,
+    recent: VecDeque<Instant>,
+}
+
+impl Default for Rate {
+    fn default() -> Rate {
+        Rate { started: Instant::now(), recent: VecDeque::new() }
+    }
+}
+
+impl Rate {
+    fn finished(&mut self) {
+        self.recent.push_back(Instant::now());
+    }
+
+    /// Over the last minute (or since the start, when younger); None until something
+    /// finished.
+    fn per_second(&mut self) -> Option<f64> {
+        while self.recent.front().is_some_and(|t| t.elapsed() > RATE_WINDOW) {
+            self.recent.pop_front();
+        }
+        self.recent.front()?;
+        let span = self.started.elapsed().min(RATE_WINDOW).as_secs_f64().max(1.0);
+        Some(self.recent.len() as f64 / span)
+    }
 }
 
 /// Sets the in-flight gauges; returns the age of the oldest task held.
