@@ -9,11 +9,10 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use tch::{Kind, Tensor};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{ModelArgs, RunArgs};
 use crate::report::Reporter;
-use crate::run::run_job;
+use crate::run::{run_job, Stop};
 use lamina_common::params::DecomposeParams;
 use lamina_worker::model::{self, Batch, Model};
 
@@ -169,5 +168,5 @@ async fn run_once(args: &BenchArgs, input: &Path, output: &Path) -> anyhow::Resu
         max_megapixels: 64.0,
         progress: "none".into(),
     };
-    run_job(&run, &mut Reporter::new("none"), CancellationToken::new()).await
+    run_job(&run, &mut Reporter::new("none"), Stop::never()).await
 }

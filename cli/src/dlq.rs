@@ -62,7 +62,8 @@ struct Letter {
 }
 
 fn describe(body: &[u8], props: &BasicProperties) -> Letter {
-    let (reason, queue, deaths) = amqp::death(props).unwrap_or_else(|| ("unknown".into(), String::new(), 0));
+    let death = amqp::death(props).unwrap_or_else(|| lamina_common::queue::Death { reason: "unknown".into(), ..Default::default() });
+    let (reason, queue, deaths) = (death.reason, death.queue, death.count);
     let reason = match reason.as_str() {
         "delivery_limit" => format!("delivery limit: a worker stopped {} times on it", amqp::DELIVERY_LIMIT),
         "rejected" => "rejected as invalid".to_owned(),

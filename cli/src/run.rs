@@ -1,24 +1,41 @@
-//! `lamina run IN OUT`: the coordinator's planner and the worker's pipeline in one process,
-//! joined by an in-process queue, on local folders.
+//! `lamina run IN OUT`: the fleet in one process. The coordinator's service (job runner,
+//! result routing, records) and the worker's session (pipeline, report, ack after durable)
+//! run over the in-process queue ([`MemoryBroker`]), exactly as they run over RabbitMQ in a
+//! fleet: one engine, two transports.
+//!
+//! Stopping: the first SIGINT or SIGTERM stops the worker taking new images; it finishes
+//! what it holds, the job's summary is written marked as interrupted, and `lamina` exits
+//! with 130 (SIGINT) or 143 (SIGTERM). A second signal abandons the images in hand.
 
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::RunArgs;
 use crate::report::Reporter;
 use lamina_common::config::S3Settings;
-use lamina_common::messages::Task;
-use lamina_common::store::{self, StoreCache};
-use lamina_coordinator::{plan, JobRecords, JobSpec, PlanStats, Planner, Progress, Summary};
+use lamina_common::messages::JobSpec;
+use lamina_common::queue::{Broker, MemoryBroker, Topology};
+use lamina_common::signal::StopSignal;
+use lamina_coordinator::service::CoordinatorConfig;
+use lamina_coordinator::state::Shared;
+use lamina_coordinator::{JobNote, Progress, Summary};
 use lamina_worker::model;
-use lamina_worker::pipeline::{self, Finished, ModelClock, Work, WorkerConfig};
+use lamina_worker::pipeline::{ModelClock, WorkerConfig};
+use lamina_worker::service::ServiceConfig;
+
+/// The pool of the single machine's one worker.
+const POOL: &str = "default";
+/// Unacknowledged tasks the in-process worker may hold (its prefetch follows throughput
+/// below this, as in a fleet).
+const PREFETCH: u16 = 32;
+/// How long the services take to stop once the job is over.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// What a finished run measured.
 pub struct Outcome {
@@ -26,102 +43,193 @@ pub struct Outcome {
     /// Seconds the model was busy (forward passes), for the share of time outside it.
     pub model_seconds: f64,
     pub wall_seconds: f64,
+    /// The signal that stopped the run early, if one did.
+    pub stopped_by: Option<StopSignal>,
+}
+
+/// How a run is told to stop: the first signal (finish what is in hand), the second
+/// (abandon it).
+#[derive(Clone)]
+pub struct Stop {
+    pub first: watch::Receiver<Option<StopSignal>>,
+    pub abandon: CancellationToken,
+    /// Keeps `first` open when nothing else sends on it.
+    _sender: Arc<watch::Sender<Option<StopSignal>>>,
+}
+
+impl Stop {
+    /// Listens for SIGINT and SIGTERM.
+    pub fn on_signals() -> Stop {
+        let (tx, first) = watch::channel(None);
+        let abandon = CancellationToken::new();
+        let tx = Arc::new(tx);
+        let (signals, second) = (tx.clone(), abandon.clone());
+        tokio::spawn(async move { lamina_common::signal::on_signals(&signals, second).await });
+        Stop { first, abandon, _sender: tx }
+    }
+
+    /// Never fires (benchmarks).
+    pub fn never() -> Stop {
+        let (tx, first) = watch::channel(None);
+        Stop { first, abandon: CancellationToken::new(), _sender: Arc::new(tx) }
+    }
 }
 
 pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            warn!("interrupted: finishing the images in flight, then writing the summary");
-            on_signal.cancel();
-        }
-    });
+    let stop = Stop::on_signals();
     let mut reporter = Reporter::new(&args.progress);
-    let outcome = run_job(&args, &mut reporter, cancel).await?;
+    let outcome = run_job(&args, &mut reporter, stop).await?;
     reporter.finish();
     let s = &outcome.summary;
+    let records = format!("{}/_lamina/jobs/{}", args.output, s.job_id);
+    if let Some(signal) = outcome.stopped_by {
+        println!(
+            "interrupted by {} after {} images: {} done, {} skipped (unchanged), {} failed in {:.1}s; records in {records}",
+            signal.name(),
+            s.images,
+            s.done,
+            s.skipped,
+            s.failed,
+            s.seconds
+        );
+        return Ok(ExitCode::from(signal.exit_code()));
+    }
+    let ignored = match s.ignored {
+        0 => String::new(),
+        n => format!("; {n} other files left alone (not images, e.g. {})", s.ignored_examples.first().map_or("", String::as_str)),
+    };
     println!(
-        "{} images: {} done, {} skipped (unchanged), {} failed in {:.1}s ({:.2} images/s); records in {}/_lamina/jobs/{}",
-        s.images, s.done, s.skipped, s.failed, s.seconds, s.images_per_second, args.output, s.job_id
+        "{} images: {} done, {} skipped (unchanged), {} failed in {:.1}s ({:.2} images/s){ignored}; records in {records}",
+        s.images, s.done, s.skipped, s.failed, s.seconds, s.images_per_second
     );
     Ok(if s.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// Runs one job to completion (or until cancelled) and writes its records.
-pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, cancel: CancellationToken) -> anyhow::Result<Outcome> {
-    let (in_loc, out_loc) = args.locations()?;
+/// Runs one job to completion (or until stopped) and writes its records.
+pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, mut stop: Stop) -> anyhow::Result<Outcome> {
+    args.locations()?;
     let s3 = S3Settings::from_env().map_err(anyhow::Error::msg)?;
     let params = args.model.params()?;
     let device = args.model.device()?;
-    let model = model::load(&args.model.model, device).context("--model")?;
-    model.check_params(&params)?;
-    let desc = model.desc().clone();
-    info!(input = %in_loc, output = %out_loc, model = %desc.id, device = %model::device_name(device),
+    let spec_name = args.model.model.clone();
+    let loaded = tokio::task::spawn_blocking(move || model::load(&spec_name, device)).await.context("loading the model")?;
+    let loaded = loaded.context("--model")?;
+    loaded.check_params(&params)?;
+    let model_id = loaded.desc().id.clone();
+    info!(input = %args.input, output = %args.output, model = %model_id, device = %model::device_name(device),
         batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
 
-    let input = store::open_input(&in_loc, &out_loc, &s3).await;
-    let output = store::open(&out_loc, &s3).await;
-    let spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params);
-    let mut records = JobRecords::create(output.clone(), &spec).await.context("cannot write the job records")?;
-
-    let batch = usize::from(args.batch_size);
-    let (task_tx, task_rx) = mpsc::channel(4 * batch + 8);
-    let (result_tx, mut result_rx) = mpsc::channel(256);
-    let clock = Arc::new(ModelClock::default());
-    let config = WorkerConfig { max_pixels: args.max_pixels(), batch_size: batch, device };
-    let stores = Arc::new(StoreCache::new(s3.clone()));
-    stores.insert(&spec.input, input.clone());
-    stores.insert(&spec.output, output.clone());
-    // The in-process queue: tasks go straight to the pipeline, results straight back.
-    let (work_tx, work_rx) = mpsc::channel(4 * batch + 8);
-    let (finished_tx, mut finished_rx) = mpsc::channel::<Finished>(64);
-    let worker = tokio::spawn(pipeline::run(model, config, stores, work_rx, finished_tx, clock.clone()));
-    let mut task_rx: mpsc::Receiver<Task> = task_rx;
-    tokio::spawn(async move {
-        while let Some(task) = task_rx.recv().await {
-            if work_tx.send(Work { ticket: 0, task }).await.is_err() {
-                break;
-            }
-        }
-    });
-    let forward = result_tx.clone();
-    tokio::spawn(async move {
-        while let Some(finished) = finished_rx.recv().await {
-            if forward.send(finished.result).await.is_err() {
-                break;
-            }
-        }
-    });
-    let planner = Planner::for_job(&spec, input, output.clone(), desc.id.clone(), desc.weights_sha256.clone());
-    let stats = Arc::new(PlanStats::default());
-    let planning = {
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = plan(planner, task_tx, result_tx, stats) => {}
-                _ = cancel.cancelled() => {}
-            }
-        })
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("lamina")));
+    let state = Shared::default();
+    let (notes_tx, mut notes) = mpsc::unbounded_channel();
+    let coordinator = CoordinatorConfig {
+        s3: s3.clone(),
+        max_jobs: 1,
+        window: 64,
+        confirm_window: 256,
+        name: "lamina-run".to_owned(),
+        grace: STOP_GRACE,
+        notes: Some(notes_tx),
     };
+    let clock = Arc::new(ModelClock::default());
+    let worker = ServiceConfig {
+        s3,
+        pool: POOL.to_owned(),
+        model: args.model.model.clone(),
+        worker: WorkerConfig { max_pixels: args.max_pixels(), batch_size: usize::from(args.batch_size), device },
+        prefetch: PREFETCH,
+        // A stopped run finishes the images it holds, however long they take; a second
+        // signal abandons them.
+        grace: Duration::from_secs(24 * 3600),
+        heartbeat: Duration::from_secs(1),
+        name: "lamina-run".to_owned(),
+        abort_on_key: None,
+        clock: clock.clone(),
+    };
+    let (coordinator_stop, worker_stop) = (CancellationToken::new(), CancellationToken::new());
+    let coordinating = tokio::spawn({
+        let (broker, state, stop) = (broker.clone(), state.clone(), coordinator_stop.clone());
+        async move { lamina_coordinator::service::serve(&coordinator, broker, state, stop).await }
+    });
+    let working = tokio::spawn({
+        let (broker, stop, model) = (broker.clone(), worker_stop.clone(), model::shared(loaded));
+        async move { lamina_worker::service::serve(&worker, model, broker, stop).await }
+    });
 
-    let started_at = lamina_common::time::now_rfc3339();
+    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params);
+    spec.pool = POOL.to_owned();
+    broker.publish(&broker.topology().jobs(), &spec, 0).await.context("queueing the job")?;
+
     let started = Instant::now();
     let mut progress = Progress::default();
-    // The channel closes once the planner and the whole pipeline have let go of it: every
-    // image has reported by then.
-    while let Some(result) = result_rx.recv().await {
-        progress.count(result.status);
-        let total = stats.images.load(Ordering::Relaxed);
-        reporter.set_total(total);
-        reporter.result(&result, &progress, total);
-        records.record(&result).await.context("cannot append to results.jsonl")?;
-    }
-    let _ = planning.await;
-    let _ = worker.await;
+    let mut stopped_by: Option<StopSignal> = None;
+    let mut working = Some(working);
+    let mut coordinating = Some(coordinating);
+    let summary = loop {
+        tokio::select! {
+            note = notes.recv() => match note {
+                Some(JobNote::Result { result, listed, .. }) => {
+                    progress.count(result.status);
+                    reporter.set_total(listed);
+                    reporter.result(&result, &progress, listed);
+                }
+                Some(JobNote::Finished { summary }) => break summary,
+                None => anyhow::bail!("the job runner stopped before the job's summary was written"),
+            },
+            changed = stop.first.changed(), if stopped_by.is_none() => {
+                let Ok(()) = changed else { continue };
+                let Some(signal) = *stop.first.borrow() else { continue };
+                warn!(signal = signal.name(), "stopping: finishing the images in hand, then writing the summary (again to abandon them)");
+                stopped_by = Some(signal);
+                worker_stop.cancel();
+            }
+            // The worker finished what it held after a stop: the job ends here.
+            _ = async { working.as_mut().expect("guarded").await }, if stopped_by.is_some() && working.is_some() => {
+                working = None;
+                // The last results are on their way to the runner: let them arrive first.
+                let events = broker.topology().events();
+                for _ in 0..100 {
+                    if broker.depth(&events).await.ok().flatten().unwrap_or(0) == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                interrupt(&state, &spec.job_id, stopped_by);
+            }
+            _ = stop.abandon.cancelled(), if stopped_by.is_some() => {
+                warn!("stopping now: the images in hand are abandoned (their outputs are redone next time)");
+                interrupt(&state, &spec.job_id, stopped_by);
+            }
+            // The in-process queue never fails: a coordinator that ends mid-job is a fault of
+            // the engine, reported rather than waited on forever.
+            ended = async { coordinating.as_mut().expect("guarded").await }, if coordinating.is_some() => {
+                match ended {
+                    Ok(Err(e)) => anyhow::bail!("the job runner stopped: {e}"),
+                    Err(e) => anyhow::bail!("the job runner crashed: {e}"),
+                    Ok(Ok(())) => anyhow::bail!("the job runner stopped before the job ended"),
+                }
+            }
+        }
+    };
     let wall = started.elapsed().as_secs_f64();
-    let summary = Summary::new(&spec, desc.id.clone(), &progress, started_at);
-    let summary = records.finish(summary).await.context("cannot write summary.json")?;
-    Ok(Outcome { summary, model_seconds: clock.busy_seconds(), wall_seconds: wall })
+    // The job is over: the services stop (the worker holds nothing by now).
+    worker_stop.cancel();
+    coordinator_stop.cancel();
+    if !stop.abandon.is_cancelled() {
+        if let Some(working) = working {
+            let _ = tokio::time::timeout(STOP_GRACE, working).await;
+        }
+        if let Some(coordinating) = coordinating {
+            let _ = tokio::time::timeout(STOP_GRACE, coordinating).await;
+        }
+    }
+    Ok(Outcome { summary, model_seconds: clock.busy_seconds(), wall_seconds: wall, stopped_by })
 }
 
+/// Ends the job now, its summary marked with the signal that stopped it.
+fn interrupt(state: &Shared, job_id: &str, signal: Option<StopSignal>) {
+    if let Ok(mut s) = state.lock() {
+        s.interrupt(job_id, signal.map_or("signal", StopSignal::name));
+    }
+}

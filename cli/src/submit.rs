@@ -54,6 +54,10 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let summary = wait(&spec).await?;
+    if let Some(error) = &summary.error {
+        println!("job refused: {error}");
+        return Ok(ExitCode::from(1));
+    }
     if summary.cancelled {
         println!("cancelled after {} images: {} done, {} skipped, {} failed", summary.images, summary.done, summary.skipped, summary.failed);
         return Ok(ExitCode::from(1));

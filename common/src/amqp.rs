@@ -14,17 +14,15 @@
 //!
 //! Queues dead-letter to the fanout exchange `<prefix>.dead-letters`, bound to both.
 
-use std::collections::VecDeque;
-
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::publisher_confirm::PublisherConfirm;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::config::Secret;
+use crate::queue::{Death, Topology};
 
 /// Deliveries of one task before RabbitMQ dead-letters it.
-pub const DELIVERY_LIMIT: i32 = 5;
+pub const DELIVERY_LIMIT: i32 = crate::queue::DELIVERY_LIMIT as i32;
 /// Largest message accepted on any queue, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -63,30 +61,33 @@ impl AmqpSettings {
         Ok(AmqpSettings { url: Secret::new(url), prefix, ca_pem })
     }
 
+    /// The queue names of this deployment.
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.prefix.clone())
+    }
+
     pub fn jobs(&self) -> String {
-        format!("{}.jobs", self.prefix)
+        self.topology().jobs()
     }
 
     pub fn tasks(&self, pool: &str) -> String {
-        format!("{}.tasks.{pool}", self.prefix)
+        self.topology().tasks(pool)
     }
 
     pub fn events(&self) -> String {
-        format!("{}.events", self.prefix)
+        self.topology().events()
     }
 
     pub fn dead(&self) -> String {
-        format!("{}.dead", self.prefix)
+        self.topology().dead()
     }
 
-    /// The coordinator's copy of the dead letters.
     pub fn dead_watch(&self) -> String {
-        format!("{}.dead.watch", self.prefix)
+        self.topology().dead_watch()
     }
 
-    /// The fanout exchange every queue dead-letters to.
     pub fn dead_letter_exchange(&self) -> String {
-        format!("{}.dead-letters", self.prefix)
+        self.topology().dead_letter_exchange()
     }
 }
 
@@ -136,6 +137,7 @@ fn quorum(extra: &[(&str, AMQPValue)]) -> FieldTable {
 /// Declares the jobs, events and dead-letter queues and the task queue of each pool.
 /// Declaring is idempotent, so every process does it at start and after reconnecting.
 pub async fn declare(channel: &Channel, settings: &AmqpSettings, pools: &[&str]) -> Result<(), AmqpError> {
+    let settings = settings.topology();
     let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
     let exchange = settings.dead_letter_exchange();
     let dead_letter = [
@@ -172,7 +174,8 @@ pub async fn confirming(connection: &Connection) -> Result<Channel, AmqpError> {
     Ok(channel)
 }
 
-fn properties(priority: u8) -> BasicProperties {
+/// A persistent JSON message's properties.
+pub fn properties(priority: u8) -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
@@ -194,67 +197,9 @@ pub async fn publish_raw(channel: &Channel, queue: &str, body: &[u8], props: Bas
     Ok(())
 }
 
-/// Publishes many messages to one queue with their confirms in flight together: waiting for
-/// each confirm in turn would cap a publisher at one message per broker round trip (a few
-/// hundred per second), while a window of outstanding confirms lets the broker batch its
-/// disk syncs. Messages come back to the caller once confirmed, in publishing order; a
-/// message the broker refuses (negative confirm) is published again, alone, with retries.
-pub struct Pipelined<T> {
-    channel: Channel,
-    queue: String,
-    priority: u8,
-    window: usize,
-    pending: VecDeque<(T, Vec<u8>, PublisherConfirm)>,
-}
-
-impl<T: serde::Serialize> Pipelined<T> {
-    pub fn new(channel: Channel, queue: String, priority: u8, window: usize) -> Pipelined<T> {
-        Pipelined { channel, queue, priority, window: window.max(1), pending: VecDeque::new() }
-    }
-
-    /// Publishes `message`; returns those confirmed meanwhile (when the window was full).
-    pub async fn send(&mut self, message: T) -> Result<Vec<T>, AmqpError> {
-        let body = serde_json::to_vec(&message)?;
-        let confirm =
-            self.channel.basic_publish("", &self.queue, BasicPublishOptions::default(), &body, properties(self.priority)).await?;
-        self.pending.push_back((message, body, confirm));
-        let mut confirmed = Vec::new();
-        while self.pending.len() >= self.window {
-            confirmed.push(self.settle_one().await?);
-        }
-        Ok(confirmed)
-    }
-
-    /// Waits for every outstanding confirm; returns the messages confirmed.
-    pub async fn flush(&mut self) -> Result<Vec<T>, AmqpError> {
-        let mut confirmed = Vec::with_capacity(self.pending.len());
-        while !self.pending.is_empty() {
-            confirmed.push(self.settle_one().await?);
-        }
-        Ok(confirmed)
-    }
-
-    /// Messages published and not yet confirmed.
-    pub fn outstanding(&self) -> usize {
-        self.pending.len()
-    }
-
-    async fn settle_one(&mut self) -> Result<T, AmqpError> {
-        let (message, body, confirm) = self.pending.pop_front().expect("called with messages pending");
-        if confirm.await?.is_nack() {
-            let (channel, queue, props) = (&self.channel, self.queue.as_str(), properties(self.priority));
-            crate::retry::retry("publish again after a negative confirm", crate::retry::RetryPolicy::default(), || {
-                publish_raw(channel, queue, &body, props.clone())
-            })
-            .await?;
-        }
-        Ok(message)
-    }
-}
-
 /// Why RabbitMQ dead-lettered a message, from its `x-death` header: the reason
 /// (`rejected`, `delivery_limit`, `expired`, ...), the queue it died in, and how many times.
-pub fn death(props: &BasicProperties) -> Option<(String, String, i64)> {
+pub fn death(props: &BasicProperties) -> Option<Death> {
     let headers = props.headers().as_ref()?;
     let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else { return None };
     let AMQPValue::FieldTable(first) = deaths.as_slice().first()? else { return None };
@@ -269,5 +214,5 @@ pub fn death(props: &BasicProperties) -> Option<(String, String, i64)> {
         Some(AMQPValue::LongUInt(n)) => i64::from(*n),
         _ => 1,
     };
-    Some((text("reason"), text("queue"), count))
+    Some(Death { reason: text("reason"), queue: text("queue"), count })
 }

@@ -25,6 +25,11 @@ pub struct Task {
     /// The content fingerprint when the listing gave one.
     pub etag: Option<String>,
     pub params: DecomposeParams,
+    /// The model the job names (`fscs`, `torchscript:PATH`, ... or a model id): a worker
+    /// that runs another model reports the task failed instead of running it. Absent in
+    /// tasks from before this field, which any worker runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// How one image of a job ended.
@@ -39,6 +44,73 @@ pub enum Status {
     Failed,
 }
 
+/// Why an image failed, as a bounded set (for metrics labels, and for filtering results
+/// without parsing reasons). The one-line `reason` beside it says the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Empty, or not an image at all.
+    NotAnImage,
+    /// An image whose data stops early.
+    Truncated,
+    /// Over the pixel limit or the model's size limit.
+    TooLarge,
+    /// An image format Lamina does not decode.
+    Unsupported,
+    /// Corrupt image data.
+    Decode,
+    /// The model failed or refused the image.
+    Model,
+    /// The layers could not be encoded.
+    Encode,
+    /// The input could not be read or the outputs written.
+    Store,
+    /// A key that could escape the output location.
+    BadKey,
+    /// The task names another model than the worker runs.
+    WrongModel,
+    /// Every worker that took the task stopped on it (or refused it as invalid).
+    DeadLettered,
+    /// A kind this version does not know (sent by a newer worker).
+    #[serde(other)]
+    Other,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 12] = [
+        FailureKind::NotAnImage,
+        FailureKind::Truncated,
+        FailureKind::TooLarge,
+        FailureKind::Unsupported,
+        FailureKind::Decode,
+        FailureKind::Model,
+        FailureKind::Encode,
+        FailureKind::Store,
+        FailureKind::BadKey,
+        FailureKind::WrongModel,
+        FailureKind::DeadLettered,
+        FailureKind::Other,
+    ];
+
+    /// The name in results and metric labels (`not_an_image`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::NotAnImage => "not_an_image",
+            FailureKind::Truncated => "truncated",
+            FailureKind::TooLarge => "too_large",
+            FailureKind::Unsupported => "unsupported",
+            FailureKind::Decode => "decode",
+            FailureKind::Model => "model",
+            FailureKind::Encode => "encode",
+            FailureKind::Store => "store",
+            FailureKind::BadKey => "bad_key",
+            FailureKind::WrongModel => "wrong_model",
+            FailureKind::DeadLettered => "dead_lettered",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
 /// One line of a job's `results.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +119,9 @@ pub struct TaskResult {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// Why it failed, as one of a bounded set (failed results only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<FailureKind>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub layers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -57,12 +132,12 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
-    pub fn failed(key: impl Into<String>, reason: impl Into<String>) -> TaskResult {
-        TaskResult { key: key.into(), status: Status::Failed, reason: Some(reason.into()), layers: None, psnr_db: None, ms: None }
+    pub fn failed(key: impl Into<String>, kind: FailureKind, reason: impl Into<String>) -> TaskResult {
+        TaskResult { status: Status::Failed, reason: Some(reason.into()), kind: Some(kind), ..TaskResult::skipped(key) }
     }
 
     pub fn skipped(key: impl Into<String>) -> TaskResult {
-        TaskResult { key: key.into(), status: Status::Skipped, reason: None, layers: None, psnr_db: None, ms: None }
+        TaskResult { key: key.into(), status: Status::Skipped, reason: None, kind: None, layers: None, psnr_db: None, ms: None }
     }
 }
 

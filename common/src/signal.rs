@@ -20,3 +20,61 @@ pub async fn on_shutdown(token: CancellationToken) {
     }
     token.cancel();
 }
+
+/// A signal that asks the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+impl StopSignal {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
+        }
+    }
+
+    /// The shell's exit status for a process ended by this signal (128 + its number).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StopSignal::Interrupt => 130,
+            StopSignal::Terminate => 143,
+        }
+    }
+}
+
+/// Fires `first` with the signal's name on the first SIGTERM or SIGINT, and `second` on the
+/// next one (a user who presses Ctrl-C twice wants out now).
+pub async fn on_signals(first: &tokio::sync::watch::Sender<Option<StopSignal>>, second: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+        let Ok(mut int) = signal(SignalKind::interrupt()) else { return };
+        for round in 0..2 {
+            let which = tokio::select! {
+                _ = term.recv() => StopSignal::Terminate,
+                _ = int.recv() => StopSignal::Interrupt,
+            };
+            info!(signal = which.name(), "stop requested");
+            if round == 0 {
+                let _ = first.send(Some(which));
+            } else {
+                second.cancel();
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = first.send(Some(StopSignal::Interrupt));
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            second.cancel();
+        }
+    }
+}

@@ -26,7 +26,9 @@ use lamina_common::amqp::{self, AmqpSettings};
 use lamina_common::params::DecomposeParams;
 use lamina_common::{ObjectMeta, ObjectStore, StoreError};
 use lamina_coordinator::scheduler::Scheduler;
-use lamina_coordinator::service::{fingerprint, publish_tasks};
+use lamina_common::queue::{Broker, RabbitBroker};
+use lamina_coordinator::runner::Publisher;
+use lamina_coordinator::fingerprint;
 use lamina_coordinator::{plan, PlanStats, Planner};
 
 /// A listing of `n` images under nested prefixes, generated as it is read; nothing else.
@@ -114,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         model_id: lamina_common::FSCS_MODEL_ID.into(),
         weights_sha256: lamina_common::FSCS_WEIGHTS_SHA256.into(),
         params: DecomposeParams { layers: None, palette: None },
+        model: Some("fscs".into()),
     };
     let stats = Arc::new(PlanStats::default());
     let (task_tx, task_rx) = mpsc::channel(1024);
@@ -124,17 +127,18 @@ async fn main() -> anyhow::Result<()> {
     // A window as large as the job: this measures publishing, not the fleet's pace.
     let scheduler = Arc::new(Scheduler::new(images as usize + 1));
     let state = lamina_coordinator::state::Shared::default();
-    let publisher = amqp::confirming(&connection).await?;
-    publish_tasks(
-        task_rx,
-        amqp::Pipelined::new(publisher, queue.clone(), 0, confirm_window),
+    let broker: Arc<dyn Broker> = Arc::new(RabbitBroker::connect(&settings, "lamina-fanout-publisher").await?);
+    let publisher = Publisher {
+        broker: broker.clone(),
         scheduler,
-        pool.to_owned(),
-        0,
-        state.clone(),
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await?;
+        state: state.clone(),
+        pool: pool.to_owned(),
+        priority: 0,
+        confirm_window,
+        acquired: Arc::new(AtomicU64::new(0)),
+    };
+    publisher.run(task_rx).await?;
+    broker.close().await;
     planning.await?;
     let seconds = started.elapsed().as_secs_f64();
     let published = state.lock().map(|s| s.pools.get(pool).map_or(0, |p| p.tasks_published)).unwrap_or(0);

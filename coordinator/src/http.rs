@@ -3,7 +3,6 @@
 //! otherwise; with a token configured, every endpoint but `/health` and the page itself (a
 //! static file without data, which asks for the token) requires `Authorization: Bearer <token>`.
 
-use std::fmt::Write;
 use std::net::SocketAddr;
 
 use axum::extract::{Path, Request, State as AxumState};
@@ -72,8 +71,8 @@ async fn cancel(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Respo
     let Ok(mut s) = app.state.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     let state = s.cancel(&id);
     drop(s);
-    tracing::info!(job_id = %id, state, "cancel requested");
-    let code = if matches!(state, "finished" | "cancelled") { StatusCode::CONFLICT } else { StatusCode::ACCEPTED };
+    tracing::info!(job_id = %id, state = %state, "cancel requested");
+    let code = if state.is_over() { StatusCode::CONFLICT } else { StatusCode::ACCEPTED };
     (code, Json(serde_json::json!({ "job_id": id, "state": state }))).into_response()
 }
 
@@ -87,7 +86,7 @@ async fn overview(AxumState(app): AxumState<App>) -> Response {
     let Ok(s) = app.state.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     let mut jobs: Vec<_> = s.jobs.values().cloned().collect();
     // Running jobs first, newest first within each group (job ids are time-ordered).
-    jobs.sort_by(|a, b| (a.state != "running", &b.job_id).cmp(&(b.state != "running", &a.job_id)));
+    jobs.sort_by(|a, b| (!a.state.is_active(), &b.job_id).cmp(&(!b.state.is_active(), &a.job_id)));
     let body = serde_json::json!({
         "generated_at": lamina_common::time::now_rfc3339(),
         "jobs": jobs,
@@ -108,22 +107,21 @@ async fn metrics(AxumState(app): AxumState<App>) -> Response {
     let Ok(s) = app.state.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let one = |v: f64| vec![(String::new(), v)];
+    let mut page = lamina_common::exposition::Exposition::default();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| page.metric(name, kind, help, samples);
+    let one = lamina_common::exposition::Exposition::one;
     let pool = |p: &str| format!("{{pool=\"{p}\"}}");
-    let active = s.jobs.values().filter(|j| matches!(j.state, "running" | "cancelling")).count() as f64;
+    let active = s.jobs.values().filter(|j| j.state.is_active()).count() as f64;
     metric("lamina_coordinator_jobs_active", "gauge", "Jobs being planned or tracked.", &one(active));
     metric(
         "lamina_coordinator_jobs_finished_total",
         "counter",
         "Jobs whose summary was written, by outcome.",
-        &[("{outcome=\"completed\"}".into(), s.jobs_completed as f64), ("{outcome=\"cancelled\"}".into(), s.jobs_cancelled as f64)],
+        &[
+            ("{outcome=\"completed\"}".into(), s.jobs_completed as f64),
+            ("{outcome=\"cancelled\"}".into(), s.jobs_cancelled as f64),
+            ("{outcome=\"failed\"}".into(), s.jobs_failed as f64),
+        ],
     );
     let pending: Vec<(String, f64)> = s.pending_by_pool().iter().map(|(p, n)| (pool(p), *n as f64)).collect();
     metric("lamina_coordinator_images_pending", "gauge", "Images listed by running jobs and not yet reported, by pool.", &pending);
@@ -176,5 +174,5 @@ async fn metrics(AxumState(app): AxumState<App>) -> Response {
     );
     metric("lamina_coordinator_broker_connects_total", "counter", "Connections made to the broker.", &one(s.broker_connects as f64));
     drop(s);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page.finish()).into_response()
 }

@@ -45,9 +45,23 @@ pub struct Summary {
     pub images_per_second: f64,
     /// The first failures, `key: reason`.
     pub failures: Vec<String>,
+    /// Files in the input left alone because they are not images (by their extension).
+    #[serde(default)]
+    pub ignored: u64,
+    /// The first few of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_examples: Vec<String>,
     /// The job was cancelled: `images` counts only what was reported before it stopped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// The signal that stopped the job (`SIGINT`, `SIGTERM`), when one did; it is then also
+    /// `cancelled`. Images finished before the stop are recorded and count as current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<String>,
+    /// Why the job was refused before any image was read (its model, its parameters, or no
+    /// worker for its model); no image was processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Summary {
@@ -71,7 +85,11 @@ impl Summary {
             seconds: (wall * 1000.0).round() / 1000.0,
             images_per_second: if wall > 0.0 { progress.done as f64 / wall } else { 0.0 },
             failures: Vec::new(),
+            ignored: 0,
+            ignored_examples: Vec::new(),
             cancelled: false,
+            interrupted_by: None,
+            error: None,
         }
     }
 }
@@ -239,6 +257,7 @@ fn part_number(key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lamina_common::messages::FailureKind;
     use lamina_common::params::DecomposeParams;
     use lamina_common::store::LocalStore;
 
@@ -249,7 +268,7 @@ mod tests {
         let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams { layers: None, palette: None });
         let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
         first.record(&TaskResult::skipped("a.png")).await.unwrap();
-        first.record(&TaskResult::failed("b.png", "empty file (0 bytes)")).await.unwrap();
+        first.record(&TaskResult::failed("b.png", FailureKind::NotAnImage, "empty file (0 bytes)")).await.unwrap();
         first.flush().await.unwrap();
         // The coordinator died in the middle of an append.
         store.append(&format!("{}/results.jsonl", spec.records_prefix()), b"{\"key\":\"c.p").await.unwrap();
@@ -300,7 +319,7 @@ mod tests {
         let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
         first.record(&TaskResult::skipped("a.png")).await.unwrap();
         first.flush().await.unwrap();
-        first.record(&TaskResult::failed("b.png", "empty file (0 bytes)")).await.unwrap();
+        first.record(&TaskResult::failed("b.png", FailureKind::NotAnImage, "empty file (0 bytes)")).await.unwrap();
         first.flush().await.unwrap();
         assert!(store.get_opt(&format!("{prefix}/results.jsonl")).await.unwrap().is_none());
         // The coordinator dies; its successor reads both parts and goes on.

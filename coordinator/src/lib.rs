@@ -7,6 +7,7 @@ pub mod http;
 pub mod job;
 pub mod planner;
 pub mod progress;
+pub mod runner;
 pub mod scheduler;
 pub mod service;
 pub mod state;
@@ -14,4 +15,5 @@ pub mod state;
 pub use job::{JobRecords, JobSpec, Summary};
 pub use planner::{plan, is_image_key, PlanStats, Planner};
 pub use progress::Progress;
+pub use runner::{fingerprint, JobContext, JobError, JobNote};
 

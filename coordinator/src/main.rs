@@ -3,14 +3,16 @@
 //! (secrets may come from `*_FILE`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
+use lamina_common::queue::{reconnecting, RabbitBroker};
 use lamina_coordinator::service::{serve, CoordinatorConfig};
 
 #[derive(Debug, Parser)]
@@ -29,6 +31,9 @@ struct Args {
     /// Jobs planned and tracked at once.
     #[arg(long, env = "LAMINA_MAX_JOBS", default_value_t = 8)]
     max_jobs: u16,
+    /// Seconds a stopping coordinator waits for its jobs to be handed back to the queue.
+    #[arg(long, env = "LAMINA_DRAIN_GRACE_SECONDS", default_value_t = 10)]
+    grace_seconds: u64,
     #[arg(long, env = "LAMINA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
 }
@@ -37,24 +42,25 @@ fn main() -> ExitCode {
     let args = Args::parse();
     lamina_common::logging::init(&args.log_format);
     let settings = (AmqpSettings::from_env(), S3Settings::from_env(), lamina_common::config::secret_var("LAMINA_HTTP_TOKEN"));
-    let (config, token) = match settings {
+    let (amqp, config, token) = match settings {
         (Ok(amqp), Ok(s3), Ok(token)) => {
             let config = CoordinatorConfig {
-                amqp,
                 s3,
                 max_jobs: args.max_jobs.max(1),
                 window: args.window.max(1),
                 confirm_window: args.confirm_window.max(1),
                 name: format!("lamina-coordinator-{}", std::process::id()),
+                grace: Duration::from_secs(args.grace_seconds),
+                notes: None,
             };
-            (config, token)
+            (amqp, config, token)
         }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("lamina-coordinator: {e}");
             return ExitCode::from(2);
         }
     };
-    info!(amqp = ?config.amqp, s3 = ?config.s3, max_jobs = config.max_jobs, window = config.window, http = %args.http, http_token = token.is_some(), "starting");
+    info!(amqp = ?amqp, s3 = ?config.s3, max_jobs = config.max_jobs, window = config.window, http = %args.http, http_token = token.is_some(), "starting");
     let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
         eprintln!("lamina-coordinator: cannot start the async runtime");
         return ExitCode::from(2);
@@ -65,26 +71,29 @@ fn main() -> ExitCode {
         let state = lamina_coordinator::state::Shared::default();
         let http = tokio::spawn(lamina_coordinator::http::serve(args.http, token, state.clone(), shutdown.clone()));
         // Reconnect with backoff while the broker is away; stop when told to.
-        let mut delay = Duration::from_millis(500);
-        loop {
-            if http.is_finished() {
-                error!(address = %args.http, "the HTTP endpoints stopped (is the address in use?)");
-                return ExitCode::from(2);
+        let served = reconnecting("coordinator", &shutdown, || async {
+            let broker = RabbitBroker::connect(&amqp, &config.name).await?;
+            if let Ok(mut s) = state.lock() {
+                s.broker_connects += 1;
             }
-            match serve(&config, state.clone(), shutdown.clone()).await {
-                Ok(()) => return ExitCode::SUCCESS,
-                Err(e) if shutdown.is_cancelled() => {
-                    error!(error = %format!("{e:#}"), "stopped");
-                    return ExitCode::SUCCESS;
+            serve(&config, Arc::new(broker), state.clone(), shutdown.clone()).await
+        });
+        tokio::pin!(served);
+        let served = tokio::select! {
+            served = &mut served => served,
+            _ = http => {
+                if !shutdown.is_cancelled() {
+                    error!(address = %args.http, "the HTTP endpoints stopped (is the address in use?)");
+                    return ExitCode::from(2);
                 }
-                Err(e) => {
-                    warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "coordinator lost the broker");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return ExitCode::SUCCESS,
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(15));
-                }
+                served.await
+            }
+        };
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(error = %e, "giving up");
+                ExitCode::from(1)
             }
         }
     })

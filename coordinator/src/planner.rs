@@ -11,14 +11,20 @@ use tracing::debug;
 
 use lamina_common::keys::{check_relative, join, printable};
 use lamina_common::manifest::{Manifest, MANIFEST_FILE};
-use lamina_common::messages::{Task, TaskResult, TASK_SCHEMA};
+use lamina_common::messages::{FailureKind, Task, TaskResult, TASK_SCHEMA};
 use lamina_common::params::DecomposeParams;
 use lamina_common::{ObjectMeta, ObjectStore};
 
 /// Manifest reads in flight at once while planning.
 const CHECK_CONCURRENCY: usize = 16;
-/// The extensions decomposed; everything else in the input is left alone.
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif"];
+/// The extensions decomposed (every raster format the decoder reads); everything else in
+/// the input is left alone, counted, and the first few named in the job's summary.
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "jpe", "jfif", "png", "apng", "webp", "tif", "tiff", "bmp", "dib", "gif", "tga", "icb", "vda", "vst", "ico",
+    "pbm", "pgm", "ppm", "pnm", "pam", "ff", "farbfeld", "qoi", "hdr", "exr", "dds",
+];
+/// Files left alone that a summary names.
+pub const IGNORED_EXAMPLES: usize = 10;
 
 /// Whether a key names an image Lamina decomposes (by extension, case-insensitive).
 pub fn is_image_key(key: &str) -> bool {
@@ -39,6 +45,8 @@ pub struct Planner {
     pub model_id: String,
     pub weights_sha256: String,
     pub params: DecomposeParams,
+    /// The model the job names, carried by every task.
+    pub model: Option<String>,
 }
 
 impl Planner {
@@ -60,16 +68,31 @@ impl Planner {
             model_id,
             weights_sha256,
             params: spec.params.clone(),
+            model: Some(spec.model.clone()),
         }
     }
 }
 
-/// Counts of a finished plan; `images` is also readable while planning.
+/// Counts of a plan, readable while planning.
 #[derive(Debug, Default)]
 pub struct PlanStats {
+    /// Images listed (each gets one result).
     pub images: AtomicU64,
-    pub queued: AtomicU64,
-    pub skipped: AtomicU64,
+    /// Files listed that are not images by their extension: left alone.
+    pub ignored: AtomicU64,
+    /// The first [`IGNORED_EXAMPLES`] of them.
+    pub ignored_examples: std::sync::Mutex<Vec<String>>,
+}
+
+impl PlanStats {
+    fn ignore(&self, key: &str) {
+        self.ignored.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut examples) = self.ignored_examples.lock() {
+            if examples.len() < IGNORED_EXAMPLES {
+                examples.push(printable(key));
+            }
+        }
+    }
 }
 
 /// Lists the input and sends a task per image to `tasks`, or a result straight to `results`
@@ -84,11 +107,14 @@ pub async fn plan(planner: Planner, tasks: mpsc::Sender<Task>, results: mpsc::Se
     while let Some(item) = list_rx.recv().await {
         let meta = match item {
             Ok(meta) if is_image_key(&meta.key) => meta,
-            Ok(_) => continue,
+            Ok(meta) => {
+                stats.ignore(&meta.key);
+                continue;
+            }
             Err(e) => {
                 // A folder that cannot be read is reported like a failed image.
                 stats.images.fetch_add(1, Ordering::Relaxed);
-                let _ = results.send(TaskResult::failed(e.to_string(), "cannot list")).await;
+                let _ = results.send(TaskResult::failed(e.to_string(), FailureKind::Store, "cannot list")).await;
                 continue;
             }
         };
@@ -96,16 +122,14 @@ pub async fn plan(planner: Planner, tasks: mpsc::Sender<Task>, results: mpsc::Se
         while checks.len() >= CHECK_CONCURRENCY {
             checks.join_next().await;
         }
-        let (planner, tasks, results, stats) = (planner.clone(), tasks.clone(), results.clone(), stats.clone());
+        let (planner, tasks, results) = (planner.clone(), tasks.clone(), results.clone());
         checks.spawn(async move {
             let outcome = check(&planner, meta).await;
             match outcome {
                 Ok(task) => {
-                    stats.queued.fetch_add(1, Ordering::Relaxed);
                     let _ = tasks.send(task).await;
                 }
                 Err(result) => {
-                    stats.skipped.fetch_add(u64::from(result.reason.is_none()), Ordering::Relaxed);
                     let _ = results.send(result).await;
                 }
             }
@@ -118,7 +142,7 @@ pub async fn plan(planner: Planner, tasks: mpsc::Sender<Task>, results: mpsc::Se
 /// A task for `meta`, or the result that makes one unnecessary (skipped or refused).
 async fn check(planner: &Planner, meta: ObjectMeta) -> Result<Task, TaskResult> {
     if let Err(e) = check_relative(&meta.key) {
-        return Err(TaskResult::failed(printable(&meta.key), e.to_string()));
+        return Err(TaskResult::failed(printable(&meta.key), FailureKind::BadKey, e.to_string()));
     }
     if current_manifest(planner, &meta).await {
         debug!(key = %meta.key, "skipped: manifest is current");
@@ -133,6 +157,7 @@ async fn check(planner: &Planner, meta: ObjectMeta) -> Result<Task, TaskResult> 
         size: meta.size,
         etag: meta.etag,
         params: planner.params.clone(),
+        model: planner.model.clone(),
     })
 }
 
@@ -161,7 +186,7 @@ mod tests {
 
     #[test]
     fn recognises_image_extensions() {
-        for key in ["a.jpg", "b/c.JPEG", "x.png", "y.webp", "z.tif", "z.TIFF", "q.bmp", "g.gif"] {
+        for key in ["a.jpg", "b/c.JPEG", "x.png", "y.webp", "z.tif", "z.TIFF", "q.bmp", "g.gif", "t.tga", "i.ico", "p.ppm", "f.ff", "q.qoi", "h.hdr", "e.exr"] {
             assert!(is_image_key(key), "{key}");
         }
         for key in ["notes.txt", "png", "dir.png/readme", ".png", "a.pngx"] {

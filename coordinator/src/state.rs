@@ -17,6 +17,49 @@ const FINISHED_KEPT: usize = 100;
 
 pub type Shared = Arc<Mutex<State>>;
 
+/// Where a job is, as the status endpoints show it (lowercase, `cancel-requested`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    Running,
+    Cancelling,
+    Finished,
+    Cancelled,
+    /// Refused before any image was read (its model or parameters); the summary says why.
+    Failed,
+    /// A cancel for a job this coordinator has not started (kept until it arrives).
+    CancelRequested,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Cancelling => "cancelling",
+            JobState::Finished => "finished",
+            JobState::Cancelled => "cancelled",
+            JobState::Failed => "failed",
+            JobState::CancelRequested => "cancel-requested",
+        }
+    }
+
+    /// Still planning or waiting for results.
+    pub fn is_active(self) -> bool {
+        matches!(self, JobState::Running | JobState::Cancelling)
+    }
+
+    /// Over: its summary is written.
+    pub fn is_over(self) -> bool {
+        matches!(self, JobState::Finished | JobState::Cancelled | JobState::Failed)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Cancel requests kept for jobs this coordinator has not started yet.
 const CANCEL_REQUESTS_KEPT: usize = 10_000;
 
@@ -36,11 +79,15 @@ pub struct State {
     pub dead_letter_queue: Option<u64>,
     pub jobs_completed: u64,
     pub jobs_cancelled: u64,
+    pub jobs_failed: u64,
     pub broker_connects: u64,
     /// The running jobs' cancel switches.
     pub cancels: BTreeMap<String, tokio_util::sync::CancellationToken>,
     /// Jobs asked to be cancelled before they started here.
     pub cancel_requests: HashSet<String>,
+    /// Why a job was stopped, when a signal rather than a user's cancel stopped it
+    /// (`SIGINT`, `SIGTERM`); recorded in its summary.
+    pub interruptions: BTreeMap<String, String>,
     /// The pools' windows at the last look.
     pub windows: Vec<crate::scheduler::WindowView>,
 }
@@ -60,11 +107,12 @@ pub struct JobView {
     pub model: String,
     pub pool: String,
     pub priority: u8,
-    /// `running`, `cancelling`, `finished` or `cancelled`.
-    pub state: &'static str,
+    pub state: JobState,
     /// Images listed so far (final once the listing is complete).
     pub images: u64,
     pub listing_complete: bool,
+    /// Files listed that are not images, left alone.
+    pub ignored: u64,
     pub done: u64,
     pub skipped: u64,
     pub failed: u64,
@@ -93,9 +141,10 @@ impl State {
             model: spec.model.clone(),
             pool: spec.pool.clone(),
             priority: spec.priority,
-            state: "running",
+            state: JobState::Running,
             images: 0,
             listing_complete: false,
+            ignored: 0,
             done: 0,
             skipped: 0,
             failed: 0,
@@ -142,19 +191,26 @@ impl State {
         }
     }
 
-    pub fn job_finished(&mut self, job_id: &str, cancelled: bool) {
+    pub fn job_ignored(&mut self, job_id: &str, ignored: u64) {
         if let Some(job) = self.jobs.get_mut(job_id) {
-            job.state = if cancelled { "cancelled" } else { "finished" };
-            job.eta_seconds = if cancelled { None } else { Some(0.0) };
+            job.ignored = ignored;
         }
-        if cancelled {
-            self.jobs_cancelled += 1;
-        } else {
-            self.jobs_completed += 1;
+    }
+
+    /// Records how a job ended: `Finished`, `Cancelled` or `Failed`.
+    pub fn job_finished(&mut self, job_id: &str, state: JobState) {
+        if let Some(job) = self.jobs.get_mut(job_id) {
+            job.state = state;
+            job.eta_seconds = (state == JobState::Finished).then_some(0.0);
+        }
+        match state {
+            JobState::Cancelled => self.jobs_cancelled += 1,
+            JobState::Failed => self.jobs_failed += 1,
+            _ => self.jobs_completed += 1,
         }
         self.cancels.remove(job_id);
         let finished: Vec<String> =
-            self.jobs.values().filter(|j| matches!(j.state, "finished" | "cancelled")).map(|j| j.job_id.clone()).collect();
+            self.jobs.values().filter(|j| j.state.is_over()).map(|j| j.job_id.clone()).collect();
         for id in finished.iter().take(finished.len().saturating_sub(FINISHED_KEPT)) {
             self.jobs.remove(id);
         }
@@ -162,13 +218,13 @@ impl State {
 
     /// Asks a job to stop: a running job stops publishing and writes its summary; one not
     /// started here is cancelled when it arrives. Returns the job's state afterwards.
-    pub fn cancel(&mut self, job_id: &str) -> &'static str {
+    pub fn cancel(&mut self, job_id: &str) -> JobState {
         if let Some(token) = self.cancels.get(job_id) {
             token.cancel();
             if let Some(job) = self.jobs.get_mut(job_id) {
-                job.state = "cancelling";
+                job.state = JobState::Cancelling;
             }
-            return "cancelling";
+            return JobState::Cancelling;
         }
         if let Some(job) = self.jobs.get(job_id) {
             return job.state;
@@ -176,13 +232,20 @@ impl State {
         if self.cancel_requests.len() < CANCEL_REQUESTS_KEPT {
             self.cancel_requests.insert(job_id.to_owned());
         }
-        "cancel-requested"
+        JobState::CancelRequested
+    }
+
+    /// Stops a job because the process was told to stop (`signal`, e.g. `SIGTERM`): like a
+    /// cancel, and its summary says which signal it was.
+    pub fn interrupt(&mut self, job_id: &str, signal: &str) -> JobState {
+        self.interruptions.insert(job_id.to_owned(), signal.to_owned());
+        self.cancel(job_id)
     }
 
     /// Images listed and not yet reported, per pool, over the running jobs.
     pub fn pending_by_pool(&self) -> BTreeMap<String, u64> {
         let mut out: BTreeMap<String, u64> = self.pools.keys().map(|p| (p.clone(), 0)).collect();
-        for job in self.jobs.values().filter(|j| matches!(j.state, "running" | "cancelling")) {
+        for job in self.jobs.values().filter(|j| j.state.is_active()) {
             *out.entry(job.pool.clone()).or_default() += job.images.saturating_sub(job.done + job.skipped + job.failed);
         }
         out

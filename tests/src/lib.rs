@@ -218,11 +218,11 @@ pub fn spawn_with(bin: &str, prefix: &str, log: &std::path::Path, env: &[(&str, 
     Command::new(binary(bin))
         // Each worker's metrics endpoint on a port of its own.
         .env("LAMINA_METRICS_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
         .envs(env.iter().copied())
         .env("LAMINA_AMQP_PREFIX", prefix)
         .env("LAMINA_DEVICE", "cpu")
         .env("LAMINA_HEARTBEAT_SECONDS", "1")
-        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(file)
         .spawn()
@@ -511,6 +511,7 @@ impl Drop for PrivateGarage {
 pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> String {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     let mut response = String::new();

@@ -14,18 +14,7 @@ use lamina_common::store::S3Store;
 use lamina_common::ObjectStore;
 use lamina_tests::*;
 use lapin::options::BasicGetOptions;
-use std::io::{Read, Write};
 use std::process::Command;
-
-/// A plain HTTP/1.1 GET, as a scraper would make it.
-fn http_get(addr: &str, path: &str, token: Option<&str>) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once() {

@@ -51,6 +51,7 @@ fn task(job: &str, key: &str) -> Task {
         size: 10,
         etag: None,
         params: DecomposeParams { layers: None, palette: None },
+        model: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use image::{DynamicImage, ImageFormat};
-use lamina_common::messages::Status;
+use lamina_common::messages::{FailureKind, Status};
 use lamina_tests::*;
 
 /// Builds an input folder with images of every supported kind, nested, plus bad files.
@@ -41,6 +41,40 @@ fn mixed_input(dir: &Path) -> (BTreeMap<String, DynamicImage>, BTreeMap<String, 
     put("formats/photo.gif", gif_bytes.clone(), image::load_from_memory(&gif_bytes).unwrap());
     let odd = coffee.crop_imm(0, 0, 37, 23);
     put("formats/odd-37x23.png", encode(&odd, ImageFormat::Png), odd);
+    // The formats beyond the web's: each must be decoded, none left alone.
+    for (key, format) in [
+        ("more/photo.tga", ImageFormat::Tga),
+        ("more/photo.qoi", ImageFormat::Qoi),
+        ("more/photo.ppm", ImageFormat::Pnm),
+    ] {
+        put(key, encode(&coffee, format), coffee.clone());
+    }
+    // Icons hold RGBA images.
+    let icon = DynamicImage::ImageRgba8(coffee.to_rgba8());
+    put("more/photo.ico", encode(&icon, ImageFormat::Ico), icon);
+    let farbfeld = DynamicImage::ImageRgba16(coffee.to_rgba16());
+    put("more/photo.ff", encode(&farbfeld, ImageFormat::Farbfeld), farbfeld);
+    // Linear light, as HDR and OpenEXR hold it: Lamina shows it with the sRGB curve, which
+    // gives the photo back.
+    let linear = DynamicImage::ImageRgb32F(image::Rgb32FImage::from_fn(coffee.width(), coffee.height(), |x, y| {
+        let p = coffee.to_rgb8().get_pixel(x, y).0;
+        image::Rgb(p.map(|v| {
+            let c = f32::from(v) / 255.0;
+            if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+        }))
+    }));
+    for (key, format) in [("more/photo.hdr", ImageFormat::Hdr), ("more/photo.exr", ImageFormat::OpenExr)] {
+        let bytes = encode(&linear, format);
+        // What the file holds (HDR rounds to its 8-bit mantissas), shown with the sRGB curve.
+        let held = image::load_from_memory(&bytes).unwrap().to_rgb32f();
+        let shown = image::Rgb32FImage::from_fn(held.width(), held.height(), |x, y| {
+            image::Rgb(held.get_pixel(x, y).0.map(|v| {
+                let v = v.clamp(0.0, 1.0);
+                if v <= 0.003_130_8 { v * 12.92 } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 }
+            }))
+        });
+        put(key, bytes, DynamicImage::ImageRgb32F(shown));
+    }
     let rotated = jpeg_with_orientation(&coffee, 6);
     put("exif-rotated.jpg", rotated.clone(), image::load_from_memory(&rotated).unwrap().rotate90());
 
@@ -103,6 +137,15 @@ fn decomposes_a_folder_and_every_written_layer_set_rebuilds_its_input() {
     }
     assert_eq!(manifest(&out, "formats/gray16.png").unwrap().input.color, "l16");
 
+    let kinds = [
+        ("bad/empty.png", FailureKind::NotAnImage),
+        ("bad/random.jpg", FailureKind::Unsupported),
+        ("bad/truncated.jpg", FailureKind::Truncated),
+        ("bad/bomb.png", FailureKind::TooLarge),
+    ];
+    for (key, kind) in kinds {
+        assert_eq!(by_key[key].kind, Some(kind), "{key}: {:?}", by_key[key]);
+    }
     for (key, why) in &bad {
         let r = by_key[key.as_str()];
         assert_eq!(r.status, Status::Failed, "{key}: {r:?}");
@@ -120,6 +163,10 @@ fn decomposes_a_folder_and_every_written_layer_set_rebuilds_its_input() {
     assert_eq!(summary["failed"], bad.len() as u64);
     assert_eq!(summary["skipped"], 0);
     assert_eq!(summary["failures"].as_array().unwrap().len(), bad.len());
+    // The one file that is not an image is left alone, and said to be.
+    assert_eq!(summary["ignored"], 1, "{summary}");
+    assert_eq!(summary["ignored_examples"], serde_json::json!(["notes.txt"]));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("1 other files left alone (not images, e.g. notes.txt)"), "{}", explain(&run));
     let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(job.join("spec.json")).unwrap()).unwrap();
     assert_eq!(spec["model"], "fscs");
 }
@@ -232,4 +279,73 @@ fn a_torchscript_model_runs_end_to_end_and_its_exact_layers_rebuild_the_input() 
     // Layer 0 is the image itself, opaque: the stack rebuilds the input exactly.
     assert_eq!(recomposite_psnr(&out.join("coffee.png"), &m, &coffee), None);
     assert_eq!(m.recomposite_psnr_db, None);
+}
+
+#[test]
+fn a_stopped_run_finishes_the_images_in_hand_writes_its_summary_and_exits_with_the_signal() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    for (signal, code, name) in [("TERM", 143, "SIGTERM"), ("INT", 130, "SIGINT")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+        let photos = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "retina.jpg", "hubble_deep_field.jpg"];
+        let total = 30;
+        for i in 0..total {
+            write(&input, &format!("img-{i:02}.png"), &encode(&sample(photos[i % photos.len()], 192), ImageFormat::Png));
+        }
+        let mut child = Command::new(binary("lamina"))
+            .args(["run", input.to_str().unwrap(), out.to_str().unwrap()])
+            .env("LAMINA_DEVICE", "cpu")
+            .env("LAMINA_PROGRESS", "log")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signal once the first image is done: the run is mid-way.
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap() > 0 {
+            log.push_str(&line);
+            if line.contains("image done") {
+                break;
+            }
+            line.clear();
+        }
+        assert!(log.contains("image done"), "{log}");
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+        let rest = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+            rest
+        });
+        let status = child.wait().unwrap();
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        let log = log + &rest.join().unwrap();
+        assert_eq!(status.code(), Some(code), "{name}\n{stdout}\n{log}");
+        assert!(stdout.contains(&format!("interrupted by {name} after")), "{stdout}");
+
+        // The summary says what happened; every recorded image is really done.
+        let job = job_dir(&out);
+        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(job.join("summary.json")).unwrap()).unwrap();
+        assert_eq!((summary["cancelled"].as_bool(), summary["interrupted_by"].as_str()), (Some(true), Some(name)), "{summary}");
+        let recorded = results(&job);
+        let done = recorded.iter().filter(|r| r.status == Status::Done).count();
+        assert!(done >= 1 && done < total, "{name}: {done} of {total} done before the stop");
+        assert_eq!(summary["done"].as_u64(), Some(done as u64), "{summary}");
+        for r in &recorded {
+            assert!(manifest(&out, &r.key).is_some(), "{}: recorded done without a manifest", r.key);
+        }
+
+        // Run again: what was done is skipped, the rest is done.
+        let again = lamina(&["run", input.to_str().unwrap(), out.to_str().unwrap()]);
+        assert!(again.status.success(), "{}", explain(&again));
+        let line = String::from_utf8_lossy(&again.stdout);
+        assert!(line.contains(&format!("{total} images: ")) && line.contains(" 0 failed"), "{line}");
+        let skipped: usize = line.split(" skipped").next().and_then(|l| l.rsplit(", ").next()).and_then(|n| n.trim().parse().ok()).unwrap();
+        assert!(skipped >= done, "{name}: {skipped} skipped on the second run, {done} recorded done before\n{line}");
+    }
 }

@@ -1,6 +1,8 @@
 //! Jobs sharing a pool, end to end (real coordinator, worker, RabbitMQ, Garage): a
-//! high-priority job submitted behind a long low-priority one is served first, and a job
-//! cancelled mid-way stops, writes a summary that says so, and frees the pool.
+//! high-priority job submitted behind a long low-priority one is served first, a job
+//! cancelled mid-way stops, writes a summary that says so, and frees the pool; a job whose
+//! model no live worker of the pool runs, or whose parameters its model refuses, is refused
+//! once, at the coordinator, before any image is read.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -83,4 +85,32 @@ async fn a_high_priority_job_overtakes_a_long_one_and_a_cancelled_job_stops_with
     assert!(String::from_utf8_lossy(&again.stdout).contains("cancelled"), "{}", explain(&again));
     let metrics = http_get(&http, "/metrics", None);
     assert!(metrics.contains("lamina_coordinator_jobs_finished_total{outcome=\"cancelled\"} 1"), "{metrics}");
+
+    // A job naming a model that no live worker of the pool runs: refused with its reason.
+    let refused = |model: &str, extra: &[&str], out: &str| {
+        Command::new(binary("lamina"))
+            .args(["submit", "--input", &format!("s3://{bucket}/urgent"), "--output", &format!("s3://{bucket}/{out}"), "--model", model])
+            .args(extra)
+            .arg("--wait")
+            .env("LAMINA_AMQP_PREFIX", &prefix)
+            .output()
+            .unwrap()
+    };
+    let wrong = refused("fscs", &[], "out-wrong");
+    let stdout = String::from_utf8_lossy(&wrong.stdout);
+    assert_eq!(wrong.status.code(), Some(1), "{}", explain(&wrong));
+    assert!(stdout.contains("job refused: no live worker of pool default runs model fscs"), "{}", explain(&wrong));
+    let wrong_id = stdout.lines().next().unwrap().trim().to_owned();
+    assert_eq!(job_state(&http, &wrong_id)["state"], "failed");
+    // Parameters the model refuses: one clear reason, no image read.
+    let bad = refused("capacity-test:300", &["--palette", "1,2,3"], "out-bad");
+    assert_eq!(bad.status.code(), Some(1), "{}", explain(&bad));
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(stdout.contains("refuses the job's parameters: this model takes no palette"), "{}", explain(&bad));
+    let bad_id = stdout.lines().next().unwrap().trim();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&store.get(&format!("out-bad/_lamina/jobs/{bad_id}/summary.json")).await.unwrap()).unwrap();
+    assert_eq!((summary["images"].as_u64(), summary["done"].as_u64()), (Some(0), Some(0)), "{summary}");
+    let metrics = http_get(&http, "/metrics", None);
+    assert!(metrics.contains("lamina_coordinator_jobs_finished_total{outcome=\"failed\"} 2"), "{metrics}");
 }

@@ -5,7 +5,6 @@
 //! progress, the worker in the fleet table, no dead letters and no error; a screenshot of it
 //! must render at 1280x800 (set `LAMINA_STATUS_SCREENSHOT=path.png` to keep it).
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,13 +15,9 @@ use lamina_common::ObjectStore;
 use lamina_tests::*;
 use serde_json::Value;
 
-/// A plain HTTP/1.1 GET: the status code and the body, `None` while nothing answers.
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+/// A GET's status code and body, `None` while nothing answers.
+fn get_status(addr: &str, path: &str) -> Option<(u16, String)> {
+    let response = http_get(addr, path, None);
     let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_owned()))
@@ -30,7 +25,7 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 
 /// A JSON array endpoint (`/jobs`, `/fleet`); empty until the coordinator answers.
 fn json_list(addr: &str, path: &str) -> Vec<Value> {
-    match http_get(addr, path) {
+    match get_status(addr, path) {
         Some((200, body)) => serde_json::from_str(&body).unwrap_or_default(),
         _ => Vec::new(),
     }
@@ -193,7 +188,7 @@ async fn the_status_page_shows_a_running_job_and_the_fleet_in_a_real_browser() {
     assert!(worker.starts_with("lamina-worker-"), "{fleet:?}");
 
     // The page itself is served at `/`.
-    let page = http_get(&http, "/");
+    let page = get_status(&http, "/");
     assert!(
         matches!(&page, Some((200, body)) if body.contains("<title>Lamina")),
         "GET / should serve the status page: {page:?}\n{}",

@@ -8,13 +8,14 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
+use lamina_common::messages::FailureKind;
 
 /// Why an input could not be decoded. Every message is one line naming the reason.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DecodeError {
     #[error("empty file (0 bytes)")]
     Empty,
-    #[error("not a supported image (JPEG, PNG, WebP, TIFF, BMP or GIF)")]
+    #[error("not a supported image (JPEG, PNG, WebP, TIFF, BMP, GIF, TGA, ICO, PNM, farbfeld, QOI, HDR, OpenEXR or DDS)")]
     Unsupported,
     #[error("image is {width}x{height} ({megapixels:.1} MP), over the {limit_mp:.1} MP limit")]
     TooLarge { width: u32, height: u32, megapixels: f64, limit_mp: f64 },
@@ -22,6 +23,26 @@ pub enum DecodeError {
     NoPixels { width: u32, height: u32 },
     #[error("corrupt or truncated {format}: {detail}")]
     Corrupt { format: String, detail: String },
+}
+
+impl DecodeError {
+    /// The bounded kind of this failure.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            DecodeError::Empty => FailureKind::NotAnImage,
+            DecodeError::Unsupported => FailureKind::Unsupported,
+            DecodeError::TooLarge { .. } => FailureKind::TooLarge,
+            DecodeError::NoPixels { .. } => FailureKind::Decode,
+            DecodeError::Corrupt { detail, .. } => {
+                let d = detail.to_ascii_lowercase();
+                if ["truncat", "end-of-image", "unexpected eof", "unexpected end", "failed to fill whole buffer", "no more data"].iter().any(|t| d.contains(t)) {
+                    FailureKind::Truncated
+                } else {
+                    FailureKind::Decode
+                }
+            }
+        }
+    }
 }
 
 /// A decoded image, ready to become a model input.
@@ -43,10 +64,23 @@ pub struct Decoded {
 
 /// Decodes `bytes`, refusing images of more than `max_pixels` pixels from their header.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
+    decode_named(bytes, "", max_pixels)
+}
+
+/// Like [`decode`], for a file called `name`: the format comes from the content, or from
+/// the name's extension for formats whose files carry no signature (TGA).
+pub fn decode_named(bytes: &[u8], name: &str, max_pixels: u64) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| DecodeError::Unsupported)?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| DecodeError::Unsupported)?;
+    if reader.format().is_none() {
+        // Only TGA has no signature; every other format is known by its content, so random
+        // bytes named .jpg stay "not a supported image".
+        if let Ok(format @ image::ImageFormat::Tga) = image::ImageFormat::from_path(name) {
+            reader.set_format(format);
+        }
+    }
     let format = reader.format().ok_or(DecodeError::Unsupported)?;
     let format_name = format.extensions_str().first().copied().unwrap_or("image").replace("jpg", "jpeg");
     let corrupt = |e: image::ImageError| DecodeError::Corrupt { format: format_name.clone(), detail: one_line(&e.to_string()) };
@@ -109,6 +143,14 @@ fn planar(image: &DynamicImage) -> (Vec<f32>, Option<Vec<f32>>) {
                 fill(i, p.0.map(|v| f32::from(v) / 255.0));
             }
         }
+        // HDR and OpenEXR hold linear light, possibly above 1: shown as an 8-bit display
+        // would, clipped to [0,1] and encoded with the sRGB curve (no tone mapping).
+        DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_) => {
+            for (i, p) in image.to_rgba32f().pixels().enumerate() {
+                let [r, g, b, a] = p.0;
+                fill(i, [srgb(r), srgb(g), srgb(b), a.clamp(0.0, 1.0)]);
+            }
+        }
         other => {
             for (i, p) in other.to_rgba32f().pixels().enumerate() {
                 fill(i, p.0.map(|v| v.clamp(0.0, 1.0)));
@@ -117,6 +159,12 @@ fn planar(image: &DynamicImage) -> (Vec<f32>, Option<Vec<f32>>) {
     }
     let has_alpha = alpha.iter().any(|&a| a < 1.0);
     (rgb, has_alpha.then_some(alpha))
+}
+
+/// Linear light (clipped to [0,1]) to an sRGB-encoded value; NaN becomes 0.
+fn srgb(linear: f32) -> f32 {
+    let v = if linear.is_nan() { 0.0 } else { linear.clamp(0.0, 1.0) };
+    if v <= 0.003_130_8 { v * 12.92 } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 }
 }
 
 /// Whether a JPEG ends its last scan with an end-of-image marker. The JPEG decoder fills a

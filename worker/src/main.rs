@@ -3,15 +3,19 @@
 //! from `LAMINA_S3_*` and `LAMINA_AMQP_*` (secrets may come from `*_FILE`).
 
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
-use lamina_worker::model::parse_device;
+use lamina_common::queue::{reconnecting, RabbitBroker};
+use lamina_worker::metrics::METRICS;
+use lamina_worker::model::{self, parse_device};
 use lamina_worker::pipeline::WorkerConfig;
 use lamina_worker::service::{serve, ServiceConfig};
 
@@ -51,15 +55,16 @@ fn main() -> ExitCode {
     let args = Args::parse();
     lamina_common::logging::init(&args.log_format);
     lamina_worker::alloc::tune_for_inference();
-    let config = match config(&args) {
-        Ok(config) => config,
+    let settings = config(&args).and_then(|c| Ok((c, AmqpSettings::from_env()?)));
+    let (config, amqp) = match settings {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("lamina-worker: {e}");
             return ExitCode::from(2);
         }
     };
     info!(pool = %config.pool, model = %config.model, prefetch = config.prefetch, grace_s = config.grace.as_secs(),
-        amqp = ?config.amqp, s3 = ?config.s3, "starting");
+        amqp = ?amqp, s3 = ?config.s3, "starting");
     let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
         eprintln!("lamina-worker: cannot start the async runtime");
         return ExitCode::from(2);
@@ -68,32 +73,41 @@ fn main() -> ExitCode {
         let shutdown = CancellationToken::new();
         tokio::spawn(lamina_common::signal::on_shutdown(shutdown.clone()));
         let metrics = tokio::spawn(lamina_worker::metrics::serve(args.metrics, shutdown.clone()));
-        // Reconnect with backoff while the broker is away; a model that does not load, or a
-        // stop request, ends the process.
-        let mut delay = Duration::from_millis(500);
-        loop {
-            if metrics.is_finished() {
-                error!(address = %args.metrics, "the metrics endpoint stopped (is the address in use?)");
-                return ExitCode::from(2);
+        // The model is loaded once, off the async runtime, and outlives broker reconnects.
+        let (spec, device) = (config.model.clone(), config.worker.device);
+        let model = match tokio::task::spawn_blocking(move || model::load(&spec, device)).await {
+            Ok(Ok(model)) => model::shared(model),
+            Ok(Err(e)) => {
+                error!(error = %e, "cannot load the model; giving up");
+                return ExitCode::from(1);
             }
-            match serve(&config, shutdown.clone()).await {
-                Ok(()) => return ExitCode::SUCCESS,
-                Err(e) if shutdown.is_cancelled() => {
-                    error!(error = %format!("{e:#}"), "stopped");
-                    return ExitCode::SUCCESS;
+            Err(e) => {
+                error!(error = %e, "loading the model crashed; giving up");
+                return ExitCode::from(1);
+            }
+        };
+        // Reconnect with backoff while the broker is away; a stop request ends the process.
+        let served = reconnecting("worker", &shutdown, || async {
+            let broker = RabbitBroker::connect(&amqp, &config.name).await?;
+            METRICS.broker_connects.fetch_add(1, Ordering::Relaxed);
+            serve(&config, model.clone(), Arc::new(broker), shutdown.clone()).await
+        });
+        tokio::pin!(served);
+        let served = tokio::select! {
+            served = &mut served => served,
+            _ = metrics => {
+                if !shutdown.is_cancelled() {
+                    error!(address = %args.metrics, "the metrics endpoint stopped (is the address in use?)");
+                    return ExitCode::from(2);
                 }
-                Err(e) if !lost_the_broker(&e) => {
-                    error!(error = %format!("{e:#}"), "giving up");
-                    return ExitCode::from(1);
-                }
-                Err(e) => {
-                    warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "worker lost the broker");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return ExitCode::SUCCESS,
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(15));
-                }
+                served.await
+            }
+        };
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(error = %e, "giving up");
+                ExitCode::from(1)
             }
         }
     })
@@ -105,7 +119,6 @@ fn config(args: &Args) -> Result<ServiceConfig, String> {
         return Err("--max-megapixels must be positive".into());
     }
     Ok(ServiceConfig {
-        amqp: AmqpSettings::from_env()?,
         s3: S3Settings::from_env()?,
         pool: args.pool.clone(),
         model: args.model.clone(),
@@ -119,13 +132,8 @@ fn config(args: &Args) -> Result<ServiceConfig, String> {
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         name: format!("lamina-worker-{}-{}", hostname(), std::process::id()),
         abort_on_key: std::env::var("LAMINA_FAILPOINT_ABORT_ON_KEY").ok().filter(|v| !v.is_empty()),
+        clock: Default::default(),
     })
-}
-
-/// Whether an error came from the broker connection (reconnect) rather than from the model
-/// or the settings (give up).
-fn lost_the_broker(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<lapin::Error>() || c.is::<lamina_common::amqp::AmqpError>()) || format!("{e:#}").contains("lost the broker")
 }
 
 fn hostname() -> String {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
-use lamina_common::messages::Status;
+use lamina_common::messages::{FailureKind, Status, TaskResult};
 
 /// Upper bounds of the stage-time buckets, in seconds.
 const BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -27,6 +27,7 @@ pub struct Metrics {
     pub tasks_acked: AtomicU64,
     pub tasks_rejected: AtomicU64,
     images: [AtomicU64; 3],
+    failures: [AtomicU64; FailureKind::ALL.len()],
     pub heartbeats: AtomicU64,
     pub broker_connects: AtomicU64,
     /// Gauges set by the service (f64 bits).
@@ -62,8 +63,13 @@ impl Metrics {
         }
     }
 
-    pub fn image(&self, status: Status) {
-        let i = match status {
+    /// Counts a finished image by status, and a failure by its kind.
+    pub fn image(&self, result: &TaskResult) {
+        if let Some(kind) = result.kind {
+            let i = FailureKind::ALL.iter().position(|k| *k == kind).unwrap_or(FailureKind::ALL.len() - 1);
+            self.failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let i = match result.status {
             Status::Done => 0,
             Status::Skipped => 1,
             Status::Failed => 2,
@@ -94,15 +100,10 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut page = lamina_common::exposition::Exposition::default();
         let gauge = |v: &AtomicU64| f64::from_bits(v.load(Ordering::Relaxed));
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
-        };
-        let one = |v: f64| vec![(String::new(), v)];
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| page.metric(name, kind, help, samples);
+        let one = lamina_common::exposition::Exposition::one;
         let count = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
         metric("lamina_worker_tasks_received_total", "counter", "Task messages delivered to this worker.", &one(count(&self.tasks_received)));
         metric("lamina_worker_tasks_acked_total", "counter", "Tasks acknowledged after their result was confirmed.", &one(count(&self.tasks_acked)));
@@ -110,6 +111,9 @@ impl Metrics {
         let images: Vec<(String, f64)> =
             ["done", "skipped", "failed"].iter().zip(&self.images).map(|(s, n)| (format!("{{status=\"{s}\"}}"), count(n))).collect();
         metric("lamina_worker_images_total", "counter", "Images finished, by status.", &images);
+        let failures: Vec<(String, f64)> =
+            FailureKind::ALL.iter().zip(&self.failures).map(|(k, n)| (format!("{{kind=\"{}\"}}", k.as_str()), count(n))).collect();
+        metric("lamina_worker_failures_total", "counter", "Images failed, by kind of failure.", &failures);
         metric("lamina_worker_images_per_second", "gauge", "Images finished per second over the last minute.", &one(gauge(&self.images_per_second)));
         metric("lamina_worker_in_flight_tasks", "gauge", "Tasks held unacknowledged.", &one(gauge(&self.in_flight_tasks)));
         metric("lamina_worker_in_flight_bytes", "gauge", "Input bytes of the tasks held.", &one(gauge(&self.in_flight_bytes)));
@@ -126,6 +130,7 @@ impl Metrics {
             metric("lamina_worker_gpu_memory_total_bytes", "gauge", "GPU memory of the device.", &[(label, total as f64)]);
         }
         let stages = self.stages.lock().map(|s| s.clone()).unwrap_or_default();
+        let out = page.raw();
         let _ = writeln!(
             out,
             "# HELP lamina_worker_stage_seconds Time one image (inference: one batch) spends in each stage.\n# TYPE lamina_worker_stage_seconds histogram"
@@ -138,7 +143,7 @@ impl Metrics {
             let _ = writeln!(out, "lamina_worker_stage_seconds_sum{{stage=\"{stage}\"}} {}", h.sum);
             let _ = writeln!(out, "lamina_worker_stage_seconds_count{{stage=\"{stage}\"}} {}", h.count);
         }
-        out
+        page.finish()
     }
 }
 

@@ -1,9 +1,12 @@
 //! The distributed worker: consumes its pool's task queue, runs the pipeline, publishes each
 //! result to the events queue (with a publisher confirm) and only then acknowledges the task.
 //!
+//! Written against the [`Broker`] seam: the distributed worker serves RabbitMQ, and
+//! `lamina run` serves the in-process queue with this same session.
+//!
 //! A message that is not a valid task (not JSON, unknown schema or fields, over the size cap,
-//! a key that could escape the output) is rejected without requeue, so RabbitMQ dead-letters
-//! it at once. A task whose processing kills the worker is redelivered and, after the queue's
+//! a key that could escape the output) is rejected without requeue, so the queue dead-letters
+//! it at once. A task for another model than this worker's is reported failed, never run. A task whose processing kills the worker is redelivered and, after the queue's
 //! delivery limit, dead-lettered by RabbitMQ. On shutdown the worker stops consuming, lets the
 //! pipeline finish what it holds within the grace period, and closes the connection, which
 //! hands anything still unacknowledged back to the queue.
@@ -20,30 +23,28 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use futures_lite::StreamExt;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
-use lapin::types::FieldTable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::metrics::METRICS;
-use crate::model::{self, device_name};
+use crate::model::{device_name, SharedModel};
 use crate::pipeline::{self, Finished, ModelClock, Work, WorkerConfig};
-use lamina_common::amqp::{self, AmqpSettings, MAX_MESSAGE_BYTES};
+use lamina_common::amqp::MAX_MESSAGE_BYTES;
 use lamina_common::config::S3Settings;
 use lamina_common::keys::check_relative;
-use lamina_common::messages::{Event, Heartbeat, Task, EVENT_SCHEMA, TASK_SCHEMA};
-use lamina_common::retry::{retry, RetryPolicy};
+use lamina_common::messages::{Event, FailureKind, Heartbeat, Task, TaskResult, EVENT_SCHEMA, TASK_SCHEMA};
+use lamina_common::queue::{Broker, QueueError, Settle};
+use lamina_common::retry::RetryPolicy;
 use lamina_common::store::StoreCache;
 
-/// Everything a worker process needs.
+/// Everything a worker session needs besides its model and broker.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    pub amqp: AmqpSettings,
     pub s3: S3Settings,
     pub pool: String,
+    /// The model as the worker was started with it (`fscs`, `torchscript:PATH`, ...): a task
+    /// naming another model is refused.
     pub model: String,
     pub worker: WorkerConfig,
     /// Most unacknowledged tasks held at once; the prefetch in force is sized from the
@@ -56,6 +57,25 @@ pub struct ServiceConfig {
     /// Fault injection for tests and drills: the process aborts on a task whose key
     /// contains this text (`LAMINA_FAILPOINT_ABORT_ON_KEY`), as a crashing decoder would.
     pub abort_on_key: Option<String>,
+    /// Where the time spent in the model adds up, across sessions (benchmarks read it).
+    pub clock: Arc<ModelClock>,
+}
+
+/// Why a worker session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The broker failed: reconnect when [`QueueError::is_lost`].
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The pipeline stopped taking work (it cannot recover; the process should end).
+    #[error("the pipeline stopped")]
+    Pipeline,
+}
+
+impl lamina_common::queue::SessionError for SessionError {
+    fn is_lost(&self) -> bool {
+        matches!(self, SessionError::Queue(e) if e.is_lost())
+    }
 }
 
 /// Work queued ahead of the model, in seconds of measured throughput.
@@ -93,52 +113,63 @@ pub fn parse_task(body: &[u8]) -> Result<Task, String> {
     Ok(task)
 }
 
-/// A task held: how to acknowledge it, since when, and its size.
+/// A task held: how to settle it, since when, and its size.
 struct Held {
-    acker: lapin::acker::Acker,
+    settle: Box<dyn Settle>,
     since: Instant,
     bytes: u64,
 }
 
-/// Serves until `shutdown` fires (returns Ok) or the broker connection fails (returns Err;
-/// the caller reconnects).
-pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let model = model::load(&config.model, config.worker.device)?;
-    let model_id = model.desc().id.clone();
-    let connection = amqp::connect(&config.amqp, &config.name).await.context("cannot connect to the broker")?;
-    METRICS.broker_connects.fetch_add(1, Ordering::Relaxed);
-    let channel = connection.create_channel().await?;
-    amqp::declare(&channel, &config.amqp, &[&config.pool]).await?;
-    let publisher = amqp::confirming(&connection).await?;
-    let queue = config.amqp.tasks(&config.pool);
+/// Whether a task may run on this worker's model: it names the model the worker was started
+/// with (or that model's id), or names none (a task from before tasks named their model).
+fn serves(config: &ServiceConfig, model_id: &str, task: &Task) -> Result<(), String> {
+    match task.model.as_deref() {
+        None => Ok(()),
+        Some(wanted) if wanted == config.model || wanted == model_id => Ok(()),
+        Some(wanted) => Err(format!(
+            "the job asks for model {wanted}, but the workers of pool {} run {} ({model_id}); submit it to a pool that runs {wanted}",
+            config.pool, config.model
+        )),
+    }
+}
+
+/// Publishes a task's result (with a confirm), then acknowledges the task: nothing is
+/// acknowledged before its result is durable. A broker that refuses the event (negative
+/// confirm) gets it again; a lost connection ends the session (the task is redelivered).
+async fn report(broker: &dyn Broker, held: &mut HashMap<u64, Held>, done: Finished) -> Result<(), QueueError> {
+    info!(job_id = %done.job_id, key = %done.result.key, status = ?done.result.status, "task finished");
+    METRICS.image(&done.result);
+    let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: Some(done.job_id), result: Some(done.result), heartbeat: None };
+    let policy = RetryPolicy { deadline: Duration::from_secs(30), ..RetryPolicy::default() };
+    broker.publish_retrying(&broker.topology().events(), &event, 0, policy).await?;
+    if let Some(h) = held.remove(&done.ticket) {
+        h.settle.ack().await?;
+        METRICS.tasks_acked.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Serves the pool's task queue until `shutdown` fires (Ok, once what it holds is finished
+/// or the grace period is over) or the broker fails (Err; the caller reconnects). The model
+/// is shared across sessions: it is loaded once per process and outlives reconnects.
+pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn Broker>, shutdown: CancellationToken) -> Result<(), SessionError> {
+    let model_id = crate::model::lock(&model).desc().id.clone();
+    broker.declare(&[&config.pool]).await?;
+    let queue = broker.topology().tasks(&config.pool);
     let batch = config.worker.batch_size;
     // Slow start: one task until one has finished, so a task that crashes workers takes no
     // innocent task down with it (each crash returns every task the worker held, and the
     // queue dead-letters a task after five returns, whoever caused them).
     let mut prefetch = 1;
-    let mut generation = 0u32;
-    let consume = |prefetch: u16, generation: u32| {
-        let (channel, queue) = (&channel, &queue);
-        async move {
-            channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
-            let tag = format!("{}-{generation}", config.name);
-            let consumer = channel.basic_consume(queue.as_str(), &tag, BasicConsumeOptions::default(), FieldTable::default()).await?;
-            METRICS.set_prefetch(prefetch);
-            Ok::<_, lapin::Error>((tag, consumer))
-        }
-    };
-    let (mut tag, mut consumer) = consume(prefetch, generation).await?;
-    // A consumer replaced by a new prefetch, drained of what the broker already sent it.
-    let mut retiring: Option<lapin::Consumer> = None;
+    let mut consumer = broker.consume(&queue, &config.name, prefetch).await?;
+    METRICS.set_prefetch(prefetch);
     info!(queue = %queue, model = %model_id, device = %device_name(config.worker.device), prefetch, max_prefetch = config.prefetch, "consuming");
 
-    let events = config.amqp.events();
     // The pipeline's intake holds every task the broker may have delivered.
     let (work_tx, work_rx) = mpsc::channel(usize::from(config.prefetch.max(1)) * 2);
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(64);
-    let clock = Arc::new(ModelClock::default());
     let stores = Arc::new(StoreCache::new(config.s3.clone()));
-    let pipeline = tokio::spawn(pipeline::run(model, config.worker.clone(), stores, work_rx, done_tx, clock));
+    let pipeline = tokio::spawn(pipeline::run(model, config.worker.clone(), stores, work_rx, done_tx, config.clock.clone()));
 
     let mut work_tx = Some(work_tx);
     let mut held: HashMap<u64, Held> = HashMap::new();
@@ -149,52 +180,24 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
     let mut resize = tokio::time::interval_at(tokio::time::Instant::now() + RESIZE_EVERY, RESIZE_EVERY);
     let drain_deadline = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(drain_deadline);
-    let outcome = loop {
+    let outcome: Result<(), SessionError> = loop {
         let delivery = tokio::select! {
             _ = shutdown.cancelled(), if work_tx.is_some() => {
                 info!(in_flight = held.len(), grace_s = config.grace.as_secs(), "stopping: finishing the tasks in hand");
-                let _ = channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await;
+                let _ = consumer.cancel().await;
                 work_tx = None;
-                retiring = None;
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + config.grace);
                 continue;
             }
             delivery = consumer.next(), if work_tx.is_some() => match delivery {
                 Some(Ok(delivery)) => delivery,
-                Some(Err(e)) => break Err(anyhow::Error::new(e).context("lost the broker")),
-                None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
-            },
-            delivery = async { retiring.as_mut().expect("guarded").next().await }, if retiring.is_some() && work_tx.is_some() => match delivery {
-                Some(Ok(delivery)) => delivery,
-                Some(Err(e)) => break Err(anyhow::Error::new(e).context("lost the broker")),
-                None => {
-                    retiring = None;
-                    continue;
-                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(QueueError::Lost("the broker cancelled the consumer".to_owned()).into()),
             },
             done = done_rx.recv() => match done {
                 Some(done) => {
-                    info!(job_id = %done.job_id, key = %done.result.key, status = ?done.result.status, "task finished");
-                    METRICS.image(done.result.status);
-                    let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: Some(done.job_id), result: Some(done.result), heartbeat: None };
-                    // A broker that refuses the event (negative confirm) gets it again; a lost
-                    // connection ends this session: the task is redelivered after reconnecting.
-                    let policy = RetryPolicy { deadline: Duration::from_secs(30), ..RetryPolicy::default() };
-                    let published = retry("publish result", policy, || async {
-                        match amqp::publish(&publisher, &events, &event, 0).await {
-                            Err(amqp::AmqpError::Broker(e)) => Ok(Err(e)),
-                            other => other.map(Ok),
-                        }
-                    })
-                    .await;
-                    match published {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => break Err(anyhow::Error::new(e).context("lost the broker")),
-                        Err(e) => break Err(anyhow::Error::new(e).context("lost the broker")),
-                    }
-                    if let Some(h) = held.remove(&done.ticket) {
-                        h.acker.ack(BasicAckOptions::default()).await?;
-                        METRICS.tasks_acked.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = report(&*broker, &mut held, done).await {
+                        break Err(e.into());
                     }
                     finished += 1;
                     if finished == 1 {
@@ -207,39 +210,27 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
                 None => break Ok(()),
             },
             _ = heartbeat.tick() => {
-                let images_per_second = rate.per_second();
-                METRICS.set_rate(images_per_second.unwrap_or(0.0));
-                if let Some((device, used, total)) = crate::model::gpu_memory(config.worker.device) {
-                    METRICS.set_gpu(device, used, total);
-                }
-                let beat = Heartbeat {
-                    worker: config.name.clone(),
-                    pool: config.pool.clone(),
-                    device: device_name(config.worker.device),
-                    model: model_id.clone(),
-                    in_flight: held.len() as u64,
-                    images_per_second: images_per_second.unwrap_or(0.0),
-                    prefetch: u64::from(prefetch),
-                    oldest_unacked_seconds: update_gauges(&held),
-                };
+                let beat = heartbeat_now(config, &model_id, &mut rate, &held, prefetch).await;
                 let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: None, result: None, heartbeat: Some(beat) };
-                if let Err(e) = amqp::publish(&publisher, &events, &event, 0).await {
-                    break Err(anyhow::Error::new(e).context("lost the broker"));
+                if let Err(e) = broker.publish(&broker.topology().events(), &event, 0).await {
+                    break Err(e.into());
                 }
                 METRICS.heartbeats.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            _ = resize.tick(), if work_tx.is_some() && retiring.is_none() => {
+            _ = resize.tick(), if work_tx.is_some() => {
                 let measured = rate.per_second();
                 let wanted = prefetch_for(measured, batch, config.prefetch);
                 if wanted != prefetch {
-                    info!(from = prefetch, to = wanted, images_per_second = measured.unwrap_or(0.0), "prefetch resized");
-                    generation += 1;
-                    let (new_tag, new_consumer) = consume(wanted, generation).await?;
-                    channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await?;
-                    retiring = Some(std::mem::replace(&mut consumer, new_consumer));
-                    tag = new_tag;
-                    prefetch = wanted;
+                    match consumer.set_prefetch(wanted).await {
+                        Ok(true) => {
+                            info!(from = prefetch, to = wanted, images_per_second = measured.unwrap_or(0.0), "prefetch resized");
+                            prefetch = wanted;
+                            METRICS.set_prefetch(prefetch);
+                        }
+                        Ok(false) => {}
+                        Err(e) => break Err(e.into()),
+                    }
                 }
                 continue;
             }
@@ -248,27 +239,37 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
                 break Ok(());
             }
         };
-        // A delivery from the current or the retiring consumer.
+        // A delivery: a task for the pipeline, a task for another model, or not a task.
         METRICS.tasks_received.fetch_add(1, Ordering::Relaxed);
-        match parse_task(&delivery.data) {
-            Ok(task) => {
-                if let Some(needle) = config.abort_on_key.as_deref().filter(|n| task.key.contains(*n)) {
-                    error!(key = %task.key, failpoint = needle, "failpoint: aborting the process");
-                    std::process::abort();
-                }
-                next_ticket += 1;
-                held.insert(next_ticket, Held { acker: delivery.acker, since: Instant::now(), bytes: task.size });
-                update_gauges(&held);
-                if let Some(tx) = &work_tx {
-                    if tx.send(Work { ticket: next_ticket, task }).await.is_err() {
-                        break Err(anyhow::anyhow!("pipeline stopped"));
-                    }
-                }
-            }
+        let task = match parse_task(&delivery.body) {
+            Ok(task) => task,
             Err(reason) => {
                 warn!(reason = %reason, "rejected a message: dead-lettered");
                 METRICS.tasks_rejected.fetch_add(1, Ordering::Relaxed);
-                delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
+                if let Err(e) = delivery.settle.reject().await {
+                    break Err(e.into());
+                }
+                continue;
+            }
+        };
+        if let Some(needle) = config.abort_on_key.as_deref().filter(|n| task.key.contains(*n)) {
+            error!(key = %task.key, failpoint = needle, "failpoint: aborting the process");
+            std::process::abort();
+        }
+        next_ticket += 1;
+        held.insert(next_ticket, Held { settle: delivery.settle, since: Instant::now(), bytes: task.size });
+        update_gauges(&held);
+        if let Err(reason) = serves(config, &model_id, &task) {
+            warn!(job_id = %task.job_id, key = %task.key, reason = %reason, "refused a task for another model");
+            let refused = Finished { ticket: next_ticket, job_id: task.job_id.clone(), result: TaskResult::failed(task.key, FailureKind::WrongModel, reason) };
+            if let Err(e) = report(&*broker, &mut held, refused).await {
+                break Err(e.into());
+            }
+            continue;
+        }
+        if let Some(tx) = &work_tx {
+            if tx.send(Work { ticket: next_ticket, task }).await.is_err() {
+                break Err(SessionError::Pipeline);
             }
         }
     };
@@ -277,9 +278,30 @@ pub async fn serve(config: &ServiceConfig, shutdown: CancellationToken) -> anyho
         let _ = pipeline.await;
     }
     // Closing hands every unacknowledged task back to the queue.
-    let _ = connection.close(200, "worker stopping").await;
+    drop(consumer);
+    broker.close().await;
     info!(finished, "stopped");
     outcome
+}
+
+/// This worker's heartbeat now; the GPU is sampled (nvidia-smi) off the async runtime.
+async fn heartbeat_now(config: &ServiceConfig, model_id: &str, rate: &mut Rate, held: &HashMap<u64, Held>, prefetch: u16) -> Heartbeat {
+    let images_per_second = rate.per_second();
+    METRICS.set_rate(images_per_second.unwrap_or(0.0));
+    let device = config.worker.device;
+    if let Ok(Some((name, used, total))) = tokio::task::spawn_blocking(move || crate::model::gpu_memory(device)).await {
+        METRICS.set_gpu(name, used, total);
+    }
+    Heartbeat {
+        worker: config.name.clone(),
+        pool: config.pool.clone(),
+        device: device_name(device),
+        model: model_id.to_owned(),
+        in_flight: held.len() as u64,
+        images_per_second: images_per_second.unwrap_or(0.0),
+        prefetch: u64::from(prefetch),
+        oldest_unacked_seconds: update_gauges(held),
+    }
 }
 
 /// Images finished per second over the last [`RATE_WINDOW`].

@@ -33,10 +33,6 @@ impl LocalStore {
         self
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         check_relative(key)?;
         Ok(self.root.join(key))

@@ -113,37 +113,66 @@ impl S3Store {
         Ok(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build())
     }
 
-    async fn put_multipart(&self, full: &str, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let upload = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(full)
-            .send()
-            .await
-            .map_err(|e| sdk_err(key, e))?;
-        let id = upload.upload_id().unwrap_or_default().to_owned();
+    /// Writes `chunks` (in order) as one object through a multipart upload, holding at most
+    /// one upload part (PART_SIZE) in memory; a total under one part is a single put. A
+    /// failed upload is aborted, so no parts are left to bill.
+    async fn put_streamed<F, Fut>(&self, key: &str, count: usize, mut chunk: F) -> Result<(), StoreError>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, StoreError>>,
+    {
+        let full = self.full_key(key)?;
+        let mut buffer = Vec::new();
+        let mut upload: Option<(String, Vec<CompletedPart>)> = None;
         let result = async {
-            let mut parts = Vec::new();
-            for (i, chunk) in bytes.chunks(PART_SIZE).enumerate() {
-                parts.push(self.upload_part(full, key, &id, i as i32 + 1, chunk.to_vec()).await?);
+            for i in 0..count {
+                buffer.extend_from_slice(&chunk(i).await?);
+                while buffer.len() >= PART_SIZE {
+                    if upload.is_none() {
+                        let created = self.client.create_multipart_upload().bucket(&self.bucket).key(&full).send().await;
+                        let id = created.map_err(|e| sdk_err(key, e))?.upload_id().unwrap_or_default().to_owned();
+                        upload = Some((id, Vec::new()));
+                    }
+                    let Some((id, done)) = upload.as_mut() else { break };
+                    let rest = buffer.split_off(PART_SIZE);
+                    let part = std::mem::replace(&mut buffer, rest);
+                    done.push(self.upload_part(&full, key, id, done.len() as i32 + 1, part).await?);
+                }
+            }
+            let Some((id, mut done)) = upload.clone() else {
+                return self.put_object(&full, key, std::mem::take(&mut buffer)).await;
+            };
+            if !buffer.is_empty() {
+                done.push(self.upload_part(&full, key, &id, done.len() as i32 + 1, std::mem::take(&mut buffer)).await?);
             }
             self.client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
-                .key(full)
-                .upload_id(&id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .key(&full)
+                .upload_id(id.as_str())
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
                 .send()
                 .await
                 .map_err(|e| sdk_err(key, e))?;
             Ok(())
         }
         .await;
-        if result.is_err() {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(full).upload_id(&id).send().await;
+        if let (Err(_), Some((id, _))) = (&result, &upload) {
+            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(id.as_str()).send().await;
         }
         result
+    }
+
+    async fn put_object(&self, full: &str, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| sdk_err(key, e))?;
+        Ok(())
     }
 }
 
@@ -184,19 +213,11 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let full = self.full_key(key)?;
         if bytes.len() > PART_SIZE {
-            return self.put_multipart(&full, key, bytes).await;
+            let mut bytes = Some(bytes);
+            return self.put_streamed(key, 1, |_| std::future::ready(Ok(bytes.take().unwrap_or_default()))).await;
         }
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| sdk_err(key, e))?;
-        Ok(())
+        self.put_object(&self.full_key(key)?, key, bytes).await
     }
 
     async fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -215,52 +236,7 @@ impl ObjectStore for S3Store {
     /// A multipart upload fed part by part: memory holds one upload part (PART_SIZE), not
     /// the object. Small totals are written with a single put.
     async fn concat(&self, key: &str, parts: &[String]) -> Result<(), StoreError> {
-        let full = self.full_key(key)?;
-        let mut buffer = Vec::new();
-        let mut upload: Option<(String, Vec<CompletedPart>)> = None;
-        let result = async {
-            for part in parts {
-                buffer.extend_from_slice(&self.get(part).await?);
-                if buffer.len() >= PART_SIZE {
-                    if upload.is_none() {
-                        let created = self
-                            .client
-                            .create_multipart_upload()
-                            .bucket(&self.bucket)
-                            .key(&full)
-                            .send()
-                            .await
-                            .map_err(|e| sdk_err(key, e))?;
-                        upload = Some((created.upload_id().unwrap_or_default().to_owned(), Vec::new()));
-                    }
-                    let (id, done) = upload.as_mut().expect("just created");
-                    let part = self.upload_part(&full, key, id, done.len() as i32 + 1, std::mem::take(&mut buffer)).await?;
-                    done.push(part);
-                }
-            }
-            let Some((id, mut done)) = upload.clone() else {
-                return self.put(key, std::mem::take(&mut buffer)).await;
-            };
-            if !buffer.is_empty() {
-                let part = self.upload_part(&full, key, &id, done.len() as i32 + 1, std::mem::take(&mut buffer)).await?;
-                done.push(part);
-            }
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(id.as_str())
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
-                .send()
-                .await
-                .map_err(|e| sdk_err(key, e))?;
-            Ok(())
-        }
-        .await;
-        if let (Err(_), Some((id, _))) = (&result, &upload) {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(id.as_str()).send().await;
-        }
-        result
+        self.put_streamed(key, parts.len(), |i| self.get(&parts[i])).await
     }
 
     async fn etag(&self, key: &str) -> Result<String, StoreError> {

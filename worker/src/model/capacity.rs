@@ -10,6 +10,7 @@ use std::time::Duration;
 use tch::{Kind, Tensor};
 
 use super::{Batch, Decomposed, Model, ModelDesc, ModelError};
+use lamina_common::model::ModelSpec;
 use lamina_common::params::DecomposeParams;
 
 pub struct CapacityTest {
@@ -35,10 +36,9 @@ impl Model for CapacityTest {
     }
 
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
-        if params.palette.is_some() {
-            return Err(ModelError::Params { model: self.desc.id.clone(), reason: "takes no palette".into() });
-        }
-        Ok(())
+        ModelSpec::CapacityTest(self.hold.as_millis() as u64)
+            .check_params(params, None)
+            .map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
     }
 
     fn decompose(&self, batch: &Batch<'_>, _params: &DecomposeParams) -> Result<Decomposed, ModelError> {

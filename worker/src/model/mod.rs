@@ -27,6 +27,9 @@ pub use torchscript::TorchScriptModel;
 pub enum ModelError {
     #[error("{path}: {reason}")]
     Load { path: String, reason: String },
+    /// The model card is missing or wrong (the reason names the file).
+    #[error("{reason}")]
+    Card { reason: String },
     #[error("model {model}: {reason}")]
     Params { model: String, reason: String },
     #[error("model {model} broke the output contract: {reason}")]
@@ -87,6 +90,21 @@ pub trait Model: Send {
 
     /// Decomposes a batch.
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError>;
+}
+
+/// A model shared by the sessions of one process: loaded once, it outlives broker
+/// reconnects. A session's inference thread holds the lock while it runs, so a new session's
+/// pipeline waits for the old one's to finish.
+pub type SharedModel = std::sync::Arc<std::sync::Mutex<Box<dyn Model>>>;
+
+/// Shares a loaded model.
+pub fn shared(model: Box<dyn Model>) -> SharedModel {
+    std::sync::Arc::new(std::sync::Mutex::new(model))
+}
+
+/// Locks a shared model (a panic in an earlier holder leaves the model usable).
+pub fn lock(model: &SharedModel) -> std::sync::MutexGuard<'_, Box<dyn Model>> {
+    model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Loads a model by name: `fscs` (built in), `torchscript:PATH` (with its card beside it),

@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::card::ModelCard;
 use super::{torch_err, Batch, Decomposed, Model, ModelDesc, ModelError};
+use lamina_common::model::ModelSpec;
 use lamina_common::params::DecomposeParams;
 
 /// How far outside [0,1] an output may stray from rounding before it is a contract breach.
@@ -17,12 +18,14 @@ pub struct TorchScriptModel {
     desc: ModelDesc,
     module: tch::CModule,
     device: Device,
+    card: ModelCard,
 }
 
 impl TorchScriptModel {
     /// Loads `path` and its card, refusing the model when its sha256 does not match.
     pub fn load(path: &Path, device: Device) -> Result<TorchScriptModel, ModelError> {
-        let card = ModelCard::read(&ModelCard::path_for(path))?;
+        let card = ModelCard::read(&ModelCard::path_for(path))
+            .map_err(|reason| ModelError::Card { reason })?;
         let err = |reason: String| ModelError::Load { path: path.display().to_string(), reason };
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read model: {e}")))?;
         let digest = hex::encode(Sha256::digest(&bytes));
@@ -39,7 +42,7 @@ impl TorchScriptModel {
             size_multiple: card.size_multiple,
             max_side: card.max_side,
         };
-        Ok(TorchScriptModel { desc, module, device })
+        Ok(TorchScriptModel { desc, module, device, card })
     }
 
     fn contract(&self, reason: String) -> ModelError {
@@ -80,16 +83,9 @@ impl Model for TorchScriptModel {
     }
 
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
-        let err = |reason: String| Err(ModelError::Params { model: self.desc.id.clone(), reason });
-        if params.palette.is_some() {
-            return err("this model takes no palette".into());
-        }
-        match params.layers {
-            Some(n) if usize::from(n) != self.desc.layers => {
-                err(format!("this model makes {} normal-blend layers and cannot merge them to {n}", self.desc.layers))
-            }
-            _ => Ok(()),
-        }
+        ModelSpec::TorchScript(Default::default())
+            .check_params(params, Some(&self.card))
+            .map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
     }
 
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError> {

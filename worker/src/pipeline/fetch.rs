@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use super::{Finished, Item, Work, WorkerConfig, FETCH_CONCURRENCY};
-use crate::decode::decode;
+use crate::decode::decode_named;
 use crate::model::ModelDesc;
 use lamina_common::manifest::Timings;
-use lamina_common::messages::{Task, TaskResult};
+use lamina_common::messages::{FailureKind, Task, TaskResult};
 use lamina_common::store::StoreCache;
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::store::sha256_etag;
@@ -31,10 +31,14 @@ pub(super) async fn run(
             task = tasks.recv(), if open && running.len() < FETCH_CONCURRENCY => match task {
                 Some(work) => {
                     let (stores, config, desc) = (stores.clone(), config.clone(), desc.clone());
-                    running.spawn(async move {
-                        let Work { ticket, task } = work;
-                        prepare(&stores, &config, &desc, ticket, task).await
-                    });
+                    let span = tracing::info_span!("image", job_id = %work.task.job_id, key = %work.task.key);
+                    running.spawn(
+                        async move {
+                            let Work { ticket, task } = work;
+                            prepare(&stores, &config, &desc, ticket, task).await
+                        }
+                        .instrument(span),
+                    );
                 }
                 None => open = false,
             },
@@ -58,21 +62,22 @@ pub(super) async fn run(
 /// Fetches and decodes one input; a failure becomes the task's result.
 async fn prepare(stores: &StoreCache, config: &WorkerConfig, desc: &ModelDesc, ticket: u64, task: Task) -> Result<Item, Finished> {
     let started = Instant::now();
-    let fail = |reason: String| Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), reason));
-    let input = stores.get(&task.input).await.map_err(|e| fail(format!("input location: {e}")))?;
-    let output = stores.get(&task.output).await.map_err(|e| fail(format!("output location: {e}")))?;
+    let fail = |kind: FailureKind, reason: String| Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), kind, reason));
+    let input = stores.get(&task.input).await.map_err(|e| fail(FailureKind::Store, format!("input location: {e}")))?;
+    let output = stores.get(&task.output).await.map_err(|e| fail(FailureKind::Store, format!("output location: {e}")))?;
     let bytes = retry("fetch", RetryPolicy::default(), || input.get(&task.key))
         .await
-        .map_err(|e| fail(format!("cannot read input: {e}")))?;
+        .map_err(|e| fail(FailureKind::Store, format!("cannot read input: {e}")))?;
     let fetched = Instant::now();
     let etag = task.etag.clone().unwrap_or_else(|| sha256_etag(&bytes));
     let max_pixels = config.max_pixels;
-    let decoded = tokio::task::spawn_blocking(move || decode(&bytes, max_pixels))
+    let name = task.key.clone();
+    let decoded = tokio::task::spawn_blocking(move || decode_named(&bytes, &name, max_pixels))
         .await
-        .map_err(|e| fail(format!("decoder crashed: {e}")))?
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(FailureKind::Decode, format!("decoder crashed: {e}")))?
+        .map_err(|e| fail(e.kind(), e.to_string()))?;
     if decoded.width.max(decoded.height) > desc.max_side {
-        return Err(fail(format!(
+        return Err(fail(FailureKind::TooLarge, format!(
             "image is {}x{}, over model {}'s longest side of {} pixels",
             decoded.width, decoded.height, desc.id, desc.max_side
         )));
@@ -82,7 +87,9 @@ async fn prepare(stores: &StoreCache, config: &WorkerConfig, desc: &ModelDesc, t
         decode: ms(fetched.elapsed()),
         ..Timings::default()
     };
-    Ok(Item { ticket, task, output, started, etag, image: Arc::new(decoded), timings })
+    let span = tracing::Span::current();
+    debug!(width = decoded.width, height = decoded.height, "decoded");
+    Ok(Item { ticket, task, output, started, etag, image: Arc::new(decoded), timings, span })
 }
 
 pub(super) fn ms(d: std::time::Duration) -> f64 {

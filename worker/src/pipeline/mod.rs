@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::decode::Decoded;
-use crate::model::{Model, ModelDesc};
+use crate::model::{ModelDesc, SharedModel};
 use lamina_common::manifest::Timings;
 use lamina_common::messages::{Task, TaskResult};
 use lamina_common::store::StoreCache;
@@ -74,6 +74,8 @@ struct Item {
     etag: String,
     image: Arc<Decoded>,
     timings: Timings,
+    /// The image's span (`job_id`, `key`): every stage logs inside it.
+    span: tracing::Span,
 }
 
 /// An image with its layers, quantised to 8-bit RGBA, one buffer per layer.
@@ -104,14 +106,14 @@ impl ModelClock {
 /// Runs the pipeline until `tasks` is closed and drained; every task yields exactly one
 /// result on `results`. The model moves onto a dedicated inference thread.
 pub async fn run(
-    model: Box<dyn Model>,
+    model: SharedModel,
     config: WorkerConfig,
     stores: Arc<StoreCache>,
     tasks: mpsc::Receiver<Work>,
     results: mpsc::Sender<Finished>,
     clock: Arc<ModelClock>,
 ) {
-    let desc: ModelDesc = model.desc().clone();
+    let desc: ModelDesc = crate::model::lock(&model).desc().clone();
     let batch = config.batch_size.max(1);
     let (decoded_tx, decoded_rx) = mpsc::channel(2 * batch);
     let (inferred_tx, inferred_rx) = mpsc::channel(2);

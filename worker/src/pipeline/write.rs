@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
+use tracing::{debug, Instrument};
 
 use super::{fetch::ms, Finished, Inferred, WorkerConfig, WRITE_CONCURRENCY};
 use crate::encode::{encode_image, Encoded};
 use crate::model::{device_name, ModelDesc};
 use lamina_common::keys::join;
 use lamina_common::manifest::{Canvas, InputInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
-use lamina_common::messages::{Status, TaskResult};
+use lamina_common::messages::{FailureKind, Status, TaskResult};
 use lamina_common::retry::{retry, RetryPolicy};
 
 pub(super) async fn run(
@@ -28,12 +29,16 @@ pub(super) async fn run(
     while let Some(image) = inferred.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
         let (desc, device, results) = (desc.clone(), device.clone(), results.clone());
-        let (ticket, task) = (image.item.ticket, image.item.task.clone());
-        writing.spawn(async move {
-            let result = finish(&desc, &device, image).await;
-            let _ = results.send(Finished::new(ticket, &task, result)).await;
-            drop(permit);
-        });
+        let (ticket, task, span) = (image.item.ticket, image.item.task.clone(), image.item.span.clone());
+        writing.spawn(
+            async move {
+                let result = finish(&desc, &device, image).await;
+                debug!(status = ?result.status, "outputs written");
+                let _ = results.send(Finished::new(ticket, &task, result)).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
         while writing.try_join_next().is_some() {}
     }
     while writing.join_next().await.is_some() {}
@@ -51,13 +56,13 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     });
     let encoded: Encoded = match rx.await {
         Ok(Ok(encoded)) => encoded,
-        Ok(Err(e)) => return TaskResult::failed(key, format!("cannot encode layers: {e}")),
-        Err(_) => return TaskResult::failed(key, "layer encoder crashed"),
+        Ok(Err(e)) => return TaskResult::failed(key, FailureKind::Encode, format!("cannot encode layers: {e}")),
+        Err(_) => return TaskResult::failed(key, FailureKind::Encode, "layer encoder crashed"),
     };
     item.timings.encode = ms(encode_started.elapsed());
 
     let write_started = Instant::now();
-    let fail = |e: lamina_common::StoreError| TaskResult::failed(key.clone(), format!("cannot write output: {e}"));
+    let fail = |e: lamina_common::StoreError| TaskResult::failed(key.clone(), FailureKind::Store, format!("cannot write output: {e}"));
     let mut puts = JoinSet::new();
     let objects = encoded.files.iter().cloned().chain([(PREVIEW_FILE.to_owned(), encoded.preview.clone())]);
     for (name, bytes) in objects {
@@ -72,7 +77,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         match done {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return fail(e),
-            Err(e) => return TaskResult::failed(key.clone(), format!("writer crashed: {e}")),
+            Err(e) => return TaskResult::failed(key.clone(), FailureKind::Store, format!("writer crashed: {e}")),
         }
     }
     item.timings.write = ms(write_started.elapsed());
@@ -103,7 +108,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     };
     let written = match (serde_json::to_vec_pretty(&manifest), join(&key, MANIFEST_FILE)) {
         (Ok(json), Ok(path)) => retry("write manifest", RetryPolicy::default(), || output.put(&path, json.clone())).await,
-        (Err(e), _) => return TaskResult::failed(key, format!("cannot serialise manifest: {e}")),
+        (Err(e), _) => return TaskResult::failed(key, FailureKind::Encode, format!("cannot serialise manifest: {e}")),
         (_, Err(e)) => Err(e),
     };
     if let Err(e) = written {
@@ -113,6 +118,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         key,
         status: Status::Done,
         reason: None,
+        kind: None,
         layers: Some(manifest.layers.len()),
         psnr_db: manifest.recomposite_psnr_db,
         ms: Some(ms(item.started.elapsed())),

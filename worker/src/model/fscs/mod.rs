@@ -16,13 +16,14 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
 use super::{torch_err, Batch, Decomposed, Model, ModelDesc, ModelError};
+use lamina_common::model::ModelSpec;
 use lamina_common::params::DecomposeParams;
 
 pub use guided::{guided_filter, luma};
 pub use kmeans::palette as kmeans_palette;
 
 /// The palette size the pretrained weights were trained for.
-pub const K: usize = 7;
+pub const K: usize = lamina_common::model::FSCS_LAYERS;
 /// The weights, embedded so that the binary is self-contained.
 static WEIGHTS: &[u8] = include_bytes!("../../../../models/fscs/fscs-k7.safetensors");
 pub use lamina_common::FSCS_WEIGHTS_SHA256 as WEIGHTS_SHA256;
@@ -136,18 +137,7 @@ impl Model for Fscs {
     }
 
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
-        let err = |reason: String| Err(ModelError::Params { model: self.desc.id.clone(), reason });
-        if let Some(n) = params.layers {
-            if !(2..=K as u8).contains(&n) {
-                return err(format!("--layers {n} is out of range (2 to {K})"));
-            }
-        }
-        if let Some(p) = &params.palette {
-            if p.len() != K {
-                return err(format!("the palette has {} colours; this model needs exactly {K}", p.len()));
-            }
-        }
-        Ok(())
+        ModelSpec::Fscs.check_params(params, None).map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
     }
 
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError> {
