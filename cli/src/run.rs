@@ -77,8 +77,23 @@ impl Stop {
 
 pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stop = Stop::on_signals();
+    let signalled = stop.first.clone();
     let mut reporter = Reporter::new(&args.progress);
-    let outcome = run_job(&args, &mut reporter, stop).await?;
+    let outcome = match run_job(&args, &mut reporter, stop).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            reporter.finish();
+            // Stopped by a signal before a summary could be written: still the signal's code.
+            let signal = *signalled.borrow();
+            return match signal {
+                Some(signal) => {
+                    eprintln!("lamina: {}", format!("{e:#}").replace('\n', " "));
+                    Ok(ExitCode::from(signal.exit_code()))
+                }
+                None => Err(e),
+            };
+        }
+    };
     reporter.finish();
     let s = &outcome.summary;
     let records = format!("{}/_lamina/jobs/{}", args.output, s.job_id);
@@ -107,8 +122,14 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs one job to completion (or until stopped) and writes its records.
 pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, mut stop: Stop) -> anyhow::Result<Outcome> {
-    args.locations()?;
+    let (_, out_loc) = args.locations()?;
     let s3 = S3Settings::from_env().map_err(anyhow::Error::msg)?;
+    // An output that cannot be reached (wrong endpoint, a certificate nobody vouches for,
+    // bad credentials) is a configuration error: one line, before any work.
+    if let lamina_common::Location::S3 { .. } = out_loc {
+        let output = lamina_common::store::open(&out_loc, &s3).await;
+        output.get_opt("_lamina/jobs/.probe").await.with_context(|| format!("OUT {}", args.output))?;
+    }
     let params = args.model.params()?;
     let device = args.model.device()?;
     let spec_name = args.model.model.clone();
@@ -174,6 +195,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, mut stop: Stop) ->
                     reporter.result(&result, &progress, listed);
                 }
                 Some(JobNote::Finished { summary }) => break summary,
+                Some(JobNote::Interrupted { error, .. }) => anyhow::bail!("the job stopped: {error}"),
                 None => anyhow::bail!("the job runner stopped before the job's summary was written"),
             },
             changed = stop.first.changed(), if stopped_by.is_none() => {
@@ -200,6 +222,11 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, mut stop: Stop) ->
             _ = stop.abandon.cancelled(), if stopped_by.is_some() => {
                 warn!("stopping now: the images in hand are abandoned (their outputs are redone next time)");
                 interrupt(&state, &spec.job_id, stopped_by);
+                // The summary comes at once unless the runner is stuck (its store away).
+                match tokio::time::timeout(Duration::from_secs(5), finished(&mut notes)).await {
+                    Ok(Some(summary)) => break summary,
+                    _ => anyhow::bail!("stopped by a second signal before the job's summary could be written"),
+                }
             }
             // The in-process queue never fails: a coordinator that ends mid-job is a fault of
             // the engine, reported rather than waited on forever.
@@ -231,5 +258,16 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, mut stop: Stop) ->
 fn interrupt(state: &Shared, job_id: &str, signal: Option<StopSignal>) {
     if let Ok(mut s) = state.lock() {
         s.interrupt(job_id, signal.map_or("signal", StopSignal::name));
+    }
+}
+
+/// Waits for the job's summary, passing over the results still on their way.
+async fn finished(notes: &mut mpsc::UnboundedReceiver<JobNote>) -> Option<Summary> {
+    loop {
+        match notes.recv().await? {
+            JobNote::Finished { summary } => return Some(summary),
+            JobNote::Interrupted { .. } => return None,
+            JobNote::Result { .. } => {}
+        }
     }
 }

@@ -33,6 +33,40 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// An object store service (S3) answered with an error or could not be reached. The
+    /// message carries the status and the service's error code, never credentials.
+    #[error("{key}: {what}")]
+    Service { key: String, what: String, cause: ServiceCause, status: Option<u16>, code: String },
+}
+
+/// Why a call to an object store service failed: decides retrying and the retry counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceCause {
+    /// 429, 503 or a SlowDown/Throttling code: back off and try again.
+    Throttled,
+    /// Another 5xx.
+    Server,
+    /// A 4xx other than 408 and 429: the request itself is wrong (denied, bad bucket).
+    Client,
+    /// The request or the response timed out (or 408).
+    Timeout,
+    /// The service could not be reached (connection refused or reset, DNS).
+    Network,
+    /// The response could not be read (cut short, malformed).
+    Response,
+}
+
+impl ServiceCause {
+    /// The retry counters' label (one of `retry::CAUSES`).
+    pub fn label(self) -> &'static str {
+        match self {
+            ServiceCause::Throttled => "throttled",
+            ServiceCause::Server => "server",
+            ServiceCause::Timeout => "timeout",
+            ServiceCause::Network => "network",
+            ServiceCause::Client | ServiceCause::Response => "other",
+        }
+    }
 }
 
 impl StoreError {
@@ -40,6 +74,8 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::NotFound { .. } | StoreError::BadKey { .. } => ErrorKind::Permanent,
+            StoreError::Service { cause: ServiceCause::Client, .. } => ErrorKind::Permanent,
+            StoreError::Service { .. } => ErrorKind::Retryable,
             StoreError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::PermissionDenied
                 | std::io::ErrorKind::InvalidInput

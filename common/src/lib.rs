@@ -20,7 +20,7 @@ pub mod signal;
 pub mod store;
 pub mod time;
 
-pub use error::{ErrorKind, StoreError};
+pub use error::{ErrorKind, ServiceCause, StoreError};
 
 pub use location::Location;
 pub use model::{capacity_test_model, FSCS_MODEL_ID, FSCS_WEIGHTS_SHA256};

@@ -55,18 +55,14 @@ impl Retryable for crate::StoreError {
     }
 
     fn cause(&self) -> &'static str {
-        let crate::StoreError::Io { source, .. } = self else { return "other" };
-        let text = source.to_string();
-        if text.contains(" 429") || text.contains(" 503") || text.contains("SlowDown") || text.contains("Throttl") {
-            "throttled"
-        } else if text.starts_with("S3 answered 5") {
-            "server"
-        } else if text.contains("timed out") {
-            "timeout"
-        } else if text.contains("cannot reach") || source.kind() == std::io::ErrorKind::ConnectionRefused {
-            "network"
-        } else {
-            "other"
+        match self {
+            crate::StoreError::Service { cause, .. } => cause.label(),
+            crate::StoreError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::TimedOut => "timeout",
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => "network",
+                _ => "other",
+            },
+            _ => "other",
         }
     }
 }
@@ -156,6 +152,26 @@ mod tests {
         let started = Instant::now();
         let out: Result<(), E> = retry("t", policy, || async { Err(E(ErrorKind::Retryable)) }).await;
         assert!(out.is_err() && started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn store_errors_are_retried_and_counted_by_their_type_not_their_text() {
+        let service = |cause, status| crate::StoreError::Service { key: "k".into(), what: "whatever the text".into(), cause, status, code: String::new() };
+        use crate::ServiceCause::*;
+        for (cause, status, label, kind) in [
+            (Throttled, Some(503), "throttled", ErrorKind::Retryable),
+            (Server, Some(500), "server", ErrorKind::Retryable),
+            (Timeout, None, "timeout", ErrorKind::Retryable),
+            (Network, None, "network", ErrorKind::Retryable),
+            (Client, Some(403), "other", ErrorKind::Permanent),
+        ] {
+            let e = service(cause, status);
+            assert_eq!((e.cause(), Retryable::kind(&e)), (label, kind), "{cause:?}");
+        }
+        let not_found = crate::StoreError::NotFound { key: "k".into() };
+        assert_eq!(Retryable::kind(&not_found), ErrorKind::Permanent);
+        let lost = crate::queue::QueueError::Lost("connection reset".into());
+        assert_eq!((lost.cause(), Retryable::kind(&lost)), ("broker", ErrorKind::Permanent), "a lost broker is never retried in place");
     }
 
     #[test]

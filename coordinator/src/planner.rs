@@ -17,11 +17,13 @@ use lamina_common::{ObjectMeta, ObjectStore};
 
 /// Manifest reads in flight at once while planning.
 const CHECK_CONCURRENCY: usize = 16;
-/// The extensions decomposed (every raster format the decoder reads); everything else in
-/// the input is left alone, counted, and the first few named in the job's summary.
+/// The extensions of images: every raster format the decoder reads, and the photo formats
+/// it does not (AVIF, HEIF, JPEG XL), which are reported failed with a reason rather than
+/// passed over. Everything else in the input is left alone, counted, and the first few
+/// named in the job's summary.
 const IMAGE_EXTENSIONS: &[&str] = &[
     "jpg", "jpeg", "jpe", "jfif", "png", "apng", "webp", "tif", "tiff", "bmp", "dib", "gif", "tga", "icb", "vda", "vst", "ico",
-    "pbm", "pgm", "ppm", "pnm", "pam", "ff", "farbfeld", "qoi", "hdr", "exr", "dds",
+    "pbm", "pgm", "ppm", "pnm", "pam", "ff", "farbfeld", "qoi", "hdr", "exr", "dds", "avif", "heic", "heif", "jxl",
 ];
 /// Files left alone that a summary names.
 pub const IGNORED_EXAMPLES: usize = 10;

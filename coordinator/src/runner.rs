@@ -34,6 +34,9 @@ pub enum JobNote {
     Result { job_id: String, result: TaskResult, listed: u64 },
     /// The job's summary is written.
     Finished { summary: Summary },
+    /// The job stopped short of a summary (its stores unreachable past the retries); it is
+    /// handed back to the queue.
+    Interrupted { job_id: String, error: String },
 }
 
 /// How a run of a job ended, short of a summary.

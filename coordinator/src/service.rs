@@ -192,6 +192,11 @@ async fn start_job(
     running.spawn(async move {
         let id = spec.job_id.clone();
         let outcome = context.run(spec, rx, stop).await;
+        if let (Err(e), Some(notes)) = (&outcome, &context.notes) {
+            if !matches!(e, JobError::Stopping) {
+                let _ = notes.send(JobNote::Interrupted { job_id: id.clone(), error: e.to_string() });
+            }
+        }
         let settled = match &outcome {
             Ok(_) => delivery.settle.ack().await,
             // Back to the queue, to be tried again (dead-lettered after the delivery limit

@@ -92,6 +92,7 @@ impl Engine {
             match tokio::time::timeout(Duration::from_secs(20), self.notes.recv()).await.expect("the job ends in time") {
                 Some(JobNote::Result { result, .. }) => results.push(result),
                 Some(JobNote::Finished { summary }) => return (summary, results),
+                Some(JobNote::Interrupted { error, .. }) => panic!("the job stopped: {error}"),
                 None => panic!("the coordinator stopped"),
             }
         }

@@ -96,8 +96,11 @@ fn corpus() -> Vec<Case> {
     add("empty-zero-bytes.jpg", Vec::new(), Expect::Fails(EMPTY));
     add("random-bytes.jpg", (0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(), Expect::Fails(UNSUPPORTED));
     add("text-file-named.png", b"This is a text file, not a picture.\n".repeat(20), Expect::Fails(UNSUPPORTED));
-    // A format the image library knows by its magic bytes but Lamina does not decode.
-    add("ppm-content-named.png", [b"P6\n2 2\n255\n".as_slice(), &[7u8; 12]].concat(), Expect::Fails(UNSUPPORTED));
+    // A format known by its magic bytes that Lamina does not decode (AVIF).
+    let avif = [b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf".as_slice(), &[0u8; 64]].concat();
+    add("avif-content.avif", avif, Expect::Fails(UNSUPPORTED));
+    // An image under the wrong name is decoded by its content.
+    add("ppm-content-named.png", [b"P6\n2 2\n255\n".as_slice(), &[7u8; 12]].concat(), done((2, 2), &fmt("pnm")));
 
     // Truncated.
     add("png-truncated-half.png", half(&png), Expect::Fails(CORRUPT_PNG));

@@ -82,7 +82,10 @@ pub fn decode_named(bytes: &[u8], name: &str, max_pixels: u64) -> Result<Decoded
         }
     }
     let format = reader.format().ok_or(DecodeError::Unsupported)?;
-    let format_name = format.extensions_str().first().copied().unwrap_or("image").replace("jpg", "jpeg");
+    let format_name = match format {
+        image::ImageFormat::Pnm => "pnm".to_owned(),
+        other => other.extensions_str().first().copied().unwrap_or("image").replace("jpg", "jpeg"),
+    };
     let corrupt = |e: image::ImageError| DecodeError::Corrupt { format: format_name.clone(), detail: one_line(&e.to_string()) };
     if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(DecodeError::Corrupt { format: format_name, detail: "no end-of-image marker after the last scan".into() });
@@ -109,7 +112,8 @@ pub fn decode_named(bytes: &[u8], name: &str, max_pixels: u64) -> Result<Decoded
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     image.apply_orientation(orientation);
-    let (rgb, alpha) = planar(&image);
+    let linear = matches!(format, image::ImageFormat::Hdr | image::ImageFormat::OpenExr);
+    let (rgb, alpha) = planar(&image, linear);
     Ok(Decoded {
         width: image.width(),
         height: image.height(),
@@ -121,8 +125,10 @@ pub fn decode_named(bytes: &[u8], name: &str, max_pixels: u64) -> Result<Decoded
     })
 }
 
-/// Splits an image into planar float RGB and (when not fully opaque) alpha.
-fn planar(image: &DynamicImage) -> (Vec<f32>, Option<Vec<f32>>) {
+/// Splits an image into planar float RGB and (when not fully opaque) alpha. `linear` images
+/// (HDR, OpenEXR) hold linear light and are shown with the sRGB curve; other float images
+/// (float TIFF) hold display values, like integer ones.
+fn planar(image: &DynamicImage, linear: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let n = image.width() as usize * image.height() as usize;
     let mut rgb = vec![0f32; 3 * n];
     let mut alpha = vec![1f32; n];
@@ -145,7 +151,7 @@ fn planar(image: &DynamicImage) -> (Vec<f32>, Option<Vec<f32>>) {
         }
         // HDR and OpenEXR hold linear light, possibly above 1: shown as an 8-bit display
         // would, clipped to [0,1] and encoded with the sRGB curve (no tone mapping).
-        DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_) => {
+        DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_) if linear => {
             for (i, p) in image.to_rgba32f().pixels().enumerate() {
                 let [r, g, b, a] = p.0;
                 fill(i, [srgb(r), srgb(g), srgb(b), a.clamp(0.0, 1.0)]);

@@ -34,7 +34,7 @@ use lamina_common::amqp::MAX_MESSAGE_BYTES;
 use lamina_common::config::S3Settings;
 use lamina_common::keys::check_relative;
 use lamina_common::messages::{Event, FailureKind, Heartbeat, Task, TaskResult, EVENT_SCHEMA, TASK_SCHEMA};
-use lamina_common::queue::{Broker, QueueError, Settle};
+use lamina_common::queue::{Broker, Consumer, Delivery, QueueError, Settle};
 use lamina_common::retry::RetryPolicy;
 use lamina_common::store::StoreCache;
 
@@ -133,22 +133,6 @@ fn serves(config: &ServiceConfig, model_id: &str, task: &Task) -> Result<(), Str
     }
 }
 
-/// Publishes a task's result (with a confirm), then acknowledges the task: nothing is
-/// acknowledged before its result is durable. A broker that refuses the event (negative
-/// confirm) gets it again; a lost connection ends the session (the task is redelivered).
-async fn report(broker: &dyn Broker, held: &mut HashMap<u64, Held>, done: Finished) -> Result<(), QueueError> {
-    info!(job_id = %done.job_id, key = %done.result.key, status = ?done.result.status, "task finished");
-    METRICS.image(&done.result);
-    let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: Some(done.job_id), result: Some(done.result), heartbeat: None };
-    let policy = RetryPolicy { deadline: Duration::from_secs(30), ..RetryPolicy::default() };
-    broker.publish_retrying(&broker.topology().events(), &event, 0, policy).await?;
-    if let Some(h) = held.remove(&done.ticket) {
-        h.settle.ack().await?;
-        METRICS.tasks_acked.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(())
-}
-
 /// Serves the pool's task queue until `shutdown` fires (Ok, once what it holds is finished
 /// or the grace period is over) or the broker fails (Err; the caller reconnects). The model
 /// is shared across sessions: it is loaded once per process and outlives reconnects.
@@ -156,14 +140,23 @@ pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn B
     let model_id = crate::model::lock(&model).desc().id.clone();
     broker.declare(&[&config.pool]).await?;
     let queue = broker.topology().tasks(&config.pool);
-    let batch = config.worker.batch_size;
     // Slow start: one task until one has finished, so a task that crashes workers takes no
     // innocent task down with it (each crash returns every task the worker held, and the
     // queue dead-letters a task after five returns, whoever caused them).
-    let mut prefetch = 1;
-    let mut consumer = broker.consume(&queue, &config.name, prefetch).await?;
-    METRICS.set_prefetch(prefetch);
-    info!(queue = %queue, model = %model_id, device = %device_name(config.worker.device), prefetch, max_prefetch = config.prefetch, "consuming");
+    let mut session = Session {
+        config,
+        broker,
+        model_id,
+        held: HashMap::new(),
+        next_ticket: 0,
+        finished: 0,
+        rate: Rate::default(),
+        prefetch: 1,
+    };
+    let mut consumer = session.broker.consume(&queue, &config.name, session.prefetch).await?;
+    METRICS.set_prefetch(session.prefetch);
+    info!(queue = %queue, model = %session.model_id, device = %device_name(config.worker.device), prefetch = session.prefetch,
+        max_prefetch = config.prefetch, "consuming");
 
     // The pipeline's intake holds every task the broker may have delivered.
     let (work_tx, work_rx) = mpsc::channel(usize::from(config.prefetch.max(1)) * 2);
@@ -172,135 +165,151 @@ pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn B
     let pipeline = tokio::spawn(pipeline::run(model, config.worker.clone(), stores, work_rx, done_tx, config.clock.clone()));
 
     let mut work_tx = Some(work_tx);
-    let mut held: HashMap<u64, Held> = HashMap::new();
-    let mut next_ticket = 0u64;
-    let mut finished = 0u64;
-    let mut rate = Rate::default();
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     let mut resize = tokio::time::interval_at(tokio::time::Instant::now() + RESIZE_EVERY, RESIZE_EVERY);
     let drain_deadline = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(drain_deadline);
     let outcome: Result<(), SessionError> = loop {
-        let delivery = tokio::select! {
+        let step = tokio::select! {
             _ = shutdown.cancelled(), if work_tx.is_some() => {
-                info!(in_flight = held.len(), grace_s = config.grace.as_secs(), "stopping: finishing the tasks in hand");
+                info!(in_flight = session.held.len(), grace_s = config.grace.as_secs(), "stopping: finishing the tasks in hand");
                 let _ = consumer.cancel().await;
                 work_tx = None;
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + config.grace);
-                continue;
+                Ok(())
             }
-            delivery = consumer.next(), if work_tx.is_some() => match delivery {
-                Some(Ok(delivery)) => delivery,
-                Some(Err(e)) => break Err(e.into()),
-                None => break Err(QueueError::Lost("the broker cancelled the consumer".to_owned()).into()),
+            delivery = consumer.next(), if work_tx.is_some() => match (delivery, &work_tx) {
+                (Some(Ok(delivery)), Some(tx)) => session.take(delivery, tx).await,
+                (Some(Ok(_)), None) => Ok(()),
+                (Some(Err(e)), _) => Err(e.into()),
+                (None, _) => Err(QueueError::Lost("the broker cancelled the consumer".to_owned()).into()),
             },
             done = done_rx.recv() => match done {
                 Some(done) => {
-                    if let Err(e) = report(&*broker, &mut held, done).await {
-                        break Err(e.into());
-                    }
-                    finished += 1;
-                    if finished == 1 {
+                    let reported = session.report(done).await;
+                    if session.finished == 1 {
                         resize.reset_immediately();
                     }
-                    rate.finished();
-                    update_gauges(&held);
-                    continue;
+                    reported.map_err(SessionError::from)
                 }
                 None => break Ok(()),
             },
-            _ = heartbeat.tick() => {
-                let beat = heartbeat_now(config, &model_id, &mut rate, &held, prefetch).await;
-                let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: None, result: None, heartbeat: Some(beat) };
-                if let Err(e) = broker.publish(&broker.topology().events(), &event, 0).await {
-                    break Err(e.into());
-                }
-                METRICS.heartbeats.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            _ = resize.tick(), if work_tx.is_some() => {
-                let measured = rate.per_second();
-                let wanted = prefetch_for(measured, batch, config.prefetch);
-                if wanted != prefetch {
-                    match consumer.set_prefetch(wanted).await {
-                        Ok(true) => {
-                            info!(from = prefetch, to = wanted, images_per_second = measured.unwrap_or(0.0), "prefetch resized");
-                            prefetch = wanted;
-                            METRICS.set_prefetch(prefetch);
-                        }
-                        Ok(false) => {}
-                        Err(e) => break Err(e.into()),
-                    }
-                }
-                continue;
-            }
+            _ = heartbeat.tick() => session.heartbeat().await.map_err(SessionError::from),
+            _ = resize.tick(), if work_tx.is_some() => session.resize(&mut *consumer).await.map_err(SessionError::from),
             _ = &mut drain_deadline => {
-                warn!(handed_back = held.len(), "grace period over: handing the remaining tasks back");
+                warn!(handed_back = session.held.len(), "grace period over: handing the remaining tasks back");
                 break Ok(());
             }
         };
-        // A delivery: a task for the pipeline, a task for another model, or not a task.
+        if let Err(e) = step {
+            break Err(e);
+        }
+    };
+    drop(work_tx);
+    if outcome.is_ok() && session.held.is_empty() {
+        let _ = pipeline.await;
+    }
+    // Closing hands every unacknowledged task back to the queue.
+    drop(consumer);
+    session.broker.close().await;
+    info!(finished = session.finished, "stopped");
+    outcome
+}
+
+/// What one session holds and knows: the tasks in hand, the rate, the prefetch in force.
+struct Session<'a> {
+    config: &'a ServiceConfig,
+    broker: Arc<dyn Broker>,
+    model_id: String,
+    held: HashMap<u64, Held>,
+    next_ticket: u64,
+    finished: u64,
+    rate: Rate,
+    prefetch: u16,
+}
+
+impl Session<'_> {
+    /// A delivery: a task for the pipeline, a task for another model (reported failed), or
+    /// not a task at all (dead-lettered).
+    async fn take(&mut self, delivery: Delivery, work: &mpsc::Sender<Work>) -> Result<(), SessionError> {
         METRICS.tasks_received.fetch_add(1, Ordering::Relaxed);
         let task = match parse_task(&delivery.body) {
             Ok(task) => task,
             Err(reason) => {
                 warn!(reason = %reason, "rejected a message: dead-lettered");
                 METRICS.tasks_rejected.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = delivery.settle.reject().await {
-                    break Err(e.into());
-                }
-                continue;
+                return Ok(delivery.settle.reject().await?);
             }
         };
-        if let Some(needle) = config.abort_on_key.as_deref().filter(|n| task.key.contains(*n)) {
+        if let Some(needle) = self.config.abort_on_key.as_deref().filter(|n| task.key.contains(*n)) {
             error!(key = %task.key, failpoint = needle, "failpoint: aborting the process");
             std::process::abort();
         }
-        next_ticket += 1;
-        held.insert(next_ticket, Held { settle: delivery.settle, since: Instant::now(), bytes: task.size });
-        update_gauges(&held);
-        if let Err(reason) = serves(config, &model_id, &task) {
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        self.held.insert(ticket, Held { settle: delivery.settle, since: Instant::now(), bytes: task.size });
+        update_gauges(&self.held);
+        if let Err(reason) = serves(self.config, &self.model_id, &task) {
             warn!(job_id = %task.job_id, key = %task.key, reason = %reason, "refused a task for another model");
-            let refused = Finished { ticket: next_ticket, job_id: task.job_id.clone(), result: TaskResult::failed(task.key, FailureKind::WrongModel, reason) };
-            if let Err(e) = report(&*broker, &mut held, refused).await {
-                break Err(e.into());
-            }
-            continue;
+            let result = TaskResult::failed(task.key, FailureKind::WrongModel, reason);
+            return Ok(self.report(Finished { ticket, job_id: task.job_id, result }).await?);
         }
-        if let Some(tx) = &work_tx {
-            if tx.send(Work { ticket: next_ticket, task }).await.is_err() {
-                break Err(SessionError::Pipeline);
-            }
-        }
-    };
-    drop(work_tx);
-    if outcome.is_ok() && held.is_empty() {
-        let _ = pipeline.await;
+        work.send(Work { ticket, task }).await.map_err(|_| SessionError::Pipeline)
     }
-    // Closing hands every unacknowledged task back to the queue.
-    drop(consumer);
-    broker.close().await;
-    info!(finished, "stopped");
-    outcome
-}
 
-/// This worker's heartbeat now; the GPU is sampled (nvidia-smi) off the async runtime.
-async fn heartbeat_now(config: &ServiceConfig, model_id: &str, rate: &mut Rate, held: &HashMap<u64, Held>, prefetch: u16) -> Heartbeat {
-    let images_per_second = rate.per_second();
-    METRICS.set_rate(images_per_second.unwrap_or(0.0));
-    let device = config.worker.device;
-    if let Ok(Some((name, used, total))) = tokio::task::spawn_blocking(move || crate::model::gpu_memory(device)).await {
-        METRICS.set_gpu(name, used, total);
+    /// Publishes a task's result (with a confirm), then acknowledges the task: nothing is
+    /// acknowledged before its result is durable. A broker that refuses the event (negative
+    /// confirm) gets it again; a lost connection ends the session (the task is redelivered).
+    async fn report(&mut self, done: Finished) -> Result<(), QueueError> {
+        info!(job_id = %done.job_id, key = %done.result.key, status = ?done.result.status, "task finished");
+        METRICS.image(&done.result);
+        let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: Some(done.job_id), result: Some(done.result), heartbeat: None };
+        let policy = RetryPolicy { deadline: Duration::from_secs(30), ..RetryPolicy::default() };
+        self.broker.publish_retrying(&self.broker.topology().events(), &event, 0, policy).await?;
+        if let Some(h) = self.held.remove(&done.ticket) {
+            h.settle.ack().await?;
+            METRICS.tasks_acked.fetch_add(1, Ordering::Relaxed);
+        }
+        self.finished += 1;
+        self.rate.finished();
+        update_gauges(&self.held);
+        Ok(())
     }
-    Heartbeat {
-        worker: config.name.clone(),
-        pool: config.pool.clone(),
-        device: device_name(device),
-        model: model_id.to_owned(),
-        in_flight: held.len() as u64,
-        images_per_second: images_per_second.unwrap_or(0.0),
-        prefetch: u64::from(prefetch),
-        oldest_unacked_seconds: update_gauges(held),
+
+    /// Publishes this worker's heartbeat; the GPU is sampled (nvidia-smi) off the runtime.
+    async fn heartbeat(&mut self) -> Result<(), QueueError> {
+        let images_per_second = self.rate.per_second();
+        METRICS.set_rate(images_per_second.unwrap_or(0.0));
+        let device = self.config.worker.device;
+        if let Ok(Some((name, used, total))) = tokio::task::spawn_blocking(move || crate::model::gpu_memory(device)).await {
+            METRICS.set_gpu(name, used, total);
+        }
+        let beat = Heartbeat {
+            worker: self.config.name.clone(),
+            pool: self.config.pool.clone(),
+            device: device_name(device),
+            model: self.model_id.clone(),
+            in_flight: self.held.len() as u64,
+            images_per_second: images_per_second.unwrap_or(0.0),
+            prefetch: u64::from(self.prefetch),
+            oldest_unacked_seconds: update_gauges(&self.held),
+        };
+        let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: None, result: None, heartbeat: Some(beat) };
+        self.broker.publish(&self.broker.topology().events(), &event, 0).await?;
+        METRICS.heartbeats.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sizes the prefetch from the measured rate.
+    async fn resize(&mut self, consumer: &mut dyn Consumer) -> Result<(), QueueError> {
+        let measured = self.rate.per_second();
+        let wanted = prefetch_for(measured, self.config.worker.batch_size, self.config.prefetch);
+        if wanted != self.prefetch && consumer.set_prefetch(wanted).await? {
+            info!(from = self.prefetch, to = wanted, images_per_second = measured.unwrap_or(0.0), "prefetch resized");
+            self.prefetch = wanted;
+            METRICS.set_prefetch(wanted);
+        }
+        Ok(())
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::{ObjectMeta, ObjectStore};
 use crate::config::S3Settings;
 use crate::keys::{check_relative, printable};
-use crate::StoreError;
+use crate::{ServiceCause, StoreError};
 
 /// Objects above this size are uploaded in parts of this size.
 const PART_SIZE: usize = 16 << 20;
@@ -186,18 +186,24 @@ fn sdk_err<E: ProvideErrorMetadata>(key: &str, err: SdkError<E, HttpResponse>) -
     if status == Some(404) || code == "NoSuchKey" || code == "NotFound" {
         return StoreError::NotFound { key };
     }
-    let what = match (&err, status) {
-        (SdkError::ServiceError(_), Some(s)) => format!("S3 answered {s} {code}"),
-        (SdkError::TimeoutError(_), _) => "S3 request timed out".to_owned(),
-        (SdkError::DispatchFailure(_), _) => "cannot reach S3".to_owned(),
-        (SdkError::ResponseError(_), _) => "bad response from S3".to_owned(),
-        _ => format!("S3 request failed {code}"),
+    let throttled = matches!(status, Some(429 | 503)) || code.contains("SlowDown") || code.contains("Throttl");
+    let (what, cause) = match (&err, status) {
+        (SdkError::ServiceError(_), Some(s)) => {
+            let cause = match s {
+                _ if throttled => ServiceCause::Throttled,
+                408 => ServiceCause::Timeout,
+                500..=599 => ServiceCause::Server,
+                400..=499 => ServiceCause::Client,
+                _ => ServiceCause::Response,
+            };
+            (format!("S3 answered {s} {code}"), cause)
+        }
+        (SdkError::TimeoutError(_), _) => ("S3 request timed out".to_owned(), ServiceCause::Timeout),
+        (SdkError::DispatchFailure(_), _) => ("cannot reach S3".to_owned(), ServiceCause::Network),
+        (SdkError::ResponseError(_), _) => ("bad response from S3".to_owned(), ServiceCause::Response),
+        _ => (format!("S3 request failed {code}"), ServiceCause::Response),
     };
-    let kind = match status {
-        Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => std::io::ErrorKind::PermissionDenied,
-        _ => std::io::ErrorKind::Other,
-    };
-    StoreError::Io { key, source: std::io::Error::new(kind, what.trim_end().to_owned()) }
+    StoreError::Service { key, what: what.trim_end().to_owned(), cause, status, code }
 }
 
 #[async_trait]
@@ -205,9 +211,12 @@ impl ObjectStore for S3Store {
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let full = self.full_key(key)?;
         let out = self.client.get_object().bucket(&self.bucket).key(&full).send().await.map_err(|e| sdk_err(key, e))?;
-        let body = out.body.collect().await.map_err(|e| StoreError::Io {
+        let body = out.body.collect().await.map_err(|e| StoreError::Service {
             key: printable(key),
-            source: std::io::Error::other(format!("S3 body interrupted: {e}")),
+            what: format!("S3 body interrupted: {e}"),
+            cause: ServiceCause::Network,
+            status: None,
+            code: String::new(),
         })?;
         Ok(body.into_bytes().to_vec())
     }
