@@ -98,21 +98,13 @@ impl JobContext {
         self.broker.declare(&[&spec.pool]).await?;
         let input = store::open_input(&in_loc, &out_loc, &self.s3).await;
         let output = store::open(&out_loc, &self.s3).await;
-        let mut records = retry("write job spec", RetryPolicy::default(), || JobRecords::create(output.clone(), &spec)).await?;
+        let records = retry("write job spec", RetryPolicy::default(), || JobRecords::create(output.clone(), &spec)).await?;
         // A job whose summary exists finished under a coordinator that died before the ack.
         if let Some(summary) = records.finished().await {
             info!("job already finished");
             return Ok(summary);
         }
-        let cancel = CancellationToken::new();
-        if let Ok(mut s) = self.state.lock() {
-            s.job_started(&spec);
-            s.pools.entry(spec.pool.clone()).or_default();
-            s.cancels.insert(spec.job_id.clone(), cancel.clone());
-            if s.cancel_requests.remove(&spec.job_id) {
-                cancel.cancel();
-            }
-        }
+        let cancel = self.register(&spec);
         let model = ModelSpec::parse(&spec.model);
         if let Some(reason) = refusal(&spec, &model, &self.state) {
             info!(reason = %reason, "job refused");
@@ -125,71 +117,31 @@ impl JobContext {
         let identity = model.ok().and_then(|m| m.identity());
         let (model_id, weights) = identity.map_or((spec.model.clone(), String::new()), |i| (i.id, i.weights_sha256));
         let planner = Planner::for_job(&spec, input, output.clone(), model_id.clone(), weights);
-        let stats = Arc::new(PlanStats::default());
         // Planning and publishing end with the job, however it ends.
         let done = stop.child_token();
         let _stop_helpers = done.clone().drop_guard();
-        let (task_tx, task_rx) = mpsc::channel(1024);
-        let (planned_tx, mut planned_rx) = mpsc::channel(1024);
-        let planning = {
-            let (stats, done) = (stats.clone(), done.clone());
-            tokio::spawn(async move { done.run_until_cancelled(plan(planner, task_tx, planned_tx, stats)).await }.in_current_span())
-        };
-        let acquired = Arc::new(AtomicU64::new(0));
-        // Publishing ends by itself once every task is confirmed; an error (the broker is
-        // gone) comes back here and ends the run.
-        let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel::<QueueError>();
-        let publishing = {
-            let publisher = Publisher {
-                broker: self.broker.clone(),
-                scheduler: self.scheduler.clone(),
-                state: self.state.clone(),
-                pool: spec.pool.clone(),
-                priority: spec.priority,
-                confirm_window: self.confirm_window,
-                acquired: acquired.clone(),
-            };
-            let done = done.clone();
-            tokio::spawn(
-                async move {
-                    if let Some(Err(e)) = done.run_until_cancelled(publisher.run(task_rx)).await {
-                        let _ = failed_tx.send(e);
-                    }
-                }
-                .in_current_span(),
-            )
-        };
-        let mut publishing_open = true;
+        let mut fanout = self.fan_out(&spec, planner, &done);
 
         let started_at = lamina_common::time::now_rfc3339();
-        let mut progress = Progress::default();
-        let mut seen: HashSet<u128> = HashSet::new();
-        // A job picked up again after a coordinator died: its recorded results stand.
-        let earlier = records.recorded().await?;
-        if !earlier.is_empty() {
-            info!(recorded = earlier.len(), "resuming job");
-        }
-        for result in earlier {
-            if seen.insert(fingerprint(&result.key)) {
-                progress.count(result.status);
-            }
-        }
-        let mut released = 0u64;
+        let mut tally = Tally { context: self, spec: &spec, records, progress: Progress::default(), seen: HashSet::new(), released: 0 };
+        tally.resume().await?;
         let mut planning_open = true;
+        let mut publishing_open = true;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let cancelled = loop {
-            if !planning_open && seen.len() as u64 >= stats.images.load(Ordering::Relaxed) {
+            let listed = fanout.stats.images.load(Ordering::Relaxed);
+            if !planning_open && tally.seen.len() as u64 >= listed {
                 break false;
             }
             // A result from the planner (skipped, refused) or from a worker (a published task).
             let (result, from_worker) = tokio::select! {
                 _ = stop.cancelled() => return Err(JobError::Stopping),
                 _ = cancel.cancelled() => break true,
-                failed = &mut failed_rx, if publishing_open => match failed {
+                failed = &mut fanout.failed, if publishing_open => match failed {
                     Ok(e) => return Err(e.into()),
                     Err(_) => { publishing_open = false; continue; }
                 },
-                r = planned_rx.recv(), if planning_open => match r {
+                r = fanout.planned.recv(), if planning_open => match r {
                     Some(r) => (r, false),
                     None => { planning_open = false; continue; }
                 },
@@ -199,58 +151,89 @@ impl JobContext {
                 },
                 _ = tick.tick() => {
                     if let Ok(mut s) = self.state.lock() {
-                        s.job_listed(&spec.job_id, stats.images.load(Ordering::Relaxed), !planning_open);
-                        s.job_ignored(&spec.job_id, stats.ignored.load(Ordering::Relaxed));
+                        s.job_listed(&spec.job_id, listed, !planning_open);
+                        s.job_ignored(&spec.job_id, fanout.stats.ignored.load(Ordering::Relaxed));
                     }
                     continue;
                 }
             };
-            // A redelivered task reports again: count each image once.
-            let first_report = seen.insert(fingerprint(&result.key));
-            if from_worker && first_report {
-                // The task's slot of the pool's window is free again.
-                self.scheduler.release(&spec.pool, 1);
-                released += 1;
-            }
-            if first_report {
-                progress.count(result.status);
-                let listed = stats.images.load(Ordering::Relaxed);
-                if let Ok(mut s) = self.state.lock() {
-                    s.job_result(&spec.job_id, &result, listed, !planning_open);
-                }
-                records.record(&result).await?;
-                if let Some(notes) = &self.notes {
-                    let _ = notes.send(JobNote::Result { job_id: spec.job_id.clone(), result, listed });
-                }
-            }
+            tally.count(result, from_worker, listed, !planning_open).await?;
         };
         if cancelled {
             // Results already routed to this job still count: a stopped `lamina run` records
             // the images its worker finished before the stop.
             while let Ok(result) = results.try_recv() {
-                if seen.insert(fingerprint(&result.key)) {
-                    progress.count(result.status);
-                    records.record(&result).await?;
-                }
+                let listed = fanout.stats.images.load(Ordering::Relaxed);
+                tally.count(result, true, listed, !planning_open).await?;
             }
+            info!(reported = tally.seen.len(), "job cancelled");
         }
         done.cancel();
-        let _ = planning.await;
-        let _ = publishing.await;
+        let _ = fanout.planning.await;
+        let _ = fanout.publishing.await;
         // Slots this job still holds (tasks in flight when it was cancelled) go back.
-        self.scheduler.release(&spec.pool, acquired.load(Ordering::Relaxed).saturating_sub(released) as usize);
-        if cancelled {
-            info!(reported = seen.len(), "job cancelled");
-        }
+        let held = fanout.acquired.load(Ordering::Relaxed).saturating_sub(tally.released);
+        self.scheduler.release(&spec.pool, held as usize);
+        let Tally { records, progress, .. } = tally;
         let mut summary = Summary::new(&spec, model_id, &progress, started_at);
         summary.cancelled = cancelled;
-        summary.ignored = stats.ignored.load(Ordering::Relaxed);
-        summary.ignored_examples = stats.ignored_examples.lock().map(|e| e.clone()).unwrap_or_default();
+        summary.ignored = fanout.stats.ignored.load(Ordering::Relaxed);
+        summary.ignored_examples = fanout.stats.ignored_examples.lock().map(|e| e.clone()).unwrap_or_default();
         if cancelled {
             summary.interrupted_by = self.state.lock().ok().and_then(|mut s| s.interruptions.remove(&spec.job_id));
         }
         let state = if cancelled { JobState::Cancelled } else { JobState::Finished };
         self.finish(&spec, records, summary, state).await
+    }
+
+    /// Shows the job as running and returns its cancel switch (already thrown when a cancel
+    /// for it came before it did).
+    fn register(&self, spec: &JobSpec) -> CancellationToken {
+        let cancel = CancellationToken::new();
+        if let Ok(mut s) = self.state.lock() {
+            s.job_started(spec);
+            s.pools.entry(spec.pool.clone()).or_default();
+            s.cancels.insert(spec.job_id.clone(), cancel.clone());
+            if s.cancel_requests.remove(&spec.job_id) {
+                cancel.cancel();
+            }
+        }
+        cancel
+    }
+
+    /// Starts planning (listing, skipping current images) and publishing (within the
+    /// pool's window) on their own tasks, both ending when `done` fires.
+    fn fan_out(&self, spec: &JobSpec, planner: Planner, done: &CancellationToken) -> Fanout {
+        let stats = Arc::new(PlanStats::default());
+        let (task_tx, task_rx) = mpsc::channel(1024);
+        let (planned_tx, planned) = mpsc::channel(1024);
+        let planning = {
+            let (stats, done) = (stats.clone(), done.clone());
+            tokio::spawn(async move { done.run_until_cancelled(plan(planner, task_tx, planned_tx, stats)).await }.in_current_span())
+        };
+        let acquired = Arc::new(AtomicU64::new(0));
+        // Publishing ends by itself once every task is confirmed; an error (the broker is
+        // gone) comes back through `failed` and ends the run.
+        let (failed_tx, failed) = tokio::sync::oneshot::channel::<QueueError>();
+        let publisher = Publisher {
+            broker: self.broker.clone(),
+            scheduler: self.scheduler.clone(),
+            state: self.state.clone(),
+            pool: spec.pool.clone(),
+            priority: spec.priority,
+            confirm_window: self.confirm_window,
+            acquired: acquired.clone(),
+        };
+        let done = done.clone();
+        let publishing = tokio::spawn(
+            async move {
+                if let Some(Err(e)) = done.run_until_cancelled(publisher.run(task_rx)).await {
+                    let _ = failed_tx.send(e);
+                }
+            }
+            .in_current_span(),
+        );
+        Fanout { stats, planned, failed, acquired, planning, publishing }
     }
 
     /// Writes the job's summary and reports the job over.
@@ -263,6 +246,66 @@ impl JobContext {
             let _ = notes.send(JobNote::Finished { summary: summary.clone() });
         }
         Ok(summary)
+    }
+}
+
+/// A job's planning and publishing, running.
+struct Fanout {
+    stats: Arc<PlanStats>,
+    /// Results the planner gives without a task (skipped, refused keys).
+    planned: mpsc::Receiver<TaskResult>,
+    failed: tokio::sync::oneshot::Receiver<QueueError>,
+    /// Slots of the pool's window taken.
+    acquired: Arc<AtomicU64>,
+    planning: tokio::task::JoinHandle<Option<()>>,
+    publishing: tokio::task::JoinHandle<()>,
+}
+
+/// A job's results, each image counted once (a redelivered task reports again), recorded
+/// in `results.jsonl`, shown, and reported to whoever watches the job.
+struct Tally<'a> {
+    context: &'a JobContext,
+    spec: &'a JobSpec,
+    records: JobRecords,
+    progress: Progress,
+    seen: HashSet<u128>,
+    /// Window slots given back (one per first report of a published task).
+    released: u64,
+}
+
+impl Tally<'_> {
+    /// Counts what an earlier run of this job recorded (a coordinator that died).
+    async fn resume(&mut self) -> Result<(), JobError> {
+        let earlier = self.records.recorded().await?;
+        if !earlier.is_empty() {
+            info!(recorded = earlier.len(), "resuming job");
+        }
+        for result in earlier {
+            if self.seen.insert(fingerprint(&result.key)) {
+                self.progress.count(result.status);
+            }
+        }
+        Ok(())
+    }
+
+    async fn count(&mut self, result: TaskResult, from_worker: bool, listed: u64, listing_complete: bool) -> Result<(), JobError> {
+        if !self.seen.insert(fingerprint(&result.key)) {
+            return Ok(());
+        }
+        if from_worker {
+            // The task's slot of the pool's window is free again.
+            self.context.scheduler.release(&self.spec.pool, 1);
+            self.released += 1;
+        }
+        self.progress.count(result.status);
+        if let Ok(mut s) = self.context.state.lock() {
+            s.job_result(&self.spec.job_id, &result, listed, listing_complete);
+        }
+        self.records.record(&result).await?;
+        if let Some(notes) = &self.context.notes {
+            let _ = notes.send(JobNote::Result { job_id: self.spec.job_id.clone(), result, listed });
+        }
+        Ok(())
     }
 }
 
