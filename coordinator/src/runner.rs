@@ -153,6 +153,8 @@ impl JobContext {
                     if let Ok(mut s) = self.state.lock() {
                         s.job_listed(&spec.job_id, listed, !planning_open);
                         s.job_ignored(&spec.job_id, fanout.stats.ignored.load(Ordering::Relaxed));
+                        let waiting = !s.pool_has_live_workers(&spec.pool, LIVE_WORKER);
+                        s.job_waiting(&spec.job_id, waiting);
                     }
                     continue;
                 }

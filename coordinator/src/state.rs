@@ -113,6 +113,8 @@ pub struct JobView {
     pub listing_complete: bool,
     /// Files listed that are not images, left alone.
     pub ignored: u64,
+    /// No live worker serves the job's pool: its tasks wait in the queue for one.
+    pub waiting_for_workers: bool,
     pub done: u64,
     pub skipped: u64,
     pub failed: u64,
@@ -145,6 +147,7 @@ impl State {
             images: 0,
             listing_complete: false,
             ignored: 0,
+            waiting_for_workers: false,
             done: 0,
             skipped: 0,
             failed: 0,
@@ -194,6 +197,18 @@ impl State {
     pub fn job_ignored(&mut self, job_id: &str, ignored: u64) {
         if let Some(job) = self.jobs.get_mut(job_id) {
             job.ignored = ignored;
+        }
+    }
+
+    /// Whether any worker of `pool` sent a heartbeat in the last `live` seconds.
+    pub fn pool_has_live_workers(&self, pool: &str, live: f64) -> bool {
+        self.fleet().iter().any(|w| w.heartbeat.pool == pool && w.seconds_since_heartbeat < live)
+    }
+
+    /// Marks a running job as waiting (or no longer waiting) for a worker of its pool.
+    pub fn job_waiting(&mut self, job_id: &str, waiting: bool) {
+        if let Some(job) = self.jobs.get_mut(job_id) {
+            job.waiting_for_workers = waiting;
         }
     }
 
