@@ -45,7 +45,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lamina_worker::alloc::tune_for_inference();
-    lamina_common::logging::init(&cli.log_format);
+    // `lamina run` is the fleet in one process: the services' own lines (a worker's "task
+    // finished" per image, the coordinator's "job received") would repeat what the progress
+    // display says, so they show only from warnings up unless RUST_LOG asks for them.
+    let default = match cli.command {
+        Command::Run(_) | Command::Bench(_) => "info,lamina_worker::service=warn,lamina_coordinator::service=warn",
+        _ => "info",
+    };
+    lamina_common::logging::init_with(&cli.log_format, default);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
