@@ -121,7 +121,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs one job to completion (or until stopped) and writes its records.
-pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, mut stop: Stop) -> anyhow::Result<Outcome> {
+pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> anyhow::Result<Outcome> {
     let (_, out_loc) = args.locations()?;
     let s3 = S3Settings::from_env().map_err(anyhow::Error::msg)?;
     // An output that cannot be reached (wrong endpoint, a certificate nobody vouches for,
@@ -136,122 +136,163 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, mut stop: Stop) ->
     let loaded = tokio::task::spawn_blocking(move || model::load(&spec_name, device)).await.context("loading the model")?;
     let loaded = loaded.context("--model")?;
     loaded.check_params(&params)?;
-    let model_id = loaded.desc().id.clone();
-    info!(input = %args.input, output = %args.output, model = %model_id, device = %model::device_name(device),
+    info!(input = %args.input, output = %args.output, model = %loaded.desc().id, device = %model::device_name(device),
         batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
 
-    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("lamina")));
-    let state = Shared::default();
-    let (notes_tx, mut notes) = mpsc::unbounded_channel();
-    let coordinator = CoordinatorConfig {
-        s3: s3.clone(),
-        max_jobs: 1,
-        window: 64,
-        confirm_window: 256,
-        name: "lamina-run".to_owned(),
-        grace: STOP_GRACE,
-        notes: Some(notes_tx),
-    };
-    let clock = Arc::new(ModelClock::default());
-    let worker = ServiceConfig {
-        s3,
-        pool: POOL.to_owned(),
-        model: args.model.model.clone(),
-        worker: WorkerConfig { max_pixels: args.max_pixels(), batch_size: usize::from(args.batch_size), device },
-        prefetch: PREFETCH,
-        // A stopped run finishes the images it holds, however long they take; a second
-        // signal abandons them.
-        grace: Duration::from_secs(24 * 3600),
-        heartbeat: Duration::from_secs(1),
-        name: "lamina-run".to_owned(),
-        abort_on_key: None,
-        clock: clock.clone(),
-    };
-    let (coordinator_stop, worker_stop) = (CancellationToken::new(), CancellationToken::new());
-    let coordinating = tokio::spawn({
-        let (broker, state, stop) = (broker.clone(), state.clone(), coordinator_stop.clone());
-        async move { lamina_coordinator::service::serve(&coordinator, broker, state, stop).await }
-    });
-    let working = tokio::spawn({
-        let (broker, stop, model) = (broker.clone(), worker_stop.clone(), model::shared(loaded));
-        async move { lamina_worker::service::serve(&worker, model, broker, stop).await }
-    });
-
+    let mut engine = Engine::start(args, s3, device, loaded);
     let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params);
     spec.pool = POOL.to_owned();
-    broker.publish(&broker.topology().jobs(), &spec, 0).await.context("queueing the job")?;
-
+    engine.broker.publish(&engine.broker.topology().jobs(), &spec, 0).await.context("queueing the job")?;
     let started = Instant::now();
-    let mut progress = Progress::default();
-    let mut stopped_by: Option<StopSignal> = None;
-    let mut working = Some(working);
-    let mut coordinating = Some(coordinating);
-    let summary = loop {
-        tokio::select! {
-            note = notes.recv() => match note {
-                Some(JobNote::Result { result, listed, .. }) => {
-                    progress.count(result.status);
-                    reporter.set_total(listed);
-                    reporter.result(&result, &progress, listed);
-                }
-                Some(JobNote::Finished { summary }) => break summary,
-                Some(JobNote::Interrupted { error, .. }) => anyhow::bail!("the job stopped: {error}"),
-                None => anyhow::bail!("the job runner stopped before the job's summary was written"),
-            },
-            changed = stop.first.changed(), if stopped_by.is_none() => {
-                let Ok(()) = changed else { continue };
-                let Some(signal) = *stop.first.borrow() else { continue };
-                warn!(signal = signal.name(), "stopping: finishing the images in hand, then writing the summary (again to abandon them)");
-                stopped_by = Some(signal);
-                worker_stop.cancel();
-            }
-            // The worker finished what it held after a stop: the job ends here.
-            _ = async { working.as_mut().expect("guarded").await }, if stopped_by.is_some() && working.is_some() => {
-                working = None;
-                // The last results are on their way to the runner: let them arrive first.
-                let events = broker.topology().events();
-                for _ in 0..100 {
-                    if broker.depth(&events).await.ok().flatten().unwrap_or(0) == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                interrupt(&state, &spec.job_id, stopped_by);
-            }
-            _ = stop.abandon.cancelled(), if stopped_by.is_some() => {
-                warn!("stopping now: the images in hand are abandoned (their outputs are redone next time)");
-                interrupt(&state, &spec.job_id, stopped_by);
-                // The summary comes at once unless the runner is stuck (its store away).
-                match tokio::time::timeout(Duration::from_secs(5), finished(&mut notes)).await {
-                    Ok(Some(summary)) => break summary,
-                    _ => anyhow::bail!("stopped by a second signal before the job's summary could be written"),
-                }
-            }
-            // The in-process queue never fails: a coordinator that ends mid-job is a fault of
-            // the engine, reported rather than waited on forever.
-            ended = async { coordinating.as_mut().expect("guarded").await }, if coordinating.is_some() => {
-                match ended {
-                    Ok(Err(e)) => anyhow::bail!("the job runner stopped: {e}"),
-                    Err(e) => anyhow::bail!("the job runner crashed: {e}"),
-                    Ok(Ok(())) => anyhow::bail!("the job runner stopped before the job ended"),
-                }
-            }
-        }
-    };
+    let (summary, stopped_by) = engine.follow(&spec, reporter, stop.clone()).await?;
     let wall = started.elapsed().as_secs_f64();
-    // The job is over: the services stop (the worker holds nothing by now).
-    worker_stop.cancel();
-    coordinator_stop.cancel();
-    if !stop.abandon.is_cancelled() {
-        if let Some(working) = working {
+    engine.stop(stop.abandon.is_cancelled()).await;
+    Ok(Outcome { summary, model_seconds: engine.clock.busy_seconds(), wall_seconds: wall, stopped_by })
+}
+
+/// The coordinator's service and a worker session over one in-process queue.
+struct Engine {
+    broker: Arc<dyn Broker>,
+    state: Shared,
+    notes: mpsc::UnboundedReceiver<JobNote>,
+    clock: Arc<ModelClock>,
+    coordinating: Option<tokio::task::JoinHandle<Result<(), lamina_common::queue::QueueError>>>,
+    working: Option<tokio::task::JoinHandle<Result<(), lamina_worker::service::SessionError>>>,
+    coordinator_stop: CancellationToken,
+    worker_stop: CancellationToken,
+}
+
+impl Engine {
+    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, loaded: Box<dyn model::Model>) -> Engine {
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("lamina")));
+        let state = Shared::default();
+        let (notes_tx, notes) = mpsc::unbounded_channel();
+        let coordinator = CoordinatorConfig {
+            s3: s3.clone(),
+            max_jobs: 1,
+            window: 64,
+            confirm_window: 256,
+            name: "lamina-run".to_owned(),
+            grace: STOP_GRACE,
+            notes: Some(notes_tx),
+        };
+        let clock = Arc::new(ModelClock::default());
+        let worker = ServiceConfig {
+            s3,
+            pool: POOL.to_owned(),
+            model: args.model.model.clone(),
+            worker: WorkerConfig { max_pixels: args.max_pixels(), batch_size: usize::from(args.batch_size), device },
+            prefetch: PREFETCH,
+            // A stopped run finishes the images it holds, however long they take; a second
+            // signal abandons them.
+            grace: Duration::from_secs(24 * 3600),
+            heartbeat: Duration::from_secs(1),
+            name: "lamina-run".to_owned(),
+            abort_on_key: None,
+            clock: clock.clone(),
+        };
+        let (coordinator_stop, worker_stop) = (CancellationToken::new(), CancellationToken::new());
+        let coordinating = tokio::spawn({
+            let (broker, state, stop) = (broker.clone(), state.clone(), coordinator_stop.clone());
+            async move { lamina_coordinator::service::serve(&coordinator, broker, state, stop).await }
+        });
+        let working = tokio::spawn({
+            let (broker, stop, model) = (broker.clone(), worker_stop.clone(), model::shared(loaded));
+            async move { lamina_worker::service::serve(&worker, model, broker, stop).await }
+        });
+        Engine {
+            broker,
+            state,
+            notes,
+            clock,
+            coordinating: Some(coordinating),
+            working: Some(working),
+            coordinator_stop,
+            worker_stop,
+        }
+    }
+
+    /// Shows the job's results as they come, until its summary is written; handles the
+    /// stop signals. Returns the summary and the signal that stopped the job, if one did.
+    async fn follow(&mut self, spec: &JobSpec, reporter: &mut Reporter, mut stop: Stop) -> anyhow::Result<(Summary, Option<StopSignal>)> {
+        let mut progress = Progress::default();
+        let mut stopped_by: Option<StopSignal> = None;
+        let summary = loop {
+            tokio::select! {
+                note = self.notes.recv() => match note {
+                    Some(JobNote::Result { result, listed, .. }) => {
+                        progress.count(result.status);
+                        reporter.set_total(listed);
+                        reporter.result(&result, &progress, listed);
+                    }
+                    Some(JobNote::Finished { summary }) => break summary,
+                    Some(JobNote::Interrupted { error, .. }) => anyhow::bail!("the job stopped: {error}"),
+                    None => anyhow::bail!("the job runner stopped before the job's summary was written"),
+                },
+                changed = stop.first.changed(), if stopped_by.is_none() => {
+                    let Ok(()) = changed else { continue };
+                    let Some(signal) = *stop.first.borrow() else { continue };
+                    warn!(signal = signal.name(), "stopping: finishing the images in hand, then writing the summary (again to abandon them)");
+                    stopped_by = Some(signal);
+                    self.worker_stop.cancel();
+                }
+                // The worker finished what it held after a stop: the job ends here.
+                _ = async { self.working.as_mut().expect("guarded").await }, if stopped_by.is_some() && self.working.is_some() => {
+                    self.working = None;
+                    self.settle_events().await;
+                    interrupt(&self.state, &spec.job_id, stopped_by);
+                }
+                _ = stop.abandon.cancelled(), if stopped_by.is_some() => {
+                    warn!("stopping now: the images in hand are abandoned (their outputs are redone next time)");
+                    interrupt(&self.state, &spec.job_id, stopped_by);
+                    // The summary comes at once unless the runner is stuck (its store away).
+                    match tokio::time::timeout(Duration::from_secs(5), finished(&mut self.notes)).await {
+                        Ok(Some(summary)) => break summary,
+                        _ => anyhow::bail!("stopped by a second signal before the job's summary could be written"),
+                    }
+                }
+                // The in-process queue never fails: a coordinator that ends mid-job is a fault
+                // of the engine, reported rather than waited on forever.
+                ended = async { self.coordinating.as_mut().expect("guarded").await }, if self.coordinating.is_some() => {
+                    match ended {
+                        Ok(Err(e)) => anyhow::bail!("the job runner stopped: {e}"),
+                        Err(e) => anyhow::bail!("the job runner crashed: {e}"),
+                        Ok(Ok(())) => anyhow::bail!("the job runner stopped before the job ended"),
+                    }
+                }
+            }
+        };
+        Ok((summary, stopped_by))
+    }
+
+    /// Lets the last results reach the runner (the events queue drained) before the job is
+    /// stopped, so the images the worker finished are recorded.
+    async fn settle_events(&self) {
+        let events = self.broker.topology().events();
+        for _ in 0..100 {
+            if self.broker.depth(&events).await.ok().flatten().unwrap_or(0) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// The job is over: the services stop (the worker holds nothing by now); after a second
+    /// signal, without waiting for them.
+    async fn stop(&mut self, now: bool) {
+        self.worker_stop.cancel();
+        self.coordinator_stop.cancel();
+        if now {
+            return;
+        }
+        if let Some(working) = self.working.take() {
             let _ = tokio::time::timeout(STOP_GRACE, working).await;
         }
-        if let Some(coordinating) = coordinating {
+        if let Some(coordinating) = self.coordinating.take() {
             let _ = tokio::time::timeout(STOP_GRACE, coordinating).await;
         }
     }
-    Ok(Outcome { summary, model_seconds: clock.busy_seconds(), wall_seconds: wall, stopped_by })
 }
 
 /// Ends the job now, its summary marked with the signal that stopped it.
