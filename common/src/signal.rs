@@ -78,3 +78,33 @@ pub async fn on_signals(first: &tokio::sync::watch::Sender<Option<StopSignal>>, 
         }
     }
 }
+
+/// Runs a service beside its HTTP endpoint and turns how they end into the process's exit
+/// code: 0 when the service stopped (it was told to), 1 when it gave up (`error`), 2 when the
+/// endpoint stopped serving on its own (its address in use, `what` on `addr`).
+pub async fn exit_code<E: std::fmt::Display, T>(
+    service: impl std::future::Future<Output = Result<(), E>>,
+    endpoint: tokio::task::JoinHandle<T>,
+    what: &str,
+    addr: std::net::SocketAddr,
+    shutdown: &CancellationToken,
+) -> std::process::ExitCode {
+    tokio::pin!(service);
+    let served = tokio::select! {
+        served = &mut service => served,
+        _ = endpoint => {
+            if !shutdown.is_cancelled() {
+                tracing::error!(address = %addr, "the {what} stopped (is the address in use?)");
+                return std::process::ExitCode::from(2);
+            }
+            service.await
+        }
+    };
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "giving up");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

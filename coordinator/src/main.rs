@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::info;
 
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
@@ -78,23 +78,6 @@ fn main() -> ExitCode {
             }
             serve(&config, Arc::new(broker), state.clone(), shutdown.clone()).await
         });
-        tokio::pin!(served);
-        let served = tokio::select! {
-            served = &mut served => served,
-            _ = http => {
-                if !shutdown.is_cancelled() {
-                    error!(address = %args.http, "the HTTP endpoints stopped (is the address in use?)");
-                    return ExitCode::from(2);
-                }
-                served.await
-            }
-        };
-        match served {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                error!(error = %e, "giving up");
-                ExitCode::from(1)
-            }
-        }
+        lamina_common::signal::exit_code(served, http, "HTTP endpoints", args.http, &shutdown).await
     })
 }

@@ -92,24 +92,7 @@ fn main() -> ExitCode {
             METRICS.broker_connects.fetch_add(1, Ordering::Relaxed);
             serve(&config, model.clone(), Arc::new(broker), shutdown.clone()).await
         });
-        tokio::pin!(served);
-        let served = tokio::select! {
-            served = &mut served => served,
-            _ = metrics => {
-                if !shutdown.is_cancelled() {
-                    error!(address = %args.metrics, "the metrics endpoint stopped (is the address in use?)");
-                    return ExitCode::from(2);
-                }
-                served.await
-            }
-        };
-        match served {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                error!(error = %e, "giving up");
-                ExitCode::from(1)
-            }
-        }
+        lamina_common::signal::exit_code(served, metrics, "metrics endpoint", args.metrics, &shutdown).await
     })
 }
 
