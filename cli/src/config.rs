@@ -8,7 +8,7 @@ use lamina_common::Location;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Folder or s3://bucket/prefix of images (searched recursively for JPEG, PNG, WebP, TIFF, BMP, GIF).
+    /// Folder or s3://bucket/prefix of images (searched recursively: JPEG, PNG, WebP, TIFF, BMP, GIF, TGA, ICO, PNM, QOI, HDR, OpenEXR, ...).
     #[arg(value_name = "IN")]
     pub input: String,
     /// Folder or s3://bucket/prefix for the layers, manifests and job records.
