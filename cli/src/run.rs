@@ -237,7 +237,7 @@ impl Engine {
                     self.worker_stop.cancel();
                 }
                 // The worker finished what it held after a stop: the job ends here.
-                _ = async { self.working.as_mut().expect("guarded").await }, if stopped_by.is_some() && self.working.is_some() => {
+                _ = async { match self.working.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if stopped_by.is_some() && self.working.is_some() => {
                     self.working = None;
                     self.settle_events().await;
                     interrupt(&self.state, &spec.job_id, stopped_by);
@@ -253,7 +253,7 @@ impl Engine {
                 }
                 // The in-process queue never fails: a coordinator that ends mid-job is a fault
                 // of the engine, reported rather than waited on forever.
-                ended = async { self.coordinating.as_mut().expect("guarded").await }, if self.coordinating.is_some() => {
+                ended = async { match self.coordinating.as_mut() { Some(c) => c.await, None => std::future::pending().await } }, if self.coordinating.is_some() => {
                     match ended {
                         Ok(Err(e)) => anyhow::bail!("the job runner stopped: {e}"),
                         Err(e) => anyhow::bail!("the job runner crashed: {e}"),
