@@ -38,6 +38,18 @@ pub struct BenchArgs {
     /// Images in the end-to-end run at the largest size.
     #[arg(long, default_value_t = 8)]
     pub e2e_images: usize,
+    /// Also run the end-to-end runs in fast mode and compare: images/s of both modes and
+    /// each bundled photo's recomposite PSNR in both.
+    #[arg(long)]
+    pub compare_fast: bool,
+    /// Large-image runs instead: one photo resized to each of these many megapixels (4:3),
+    /// one `lamina run` each, with its wall time, time per pixel against the first size, and
+    /// the process's peak resident memory during the run (e.g. `--large 1,4,12,24,49`).
+    #[arg(long, value_delimiter = ',')]
+    pub large: Vec<f64>,
+    /// The memory budget of the end-to-end runs (as `lamina run --memory-budget`).
+    #[arg(long, env = "LAMINA_MEMORY_BUDGET", default_value = "auto")]
+    pub memory_budget: String,
 }
 
 pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -45,6 +57,9 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let params = args.model.params()?;
     let photos = load_photos(&args.images)?;
     println!("device: {}  threads: {}  model: {}", model::device_name(device), tch::get_num_threads(), args.model.model);
+    if !args.large.is_empty() {
+        return large(&args, &photos).await;
+    }
     println!();
     println!("| measurement | size | batch | images/s | ms/image |");
     println!("| --- | --- | --- | --- | --- |");
@@ -82,6 +97,9 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         samples.summary.images_per_second,
         1000.0 / samples.summary.images_per_second
     );
+    if args.compare_fast {
+        return compare_fast(&args, &photos, &tmp).await;
+    }
     let mut ratios = Vec::new();
     if let Some(&size) = args.sizes.iter().max() {
         let input = tmp.path().join(format!("in-{size}"));
@@ -160,13 +178,127 @@ fn write_squares(photos: &[image::DynamicImage], size: u32, n: usize, dir: &Path
 }
 
 async fn run_once(args: &BenchArgs, input: &Path, output: &Path) -> anyhow::Result<crate::run::Outcome> {
+    run_with(args, &args.model.quality, input, output).await
+}
+
+async fn run_with(args: &BenchArgs, quality: &str, input: &Path, output: &Path) -> anyhow::Result<crate::run::Outcome> {
+    let mut model = args.model.clone();
+    model.quality = quality.to_owned();
     let run = RunArgs {
         input: input.display().to_string(),
         output: output.display().to_string(),
-        model: args.model.clone(),
+        model,
         batch_size: 1,
-        max_megapixels: 64.0,
+        max_megapixels: 200.0,
+        memory_budget: args.memory_budget.clone(),
         progress: "none".into(),
     };
     run_job(&run, &mut Reporter::new("none"), Stop::never()).await
+}
+
+/// Each image's recomposite PSNR from the manifests under `out`, by input key.
+fn psnrs(out: &Path) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == lamina_common::manifest::MANIFEST_FILE) {
+                let m: lamina_common::manifest::Manifest = serde_json::from_slice(&std::fs::read(&path)?)?;
+                found.insert(m.input.key.clone(), m.recomposite_psnr_db.unwrap_or(f64::INFINITY));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Reference against fast mode, end to end, in one process: on the bundled photos (already
+/// run in reference mode as `samples`) and on photos resized to the largest size.
+async fn compare_fast(args: &BenchArgs, photos: &[image::DynamicImage], tmp: &tempfile::TempDir) -> anyhow::Result<ExitCode> {
+    let fast_samples = run_with(args, "fast", &args.images, &tmp.path().join("samples-fast")).await?;
+    println!(
+        "| lamina run --quality fast, bundled photos ({} images) | - | 1 | {:.3} | {:.0} |",
+        fast_samples.summary.done,
+        fast_samples.summary.images_per_second,
+        1000.0 / fast_samples.summary.images_per_second
+    );
+    let mut rates = Vec::new();
+    if let Some(&size) = args.sizes.iter().max() {
+        let input = tmp.path().join(format!("in-{size}"));
+        write_squares(photos, size as u32, args.e2e_images, &input)?;
+        for quality in ["reference", "fast"] {
+            let run = run_with(args, quality, &input, &tmp.path().join(format!("out-{size}-{quality}"))).await?;
+            let rate = run.summary.images_per_second;
+            println!("| lamina run --quality {quality}, {} images | {size}^2 | 1 | {rate:.3} | {:.0} |", run.summary.done, 1000.0 / rate);
+            rates.push(rate);
+        }
+    }
+    println!();
+    if let [reference, fast] = rates[..] {
+        println!("fast mode: {:.2} x the images/s of reference mode at the largest size", fast / reference);
+    }
+    let reference = psnrs(&tmp.path().join("samples-out"))?;
+    let fast = psnrs(&tmp.path().join("samples-fast"))?;
+    println!();
+    println!("| bundled photo | reference PSNR (dB) | fast PSNR (dB) | fast - reference |");
+    println!("| --- | --- | --- | --- |");
+    for (key, r) in &reference {
+        if let Some(f) = fast.get(key) {
+            println!("| {key} | {r:.2} | {f:.2} | {:+.2} |", f - r);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One photo at each size of `--large`, one run each, with time and peak memory.
+async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Result<ExitCode> {
+    let tmp = tempfile::tempdir().context("temporary folder")?;
+    println!();
+    println!("| photo | megapixels | quality | seconds | s/MP | s/MP vs first | peak RSS | recomposite PSNR |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut first = None;
+    for (i, &mp) in args.large.iter().enumerate() {
+        let (w, h) = ((mp * 1e6 * 4.0 / 3.0).sqrt().round() as u32, (mp * 1e6 * 3.0 / 4.0).sqrt().round() as u32);
+        let input = tmp.path().join(format!("in-{i}"));
+        std::fs::create_dir_all(&input)?;
+        let img = photos[0].resize_exact(w, h, image::imageops::FilterType::Triangle).to_rgb8();
+        img.save(input.join("photo.png")).context("write benchmark input")?;
+        drop(img);
+        let output = tmp.path().join(format!("out-{i}"));
+        reset_peak_rss();
+        let started = Instant::now();
+        let run = run_with(args, &args.model.quality, &input, &output).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let peak = peak_rss();
+        if run.summary.done != 1 {
+            bail!("the {w}x{h} photo was not decomposed: {:?}", run.summary.failures);
+        }
+        let real_mp = f64::from(w) * f64::from(h) / 1e6;
+        let per_mp = seconds / real_mp;
+        let base = *first.get_or_insert(per_mp);
+        let psnr = psnrs(&output)?.into_values().next().unwrap_or(f64::NAN);
+        println!(
+            "| {w}x{h} | {real_mp:.1} | {} | {seconds:.1} | {per_mp:.2} | {:.2} | {} | {psnr:.2} |",
+            args.model.quality,
+            per_mp / base,
+            peak.map_or("-".into(), lamina_common::bytes::human)
+        );
+        let _ = std::fs::remove_dir_all(&output);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resets the kernel's record of this process's peak resident memory (Linux).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident memory since the last reset (Linux).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

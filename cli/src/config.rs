@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::Args;
 
-use lamina_common::params::DecomposeParams;
+use lamina_common::params::{DecomposeParams, Quality};
 use lamina_common::Location;
 
 #[derive(Debug, Clone, Args)]
@@ -22,6 +22,10 @@ pub struct RunArgs {
     /// Refuse images larger than this many megapixels (checked from the header).
     #[arg(long, env = "LAMINA_MAX_MEGAPIXELS", default_value_t = 64.0)]
     pub max_megapixels: f64,
+    /// Memory one forward pass may use (e.g. 3GiB, 512MiB): larger images run in tiles, so
+    /// any size fits. `auto`: 2 GiB on a CPU, 60% of the GPU's memory on CUDA.
+    #[arg(long, env = "LAMINA_MEMORY_BUDGET", default_value = "auto")]
+    pub memory_budget: String,
     /// Progress display: a bar on a terminal, log lines otherwise.
     #[arg(long, env = "LAMINA_PROGRESS", default_value = "auto", value_parser = ["auto", "bar", "log", "none"])]
     pub progress: String,
@@ -42,6 +46,10 @@ pub struct ModelArgs {
     /// A fixed palette instead of k-means: "r,g,b;r,g,b;..." (7 colours for fscs).
     #[arg(long, env = "LAMINA_PALETTE")]
     pub palette: Option<String>,
+    /// reference (the networks see every pixel) or fast (they see the image reduced to about
+    /// 1 MP; the layers come back to full size guided by the full image). fscs only.
+    #[arg(long, env = "LAMINA_QUALITY", default_value = "reference", value_parser = ["reference", "fast"])]
+    pub quality: String,
 }
 
 impl ModelArgs {
@@ -50,7 +58,8 @@ impl ModelArgs {
             Some(text) => Some(DecomposeParams::parse_palette(text).map_err(anyhow::Error::msg).context("--palette")?),
             None => None,
         };
-        Ok(DecomposeParams { layers: self.layers, palette })
+        let quality = Quality::parse(&self.quality).map_err(anyhow::Error::msg).context("--quality")?;
+        Ok(DecomposeParams { layers: self.layers, palette, quality })
     }
 
     pub fn device(&self) -> anyhow::Result<tch::Device> {
@@ -80,5 +89,13 @@ impl RunArgs {
 
     pub fn max_pixels(&self) -> u64 {
         (self.max_megapixels * 1e6) as u64
+    }
+
+    /// The memory budget for one forward pass on `device`.
+    pub fn memory_budget(&self, device: tch::Device) -> anyhow::Result<u64> {
+        match self.memory_budget.as_str() {
+            "auto" => Ok(lamina_worker::pipeline::default_memory_budget(device)),
+            text => lamina_common::bytes::parse(text).map_err(anyhow::Error::msg).context("--memory-budget"),
+        }
     }
 }

@@ -132,6 +132,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
     }
     let params = args.model.params()?;
     let device = args.model.device()?;
+    let budget = args.memory_budget(device)?;
     let spec_name = args.model.model.clone();
     let loaded = tokio::task::spawn_blocking(move || model::load(&spec_name, device)).await.context("loading the model")?;
     let loaded = loaded.context("--model")?;
@@ -139,7 +140,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
     info!(input = %args.input, output = %args.output, model = %loaded.desc().id, device = %model::device_name(device),
         batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
 
-    let mut engine = Engine::start(args, s3, device, loaded);
+    let mut engine = Engine::start(args, s3, device, budget, loaded);
     let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params);
     spec.pool = POOL.to_owned();
     engine.broker.publish(&engine.broker.topology().jobs(), &spec, 0).await.context("queueing the job")?;
@@ -163,7 +164,7 @@ struct Engine {
 }
 
 impl Engine {
-    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, loaded: Box<dyn model::Model>) -> Engine {
+    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, budget: u64, loaded: Box<dyn model::Model>) -> Engine {
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("lamina")));
         let state = Shared::default();
         let (notes_tx, notes) = mpsc::unbounded_channel();
@@ -181,7 +182,12 @@ impl Engine {
             s3,
             pool: POOL.to_owned(),
             model: args.model.model.clone(),
-            worker: WorkerConfig { max_pixels: args.max_pixels(), batch_size: usize::from(args.batch_size), device },
+            worker: WorkerConfig {
+                max_pixels: args.max_pixels(),
+                batch_size: usize::from(args.batch_size),
+                device,
+                memory_budget: budget,
+            },
             prefetch: PREFETCH,
             // A stopped run finishes the images it holds, however long they take; a second
             // signal abandons them.

@@ -94,6 +94,9 @@ impl ModelSpec {
                 if params.palette.is_some() {
                     return Err("this model takes no palette".to_owned());
                 }
+                if !params.quality.is_reference() {
+                    return Err("this model has no fast mode (--quality fast is for fscs)".to_owned());
+                }
                 match (params.layers, card) {
                     (Some(n), Some(card)) if usize::from(n) != card.layers => {
                         Err(format!("this model makes {} normal-blend layers and cannot merge them to {n}", card.layers))
@@ -102,6 +105,7 @@ impl ModelSpec {
                 }
             }
             ModelSpec::CapacityTest(_) if params.palette.is_some() => Err("this model takes no palette".to_owned()),
+            ModelSpec::CapacityTest(_) if !params.quality.is_reference() => Err("this model has no fast mode".to_owned()),
             ModelSpec::CapacityTest(_) => Ok(()),
         }
     }
@@ -135,7 +139,16 @@ pub struct ModelCard {
     pub sha256: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// Peak working memory of one forward pass per input pixel, in bytes (default 1024):
+    /// with the worker's memory budget it decides which images run and how many share a
+    /// batch. An image over the budget is refused with the reason (such a model cannot be
+    /// run in tiles without knowing its receptive field).
+    #[serde(default)]
+    pub bytes_per_pixel: Option<u64>,
 }
+
+/// The working memory per pixel assumed for a TorchScript model whose card does not say.
+pub const DEFAULT_BYTES_PER_PIXEL: u64 = 1024;
 
 impl ModelCard {
     /// The card for `model`: the same path with the extension `.json`.
@@ -163,7 +176,7 @@ mod tests {
     use super::*;
 
     fn params(layers: Option<u8>, palette: usize) -> DecomposeParams {
-        DecomposeParams { layers, palette: (palette > 0).then(|| vec![[0, 0, 0]; palette]) }
+        DecomposeParams { layers, palette: (palette > 0).then(|| vec![[0, 0, 0]; palette]), ..DecomposeParams::default() }
     }
 
     #[test]
@@ -189,11 +202,15 @@ mod tests {
             max_side: 1024,
             sha256: "0".repeat(64),
             description: None,
+            bytes_per_pixel: None,
         };
         let ts = ModelSpec::TorchScript("m.pt".into());
         assert!(ts.check_params(&params(Some(4), 0), Some(&card)).is_ok());
         assert!(ts.check_params(&params(Some(3), 0), Some(&card)).is_err());
         assert!(ts.check_params(&params(None, 7), None).unwrap_err().contains("no palette"));
         assert!(ModelSpec::CapacityTest(1).check_params(&params(Some(3), 0), None).is_ok());
+        let fast = DecomposeParams { quality: crate::params::Quality::Fast, ..DecomposeParams::default() };
+        assert!(fscs.check_params(&fast, None).is_ok());
+        assert!(ts.check_params(&fast, Some(&card)).unwrap_err().contains("no fast mode"));
     }
 }

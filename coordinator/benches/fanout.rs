@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
         output: store,
         model_id: lamina_common::FSCS_MODEL_ID.into(),
         weights_sha256: lamina_common::FSCS_WEIGHTS_SHA256.into(),
-        params: DecomposeParams { layers: None, palette: None },
+        params: DecomposeParams::default(),
         model: Some("fscs".into()),
     };
     let stats = Arc::new(PlanStats::default());

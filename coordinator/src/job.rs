@@ -265,7 +265,7 @@ mod tests {
     async fn a_resumed_job_reads_what_was_recorded_and_drops_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams { layers: None, palette: None });
+        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams::default());
         let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
         first.record(&TaskResult::skipped("a.png")).await.unwrap();
         first.record(&TaskResult::failed("b.png", FailureKind::NotAnImage, "empty file (0 bytes)")).await.unwrap();
@@ -314,7 +314,7 @@ mod tests {
     async fn without_in_place_append_results_go_to_parts_survive_a_restart_and_are_assembled_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(NoAppend(LocalStore::new(dir.path())));
-        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams { layers: None, palette: None });
+        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams::default());
         let prefix = spec.records_prefix();
         let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
         first.record(&TaskResult::skipped("a.png")).await.unwrap();

@@ -62,7 +62,7 @@ impl Engine {
             self.dir.path().join("in").display().to_string(),
             self.dir.path().join("out").display().to_string(),
             "fscs".into(),
-            DecomposeParams { layers: None, palette: None },
+            DecomposeParams::default(),
         );
         spec.job_id = job_id.to_owned();
         spec

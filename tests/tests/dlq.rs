@@ -50,7 +50,7 @@ fn task(job: &str, key: &str) -> Task {
         key: key.to_owned(),
         size: 10,
         etag: None,
-        params: DecomposeParams { layers: None, palette: None },
+        params: DecomposeParams::default(),
         model: None,
     }
 }

@@ -67,6 +67,16 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
     decode_named(bytes, "", max_pixels)
 }
 
+/// The width and height in `bytes`' header, when it can be read (a few bytes of reading; no
+/// pixel is decoded).
+pub fn dimensions(bytes: &[u8], name: &str) -> Option<(u32, u32)> {
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
+    if reader.format().is_none() {
+        reader.set_format(image::ImageFormat::from_path(name).ok()?);
+    }
+    reader.into_dimensions().ok()
+}
+
 /// Like [`decode`], for a file called `name`: the format comes from the content, or from
 /// the name's extension for formats whose files carry no signature (TGA).
 pub fn decode_named(bytes: &[u8], name: &str, max_pixels: u64) -> Result<Decoded, DecodeError> {

@@ -7,6 +7,9 @@
 //! input; at soft edges the stack is slightly more opaque than the input (normal blending
 //! cannot split a partial coverage across layers exactly), and the PSNR shows it.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use rayon::prelude::*;
 
 use crate::decode::Decoded;
@@ -18,6 +21,7 @@ const TILE: u32 = 256;
 const GUTTER: u32 = 8;
 
 /// One image's encoded outputs.
+#[derive(Debug)]
 pub struct Encoded {
     /// `(file name, PNG bytes)` of the written layers, bottom first.
     pub files: Vec<(String, Vec<u8>)>,
@@ -29,40 +33,270 @@ pub struct Encoded {
 }
 
 /// Applies the input alpha, drops invisible layers, encodes the rest and the preview, and
-/// measures how well the written layers rebuild the input.
-pub fn encode_image(mut layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Decoded) -> Result<Encoded, png::EncodingError> {
-    let (w, h) = (input.width, input.height);
-    if let Some(alpha) = &input.alpha {
-        layers.par_iter_mut().for_each(|layer| {
-            for (px, &a) in layer.chunks_exact_mut(4).zip(alpha) {
-                px[3] = (f32::from(px[3]) * a + 0.5) as u8;
-                if px[3] == 0 {
-                    px[..3].fill(0);
-                }
-            }
-        });
+/// measures how well the written layers rebuild the input: [`StreamEncoder`] fed the whole
+/// image as one band.
+pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<Decoded>) -> Result<Encoded, String> {
+    let mut encoder = StreamEncoder::new(input.clone(), sources.to_vec());
+    encoder.push(layers)?;
+    encoder.finish()
+}
+
+/// Encodes an image's layers as they arrive in bands of full-width rows, top to bottom, so
+/// that no stage after the model holds a whole layer: each layer streams into its own PNG
+/// encoder (only the compressed bytes stay), and the statistics, the recomposite PSNR and
+/// the contact sheet's samples are accumulated band by band. Memory is the compressed
+/// layers plus one band, whatever the image's size.
+pub struct StreamEncoder {
+    input: Arc<Decoded>,
+    sources: Vec<Vec<usize>>,
+    /// The next row to arrive.
+    row: u32,
+    layers: Vec<LayerStream>,
+    squared_error: f64,
+    thumb: Thumb,
+}
+
+struct LayerStream {
+    png: Option<png::StreamWriter<'static, SharedBuf>>,
+    bytes: SharedBuf,
+    stats: Stats,
+    /// The contact sheet's samples of this layer, `thumb.w * thumb.h` RGBA.
+    thumb: Vec<u8>,
+}
+
+/// The PNG encoder's output, shared so the bytes can be taken once the encoder finishes.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
     }
-    let mut kept = Vec::new();
-    let mut dropped = Vec::new();
-    for (layer, src) in layers.into_iter().zip(sources) {
-        if layer.chunks_exact(4).any(|px| px[3] > 0) {
-            kept.push((layer, src.clone()));
-        } else {
-            dropped.extend(src.iter().copied());
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A layer's bounding box, alpha mass and alpha-weighted colour sums.
+#[derive(Clone, Copy)]
+struct Stats {
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+    sum_a: f64,
+    sum_c: [f64; 3],
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats { x0: u32::MAX, y0: u32::MAX, x1: 0, y1: 0, sum_a: 0.0, sum_c: [0.0; 3] }
+    }
+}
+
+/// The contact sheet's tile geometry: nearest samples at the tile pixels' centres.
+#[derive(Clone, Copy)]
+struct Thumb {
+    w: u32,
+    h: u32,
+    scale: f64,
+}
+
+impl Thumb {
+    fn new(w: u32, h: u32) -> Thumb {
+        let scale = (f64::from(TILE) / f64::from(w.max(h))).min(1.0);
+        let tw = ((f64::from(w) * scale).round() as u32).max(1);
+        let th = ((f64::from(h) * scale).round() as u32).max(1);
+        Thumb { w: tw, h: th, scale }
+    }
+
+    /// The source column (or row) of tile column (or row) `t` in an image `n` pixels long.
+    fn source(&self, t: u32, n: u32) -> u32 {
+        (((f64::from(t) + 0.5) / self.scale) as u32).min(n - 1)
+    }
+}
+
+impl StreamEncoder {
+    /// An encoder for `sources.len()` layers of `input`'s size.
+    pub fn new(input: Arc<Decoded>, sources: Vec<Vec<usize>>) -> StreamEncoder {
+        let thumb = Thumb::new(input.width, input.height);
+        let layers = sources
+            .iter()
+            .map(|_| LayerStream {
+                png: None,
+                bytes: SharedBuf::default(),
+                stats: Stats::default(),
+                thumb: vec![0; (thumb.w * thumb.h * 4) as usize],
+            })
+            .collect();
+        StreamEncoder { input, sources, row: 0, layers, squared_error: 0.0, thumb }
+    }
+
+    /// Takes the next rows of every layer (8-bit straight RGBA, full width, one buffer per
+    /// layer, all with the same number of rows).
+    pub fn push(&mut self, mut band: Vec<Vec<u8>>) -> Result<(), String> {
+        let (w, h) = (self.input.width, self.input.height);
+        let row_bytes = w as usize * 4;
+        if band.len() != self.layers.len() {
+            return Err(format!("a band has {} layers, expected {}", band.len(), self.layers.len()));
+        }
+        let bytes = band.first().map_or(0, Vec::len);
+        if bytes == 0 || bytes % row_bytes != 0 || band.iter().any(|l| l.len() != bytes) {
+            return Err(format!("a band's layers are not whole rows of {w} pixels"));
+        }
+        let rows = (bytes / row_bytes) as u32;
+        let r0 = self.row;
+        if r0 + rows > h {
+            return Err(format!("{} rows arrived for an image {h} rows high", r0 + rows));
+        }
+        let n = w as usize * h as usize;
+        let first = r0 as usize * w as usize;
+        if let Some(alpha) = &self.input.alpha {
+            let alpha = &alpha[first..first + rows as usize * w as usize];
+            band.par_iter_mut().for_each(|layer| {
+                for (px, &a) in layer.chunks_exact_mut(4).zip(alpha) {
+                    px[3] = (f32::from(px[3]) * a + 0.5) as u8;
+                    if px[3] == 0 {
+                        px[..3].fill(0);
+                    }
+                }
+            });
+        }
+        let thumb = self.thumb;
+        let input = &self.input;
+        let band_ref = &band;
+        let (written, error) = rayon::join(
+            || {
+                self.layers.par_iter_mut().zip(band_ref.par_iter()).try_for_each(|(layer, pixels)| {
+                    if layer.png.is_none() {
+                        let mut encoder = png::Encoder::new(layer.bytes.clone(), w, h);
+                        encoder.set_color(png::ColorType::Rgba);
+                        encoder.set_depth(png::BitDepth::Eight);
+                        encoder.set_compression(png::Compression::Fast);
+                        let writer = encoder.write_header().map_err(|e| e.to_string())?;
+                        layer.png = Some(writer.into_stream_writer().map_err(|e| e.to_string())?);
+                    }
+                    if let Some(png) = layer.png.as_mut() {
+                        png.write_all(pixels).map_err(|e| e.to_string())?;
+                    }
+                    layer.stats.add(pixels, w, r0);
+                    for ty in 0..thumb.h {
+                        let sy = thumb.source(ty, h);
+                        if sy < r0 || sy >= r0 + rows {
+                            continue;
+                        }
+                        for tx in 0..thumb.w {
+                            let sx = thumb.source(tx, w);
+                            let from = (((sy - r0) * w + sx) * 4) as usize;
+                            let to = ((ty * thumb.w + tx) * 4) as usize;
+                            layer.thumb[to..to + 4].copy_from_slice(&pixels[from..from + 4]);
+                        }
+                    }
+                    Ok::<(), String>(())
+                })
+            },
+            || {
+                // The recomposite's squared error over this band, rows in parallel.
+                (0..rows as usize)
+                    .into_par_iter()
+                    .map(|y| {
+                        let mut se = 0f64;
+                        let mut acc = vec![[0f32; 3]; w as usize];
+                        for layer in band_ref {
+                            let line = &layer[y * row_bytes..(y + 1) * row_bytes];
+                            over(&mut acc, line);
+                        }
+                        for (x, px) in acc.iter().enumerate() {
+                            let i = first + y * w as usize + x;
+                            let a = input.alpha.as_ref().map_or(1.0, |al| al[i]);
+                            for (c, &v) in px.iter().enumerate() {
+                                let d = f64::from(v) - f64::from(input.rgb[c * n + i] * a);
+                                se += d * d;
+                            }
+                        }
+                        se
+                    })
+                    .sum::<f64>()
+            },
+        );
+        written?;
+        self.squared_error += error;
+        self.row += rows;
+        Ok(())
+    }
+
+    /// Finishes every PNG, drops the layers with no visible pixel, and returns the files, the
+    /// per-layer statistics, the contact sheet and the recomposite PSNR.
+    pub fn finish(self) -> Result<Encoded, String> {
+        let (w, h) = (self.input.width, self.input.height);
+        if self.row != h {
+            return Err(format!("the layers ended after {} of {h} rows", self.row));
+        }
+        let mut files = Vec::new();
+        let mut infos = Vec::new();
+        let mut dropped = Vec::new();
+        let mut thumbs = Vec::new();
+        let pixels = f64::from(w) * f64::from(h);
+        for (layer, sources) in self.layers.into_iter().zip(self.sources) {
+            if let Some(png) = layer.png {
+                png.finish().map_err(|e| e.to_string())?;
+            }
+            if layer.stats.sum_a <= 0.0 {
+                dropped.extend(sources);
+                continue;
+            }
+            let name = layer_name(files.len());
+            infos.push(layer.stats.info(name.clone(), sources, pixels));
+            files.push((name, layer.bytes.take()));
+            thumbs.push(layer.thumb);
+        }
+        let mse = self.squared_error / (3.0 * pixels);
+        let psnr_db = (mse > 0.0).then(|| 10.0 * (1.0 / mse).log10());
+        let preview = contact_sheet(&self.input, self.thumb, &thumbs)?;
+        Ok(Encoded { files, layers: infos, dropped, preview, psnr_db })
+    }
+}
+
+impl Stats {
+    /// Adds a band of straight RGBA whose first row is image row `y0`.
+    fn add(&mut self, pixels: &[u8], width: u32, y0: u32) {
+        for (i, px) in pixels.chunks_exact(4).enumerate() {
+            if px[3] == 0 {
+                continue;
+            }
+            let (x, y) = (i as u32 % width, y0 + i as u32 / width);
+            (self.x0, self.y0, self.x1, self.y1) = (self.x0.min(x), self.y0.min(y), self.x1.max(x), self.y1.max(y));
+            let a = f64::from(px[3]);
+            self.sum_a += a;
+            for c in 0..3 {
+                self.sum_c[c] += a * f64::from(px[c]);
+            }
         }
     }
-    let pngs: Vec<Result<Vec<u8>, _>> = kept.par_iter().map(|(layer, _)| encode_png(w, h, layer)).collect();
-    let (psnr_db, preview) = rayon::join(
-        || recomposite_psnr(kept.iter().map(|(l, _)| l.as_slice()), input),
-        || contact_sheet(kept.iter().map(|(l, _)| l.as_slice()), input),
-    );
-    let mut files = Vec::with_capacity(kept.len());
-    let mut infos = Vec::with_capacity(kept.len());
-    for (i, ((layer, src), png)) in kept.iter().zip(pngs).enumerate() {
-        files.push((layer_name(i), png?));
-        infos.push(layer_info(layer_name(i), src.clone(), layer, w));
+
+    fn info(&self, file: String, sources: Vec<usize>, pixels: f64) -> LayerInfo {
+        let bbox = (self.x0 <= self.x1).then(|| BBox { x: self.x0, y: self.y0, width: self.x1 - self.x0 + 1, height: self.y1 - self.y0 + 1 });
+        let color = self.sum_c.map(|s| if self.sum_a > 0.0 { (s / self.sum_a).round() as u8 } else { 0 });
+        LayerInfo { file, sources, color, bbox, coverage: self.sum_a / 255.0 / pixels.max(1.0) }
     }
-    Ok(Encoded { files, layers: infos, dropped, preview: preview?, psnr_db })
+}
+
+/// Composites one row of straight RGBA "over" `acc` (premultiplied RGB).
+fn over(acc: &mut [[f32; 3]], line: &[u8]) {
+    for (acc, px) in acc.iter_mut().zip(line.chunks_exact(4)) {
+        let a = f32::from(px[3]) / 255.0;
+        for c in 0..3 {
+            acc[c] = f32::from(px[c]) / 255.0 * a + acc[c] * (1.0 - a);
+        }
+    }
 }
 
 /// Encodes 8-bit RGBA as PNG with fast DEFLATE: layers are mostly empty or flat, which it
@@ -75,28 +309,6 @@ pub fn encode_png(width: u32, height: u32, rgba: &[u8]) -> Result<Vec<u8>, png::
     encoder.set_compression(png::Compression::Fast);
     encoder.write_header()?.write_image_data(rgba)?;
     Ok(out)
-}
-
-fn layer_info(file: String, sources: Vec<usize>, layer: &[u8], width: u32) -> LayerInfo {
-    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
-    let mut sum_a = 0f64;
-    let mut sum_c = [0f64; 3];
-    for (i, px) in layer.chunks_exact(4).enumerate() {
-        if px[3] == 0 {
-            continue;
-        }
-        let (x, y) = (i as u32 % width, i as u32 / width);
-        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-        let a = f64::from(px[3]);
-        sum_a += a;
-        for c in 0..3 {
-            sum_c[c] += a * f64::from(px[c]);
-        }
-    }
-    let pixels = (layer.len() / 4).max(1) as f64;
-    let bbox = (x0 <= x1).then(|| BBox { x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1 });
-    let color = sum_c.map(|s| if sum_a > 0.0 { (s / sum_a).round() as u8 } else { 0 });
-    LayerInfo { file, sources, color, bbox, coverage: sum_a / 255.0 / pixels }
 }
 
 /// Composites `layers` bottom to top with "over" and returns premultiplied RGB per pixel.
@@ -113,37 +325,23 @@ pub fn recomposite<'a>(layers: impl Iterator<Item = &'a [u8]> + Clone, pixels: u
     out
 }
 
-/// PSNR (dB) of the recomposited layers against the input, both premultiplied by the input
-/// alpha; `None` when identical.
-fn recomposite_psnr<'a>(layers: impl Iterator<Item = &'a [u8]> + Clone, input: &Decoded) -> Option<f64> {
-    let n = input.width as usize * input.height as usize;
-    let rebuilt = recomposite(layers, n);
-    let mut se = 0f64;
-    for (i, px) in rebuilt.iter().enumerate() {
-        let a = input.alpha.as_ref().map_or(1.0, |al| al[i]);
-        for (c, &v) in px.iter().enumerate() {
-            let d = f64::from(v) - f64::from(input.rgb[c * n + i] * a);
-            se += d * d;
+/// The contact sheet: the input, then each layer, on a checkerboard, in a grid.
+fn contact_sheet(input: &Decoded, thumb: Thumb, layers: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    let (w, h) = (input.width, input.height);
+    let n = w as usize * h as usize;
+    let mut original = vec![0u8; (thumb.w * thumb.h * 4) as usize];
+    for ty in 0..thumb.h {
+        for tx in 0..thumb.w {
+            let i = (thumb.source(ty, h) * w + thumb.source(tx, w)) as usize;
+            let a = input.alpha.as_ref().map_or(1.0, |al| al[i]);
+            let px = [input.rgb[i], input.rgb[n + i], input.rgb[2 * n + i], a].map(|v| (v * 255.0 + 0.5) as u8);
+            let o = ((ty * thumb.w + tx) * 4) as usize;
+            original[o..o + 4].copy_from_slice(&px);
         }
     }
-    let mse = se / (3 * n) as f64;
-    (mse > 0.0).then(|| 10.0 * (1.0 / mse).log10())
-}
-
-/// The contact sheet: the input, then each layer, on a checkerboard, in a grid.
-fn contact_sheet<'a>(layers: impl Iterator<Item = &'a [u8]>, input: &Decoded) -> Result<Vec<u8>, png::EncodingError> {
-    let (w, h) = (input.width, input.height);
-    let n = (w * h) as usize;
-    let original: Vec<u8> = (0..n)
-        .flat_map(|i| {
-            let a = input.alpha.as_ref().map_or(1.0, |al| al[i]);
-            [input.rgb[i], input.rgb[n + i], input.rgb[2 * n + i], a].map(|v| (v * 255.0 + 0.5) as u8)
-        })
-        .collect();
     let mut tiles: Vec<&[u8]> = vec![original.as_slice()];
-    tiles.extend(layers.map(|l| -> &[u8] { l }));
-    let scale = (TILE as f64 / f64::from(w.max(h))).min(1.0);
-    let (tw, th) = (((f64::from(w) * scale).round() as u32).max(1), ((f64::from(h) * scale).round() as u32).max(1));
+    tiles.extend(layers.iter().map(Vec::as_slice));
+    let (tw, th) = (thumb.w, thumb.h);
     let cols = (tiles.len() as u32).min(4);
     let rows = (tiles.len() as u32).div_ceil(cols);
     let (sw, sh) = (cols * (tw + GUTTER) + GUTTER, rows * (th + GUTTER) + GUTTER);
@@ -152,10 +350,7 @@ fn contact_sheet<'a>(layers: impl Iterator<Item = &'a [u8]>, input: &Decoded) ->
         let (ox, oy) = (GUTTER + (t as u32 % cols) * (tw + GUTTER), GUTTER + (t as u32 / cols) * (th + GUTTER));
         for ty in 0..th {
             for tx in 0..tw {
-                // Nearest sample at the tile's pixel centre: sharp and cheap.
-                let sx = (((f64::from(tx) + 0.5) / scale) as u32).min(w - 1);
-                let sy = (((f64::from(ty) + 0.5) / scale) as u32).min(h - 1);
-                let px = &tile[((sy * w + sx) * 4) as usize..][..4];
+                let px = &tile[((ty * tw + tx) * 4) as usize..][..4];
                 let check = if ((tx / 8) + (ty / 8)) % 2 == 0 { 204.0 } else { 153.0 };
                 let a = f32::from(px[3]) / 255.0;
                 let o = (((oy + ty) * sw + ox + tx) * 4) as usize;
@@ -165,20 +360,73 @@ fn contact_sheet<'a>(layers: impl Iterator<Item = &'a [u8]>, input: &Decoded) ->
             }
         }
     }
-    encode_png(sw, sh, &sheet)
+    encode_png(sw, sh, &sheet).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn input(w: u32, h: u32, rgb: [f32; 3], alpha: Option<Vec<f32>>) -> Decoded {
+    fn input(w: u32, h: u32, rgb: [f32; 3], alpha: Option<Vec<f32>>) -> Arc<Decoded> {
         let n = (w * h) as usize;
         let mut planes = vec![0f32; 3 * n];
         for c in 0..3 {
             planes[c * n..(c + 1) * n].fill(rgb[c]);
         }
-        Decoded { width: w, height: h, rgb: planes, alpha, format: "png".into(), color: "rgb8".into(), orientation: 1 }
+        Arc::new(Decoded { width: w, height: h, rgb: planes, alpha, format: "png".into(), color: "rgb8".into(), orientation: 1 })
+    }
+
+    /// A deterministic pseudo-random image and two layers with soft alpha.
+    fn noisy(w: u32, h: u32) -> (Arc<Decoded>, Vec<Vec<u8>>) {
+        let n = (w * h) as usize;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8
+        };
+        let layers: Vec<Vec<u8>> = (0..2).map(|_| (0..4 * n).map(|_| next()).collect()).collect();
+        let rgb = (0..3 * n).map(|i| (i % 251) as f32 / 250.0).collect();
+        let alpha = Some((0..n).map(|i| if i % 7 == 0 { 0.0 } else { 1.0 }).collect());
+        let image = Decoded { width: w, height: h, rgb, alpha, format: "png".into(), color: "rgba8".into(), orientation: 1 };
+        (Arc::new(image), layers)
+    }
+
+    #[test]
+    fn bands_encode_exactly_what_the_whole_image_encodes() {
+        let (w, h) = (37, 29);
+        let (image, layers) = noisy(w, h);
+        let whole = encode_image(layers.clone(), &[vec![0], vec![1]], &image).unwrap();
+        let mut streamed = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]]);
+        let row = (w * 4) as usize;
+        for (r0, rows) in [(0, 1), (1, 10), (11, 17), (28, 1)] {
+            streamed.push(layers.iter().map(|l| l[r0 * row..(r0 + rows) * row].to_vec()).collect()).unwrap();
+        }
+        let streamed = streamed.finish().unwrap();
+        for (a, b) in whole.files.iter().zip(&streamed.files) {
+            assert_eq!(a.0, b.0);
+            let (da, db) = (image::load_from_memory(&a.1).unwrap(), image::load_from_memory(&b.1).unwrap());
+            assert_eq!(da.to_rgba8().as_raw(), db.to_rgba8().as_raw(), "{}", a.0);
+        }
+        assert_eq!(serde_json::to_value(&whole.layers).unwrap(), serde_json::to_value(&streamed.layers).unwrap());
+        let (pa, pb) = (whole.psnr_db.unwrap(), streamed.psnr_db.unwrap());
+        assert!((pa - pb).abs() < 1e-9, "{pa} vs {pb}");
+        assert_eq!(whole.preview, streamed.preview);
+    }
+
+    #[test]
+    fn a_stream_that_ends_early_or_overflows_is_an_error_not_a_panic() {
+        let (image, layers) = noisy(8, 4);
+        let mut short = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]]);
+        short.push(layers.iter().map(|l| l[..32 * 2].to_vec()).collect()).unwrap();
+        assert!(short.finish().unwrap_err().contains("after 2 of 4 rows"));
+        let mut long = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]]);
+        long.push(layers.clone()).unwrap();
+        assert!(long.push(layers.clone()).unwrap_err().contains("8 rows arrived"));
+        let mut ragged = StreamEncoder::new(image, vec![vec![0], vec![1]]);
+        assert!(ragged.push(vec![layers[0].clone(), layers[1][..32].to_vec()]).is_err());
+        assert!(ragged.push(vec![layers[0].clone()]).is_err());
     }
 
     #[test]

@@ -39,6 +39,10 @@ struct Args {
     prefetch: u16,
     #[arg(long, env = "LAMINA_MAX_MEGAPIXELS", default_value_t = 64.0)]
     max_megapixels: f64,
+    /// Memory one forward pass may use (e.g. 3GiB): larger images run in tiles. `auto`: 2 GiB
+    /// on a CPU, 60% of the GPU's memory on CUDA.
+    #[arg(long, env = "LAMINA_MEMORY_BUDGET", default_value = "auto")]
+    memory_budget: String,
     /// Seconds a stopping worker may spend finishing the tasks it holds.
     #[arg(long, env = "LAMINA_DRAIN_GRACE_SECONDS", default_value_t = 25)]
     grace_seconds: u64,
@@ -109,6 +113,7 @@ fn config(args: &Args) -> Result<ServiceConfig, String> {
             max_pixels: (args.max_megapixels * 1e6) as u64,
             batch_size: usize::from(args.batch_size.max(1)),
             device,
+            memory_budget: memory_budget(&args.memory_budget, device).map_err(|e| format!("--memory-budget {e}"))?,
         },
         prefetch: args.prefetch.max(1),
         grace: Duration::from_secs(args.grace_seconds),
@@ -117,6 +122,13 @@ fn config(args: &Args) -> Result<ServiceConfig, String> {
         abort_on_key: std::env::var("LAMINA_FAILPOINT_ABORT_ON_KEY").ok().filter(|v| !v.is_empty()),
         clock: Default::default(),
     })
+}
+
+fn memory_budget(text: &str, device: tch::Device) -> Result<u64, String> {
+    match text {
+        "auto" => Ok(lamina_worker::pipeline::default_memory_budget(device)),
+        text => lamina_common::bytes::parse(text),
+    }
 }
 
 fn hostname() -> String {

@@ -29,7 +29,7 @@ fn task(dir: &Path, key: &str, model: Option<&str>) -> Task {
         key: key.into(),
         size: std::fs::metadata(dir.join("in").join(key)).map_or(0, |m| m.len()),
         etag: None,
-        params: DecomposeParams { layers: None, palette: None },
+        params: DecomposeParams::default(),
         model: model.map(str::to_owned),
     }
 }
@@ -58,7 +58,7 @@ async fn the_session_reports_after_the_manifest_acks_after_the_report_and_refuse
         s3: S3Settings { endpoint: None, region: "us-east-1".into(), path_style: false, credentials: None, max_attempts: 1 },
         pool: "default".into(),
         model: MODEL.into(),
-        worker: WorkerConfig { max_pixels: 1_000_000, batch_size: 2, device: tch::Device::Cpu },
+        worker: WorkerConfig { max_pixels: 1_000_000, batch_size: 2, device: tch::Device::Cpu, memory_budget: 2 << 30 },
         prefetch: 8,
         grace: Duration::from_secs(10),
         heartbeat: Duration::from_secs(1),

@@ -27,7 +27,7 @@ fn load(dir: &Path, name: &str) -> Result<Box<dyn model::Model>, ModelError> {
 fn run(m: &dyn model::Model, images: &Tensor) -> Result<model::Decomposed, ModelError> {
     let (_, _, h, w) = images.size4().unwrap();
     let sizes = vec![(h, w); images.size()[0] as usize];
-    m.decompose(&Batch { images, sizes: &sizes, alpha: None }, &DecomposeParams { layers: None, palette: None })
+    m.decompose(&Batch { images, sizes: &sizes, alpha: None }, &DecomposeParams::default())
 }
 
 #[test]
@@ -83,9 +83,9 @@ fn a_model_that_does_not_match_its_card_is_not_loaded() {
 fn parameters_the_model_cannot_honour_are_refused() {
     let dir = fixtures();
     let m = load(dir.path(), "two_layer").unwrap();
-    let palette = DecomposeParams { layers: None, palette: Some(vec![[0, 0, 0]; 7]) };
+    let palette = DecomposeParams { palette: Some(vec![[0, 0, 0]; 7]), ..DecomposeParams::default() };
     assert!(m.check_params(&palette).is_err());
-    let fewer = DecomposeParams { layers: Some(1), palette: None };
+    let fewer = DecomposeParams { layers: Some(1), ..DecomposeParams::default() };
     assert!(m.check_params(&fewer).unwrap_err().to_string().contains("cannot merge"));
     assert!(model::load("nonsense", Device::Cpu).is_err());
 }

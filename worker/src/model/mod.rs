@@ -32,6 +32,12 @@ pub enum ModelError {
     Card { reason: String },
     #[error("model {model}: {reason}")]
     Params { model: String, reason: String },
+    /// The image needs more memory than the budget allows and the model cannot tile.
+    #[error("model {model}: {reason}")]
+    TooLarge { model: String, reason: String },
+    /// The pipeline stopped taking the layers (shutdown).
+    #[error("the layers' consumer went away")]
+    SinkClosed,
     #[error("model {model} broke the output contract: {reason}")]
     Contract { model: String, reason: String },
     #[error("model {model}: {source}")]
@@ -52,8 +58,11 @@ pub struct ModelDesc {
     pub layers: usize,
     /// Input height and width must be multiples of this.
     pub size_multiple: i64,
-    /// The longest side the model accepts.
+    /// The longest side the model accepts (`u32::MAX` when it tiles: any size).
     pub max_side: u32,
+    /// Working memory of one forward pass per input pixel, in bytes: with the memory budget
+    /// it decides whether an image runs whole, in tiles, or how many share a batch.
+    pub bytes_per_pixel: u64,
 }
 
 /// One batch handed to a model.
@@ -77,6 +86,31 @@ pub struct Decomposed {
     pub palettes: Vec<Option<Vec<[u8; 3]>>>,
 }
 
+/// Receives one image's layers band by band from [`Model::decompose_large`].
+pub trait LayerSink {
+    /// Called once before any band: which model layers form each output layer, and the
+    /// palette (palette models only).
+    fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError>;
+    /// The next rows of every layer, top to bottom: 8-bit straight RGBA, full width, one
+    /// buffer per layer, as [`quantise`] makes them.
+    fn rows(&mut self, layers: Vec<Vec<u8>>) -> Result<(), ModelError>;
+}
+
+/// Quantises `[L,4,H,W]` normal-blend layers in [0,1] to 8-bit RGBA, one buffer per layer
+/// (`H*W*4` bytes, row-major), on the device so only bytes cross to the host. Colour is
+/// zeroed where alpha is 0: it is meaningless there, and zeros compress better.
+pub fn quantise(layers: &Tensor) -> Result<Vec<Vec<u8>>, tch::TchError> {
+    let (l, _, h, w) = layers.size4()?;
+    let q = (layers * 255.0 + 0.5).floor().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8);
+    let visible = q.narrow(1, 3, 1).gt(0).to_kind(tch::Kind::Uint8);
+    let q = Tensor::cat(&[q.narrow(1, 0, 3) * &visible, q.narrow(1, 3, 1)], 1);
+    let q = q.permute([0, 2, 3, 1]).contiguous().to_device(tch::Device::Cpu);
+    let bytes = Vec::<u8>::try_from(q.view(-1))?;
+    let per_layer = (h * w * 4) as usize;
+    debug_assert_eq!(bytes.len(), per_layer * l as usize);
+    Ok(bytes.chunks_exact(per_layer.max(1)).map(<[u8]>::to_vec).collect())
+}
+
 /// A decomposition model on one device. Inference is blocking: call it from a dedicated
 /// thread, never from an async runtime's workers.
 pub trait Model: Send {
@@ -90,6 +124,39 @@ pub trait Model: Send {
 
     /// Decomposes a batch.
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError>;
+
+    /// Whether `image` takes [`Model::decompose_large`] rather than a batch: it needs more
+    /// than `budget` bytes in one forward pass, or fast mode reduces it.
+    fn is_large(&self, width: u32, height: u32, params: &DecomposeParams, budget: u64) -> bool {
+        let _ = params;
+        whole_bytes(self.desc(), width, height) > budget
+    }
+
+    /// Decomposes one image that [`Model::is_large`] says is large, in memory bounded by
+    /// `budget`, handing the layers to `sink` band by band. Models that cannot tile refuse
+    /// with the reason.
+    fn decompose_large(&self, image: &crate::decode::Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
+        let _ = (params, sink);
+        let need = whole_bytes(self.desc(), image.width, image.height);
+        Err(ModelError::TooLarge {
+            model: self.desc().id.clone(),
+            reason: format!(
+                "a {}x{} image needs about {} in one forward pass, over the memory budget of {}, and this model cannot run in tiles (raise --memory-budget)",
+                image.width,
+                image.height,
+                lamina_common::bytes::human(need),
+                lamina_common::bytes::human(budget)
+            ),
+        })
+    }
+}
+
+/// Working memory of one forward pass over an image of this size (padded to the model's
+/// size multiple).
+pub fn whole_bytes(desc: &ModelDesc, width: u32, height: u32) -> u64 {
+    let m = desc.size_multiple.max(1) as u64;
+    let pad = |v: u32| u64::from(v).div_ceil(m) * m;
+    pad(width).saturating_mul(pad(height)).saturating_mul(desc.bytes_per_pixel)
 }
 
 /// A model shared by the sessions of one process: loaded once, it outlives broker

@@ -41,6 +41,7 @@ impl TorchScriptModel {
             layers: card.layers,
             size_multiple: card.size_multiple,
             max_side: card.max_side,
+            bytes_per_pixel: card.bytes_per_pixel.unwrap_or(lamina_common::model::DEFAULT_BYTES_PER_PIXEL),
         };
         Ok(TorchScriptModel { desc, module, device, card })
     }

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, Instrument};
 
 use super::{Finished, Item, Work, WorkerConfig, FETCH_CONCURRENCY};
-use crate::decode::decode_named;
+use crate::decode::{decode_named, dimensions};
 use crate::model::ModelDesc;
 use lamina_common::manifest::Timings;
 use lamina_common::messages::{FailureKind, Task, TaskResult};
@@ -26,16 +26,20 @@ pub(super) async fn run(
 ) {
     let mut running = JoinSet::new();
     let mut open = true;
+    // Decoded pixels in flight (queued for the model, in the model, being encoded) are
+    // bounded to twice the largest image, whatever the batch size: a run of 64 MP images
+    // holds two of them decoded, not a channel's worth.
+    let pixels = Arc::new(Semaphore::new(pixel_units(2 * config.max_pixels.max(1)) as usize));
     while open || !running.is_empty() {
         tokio::select! {
             task = tasks.recv(), if open && running.len() < FETCH_CONCURRENCY => match task {
                 Some(work) => {
-                    let (stores, config, desc) = (stores.clone(), config.clone(), desc.clone());
+                    let (stores, config, desc, pixels) = (stores.clone(), config.clone(), desc.clone(), pixels.clone());
                     let span = tracing::info_span!("image", job_id = %work.task.job_id, key = %work.task.key);
                     running.spawn(
                         async move {
                             let Work { ticket, task } = work;
-                            prepare(&stores, &config, &desc, ticket, task).await
+                            prepare(&stores, &config, &desc, &pixels, ticket, task).await
                         }
                         .instrument(span),
                     );
@@ -60,7 +64,19 @@ pub(super) async fn run(
 }
 
 /// Fetches and decodes one input; a failure becomes the task's result.
-async fn prepare(stores: &StoreCache, config: &WorkerConfig, desc: &ModelDesc, ticket: u64, task: Task) -> Result<Item, Finished> {
+/// Pixels in units of 1024, the decoded-pixel semaphore's permits.
+fn pixel_units(pixels: u64) -> u32 {
+    pixels.div_ceil(1024).min(u64::from(u32::MAX >> 4)) as u32
+}
+
+async fn prepare(
+    stores: &StoreCache,
+    config: &WorkerConfig,
+    desc: &ModelDesc,
+    pixels: &Arc<Semaphore>,
+    ticket: u64,
+    task: Task,
+) -> Result<Item, Finished> {
     let started = Instant::now();
     let fail = |kind: FailureKind, reason: String| Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), kind, reason));
     let input = stores.get(&task.input).await.map_err(|e| fail(FailureKind::Store, format!("input location: {e}")))?;
@@ -72,6 +88,13 @@ async fn prepare(stores: &StoreCache, config: &WorkerConfig, desc: &ModelDesc, t
     let etag = task.etag.clone().unwrap_or_else(|| sha256_etag(&bytes));
     let max_pixels = config.max_pixels;
     let name = task.key.clone();
+    // Room for this image's decoded pixels (refused sizes take none: they fail below).
+    let units = dimensions(&bytes, &name)
+        .map(|(w, h)| u64::from(w) * u64::from(h))
+        .filter(|&n| n <= max_pixels)
+        .map_or(0, pixel_units)
+        .min(pixel_units(2 * max_pixels.max(1)));
+    let room = pixels.clone().acquire_many_owned(units).await.map_err(|_| fail(FailureKind::Decode, "worker stopping".into()))?;
     let decoded = tokio::task::spawn_blocking(move || decode_named(&bytes, &name, max_pixels))
         .await
         .map_err(|e| fail(FailureKind::Decode, format!("decoder crashed: {e}")))?
@@ -89,7 +112,7 @@ async fn prepare(stores: &StoreCache, config: &WorkerConfig, desc: &ModelDesc, t
     };
     let span = tracing::Span::current();
     debug!(width = decoded.width, height = decoded.height, "decoded");
-    Ok(Item { ticket, task, output, started, etag, image: Arc::new(decoded), timings, span })
+    Ok(Item { ticket, task, output, started, etag, image: Arc::new(decoded), timings, span, _room: room })
 }
 
 pub(super) fn ms(d: std::time::Duration) -> f64 {

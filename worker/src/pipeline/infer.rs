@@ -2,6 +2,10 @@
 //! the model, and quantises the layers to 8-bit RGBA on the device (so only bytes cross back
 //! to the host).
 //!
+//! An image whose forward pass would need more than the memory budget, or that fast mode
+//! reduces, runs alone through `Model::decompose_large`, which hands its layers on band by
+//! band; a batch holds only as many images as fit the budget together.
+//!
 //! A batch holds only images of the same padded size *and* the same parameters: a pool
 //! worker serves several jobs at once, and a model runs a whole batch with one set of
 //! parameters, so an image must never share a forward pass with another job's `--layers`
@@ -14,13 +18,14 @@ use tch::{Kind, Tensor};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{fetch::ms, Finished, Inferred, Item, ModelClock};
-use crate::model::{Batch, Model, SharedModel};
+use super::{fetch::ms, Band, Finished, Inferred, Item, ModelClock};
+use crate::model::{quantise, whole_bytes, Batch, LayerSink, Model, ModelError, SharedModel};
 use lamina_common::messages::{FailureKind, TaskResult};
 
 pub(super) fn run(
     model: SharedModel,
     batch_size: usize,
+    budget: u64,
     mut decoded: mpsc::Receiver<Item>,
     inferred: mpsc::Sender<Inferred>,
     results: mpsc::Sender<Finished>,
@@ -44,8 +49,18 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        // The oldest image leads; ready images of its padded size and parameters join it.
-        let (batch, rest) = split_batch(std::mem::take(&mut pending), batch_size, |lead, item| {
+        let lead = &pending[0];
+        if model.is_large(lead.image.width, lead.image.height, &lead.task.params, budget) {
+            let item = pending.remove(0);
+            if !run_large(&**model, item, budget, &inferred, &results, &clock) {
+                return;
+            }
+            continue;
+        }
+        // The oldest image leads; ready images of its padded size and parameters join it, as
+        // many as fit the memory budget together.
+        let fit = (budget / whole_bytes(model.desc(), lead.image.width, lead.image.height).max(1)).max(1) as usize;
+        let (batch, rest) = split_batch(std::mem::take(&mut pending), batch_size.min(fit), |lead, item| {
             padded(lead) == padded(item) && lead.task.params == item.task.params
         });
         pending = rest;
@@ -60,9 +75,12 @@ pub(super) fn run(
         let per_image = ms(elapsed) / batch_len as f64;
         match outcome {
             Ok(outputs) => {
-                for (mut item, (layers, sources, palette)) in batch.into_iter().zip(outputs) {
-                    item.timings.inference = per_image;
-                    if inferred.blocking_send(Inferred { item, layers, sources, palette }).is_err() {
+                for (item, (layers, sources, palette)) in batch.into_iter().zip(outputs) {
+                    let (tx, bands) = mpsc::channel(2);
+                    // Capacity 2: both fit, so these sends never wait.
+                    let _ = tx.try_send(Band::Rows(layers));
+                    let _ = tx.try_send(Band::Done { inference_ms: per_image });
+                    if inferred.blocking_send(Inferred { item, sources, palette, bands }).is_err() {
                         return;
                     }
                 }
@@ -76,6 +94,67 @@ pub(super) fn run(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Hands a large image's bands on as the model makes them.
+struct ChannelSink<'a> {
+    /// The image, until its header goes out.
+    item: Option<Item>,
+    inferred: &'a mpsc::Sender<Inferred>,
+    bands: Option<mpsc::Sender<Band>>,
+}
+
+impl LayerSink for ChannelSink<'_> {
+    fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {
+        let item = self.item.take().ok_or(ModelError::SinkClosed)?;
+        // One band waits while the next is made: two bands of a large image in memory.
+        let (tx, bands) = mpsc::channel(1);
+        self.inferred.blocking_send(Inferred { item, sources, palette, bands }).map_err(|_| ModelError::SinkClosed)?;
+        self.bands = Some(tx);
+        Ok(())
+    }
+
+    fn rows(&mut self, layers: Vec<Vec<u8>>) -> Result<(), ModelError> {
+        let tx = self.bands.as_ref().ok_or(ModelError::SinkClosed)?;
+        tx.blocking_send(Band::Rows(layers)).map_err(|_| ModelError::SinkClosed)
+    }
+}
+
+/// Runs one large image through `decompose_large`; false when the pipeline is shutting down.
+fn run_large(
+    model: &dyn Model,
+    item: Item,
+    budget: u64,
+    inferred: &mpsc::Sender<Inferred>,
+    results: &mpsc::Sender<Finished>,
+    clock: &ModelClock,
+) -> bool {
+    let (image, params, span) = (item.image.clone(), item.task.params.clone(), item.span.clone());
+    let (ticket, task) = (item.ticket, item.task.clone());
+    span.in_scope(|| debug!(width = image.width, height = image.height, quality = %params.quality, "large image"));
+    let started = Instant::now();
+    let mut sink = ChannelSink { item: Some(item), inferred, bands: None };
+    let outcome = model.decompose_large(&image, &params, budget, &mut sink);
+    let elapsed = started.elapsed();
+    clock.add(elapsed);
+    crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
+    match (outcome, sink.bands) {
+        (Ok(()), Some(tx)) => tx.blocking_send(Band::Done { inference_ms: ms(elapsed) }).is_ok(),
+        (Err(ModelError::SinkClosed), _) => false,
+        (Err(e), Some(tx)) => {
+            span.in_scope(|| warn!(error = %e, "inference failed part way"));
+            tx.blocking_send(Band::Failed(e.to_string())).is_ok()
+        }
+        (outcome, None) => {
+            let (kind, reason) = match outcome {
+                Err(e @ ModelError::TooLarge { .. }) => (FailureKind::TooLarge, e.to_string()),
+                Err(e) => (FailureKind::Model, e.to_string()),
+                Ok(()) => (FailureKind::Model, "the model made no layers".to_owned()),
+            };
+            span.in_scope(|| warn!(error = %reason, "inference failed"));
+            results.blocking_send(Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), kind, reason))).is_ok()
         }
     }
 }
@@ -155,17 +234,7 @@ fn infer_batch(model: &dyn Model, batch: &[Item], (ph, pw): (i64, i64)) -> Resul
         .map_err(|e| e.to_string())?;
     let mut outputs = Vec::with_capacity(batch.len());
     for (i, ((&(h, w), sources), palette)) in sizes.iter().zip(out.sources).zip(out.palettes).enumerate() {
-        let layers = out.layers.get(i as i64).narrow(2, 0, h).narrow(3, 0, w);
-        let q = (layers * 255.0 + 0.5).floor().clamp(0.0, 255.0).to_kind(Kind::Uint8);
-        // Colour is meaningless where alpha is 0; zeroing it makes layers compress better.
-        let visible = q.narrow(1, 3, 1).gt(0).to_kind(Kind::Uint8);
-        let q = Tensor::cat(&[q.narrow(1, 0, 3) * &visible, q.narrow(1, 3, 1)], 1);
-        let q = q.permute([0, 2, 3, 1]).contiguous().to_device(tch::Device::Cpu);
-        let l = q.size()[0];
-        let bytes = Vec::<u8>::try_from(q.view(-1)).map_err(|e| e.to_string())?;
-        let per_layer = (h * w * 4) as usize;
-        let layers = bytes.chunks_exact(per_layer).map(<[u8]>::to_vec).collect::<Vec<_>>();
-        debug_assert_eq!(layers.len() as i64, l);
+        let layers = quantise(&out.layers.get(i as i64).narrow(2, 0, h).narrow(3, 0, w)).map_err(|e| e.to_string())?;
         outputs.push((layers, sources, palette));
     }
     Ok(outputs)

@@ -8,8 +8,12 @@
 //!       -> results
 //! ```
 //! Capacities: the decoded channel holds two batches so the model never waits for the next
-//! batch, and no more (each decoded 1024^2 image is 16 MB of floats); the inferred channel
-//! holds two images so encoding one never stalls the model while bounding quantised layers.
+//! batch, and no more (each decoded 1024^2 image is 16 MB of floats); decoded pixels in
+//! flight are also bounded to twice the largest allowed image. The inferred channel holds
+//! two images so encoding one never stalls the model. An image's layers travel as bands of
+//! full-width rows (one band for an image that ran whole, a row of tiles at a time for a
+//! large one), each streamed into its PNG encoders as it arrives, so no stage after the
+//! model holds a whole layer of a large image.
 //! A task's result is sent only after its manifest is written (ack after durable).
 
 mod fetch;
@@ -42,6 +46,17 @@ pub struct WorkerConfig {
     pub batch_size: usize,
     /// Where inference runs, for manifests and logs.
     pub device: tch::Device,
+    /// Bytes one forward pass may use: larger images run in tiles, and batches hold only
+    /// as many images as fit.
+    pub memory_budget: u64,
+}
+
+/// The default memory budget for a device: 2 GiB on a CPU, 60% of a GPU's memory.
+pub fn default_memory_budget(device: tch::Device) -> u64 {
+    match device {
+        tch::Device::Cuda(_) => crate::model::gpu_memory(device).map_or(8 << 30, |(_, _, total)| total / 10 * 6),
+        _ => 2 << 30,
+    }
 }
 
 /// A task and the ticket its result carries back (the queue delivery to acknowledge).
@@ -76,14 +91,26 @@ struct Item {
     timings: Timings,
     /// The image's span (`job_id`, `key`): every stage logs inside it.
     span: tracing::Span,
+    /// This image's share of the decoded-pixel budget, given back when the item is done.
+    _room: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// An image with its layers, quantised to 8-bit RGBA, one buffer per layer.
+/// An image whose layers are on their way: what they are made of, then the layers
+/// themselves in bands.
 struct Inferred {
     item: Item,
-    layers: Vec<Vec<u8>>,
     sources: Vec<Vec<usize>>,
     palette: Option<Vec<[u8; 3]>>,
+    bands: mpsc::Receiver<Band>,
+}
+
+/// What follows an [`Inferred`] image, in order: its layers' rows top to bottom, then
+/// `Done` (or `Failed` when the model fails part way).
+enum Band {
+    /// The next rows of every layer, 8-bit straight RGBA, one buffer per layer.
+    Rows(Vec<Vec<u8>>),
+    Done { inference_ms: f64 },
+    Failed(String),
 }
 
 /// Counters of model time, for benchmarks and the share of wall time outside the model.
@@ -115,13 +142,14 @@ pub async fn run(
 ) {
     let desc: ModelDesc = crate::model::lock(&model).desc().clone();
     let batch = config.batch_size.max(1);
+    let budget = config.memory_budget;
     let (decoded_tx, decoded_rx) = mpsc::channel(2 * batch);
     let (inferred_tx, inferred_rx) = mpsc::channel(2);
     let fetcher = tokio::spawn(fetch::run(stores, config.clone(), desc.clone(), tasks, decoded_tx, results.clone()));
     let infer_results = results.clone();
     let inference = std::thread::Builder::new()
         .name("lamina-inference".into())
-        .spawn(move || infer::run(model, batch, decoded_rx, inferred_tx, infer_results, clock));
+        .spawn(move || infer::run(model, batch, budget, decoded_rx, inferred_tx, infer_results, clock));
     let writer = write::run(desc, config, inferred_rx, results);
     writer.await;
     let _ = fetcher.await;

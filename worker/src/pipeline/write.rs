@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, Instrument};
 
-use super::{fetch::ms, Finished, Inferred, WorkerConfig, WRITE_CONCURRENCY};
-use crate::encode::{encode_image, Encoded};
+use super::{fetch::ms, Band, Finished, Inferred, WorkerConfig, WRITE_CONCURRENCY};
+use crate::encode::{Encoded, StreamEncoder};
 use crate::model::{device_name, ModelDesc};
 use lamina_common::keys::join;
 use lamina_common::manifest::{Canvas, InputInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
@@ -45,21 +45,48 @@ pub(super) async fn run(
 }
 
 async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
-    let Inferred { mut item, layers, sources, palette } = image;
+    let Inferred { mut item, sources, palette, mut bands } = image;
     let output = item.output.clone();
     let key = item.task.key.clone();
-    let encode_started = Instant::now();
-    let input = item.image.clone();
+    let mut encoder = StreamEncoder::new(item.image.clone(), sources);
+    let mut encoding = std::time::Duration::ZERO;
+    let crashed = || TaskResult::failed(key.clone(), FailureKind::Encode, "layer encoder crashed");
+    let cannot = |e: String| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));
+    loop {
+        match bands.recv().await {
+            Some(Band::Rows(rows)) => {
+                let started = Instant::now();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                rayon::spawn(move || {
+                    let pushed = encoder.push(rows);
+                    let _ = tx.send((encoder, pushed));
+                });
+                let Ok((back, pushed)) = rx.await else { return crashed() };
+                encoder = back;
+                encoding += started.elapsed();
+                if let Err(e) = pushed {
+                    return cannot(e);
+                }
+            }
+            Some(Band::Done { inference_ms }) => {
+                item.timings.inference = inference_ms;
+                break;
+            }
+            Some(Band::Failed(reason)) => return TaskResult::failed(key, FailureKind::Model, reason),
+            None => return TaskResult::failed(key, FailureKind::Model, "inference stopped before the layers were complete"),
+        }
+    }
+    let started = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
-        let _ = tx.send(encode_image(layers, &sources, &input));
+        let _ = tx.send(encoder.finish());
     });
     let encoded: Encoded = match rx.await {
         Ok(Ok(encoded)) => encoded,
-        Ok(Err(e)) => return TaskResult::failed(key, FailureKind::Encode, format!("cannot encode layers: {e}")),
-        Err(_) => return TaskResult::failed(key, FailureKind::Encode, "layer encoder crashed"),
+        Ok(Err(e)) => return cannot(e),
+        Err(_) => return crashed(),
     };
-    item.timings.encode = ms(encode_started.elapsed());
+    item.timings.encode = ms(encoding + started.elapsed());
 
     let write_started = Instant::now();
     let fail = |e: lamina_common::StoreError| TaskResult::failed(key.clone(), FailureKind::Store, format!("cannot write output: {e}"));

@@ -12,13 +12,21 @@ fn box_mean(x: &Tensor, r: i64) -> Tensor {
 
 /// Filters `p` (`[B,L,H,W]`, one channel per layer) guided by `guide` (`[B,1,H,W]`).
 pub fn guided_filter(guide: &Tensor, p: &Tensor, r: i64, eps: f64) -> Tensor {
+    let (a, b) = guided_coefficients(guide, p, r, eps);
+    a * guide + b
+}
+
+/// The guided filter's smoothed linear coefficients: the output is `a * guide + b`. Computed
+/// at low resolution and upsampled, they carry `p` to a finer guide's resolution (the fast
+/// guided filter, He and Sun 2015): edges come from the fine guide, not from `p`.
+pub fn guided_coefficients(guide: &Tensor, p: &Tensor, r: i64, eps: f64) -> (Tensor, Tensor) {
     let mean_i = box_mean(guide, r);
     let mean_p = box_mean(p, r);
     let cov_ip = box_mean(&(guide * p), r) - &mean_i * &mean_p;
     let var_i = box_mean(&(guide * guide), r) - &mean_i * &mean_i;
     let a = cov_ip / (var_i + eps);
     let b = mean_p - &a * &mean_i;
-    box_mean(&a, r) * guide + box_mean(&b, r)
+    (box_mean(&a, r), box_mean(&b, r))
 }
 
 /// ITU-R BT.601 luma of `[B,3,H,W]` RGB, as `[B,1,H,W]`.

@@ -38,19 +38,50 @@ impl Rng {
 pub fn palette(image: &Tensor, mask: Option<&Tensor>, k: usize) -> Vec<[u8; 3]> {
     let device = image.device();
     let pixels = image.reshape([3, -1]).transpose(0, 1);
-    let pool = match mask.map(|m| m.reshape([-1]).nonzero().squeeze_dim(1)) {
-        Some(idx) if idx.size()[0] >= k as i64 => idx,
-        _ => Tensor::arange(pixels.size()[0], (Kind::Int64, device)),
-    };
-    let n = pool.size()[0];
     let mut rng = Rng(SEED);
-    let m = n.min(SAMPLES);
-    let picks: Vec<i64> = if n <= SAMPLES { (0..n).collect() } else { (0..m).map(|_| rng.below(n)).collect() };
-    let picks = Tensor::from_slice(&picks).to_device(device);
-    let sample = pixels.index_select(0, &pool.index_select(0, &picks)).to_kind(Kind::Float);
+    let masked = mask.map(|m| m.reshape([-1]).nonzero().squeeze_dim(1)).filter(|idx| idx.size()[0] >= k as i64);
+    let n = masked.as_ref().map_or(pixels.size()[0], |idx| idx.size()[0]);
+    let picks = Tensor::from_slice(&picks(n, &mut rng)).to_device(device);
+    let rows = match &masked {
+        Some(pool) => pool.index_select(0, &picks),
+        None => picks,
+    };
+    let sample = pixels.index_select(0, &rows).to_kind(Kind::Float);
+    cluster(&sample, k, &mut rng)
+}
 
-    let centres = seed_plus_plus(&sample, k, &mut rng);
-    let (centres, counts) = lloyd(&sample, centres, k);
+/// The same palette as [`palette`] would find for the image whose planar RGB is `rgb`
+/// (`3 * pixels` floats) and whose alpha is `alpha`, drawn straight from the host buffers
+/// so that a large image never becomes one tensor.
+pub fn palette_of_planes(rgb: &[f32], alpha: Option<&[f32]>, k: usize, device: tch::Device) -> Vec<[u8; 3]> {
+    let n = rgb.len() / 3;
+    let mut rng = Rng(SEED);
+    let pool: Option<Vec<u32>> = alpha
+        .map(|a| a.iter().enumerate().filter(|(_, &v)| v >= 0.5).map(|(i, _)| i as u32).collect::<Vec<u32>>())
+        .filter(|pool| pool.len() >= k);
+    let count = pool.as_ref().map_or(n, Vec::len) as i64;
+    let mut sample = Vec::new();
+    for pick in picks(count, &mut rng) {
+        let i = pool.as_ref().map_or(pick as usize, |p| p[pick as usize] as usize);
+        sample.extend([rgb[i], rgb[n + i], rgb[2 * n + i]]);
+    }
+    let sample = Tensor::from_slice(&sample).view([-1, 3]).to_device(device);
+    cluster(&sample, k, &mut rng)
+}
+
+/// Which of `n` candidates to sample: all of them up to `SAMPLES`, else `SAMPLES` draws.
+fn picks(n: i64, rng: &mut Rng) -> Vec<i64> {
+    if n <= SAMPLES {
+        (0..n).collect()
+    } else {
+        (0..SAMPLES).map(|_| rng.below(n)).collect()
+    }
+}
+
+/// k-means on `sample` (`[M,3]`), sorted by cluster size and rounded to 8 bits.
+fn cluster(sample: &Tensor, k: usize, rng: &mut Rng) -> Vec<[u8; 3]> {
+    let centres = seed_plus_plus(sample, k, rng);
+    let (centres, counts) = lloyd(sample, centres, k);
 
     let centres = Vec::<f32>::try_from(centres.to_device(tch::Device::Cpu).reshape([-1])).unwrap_or_default();
     let counts = Vec::<i64>::try_from(counts.to_device(tch::Device::Cpu)).unwrap_or_default();
@@ -143,5 +174,17 @@ mod tests {
         let image = Tensor::from_slice(&data).view([3, 4, 4]);
         let mask = Tensor::from_slice(&[false, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true]).view([4, 4]);
         assert!(palette(&image, Some(&mask), 2).iter().all(|c| *c == [128, 128, 128]));
+    }
+
+    #[test]
+    fn the_host_sampler_finds_the_same_palette_as_the_tensor_one() {
+        // More pixels than SAMPLES, so the random draws are exercised too.
+        let (h, w) = (100i64, 200i64);
+        let image = Tensor::rand([3, h, w], (Kind::Float, tch::Device::Cpu));
+        let alpha = Tensor::rand([h, w], (Kind::Float, tch::Device::Cpu));
+        let rgb = Vec::<f32>::try_from(image.reshape([-1])).unwrap();
+        let a = Vec::<f32>::try_from(alpha.reshape([-1])).unwrap();
+        assert_eq!(palette_of_planes(&rgb, None, 7, tch::Device::Cpu), palette(&image, None, 7));
+        assert_eq!(palette_of_planes(&rgb, Some(&a), 7, tch::Device::Cpu), palette(&image, Some(&alpha.ge(0.5)), 7));
     }
 }

@@ -9,17 +9,19 @@
 
 mod guided;
 mod kmeans;
+mod large;
 mod net;
 
 use sha2::{Digest, Sha256};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
-use super::{torch_err, Batch, Decomposed, Model, ModelDesc, ModelError};
+use super::{torch_err, Batch, Decomposed, LayerSink, Model, ModelDesc, ModelError};
+use crate::decode::Decoded;
 use lamina_common::model::ModelSpec;
-use lamina_common::params::DecomposeParams;
+use lamina_common::params::{DecomposeParams, Quality};
 
-pub use guided::{guided_filter, luma};
+pub use guided::{guided_coefficients, guided_filter, luma};
 pub use kmeans::palette as kmeans_palette;
 
 /// The palette size the pretrained weights were trained for.
@@ -29,8 +31,10 @@ static WEIGHTS: &[u8] = include_bytes!("../../../../models/fscs/fscs-k7.safetens
 pub use lamina_common::FSCS_WEIGHTS_SHA256 as WEIGHTS_SHA256;
 const GUIDED_RADIUS: i64 = 3;
 const GUIDED_EPS: f64 = 1e-6;
-/// The longest side accepted: the residue predictor's activations at 4096^2 take ~5 GB.
-const MAX_SIDE: u32 = 4096;
+/// Peak working memory of one forward pass per input pixel (both networks, guided filter,
+/// merging), measured on the CPU at 1024^2 (BENCHMARKS.md): with the memory budget it
+/// decides the tile size.
+const BYTES_PER_PIXEL: u64 = 1400;
 
 /// The FSCS model on one device.
 pub struct Fscs {
@@ -78,7 +82,8 @@ impl Fscs {
             weights_sha256: WEIGHTS_SHA256.to_owned(),
             layers: K,
             size_multiple: 8,
-            max_side: MAX_SIDE,
+            max_side: u32::MAX,
+            bytes_per_pixel: BYTES_PER_PIXEL,
         };
         Ok(Fscs { desc, _vs: vs, mask_generator, residue_predictor, device })
     }
@@ -88,6 +93,20 @@ impl Fscs {
     /// `[B,K,1,H,W]` (alphas sum to 1 per pixel but may leave [0,1]: the guided filter
     /// overshoots).
     pub fn alpha_add(&self, images: &Tensor, palettes: &Tensor) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let (b, _, h, w) = images.size4().unwrap_or((0, 3, 0, 0));
+            let (planes, alpha, residue) = self.networks(images, palettes);
+            let residue = &residue - residue.mean_dim([2, 3].as_slice(), true, Kind::Float);
+            let colour = (planes + residue.view([b, K as i64, 3, h, w])).clamp(0.0, 1.0);
+            (colour, alpha)
+        })
+    }
+
+    /// Both networks and the guided filter: the palette planes `[B,K,3,H,W]`, the alphas
+    /// `[B,K,1,H,W]` and the residue predictor's output `[B,3K,H,W]` before its per-image
+    /// mean is taken off (the one step that needs the whole image: a tiled run takes the
+    /// whole image's mean, see `large.rs`).
+    fn networks(&self, images: &Tensor, palettes: &Tensor) -> (Tensor, Tensor, Tensor) {
         tch::no_grad(|| {
             let (b, _, h, w) = images.size4().unwrap_or((0, 3, 0, 0));
             let k = K as i64;
@@ -100,9 +119,7 @@ impl Fscs {
             let per_layer = Tensor::cat(&[planes.shallow_clone(), alpha.shallow_clone()], 2).reshape([b, 4 * k, h, w]);
             let x = Tensor::cat(&[images.shallow_clone(), per_layer], 1);
             let residue = self.residue_predictor.forward(&x, images).tanh();
-            let residue = &residue - residue.mean_dim([2, 3].as_slice(), true, Kind::Float);
-            let colour = (planes + residue.view([b, k, 3, h, w])).clamp(0.0, 1.0);
-            (colour, alpha)
+            (planes, alpha, residue)
         })
     }
 
@@ -138,6 +155,19 @@ impl Model for Fscs {
 
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
         ModelSpec::Fscs.check_params(params, None).map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
+    }
+
+    fn is_large(&self, width: u32, height: u32, params: &DecomposeParams, budget: u64) -> bool {
+        let fast = params.quality == Quality::Fast && u64::from(width) * u64::from(height) > large::fast_pixels(budget);
+        fast || super::whole_bytes(&self.desc, width, height) > budget
+    }
+
+    fn decompose_large(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
+        self.check_params(params)?;
+        match params.quality {
+            Quality::Fast => self.fast(image, params, budget, sink),
+            Quality::Reference => self.tiled(image, params, budget, sink),
+        }
     }
 
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError> {

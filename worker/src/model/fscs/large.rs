@@ -1,0 +1,358 @@
+//! FSCS on an image of any size in memory bounded by the budget, and the fast mode.
+//!
+//! **Reference mode, in tiles** (two passes, so the result is the untiled one):
+//! 1. The padded image is cut into square tiles on a grid of multiples of 8 (so every tile
+//!    sees the networks' stride-8 grid where the whole image would). Each tile runs both
+//!    networks and the guided filter with [`MARGIN`] pixels of context on every side that
+//!    has image, and only its core is kept. The cores' alphas and raw residues go to a
+//!    spill file (half precision, outside the process's memory), while the whole image's
+//!    residue sum and layer masses are added up.
+//! 2. The residue predictor's output has its mean over the *whole* image taken off (as the
+//!    untiled run does; a tile's own mean would shift each tile's colours), merges are
+//!    planned from the whole image's masses, and the spilled cores become layers one row of
+//!    tiles at a time, handed on as bands of full-width rows.
+//!
+//! **Fast mode**: the networks see the image reduced by an integer factor to at most
+//! [`FAST_PIXELS`] (block means). The alphas come back to full resolution by the fast
+//! guided filter (coefficients at low resolution, upsampled, applied to the full image's
+//! luma) and the colours bilinearly; then every layer's colour is moved by the difference
+//! between the full image and the layers' recomposition (alpha-add layers' alphas sum to
+//! 1, so this makes the stack rebuild the full image up to clamping). Full-resolution work
+//! goes band by band, so memory stays bounded at any size.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use tch::{Device, Kind, Tensor};
+
+use super::{guided_coefficients, kmeans, luma, normalise, Fscs, BYTES_PER_PIXEL, GUIDED_RADIUS, K};
+use crate::decode::Decoded;
+use crate::model::blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
+use crate::model::{quantise, LayerSink, ModelError};
+use lamina_common::params::{DecomposeParams, FAST_PIXELS};
+
+/// Context around each tile's core, in pixels: more than the networks' effective reach (the
+/// tiled-versus-whole test measures the difference), a multiple of 8.
+pub(super) const MARGIN: i64 = 48;
+const MULTIPLE: i64 = 8;
+/// The smallest tile core, whatever the budget (a budget below it costs time, not memory).
+const MIN_CORE: i64 = 32;
+/// The guided upsampler's regulariser: larger than the reference filter's, so texture the
+/// low-resolution alphas never saw is not amplified into them.
+const FAST_EPS: f64 = 1e-4;
+/// Working memory per pixel of a full-resolution band in fast mode (upsampled alphas and
+/// colours, their corrections, normal-blend conversion, quantisation).
+const BAND_BYTES_PER_PIXEL: u64 = 800;
+
+/// The most pixels the networks see in fast mode under `budget`.
+pub(super) fn fast_pixels(budget: u64) -> u64 {
+    FAST_PIXELS.min(budget / BYTES_PER_PIXEL).max(64 * 64)
+}
+
+/// The side of a tile's core for `budget`: the largest multiple of 8 whose tile, margins
+/// included, fits.
+pub(super) fn core_side(budget: u64) -> i64 {
+    let side = ((budget / BYTES_PER_PIXEL) as f64).sqrt() as i64 / MULTIPLE * MULTIPLE;
+    (side - 2 * MARGIN).max(MIN_CORE)
+}
+
+fn round_up(v: i64) -> i64 {
+    (v + MULTIPLE - 1) / MULTIPLE * MULTIPLE
+}
+
+/// `[start, end)` spans of `core` covering `0..n`.
+fn spans(n: i64, core: i64) -> Vec<(i64, i64)> {
+    (0..n).step_by(core.max(1) as usize).map(|s| (s, (s + core).min(n))).collect()
+}
+
+/// Rows `r0..r1` and columns `c0..c1` of `channels` planes of `h x w` floats, in the padded
+/// image's coordinates: rows and columns past the image repeat its last ones, as the
+/// untiled run's replication padding does.
+fn crop(planes: &[f32], channels: usize, (h, w): (usize, usize), (r0, r1): (usize, usize), (c0, c1): (usize, usize)) -> Vec<f32> {
+    let mut out = Vec::with_capacity(channels * (r1 - r0) * (c1 - c0));
+    for c in 0..channels {
+        let plane = &planes[c * h * w..(c + 1) * h * w];
+        for r in r0..r1 {
+            let row = &plane[r.min(h - 1) * w..][..w];
+            out.extend_from_slice(&row[c0.min(w)..c1.min(w)]);
+            out.extend(std::iter::repeat_n(row[w - 1], c1.saturating_sub(c0.max(w))));
+        }
+    }
+    out
+}
+
+/// Where the tiles' intermediate results wait between the passes: an unnamed temporary
+/// file (in `LAMINA_SPILL_DIR`, else the system's temporary folder), gone when dropped.
+struct Spill {
+    file: File,
+    /// Byte offset and shape of each tile, in the order written.
+    tiles: Vec<(u64, Vec<i64>)>,
+    end: u64,
+}
+
+impl Spill {
+    fn new() -> Result<Spill, String> {
+        let dir = std::env::var_os("LAMINA_SPILL_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let file = tempfile::tempfile_in(&dir).map_err(|e| format!("cannot make a spill file in {}: {e}", dir.display()))?;
+        Ok(Spill { file, tiles: Vec::new(), end: 0 })
+    }
+
+    fn write(&mut self, t: &Tensor) -> Result<(), String> {
+        let half = t.to_kind(Kind::Half).to_device(Device::Cpu).contiguous();
+        let numel = half.numel();
+        let mut bytes = vec![0u8; numel * 2];
+        half.copy_data_u8(&mut bytes, numel);
+        self.file.write_all_at(&bytes, self.end).map_err(|e| format!("cannot write the spill file: {e}"))?;
+        self.tiles.push((self.end, half.size()));
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn read(&self, index: usize, device: Device) -> Result<Tensor, String> {
+        let (offset, shape) = &self.tiles[index];
+        let mut bytes = vec![0u8; shape.iter().product::<i64>() as usize * 2];
+        self.file.read_exact_at(&mut bytes, *offset).map_err(|e| format!("cannot read the spill file: {e}"))?;
+        Ok(Tensor::from_data_size(&bytes, shape, Kind::Half).to_device(device).to_kind(Kind::Float))
+    }
+}
+
+impl Fscs {
+    fn failed(&self, reason: String) -> ModelError {
+        ModelError::Contract { model: self.desc.id.clone(), reason }
+    }
+
+    fn torch(&self, source: tch::TchError) -> ModelError {
+        ModelError::Torch { model: self.desc.id.clone(), source }
+    }
+
+    /// The palette for a whole image: the given one, or k-means drawn from the host buffers.
+    fn palette_of(&self, image: &Decoded, params: &DecomposeParams) -> Vec<[u8; 3]> {
+        params.palette.clone().unwrap_or_else(|| kmeans::palette_of_planes(&image.rgb, image.alpha.as_deref(), K, self.device))
+    }
+
+    fn palette_tensor(&self, palette: &[[u8; 3]]) -> Tensor {
+        let flat: Vec<f32> = palette.iter().flatten().map(|&v| f32::from(v) / 255.0).collect();
+        Tensor::from_slice(&flat).view([1, K as i64, 3]).to_device(self.device)
+    }
+
+    /// Which model layers form each output layer, from each layer's alpha mass.
+    fn groups(palette: &[[u8; 3]], masses: &[f64], params: &DecomposeParams) -> Option<Vec<Vec<usize>>> {
+        let target = params.layers.map_or(K, usize::from);
+        (target < K).then(|| {
+            let colours: Vec<[f64; 3]> = palette.iter().map(|c| c.map(|v| f64::from(v) / 255.0)).collect();
+            plan_merges(&colours, masses, target)
+        })
+    }
+
+    /// Reference mode over tiles; see the module's documentation.
+    pub(super) fn tiled(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
+        let (h, w) = (i64::from(image.height), i64::from(image.width));
+        let (ph, pw) = (round_up(h), round_up(w));
+        let core = core_side(budget);
+        let k = K as i64;
+        let palette = self.palette_of(image, params);
+        let palette_t = self.palette_tensor(&palette);
+        let mut spill = Spill::new().map_err(|e| self.failed(e))?;
+        let (rows, cols) = (spans(ph, core), spans(pw, core));
+        let mut residue_sum = Tensor::zeros([3 * k], (Kind::Double, self.device));
+        let mut masses = Tensor::zeros([k], (Kind::Double, self.device));
+        let size = (h as usize, w as usize);
+        tch::no_grad(|| -> Result<(), ModelError> {
+            for &(r0, r1) in &rows {
+                for &(c0, c1) in &cols {
+                    let (ir0, ir1) = ((r0 - MARGIN).max(0), (r1 + MARGIN).min(ph));
+                    let (ic0, ic1) = ((c0 - MARGIN).max(0), (c1 + MARGIN).min(pw));
+                    let pixels = crop(&image.rgb, 3, size, (ir0 as usize, ir1 as usize), (ic0 as usize, ic1 as usize));
+                    let x = Tensor::from_slice(&pixels).view([1, 3, ir1 - ir0, ic1 - ic0]).to_device(self.device);
+                    drop(pixels);
+                    let (_, alpha, residue) = self.networks(&x, &palette_t);
+                    let (ch, cw) = (r1 - r0, c1 - c0);
+                    let alpha = alpha.narrow(3, r0 - ir0, ch).narrow(4, c0 - ic0, cw);
+                    let residue = residue.narrow(2, r0 - ir0, ch).narrow(3, c0 - ic0, cw);
+                    residue_sum += residue.sum_dim_intlist([0, 2, 3].as_slice(), false, Kind::Double);
+                    let (vh, vw) = (h.min(r1) - r0, w.min(c1) - c0);
+                    let clean = normalise(&alpha.clamp(0.0, 1.0)).narrow(3, 0, vh).narrow(4, 0, vw);
+                    masses += clean.sum_dim_intlist([0, 2, 3, 4].as_slice(), false, Kind::Double);
+                    spill.write(&Tensor::cat(&[alpha.reshape([1, k, ch, cw]), residue], 1)).map_err(|e| self.failed(e))?;
+                }
+            }
+            Ok(())
+        })?;
+        let mean = (residue_sum / (ph * pw) as f64).to_kind(Kind::Float).view([1, 3 * k, 1, 1]);
+        let masses = Vec::<f64>::try_from(masses.to_device(Device::Cpu)).map_err(|e| self.torch(e))?;
+        let groups = Self::groups(&palette, &masses, params);
+        let sources = groups.clone().unwrap_or_else(|| (0..K).map(|i| vec![i]).collect());
+        sink.begin(sources, Some(palette.clone()))?;
+        let planes = palette_t.view([1, k, 3, 1, 1]);
+        for (i, &(r0, r1)) in rows.iter().enumerate() {
+            let mut pieces = Vec::with_capacity(cols.len());
+            for (j, &(c0, c1)) in cols.iter().enumerate() {
+                let (ch, cw) = (r1 - r0, c1 - c0);
+                let tile = spill.read(i * cols.len() + j, self.device).map_err(|e| self.failed(e))?;
+                let layers = tch::no_grad(|| {
+                    let alpha = tile.narrow(1, 0, k).view([1, k, 1, ch, cw]);
+                    let residue = tile.narrow(1, k, 3 * k) - &mean;
+                    let colour = (&planes + residue.view([1, k, 3, ch, cw])).clamp(0.0, 1.0);
+                    let alpha = normalise(&alpha.clamp(0.0, 1.0));
+                    let (colour, alpha) = match &groups {
+                        Some(g) => merge_alpha_add(&colour, &alpha, std::slice::from_ref(g)),
+                        None => (colour, alpha),
+                    };
+                    Tensor::cat(&[colour, alpha_add_to_normal(&alpha)], 2).get(0)
+                });
+                pieces.push(layers.narrow(2, 0, h.min(r1) - r0).narrow(3, 0, w.min(c1) - c0));
+            }
+            let band = Tensor::cat(&pieces, 3);
+            sink.rows(quantise(&band).map_err(|e| self.torch(e))?)?;
+        }
+        Ok(())
+    }
+
+    /// Fast mode; see the module's documentation.
+    pub(super) fn fast(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
+        let (h, w) = (i64::from(image.height), i64::from(image.width));
+        let target = fast_pixels(budget) as f64;
+        let f = (((h * w) as f64 / target).sqrt().ceil() as i64).clamp(1, h.min(w));
+        let (lh, lw) = ((h + f - 1) / f, (w + f - 1) / f);
+        let low = reduce(&image.rgb, 3, (h, w), f, self.device);
+        let low_alpha = image.alpha.as_ref().map(|a| reduce(a, 1, (h, w), f, self.device));
+        let palette = match &params.palette {
+            Some(p) => p.clone(),
+            None => kmeans::palette(&low.get(0), low_alpha.as_ref().map(|a| a.get(0).get(0).ge(0.5)).as_ref(), K),
+        };
+        let palette_t = self.palette_tensor(&palette);
+        let (lph, lpw) = (round_up(lh), round_up(lw));
+        let padded = low.replication_pad2d([0, lpw - lw, 0, lph - lh]);
+        let (colour, alpha) = self.alpha_add(&padded, &palette_t);
+        let (colour, alpha, masses) = tch::no_grad(|| {
+            let colour = colour.narrow(3, 0, lh).narrow(4, 0, lw);
+            let alpha = normalise(&alpha.narrow(3, 0, lh).narrow(4, 0, lw).clamp(0.0, 1.0));
+            let masses = alpha.sum_dim_intlist([0, 2, 3, 4].as_slice(), false, Kind::Double).to_device(Device::Cpu);
+            (colour, alpha, masses)
+        });
+        let masses = Vec::<f64>::try_from(masses).map_err(|e| self.torch(e))?;
+        let groups = Self::groups(&palette, &masses, params);
+        let (colour, alpha) = match &groups {
+            Some(g) => tch::no_grad(|| merge_alpha_add(&colour, &alpha, std::slice::from_ref(g))),
+            None => (colour, alpha),
+        };
+        let n = colour.size()[1];
+        let (a, b) = tch::no_grad(|| guided_coefficients(&luma(&low), &alpha.view([1, n, lh, lw]), GUIDED_RADIUS, FAST_EPS));
+        let colour = colour.view([1, 3 * n, lh, lw]);
+        let sources = groups.unwrap_or_else(|| (0..K).map(|i| vec![i]).collect());
+        sink.begin(sources, Some(palette))?;
+        let band_rows = ((budget / BAND_BYTES_PER_PIXEL / w.max(1) as u64) as i64).clamp(8, 1024);
+        let cols = axis(0, w, lw, f, self.device);
+        for y0 in (0..h).step_by(band_rows as usize) {
+            let y1 = (y0 + band_rows).min(h);
+            let rows = y1 - y0;
+            let pixels = crop(&image.rgb, 3, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize));
+            let full = Tensor::from_slice(&pixels).view([1, 3, rows, w]).to_device(self.device);
+            drop(pixels);
+            let along = axis(y0, y1, lh, f, self.device);
+            let layers = tch::no_grad(|| {
+                let alpha = bilinear(&a, &along, &cols) * luma(&full) + bilinear(&b, &along, &cols);
+                let alpha = normalise(&alpha.clamp(0.0, 1.0)).view([1, n, 1, rows, w]);
+                let colour = bilinear(&colour, &along, &cols).view([1, n, 3, rows, w]);
+                let rebuilt = (&colour * &alpha).sum_dim_intlist(1, false, Kind::Float);
+                let colour = (colour + (full - rebuilt).unsqueeze(1)).clamp(0.0, 1.0);
+                Tensor::cat(&[colour, alpha_add_to_normal(&alpha)], 2).get(0)
+            });
+            sink.rows(quantise(&layers).map_err(|e| self.torch(e))?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Block means of `channels` planes of `h x w` over `f x f` blocks (partial blocks at the
+/// right and bottom average the pixels they have), computed a band of rows at a time:
+/// `[1, channels, ceil(h/f), ceil(w/f)]` on `device`.
+fn reduce(planes: &[f32], channels: usize, (h, w): (i64, i64), f: i64, device: Device) -> Tensor {
+    let band = f * (4096 / f).max(1);
+    let pieces: Vec<Tensor> = (0..h)
+        .step_by(band as usize)
+        .map(|y0| {
+            let y1 = (y0 + band).min(h);
+            let pixels = crop(planes, channels, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize));
+            let t = Tensor::from_slice(&pixels).view([1, channels as i64, y1 - y0, w]);
+            t.avg_pool2d([f, f], [f, f], [0, 0], true, false, None::<i64>)
+        })
+        .collect();
+    Tensor::cat(&pieces, 2).to_device(device)
+}
+
+/// Bilinear sampling positions along one axis: for output positions `o0..o1` of an axis
+/// reduced `f` times to `n` samples, the two neighbours and the weight of the second
+/// (pixel centres aligned, as `align_corners = false`).
+fn axis(o0: i64, o1: i64, n: i64, f: i64, device: Device) -> (Tensor, Tensor, Tensor) {
+    let mut lo = Vec::with_capacity((o1 - o0) as usize);
+    let mut hi = Vec::with_capacity(lo.capacity());
+    let mut t = Vec::with_capacity(lo.capacity());
+    for o in o0..o1 {
+        let s = ((o as f64 + 0.5) / f as f64 - 0.5).clamp(0.0, (n - 1) as f64);
+        let i = s.floor() as i64;
+        lo.push(i);
+        hi.push((i + 1).min(n - 1));
+        t.push((s - i as f64) as f32);
+    }
+    let on = |v: Tensor| v.to_device(device);
+    (on(Tensor::from_slice(&lo)), on(Tensor::from_slice(&hi)), on(Tensor::from_slice(&t)))
+}
+
+/// Samples `x` (`[1,C,h,w]`) at the positions `rows` x `cols`.
+fn bilinear(x: &Tensor, rows: &(Tensor, Tensor, Tensor), cols: &(Tensor, Tensor, Tensor)) -> Tensor {
+    let top = x.index_select(2, &rows.0);
+    let y = &top + (x.index_select(2, &rows.1) - &top) * rows.2.view([1, 1, -1, 1]);
+    let left = y.index_select(3, &cols.0);
+    &left + (y.index_select(3, &cols.1) - &left) * cols.2.view([1, 1, 1, -1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_image_and_crops_repeat_the_edges() {
+        assert_eq!(spans(20, 8), vec![(0, 8), (8, 16), (16, 20)]);
+        assert!(core_side(1) >= MIN_CORE);
+        assert!(core_side(2 << 30) > 1000);
+        // 2 channels of 2x3.
+        let planes = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0];
+        let got = crop(&planes, 2, (2, 3), (1, 3), (2, 5));
+        assert_eq!(got, vec![6.0, 6.0, 6.0, 6.0, 6.0, 6.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0]);
+        assert_eq!(crop(&planes, 1, (2, 3), (0, 1), (0, 3)), vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn block_means_and_bilinear_sampling_invert_on_smooth_data() {
+        // A linear ramp reduced 2x and sampled back is the ramp again (inside the border).
+        let (h, w) = (8i64, 12i64);
+        let ramp: Vec<f32> = (0..h * w).map(|i| (i % w) as f32).collect();
+        let low = reduce(&ramp, 1, (h, w), 2, Device::Cpu);
+        assert_eq!(low.size(), vec![1, 1, 4, 6]);
+        let back = bilinear(&low, &axis(0, h, 4, 2, Device::Cpu), &axis(0, w, 6, 2, Device::Cpu));
+        let back = Vec::<f32>::try_from(back.reshape([-1])).unwrap();
+        for y in 0..h {
+            for x in 1..w - 1 {
+                assert!((back[(y * w + x) as usize] - x as f32).abs() < 1e-5, "({y},{x})");
+            }
+        }
+        // A partial block averages only the pixels it has.
+        let odd = reduce(&[1.0, 3.0, 5.0, 1.0, 3.0, 5.0], 1, (2, 3), 2, Device::Cpu);
+        assert_eq!(Vec::<f32>::try_from(odd.reshape([-1])).unwrap(), vec![2.0, 5.0]);
+    }
+
+    #[test]
+    fn the_spill_file_gives_back_what_it_took_in_half_precision() {
+        let mut spill = Spill::new().unwrap();
+        let a = Tensor::rand([1, 4, 3, 5], (Kind::Float, Device::Cpu));
+        let b = Tensor::rand([1, 2, 7, 2], (Kind::Float, Device::Cpu));
+        spill.write(&a).unwrap();
+        spill.write(&b).unwrap();
+        let (ra, rb) = (spill.read(0, Device::Cpu).unwrap(), spill.read(1, Device::Cpu).unwrap());
+        assert_eq!(rb.size(), vec![1, 2, 7, 2]);
+        assert!(f64::try_from((ra - a).abs().max()).unwrap() < 1e-3);
+        assert!(f64::try_from((rb - b).abs().max()).unwrap() < 1e-3);
+    }
+}
