@@ -252,9 +252,11 @@ async fn compare_fast(args: &BenchArgs, photos: &[image::DynamicImage], tmp: &te
     Ok(ExitCode::SUCCESS)
 }
 
-/// One photo at each size of `--large`, one run each, with time and peak memory.
+/// One photo at each size of `--large`, each decomposed by its own `lamina run` process
+/// (so each peak is that run's alone), with its time and peak resident memory.
 async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Result<ExitCode> {
     let tmp = tempfile::tempdir().context("temporary folder")?;
+    let exe = std::env::current_exe().context("finding the lamina binary")?;
     println!();
     println!("| photo | megapixels | quality | seconds | s/MP | s/MP vs first | peak RSS | recomposite PSNR |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -267,14 +269,21 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
         img.save(input.join("photo.png")).context("write benchmark input")?;
         drop(img);
         let output = tmp.path().join(format!("out-{i}"));
-        reset_peak_rss();
-        let started = Instant::now();
-        let run = run_with(args, &args.model.quality, &input, &output).await?;
-        let seconds = started.elapsed().as_secs_f64();
-        let peak = peak_rss();
-        if run.summary.done != 1 {
-            bail!("the {w}x{h} photo was not decomposed: {:?}", run.summary.failures);
+        let mut command = std::process::Command::new(&exe);
+        command.arg("run").arg(&input).arg(&output);
+        command.args(["--model", &args.model.model, "--device", &args.model.device, "--quality", &args.model.quality]);
+        command.args(["--memory-budget", &args.memory_budget, "--max-megapixels", "200", "--progress", "none"]);
+        command.stdout(std::process::Stdio::null());
+        let (status, peak) = tokio::task::spawn_blocking(move || run_measured(command)).await??;
+        if !status.success() {
+            bail!("lamina run on the {w}x{h} photo failed ({status})");
         }
+        let summary = std::fs::read_dir(output.join("_lamina/jobs"))?
+            .flatten()
+            .find_map(|job| std::fs::read(job.path().join("summary.json")).ok())
+            .context("the run left no summary")?;
+        let summary: serde_json::Value = serde_json::from_slice(&summary)?;
+        let seconds = summary["seconds"].as_f64().unwrap_or(f64::NAN);
         let real_mp = f64::from(w) * f64::from(h) / 1e6;
         let per_mp = seconds / real_mp;
         let base = *first.get_or_insert(per_mp);
@@ -283,22 +292,28 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
             "| {w}x{h} | {real_mp:.1} | {} | {seconds:.1} | {per_mp:.2} | {:.2} | {} | {psnr:.2} |",
             args.model.quality,
             per_mp / base,
-            peak.map_or("-".into(), lamina_common::bytes::human)
+            lamina_common::bytes::human(peak)
         );
         let _ = std::fs::remove_dir_all(&output);
+        let _ = std::fs::remove_dir_all(&input);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resets the kernel's record of this process's peak resident memory (Linux).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Runs `command` to its end; its exit status and peak resident memory (from `wait4`).
+fn run_measured(mut command: std::process::Command) -> anyhow::Result<(std::process::ExitStatus, u64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let child = command.spawn().context("starting lamina run")?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zeroed is a valid value, and wait4 writes only into it
+    // and `status`; the child is ours and has not been waited for.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if waited != pid {
+        bail!("waiting for lamina run: {}", std::io::Error::last_os_error());
+    }
+    // ru_maxrss is in kilobytes on Linux.
+    Ok((std::process::ExitStatus::from_raw(status), usage.ru_maxrss as u64 * 1024))
 }
 
-/// This process's peak resident memory since the last reset (Linux).
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}

@@ -349,3 +349,85 @@ fn a_stopped_run_finishes_the_images_in_hand_writes_its_summary_and_exits_with_t
         assert!(skipped >= done, "{name}: {skipped} skipped on the second run, {done} recorded done before\n{line}");
     }
 }
+
+/// Decodes every layer of `key` under `out`, in manifest order.
+fn layers(out: &Path, key: &str) -> Vec<image::RgbaImage> {
+    let m = manifest(out, key).unwrap_or_else(|| panic!("{key}: no manifest under {}", out.display()));
+    m.layers.iter().map(|l| image::open(out.join(key).join(&l.file)).unwrap().to_rgba8()).collect()
+}
+
+#[test]
+fn a_photo_over_the_memory_budget_runs_in_tiles_and_fast_mode_is_recorded_and_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let coffee = sample("coffee.png", 400);
+    // Transparent on the left third: tiles and fast mode must keep it transparent.
+    let mut logo = sample("logo.png", 240).to_rgba8();
+    for (x, _, px) in logo.enumerate_pixels_mut() {
+        if x < 80 {
+            px[3] = 0;
+        }
+    }
+    let logo = DynamicImage::ImageRgba8(logo);
+    write(&input, "coffee.png", &encode(&coffee, ImageFormat::Png));
+    write(&input, "logo.png", &encode(&logo, ImageFormat::Png));
+    let inputs = [("coffee.png", &coffee), ("logo.png", &logo)];
+    let run = |out: &str, extra: &[&str]| {
+        let out = tmp.path().join(out);
+        let mut args = vec!["run", input.to_str().unwrap(), out.to_str().unwrap()];
+        args.extend(extra);
+        let run = lamina(&args);
+        assert!(run.status.success(), "{}", explain(&run));
+        (out, String::from_utf8_lossy(&run.stdout).into_owned())
+    };
+
+    // The whole image in one pass, then the same with a budget so small that every image
+    // runs in dozens of 32-pixel tiles.
+    let (whole, _) = run("whole", &[]);
+    let (tiled, _) = run("tiled", &["--memory-budget", "256KiB"]);
+    for (key, image) in inputs {
+        let (a, b) = (manifest(&whole, key).unwrap(), manifest(&tiled, key).unwrap());
+        assert_eq!(a.params, b.params, "the budget is not a parameter: both outputs are the same decomposition");
+        assert_eq!(a.palette, b.palette);
+        assert_eq!(a.layers.len(), b.layers.len(), "{key}");
+        let (la, lb) = (layers(&whole, key), layers(&tiled, key));
+        let (mut sum, mut n) = (0u64, 0u64);
+        for (x, y) in la.iter().zip(&lb) {
+            for (p, q) in x.as_raw().iter().zip(y.as_raw()) {
+                sum += u64::from(p.abs_diff(*q));
+                n += 1;
+            }
+        }
+        let mean = sum as f64 / n as f64;
+        assert!(mean <= 1.0, "{key}: tiled layers differ from whole ones by {mean:.3}/255 on average");
+        let psnr = recomposite_psnr(&tiled.join(key), &b, image).unwrap();
+        assert!((psnr - b.recomposite_psnr_db.unwrap()).abs() < 0.05, "{key}: the manifest's PSNR is not what the layers give");
+        assert!((psnr - a.recomposite_psnr_db.unwrap()).abs() < 0.1, "{key}: tiled {psnr:.2} dB vs whole {:?}", a.recomposite_psnr_db);
+    }
+    for layer in &manifest(&tiled, "logo.png").unwrap().layers {
+        assert!(layer.bbox.unwrap().x >= 80, "{}: visible where the input is transparent", layer.file);
+    }
+
+    // Fast mode: the networks see each photo reduced 2 x 2 under this budget; the layers are
+    // full size, rebuild the photo at least as well, and the manifest says how they were made.
+    let fast_args = ["--quality", "fast", "--memory-budget", "64MiB"];
+    let (fast, _) = run("fast", &fast_args);
+    for (key, image) in inputs {
+        let m = manifest(&fast, key).unwrap();
+        assert_eq!(m.params.quality, lamina_common::params::Quality::Fast);
+        let text = std::fs::read_to_string(fast.join(key).join("manifest.json")).unwrap();
+        assert!(text.contains(r#""quality": "fast""#), "{key}: {text}");
+        assert!(layers(&fast, key).iter().all(|l| (l.width(), l.height()) == (image.width(), image.height())));
+        let psnr = recomposite_psnr(&fast.join(key), &m, image).unwrap();
+        let reference = manifest(&whole, key).unwrap().recomposite_psnr_db.unwrap();
+        assert!(psnr >= reference - 0.5, "{key}: fast {psnr:.2} dB vs reference {reference:.2} dB");
+    }
+    for layer in &manifest(&fast, "logo.png").unwrap().layers {
+        assert!(layer.bbox.unwrap().x >= 80, "{}: visible where the input is transparent", layer.file);
+    }
+    // The mode is part of what makes an output current.
+    let (_, again) = run("fast", &fast_args);
+    assert!(again.contains("0 done, 2 skipped"), "{again}");
+    let (_, reference) = run("fast", &[]);
+    assert!(reference.contains("2 done, 0 skipped"), "{reference}");
+}

@@ -117,9 +117,9 @@ fn tiles_write_the_layers_the_whole_image_writes() {
 fn fast_mode_rebuilds_the_image_about_as_well_as_reference_mode() {
     let m = model::load("fscs", Device::Cpu).unwrap();
     let image = photo(384, 288);
-    // Under this budget fast mode runs the networks on at most budget/1400 pixels: here the
+    // Under this budget fast mode runs the networks on at most budget/1800 pixels: here the
     // image reduced 2 x 2 (192 x 144).
-    let budget = 48_000 * 1400;
+    let budget = 48_000 * 1800;
     let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
     assert!(m.is_large(image.width, image.height, &fast, budget));
     assert!(!m.is_large(image.width, image.height, &DecomposeParams::default(), budget * 4));

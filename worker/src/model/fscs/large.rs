@@ -61,9 +61,24 @@ fn round_up(v: i64) -> i64 {
     (v + MULTIPLE - 1) / MULTIPLE * MULTIPLE
 }
 
-/// `[start, end)` spans of `core` covering `0..n`.
-fn spans(n: i64, core: i64) -> Vec<(i64, i64)> {
-    (0..n).step_by(core.max(1) as usize).map(|s| (s, (s + core).min(n))).collect()
+/// The input window of the tile whose core starts at `start` on an axis `n` long: the core
+/// with `MARGIN` on each side, always `core + 2 * MARGIN` long (shifted inward at the
+/// image's edges, where it has more context on the inner side) unless the axis is shorter.
+/// Every tile of a large image then has the same shape, so each forward pass reuses the
+/// memory the previous one freed instead of fragmenting the heap with odd sizes.
+fn window(start: i64, n: i64, core: i64) -> (i64, i64) {
+    let size = (core + 2 * MARGIN).min(n);
+    let from = (start - MARGIN).clamp(0, n - size);
+    (from, from + size)
+}
+
+/// Balanced cores for an axis `n` long: as few as cores of at most `core` allow, all the
+/// same length (a multiple of 8; the last may be shorter), so no window is spent on a sliver.
+/// Returns the core length and the `[start, end)` spans covering `0..n`.
+fn spans(n: i64, core: i64) -> (i64, Vec<(i64, i64)>) {
+    let count = (n + core - 1) / core.max(1);
+    let even = round_up((n + count - 1) / count.max(1)).max(MULTIPLE);
+    (even, (0..n).step_by(even as usize).map(|s| (s, (s + even).min(n))).collect())
 }
 
 /// Rows `r0..r1` and columns `c0..c1` of `channels` planes of `h x w` floats, in the padded
@@ -154,15 +169,15 @@ impl Fscs {
         let palette = self.palette_of(image, params);
         let palette_t = self.palette_tensor(&palette);
         let mut spill = Spill::new().map_err(|e| self.failed(e))?;
-        let (rows, cols) = (spans(ph, core), spans(pw, core));
+        let ((row_core, rows), (col_core, cols)) = (spans(ph, core), spans(pw, core));
         let mut residue_sum = Tensor::zeros([3 * k], (Kind::Double, self.device));
         let mut masses = Tensor::zeros([k], (Kind::Double, self.device));
         let size = (h as usize, w as usize);
         tch::no_grad(|| -> Result<(), ModelError> {
             for &(r0, r1) in &rows {
                 for &(c0, c1) in &cols {
-                    let (ir0, ir1) = ((r0 - MARGIN).max(0), (r1 + MARGIN).min(ph));
-                    let (ic0, ic1) = ((c0 - MARGIN).max(0), (c1 + MARGIN).min(pw));
+                    let (ir0, ir1) = window(r0, ph, row_core);
+                    let (ic0, ic1) = window(c0, pw, col_core);
                     let pixels = crop(&image.rgb, 3, size, (ir0 as usize, ir1 as usize), (ic0 as usize, ic1 as usize));
                     let x = Tensor::from_slice(&pixels).view([1, 3, ir1 - ir0, ic1 - ic0]).to_device(self.device);
                     drop(pixels);
@@ -185,8 +200,12 @@ impl Fscs {
         let sources = groups.clone().unwrap_or_else(|| (0..K).map(|i| vec![i]).collect());
         sink.begin(sources, Some(palette.clone()))?;
         let planes = palette_t.view([1, k, 3, 1, 1]);
+        let layer_count = sources_len(&groups);
         for (i, &(r0, r1)) in rows.iter().enumerate() {
-            let mut pieces = Vec::with_capacity(cols.len());
+            // The band is assembled in bytes: each tile is quantised on the device as soon as
+            // it is made, so no float copy of a full-width band ever exists.
+            let vh = (h.min(r1) - r0) as usize;
+            let mut band = vec![vec![0u8; vh * w as usize * 4]; layer_count];
             for (j, &(c0, c1)) in cols.iter().enumerate() {
                 let (ch, cw) = (r1 - r0, c1 - c0);
                 let tile = spill.read(i * cols.len() + j, self.device).map_err(|e| self.failed(e))?;
@@ -201,10 +220,16 @@ impl Fscs {
                     };
                     Tensor::cat(&[colour, alpha_add_to_normal(&alpha)], 2).get(0)
                 });
-                pieces.push(layers.narrow(2, 0, h.min(r1) - r0).narrow(3, 0, w.min(c1) - c0));
+                let vw = (w.min(c1) - c0) as usize;
+                let piece = quantise(&layers.narrow(2, 0, vh as i64).narrow(3, 0, vw as i64)).map_err(|e| self.torch(e))?;
+                for (whole, part) in band.iter_mut().zip(&piece) {
+                    for (y, row) in part.chunks_exact(vw * 4).enumerate() {
+                        let at = (y * w as usize + c0 as usize) * 4;
+                        whole[at..at + vw * 4].copy_from_slice(row);
+                    }
+                }
             }
-            let band = Tensor::cat(&pieces, 3);
-            sink.rows(quantise(&band).map_err(|e| self.torch(e))?)?;
+            sink.rows(band)?;
         }
         Ok(())
     }
@@ -265,6 +290,11 @@ impl Fscs {
     }
 }
 
+/// How many output layers `groups` makes (all of the model's when nothing is merged).
+fn sources_len(groups: &Option<Vec<Vec<usize>>>) -> usize {
+    groups.as_ref().map_or(K, Vec::len)
+}
+
 /// Block means of `channels` planes of `h x w` over `f x f` blocks (partial blocks at the
 /// right and bottom average the pixels they have), computed a band of rows at a time:
 /// `[1, channels, ceil(h/f), ceil(w/f)]` on `device`.
@@ -314,7 +344,19 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_image_and_crops_repeat_the_edges() {
-        assert_eq!(spans(20, 8), vec![(0, 8), (8, 16), (16, 20)]);
+        assert_eq!(spans(20, 8), (8, vec![(0, 8), (8, 16), (16, 20)]));
+        // 4000 in cores of at most 992: five of 800, not four and a sliver of 32.
+        assert_eq!(spans(4000, 992).0, 800);
+        assert_eq!(spans(4000, 992).1.len(), 5);
+        // Windows keep one size and always hold their core.
+        let n = 1000;
+        let (core, cores) = spans(n, 96);
+        for (s, e) in cores {
+            let (from, to) = window(s, n, core);
+            assert_eq!(to - from, core + 2 * MARGIN);
+            assert!(from <= s && e <= to && from >= 0 && to <= n, "core {s}..{e} in window {from}..{to}");
+        }
+        assert_eq!(window(0, 40, 96), (0, 40), "an axis shorter than a window is taken whole");
         assert!(core_side(1) >= MIN_CORE);
         assert!(core_side(2 << 30) > 1000);
         // 2 channels of 2x3.

@@ -32,9 +32,9 @@ pub use lamina_common::FSCS_WEIGHTS_SHA256 as WEIGHTS_SHA256;
 const GUIDED_RADIUS: i64 = 3;
 const GUIDED_EPS: f64 = 1e-6;
 /// Peak working memory of one forward pass per input pixel (both networks, guided filter,
-/// merging), measured on the CPU at 1024^2 (BENCHMARKS.md): with the memory budget it
+/// merging), measured on the CPU at 1 and 4 MP (BENCHMARKS.md): with the memory budget it
 /// decides the tile size.
-const BYTES_PER_PIXEL: u64 = 1400;
+const BYTES_PER_PIXEL: u64 = 1800;
 
 /// The FSCS model on one device.
 pub struct Fscs {
