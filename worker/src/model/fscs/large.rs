@@ -267,7 +267,9 @@ impl Fscs {
         let colour = colour.view([1, 3 * n, lh, lw]);
         let sources = groups.unwrap_or_else(|| (0..K).map(|i| vec![i]).collect());
         sink.begin(sources, Some(palette))?;
-        let band_rows = ((budget / BAND_BYTES_PER_PIXEL / w.max(1) as u64) as i64).clamp(8, 1024);
+        // A quarter of the budget per band: the low-resolution tensors, the decoded input and
+        // the bands queued for encoding share the rest.
+        let band_rows = ((budget / 4 / BAND_BYTES_PER_PIXEL / w.max(1) as u64) as i64).clamp(8, 1024);
         let cols = axis(0, w, lw, f, self.device);
         for y0 in (0..h).step_by(band_rows as usize) {
             let y1 = (y0 + band_rows).min(h);

@@ -4,6 +4,12 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+/// The same `[N,C,H,W]` tensor with channels-last (NHWC) strides, the layout libtorch's
+/// fastest CPU convolutions take (and keep: their outputs come back channels-last).
+pub fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
 /// One FSCS network with `cin` input and `cout` output channels.
 #[derive(Debug)]
 pub struct UNet {
@@ -59,8 +65,10 @@ impl UNet {
     }
 
     /// Runs the network on `x` (`[B,cin,H,W]`); `image` (`[B,3,H,W]`) feeds the last skip
-    /// connection. Returns conv5's output before the final activation.
+    /// connection. Returns conv5's output before the final activation. Activations are
+    /// channels-last throughout (as the weights are, see `Fscs::load`).
     pub fn forward(&self, x: &Tensor, image: &Tensor) -> Tensor {
+        let (x, image) = (&channels_last(x), &channels_last(image));
         let block = |m: &dyn ModuleT, bn: &nn::BatchNorm, x: &Tensor| bn.forward_t(&m.forward_t(x, false).relu(), false);
         let x1 = block(&self.conv1, &self.bn1, x);
         let x2 = block(&self.conv2, &self.bn2, &x1);
