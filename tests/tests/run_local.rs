@@ -9,6 +9,17 @@ use image::{DynamicImage, ImageFormat};
 use lamina_common::messages::{FailureKind, Status};
 use lamina_tests::*;
 
+/// The bundled logo at `side` pixels, fully transparent left of column `x`.
+fn logo_transparent_left_of(side: u32, x: u32) -> DynamicImage {
+    let mut logo = sample("logo.png", side).to_rgba8();
+    for (col, _, px) in logo.enumerate_pixels_mut() {
+        if col < x {
+            px[3] = 0;
+        }
+    }
+    DynamicImage::ImageRgba8(logo)
+}
+
 /// Builds an input folder with images of every supported kind, nested, plus bad files.
 /// Returns the inputs that must succeed (with the image as the test decodes it) and the
 /// ones that must fail (with a phrase their reason must contain).
@@ -16,13 +27,7 @@ fn mixed_input(dir: &Path) -> (BTreeMap<String, DynamicImage>, BTreeMap<String, 
     let coffee = sample("coffee.png", 96);
     let chelsea = sample("chelsea.png", 80);
     // Transparent on the left half: every layer must be transparent there too.
-    let mut logo = sample("logo.png", 64).to_rgba8();
-    for (x, _, px) in logo.enumerate_pixels_mut() {
-        if x < 32 {
-            px[3] = 0;
-        }
-    }
-    let logo = DynamicImage::ImageRgba8(logo);
+    let logo = logo_transparent_left_of(64, 32);
     let mut good = BTreeMap::new();
     let mut put = |key: &str, bytes: Vec<u8>, decoded: DynamicImage| {
         write(dir, key, &bytes);
@@ -362,13 +367,7 @@ fn a_photo_over_the_memory_budget_runs_in_tiles_and_fast_mode_is_recorded_and_cu
     let input = tmp.path().join("in");
     let coffee = sample("coffee.png", 400);
     // Transparent on the left third: tiles and fast mode must keep it transparent.
-    let mut logo = sample("logo.png", 240).to_rgba8();
-    for (x, _, px) in logo.enumerate_pixels_mut() {
-        if x < 80 {
-            px[3] = 0;
-        }
-    }
-    let logo = DynamicImage::ImageRgba8(logo);
+    let logo = logo_transparent_left_of(240, 80);
     write(&input, "coffee.png", &encode(&coffee, ImageFormat::Png));
     write(&input, "logo.png", &encode(&logo, ImageFormat::Png));
     let inputs = [("coffee.png", &coffee), ("logo.png", &logo)];
