@@ -8,8 +8,14 @@ ops/bootstrap.sh dev
 . ops/env.sh
 # Real services on loopback for the S3 tests (installed and started when missing).
 eval "$(ops/services.sh)"
-# The TorchScript fixtures are made by a script run with the venv's python.
+# The TorchScript fixtures are made by a script run with the venv's python; the layered
+# documents are read back with psd-tools (tests/tools/check_documents.py) from the same venv.
 export LAMINA_PYTHON="$LAMINA_VENV/bin/python"
+if ! "$LAMINA_PYTHON" -c "import psd_tools, numpy, PIL" 2>/dev/null; then
+    echo "lamina test: installing psd-tools into $LAMINA_VENV (reads the PSDs back)" >&2
+    "$LAMINA_PYTHON" -m pip install --quiet "psd-tools==1.26.0" numpy pillow \
+        || { echo "lamina test: cannot install psd-tools (run: $LAMINA_PYTHON -m pip install psd-tools)" >&2; exit 1; }
+fi
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 # promtool checks and unit-tests the alert rules (ops/prometheus/): Debian's prometheus
 # package has it. Only the tool is wanted: stop the daemon if the package started one.

@@ -272,6 +272,10 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
         let mut command = std::process::Command::new(&exe);
         command.arg("run").arg(&input).arg(&output);
         command.args(["--model", &args.model.model, "--device", &args.model.device, "--quality", &args.model.quality]);
+        command.args(["--formats", &args.model.formats.to_string()]);
+        if args.model.crop_layers {
+            command.arg("--crop-layers");
+        }
         command.args(["--memory-budget", &args.memory_budget, "--max-megapixels", "200", "--progress", "none"]);
         command.stdout(std::process::Stdio::null());
         let (status, peak) = tokio::task::spawn_blocking(move || run_measured(command)).await??;

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::Args;
 
-use lamina_common::params::{DecomposeParams, Quality};
+use lamina_common::params::{DecomposeParams, Formats, LayerCount, Quality, Share};
 use lamina_common::Location;
 
 #[derive(Debug, Clone, Args)]
@@ -40,9 +40,21 @@ pub struct ModelArgs {
     /// Where inference runs: auto (CUDA when present), cpu, cuda or cuda:N.
     #[arg(long, env = "LAMINA_DEVICE", default_value = "auto")]
     pub device: String,
-    /// Keep at most this many layers (2-7 for fscs): the most similar layers are merged.
-    #[arg(long, env = "LAMINA_LAYERS")]
-    pub layers: Option<u8>,
+    /// Keep at most this many layers (2-7 for fscs; the most similar are merged), or `auto`:
+    /// merge layers whose colours lie close while the result stays faithful.
+    #[arg(long, env = "LAMINA_LAYERS", value_parser = LayerCount::parse)]
+    pub layers: Option<LayerCount>,
+    /// Merge layers covering less than this share of the image (0.02 or 2%) into the layer
+    /// of the nearest colour. fscs only.
+    #[arg(long, env = "LAMINA_MIN_COVERAGE", value_parser = Share::parse)]
+    pub min_coverage: Option<Share>,
+    /// What to write, any of png,psd,ora: loose PNG layers, a Photoshop document, an
+    /// OpenRaster document (GIMP, Krita).
+    #[arg(long, env = "LAMINA_FORMATS", default_value = "png", value_parser = Formats::parse)]
+    pub formats: Formats,
+    /// Crop every layer to its bounding box (placed by offsets), in PNGs and documents.
+    #[arg(long, env = "LAMINA_CROP_LAYERS")]
+    pub crop_layers: bool,
     /// A fixed palette instead of k-means: "r,g,b;r,g,b;..." (7 colours for fscs).
     #[arg(long, env = "LAMINA_PALETTE")]
     pub palette: Option<String>,
@@ -59,7 +71,14 @@ impl ModelArgs {
             None => None,
         };
         let quality = Quality::parse(&self.quality).map_err(anyhow::Error::msg).context("--quality")?;
-        Ok(DecomposeParams { layers: self.layers, palette, quality })
+        Ok(DecomposeParams {
+            layers: self.layers,
+            palette,
+            quality,
+            min_coverage: self.min_coverage,
+            formats: self.formats.clone(),
+            crop_layers: self.crop_layers,
+        })
     }
 
     pub fn device(&self) -> anyhow::Result<tch::Device> {

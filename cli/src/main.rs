@@ -6,6 +6,7 @@
 mod bench;
 mod config;
 mod dlq;
+mod eval;
 mod report;
 mod run;
 mod status;
@@ -40,6 +41,8 @@ enum Command {
     /// Inspect, replay or delete dead-lettered messages.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Score decompositions against layered ground truth with LayerD's metric (docs/eval.md).
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status::main(args).await,
             Command::Cancel(args) => status::cancel(args).await,
             Command::Dlq(command) => dlq::main(command).await,
+            Command::Eval(args) => eval::main(args),
         }
     });
     match outcome {

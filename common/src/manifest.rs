@@ -21,6 +21,14 @@ pub struct Manifest {
     pub canvas: Canvas,
     /// Written layers, bottom first, composited with the normal ("over") blend mode.
     pub layers: Vec<LayerInfo>,
+    /// How many layers were written and why (absent in manifests from before the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_count: Option<LayerCountInfo>,
+    /// Every file written for this image besides the manifest, relative to its folder:
+    /// the layer PNGs, the documents, the contact sheet (empty in manifests from before the
+    /// field, which wrote the layers' `file`s and the `preview`).
+    #[serde(default)]
+    pub files: Vec<String>,
     /// Model layers that had no visible pixel and were not written.
     pub dropped: Vec<usize>,
     /// The palette the model used (palette models only), in model layer order.
@@ -63,14 +71,27 @@ pub struct Canvas {
     pub height: u32,
 }
 
+/// The layer count an image ended with, and the rule that chose it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerCountInfo {
+    pub chosen: usize,
+    pub why: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerInfo {
-    pub file: String,
+    /// The layer's PNG (`layer-NN.png`); absent when PNG is not among the formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The layer's name in the documents (`00 #a1b2c3`: index and colour).
+    #[serde(default)]
+    pub name: String,
     /// Model layers merged into this one (one entry when nothing was merged).
     pub sources: Vec<usize>,
     /// The layer's mean colour, weighted by alpha.
     pub color: [u8; 3],
-    /// Smallest rectangle holding every pixel with alpha > 0.
+    /// Smallest rectangle holding every pixel with alpha > 0. With `params.crop_layers`
+    /// the layer's files hold just this rectangle, placed at (`x`, `y`) on the canvas.
     pub bbox: Option<BBox>,
     /// Sum of alpha over the canvas divided by its area.
     pub coverage: f64,
@@ -91,6 +112,13 @@ pub struct Timings {
     pub inference: f64,
     pub encode: f64,
     pub write: f64,
+}
+
+impl LayerInfo {
+    /// The layer's PNG file name; empty when PNG was not written.
+    pub fn png(&self) -> &str {
+        self.file.as_deref().unwrap_or("")
+    }
 }
 
 impl Manifest {

@@ -78,7 +78,7 @@ impl ModelSpec {
     pub fn check_params(&self, params: &DecomposeParams, card: Option<&ModelCard>) -> Result<(), String> {
         match self {
             ModelSpec::Fscs => {
-                if let Some(n) = params.layers {
+                if let Some(n) = params.layer_target() {
                     if !(2..=FSCS_LAYERS as u8).contains(&n) {
                         return Err(format!("--layers {n} is out of range (2 to {FSCS_LAYERS})"));
                     }
@@ -97,7 +97,10 @@ impl ModelSpec {
                 if !params.quality.is_reference() {
                     return Err("this model has no fast mode (--quality fast is for fscs)".to_owned());
                 }
-                match (params.layers, card) {
+                if params.min_coverage.is_some() {
+                    return Err("this model's normal-blend layers cannot be merged by coverage (--min-coverage is for fscs)".to_owned());
+                }
+                match (params.layer_target(), card) {
                     (Some(n), Some(card)) if usize::from(n) != card.layers => {
                         Err(format!("this model makes {} normal-blend layers and cannot merge them to {n}", card.layers))
                     }
@@ -106,6 +109,7 @@ impl ModelSpec {
             }
             ModelSpec::CapacityTest(_) if params.palette.is_some() => Err("this model takes no palette".to_owned()),
             ModelSpec::CapacityTest(_) if !params.quality.is_reference() => Err("this model has no fast mode".to_owned()),
+            ModelSpec::CapacityTest(_) if params.min_coverage.is_some() => Err("this model takes no --min-coverage".to_owned()),
             ModelSpec::CapacityTest(_) => Ok(()),
         }
     }
@@ -176,7 +180,7 @@ mod tests {
     use super::*;
 
     fn params(layers: Option<u8>, palette: usize) -> DecomposeParams {
-        DecomposeParams { layers, palette: (palette > 0).then(|| vec![[0, 0, 0]; palette]), ..DecomposeParams::default() }
+        DecomposeParams { layers: layers.map(crate::params::LayerCount::Count), palette: (palette > 0).then(|| vec![[0, 0, 0]; palette]), ..DecomposeParams::default() }
     }
 
     #[test]
@@ -212,5 +216,11 @@ mod tests {
         let fast = DecomposeParams { quality: crate::params::Quality::Fast, ..DecomposeParams::default() };
         assert!(fscs.check_params(&fast, None).is_ok());
         assert!(ts.check_params(&fast, Some(&card)).unwrap_err().contains("no fast mode"));
+        let auto = DecomposeParams { layers: Some(crate::params::LayerCount::Auto), ..DecomposeParams::default() };
+        assert!(fscs.check_params(&auto, None).is_ok());
+        assert!(ts.check_params(&auto, Some(&card)).is_ok(), "auto keeps what a fixed-count model makes");
+        let sparse = DecomposeParams { min_coverage: Some(crate::params::Share::parse("1%").unwrap()), ..DecomposeParams::default() };
+        assert!(fscs.check_params(&sparse, None).is_ok());
+        assert!(ts.check_params(&sparse, Some(&card)).unwrap_err().contains("--min-coverage"));
     }
 }

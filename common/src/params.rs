@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecomposeParams {
-    /// The most layers to keep; `None` keeps what the model makes. Similar layers are merged
-    /// down to this count, then layers with no visible pixel are dropped.
-    pub layers: Option<u8>,
+    /// How many layers to keep: a number (the most similar layers are merged down to it),
+    /// `auto` (similar layers are merged while the merged layers stay faithful; see
+    /// [`AUTO_DISTANCE`]), or `None` to keep what the model makes. Layers with no visible
+    /// pixel are dropped after merging.
+    pub layers: Option<LayerCount>,
     /// A fixed palette (8-bit RGB, one colour per model layer) instead of the one k-means
     /// finds; only for palette-based models such as `fscs`.
     pub palette: Option<Vec<[u8; 3]>>,
@@ -19,6 +21,221 @@ pub struct DecomposeParams {
     /// outputs written before the field existed stay current.
     #[serde(default, skip_serializing_if = "Quality::is_reference")]
     pub quality: Quality,
+    /// Layers covering less than this share of the image (alpha mass over area) are merged
+    /// into the layer of the nearest colour. Left out when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_coverage: Option<Share>,
+    /// What is written besides the manifest and the contact sheet: loose PNG layers, a
+    /// Photoshop document, an OpenRaster document. Left out when PNG only (the default).
+    #[serde(default, skip_serializing_if = "Formats::is_png_only")]
+    pub formats: Formats,
+    /// Every layer file holds only its bounding box (`bbox` in the manifest gives its
+    /// offset), in PNG and in the documents. Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crop_layers: bool,
+}
+
+/// Under `--layers auto`, two model layers may share an output layer only if their palette
+/// colours lie within this distance (Euclidean, sRGB scaled to [0,1], so 0.2 is about 30
+/// levels in each channel); every pair inside a merged layer must (complete linkage), so a
+/// merged layer never spans colours an editor would want apart. Merging alpha-add layers is
+/// exact: the recomposite does not change, no visible region is lost.
+pub const AUTO_DISTANCE: f64 = 0.2;
+
+/// How many layers to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "CountRepr", into = "CountRepr")]
+pub enum LayerCount {
+    /// Merge the most similar layers until this many remain.
+    Count(u8),
+    /// Merge while the merged layers stay faithful ([`AUTO_DISTANCE`]).
+    Auto,
+}
+
+/// How [`LayerCount`] travels: a number or the word `"auto"`.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum CountRepr {
+    Count(u8),
+    Word(String),
+}
+
+impl TryFrom<CountRepr> for LayerCount {
+    type Error = String;
+
+    fn try_from(repr: CountRepr) -> Result<LayerCount, String> {
+        match repr {
+            CountRepr::Count(n) => Ok(LayerCount::Count(n)),
+            CountRepr::Word(word) => LayerCount::parse(&word),
+        }
+    }
+}
+
+impl From<LayerCount> for CountRepr {
+    fn from(count: LayerCount) -> CountRepr {
+        match count {
+            LayerCount::Count(n) => CountRepr::Count(n),
+            LayerCount::Auto => CountRepr::Word("auto".to_owned()),
+        }
+    }
+}
+
+impl LayerCount {
+    /// `auto` or a number from 1 to 255.
+    pub fn parse(text: &str) -> Result<LayerCount, String> {
+        match text.trim() {
+            "auto" => Ok(LayerCount::Auto),
+            n => n.parse::<u8>().map(LayerCount::Count).map_err(|_| format!("layers {text:?} is not a number from 1 to 255 or auto")),
+        }
+    }
+
+    /// The fixed count, if one was asked for.
+    pub fn count(self) -> Option<u8> {
+        match self {
+            LayerCount::Count(n) => Some(n),
+            LayerCount::Auto => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LayerCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayerCount::Count(n) => write!(f, "{n}"),
+            LayerCount::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+/// A share of an image in [0, 1] (a finite number, so equality is an equivalence).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Share(f64);
+
+impl Eq for Share {}
+
+impl TryFrom<f64> for Share {
+    type Error = String;
+
+    fn try_from(value: f64) -> Result<Share, String> {
+        if (0.0..=1.0).contains(&value) {
+            Ok(Share(value))
+        } else {
+            Err(format!("{value} is not a share from 0 to 1"))
+        }
+    }
+}
+
+impl From<Share> for f64 {
+    fn from(share: Share) -> f64 {
+        share.0
+    }
+}
+
+impl Share {
+    /// `0.02` or `2%`.
+    pub fn parse(text: &str) -> Result<Share, String> {
+        let text = text.trim();
+        let value = match text.strip_suffix('%') {
+            Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+            None => text.parse::<f64>(),
+        };
+        value.map_err(|_| format!("{text:?} is not a share such as 0.02 or 2%")).and_then(Share::try_from)
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One straight-alpha RGBA PNG per layer, `layer-NN.png`, bottom first.
+    Png,
+    /// `layers.psd` (`layers.psb` when a side is over 30000 pixels): 8-bit RGB, one pixel
+    /// layer per Lamina layer, with the composite as its merged image.
+    Psd,
+    /// `layers.ora`: OpenRaster, as GIMP, Krita and MyPaint open it.
+    Ora,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Png, Format::Psd, Format::Ora];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Psd => "psd",
+            Format::Ora => "ora",
+        }
+    }
+}
+
+/// A non-empty set of formats, kept sorted (`png`, `psd`, `ora`) so equal sets compare and
+/// serialise equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Format>", into = "Vec<Format>")]
+pub struct Formats(Vec<Format>);
+
+impl Default for Formats {
+    fn default() -> Formats {
+        Formats(vec![Format::Png])
+    }
+}
+
+impl TryFrom<Vec<Format>> for Formats {
+    type Error = String;
+
+    fn try_from(mut formats: Vec<Format>) -> Result<Formats, String> {
+        formats.sort_unstable();
+        formats.dedup();
+        if formats.is_empty() {
+            return Err("no output format (choose from png, psd, ora)".to_owned());
+        }
+        Ok(Formats(formats))
+    }
+}
+
+impl From<Formats> for Vec<Format> {
+    fn from(formats: Formats) -> Vec<Format> {
+        formats.0
+    }
+}
+
+impl Formats {
+    /// `"png,psd,ora"`, any non-empty subset in any order.
+    pub fn parse(text: &str) -> Result<Formats, String> {
+        let formats = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Format::ALL.into_iter().find(|f| f.as_str() == s.to_ascii_lowercase()).ok_or_else(|| format!("format {s:?} is not png, psd or ora"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Formats::try_from(formats)
+    }
+
+    pub fn contains(&self, format: Format) -> bool {
+        self.0.contains(&format)
+    }
+
+    pub fn is_png_only(&self) -> bool {
+        self.0 == [Format::Png]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Format> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl std::fmt::Display for Formats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|f| f.as_str()).collect();
+        f.write_str(&names.join(","))
+    }
 }
 
 /// How closely the networks look at an image.
@@ -65,6 +282,36 @@ impl std::fmt::Display for Quality {
 }
 
 impl DecomposeParams {
+    /// The fixed layer count asked for, if any.
+    pub fn layer_target(&self) -> Option<u8> {
+        self.layers.and_then(LayerCount::count)
+    }
+
+    /// Whether layers may be merged beyond a fixed count (auto or a minimum coverage).
+    pub fn merges_by_content(&self) -> bool {
+        self.layers == Some(LayerCount::Auto) || self.min_coverage.is_some()
+    }
+
+    /// Why an image has the layers it has, in one line for the manifest: `model_layers`
+    /// made by the model, `written` written, `dropped` model layers left out as invisible.
+    pub fn explain_count(&self, model_layers: usize, written: usize, dropped: usize) -> String {
+        let mut why = match self.layers {
+            None => format!("the model's {model_layers} layers"),
+            Some(LayerCount::Count(n)) => format!("--layers {n}: the most similar of {model_layers} layers merged down to {}", usize::from(n).min(model_layers)),
+            Some(LayerCount::Auto) => format!(
+                "--layers auto: of {model_layers} layers, those whose colours all lie within {AUTO_DISTANCE} of each other (sRGB distance) merged"
+            ),
+        };
+        if let Some(share) = self.min_coverage {
+            why.push_str(&format!("; layers covering under {}% merged into the nearest colour", share.get() * 100.0));
+        }
+        if dropped > 0 {
+            why.push_str(&format!("; {dropped} model layers with no visible pixel dropped"));
+        }
+        why.push_str(&format!("; {written} written"));
+        why
+    }
+
     /// Parses `"r,g,b;r,g,b;..."`.
     pub fn parse_palette(text: &str) -> Result<Vec<[u8; 3]>, String> {
         text.split(';')
@@ -105,5 +352,36 @@ mod tests {
         assert!(text.contains(r#""quality":"fast""#), "{text}");
         assert_eq!(serde_json::from_str::<DecomposeParams>(&text).unwrap(), fast);
         assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"quality":"best"}"#).is_err());
+    }
+
+    #[test]
+    fn layers_travel_as_a_number_or_auto() {
+        let auto: DecomposeParams = serde_json::from_str(r#"{"layers":"auto","palette":null}"#).unwrap();
+        assert_eq!(auto.layers, Some(LayerCount::Auto));
+        assert_eq!(serde_json::to_string(&auto).unwrap(), r#"{"layers":"auto","palette":null}"#);
+        let three: DecomposeParams = serde_json::from_str(r#"{"layers":3,"palette":null}"#).unwrap();
+        assert_eq!((three.layers, three.layer_target()), (Some(LayerCount::Count(3)), Some(3)));
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":"many","palette":null}"#).is_err());
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":300,"palette":null}"#).is_err());
+        assert_eq!(LayerCount::parse("auto"), Ok(LayerCount::Auto));
+        assert_eq!(LayerCount::parse("4"), Ok(LayerCount::Count(4)));
+        assert!(LayerCount::parse("four").is_err());
+    }
+
+    #[test]
+    fn formats_are_a_sorted_non_empty_set_left_out_when_png_only() {
+        let f = Formats::parse("ora, PSD,png,ora").unwrap();
+        assert_eq!(f.to_string(), "png,psd,ora");
+        assert!(f.contains(Format::Psd) && !Formats::default().contains(Format::Ora));
+        assert!(Formats::parse("").is_err());
+        assert!(Formats::parse("png,tiff").unwrap_err().contains("tiff"));
+        let params = DecomposeParams { formats: Formats::parse("psd").unwrap(), crop_layers: true, min_coverage: Some(Share::parse("2%").unwrap()), ..DecomposeParams::default() };
+        let text = serde_json::to_string(&params).unwrap();
+        assert_eq!(text, r#"{"layers":null,"palette":null,"min_coverage":0.02,"formats":["psd"],"crop_layers":true}"#);
+        assert_eq!(serde_json::from_str::<DecomposeParams>(&text).unwrap(), params);
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"formats":[]}"#).is_err());
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"min_coverage":1.5}"#).is_err());
+        assert_eq!(Share::parse("0.5").unwrap().get(), 0.5);
+        assert!(Share::parse("-1").is_err() && Share::parse("lots").is_err());
     }
 }

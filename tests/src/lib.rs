@@ -144,10 +144,10 @@ pub fn recomposite_psnr(dir: &Path, manifest: &Manifest, input: &DynamicImage) -
     assert_eq!((input.width(), input.height()), (w, h), "canvas size differs from the input");
     let mut acc = vec![[0f32; 3]; (w * h) as usize];
     for layer in &manifest.layers {
-        let img = image::open(dir.join(&layer.file)).expect("layer decodes");
-        assert_eq!(img.color(), image::ColorType::Rgba8, "{} is not 8-bit RGBA", layer.file);
+        let img = image::open(dir.join(layer.png())).expect("layer decodes");
+        assert_eq!(img.color(), image::ColorType::Rgba8, "{} is not 8-bit RGBA", layer.png());
         let img = img.to_rgba8();
-        assert_eq!((img.width(), img.height()), (w, h), "{} has the wrong size", layer.file);
+        assert_eq!((img.width(), img.height()), (w, h), "{} has the wrong size", layer.png());
         for (px, out) in img.pixels().zip(acc.iter_mut()) {
             let a = f32::from(px[3]) / 255.0;
             for c in 0..3 {
@@ -255,11 +255,27 @@ pub fn fleet_images(n: usize, side: u32) -> BTreeMap<String, DynamicImage> {
 
 /// `lamina submit --wait` on the queues of `prefix`.
 pub fn submit(input: &str, output: &str, prefix: &str) -> std::process::Output {
+    submit_with(input, output, prefix, &[])
+}
+
+/// `lamina submit --wait` on the queues of `prefix`, with more options.
+pub fn submit_with(input: &str, output: &str, prefix: &str, options: &[&str]) -> std::process::Output {
     Command::new(binary("lamina"))
         .args(["submit", "--input", input, "--output", output, "--wait"])
+        .args(options)
         .env("LAMINA_AMQP_PREFIX", prefix)
         .output()
         .unwrap()
+}
+
+/// Runs the independent document readers (`tests/tools/check_documents.py`, psd-tools and
+/// the OpenRaster spec, with the venv's python in `LAMINA_PYTHON`) over image folders and
+/// returns their JSON reports; fails the test with their reason if a document is wrong.
+pub fn check_documents(dirs: &[&Path]) -> Vec<serde_json::Value> {
+    let python = std::env::var("LAMINA_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let out = Command::new(python).arg(repo_root().join("tests/tools/check_documents.py")).args(dirs).output().expect("run check_documents.py");
+    assert!(out.status.success(), "independent readers refused a document:\n{}", explain(&out));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("report line")).collect()
 }
 
 

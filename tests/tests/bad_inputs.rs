@@ -509,7 +509,7 @@ async fn every_bad_or_unusual_input_is_done_or_fails_in_one_line_the_worker_surv
         let m: Manifest = serde_json::from_slice(&bytes).unwrap();
         std::fs::write(dir.join("manifest.json"), bytes).unwrap();
         for layer in &m.layers {
-            std::fs::write(dir.join(&layer.file), output.get(&format!("{}/{}", r.key, layer.file)).await.unwrap()).unwrap();
+            std::fs::write(dir.join(layer.png()), output.get(&format!("{}/{}", r.key, layer.png())).await.unwrap()).unwrap();
         }
     }
 

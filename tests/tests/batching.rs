@@ -102,13 +102,13 @@ fn two_jobs_sharing_batches_each_get_their_own_parameters_and_the_unbatched_resu
         for key in &keys {
             let shared = manifest(&fleet_out, key).unwrap_or_else(|| panic!("{key}: no manifest for the {n}-layer job"));
             let alone = manifest(&single_out, key).unwrap();
-            assert_eq!(shared.params.layers, Some(n), "{key}");
+            assert_eq!(shared.params.layer_target(), Some(n), "{key}");
             assert!(shared.layers.len() <= usize::from(n), "{key}: {} layers for --layers {n}", shared.layers.len());
             let sources = |m: &lamina_common::manifest::Manifest| m.layers.iter().map(|l| l.sources.clone()).collect::<Vec<_>>();
             assert_eq!(sources(&shared), sources(&alone), "{key}, --layers {n}: merged layers differ from a batch-size-1 run");
             for (a, b) in shared.layers.iter().zip(&alone.layers) {
-                let a = image::open(fleet_out.join(key).join(&a.file)).unwrap().to_rgba8();
-                let b = image::open(single_out.join(key).join(&b.file)).unwrap().to_rgba8();
+                let a = image::open(fleet_out.join(key).join(a.png())).unwrap().to_rgba8();
+                let b = image::open(single_out.join(key).join(b.png())).unwrap().to_rgba8();
                 let differ = a.as_raw().iter().zip(b.as_raw()).filter(|(x, y)| x != y).count();
                 let worst = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0);
                 // Bitwise on the CPU, whatever shared the image's batch.

@@ -63,7 +63,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         let dir = scratch.path().join(key);
         std::fs::create_dir_all(&dir).unwrap();
         for layer in &manifest.layers {
-            std::fs::write(dir.join(&layer.file), output.get(&format!("{key}/{}", layer.file)).await.unwrap()).unwrap();
+            std::fs::write(dir.join(layer.png()), output.get(&format!("{key}/{}", layer.png())).await.unwrap()).unwrap();
         }
         let psnr = recomposite_psnr(&dir, &manifest, original).unwrap();
         let claimed = manifest.recomposite_psnr_db.unwrap();
@@ -136,6 +136,29 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     let third_id = String::from_utf8_lossy(&third.stdout).lines().next().unwrap().trim().to_owned();
     let redone: Manifest = serde_json::from_slice(&output.get(&format!("{changed}/manifest.json")).await.unwrap()).unwrap();
     assert_eq!(redone.job_id, third_id, "the changed image's manifest comes from the third job");
+
+    // A fleet job asking for documents and an automatic layer count: the workers write a
+    // PSD and an OpenRaster file per image that independent readers open with the right
+    // layers, and record the count and why.
+    let (p, s, d) = (prefix.clone(), format!("s3://{bucket}/in"), format!("s3://{bucket}/documents"));
+    let documents = tokio::task::spawn_blocking(move || submit_with(&s, &d, &p, &["--formats", "png,psd,ora", "--layers", "auto"])).await.unwrap();
+    assert!(String::from_utf8_lossy(&documents.stdout).contains("200 images: 200 done"), "{}\n{}", explain(&documents), show_logs());
+    let written = S3Store::new(&settings, &bucket, "documents").await;
+    let fetched = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    for key in originals.keys().take(5) {
+        let manifest: Manifest = serde_json::from_slice(&written.get(&format!("{key}/manifest.json")).await.unwrap()).unwrap();
+        assert!(manifest.files.iter().any(|f| f == "layers.psd") && manifest.files.iter().any(|f| f == "layers.ora"), "{key}: {:?}", manifest.files);
+        assert!(manifest.layer_count.as_ref().is_some_and(|c| c.why.contains("--layers auto")), "{key}");
+        let dir = fetched.path().join(key);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in manifest.files.iter().chain(["manifest.json".to_owned()].iter()) {
+            std::fs::write(dir.join(file), written.get(&format!("{key}/{file}")).await.unwrap()).unwrap();
+        }
+        dirs.push(dir);
+    }
+    let reports = check_documents(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>());
+    assert_eq!(reports.len(), 5);
 
     // Messages that are not valid tasks or jobs are dead-lettered, not retried.
     let amqp_settings = AmqpSettings::new(std::env::var("LAMINA_AMQP_URL").unwrap(), prefix.clone());

@@ -50,8 +50,8 @@ async fn check_complete(output: &S3Store, images: &BTreeMap<String, image::Dynam
     for key in images.keys() {
         let manifest: Manifest = serde_json::from_slice(&output.get(&format!("{key}/manifest.json")).await.unwrap()).unwrap();
         for layer in &manifest.layers {
-            let bytes = output.get(&format!("{key}/{}", layer.file)).await.unwrap();
-            let img = image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{key}/{}: {e}", layer.file));
+            let bytes = output.get(&format!("{key}/{}", layer.png())).await.unwrap();
+            let img = image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{key}/{}: {e}", layer.png()));
             assert_eq!((img.width(), img.height()), (manifest.canvas.width, manifest.canvas.height));
         }
     }

@@ -60,7 +60,7 @@ async fn check_outputs(output: &S3Store, originals: &std::collections::BTreeMap<
         let dir = scratch.path().join(key);
         std::fs::create_dir_all(&dir).unwrap();
         for layer in &manifest.layers {
-            std::fs::write(dir.join(&layer.file), output.get(&format!("{key}/{}", layer.file)).await.unwrap()).unwrap();
+            std::fs::write(dir.join(layer.png()), output.get(&format!("{key}/{}", layer.png())).await.unwrap()).unwrap();
         }
         let psnr = recomposite_psnr(&dir, &manifest, original);
         if let (Some(claimed), Some(measured)) = (manifest.recomposite_psnr_db, psnr) {

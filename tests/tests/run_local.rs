@@ -138,7 +138,7 @@ fn decomposes_a_folder_and_every_written_layer_set_rebuilds_its_input() {
     assert!(logo.input.has_alpha);
     for layer in &logo.layers {
         let bbox = layer.bbox.unwrap();
-        assert!(bbox.x >= 32, "{}: visible pixels where the input is transparent", layer.file);
+        assert!(bbox.x >= 32, "{}: visible pixels where the input is transparent", layer.png());
     }
     assert_eq!(manifest(&out, "formats/gray16.png").unwrap().input.color, "l16");
 
@@ -217,7 +217,7 @@ fn layer_count_and_palette_options_are_honoured_and_recorded() {
     let merged = lamina(&["run", input.to_str().unwrap(), out.join("three").to_str().unwrap(), "--layers", "3"]);
     assert!(merged.status.success(), "{}", explain(&merged));
     let m = manifest(&out.join("three"), "coffee.png").unwrap();
-    assert!(m.layers.len() <= 3 && m.params.layers == Some(3));
+    assert!(m.layers.len() <= 3 && m.params.layer_target() == Some(3));
     let mut sources: Vec<usize> = m.layers.iter().flat_map(|l| l.sources.clone()).chain(m.dropped.clone()).collect();
     sources.sort();
     assert_eq!(sources, (0..7).collect::<Vec<_>>(), "every model layer is merged into one output or dropped");
@@ -358,7 +358,7 @@ fn a_stopped_run_finishes_the_images_in_hand_writes_its_summary_and_exits_with_t
 /// Decodes every layer of `key` under `out`, in manifest order.
 fn layers(out: &Path, key: &str) -> Vec<image::RgbaImage> {
     let m = manifest(out, key).unwrap_or_else(|| panic!("{key}: no manifest under {}", out.display()));
-    m.layers.iter().map(|l| image::open(out.join(key).join(&l.file)).unwrap().to_rgba8()).collect()
+    m.layers.iter().map(|l| image::open(out.join(key).join(l.png())).unwrap().to_rgba8()).collect()
 }
 
 #[test]
@@ -404,7 +404,7 @@ fn a_photo_over_the_memory_budget_runs_in_tiles_and_fast_mode_is_recorded_and_cu
         assert!((psnr - a.recomposite_psnr_db.unwrap()).abs() < 0.1, "{key}: tiled {psnr:.2} dB vs whole {:?}", a.recomposite_psnr_db);
     }
     for layer in &manifest(&tiled, "logo.png").unwrap().layers {
-        assert!(layer.bbox.unwrap().x >= 80, "{}: visible where the input is transparent", layer.file);
+        assert!(layer.bbox.unwrap().x >= 80, "{}: visible where the input is transparent", layer.png());
     }
 
     // Fast mode: the networks see each photo reduced 2 x 2 under this budget; the layers are
@@ -422,7 +422,7 @@ fn a_photo_over_the_memory_budget_runs_in_tiles_and_fast_mode_is_recorded_and_cu
         assert!(psnr >= reference - 0.5, "{key}: fast {psnr:.2} dB vs reference {reference:.2} dB");
     }
     for layer in &manifest(&fast, "logo.png").unwrap().layers {
-        assert!(layer.bbox.unwrap().x >= 80, "{}: visible where the input is transparent", layer.file);
+        assert!(layer.bbox.unwrap().x >= 80, "{}: visible where the input is transparent", layer.png());
     }
     // The mode is part of what makes an output current.
     let (_, again) = run("fast", &fast_args);

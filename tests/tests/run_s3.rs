@@ -54,8 +54,8 @@ async fn decomposes_from_s3_to_s3_and_skips_everything_the_second_time() {
         let dir = tmp.path().join(key);
         std::fs::create_dir_all(&dir).unwrap();
         for layer in &manifest.layers {
-            let bytes = output.get(&format!("{key}/{}", layer.file)).await.unwrap();
-            std::fs::write(dir.join(&layer.file), bytes).unwrap();
+            let bytes = output.get(&format!("{key}/{}", layer.png())).await.unwrap();
+            std::fs::write(dir.join(layer.png()), bytes).unwrap();
         }
         let psnr = recomposite_psnr(&dir, &manifest, original).unwrap();
         assert!((psnr - manifest.recomposite_psnr_db.unwrap()).abs() < 0.05 && psnr > 24.0, "{key}: {psnr:.2} dB");

@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use crate::decode::Decoded;
+use crate::documents::{self, DocLayer};
 use lamina_common::keys::layer_name;
 use lamina_common::manifest::{BBox, LayerInfo};
+use lamina_common::params::{DecomposeParams, Format};
 
 /// Largest side of a tile in the contact sheet.
 const TILE: u32 = 256;
@@ -35,8 +37,8 @@ pub struct Encoded {
 /// Applies the input alpha, drops invisible layers, encodes the rest and the preview, and
 /// measures how well the written layers rebuild the input: [`StreamEncoder`] fed the whole
 /// image as one band.
-pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<Decoded>) -> Result<Encoded, String> {
-    let mut encoder = StreamEncoder::new(input.clone(), sources.to_vec());
+pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<Decoded>, params: &DecomposeParams) -> Result<Encoded, String> {
+    let mut encoder = StreamEncoder::new(input.clone(), sources.to_vec(), params);
     encoder.push(layers)?;
     encoder.finish()
 }
@@ -49,6 +51,7 @@ pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<De
 pub struct StreamEncoder {
     input: Arc<Decoded>,
     sources: Vec<Vec<usize>>,
+    params: DecomposeParams,
     /// The next row to arrive.
     row: u32,
     layers: Vec<LayerStream>,
@@ -66,7 +69,7 @@ struct LayerStream {
 
 /// The PNG encoder's output, shared so the bytes can be taken once the encoder finishes.
 #[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct SharedBuf(Arc<Mutex<Vec<u8>>>);
 
 impl Write for SharedBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -80,7 +83,7 @@ impl Write for SharedBuf {
 }
 
 impl SharedBuf {
-    fn take(&self) -> Vec<u8> {
+    pub(crate) fn take(&self) -> Vec<u8> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
@@ -125,8 +128,9 @@ impl Thumb {
 }
 
 impl StreamEncoder {
-    /// An encoder for `sources.len()` layers of `input`'s size.
-    pub fn new(input: Arc<Decoded>, sources: Vec<Vec<usize>>) -> StreamEncoder {
+    /// An encoder for `sources.len()` layers of `input`'s size, writing what `params` asks
+    /// for (formats, cropping).
+    pub fn new(input: Arc<Decoded>, sources: Vec<Vec<usize>>, params: &DecomposeParams) -> StreamEncoder {
         let thumb = Thumb::new(input.width, input.height);
         let layers = sources
             .iter()
@@ -137,7 +141,7 @@ impl StreamEncoder {
                 thumb: vec![0; (thumb.w * thumb.h * 4) as usize],
             })
             .collect();
-        StreamEncoder { input, sources, row: 0, layers, squared_error: 0.0, thumb }
+        StreamEncoder { input, sources, params: params.clone(), row: 0, layers, squared_error: 0.0, thumb }
     }
 
     /// Takes the next rows of every layer (8-bit straight RGBA, full width, one buffer per
@@ -233,14 +237,15 @@ impl StreamEncoder {
         Ok(())
     }
 
-    /// Finishes every PNG, drops the layers with no visible pixel, and returns the files, the
-    /// per-layer statistics, the contact sheet and the recomposite PSNR.
+    /// Finishes every PNG, drops the layers with no visible pixel, builds the documents the
+    /// parameters ask for, and returns the files, the per-layer statistics, the contact
+    /// sheet and the recomposite PSNR.
     pub fn finish(self) -> Result<Encoded, String> {
         let (w, h) = (self.input.width, self.input.height);
         if self.row != h {
             return Err(format!("the layers ended after {} of {h} rows", self.row));
         }
-        let mut files = Vec::new();
+        let mut pngs = Vec::new();
         let mut infos = Vec::new();
         let mut dropped = Vec::new();
         let mut thumbs = Vec::new();
@@ -253,14 +258,34 @@ impl StreamEncoder {
                 dropped.extend(sources);
                 continue;
             }
-            let name = layer_name(files.len());
-            infos.push(layer.stats.info(name.clone(), sources, pixels));
-            files.push((name, layer.bytes.take()));
+            infos.push(layer.stats.info(infos.len(), sources, pixels));
+            pngs.push(layer.bytes.take());
             thumbs.push(layer.thumb);
         }
         let mse = self.squared_error / (3.0 * pixels);
         let psnr_db = (mse > 0.0).then(|| 10.0 * (1.0 / mse).log10());
         let preview = contact_sheet(&self.input, self.thumb, &thumbs)?;
+        let params = &self.params;
+        let (pngs, documents) = if params.formats.is_png_only() && !params.crop_layers {
+            (pngs, Vec::new())
+        } else {
+            let layers = infos
+                .iter()
+                .zip(pngs)
+                .map(|(info, png)| DocLayer { name: info.name.clone(), png, bbox: info.bbox.unwrap_or(BBox { x: 0, y: 0, width: w, height: h }) })
+                .collect();
+            let built = documents::build(w, h, layers, self.input.alpha.is_some(), params)?;
+            (built.pngs, built.files)
+        };
+        let mut files = Vec::new();
+        if params.formats.contains(Format::Png) {
+            files.extend(pngs.into_iter().enumerate().map(|(i, png)| (layer_name(i), png)));
+        } else {
+            for info in &mut infos {
+                info.file = None;
+            }
+        }
+        files.extend(documents);
         Ok(Encoded { files, layers: infos, dropped, preview, psnr_db })
     }
 }
@@ -282,10 +307,12 @@ impl Stats {
         }
     }
 
-    fn info(&self, file: String, sources: Vec<usize>, pixels: f64) -> LayerInfo {
+    /// The manifest's record of written layer `index`, named by its index and colour.
+    fn info(&self, index: usize, sources: Vec<usize>, pixels: f64) -> LayerInfo {
         let bbox = (self.x0 <= self.x1).then(|| BBox { x: self.x0, y: self.y0, width: self.x1 - self.x0 + 1, height: self.y1 - self.y0 + 1 });
         let color = self.sum_c.map(|s| if self.sum_a > 0.0 { (s / self.sum_a).round() as u8 } else { 0 });
-        LayerInfo { file, sources, color, bbox, coverage: self.sum_a / 255.0 / pixels.max(1.0) }
+        let name = format!("{index:02} #{:02x}{:02x}{:02x}", color[0], color[1], color[2]);
+        LayerInfo { file: Some(layer_name(index)), name, sources, color, bbox, coverage: self.sum_a / 255.0 / pixels.max(1.0) }
     }
 }
 
@@ -397,8 +424,8 @@ mod tests {
     fn bands_encode_exactly_what_the_whole_image_encodes() {
         let (w, h) = (37, 29);
         let (image, layers) = noisy(w, h);
-        let whole = encode_image(layers.clone(), &[vec![0], vec![1]], &image).unwrap();
-        let mut streamed = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]]);
+        let whole = encode_image(layers.clone(), &[vec![0], vec![1]], &image, &DecomposeParams::default()).unwrap();
+        let mut streamed = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &DecomposeParams::default());
         let row = (w * 4) as usize;
         for (r0, rows) in [(0, 1), (1, 10), (11, 17), (28, 1)] {
             streamed.push(layers.iter().map(|l| l[r0 * row..(r0 + rows) * row].to_vec()).collect()).unwrap();
@@ -418,13 +445,13 @@ mod tests {
     #[test]
     fn a_stream_that_ends_early_or_overflows_is_an_error_not_a_panic() {
         let (image, layers) = noisy(8, 4);
-        let mut short = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]]);
+        let mut short = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &DecomposeParams::default());
         short.push(layers.iter().map(|l| l[..32 * 2].to_vec()).collect()).unwrap();
         assert!(short.finish().unwrap_err().contains("after 2 of 4 rows"));
-        let mut long = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]]);
+        let mut long = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &DecomposeParams::default());
         long.push(layers.clone()).unwrap();
         assert!(long.push(layers.clone()).unwrap_err().contains("8 rows arrived"));
-        let mut ragged = StreamEncoder::new(image, vec![vec![0], vec![1]]);
+        let mut ragged = StreamEncoder::new(image, vec![vec![0], vec![1]], &DecomposeParams::default());
         assert!(ragged.push(vec![layers[0].clone(), layers[1][..32].to_vec()]).is_err());
         assert!(ragged.push(vec![layers[0].clone()]).is_err());
     }
@@ -434,7 +461,7 @@ mod tests {
         let img = input(2, 1, [1.0, 0.0, 0.0], None);
         let red = vec![255, 0, 0, 255, 255, 0, 0, 255];
         let empty = vec![0u8; 8];
-        let enc = encode_image(vec![red, empty], &[vec![0], vec![1, 2]], &img).unwrap();
+        let enc = encode_image(vec![red, empty], &[vec![0], vec![1, 2]], &img, &DecomposeParams::default()).unwrap();
         assert_eq!(enc.files.len(), 1);
         assert_eq!(enc.dropped, vec![1, 2]);
         assert_eq!(enc.psnr_db, None, "identical recomposite has no finite PSNR");
@@ -450,7 +477,7 @@ mod tests {
     fn input_alpha_masks_every_layer() {
         let img = input(2, 1, [0.0, 0.0, 1.0], Some(vec![1.0, 0.0]));
         let blue = vec![0, 0, 255, 255, 0, 0, 255, 255];
-        let enc = encode_image(vec![blue], &[vec![0]], &img).unwrap();
+        let enc = encode_image(vec![blue], &[vec![0]], &img, &DecomposeParams::default()).unwrap();
         let decoded = image::load_from_memory(&enc.files[0].1).unwrap().to_rgba8();
         assert_eq!(decoded.as_raw(), &[0, 0, 255, 255, 0, 0, 0, 0]);
         assert_eq!(enc.layers[0].bbox, Some(BBox { x: 0, y: 0, width: 1, height: 1 }));

@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod decode;
+pub mod documents;
 pub mod encode;
 pub mod metrics;
 pub mod model;

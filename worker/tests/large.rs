@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use lamina_common::params::{DecomposeParams, Quality};
+use lamina_common::params::{DecomposeParams, LayerCount, Quality};
 use lamina_worker::decode::{decode, Decoded};
 use lamina_worker::model::{self, quantise, Batch, LayerSink, Model, ModelError};
 use tch::{Device, Tensor};
@@ -95,7 +95,7 @@ fn tiles_write_the_layers_the_whole_image_writes() {
     let image = photo(300, 212);
     // A budget this small forces the smallest tiles: 32-pixel cores, 7 x 10 of them.
     let budget = 64 << 10;
-    for layers in [None, Some(3)] {
+    for layers in [None, Some(LayerCount::Count(3)), Some(LayerCount::Auto)] {
         let params = DecomposeParams { layers, ..DecomposeParams::default() };
         assert!(m.is_large(image.width, image.height, &params, budget));
         assert!(!m.is_large(image.width, image.height, &params, 2 << 30));
@@ -132,7 +132,7 @@ fn fast_mode_rebuilds_the_image_about_as_well_as_reference_mode() {
     eprintln!("recomposite PSNR: fast {pf:.2} dB, reference {pr:.2} dB");
     assert!(pf >= pr - 0.5, "fast {pf:.2} dB is more than 0.5 dB under reference {pr:.2} dB");
     // Merging works in fast mode too.
-    let three = DecomposeParams { layers: Some(3), quality: Quality::Fast, ..DecomposeParams::default() };
+    let three = DecomposeParams { layers: Some(LayerCount::Count(3)), quality: Quality::Fast, ..DecomposeParams::default() };
     let mut merged = Collect::default();
     m.decompose_large(&image, &three, budget, &mut merged).unwrap();
     assert_eq!(merged.sources.len(), 3);

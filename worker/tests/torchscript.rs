@@ -85,7 +85,7 @@ fn parameters_the_model_cannot_honour_are_refused() {
     let m = load(dir.path(), "two_layer").unwrap();
     let palette = DecomposeParams { palette: Some(vec![[0, 0, 0]; 7]), ..DecomposeParams::default() };
     assert!(m.check_params(&palette).is_err());
-    let fewer = DecomposeParams { layers: Some(1), ..DecomposeParams::default() };
+    let fewer = DecomposeParams { layers: Some(lamina_common::params::LayerCount::Count(1)), ..DecomposeParams::default() };
     assert!(m.check_params(&fewer).unwrap_err().to_string().contains("cannot merge"));
     assert!(model::load("nonsense", Device::Cpu).is_err());
 }

@@ -3,6 +3,8 @@
 
 use tch::{Kind, Tensor};
 
+use lamina_common::params::{DecomposeParams, LayerCount, AUTO_DISTANCE};
+
 /// Converts alpha-add layers to normal-blend layers, bottom first.
 ///
 /// `alpha` is `[B,L,1,H,W]` with alphas summing to 1 over L. Layer i gets
@@ -78,6 +80,104 @@ pub fn plan_merges(colours: &[[f64; 3]], masses: &[f64], target: usize) -> Vec<V
     groups.into_iter().map(|g| g.members).collect()
 }
 
+/// Which model layers form each output layer under `params`, from each model layer's
+/// palette colour (sRGB in [0,1]) and alpha mass (over an image of `pixels` pixels):
+/// a fixed count merges by [`plan_merges`]; `auto` by [`auto_merges`]; then, with a minimum
+/// coverage, [`merge_sparse`]. `None` when every model layer stays alone.
+pub fn plan_layers(colours: &[[f64; 3]], masses: &[f64], pixels: f64, params: &DecomposeParams) -> Option<Vec<Vec<usize>>> {
+    let k = colours.len();
+    let mut groups = match params.layers {
+        Some(LayerCount::Count(n)) if usize::from(n) < k => plan_merges(colours, masses, usize::from(n)),
+        Some(LayerCount::Auto) => auto_merges(colours),
+        _ => (0..k).map(|i| vec![i]).collect(),
+    };
+    if let Some(share) = params.min_coverage {
+        merge_sparse(&mut groups, colours, masses, share.get() * pixels);
+    }
+    (groups.len() < k).then_some(groups)
+}
+
+fn distance(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    (0..3).map(|c| (a[c] - b[c]).powi(2)).sum::<f64>().sqrt()
+}
+
+/// `--layers auto`: joins the two groups whose farthest colours are nearest (complete
+/// linkage) while those lie within [`AUTO_DISTANCE`]: every pair of colours inside a merged
+/// layer is within it, so no merged layer spans colours far apart, whatever order the
+/// merges take. Merging alpha-add layers is exact, so nothing visible is lost.
+pub fn auto_merges(colours: &[[f64; 3]]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = (0..colours.len()).map(|i| vec![i]).collect();
+    loop {
+        let mut best = (f64::INFINITY, 0, 0);
+        for i in 0..groups.len() {
+            for j in i + 1..groups.len() {
+                let linkage = groups[i]
+                    .iter()
+                    .flat_map(|&a| groups[j].iter().map(move |&b| (a, b)))
+                    .map(|(a, b)| distance(&colours[a], &colours[b]))
+                    .fold(0.0, f64::max);
+                if linkage < best.0 {
+                    best = (linkage, i, j);
+                }
+            }
+        }
+        let (linkage, i, j) = best;
+        if linkage >= AUTO_DISTANCE {
+            break;
+        }
+        let b = groups.remove(j);
+        groups[i].extend(b);
+        groups[i].sort_unstable();
+    }
+    groups.sort_by_key(|g| g[0]);
+    groups
+}
+
+/// `--min-coverage`: while more than one group is left and the smallest covers less than
+/// `min_mass` (alpha mass), it joins the group whose mean colour is nearest its own.
+pub fn merge_sparse(groups: &mut Vec<Vec<usize>>, colours: &[[f64; 3]], masses: &[f64], min_mass: f64) {
+    let mass = |g: &[usize]| g.iter().map(|&i| masses[i].max(0.0)).sum::<f64>();
+    let colour = |g: &[usize]| {
+        let m = mass(g);
+        let weight = |i: usize| if m > 0.0 { masses[i].max(0.0) / m } else { 1.0 / g.len() as f64 };
+        let mut c = [0.0; 3];
+        for &i in g {
+            for (ch, v) in c.iter_mut().enumerate() {
+                *v += colours[i][ch] * weight(i);
+            }
+        }
+        c
+    };
+    while groups.len() > 1 {
+        let Some((small, m)) = groups.iter().map(|g| mass(g)).enumerate().min_by(|a, b| a.1.total_cmp(&b.1)) else { break };
+        if m >= min_mass {
+            break;
+        }
+        let own = colour(&groups[small]);
+        let Some(into) = (0..groups.len())
+            .filter(|&g| g != small)
+            .min_by(|&a, &b| distance(&own, &colour(&groups[a])).total_cmp(&distance(&own, &colour(&groups[b]))))
+        else {
+            break;
+        };
+        let moved = std::mem::take(&mut groups[small]);
+        groups[into].extend(moved);
+        groups[into].sort_unstable();
+        groups.remove(small);
+    }
+    groups.sort_by_key(|g| g[0]);
+}
+
+/// Pads every image's groups with empty ones to the batch's largest count (a batch is one
+/// tensor): an empty group merges to a layer with no alpha, which is dropped unwritten.
+pub fn pad_groups(mut groups: Vec<Vec<Vec<usize>>>) -> Vec<Vec<Vec<usize>>> {
+    let n = groups.iter().map(Vec::len).max().unwrap_or(0);
+    for g in &mut groups {
+        g.resize(n, Vec::new());
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +226,40 @@ mod tests {
         let groups = plan_merges(&colours, &[1.0, 1.0, 1.0, 1.0], 2);
         assert_eq!(groups, vec![vec![0, 2], vec![1, 3]]);
         assert_eq!(plan_merges(&colours, &[1.0; 4], 4).len(), 4);
+    }
+
+    #[test]
+    fn auto_merges_only_colours_that_all_lie_close() {
+        // A chain 0 - 1 - 2 of steps 0.15: single linkage would join all three, complete
+        // linkage keeps the ends (0.3 apart) in different layers.
+        let colours = [[0.0, 0.0, 0.0], [0.15, 0.0, 0.0], [0.3, 0.0, 0.0], [1.0, 1.0, 1.0], [0.95, 1.0, 1.0]];
+        let groups = auto_merges(&colours);
+        assert_eq!(groups.len(), 3, "{groups:?}");
+        assert!(groups.contains(&vec![3, 4]), "{groups:?}");
+        for g in &groups {
+            for &a in g {
+                for &b in g {
+                    assert!(distance(&colours[a], &colours[b]) < AUTO_DISTANCE, "{groups:?}");
+                }
+            }
+        }
+        let apart = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
+        assert_eq!(auto_merges(&apart), vec![vec![0], vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn sparse_layers_join_their_nearest_colour_and_the_rest_stay() {
+        let colours = [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.9, 0.9, 0.9], [0.1, 0.0, 0.0]];
+        let masses = [50.0, 40.0, 1.0, 0.5];
+        let mut groups = vec![vec![0], vec![1], vec![2], vec![3]];
+        merge_sparse(&mut groups, &colours, &masses, 2.0);
+        assert_eq!(groups, vec![vec![0, 3], vec![1, 2]]);
+        let mut one = vec![vec![0], vec![1]];
+        merge_sparse(&mut one, &colours, &[0.0, 0.0], 10.0);
+        assert_eq!(one.len(), 1, "merging stops at one layer");
+        let p = DecomposeParams { min_coverage: Some(lamina_common::params::Share::parse("0.02").unwrap()), ..DecomposeParams::default() };
+        assert_eq!(plan_layers(&colours, &masses, 100.0, &p), Some(vec![vec![0, 3], vec![1, 2]]));
+        assert_eq!(plan_layers(&colours, &masses, 100.0, &DecomposeParams::default()), None);
+        assert_eq!(pad_groups(vec![vec![vec![0], vec![1]], vec![vec![0, 1]]])[1], vec![vec![0, 1], vec![]]);
     }
 }

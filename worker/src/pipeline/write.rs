@@ -13,7 +13,7 @@ use super::{fetch::ms, Band, Finished, Inferred, WorkerConfig, WRITE_CONCURRENCY
 use crate::encode::{Encoded, StreamEncoder};
 use crate::model::{device_name, ModelDesc};
 use lamina_common::keys::join;
-use lamina_common::manifest::{Canvas, InputInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
+use lamina_common::manifest::{Canvas, InputInfo, LayerCountInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
 use lamina_common::messages::{FailureKind, Status, TaskResult};
 use lamina_common::retry::{retry, RetryPolicy};
 
@@ -48,7 +48,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     let Inferred { mut item, sources, palette, mut bands } = image;
     let output = item.output.clone();
     let key = item.task.key.clone();
-    let mut encoder = StreamEncoder::new(item.image.clone(), sources);
+    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.params);
     let mut encoding = std::time::Duration::ZERO;
     let crashed = || TaskResult::failed(key.clone(), FailureKind::Encode, "layer encoder crashed");
     let cannot = |e: String| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));
@@ -91,7 +91,8 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     let write_started = Instant::now();
     let fail = |e: lamina_common::StoreError| TaskResult::failed(key.clone(), FailureKind::Store, format!("cannot write output: {e}"));
     let mut puts = JoinSet::new();
-    let objects = encoded.files.iter().cloned().chain([(PREVIEW_FILE.to_owned(), encoded.preview.clone())]);
+    let objects: Vec<(String, Vec<u8>)> = encoded.files.iter().cloned().chain([(PREVIEW_FILE.to_owned(), encoded.preview.clone())]).collect();
+    let files: Vec<String> = objects.iter().map(|(name, _)| name.clone()).collect();
     for (name, bytes) in objects {
         let path = match join(&key, &name) {
             Ok(path) => path,
@@ -124,6 +125,11 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         model: ModelInfo { id: desc.id.clone(), weights_sha256: desc.weights_sha256.clone(), device: device.to_owned() },
         params: item.task.params.clone(),
         canvas: Canvas { width: image.width, height: image.height },
+        layer_count: Some(LayerCountInfo {
+            chosen: encoded.layers.len(),
+            why: item.task.params.explain_count(desc.layers, encoded.layers.len(), encoded.dropped.len()),
+        }),
+        files,
         layers: encoded.layers,
         dropped: encoded.dropped,
         palette,

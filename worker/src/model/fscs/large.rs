@@ -28,7 +28,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{guided_coefficients, kmeans, luma, normalise, Fscs, BYTES_PER_PIXEL, GUIDED_RADIUS, K};
 use crate::decode::Decoded;
-use crate::model::blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
+use crate::model::blend::{alpha_add_to_normal, merge_alpha_add, plan_layers};
 use crate::model::{quantise, LayerSink, ModelError};
 use lamina_common::params::{DecomposeParams, FAST_PIXELS};
 
@@ -152,12 +152,9 @@ impl Fscs {
     }
 
     /// Which model layers form each output layer, from each layer's alpha mass.
-    fn groups(palette: &[[u8; 3]], masses: &[f64], params: &DecomposeParams) -> Option<Vec<Vec<usize>>> {
-        let target = params.layers.map_or(K, usize::from);
-        (target < K).then(|| {
-            let colours: Vec<[f64; 3]> = palette.iter().map(|c| c.map(|v| f64::from(v) / 255.0)).collect();
-            plan_merges(&colours, masses, target)
-        })
+    fn groups(palette: &[[u8; 3]], masses: &[f64], pixels: f64, params: &DecomposeParams) -> Option<Vec<Vec<usize>>> {
+        let colours: Vec<[f64; 3]> = palette.iter().map(|c| c.map(|v| f64::from(v) / 255.0)).collect();
+        plan_layers(&colours, masses, pixels, params)
     }
 
     /// Reference mode over tiles; see the module's documentation.
@@ -196,7 +193,7 @@ impl Fscs {
         })?;
         let mean = (residue_sum / (ph * pw) as f64).to_kind(Kind::Float).view([1, 3 * k, 1, 1]);
         let masses = Vec::<f64>::try_from(masses.to_device(Device::Cpu)).map_err(|e| self.torch(e))?;
-        let groups = Self::groups(&palette, &masses, params);
+        let groups = Self::groups(&palette, &masses, (h * w) as f64, params);
         let sources = groups.clone().unwrap_or_else(|| (0..K).map(|i| vec![i]).collect());
         sink.begin(sources, Some(palette.clone()))?;
         let planes = palette_t.view([1, k, 3, 1, 1]);
@@ -257,7 +254,7 @@ impl Fscs {
             (colour, alpha, masses)
         });
         let masses = Vec::<f64>::try_from(masses).map_err(|e| self.torch(e))?;
-        let groups = Self::groups(&palette, &masses, params);
+        let groups = Self::groups(&palette, &masses, (lh * lw) as f64, params);
         let (colour, alpha) = match &groups {
             Some(g) => tch::no_grad(|| merge_alpha_add(&colour, &alpha, std::slice::from_ref(g))),
             None => (colour, alpha),

@@ -15,7 +15,7 @@ mod net;
 use sha2::{Digest, Sha256};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
+use super::blend::{alpha_add_to_normal, merge_alpha_add, pad_groups, plan_layers};
 use super::{torch_err, Batch, Decomposed, LayerSink, Model, ModelDesc, ModelError};
 use crate::decode::Decoded;
 use lamina_common::model::ModelSpec;
@@ -190,17 +190,23 @@ impl Model for Fscs {
         tch::no_grad(|| {
             // The reference's flaw, fixed: clamped alphas must still sum to 1.
             let alpha = normalise(&alpha.clamp(0.0, 1.0));
-            let target = params.layers.map_or(K, usize::from);
-            let (colour, alpha, sources) = if target < K {
+            let merges = params.layers.is_some() || params.min_coverage.is_some();
+            let planned: Vec<Option<Vec<Vec<usize>>>> = if merges {
                 let masses = alpha_masses(&alpha, batch.sizes);
-                let groups: Vec<Vec<Vec<usize>>> = palettes
+                palettes
                     .iter()
                     .zip(&masses)
-                    .map(|(p, m)| {
+                    .zip(batch.sizes)
+                    .map(|((p, m), &(h, w))| {
                         let colours: Vec<[f64; 3]> = p.iter().map(|c| c.map(|v| f64::from(v) / 255.0)).collect();
-                        plan_merges(&colours, m, target)
+                        plan_layers(&colours, m, (h * w) as f64, params)
                     })
-                    .collect();
+                    .collect()
+            } else {
+                vec![None; palettes.len()]
+            };
+            let (colour, alpha, sources) = if planned.iter().any(Option::is_some) {
+                let groups = pad_groups(planned.into_iter().map(|g| g.unwrap_or_else(|| (0..K).map(|i| vec![i]).collect())).collect());
                 let (c, a) = merge_alpha_add(&colour, &alpha, &groups);
                 (c, a, groups)
             } else {

@@ -1,0 +1,955 @@
+//! `lamina eval PRED GT`: scores layer decompositions against layered ground truth with
+//! LayerD's metric (after LayerD's evaluation, Suzuki et al., ICCV 2025,
+//! github.com/CyberAgentAILab/LayerD, Apache-2.0; definitions in `docs/eval.md`).
+//!
+//! This module finds and reads the stacks on both sides, checks them, prints the table and
+//! writes the JSON; the scoring itself is [`score`], which does no I/O.
+
+pub mod score;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use image::{DynamicImage, ImageFormat, ImageReader};
+
+use lamina_common::manifest::{Manifest, MANIFEST_FILE, MANIFEST_SCHEMA};
+
+use score::{Aggregate, EditScore, Rgba};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The decompositions to score: a Lamina output folder (any model), or folders of
+    /// layer-NN.png stacks. Image folders are found recursively.
+    #[arg(value_name = "PRED")]
+    pub pred: PathBuf,
+    /// The reference: `<name>/layer-NN.png` stacks (bottom first; LayerD's `0000.png` naming
+    /// is read too), `<name>` being the input's path as in Lamina's output, or another
+    /// Lamina output folder.
+    #[arg(value_name = "GT")]
+    pub gt: PathBuf,
+    /// Most greedy merge edits (LayerD's --max-edits); scores are reported for 0 to this.
+    #[arg(long, env = "LAMINA_EVAL_MAX_EDITS", default_value_t = 5)]
+    pub max_edits: usize,
+    /// Also write every score as JSON to FILE (format in docs/eval.md).
+    #[arg(long, env = "LAMINA_EVAL_JSON", value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let mut table: Option<Table> = None;
+    let report = evaluate_folders(&args.pred, &args.gt, args.max_edits, |names, sample| {
+        let table = table.get_or_insert_with(|| {
+            let table = Table::new(names);
+            println!("{}", table.header());
+            table
+        });
+        println!("{}", table.row(sample));
+    })?;
+    print!("{}", summary(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, to_json(&report)).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("scores written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------
+// Finding and reading stacks
+
+/// One layer file of a stack.
+#[derive(Debug, Clone)]
+struct LayerFile {
+    path: PathBuf,
+    /// Where its top-left corner sits on the canvas (cropped layers only).
+    offset: Option<(u32, u32)>,
+}
+
+/// One image's layers as found on disk, bottom first; every file's header is read and its
+/// size checked against the canvas.
+#[derive(Debug, Clone)]
+struct Stack {
+    canvas: (u32, u32),
+    layers: Vec<LayerFile>,
+}
+
+/// Every stack under `root`, by name (its folder relative to `root`, `/`-separated; `.` for
+/// `root` itself).
+fn discover(root: &Path, side: &str) -> anyhow::Result<BTreeMap<String, Stack>> {
+    let kind = side.to_uppercase();
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => bail!("{kind} {} is not a folder", root.display()),
+        Err(e) => bail!("{kind} folder {} cannot be read: {e}", root.display()),
+    }
+    let mut stacks = BTreeMap::new();
+    let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
+    // Hidden folders are skipped, as LayerD's glob skips them.
+    for entry in walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
+        let entry = entry.with_context(|| format!("cannot list {kind} folder {}", root.display()))?;
+        if !entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let name = if rel.as_os_str().is_empty() {
+            ".".to_owned()
+        } else {
+            rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+        };
+        if let Some(stack) = read_stack(entry.path(), &format!("{side} {name}"))? {
+            stacks.insert(name, stack);
+        }
+    }
+    if stacks.is_empty() {
+        bail!("{kind} folder {} holds no layer stacks (no {MANIFEST_FILE}, no layer-NN.png files)", root.display());
+    }
+    Ok(stacks)
+}
+
+/// The stack in `dir`: its manifest's layers when it has one, else its `layer-*.png` files
+/// (or LayerD's `NNNN.png`) sorted by name; `None` when it holds neither.
+fn read_stack(dir: &Path, label: &str) -> anyhow::Result<Option<Stack>> {
+    let manifest = dir.join(MANIFEST_FILE);
+    if manifest.is_file() {
+        return read_manifest_stack(dir, &manifest, label).map(Some);
+    }
+    let mut lamina_named = Vec::new();
+    let mut layerd_named = Vec::new();
+    let listing = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in listing {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || entry.path().is_dir() {
+            continue;
+        }
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((name.as_str(), ""));
+        let looks_lamina = stem.starts_with("layer-");
+        let looks_layerd = !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit());
+        if !looks_lamina && !looks_layerd {
+            continue;
+        }
+        if ext != "png" {
+            bail!("{}: not a PNG layer: layer files must be named *.png (lowercase)", entry.path().display());
+        }
+        if looks_lamina {
+            lamina_named.push(name);
+        } else {
+            layerd_named.push(name);
+        }
+    }
+    if !lamina_named.is_empty() && !layerd_named.is_empty() {
+        bail!(
+            "{}: mixes layer-NN.png ({}) and NNNN.png ({}) files; which are the layers?",
+            dir.display(),
+            lamina_named[0],
+            layerd_named[0]
+        );
+    }
+    let mut names = if lamina_named.is_empty() { layerd_named } else { lamina_named };
+    if names.is_empty() {
+        return Ok(None);
+    }
+    names.sort();
+    let mut first: Option<((u32, u32), PathBuf)> = None;
+    let mut layers = Vec::with_capacity(names.len());
+    for name in &names {
+        let path = dir.join(name);
+        let size = png_size(&path)?;
+        match &first {
+            None => first = Some((size, path.clone())),
+            Some(((w, h), first_path)) if (*w, *h) != size => bail!(
+                "{}: layer is {}x{}, but {} is {w}x{h}; every layer of a stack must have the same size",
+                path.display(),
+                size.0,
+                size.1,
+                first_path.display()
+            ),
+            Some(_) => {}
+        }
+        layers.push(LayerFile { path, offset: None });
+    }
+    let canvas = first.map_or((0, 0), |c| c.0);
+    Ok(Some(Stack { canvas, layers }))
+}
+
+/// The stack a Lamina manifest describes (layers in manifest order, bottom first; cropped
+/// layers placed at their bbox).
+fn read_manifest_stack(dir: &Path, manifest_path: &Path, label: &str) -> anyhow::Result<Stack> {
+    let text = std::fs::read_to_string(manifest_path).with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a Lamina manifest: {e}", manifest_path.display()))?;
+    if manifest.schema != MANIFEST_SCHEMA {
+        bail!("{}: schema {:?}, expected {MANIFEST_SCHEMA:?}", manifest_path.display(), manifest.schema);
+    }
+    let canvas = (manifest.canvas.width, manifest.canvas.height);
+    let crop = manifest.params.crop_layers;
+    let mut layers = Vec::with_capacity(manifest.layers.len());
+    for (k, layer) in manifest.layers.iter().enumerate() {
+        let Some(file) = layer.file.as_deref().filter(|f| !f.is_empty()) else {
+            bail!("{label}: layer {k} has no PNG file: the image was written without png in --formats");
+        };
+        let path = dir.join(file);
+        let size = png_size(&path)?;
+        let offset = match (crop, layer.bbox) {
+            (true, Some(b)) => {
+                if size != (b.width, b.height) {
+                    bail!(
+                        "{}: cropped layer is {}x{}, but its bbox in the manifest is {}x{}",
+                        path.display(),
+                        size.0,
+                        size.1,
+                        b.width,
+                        b.height
+                    );
+                }
+                if b.x as u64 + b.width as u64 > canvas.0 as u64 || b.y as u64 + b.height as u64 > canvas.1 as u64 {
+                    bail!(
+                        "{}: bbox {}x{} at ({}, {}) does not fit the {}x{} canvas",
+                        path.display(),
+                        b.width,
+                        b.height,
+                        b.x,
+                        b.y,
+                        canvas.0,
+                        canvas.1
+                    );
+                }
+                Some((b.x, b.y))
+            }
+            _ => {
+                if size != canvas {
+                    bail!(
+                        "{}: layer is {}x{}, but the manifest's canvas is {}x{}",
+                        path.display(),
+                        size.0,
+                        size.1,
+                        canvas.0,
+                        canvas.1
+                    );
+                }
+                None
+            }
+        };
+        layers.push(LayerFile { path, offset });
+    }
+    Ok(Stack { canvas, layers })
+}
+
+/// A PNG's size from its header; an error naming the file when it is not a PNG.
+fn png_size(path: &Path) -> anyhow::Result<(u32, u32)> {
+    png_reader(path)?.into_dimensions().map_err(|e| anyhow::anyhow!("{}: not a readable PNG: {e}", path.display()))
+}
+
+fn png_reader(path: &Path) -> anyhow::Result<ImageReader<BufReader<File>>> {
+    let file = File::open(path).map_err(|e| anyhow::anyhow!("{}: cannot open: {e}", path.display()))?;
+    Ok(ImageReader::with_format(BufReader::new(file), ImageFormat::Png))
+}
+
+/// Decodes a stack to canvas-sized RGBA8 layers.
+fn load_stack(stack: &Stack) -> anyhow::Result<Vec<Rgba>> {
+    stack.layers.iter().map(|layer| load_layer(layer, stack.canvas)).collect()
+}
+
+fn load_layer(layer: &LayerFile, canvas: (u32, u32)) -> anyhow::Result<Rgba> {
+    let image = png_reader(&layer.path)?
+        .decode()
+        .map_err(|e| anyhow::anyhow!("{}: not a readable PNG: {e}", layer.path.display()))?;
+    let rgba = to_rgba_like_pillow(image);
+    let Some((x0, y0)) = layer.offset else {
+        return Ok(rgba);
+    };
+    let mut out = Rgba::transparent(canvas.0, canvas.1);
+    let (cw, w) = (canvas.0 as usize, rgba.width as usize);
+    for (y, row) in rgba.data.chunks_exact(w * 4).enumerate() {
+        let start = ((y0 as usize + y) * cw + x0 as usize) * 4;
+        if let Some(dst) = out.data.get_mut(start..start + w * 4) {
+            dst.copy_from_slice(row);
+        }
+    }
+    Ok(out)
+}
+
+/// `Image.open(p).convert("RGBA")` as Pillow does it for PNGs: 8-bit data as is (palette
+/// and tRNS expanded by the decoder), 16-bit colour and grey+alpha by their high byte,
+/// 16-bit grey clipped to 255.
+fn to_rgba_like_pillow(image: DynamicImage) -> Rgba {
+    let (width, height) = (image.width(), image.height());
+    let data = match image {
+        DynamicImage::ImageRgba8(im) => im.into_raw(),
+        DynamicImage::ImageRgb8(im) => im.into_raw().chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        DynamicImage::ImageLuma8(im) => im.into_raw().into_iter().flat_map(|l| [l, l, l, 255]).collect(),
+        DynamicImage::ImageLumaA8(im) => im.into_raw().chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+        DynamicImage::ImageRgba16(im) => im.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
+        DynamicImage::ImageRgb16(im) => {
+            im.into_raw().chunks_exact(3).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8, 255]).collect()
+        }
+        DynamicImage::ImageLumaA16(im) => im
+            .into_raw()
+            .chunks_exact(2)
+            .flat_map(|p| {
+                let l = (p[0] >> 8) as u8;
+                [l, l, l, (p[1] >> 8) as u8]
+            })
+            .collect(),
+        DynamicImage::ImageLuma16(im) => im
+            .into_raw()
+            .into_iter()
+            .flat_map(|v| {
+                let l = v.min(255) as u8;
+                [l, l, l, 255]
+            })
+            .collect(),
+        other => other.to_rgba8().into_raw(),
+    };
+    Rgba { width, height, data }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scoring folders
+
+/// One scored image.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub pred_layers: usize,
+    pub gt_layers: usize,
+    /// LayerD's per-sample list: the scores after 0, 1, ... merges.
+    pub scores: Vec<EditScore>,
+}
+
+/// An image in both folders that LayerD would not score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub samples: Vec<Sample>,
+    pub aggregated: Vec<Aggregate>,
+    pub only_in_pred: Vec<String>,
+    pub only_in_gt: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Scores every image found in both `pred` and `gt`, in name order, calling `on_sample`
+/// with all matched names and each result as it is done. An error when either folder is
+/// missing or empty, any stack is unreadable or inconsistent in size, or nothing could be
+/// scored.
+pub fn evaluate_folders(
+    pred: &Path,
+    gt: &Path,
+    max_edits: usize,
+    mut on_sample: impl FnMut(&[&str], &Sample),
+) -> anyhow::Result<Report> {
+    let pred_stacks = discover(pred, "pred")?;
+    let gt_stacks = discover(gt, "gt")?;
+    let pairs = match_names(&pred_stacks, &gt_stacks);
+    let only_in_pred: Vec<String> = pred_stacks.keys().filter(|k| !pairs.contains_key(*k)).cloned().collect();
+    let matched_gt: std::collections::BTreeSet<&String> = pairs.values().collect();
+    let only_in_gt: Vec<String> = gt_stacks.keys().filter(|k| !matched_gt.contains(k)).cloned().collect();
+    let matched: Vec<(&String, &Stack, &Stack)> = pairs
+        .iter()
+        .filter_map(|(name, gt_name)| Some((name, pred_stacks.get(name)?, gt_stacks.get(gt_name)?)))
+        .collect();
+    if matched.is_empty() {
+        bail!(
+            "no image is in both PRED {} ({} stacks) and GT {} ({} stacks): names are folder paths relative to each",
+            pred.display(),
+            pred_stacks.len(),
+            gt.display(),
+            gt_stacks.len()
+        );
+    }
+    // Every size problem is reported before any scoring.
+    for (name, p, g) in &matched {
+        if !p.layers.is_empty() && !g.layers.is_empty() && p.canvas != g.canvas {
+            bail!(
+                "{name}: pred layers are {}x{}, gt layers are {}x{}; both sides must have the same size",
+                p.canvas.0,
+                p.canvas.1,
+                g.canvas.0,
+                g.canvas.1
+            );
+        }
+    }
+    let names: Vec<&str> = matched.iter().map(|(n, _, _)| n.as_str()).collect();
+    let mut samples = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, p, g) in &matched {
+        // LayerD's skip, on the file counts, before any decoding (pred first, as LayerD).
+        let short = [("pred", p), ("gt", g)].into_iter().find(|(_, s)| s.layers.len() < 2);
+        if let Some((side, stack)) = short {
+            let reason = score::ScoreError::TooFewLayers { side, count: stack.layers.len() }.to_string();
+            skipped.push(Skipped { name: name.to_string(), reason });
+            continue;
+        }
+        let pred_layers = load_stack(p)?;
+        let gt_layers = load_stack(g)?;
+        let scores = score::evaluate(&pred_layers, &gt_layers, max_edits).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let sample = Sample { name: name.to_string(), pred_layers: p.layers.len(), gt_layers: g.layers.len(), scores };
+        on_sample(&names, &sample);
+        samples.push(sample);
+    }
+    if samples.is_empty() {
+        let first = &skipped[0];
+        bail!(
+            "nothing to score: {}: {}{}",
+            first.name,
+            first.reason,
+            if skipped.len() > 1 { format!(" (and {} more images skipped)", skipped.len() - 1) } else { String::new() }
+        );
+    }
+    let lists: Vec<Vec<EditScore>> = samples.iter().map(|s| s.scores.clone()).collect();
+    let aggregated = score::aggregate(&lists);
+    Ok(Report { samples, aggregated, only_in_pred, only_in_gt, skipped })
+}
+
+/// Pairs each prediction with its reference: the same name, or else (as LayerD's dataset
+/// names its folders) the same name without the file extension (`a/cat.png` with `a/cat`),
+/// when exactly one prediction claims that reference. Keyed by the prediction's name.
+fn match_names(pred: &BTreeMap<String, Stack>, gt: &BTreeMap<String, Stack>) -> BTreeMap<String, String> {
+    let mut pairs: BTreeMap<String, String> =
+        pred.keys().filter(|name| gt.contains_key(*name)).map(|name| (name.clone(), name.clone())).collect();
+    let mut claims: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for name in pred.keys().filter(|name| !gt.contains_key(*name)) {
+        let (dir, file) = name.rsplit_once('/').map_or(("", name.as_str()), |(d, f)| (d, f));
+        let Some((stem, _ext)) = file.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) else {
+            continue;
+        };
+        let key = if dir.is_empty() { stem.to_owned() } else { format!("{dir}/{stem}") };
+        if gt.contains_key(&key) && !pred.contains_key(&key) {
+            claims.entry(key).or_default().push(name);
+        }
+    }
+    for (key, names) in claims {
+        if let [name] = names.as_slice() {
+            pairs.insert((*name).clone(), key);
+        }
+    }
+    pairs
+}
+
+// ---------------------------------------------------------------------------------------
+// The terminal table
+
+struct Table {
+    name_width: usize,
+}
+
+impl Table {
+    fn new(names: &[&str]) -> Table {
+        Table { name_width: names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(5) }
+    }
+
+    fn header(&self) -> String {
+        format!(
+            "{:<w$}  {:>7}  {:>8}  {:>11}  {:>6}  {:>5}  {:>8}  {:>9}  {:>6}",
+            "image",
+            "pred/gt",
+            "rgb_l1@0",
+            "alpha_iou@0",
+            "cost@0",
+            "edits",
+            "rgb_l1",
+            "alpha_iou",
+            "cost",
+            w = self.name_width
+        )
+    }
+
+    fn row(&self, sample: &Sample) -> String {
+        let first = sample.scores.first();
+        let last = sample.scores.last();
+        let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
+        format!(
+            "{:<w$}  {:>7}  {:>8}  {:>11}  {:>6}  {:>5}  {:>8}  {:>9}  {:>6}",
+            sample.name,
+            format!("{}/{}", sample.pred_layers, sample.gt_layers),
+            f(first.map(|s| s.rgb_l1)),
+            f(first.map(|s| s.alpha_iou)),
+            f(first.map(|s| s.cost)),
+            last.map_or(0, |s| s.edits),
+            f(last.map(|s| s.rgb_l1)),
+            f(last.map(|s| s.alpha_iou)),
+            f(last.map(|s| s.cost)),
+            w = self.name_width
+        )
+    }
+}
+
+/// The aggregate table and the lists of images not scored.
+fn summary(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nLayerD aggregate over {} image{} (an image with fewer merges counts its last result at higher levels):",
+        report.samples.len(),
+        if report.samples.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(out, "{:>9}  {:>9}  {:>5}  {:>8}  {:>10}  {:>13}", "max_edits", "avg_edits", "count", "avg_cost", "avg_rgb_l1", "avg_alpha_iou");
+    for a in &report.aggregated {
+        let _ = writeln!(
+            out,
+            "{:>9}  {:>9.3}  {:>5}  {:>8.4}  {:>10.4}  {:>13.4}",
+            a.max_edits, a.avg_edits, a.count, a.avg_cost, a.avg_rgb_l1, a.avg_alpha_iou
+        );
+    }
+    for (title, names) in [("only in PRED, not scored", &report.only_in_pred), ("only in GT, not scored", &report.only_in_gt)] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "\n{title} ({}):", names.len());
+            for name in names {
+                let _ = writeln!(out, "  {name}");
+            }
+        }
+    }
+    if !report.skipped.is_empty() {
+        let _ = writeln!(out, "\nskipped, as LayerD skips them ({}):", report.skipped.len());
+        for s in &report.skipped {
+            let _ = writeln!(out, "  {}: {}", s.name, s.reason);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON, written as Python's `json.dump(..., indent=2)` writes it
+
+enum Json {
+    Int(u64),
+    Float(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+fn to_json(report: &Report) -> String {
+    let edit = |s: &EditScore| {
+        Json::Obj(vec![
+            ("edits".into(), Json::Int(s.edits as u64)),
+            ("cost".into(), Json::Float(s.cost)),
+            ("rgb_l1".into(), Json::Float(s.rgb_l1)),
+            ("alpha_iou".into(), Json::Float(s.alpha_iou)),
+        ])
+    };
+    let agg = |a: &Aggregate| {
+        Json::Obj(vec![
+            ("max_edits".into(), Json::Int(a.max_edits as u64)),
+            ("avg_edits".into(), Json::Float(a.avg_edits)),
+            ("count".into(), Json::Int(a.count as u64)),
+            ("avg_cost".into(), Json::Float(a.avg_cost)),
+            ("avg_rgb_l1".into(), Json::Float(a.avg_rgb_l1)),
+            ("avg_alpha_iou".into(), Json::Float(a.avg_alpha_iou)),
+        ])
+    };
+    let names = |v: &[String]| Json::Arr(v.iter().map(|n| Json::Str(n.clone())).collect());
+    let doc = Json::Obj(vec![
+        (
+            "samples".into(),
+            Json::Obj(report.samples.iter().map(|s| (s.name.clone(), Json::Arr(s.scores.iter().map(edit).collect()))).collect()),
+        ),
+        ("aggregated".into(), Json::Arr(report.aggregated.iter().map(agg).collect())),
+        ("only_in_pred".into(), names(&report.only_in_pred)),
+        ("only_in_gt".into(), names(&report.only_in_gt)),
+        (
+            "skipped".into(),
+            Json::Arr(
+                report
+                    .skipped
+                    .iter()
+                    .map(|s| Json::Obj(vec![("name".into(), Json::Str(s.name.clone())), ("reason".into(), Json::Str(s.reason.clone()))]))
+                    .collect(),
+            ),
+        ),
+    ]);
+    let mut out = String::new();
+    write_json(&doc, 0, &mut out);
+    out.push('\n');
+    out
+}
+
+fn write_json(value: &Json, level: usize, out: &mut String) {
+    let pad = |out: &mut String, level: usize| out.extend(std::iter::repeat_n("  ", level));
+    match value {
+        Json::Int(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Json::Float(v) => out.push_str(&py_float_repr(*v)),
+        Json::Str(s) => py_json_string(s, out),
+        Json::Arr(items) if items.is_empty() => out.push_str("[]"),
+        Json::Obj(items) if items.is_empty() => out.push_str("{}"),
+        Json::Arr(items) => {
+            out.push_str("[\n");
+            for (k, item) in items.iter().enumerate() {
+                pad(out, level + 1);
+                write_json(item, level + 1, out);
+                out.push_str(if k + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            pad(out, level);
+            out.push(']');
+        }
+        Json::Obj(items) => {
+            out.push_str("{\n");
+            for (k, (key, item)) in items.iter().enumerate() {
+                pad(out, level + 1);
+                py_json_string(key, out);
+                out.push_str(": ");
+                write_json(item, level + 1, out);
+                out.push_str(if k + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            pad(out, level);
+            out.push('}');
+        }
+    }
+}
+
+/// A string as Python's `json` writes it (`ensure_ascii`: everything outside printable
+/// ASCII escaped, non-ASCII as UTF-16 `\uXXXX`).
+fn py_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// Python's `repr(float)`: the shortest digits that read back to the same value, in fixed
+/// notation for decimal exponents -4 to 15 (always with a fraction: `0.0`, `1.5`), else
+/// `1e-05` / `1.5e+16` style.
+fn py_float_repr(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+    }
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        if exp >= 0 {
+            let int_len = exp as usize + 1;
+            let (int_part, frac) = if digits.len() > int_len {
+                (digits[..int_len].to_owned(), digits[int_len..].to_owned())
+            } else {
+                (format!("{digits:0<int_len$}"), "0".to_owned())
+            };
+            format!("{sign}{int_part}.{frac}")
+        } else {
+            format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))
+        }
+    } else {
+        let mant = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mant}e{exp_sign}{:02}", exp.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use image::{ImageBuffer, Rgba as Px};
+    use tempfile::TempDir;
+
+    /// Writes a `w` x `h` RGBA PNG filled with `px`, with `over` painted on [x0,x1) x [y0,y1).
+    fn png(path: &Path, w: u32, h: u32, px: [u8; 4], over: Option<((u32, u32, u32, u32), [u8; 4])>) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let im = ImageBuffer::from_fn(w, h, |x, y| match over {
+            Some(((x0, y0, x1, y1), q)) if x >= x0 && x < x1 && y >= y0 && y < y1 => Px(q),
+            _ => Px(px),
+        });
+        im.save_with_format(path, ImageFormat::Png).unwrap();
+    }
+
+    /// A two-layer stack (opaque background, red square) in `dir`.
+    fn stack(dir: &Path, w: u32, h: u32) {
+        png(&dir.join("layer-00.png"), w, h, [20, 30, 40, 255], None);
+        png(&dir.join("layer-01.png"), w, h, [0, 0, 0, 0], Some(((1, 1, 3, 3), [200, 0, 0, 255])));
+    }
+
+    fn run(pred: &Path, gt: &Path) -> anyhow::Result<Report> {
+        evaluate_folders(pred, gt, 5, |_, _| {})
+    }
+
+    /// The message of an expected error, on one line.
+    fn error(result: anyhow::Result<Report>) -> String {
+        match result {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => {
+                let text = format!("{e:#}");
+                assert!(!text.contains('\n'), "{text}");
+                text
+            }
+        }
+    }
+
+    fn manifest_json(layers: &str, crop: bool, w: u32, h: u32) -> String {
+        format!(
+            r#"{{"schema":"lamina.manifest/1",
+            "input":{{"key":"a.png","size":1,"etag":"sha256:00","format":"png","color":"rgba8","orientation":1,"has_alpha":true}},
+            "model":{{"id":"fscs-k7@1","weights_sha256":"00","device":"cpu"}},
+            "params":{{"layers":null,"palette":null{}}},
+            "canvas":{{"width":{w},"height":{h}}},
+            "layers":[{layers}],
+            "dropped":[],"palette":null,"recomposite_psnr_db":null,"preview":null,
+            "timings_ms":{{"fetch":0,"decode":0,"inference":0,"encode":0,"write":0}},
+            "job_id":"j","created_at":"2026-01-01T00:00:00Z"}}"#,
+            if crop { r#","crop_layers":true"# } else { "" }
+        )
+    }
+
+    /// Identical GT-shaped folders (nested names) score perfectly; names are the folder
+    /// paths; images on one side only are listed, not scored; the JSON has LayerD's keys.
+    #[test]
+    fn identical_folders_and_unmatched_names() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        for root in [pred.path(), gt.path()] {
+            stack(&root.join("photos/cat.png"), 4, 4);
+        }
+        stack(&pred.path().join("only-pred.png"), 4, 4);
+        stack(&gt.path().join("only-gt.png"), 4, 4);
+        let report = run(pred.path(), gt.path()).unwrap();
+        assert_eq!(report.samples.len(), 1);
+        assert_eq!(report.samples[0].name, "photos/cat.png");
+        assert_eq!(report.samples[0].scores, vec![EditScore { edits: 0, cost: 0.0, rgb_l1: 0.0, alpha_iou: 1.0 }]);
+        assert_eq!(report.only_in_pred, vec!["only-pred.png"]);
+        assert_eq!(report.only_in_gt, vec!["only-gt.png"]);
+        let json = to_json(&report);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["samples"]["photos/cat.png"][0]["alpha_iou"], 1.0);
+        assert_eq!(value["aggregated"][0]["count"], 1);
+        assert!(json.contains(
+            "  \"aggregated\": [\n    {\n      \"max_edits\": 0,\n      \"avg_edits\": 0.0,\n      \"count\": 1,\n      \"avg_cost\": 0.0,"
+        ));
+        assert!(json.contains("\"only_in_gt\": [\n    \"only-gt.png\"\n  ],\n  \"skipped\": []"));
+    }
+
+    /// A Lamina output (manifest, cropped layers placed at their bbox) scores against the
+    /// same layers written uncropped as GT: identical, so perfect.
+    #[test]
+    fn manifest_with_cropped_layers() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&gt.path().join("a.png"), 4, 4);
+        let dir = pred.path().join("a.png");
+        png(&dir.join("layer-00.png"), 4, 4, [20, 30, 40, 255], None);
+        png(&dir.join("layer-01.png"), 2, 2, [200, 0, 0, 255], None);
+        let layers = r#"{"file":"layer-00.png","sources":[0],"color":[0,0,0],"bbox":{"x":0,"y":0,"width":4,"height":4},"coverage":1},
+                        {"file":"layer-01.png","sources":[1],"color":[0,0,0],"bbox":{"x":1,"y":1,"width":2,"height":2},"coverage":0.25}"#;
+        std::fs::write(dir.join("manifest.json"), manifest_json(layers, true, 4, 4)).unwrap();
+        let report = run(pred.path(), gt.path()).unwrap();
+        assert_eq!(report.samples[0].scores, vec![EditScore { edits: 0, cost: 0.0, rgb_l1: 0.0, alpha_iou: 1.0 }]);
+        // The loader places the crop on a transparent canvas.
+        let loaded = load_stack(&read_stack(&dir, "pred a.png").unwrap().unwrap()).unwrap();
+        let gt_loaded = load_stack(&read_stack(&gt.path().join("a.png"), "gt a.png").unwrap().unwrap()).unwrap();
+        assert_eq!(loaded, gt_loaded);
+    }
+
+    /// A manifest layer without a PNG (written without png in --formats) is an error that
+    /// names the image.
+    #[test]
+    fn manifest_without_png_is_an_error() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&gt.path().join("a.png"), 4, 4);
+        let dir = pred.path().join("a.png");
+        std::fs::create_dir_all(&dir).unwrap();
+        let layers = r#"{"sources":[0],"color":[0,0,0],"bbox":null,"coverage":1}"#;
+        std::fs::write(dir.join("manifest.json"), manifest_json(layers, false, 4, 4)).unwrap();
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("pred a.png: layer 0 has no PNG file") && text.contains("without png in --formats"), "{text}");
+    }
+
+    /// Layers of different sizes within a stack, or between the two sides, are errors
+    /// naming the files or the image.
+    #[test]
+    fn size_mismatches_are_errors() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&gt.path().join("a.png"), 4, 4);
+        stack(&pred.path().join("a.png"), 4, 4);
+        png(&pred.path().join("a.png/layer-02.png"), 5, 4, [0; 4], None);
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("layer-02.png: layer is 5x4, but") && text.contains("layer-00.png is 4x4"), "{text}");
+
+        let pred = TempDir::new().unwrap();
+        stack(&pred.path().join("a.png"), 4, 3);
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("a.png: pred layers are 4x3, gt layers are 4x4"), "{text}");
+    }
+
+    /// A GT image with one layer: skipped with LayerD's reason when other images score; an
+    /// error when it is the only image (nothing to score).
+    #[test]
+    fn one_layer_gt_is_skipped_or_an_error() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&pred.path().join("one.png"), 4, 4);
+        png(&gt.path().join("one.png/layer-00.png"), 4, 4, [1, 2, 3, 255], None);
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("nothing to score: one.png: gt has 1 layer; LayerD's evaluation needs at least 2"), "{text}");
+
+        stack(&pred.path().join("two.png"), 4, 4);
+        stack(&gt.path().join("two.png"), 4, 4);
+        let report = run(pred.path(), gt.path()).unwrap();
+        assert_eq!(report.samples.len(), 1);
+        assert_eq!(report.samples[0].name, "two.png");
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(report.skipped[0].name, "one.png");
+        assert!(report.skipped[0].reason.starts_with("gt has 1 layer"));
+        let value: serde_json::Value = serde_json::from_str(&to_json(&report)).unwrap();
+        assert_eq!(value["skipped"][0]["name"], "one.png");
+        assert_eq!(value["aggregated"][0]["count"], 1);
+    }
+
+    /// Missing, non-folder and empty PRED or GT folders are errors, as is a pair of
+    /// folders with no image in common.
+    #[test]
+    fn missing_or_empty_folders_are_errors() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&gt.path().join("a.png"), 4, 4);
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.starts_with("PRED folder") && text.contains("holds no layer stacks"), "{text}");
+        let text = error(run(&pred.path().join("nope"), gt.path()));
+        assert!(text.starts_with("PRED folder") && text.contains("cannot be read"), "{text}");
+        stack(&pred.path().join("b.png"), 4, 4);
+        let text = error(run(pred.path(), &gt.path().join("nope")));
+        assert!(text.starts_with("GT folder"), "{text}");
+        let text = error(run(pred.path(), &gt.path().join("a.png/layer-00.png")));
+        assert!(text.contains("is not a folder"), "{text}");
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.starts_with("no image is in both"), "{text}");
+    }
+
+    /// A layer-NN.png that is not a PNG (garbage, or a JPEG under that name) and a
+    /// layer-like file that is not *.png are errors naming the file.
+    #[test]
+    fn non_png_layers_are_errors() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&gt.path().join("a.png"), 4, 4);
+        stack(&pred.path().join("a.png"), 4, 4);
+        std::fs::write(pred.path().join("a.png/layer-02.png"), b"not an image").unwrap();
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("layer-02.png: not a readable PNG"), "{text}");
+
+        let jpeg = image::RgbImage::new(4, 4);
+        jpeg.save_with_format(pred.path().join("a.png/layer-02.png"), ImageFormat::Jpeg).unwrap();
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("layer-02.png: not a readable PNG"), "{text}");
+
+        std::fs::remove_file(pred.path().join("a.png/layer-02.png")).unwrap();
+        std::fs::write(pred.path().join("a.png/layer-02.jpg"), b"x").unwrap();
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("layer-02.jpg: not a PNG layer"), "{text}");
+    }
+
+    /// A truncated PNG (valid header, cut data) passes the size check and fails at
+    /// decoding with the file named, not a panic.
+    #[test]
+    fn truncated_png_is_an_error() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&gt.path().join("a.png"), 4, 4);
+        stack(&pred.path().join("a.png"), 4, 4);
+        let path = pred.path().join("a.png/layer-01.png");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("layer-01.png"), "{text}");
+    }
+
+    /// LayerD's own layout (`0000.png`, `0001.png`) reads as a stack; mixing it with
+    /// layer-NN.png in one folder is an error.
+    #[test]
+    fn layerd_numbered_layers() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&pred.path().join("a"), 4, 4);
+        png(&gt.path().join("a/0000.png"), 4, 4, [20, 30, 40, 255], None);
+        png(&gt.path().join("a/0001.png"), 4, 4, [0, 0, 0, 0], Some(((1, 1, 3, 3), [200, 0, 0, 255])));
+        let report = run(pred.path(), gt.path()).unwrap();
+        assert_eq!(report.samples[0].scores[0].cost, 0.0);
+        png(&gt.path().join("a/layer-00.png"), 4, 4, [0; 4], None);
+        let text = error(run(pred.path(), gt.path()));
+        assert!(text.contains("mixes layer-NN.png"), "{text}");
+    }
+
+    /// A prediction `<id>.png` (Lamina names folders by input file) matches a reference
+    /// `<id>` (LayerD's dataset naming) when no reference has the full name and no other
+    /// prediction claims it; ambiguous claims stay unmatched.
+    #[test]
+    fn names_match_without_extension() {
+        let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        stack(&pred.path().join("test/000123.png"), 4, 4);
+        stack(&gt.path().join("test/000123"), 4, 4);
+        stack(&pred.path().join("x.png"), 4, 4);
+        stack(&pred.path().join("x.jpg"), 4, 4);
+        stack(&gt.path().join("x"), 4, 4);
+        let report = run(pred.path(), gt.path()).unwrap();
+        assert_eq!(report.samples.len(), 1);
+        assert_eq!(report.samples[0].name, "test/000123.png");
+        assert_eq!(report.only_in_pred, vec!["x.jpg", "x.png"]);
+        assert_eq!(report.only_in_gt, vec!["x"]);
+    }
+
+    /// Pillow's `convert("RGBA")` for 16-bit PNGs: colour by the high byte, grey clipped.
+    #[test]
+    fn sixteen_bit_like_pillow() {
+        let im = ImageBuffer::<Px<u16>, _>::from_raw(1, 1, vec![0x1234, 0xff00, 0x00ff, 0x8080]).unwrap();
+        let rgba = to_rgba_like_pillow(DynamicImage::ImageRgba16(im));
+        assert_eq!(rgba.data, vec![0x12, 0xff, 0x00, 0x80]);
+        let grey = ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![200, 1000]).unwrap();
+        assert_eq!(to_rgba_like_pillow(DynamicImage::ImageLuma16(grey)).data, vec![200, 200, 200, 255, 255, 255, 255, 255]);
+    }
+
+    /// Python's float repr, as `json.dump` writes floats.
+    #[test]
+    fn python_float_repr() {
+        for (x, s) in [
+            (0.0, "0.0"),
+            (1.0, "1.0"),
+            (0.5, "0.5"),
+            (0.1, "0.1"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (3.2e-5, "3.2e-05"),
+            (1.5e-7, "1.5e-07"),
+            (123.456, "123.456"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.2345e17, "1.2345e+17"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (-2.5, "-2.5"),
+            (1.0 / 3.0, "0.3333333333333333"),
+        ] {
+            assert_eq!(py_float_repr(x), s, "{x}");
+        }
+        let mut out = String::new();
+        py_json_string("a\"b\\c\u{7f}é😀", &mut out);
+        assert_eq!(out, r#""a\"b\\c\u007f\u00e9\ud83d\ude00""#);
+    }
+}

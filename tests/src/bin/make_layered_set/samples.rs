@@ -1,0 +1,557 @@
+//! The samples: the table that names them, and the recipes that turn a row into layers.
+//!
+//! A row fixes what a reader of the set needs to know (background, kind of content, size,
+//! layer count); the details (positions, colours, words) come from a PRNG seeded with the
+//! sample's name, so the table stays short and every sample is still reproducible.
+
+use std::path::Path;
+
+use image::{RgbImage, RgbaImage};
+
+use crate::photo;
+use crate::raster::{self, soft_ellipse, Fill, Rgb, Shape};
+use crate::rng::Rng;
+
+/// What the bottom layer is.
+pub enum Backdrop {
+    /// A crop `[x, y, width, height]` of a photo in assets/samples, shrunk to the canvas.
+    Photo { file: &'static str, crop: [u32; 4] },
+    Flat(Rgb),
+    Gradient { from: Rgb, to: Rgb, dir: Dir },
+}
+
+#[derive(Clone, Copy)]
+pub enum Dir {
+    Horizontal,
+    Vertical,
+    Diagonal,
+    Radial,
+}
+
+/// What the foreground layers hold; the name's middle word.
+#[derive(Clone, Copy)]
+pub enum Content {
+    /// Hard-edged filled shapes.
+    Shapes,
+    /// A label and words on it, or words alone.
+    Text,
+    /// Feathered discs and ellipses.
+    Soft,
+    /// Shapes with drop shadows, each shadow its own layer.
+    Shadow,
+    /// Semi-transparent tinted panels over shapes, with text.
+    Overlay,
+    /// A little of everything.
+    Mixed,
+}
+
+impl Content {
+    fn word(self) -> &'static str {
+        match self {
+            Content::Shapes => "shapes",
+            Content::Text => "text",
+            Content::Soft => "soft",
+            Content::Shadow => "shadow",
+            Content::Overlay => "overlay",
+            Content::Mixed => "mixed",
+        }
+    }
+}
+
+/// One row of the table.
+pub struct Spec {
+    pub backdrop: Backdrop,
+    pub content: Content,
+    pub w: u32,
+    pub h: u32,
+    /// Layers including the bottom one.
+    pub layers: usize,
+}
+
+const fn photo(file: &'static str, crop: [u32; 4], content: Content, w: u32, h: u32, layers: usize) -> Spec {
+    Spec { backdrop: Backdrop::Photo { file, crop }, content, w, h, layers }
+}
+
+const fn flat(colour: Rgb, content: Content, w: u32, h: u32, layers: usize) -> Spec {
+    Spec { backdrop: Backdrop::Flat(colour), content, w, h, layers }
+}
+
+const fn gradient(from: Rgb, to: Rgb, dir: Dir, content: Content, w: u32, h: u32, layers: usize) -> Spec {
+    Spec { backdrop: Backdrop::Gradient { from, to, dir }, content, w, h, layers }
+}
+
+/// The set. Half photographic, half flat or gradient; layer counts 2 to 6, six or seven of
+/// each; photographic canvases at most 512 px a side (they cost the most bytes), a few flat
+/// ones up to 1024. Appending a row leaves every other sample unchanged.
+pub fn table() -> Vec<Spec> {
+    use Content::*;
+    use Dir::*;
+    vec![
+        photo("astronaut.png", [0, 0, 512, 512], Shapes, 288, 288, 3),
+        photo("astronaut.png", [0, 64, 512, 384], Text, 352, 264, 4),
+        photo("astronaut.png", [176, 40, 288, 384], Shadow, 264, 352, 5),
+        photo("chelsea.png", [0, 0, 451, 300], Soft, 384, 256, 2),
+        photo("chelsea.png", [100, 0, 300, 300], Overlay, 256, 256, 6),
+        photo("chelsea.png", [140, 0, 256, 300], Mixed, 256, 300, 3),
+        photo("coffee.png", [0, 0, 600, 400], Mixed, 384, 256, 6),
+        photo("coffee.png", [120, 20, 360, 360], Shapes, 288, 288, 5),
+        photo("coffee.png", [60, 80, 480, 320], Text, 384, 256, 2),
+        photo("rocket.jpg", [0, 0, 640, 427], Shapes, 384, 256, 4),
+        photo("rocket.jpg", [190, 0, 256, 427], Text, 256, 427, 6),
+        photo("rocket.jpg", [100, 50, 480, 320], Shadow, 384, 256, 3),
+        photo("hubble_deep_field.jpg", [0, 0, 1000, 872], Soft, 294, 256, 4),
+        photo("hubble_deep_field.jpg", [200, 150, 600, 600], Overlay, 256, 256, 2),
+        photo("retina.jpg", [0, 0, 1411, 1411], Mixed, 320, 320, 5),
+        photo("retina.jpg", [250, 400, 960, 640], Soft, 384, 256, 4),
+        flat([246, 241, 232], Shapes, 512, 512, 2),
+        flat([30, 34, 45], Text, 1024, 768, 5),
+        flat([255, 255, 255], Shadow, 512, 384, 4),
+        flat([233, 196, 106], Overlay, 768, 1024, 3),
+        flat([42, 157, 143], Soft, 400, 300, 6),
+        flat([20, 20, 20], Mixed, 1024, 1024, 4),
+        flat([200, 220, 240], Text, 320, 480, 3),
+        flat([255, 183, 3], Shapes, 480, 360, 6),
+        gradient([255, 200, 221], [162, 210, 255], Horizontal, Shapes, 512, 384, 3),
+        gradient([15, 32, 39], [44, 83, 100], Vertical, Text, 768, 512, 6),
+        gradient([255, 255, 255], [190, 190, 200], Radial, Shadow, 448, 448, 3),
+        gradient([247, 37, 133], [58, 12, 163], Diagonal, Soft, 1024, 576, 2),
+        gradient([254, 250, 224], [212, 163, 115], Vertical, Overlay, 384, 512, 5),
+        gradient([224, 251, 252], [61, 90, 128], Horizontal, Mixed, 416, 416, 5),
+        gradient([255, 236, 210], [252, 182, 159], Diagonal, Text, 256, 512, 2),
+        gradient([40, 40, 60], [120, 110, 160], Radial, Shapes, 512, 288, 4),
+    ]
+}
+
+/// A made sample: its layers bottom first, their composite, and what each layer is.
+pub struct Sample {
+    pub name: String,
+    pub layers: Vec<RgbaImage>,
+    pub composite: RgbImage,
+    /// One short description per layer, bottom first.
+    pub notes: Vec<String>,
+}
+
+impl Spec {
+    /// The background's kind: the name's first word.
+    pub fn kind(&self) -> &'static str {
+        match self.backdrop {
+            Backdrop::Photo { .. } => "photo",
+            Backdrop::Flat(_) => "flat",
+            Backdrop::Gradient { .. } => "gradient",
+        }
+    }
+
+    /// `<kind>-<content>-<nn>-<layers>l.png`, `nn` the 1-based row number.
+    pub fn name(&self, index: usize) -> String {
+        format!("{}-{}-{:02}-{}l.png", self.kind(), self.content.word(), index + 1, self.layers)
+    }
+
+    /// The photo the background comes from, if any.
+    pub fn photo(&self) -> Option<&'static str> {
+        match self.backdrop {
+            Backdrop::Photo { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+
+    /// Makes the sample; `photos` is the folder of the bundled photos.
+    pub fn make(&self, index: usize, photos: &Path) -> Result<Sample, String> {
+        let name = self.name(index);
+        let mut b = Builder {
+            rng: Rng::from_name(&name),
+            w: self.w,
+            h: self.h,
+            layers: Vec::new(),
+            notes: Vec::new(),
+            base: Vec::new(),
+            picked: Vec::new(),
+            label: None,
+            words: Vec::new(),
+        };
+        b.backdrop(&self.backdrop, photos)?;
+        for element in recipe(self.content, self.layers - 1).ok_or_else(|| format!("{name}: no recipe"))? {
+            match element {
+                Element::Shape => b.shape(),
+                Element::Label => b.label(),
+                Element::Text => b.text(),
+                Element::Soft => b.soft(),
+                Element::Shadowed => b.shadowed(),
+                Element::Overlay => b.overlay(),
+            }
+        }
+        if b.layers.len() != self.layers {
+            return Err(format!("{name}: made {} layers", b.layers.len()));
+        }
+        // A ground-truth layer with nothing in it could never be matched: an error in the table.
+        if let Some(n) = (1..b.layers.len()).find(|&n| b.layers[n].pixels().all(|p| p[3] == 0)) {
+            return Err(format!("{name}: layer {n} ({}) is empty", b.notes[n]));
+        }
+        let composite = raster::composite(&b.layers).ok_or_else(|| format!("{name}: bottom layer not opaque"))?;
+        Ok(Sample { name, layers: b.layers, composite, notes: b.notes })
+    }
+}
+
+/// One foreground element; a shadowed shape is two layers, the others one.
+#[derive(Clone, Copy)]
+enum Element {
+    Shape,
+    /// An opaque rounded rectangle that the next text is centred on.
+    Label,
+    Text,
+    Soft,
+    Shadowed,
+    Overlay,
+}
+
+/// The elements of `n` foreground layers of `content`, bottom first; `None` where `content`
+/// cannot fill `n` layers (a shadowed shape needs two).
+fn recipe(content: Content, n: usize) -> Option<Vec<Element>> {
+    use Element::*;
+    let elements = match (content, n) {
+        (_, 0) => return None,
+        (Content::Shapes, n) => vec![Shape; n],
+        (Content::Text, 1) => vec![Text],
+        (Content::Text, n) => [vec![Label], vec![Text; n - 1]].concat(),
+        (Content::Soft, n) => vec![Soft; n],
+        (Content::Shadow, 1) => return None,
+        (Content::Shadow, n) => [vec![Shadowed; n / 2], vec![Text; n % 2]].concat(),
+        (Content::Overlay, 1) => vec![Overlay],
+        (Content::Overlay, 2) => vec![Shape, Overlay],
+        (Content::Overlay, 3) => vec![Shape, Overlay, Text],
+        (Content::Overlay, 4) => vec![Soft, Shape, Overlay, Text],
+        (Content::Overlay, n) => [vec![Shape, Overlay, Shape, Overlay], vec![Text; n - 4]].concat(),
+        (Content::Mixed, 1) => vec![Shape],
+        (Content::Mixed, 2) => vec![Soft, Text],
+        (Content::Mixed, 3) => vec![Overlay, Shape, Text],
+        (Content::Mixed, 4) => vec![Soft, Shadowed, Text],
+        (Content::Mixed, n) => [vec![Soft, Shadowed, Overlay], vec![Text; n - 4]].concat(),
+    };
+    Some(elements)
+}
+
+/// Vivid and neutral colours for foreground layers.
+const PALETTE: [Rgb; 18] = [
+    [230, 57, 70],
+    [241, 143, 1],
+    [255, 209, 102],
+    [6, 214, 160],
+    [17, 138, 178],
+    [7, 59, 76],
+    [131, 56, 236],
+    [255, 0, 110],
+    [58, 134, 255],
+    [251, 86, 7],
+    [46, 196, 182],
+    [255, 255, 255],
+    [20, 20, 20],
+    [141, 153, 174],
+    [43, 45, 66],
+    [128, 185, 24],
+    [250, 163, 7],
+    [255, 240, 243],
+];
+
+/// Shadow colours: near-black, some tinted.
+const SHADOWS: [Rgb; 4] = [[0, 0, 0], [20, 16, 40], [35, 22, 10], [8, 30, 40]];
+
+/// Words for text layers: short enough to fit a 256-pixel canvas at 3x (9 glyphs of 24 px).
+const WORDS: [&str; 24] = [
+    "LAYER", "Lamina", "RGBA", "Hello", "SALE", "Open", "TOP", "alpha", "Draft", "NEW", "cafe", "Stack", "Over",
+    "moon", "Cat", "GO!", "Note", "Hi", "99%", "Zoom", "ink", "Soft", "Edit me", "Layer 2",
+];
+
+/// Polygon outlines on a 100 x 100 grid, integers so no trigonometry is needed: the star's
+/// and pentagon's points are a regular pentagram's, rounded once by hand.
+const POLYGONS: [(&str, &[(i32, i32)]); 8] = [
+    ("triangle", &[(50, 0), (100, 100), (0, 100)]),
+    ("right triangle", &[(0, 0), (100, 100), (0, 100)]),
+    ("diamond", &[(50, 0), (100, 50), (50, 100), (0, 50)]),
+    ("pentagon", &[(50, 0), (98, 35), (79, 90), (21, 90), (2, 35)]),
+    ("hexagon", &[(25, 0), (75, 0), (100, 50), (75, 100), (25, 100), (0, 50)]),
+    ("star", &[(50, 0), (61, 35), (98, 35), (68, 56), (79, 90), (50, 69), (21, 90), (32, 56), (2, 35), (39, 35)]),
+    ("arrow", &[(0, 35), (60, 35), (60, 10), (100, 50), (60, 90), (60, 65), (0, 65)]),
+    ("L-shape", &[(0, 0), (40, 0), (40, 60), (100, 60), (100, 100), (0, 100)]),
+];
+
+fn hex(c: Rgb) -> String {
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+fn percent(opacity: u32) -> u32 {
+    (opacity * 100 + 127) / 255
+}
+
+/// Builds one sample's layers, bottom first, and notes what each one is.
+struct Builder {
+    rng: Rng,
+    w: u32,
+    h: u32,
+    layers: Vec<RgbaImage>,
+    notes: Vec<String>,
+    /// The background's colours (none for a photo): new layers stand apart from them.
+    base: Vec<Rgb>,
+    /// The colours picked so far: a new layer stands apart from the last two.
+    picked: Vec<Rgb>,
+    /// The box of a label that the next text goes on.
+    label: Option<(f64, f64, f64, f64)>,
+    /// Words already written: each text layer of a sample says something else.
+    words: Vec<&'static str>,
+}
+
+impl Builder {
+    fn w(&self) -> f64 {
+        f64::from(self.w)
+    }
+
+    fn h(&self) -> f64 {
+        f64::from(self.h)
+    }
+
+    /// The shorter side: sizes scale with it so elements fit any aspect.
+    fn side(&self) -> f64 {
+        self.w().min(self.h())
+    }
+
+    fn push(&mut self, layer: RgbaImage, note: String) {
+        self.layers.push(layer);
+        self.notes.push(note);
+    }
+
+    fn backdrop(&mut self, backdrop: &Backdrop, photos: &Path) -> Result<(), String> {
+        let (w, h) = (self.w, self.h);
+        match *backdrop {
+            Backdrop::Photo { file, crop } => {
+                let rgb = photo::background(&photos.join(file), crop, w, h)?;
+                let [x, y, cw, ch] = crop;
+                self.push(
+                    RgbaImage::from_fn(w, h, |px, py| {
+                        let [r, g, b] = rgb.get_pixel(px, py).0;
+                        image::Rgba([r, g, b, 255])
+                    }),
+                    format!("photo {file}, {cw}x{ch} at ({x}, {y})"),
+                );
+            }
+            Backdrop::Flat(c) => {
+                self.base.push(c);
+                self.push(raster::opaque(w, h, &Fill::Flat(c)), format!("flat {}", hex(c)));
+            }
+            Backdrop::Gradient { from, to, dir } => {
+                self.base.extend([from, to]);
+                let (fw, fh) = (self.w(), self.h());
+                let (fill, how) = match dir {
+                    Dir::Horizontal => (Fill::Linear { from, to, start: (0.0, 0.0), end: (fw, 0.0) }, "horizontal"),
+                    Dir::Vertical => (Fill::Linear { from, to, start: (0.0, 0.0), end: (0.0, fh) }, "vertical"),
+                    Dir::Diagonal => (Fill::Linear { from, to, start: (0.0, 0.0), end: (fw, fh) }, "diagonal"),
+                    Dir::Radial => {
+                        let radius = (fw * fw + fh * fh).sqrt() / 2.0;
+                        (Fill::Radial { inner: from, outer: to, centre: (fw / 2.0, fh / 2.0), radius }, "radial")
+                    }
+                };
+                self.push(raster::opaque(w, h, &fill), format!("{how} gradient {} to {}", hex(from), hex(to)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A palette colour far (in summed channel differences) from the background's and the
+    /// last two layers' colours, so that each layer stands out from what it most likely covers.
+    fn colour(&mut self) -> Rgb {
+        let recent = &self.picked[self.picked.len().saturating_sub(2)..];
+        let avoid: Vec<Rgb> = self.base.iter().chain(recent).copied().collect();
+        let mut best = PALETTE[0];
+        let mut best_distance = -1;
+        for _ in 0..12 {
+            let c = *self.rng.pick(&PALETTE);
+            let distance = avoid
+                .iter()
+                .map(|a| (0..3).map(|i| (i32::from(a[i]) - i32::from(c[i])).abs()).sum::<i32>())
+                .min()
+                .unwrap_or(765);
+            if distance > best_distance {
+                (best, best_distance) = (c, distance);
+            }
+            if distance >= 200 {
+                break;
+            }
+        }
+        self.picked.push(best);
+        best
+    }
+
+    /// A flat colour, or (one time in `1/odds`) a linear gradient across the box.
+    fn fill(&mut self, (x0, y0, x1, y1): (f64, f64, f64, f64), odds: i64) -> Fill {
+        let from = self.colour();
+        if !self.rng.chance(1, odds) {
+            return Fill::Flat(from);
+        }
+        let to = self.colour();
+        let (start, end) = match self.rng.range(0, 2) {
+            0 => ((x0, y0), (x1, y0)),
+            1 => ((x0, y0), (x0, y1)),
+            _ => ((x0, y0), (x1, y1)),
+        };
+        Fill::Linear { from, to, start, end }
+    }
+
+    /// A random hard shape of width and height between 18% and `max` of the shorter side,
+    /// centred in the middle 70% of the canvas; its name and box.
+    fn random_shape(&mut self, max: f64) -> (Shape, String, (f64, f64, f64, f64)) {
+        let side = self.side();
+        let sw = side * self.rng.uniform(0.18, max);
+        let mut sh = side * self.rng.uniform(0.18, max);
+        let kind = self.rng.range(0, 3);
+        if kind == 2 && self.rng.chance(1, 3) {
+            sh = sw;
+        }
+        let cx = self.w() * self.rng.uniform(0.15, 0.85);
+        let cy = self.h() * self.rng.uniform(0.15, 0.85);
+        let (x0, y0, x1, y1) = (cx - sw / 2.0, cy - sh / 2.0, cx + sw / 2.0, cy + sh / 2.0);
+        let bounds = (x0, y0, x1, y1);
+        match kind {
+            0 => (Shape::Rect { x0, y0, x1, y1 }, "rectangle".into(), bounds),
+            1 => {
+                let r = sw.min(sh) * self.rng.uniform(0.1, 0.45);
+                (Shape::RoundRect { x0, y0, x1, y1, r }, "rounded rectangle".into(), bounds)
+            }
+            2 => {
+                let name = if sw == sh { "disc" } else { "ellipse" };
+                (Shape::Ellipse { cx, cy, rx: sw / 2.0, ry: sh / 2.0 }, name.into(), bounds)
+            }
+            _ => {
+                let (name, outline) = *self.rng.pick(&POLYGONS);
+                let (flip_x, flip_y, turn) = (self.rng.chance(1, 2), self.rng.chance(1, 2), self.rng.chance(1, 2));
+                let points = outline
+                    .iter()
+                    .map(|&(px, py)| {
+                        let (px, py) = if turn { (py, px) } else { (px, py) };
+                        let px = if flip_x { 100 - px } else { px };
+                        let py = if flip_y { 100 - py } else { py };
+                        (x0 + f64::from(px) * sw / 100.0, y0 + f64::from(py) * sh / 100.0)
+                    })
+                    .collect();
+                (Shape::Polygon { points }, name.into(), bounds)
+            }
+        }
+    }
+
+    fn shape(&mut self) {
+        let (shape, name, bounds) = self.random_shape(0.5);
+        let fill = self.fill(bounds, 3);
+        let mask = shape.mask(self.w, self.h, 255);
+        let note = if fill.is_gradient() { format!("{name}, gradient") } else { name };
+        self.push(raster::layer(&mask, &fill), note);
+    }
+
+    fn label(&mut self) {
+        let (w, h) = (self.w() * self.rng.uniform(0.5, 0.8), self.h() * self.rng.uniform(0.15, 0.28));
+        let x0 = self.rng.uniform(0.04 * self.w(), 0.96 * self.w() - w);
+        let y0 = self.rng.uniform(0.04 * self.h(), 0.96 * self.h() - h);
+        let r = w.min(h) * self.rng.uniform(0.1, 0.5);
+        let shape = Shape::RoundRect { x0, y0, x1: x0 + w, y1: y0 + h, r };
+        let fill = self.fill((x0, y0, x0 + w, y0 + h), 4);
+        let mask = shape.mask(self.w, self.h, 255);
+        self.label = Some((x0, y0, x0 + w, y0 + h));
+        let note = if fill.is_gradient() { "label, gradient" } else { "label" };
+        self.push(raster::layer(&mask, &fill), note.into());
+    }
+
+    /// A word in font8x8 glyphs at 3x to 8x (in half steps), sometimes oblique: centred on
+    /// the label if one waits for it, else anywhere it fits.
+    fn text(&mut self) {
+        let slant = *self.rng.pick(&[0.0, 0.0, 0.125, 0.25]);
+        let label = self.label.take();
+        let (bx0, by0, bx1, by1) =
+            label.unwrap_or((0.04 * self.w(), 0.04 * self.h(), 0.96 * self.w(), 0.96 * self.h()));
+        let (room_w, room_h) = ((bx1 - bx0) * 0.9, (by1 - by0) * 0.8);
+        // A word of n glyphs at scale s is 8 s (n + slant) wide and 8 s high.
+        let fits = |word: &str, scale: f64| {
+            8.0 * scale * (word.len() as f64 + slant) <= room_w && 8.0 * scale <= room_h
+        };
+        let words: Vec<&str> =
+            WORDS.iter().copied().filter(|word| fits(word, 3.0) && !self.words.contains(word)).collect();
+        let word = *self.rng.pick(if words.is_empty() { &["Hi"] } else { &words });
+        self.words.push(word);
+        let halves: Vec<i64> = (6..=16).filter(|&half| fits(word, half as f64 / 2.0)).collect();
+        let scale = *self.rng.pick(if halves.is_empty() { &[6] } else { &halves }) as f64 / 2.0;
+        let (tw, th) = (8.0 * scale * (word.len() as f64 + slant), 8.0 * scale);
+        let (x0, y0) = match label {
+            Some(_) => ((bx0 + bx1 - tw) / 2.0, (by0 + by1 - th) / 2.0),
+            None => (self.rng.uniform(bx0, (bx1 - tw).max(bx0)), self.rng.uniform(by0, (by1 - th).max(by0))),
+        };
+        let glyphs = word.bytes().map(|c| font8x8::legacy::BASIC_LEGACY[usize::from(c)]).collect();
+        let shape = Shape::Text { x0, y0, scale, slant, glyphs };
+        let fill = self.fill(shape.bounds(), 4);
+        let mask = shape.mask(self.w, self.h, 255);
+        let oblique = if slant > 0.0 { ", oblique" } else { "" };
+        let gradient = if fill.is_gradient() { ", gradient" } else { "" };
+        self.push(raster::layer(&mask, &fill), format!("text \"{word}\" at {scale}x{oblique}{gradient}"));
+    }
+
+    /// A feathered disc or ellipse, at most fully opaque in the middle, sometimes a glow
+    /// (a radial gradient from a second colour in the centre).
+    fn soft(&mut self) {
+        let side = self.side();
+        let rx = side * self.rng.uniform(0.08, 0.22);
+        let ry = if self.rng.chance(1, 2) { rx } else { rx * self.rng.uniform(0.55, 1.6) };
+        let feather = rx.min(ry) * self.rng.uniform(0.3, 1.0);
+        let centre = (self.w() * self.rng.uniform(0.15, 0.85), self.h() * self.rng.uniform(0.15, 0.85));
+        let opacity = self.rng.range(170, 255) as u32;
+        let outer = self.colour();
+        let glow = self.rng.chance(1, 3);
+        let fill = if glow {
+            Fill::Radial { inner: self.colour(), outer, centre, radius: rx.max(ry) }
+        } else {
+            Fill::Flat(outer)
+        };
+        let mask = soft_ellipse(self.w, self.h, centre, (rx, ry), feather, opacity);
+        let what = if rx == ry { "soft disc" } else { "soft ellipse" };
+        let glow = if glow { ", glow" } else { "" };
+        self.push(raster::layer(&mask, &fill), format!("{what} {}%{glow}", percent(opacity)));
+    }
+
+    /// A shape and, one layer below it, its drop shadow: the shape's coverage moved down and
+    /// sideways, blurred (three box passes), dark, at 30% to 60%.
+    fn shadowed(&mut self) {
+        let (shape, name, bounds) = self.random_shape(0.45);
+        let fill = self.fill(bounds, 3);
+        let mask = shape.mask(self.w, self.h, 255);
+        let side = self.side();
+        let offset = (side * self.rng.uniform(0.012, 0.035) + 0.5).floor() as i64;
+        let dx = if self.rng.chance(1, 3) { -offset } else { offset };
+        let radius = 1 + (side * self.rng.uniform(0.006, 0.02)) as u32;
+        let opacity = self.rng.range(77, 153) as u32;
+        let shadow = mask.shifted(dx, offset).blurred(radius, 3).scaled(opacity, 255);
+        let colour = *self.rng.pick(&SHADOWS);
+        self.push(raster::layer(&shadow, &Fill::Flat(colour)), format!("drop shadow {}% of the next layer", percent(opacity)));
+        let note = if fill.is_gradient() { format!("{name}, gradient") } else { name };
+        self.push(raster::layer(&mask, &fill), note);
+    }
+
+    /// A semi-transparent tinted panel (uniform 30% to 70% inside): a band across the canvas,
+    /// a rectangle or a rounded rectangle.
+    fn overlay(&mut self) {
+        let (fw, fh) = (self.w(), self.h());
+        let opacity = self.rng.range(77, 178) as u32;
+        let (shape, what) = match self.rng.range(0, 2) {
+            0 => {
+                let band = fh * self.rng.uniform(0.15, 0.35);
+                let y0 = self.rng.uniform(0.0, fh - band);
+                (Shape::Rect { x0: -1.0, y0, x1: fw + 1.0, y1: y0 + band }, "band")
+            }
+            kind => {
+                let (w, h) = (fw * self.rng.uniform(0.35, 0.85), fh * self.rng.uniform(0.25, 0.6));
+                let (x0, y0) = (self.rng.uniform(0.0, fw - w), self.rng.uniform(0.0, fh - h));
+                let (x1, y1) = (x0 + w, y0 + h);
+                if kind == 1 {
+                    (Shape::Rect { x0, y0, x1, y1 }, "panel")
+                } else {
+                    let r = w.min(h) * self.rng.uniform(0.05, 0.3);
+                    (Shape::RoundRect { x0, y0, x1, y1, r }, "rounded panel")
+                }
+            }
+        };
+        let fill = Fill::Flat(self.colour());
+        let mask = shape.mask(self.w, self.h, opacity);
+        self.push(raster::layer(&mask, &fill), format!("tinted {what} {}%", percent(opacity)));
+    }
+}

@@ -1,0 +1,330 @@
+//! A Photoshop document writer, after Adobe's "Photoshop File Formats Specification":
+//! 8-bit RGB, one pixel layer per Lamina layer (bottom first, normal blend, full opacity,
+//! visible), each with its transparency channel (-1) and R, G, B, all PackBits (RLE)
+//! compressed, named in the Pascal name and the Unicode name block (`luni`). The merged
+//! image section holds the real composite of the layers.
+//!
+//! Two conventions readers rely on: when the input had transparency the header has four
+//! channels, the layer count is written negative ("the first alpha channel holds the
+//! merged result's transparency") and the merged colours are matted over white, as
+//! Photoshop stores them (readers un-matte them); otherwise three channels. A side over
+//! 30000 pixels makes it a large document (PSB, version 2: wider length fields), as
+//! Photoshop requires.
+
+use lamina_common::manifest::BBox;
+
+/// The longest side a PSD may have; larger canvases are written as PSB.
+pub const PSD_MAX_SIDE: u32 = 30_000;
+/// The longest side a PSB may have.
+pub const PSB_MAX_SIDE: u32 = 300_000;
+
+/// One channel's PackBits rows: the byte count of each row and the rows back to back.
+#[derive(Default)]
+struct Channel {
+    counts: Vec<u32>,
+    data: Vec<u8>,
+}
+
+impl Channel {
+    fn push(&mut self, row: &[u8]) {
+        let before = self.data.len();
+        packbits(row, &mut self.data);
+        self.counts.push((self.data.len() - before) as u32);
+    }
+}
+
+/// Builds a document row by row; see the module's documentation.
+pub struct Writer {
+    width: u32,
+    height: u32,
+    big: bool,
+    has_alpha: bool,
+    rects: Vec<BBox>,
+    /// Per layer: alpha, R, G, B.
+    layers: Vec<[Channel; 4]>,
+    /// R, G, B (and alpha).
+    merged: Vec<Channel>,
+    scratch: Vec<u8>,
+}
+
+/// The channel ids in the order each layer's channels are written: transparency, R, G, B.
+const LAYER_CHANNELS: [i16; 4] = [-1, 0, 1, 2];
+
+impl Writer {
+    pub fn new(width: u32, height: u32, rects: &[BBox], has_alpha: bool) -> Result<Writer, String> {
+        if width.max(height) > PSB_MAX_SIDE {
+            return Err(format!("a {width}x{height} canvas is over the {PSB_MAX_SIDE} pixels a side a Photoshop document can hold"));
+        }
+        let big = width.max(height) > PSD_MAX_SIDE;
+        let channels = if has_alpha { 4 } else { 3 };
+        Ok(Writer {
+            width,
+            height,
+            big,
+            has_alpha,
+            rects: rects.to_vec(),
+            layers: rects.iter().map(|_| Default::default()).collect(),
+            merged: (0..channels).map(|_| Channel::default()).collect(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The document's file name: `layers.psd`, or `layers.psb` for a large canvas.
+    pub fn file_name(&self) -> &'static str {
+        if self.big {
+            "layers.psb"
+        } else {
+            "layers.psd"
+        }
+    }
+
+    /// The next row of layer `i` inside its rectangle (8-bit straight RGBA).
+    pub fn layer_row(&mut self, i: usize, rgba: &[u8]) {
+        for (c, source) in [3usize, 0, 1, 2].into_iter().enumerate() {
+            self.scratch.clear();
+            self.scratch.extend(rgba.chunks_exact(4).map(|px| px[source]));
+            self.layers[i][c].push(&self.scratch);
+        }
+    }
+
+    /// The next row of the composite (premultiplied RGBA in [0,1]). Colours are matted over
+    /// white: where the composite is opaque that is the colour itself.
+    pub fn merged_row(&mut self, premultiplied: &[[f32; 4]]) {
+        for c in 0..self.merged.len() {
+            self.scratch.clear();
+            self.scratch.extend(premultiplied.iter().map(|px| {
+                let v = if c == 3 { px[3] } else { px[c] + (1.0 - px[3]) };
+                (v * 255.0 + 0.5).clamp(0.0, 255.0) as u8
+            }));
+            self.merged[c].push(&self.scratch);
+        }
+    }
+
+    /// The finished document: `(file name, bytes)`. `names` are the layers' names, bottom
+    /// first.
+    pub fn finish(self, names: &[String]) -> Result<(String, Vec<u8>), String> {
+        let name = self.file_name().to_owned();
+        for (i, r) in self.rects.iter().enumerate() {
+            if self.layers[i][0].counts.len() != r.height as usize {
+                return Err(format!("layer {i} got {} of its {} rows", self.layers[i][0].counts.len(), r.height));
+            }
+        }
+        let mut out = Vec::new();
+        // File header.
+        out.extend_from_slice(b"8BPS");
+        put16(&mut out, if self.big { 2 } else { 1 });
+        out.extend_from_slice(&[0; 6]);
+        put16(&mut out, self.merged.len() as u16);
+        put32(&mut out, self.height);
+        put32(&mut out, self.width);
+        put16(&mut out, 8);
+        put16(&mut out, 3); // RGB
+        put32(&mut out, 0); // colour mode data
+        put32(&mut out, 0); // image resources
+
+        // Layer info: the records, then every layer's channel data.
+        let mut info = Vec::new();
+        let count = self.layers.len() as i16;
+        info.extend_from_slice(&(if self.has_alpha { -count } else { count }).to_be_bytes());
+        for ((rect, channels), name) in self.rects.iter().zip(&self.layers).zip(names) {
+            for v in [rect.y, rect.x, rect.y + rect.height, rect.x + rect.width] {
+                put32(&mut info, v);
+            }
+            put16(&mut info, 4);
+            for (id, channel) in LAYER_CHANNELS.iter().zip(channels) {
+                info.extend_from_slice(&id.to_be_bytes());
+                let length = 2 + channel.counts.len() as u64 * self.count_bytes() + channel.data.len() as u64;
+                self.put_length(&mut info, length);
+            }
+            info.extend_from_slice(b"8BIMnorm");
+            info.extend_from_slice(&[255, 0, 0, 0]); // opacity, clipping, flags (visible), filler
+            let extra = extra_data(name);
+            put32(&mut info, extra.len() as u32);
+            info.extend_from_slice(&extra);
+        }
+        for channels in &self.layers {
+            for channel in channels {
+                self.put_channel_data(&mut info, std::slice::from_ref(channel));
+            }
+        }
+        while info.len() % 4 != 0 {
+            info.push(0);
+        }
+
+        // Layer and mask information section: the layer info and an empty global mask.
+        let length_bytes = if self.big { 8 } else { 4 };
+        self.put_length(&mut out, (length_bytes + info.len() + 4) as u64);
+        self.put_length(&mut out, info.len() as u64);
+        out.extend_from_slice(&info);
+        put32(&mut out, 0);
+
+        // Image data: the composite, every channel's row counts first, then the rows.
+        self.put_channel_data(&mut out, &self.merged);
+        Ok((name, out))
+    }
+
+    /// Bytes of one row count in the RLE tables: 2 in a PSD, 4 in a PSB.
+    fn count_bytes(&self) -> u64 {
+        if self.big {
+            4
+        } else {
+            2
+        }
+    }
+
+    fn put_length(&self, out: &mut Vec<u8>, length: u64) {
+        if self.big {
+            out.extend_from_slice(&length.to_be_bytes());
+        } else {
+            put32(out, length as u32);
+        }
+    }
+
+    /// The compression mark (1, RLE), the row counts of all `channels`, then their rows.
+    fn put_channel_data(&self, out: &mut Vec<u8>, channels: &[Channel]) {
+        put16(out, 1);
+        for channel in channels {
+            for &count in &channel.counts {
+                if self.big {
+                    put32(out, count);
+                } else {
+                    put16(out, count as u16);
+                }
+            }
+        }
+        for channel in channels {
+            out.extend_from_slice(&channel.data);
+        }
+    }
+}
+
+/// A layer record's extra data: no mask, no blending ranges, the Pascal name (padded to a
+/// multiple of 4) and the Unicode name block.
+fn extra_data(name: &str) -> Vec<u8> {
+    let mut extra = Vec::new();
+    put32(&mut extra, 0);
+    put32(&mut extra, 0);
+    let ascii: Vec<u8> = name.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c as u8 } else { b'?' }).take(255).collect();
+    extra.push(ascii.len() as u8);
+    extra.extend_from_slice(&ascii);
+    while extra.len() % 4 != 0 {
+        extra.push(0);
+    }
+    let units: Vec<u16> = name.encode_utf16().collect();
+    let mut unicode = Vec::new();
+    put32(&mut unicode, units.len() as u32);
+    for unit in units {
+        put16(&mut unicode, unit);
+    }
+    while unicode.len() % 4 != 0 {
+        unicode.push(0);
+    }
+    extra.extend_from_slice(b"8BIMluni");
+    put32(&mut extra, unicode.len() as u32);
+    extra.extend_from_slice(&unicode);
+    extra
+}
+
+fn put16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+/// PackBits (Apple's RLE, as PSD uses it): a header byte n in 0..=127 is followed by n+1
+/// literal bytes; n in -127..=-1 by one byte repeated 1-n times. Runs of 3 or more equal
+/// bytes are packed; a row of w bytes never grows past w + ceil(w/128).
+pub fn packbits(row: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    let mut literal_start = 0;
+    let flush = |out: &mut Vec<u8>, bytes: &[u8]| {
+        for chunk in bytes.chunks(128) {
+            out.push((chunk.len() - 1) as u8);
+            out.extend_from_slice(chunk);
+        }
+    };
+    while i < row.len() {
+        let mut run = 1;
+        while i + run < row.len() && row[i + run] == row[i] && run < 128 {
+            run += 1;
+        }
+        if run >= 3 {
+            flush(out, &row[literal_start..i]);
+            out.push((1i16 - run as i16) as i8 as u8);
+            out.push(row[i]);
+            i += run;
+            literal_start = i;
+        } else {
+            i += run;
+        }
+    }
+    flush(out, &row[literal_start..]);
+}
+
+/// Unpacks [`packbits`] output (for tests and checks).
+pub fn unpackbits(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some((&header, rest)) = data.split_first() {
+        let n = header as i8;
+        if n >= 0 {
+            let len = n as usize + 1;
+            out.extend_from_slice(rest.get(..len)?);
+            data = &rest[len..];
+        } else if n != -128 {
+            let &byte = rest.first()?;
+            out.extend(std::iter::repeat_n(byte, (1 - i16::from(n)) as usize));
+            data = &rest[1..];
+        } else {
+            data = rest;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packbits_round_trips_and_stays_within_its_bound() {
+        let mut rows: Vec<Vec<u8>> = vec![vec![], vec![7], vec![1, 1], vec![1, 1, 1], vec![0; 1000], (0..=255).collect()];
+        let mut state = 17u32;
+        rows.push((0..777).map(|i| if i % 50 < 20 { 9 } else { state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345); (state >> 24) as u8 }).collect());
+        for row in rows {
+            let mut packed = Vec::new();
+            packbits(&row, &mut packed);
+            assert_eq!(unpackbits(&packed).unwrap(), row);
+            assert!(packed.len() <= row.len() + row.len().div_ceil(128), "{} -> {}", row.len(), packed.len());
+        }
+        let mut packed = Vec::new();
+        packbits(&[5; 300], &mut packed);
+        assert_eq!(packed, vec![0x81, 5, 0x81, 5, 0xD5, 5], "runs of 128, 128 and 44");
+    }
+
+    #[test]
+    fn a_document_has_the_sections_in_order_with_consistent_lengths() {
+        let rects = [BBox { x: 0, y: 0, width: 3, height: 2 }, BBox { x: 1, y: 1, width: 1, height: 1 }];
+        let mut w = Writer::new(3, 2, &rects, false).unwrap();
+        for _ in 0..2 {
+            w.layer_row(0, &[10, 20, 30, 255, 10, 20, 30, 255, 10, 20, 30, 255]);
+            w.merged_row(&[[0.5, 0.5, 0.5, 1.0]; 3]);
+        }
+        w.layer_row(1, &[200, 0, 0, 128]);
+        let (name, bytes) = w.finish(&["00 #0a141e".into(), "01 é".into()]).unwrap();
+        assert_eq!(name, "layers.psd");
+        assert_eq!(&bytes[..6], b"8BPS\0\x01");
+        assert_eq!(u16::from_be_bytes([bytes[12], bytes[13]]), 3, "three channels without input alpha");
+        let section = u32::from_be_bytes(bytes[34..38].try_into().unwrap()) as usize;
+        let info = u32::from_be_bytes(bytes[38..42].try_into().unwrap()) as usize;
+        assert_eq!(section, info + 8);
+        assert_eq!(i16::from_be_bytes([bytes[42], bytes[43]]), 2);
+        let image_data = 38 + section;
+        assert_eq!(u16::from_be_bytes([bytes[image_data], bytes[image_data + 1]]), 1, "RLE merged image");
+        let counts: Vec<u16> = (0..6).map(|i| u16::from_be_bytes([bytes[image_data + 2 + 2 * i], bytes[image_data + 3 + 2 * i]])).collect();
+        assert_eq!(image_data + 2 + 12 + counts.iter().map(|&c| c as usize).sum::<usize>(), bytes.len(), "the merged rows end the file");
+        assert!(Writer::new(40_000, 2, &rects, true).unwrap().file_name() == "layers.psb");
+        assert!(Writer::new(400_000, 2, &rects, true).is_err());
+    }
+}
