@@ -35,5 +35,11 @@ if ! command -v chromium >/dev/null; then
     as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
         || { echo "lamina test: cannot install chromium (run: apt-get install chromium)" >&2; exit 1; }
 fi
+# GIMP opens the PSDs in batch mode (tests/tools/check_documents.py --gimp).
+if ! command -v gimp-console >/dev/null; then
+    echo "lamina test: installing gimp (a real editor opens the PSDs)" >&2
+    as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gimp >/dev/null \
+        || { echo "lamina test: cannot install gimp (run: apt-get install gimp)" >&2; exit 1; }
+fi
 eval "$(ops/k8s-tools.sh)"   # kustomize and kubernetes-validate for tests/tests/k8s_manifests.rs
 cargo test --locked --workspace "$@"

@@ -270,10 +270,16 @@ pub fn submit_with(input: &str, output: &str, prefix: &str, options: &[&str]) ->
 
 /// Runs the independent document readers (`tests/tools/check_documents.py`, psd-tools and
 /// the OpenRaster spec, with the venv's python in `LAMINA_PYTHON`) over image folders and
-/// returns their JSON reports; fails the test with their reason if a document is wrong.
-pub fn check_documents(dirs: &[&Path]) -> Vec<serde_json::Value> {
+/// returns their JSON reports; fails the test with their reason if a document is wrong. With
+/// `gimp`, GIMP (installed by ops/test.sh) also opens every PSD and flattens it.
+pub fn check_documents(dirs: &[&Path], gimp: bool) -> Vec<serde_json::Value> {
     let python = std::env::var("LAMINA_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let out = Command::new(python).arg(repo_root().join("tests/tools/check_documents.py")).args(dirs).output().expect("run check_documents.py");
+    let mut command = Command::new(python);
+    command.arg(repo_root().join("tests/tools/check_documents.py"));
+    if gimp {
+        command.arg("--gimp");
+    }
+    let out = command.args(dirs).output().expect("run check_documents.py");
     assert!(out.status.success(), "independent readers refused a document:\n{}", explain(&out));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("report line")).collect()
 }

@@ -157,7 +157,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         }
         dirs.push(dir);
     }
-    let reports = check_documents(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>());
+    let reports = check_documents(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>(), false);
     assert_eq!(reports.len(), 5);
 
     // Messages that are not valid tasks or jobs are dead-lettered, not retried.

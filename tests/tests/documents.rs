@@ -1,6 +1,7 @@
 //! Layered documents and layer-count control, end to end through `lamina run`: the PSD (or
-//! PSB) and OpenRaster files are read back by independent readers (psd-tools and Python's
-//! zipfile/ElementTree in `tests/tools/check_documents.py`, and the `psd` crate here), which
+//! PSB) and OpenRaster files are read back by independent readers (psd-tools, GIMP in batch
+//! mode, and Python's zipfile/ElementTree in `tests/tools/check_documents.py`; the `psd`
+//! crate here), which
 //! must find the manifest's layers, names, order and offsets, the PNG layers' pixels and
 //! merged images equal to the layers' recomposition. `--layers auto` and `--min-coverage`
 //! must merge by their documented rules and record the count and why.
@@ -64,9 +65,12 @@ fn psd_and_ora_open_in_independent_readers_with_the_layers_the_manifest_lists() 
         assert_eq!(count.chosen, m.layers.len());
     }
     let dirs: Vec<_> = keys.iter().map(|k| out.join(k)).collect();
-    let reports = check_documents(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>());
+    let reports = check_documents(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>(), true);
     assert_eq!(reports.len(), 3);
     assert_eq!(reports[2]["psd"]["file"], "layers.psb", "{reports:?}");
+    for report in &reports[..2] {
+        assert!(report["gimp"]["flattened_max_error"].as_f64().is_some(), "GIMP opened the PSD: {report}");
+    }
 
     // The `psd` crate, a second PSD reader: names, order, pixels, merged image.
     for key in ["coffee.png", "nested/logo.png"] {
@@ -109,7 +113,7 @@ fn cropped_layers_and_documents_without_pngs_place_every_layer_at_its_offset() {
         smaller += usize::from(bbox.width * bbox.height < 64 * 64);
     }
     assert!(smaller > 0, "the logo's layers do not all cover the canvas, so some must be cropped");
-    check_documents(&[&cropped.join("logo.png")]);
+    check_documents(&[&cropped.join("logo.png")], true);
 
     let documents_only = out.join("documents");
     let run = lamina(&["run", input.to_str().unwrap(), documents_only.to_str().unwrap(), "--formats", "ora,psd"]);
@@ -120,7 +124,7 @@ fn cropped_layers_and_documents_without_pngs_place_every_layer_at_its_offset() {
     files.sort();
     assert_eq!(files, ["layers.ora", "layers.psd", "preview.png"]);
     assert_files_listed(&documents_only.join("logo.png"), &m);
-    check_documents(&[&documents_only.join("logo.png")]);
+    check_documents(&[&documents_only.join("logo.png")], false);
 
     // Other formats are another output: a run with PNG only redoes the image.
     let again = lamina(&["run", input.to_str().unwrap(), documents_only.to_str().unwrap()]);

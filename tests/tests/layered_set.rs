@@ -91,7 +91,7 @@ fn regenerated_set_equals_committed_set() {
     }
     assert!(
         differ.is_empty(),
-        "{} files differ from what the generator makes now: {differ:?}\n\
+        "files that differ from what the generator makes now ({}): {differ:?}\n\
          If the generator changed on purpose, regenerate the set (ops/make-layered-set.sh) and commit it. \
          Backgrounds from JPEG photos also depend on the JPEG decoder version pinned in Cargo.lock.",
         differ.len()

@@ -2,20 +2,24 @@
 """Reads Lamina's layered documents back with independent readers and checks them against the
 image's manifest and PNG layers.
 
-    check_documents.py IMAGE_DIR [IMAGE_DIR ...]
+    check_documents.py [--gimp] IMAGE_DIR [IMAGE_DIR ...]
 
 For each image folder (holding manifest.json): the PSD (or PSB) is opened with psd-tools and
 the OpenRaster file with Python's zipfile and ElementTree, following the OpenRaster spec (not
 Lamina's writer). Checked: layer count, names, order, offsets, every layer's pixels against
 the PNG layer (when PNG was written), and the documents' merged images against the layers'
-recomposition. Prints one JSON object per image on stdout; exits 1 with a one-line reason on
+recomposition. With --gimp, GIMP (a real editor, in batch mode) also opens each PSD, lists
+its layers and flattens it; the flattened PNG must match the recomposition. Prints one JSON
+object per image on stdout; exits 1 with a one-line reason on
 the first check that fails.
 """
 
 import io
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import zipfile
 import xml.etree.ElementTree as ET
 
@@ -170,7 +174,42 @@ def check_ora(folder, manifest, layers, rgb, alpha):
     return {"file": "layers.ora", "layers": len(bottom_first), "merged_max_error": worst, "first_member": infos[0].filename}
 
 
-def check(folder):
+GIMP_SCRIPT = """
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "{psd}" "{psd}")))
+       (layers (gimp-image-get-layers image))
+       (ids (cadr layers)))
+  (gimp-message-set-handler CONSOLE)
+  (let loop ((i 0))
+    (if (< i (car layers))
+        (begin (gimp-message (string-append "lamina-layer: " (car (gimp-item-get-name (vector-ref ids i)))))
+               (loop (+ i 1)))))
+  (let ((merged (car (gimp-image-merge-visible-layers image CLIP-TO-IMAGE))))
+    (gimp-layer-resize-to-image-size merged)
+    (file-png-save-defaults RUN-NONINTERACTIVE image merged "{png}" "{png}"))
+  (gimp-image-delete image))
+"""
+
+
+def check_gimp(folder, manifest, rgb, alpha):
+    """GIMP opens the PSD: its layers (listed top first) and its flattened image."""
+    path = os.path.abspath(os.path.join(folder, "layers.psd"))
+    with tempfile.TemporaryDirectory() as tmp:
+        flat = os.path.join(tmp, "flat.png")
+        script = GIMP_SCRIPT.format(psd=path.replace('"', '\\"'), png=flat)
+        run = subprocess.run(["gimp-console", "-i", "-d", "-f", "-b", script, "-b", "(gimp-quit 0)"],
+                             capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": tmp})
+        said = run.stdout + run.stderr
+        names = [line.split("lamina-layer: ", 1)[1].strip() for line in said.splitlines() if "lamina-layer: " in line]
+        if run.returncode != 0 or not os.path.exists(flat):
+            fail(path, f"GIMP could not open and flatten it: {said.strip()[-300:]}")
+        want = [layer["name"] for layer in reversed(manifest["layers"])]
+        if names != want:
+            fail(path, f"GIMP shows layers {names}, expected {want}")
+        worst = compare_composite(f"{path} flattened by GIMP", np.asarray(Image.open(flat).convert("RGBA")), rgb, alpha, tol=2.0)
+    return {"layers": len(names), "flattened_max_error": worst}
+
+
+def check(folder, gimp=False):
     manifest = json.load(open(os.path.join(folder, "manifest.json")))
     w, h = manifest["canvas"]["width"], manifest["canvas"]["height"]
     files = set(manifest["files"])
@@ -207,11 +246,16 @@ def check(folder):
         report["psd"] = check_psd(folder, manifest, layers, rgb, alpha)
     if "ora" in formats:
         report["ora"] = check_ora(folder, manifest, layers, rgb, alpha)
+    if gimp and "layers.psd" in manifest["files"]:
+        report["gimp"] = check_gimp(folder, manifest, rgb, alpha)
     return report
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        fail("check_documents.py", "usage: check_documents.py IMAGE_DIR [IMAGE_DIR ...]")
-    for folder in sys.argv[1:]:
-        print(json.dumps(check(folder)))
+    args = sys.argv[1:]
+    gimp = "--gimp" in args
+    folders = [a for a in args if a != "--gimp"]
+    if not folders:
+        fail("check_documents.py", "usage: check_documents.py [--gimp] IMAGE_DIR [IMAGE_DIR ...]")
+    for folder in folders:
+        print(json.dumps(check(folder, gimp)))

@@ -29,8 +29,9 @@ pub struct EvalArgs {
     #[arg(value_name = "PRED")]
     pub pred: PathBuf,
     /// The reference: `<name>/layer-NN.png` stacks (bottom first; LayerD's `0000.png` naming
-    /// is read too), `<name>` being the input's path as in Lamina's output, or another
-    /// Lamina output folder.
+    /// is read too), `<name>` being the input's path as in Lamina's output (or that path
+    /// without its extension, as LayerD's dataset names them), or another Lamina output
+    /// folder.
     #[arg(value_name = "GT")]
     pub gt: PathBuf,
     /// Most greedy merge edits (LayerD's --max-edits); scores are reported for 0 to this.
@@ -359,12 +360,13 @@ pub fn evaluate_folders(
         .filter_map(|(name, gt_name)| Some((name, pred_stacks.get(name)?, gt_stacks.get(gt_name)?)))
         .collect();
     if matched.is_empty() {
+        let count = |n: usize| if n == 1 { "1 stack".to_owned() } else { format!("{n} stacks") };
         bail!(
-            "no image is in both PRED {} ({} stacks) and GT {} ({} stacks): names are folder paths relative to each",
+            "no image is in both PRED {} ({}) and GT {} ({}): images pair by folder path relative to each",
             pred.display(),
-            pred_stacks.len(),
+            count(pred_stacks.len()),
             gt.display(),
-            gt_stacks.len()
+            count(gt_stacks.len())
         );
     }
     // Every size problem is reported before any scoring.
@@ -681,8 +683,11 @@ mod tests {
     use image::{ImageBuffer, Rgba as Px};
     use tempfile::TempDir;
 
-    /// Writes a `w` x `h` RGBA PNG filled with `px`, with `over` painted on [x0,x1) x [y0,y1).
-    fn png(path: &Path, w: u32, h: u32, px: [u8; 4], over: Option<((u32, u32, u32, u32), [u8; 4])>) {
+    /// A rectangle [x0, x1) x [y0, y1) and its colour.
+    type Patch = ((u32, u32, u32, u32), [u8; 4]);
+
+    /// Writes a `w` x `h` RGBA PNG filled with `px`, with `over` painted on its rectangle.
+    fn png(path: &Path, w: u32, h: u32, px: [u8; 4], over: Option<Patch>) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let im = ImageBuffer::from_fn(w, h, |x, y| match over {
             Some(((x0, y0, x1, y1), q)) if x >= x0 && x < x1 && y >= y0 && y < y1 => Px(q),

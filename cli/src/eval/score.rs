@@ -302,16 +302,19 @@ pub fn pair_score(x: &Rgba, y: &Rgba) -> PairScore {
 
 /// LayerD's `RGBL1`: mean absolute RGB difference (in [0, 1]) over the pixels where the
 /// reference `y` has alpha > 0, divided by (that count + 1e-8).
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn rgb_l1(x: &Rgba, y: &Rgba) -> f64 {
     pair_score(x, y).rgb_l1
 }
 
 /// LayerD's `AlphaIoU`: sum of min(alpha) over sum of max(alpha); 0 when both are empty.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn alpha_iou(x: &Rgba, y: &Rgba) -> f64 {
     pair_score(x, y).alpha_iou
 }
 
 /// LayerD's cost `RGBL1_AIoU`: (RGB L1 + (1 - alpha IoU)) / 2.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn cost(x: &Rgba, y: &Rgba) -> f64 {
     pair_score(x, y).cost
 }
@@ -683,7 +686,7 @@ mod tests {
         let empty = Rgba::transparent(8, 4);
         let layers = vec![bg.clone(), empty.clone(), a.clone(), c.clone()];
         assert_eq!(group_top_layers(&layers), vec![vec![0], vec![1, 2, 3]]);
-        assert_eq!(group_top_layers(&[bg.clone()]), vec![vec![0]]);
+        assert_eq!(group_top_layers(std::slice::from_ref(&bg)), vec![vec![0]]);
         // Fully nested layers stay apart.
         assert_eq!(group_top_layers(&[bg.clone(), a.clone(), a.clone()]), vec![vec![0], vec![1], vec![2]]);
     }
@@ -787,9 +790,9 @@ mod tests {
     #[test]
     fn bad_stacks_are_errors() {
         let l = solid(2, 2, [0, 0, 0, 255]);
-        assert_eq!(evaluate(&[l.clone()], &[], 5), Err(ScoreError::TooFewLayers { side: "pred", count: 1 }));
+        assert_eq!(evaluate(std::slice::from_ref(&l), &[], 5), Err(ScoreError::TooFewLayers { side: "pred", count: 1 }));
         assert_eq!(
-            evaluate(&[l.clone(), l.clone()], &[l.clone()], 5),
+            evaluate(&[l.clone(), l.clone()], std::slice::from_ref(&l), 5),
             Err(ScoreError::TooFewLayers { side: "gt", count: 1 })
         );
         let big = solid(3, 2, [0, 0, 0, 255]);

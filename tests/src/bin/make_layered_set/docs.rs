@@ -89,8 +89,8 @@ Every foreground layer is one colour or a simple two-colour gradient:
   darkened to 30% to 60% alpha, as a layer of its own just under its shape;
 - tinted bands and panels of uniform 30% to 70% alpha.
 
-Photographic backgrounds are crops of the photos in `assets/samples/`, shrunk by area
-averaging. Layers overlap freely.
+Photographic backgrounds are crops of the photos in `assets/samples/`, most of them shrunk
+by area averaging. Layers overlap freely.
 
 ## Samples
 
@@ -126,7 +126,8 @@ and their composites) is dedicated to the public domain under CC0 1.0 Universal
 use it, for any purpose, without asking permission.
 
 The text is drawn with the font8x8 glyphs (Daniel Hepper, after Marcel Sondaar's and IBM's
-VGA fonts), which are public domain.
+VGA fonts), which are public domain. (The `font8x8` crate that carries them, MIT-licensed, is
+a dependency of the generator, not part of the set.)
 
 The photographic backgrounds (the bottom layer, and so the input, of every `photo-` sample)
 are crops and downscales of photos in `assets/samples/`, under the terms stated in

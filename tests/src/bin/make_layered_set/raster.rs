@@ -191,7 +191,7 @@ impl Shape {
 /// `smoothstep`: 0 below `e0`, 1 above `e1`, the cubic `3t^2 - 2t^3` between; a soft edge
 /// with no kink, made of multiplications only.
 fn smoothstep(e0: f64, e1: f64, x: f64) -> f64 {
-    let t = ((x - e0) / (e1 - e0)).max(0.0).min(1.0);
+    let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
 }
 
@@ -248,7 +248,7 @@ impl Fill {
 
 /// `a + (b - a) t`, `t` clamped to `[0, 1]`, rounded half up to 8 bits.
 fn mix(a: Rgb, b: Rgb, t: f64) -> Rgb {
-    let t = t.max(0.0).min(1.0);
+    let t = t.clamp(0.0, 1.0);
     let channel = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t + 0.5).floor() as u8;
     [channel(a[0], b[0]), channel(a[1], b[1]), channel(a[2], b[2])]
 }

@@ -254,7 +254,7 @@ const PALETTE: [Rgb; 18] = [
 /// Shadow colours: near-black, some tinted.
 const SHADOWS: [Rgb; 4] = [[0, 0, 0], [20, 16, 40], [35, 22, 10], [8, 30, 40]];
 
-/// Words for text layers: short enough to fit a 256-pixel canvas at 3x (9 glyphs of 24 px).
+/// Words for text layers: at most 7 glyphs, so any fits a 256-pixel canvas at 3x (24 px each).
 const WORDS: [&str; 24] = [
     "LAYER", "Lamina", "RGBA", "Hello", "SALE", "Open", "TOP", "alpha", "Draft", "NEW", "cafe", "Stack", "Over",
     "moon", "Cat", "GO!", "Note", "Hi", "99%", "Zoom", "ink", "Soft", "Edit me", "Layer 2",
@@ -277,8 +277,18 @@ fn hex(c: Rgb) -> String {
     format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
 }
 
+/// An 8-bit opacity in percent, rounded.
 fn percent(opacity: u32) -> u32 {
     (opacity * 100 + 127) / 255
+}
+
+/// A layer's description, saying whether its colour is a gradient.
+fn noted(what: &str, fill: &Fill) -> String {
+    if fill.is_gradient() {
+        format!("{what}, gradient")
+    } else {
+        what.to_owned()
+    }
 }
 
 /// Builds one sample's layers, bottom first, and notes what each one is.
@@ -328,7 +338,7 @@ impl Builder {
                         let [r, g, b] = rgb.get_pixel(px, py).0;
                         image::Rgba([r, g, b, 255])
                     }),
-                    format!("photo {file}, {cw}x{ch} at ({x}, {y})"),
+                    format!("photo {file} (crop {cw}x{ch} at {x},{y})"),
                 );
             }
             Backdrop::Flat(c) => {
@@ -378,7 +388,7 @@ impl Builder {
         best
     }
 
-    /// A flat colour, or (one time in `1/odds`) a linear gradient across the box.
+    /// A flat colour, or (one time in `odds`) a linear gradient across the box.
     fn fill(&mut self, (x0, y0, x1, y1): (f64, f64, f64, f64), odds: i64) -> Fill {
         let from = self.colour();
         if !self.rng.chance(1, odds) {
@@ -395,7 +405,7 @@ impl Builder {
 
     /// A random hard shape of width and height between 18% and `max` of the shorter side,
     /// centred in the middle 70% of the canvas; its name and box.
-    fn random_shape(&mut self, max: f64) -> (Shape, String, (f64, f64, f64, f64)) {
+    fn random_shape(&mut self, max: f64) -> (Shape, &'static str, (f64, f64, f64, f64)) {
         let side = self.side();
         let sw = side * self.rng.uniform(0.18, max);
         let mut sh = side * self.rng.uniform(0.18, max);
@@ -408,14 +418,14 @@ impl Builder {
         let (x0, y0, x1, y1) = (cx - sw / 2.0, cy - sh / 2.0, cx + sw / 2.0, cy + sh / 2.0);
         let bounds = (x0, y0, x1, y1);
         match kind {
-            0 => (Shape::Rect { x0, y0, x1, y1 }, "rectangle".into(), bounds),
+            0 => (Shape::Rect { x0, y0, x1, y1 }, "rectangle", bounds),
             1 => {
                 let r = sw.min(sh) * self.rng.uniform(0.1, 0.45);
-                (Shape::RoundRect { x0, y0, x1, y1, r }, "rounded rectangle".into(), bounds)
+                (Shape::RoundRect { x0, y0, x1, y1, r }, "rounded rectangle", bounds)
             }
             2 => {
                 let name = if sw == sh { "disc" } else { "ellipse" };
-                (Shape::Ellipse { cx, cy, rx: sw / 2.0, ry: sh / 2.0 }, name.into(), bounds)
+                (Shape::Ellipse { cx, cy, rx: sw / 2.0, ry: sh / 2.0 }, name, bounds)
             }
             _ => {
                 let (name, outline) = *self.rng.pick(&POLYGONS);
@@ -429,7 +439,7 @@ impl Builder {
                         (x0 + f64::from(px) * sw / 100.0, y0 + f64::from(py) * sh / 100.0)
                     })
                     .collect();
-                (Shape::Polygon { points }, name.into(), bounds)
+                (Shape::Polygon { points }, name, bounds)
             }
         }
     }
@@ -438,8 +448,7 @@ impl Builder {
         let (shape, name, bounds) = self.random_shape(0.5);
         let fill = self.fill(bounds, 3);
         let mask = shape.mask(self.w, self.h, 255);
-        let note = if fill.is_gradient() { format!("{name}, gradient") } else { name };
-        self.push(raster::layer(&mask, &fill), note);
+        self.push(raster::layer(&mask, &fill), noted(name, &fill));
     }
 
     fn label(&mut self) {
@@ -451,8 +460,7 @@ impl Builder {
         let fill = self.fill((x0, y0, x0 + w, y0 + h), 4);
         let mask = shape.mask(self.w, self.h, 255);
         self.label = Some((x0, y0, x0 + w, y0 + h));
-        let note = if fill.is_gradient() { "label, gradient" } else { "label" };
-        self.push(raster::layer(&mask, &fill), note.into());
+        self.push(raster::layer(&mask, &fill), noted("label", &fill));
     }
 
     /// A word in font8x8 glyphs at 3x to 8x (in half steps), sometimes oblique: centred on
@@ -483,12 +491,11 @@ impl Builder {
         let fill = self.fill(shape.bounds(), 4);
         let mask = shape.mask(self.w, self.h, 255);
         let oblique = if slant > 0.0 { ", oblique" } else { "" };
-        let gradient = if fill.is_gradient() { ", gradient" } else { "" };
-        self.push(raster::layer(&mask, &fill), format!("text \"{word}\" at {scale}x{oblique}{gradient}"));
+        self.push(raster::layer(&mask, &fill), noted(&format!("text \"{word}\" at {scale}x{oblique}"), &fill));
     }
 
-    /// A feathered disc or ellipse, at most fully opaque in the middle, sometimes a glow
-    /// (a radial gradient from a second colour in the centre).
+    /// A feathered disc or ellipse, 67% to 100% opaque in the middle, sometimes a glow (a
+    /// radial gradient from a second colour in the centre).
     fn soft(&mut self) {
         let side = self.side();
         let rx = side * self.rng.uniform(0.08, 0.22);
@@ -516,15 +523,15 @@ impl Builder {
         let fill = self.fill(bounds, 3);
         let mask = shape.mask(self.w, self.h, 255);
         let side = self.side();
-        let offset = (side * self.rng.uniform(0.012, 0.035) + 0.5).floor() as i64;
+        let offset = (side * self.rng.uniform(0.02, 0.05) + 0.5).floor() as i64;
         let dx = if self.rng.chance(1, 3) { -offset } else { offset };
         let radius = 1 + (side * self.rng.uniform(0.006, 0.02)) as u32;
         let opacity = self.rng.range(77, 153) as u32;
         let shadow = mask.shifted(dx, offset).blurred(radius, 3).scaled(opacity, 255);
         let colour = *self.rng.pick(&SHADOWS);
-        self.push(raster::layer(&shadow, &Fill::Flat(colour)), format!("drop shadow {}% of the next layer", percent(opacity)));
-        let note = if fill.is_gradient() { format!("{name}, gradient") } else { name };
-        self.push(raster::layer(&mask, &fill), note);
+        let note = format!("drop shadow {}% of the next layer", percent(opacity));
+        self.push(raster::layer(&shadow, &Fill::Flat(colour)), note);
+        self.push(raster::layer(&mask, &fill), noted(name, &fill));
     }
 
     /// A semi-transparent tinted panel (uniform 30% to 70% inside): a band across the canvas,
