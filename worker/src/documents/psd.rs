@@ -102,7 +102,7 @@ impl Writer {
 
     /// The finished document: `(file name, bytes)`. `names` are the layers' names, bottom
     /// first.
-    pub fn finish(self, names: &[String]) -> Result<(String, Vec<u8>), String> {
+    pub fn finish(mut self, names: &[String]) -> Result<(String, Vec<u8>), String> {
         let name = self.file_name().to_owned();
         for (i, r) in self.rects.iter().enumerate() {
             if self.layers[i][0].counts.len() != r.height as usize {
@@ -122,45 +122,60 @@ impl Writer {
         put32(&mut out, 0); // colour mode data
         put32(&mut out, 0); // image resources
 
-        // Layer info: the records, then every layer's channel data.
-        let mut info = Vec::new();
+        // Layer info: the records, then every layer's channel data. The records are small;
+        // the channel data moves into the file one channel at a time (each freed as it
+        // goes), so the file never sits beside a second copy of the layers.
+        let mut records = Vec::new();
         let count = self.layers.len() as i16;
-        info.extend_from_slice(&(if self.has_alpha { -count } else { count }).to_be_bytes());
+        records.extend_from_slice(&(if self.has_alpha { -count } else { count }).to_be_bytes());
         for ((rect, channels), name) in self.rects.iter().zip(&self.layers).zip(names) {
             for v in [rect.y, rect.x, rect.y + rect.height, rect.x + rect.width] {
-                put32(&mut info, v);
+                put32(&mut records, v);
             }
-            put16(&mut info, 4);
+            put16(&mut records, 4);
             for (id, channel) in LAYER_CHANNELS.iter().zip(channels) {
-                info.extend_from_slice(&id.to_be_bytes());
-                let length = 2 + channel.counts.len() as u64 * self.count_bytes() + channel.data.len() as u64;
-                self.put_length(&mut info, length);
+                records.extend_from_slice(&id.to_be_bytes());
+                self.put_length(&mut records, self.channel_bytes(channel));
             }
-            info.extend_from_slice(b"8BIMnorm");
-            info.extend_from_slice(&[255, 0, 0, 0]); // opacity, clipping, flags (visible), filler
+            records.extend_from_slice(b"8BIMnorm");
+            records.extend_from_slice(&[255, 0, 0, 0]); // opacity, clipping, flags (visible), filler
             let extra = extra_data(name);
-            put32(&mut info, extra.len() as u32);
-            info.extend_from_slice(&extra);
+            put32(&mut records, extra.len() as u32);
+            records.extend_from_slice(&extra);
         }
-        for channels in &self.layers {
-            for channel in channels {
-                self.put_channel_data(&mut info, std::slice::from_ref(channel));
-            }
+        let data: u64 = self.layers.iter().flatten().map(|c| self.channel_bytes(c)).sum();
+        let unpadded = records.len() as u64 + data;
+        let info_len = unpadded.div_ceil(4) * 4;
+        let merged: u64 = 2 + self.merged.iter().map(|c| c.counts.len() as u64 * self.count_bytes() + c.data.len() as u64).sum::<u64>();
+        let length_bytes: u64 = if self.big { 8 } else { 4 };
+        let section = length_bytes + info_len + 4;
+        if !self.big && 38 + section + merged > u64::from(u32::MAX) {
+            return Err("the layers are over the 4 GiB a PSD can hold".to_owned());
         }
-        while info.len() % 4 != 0 {
-            info.push(0);
-        }
+        out.reserve((section + length_bytes + merged) as usize);
 
         // Layer and mask information section: the layer info and an empty global mask.
-        let length_bytes = if self.big { 8 } else { 4 };
-        self.put_length(&mut out, (length_bytes + info.len() + 4) as u64);
-        self.put_length(&mut out, info.len() as u64);
-        out.extend_from_slice(&info);
+        self.put_length(&mut out, section);
+        self.put_length(&mut out, info_len);
+        out.extend_from_slice(&records);
+        drop(records);
+        let big = self.big;
+        for channels in std::mem::take(&mut self.layers) {
+            for channel in channels {
+                put_channel_data(&mut out, std::slice::from_ref(&channel), big);
+            }
+        }
+        out.resize(out.len() + (info_len - unpadded) as usize, 0);
         put32(&mut out, 0);
 
         // Image data: the composite, every channel's row counts first, then the rows.
-        self.put_channel_data(&mut out, &self.merged);
+        put_channel_data(&mut out, &self.merged, big);
         Ok((name, out))
+    }
+
+    /// The bytes of one layer channel's data: compression mark, row counts, rows.
+    fn channel_bytes(&self, channel: &Channel) -> u64 {
+        2 + channel.counts.len() as u64 * self.count_bytes() + channel.data.len() as u64
     }
 
     /// Bytes of one row count in the RLE tables: 2 in a PSD, 4 in a PSB.
@@ -179,22 +194,23 @@ impl Writer {
             put32(out, length as u32);
         }
     }
+}
 
-    /// The compression mark (1, RLE), the row counts of all `channels`, then their rows.
-    fn put_channel_data(&self, out: &mut Vec<u8>, channels: &[Channel]) {
-        put16(out, 1);
-        for channel in channels {
-            for &count in &channel.counts {
-                if self.big {
-                    put32(out, count);
-                } else {
-                    put16(out, count as u16);
-                }
+/// The compression mark (1, RLE), the row counts of all `channels` (u16, or u32 in a PSB),
+/// then their rows.
+fn put_channel_data(out: &mut Vec<u8>, channels: &[Channel], big: bool) {
+    put16(out, 1);
+    for channel in channels {
+        for &count in &channel.counts {
+            if big {
+                put32(out, count);
+            } else {
+                put16(out, count as u16);
             }
         }
-        for channel in channels {
-            out.extend_from_slice(&channel.data);
-        }
+    }
+    for channel in channels {
+        out.extend_from_slice(&channel.data);
     }
 }
 

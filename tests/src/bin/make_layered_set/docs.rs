@@ -41,7 +41,11 @@ floating-point operations IEEE 754 defines exactly (`+ - * /`, `sqrt`, `floor`);
 shrunk by integer area averaging. `cargo test -p lamina-tests --test layered_set` regenerates
 the set and checks that the committed files decode to the same pixels, and that every sample
 keeps the promises above (sizes, layer counts, an opaque bottom layer, the exact composite).
-A change to the generator comes with the regenerated set.
+A change to the generator comes with the regenerated set. One input is outside the
+generator's control: the backgrounds cut from `rocket.jpg`, `hubble_deep_field.jpg` and
+`retina.jpg` are what the JPEG decoder (its version pinned by `Cargo.lock`) makes of them; if
+an update of the decoder changes its output, the test names those files, and the set is
+regenerated.
 ";
 
 pub fn readme(specs: &[Spec], samples: &[Sample]) -> String {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Scores Lamina's decompositions of the layered ground-truth set (eval/layered-set) with
+# `lamina eval` (LayerD's metric) and prints the tables QUALITY.md holds: one per setting, the
+# average over the set at 0 to 5 merge edits.
+#
+# Usage: ops/quality.sh [OUT_DIR]   (default: a temporary folder; JSON scores are kept there)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ops/env.sh
+[ -x target/release/lamina ] || ops/bootstrap.sh release
+out="${1:-$(mktemp -d)}"
+mkdir -p "$out"
+settings=(
+    "fscs:"
+    "fscs-layers-auto:--layers auto"
+    "fscs-layers-4:--layers 4"
+)
+for setting in "${settings[@]}"; do
+    name="${setting%%:*}"
+    read -r -a options <<< "${setting#*:}"
+    target/release/lamina run eval/layered-set/inputs "$out/$name" --progress none "${options[@]}" >/dev/null
+    target/release/lamina eval "$out/$name" eval/layered-set/gt --json "$out/$name.json" >/dev/null
+    python3 - "$out/$name.json" "$name" "${setting#*:}" <<'PY'
+import json, sys
+scores = json.load(open(sys.argv[1]))
+print(f"\n### {sys.argv[2]} (`lamina run {sys.argv[3] or '(defaults)'}`), {len(scores['samples'])} images scored\n")
+print("| merge edits | avg edits used | images | RGB L1 (lower is better) | alpha soft IoU (higher is better) | cost |")
+print("| --- | --- | --- | --- | --- | --- |")
+for level in scores["aggregated"]:
+    print(f"| {level['max_edits']} | {level['avg_edits']:.2f} | {level['count']} | {level['avg_rgb_l1']:.4f} | {level['avg_alpha_iou']:.4f} | {level['avg_cost']:.4f} |")
+PY
+done
+echo
+echo "scores (per image, LayerD's JSON) are in $out/"
