@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ops/env.sh
-[ -x target/release/lamina ] || ops/bootstrap.sh release
+lamina="${LAMINA_BIN:-target/release/lamina}"
+[ -x "$lamina" ] || ops/bootstrap.sh release
 out="${1:-$(mktemp -d)}"
+export RUST_LOG="${RUST_LOG:-warn}"
 mkdir -p "$out"
 settings=(
     "fscs:"
@@ -18,8 +20,8 @@ settings=(
 for setting in "${settings[@]}"; do
     name="${setting%%:*}"
     read -r -a options <<< "${setting#*:}"
-    target/release/lamina run eval/layered-set/inputs "$out/$name" --progress none "${options[@]}" >/dev/null
-    target/release/lamina eval "$out/$name" eval/layered-set/gt --json "$out/$name.json" >/dev/null
+    "$lamina" run eval/layered-set/inputs "$out/$name" --progress none "${options[@]}" >/dev/null
+    "$lamina" eval "$out/$name" eval/layered-set/gt --json "$out/$name.json" >/dev/null
     python3 - "$out/$name.json" "$name" "${setting#*:}" <<'PY'
 import json, sys
 scores = json.load(open(sys.argv[1]))
