@@ -76,6 +76,10 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.put_shared(key, bytes.into()).await
+    }
+
+    async fn put_shared(&self, key: &str, bytes: bytes::Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
         tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
             .await

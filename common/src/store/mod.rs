@@ -51,6 +51,13 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// crash of this process or machine.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
 
+    /// [`ObjectStore::put`] from shared bytes, which a caller can keep for a retry without a
+    /// copy; the local and S3 stores write them without copying either (S3 uploads a large
+    /// object in parts that are slices of it).
+    async fn put_shared(&self, key: &str, bytes: bytes::Bytes) -> Result<(), StoreError> {
+        self.put(key, bytes.to_vec()).await
+    }
+
     /// Appends to an object, creating it when missing. Used for job records only.
     async fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
 

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -98,7 +99,7 @@ impl S3Store {
     }
 
     /// Uploads one part of a multipart upload.
-    async fn upload_part(&self, full: &str, key: &str, id: &str, number: i32, bytes: Vec<u8>) -> Result<CompletedPart, StoreError> {
+    async fn upload_part(&self, full: &str, key: &str, id: &str, number: i32, bytes: Bytes) -> Result<CompletedPart, StoreError> {
         let sent = self
             .client
             .upload_part()
@@ -136,14 +137,14 @@ impl S3Store {
                     let Some((id, done)) = upload.as_mut() else { break };
                     let rest = buffer.split_off(PART_SIZE);
                     let part = std::mem::replace(&mut buffer, rest);
-                    done.push(self.upload_part(&full, key, id, done.len() as i32 + 1, part).await?);
+                    done.push(self.upload_part(&full, key, id, done.len() as i32 + 1, part.into()).await?);
                 }
             }
             let Some((id, mut done)) = upload.clone() else {
-                return self.put_object(&full, key, std::mem::take(&mut buffer)).await;
+                return self.put_object(&full, key, std::mem::take(&mut buffer).into()).await;
             };
             if !buffer.is_empty() {
-                done.push(self.upload_part(&full, key, &id, done.len() as i32 + 1, std::mem::take(&mut buffer)).await?);
+                done.push(self.upload_part(&full, key, &id, done.len() as i32 + 1, std::mem::take(&mut buffer).into()).await?);
             }
             self.client
                 .complete_multipart_upload()
@@ -163,7 +164,7 @@ impl S3Store {
         result
     }
 
-    async fn put_object(&self, full: &str, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+    async fn put_object(&self, full: &str, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -222,11 +223,40 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        if bytes.len() > PART_SIZE {
-            let mut bytes = Some(bytes);
-            return self.put_streamed(key, 1, |_| std::future::ready(Ok(bytes.take().unwrap_or_default()))).await;
+        self.put_shared(key, bytes.into()).await
+    }
+
+    /// One request up to a part's size; above it a multipart upload whose parts are slices
+    /// of `bytes` (no copies), aborted if it fails.
+    async fn put_shared(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let full = self.full_key(key)?;
+        if bytes.len() <= PART_SIZE {
+            return self.put_object(&full, key, bytes).await;
         }
-        self.put_object(&self.full_key(key)?, key, bytes).await
+        let created = self.client.create_multipart_upload().bucket(&self.bucket).key(&full).send().await;
+        let id = created.map_err(|e| sdk_err(key, e))?.upload_id().unwrap_or_default().to_owned();
+        let result = async {
+            let mut done = Vec::new();
+            for (i, start) in (0..bytes.len()).step_by(PART_SIZE).enumerate() {
+                let part = bytes.slice(start..(start + PART_SIZE).min(bytes.len()));
+                done.push(self.upload_part(&full, key, &id, i as i32 + 1, part).await?);
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(id.as_str())
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+                .send()
+                .await
+                .map_err(|e| sdk_err(key, e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(id.as_str()).send().await;
+        }
+        result
     }
 
     async fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {

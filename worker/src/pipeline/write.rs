@@ -91,7 +91,10 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     let write_started = Instant::now();
     let fail = |e: lamina_common::StoreError| TaskResult::failed(key.clone(), FailureKind::Store, format!("cannot write output: {e}"));
     let mut puts = JoinSet::new();
-    let objects: Vec<(String, Vec<u8>)> = encoded.files.iter().cloned().chain([(PREVIEW_FILE.to_owned(), encoded.preview.clone())]).collect();
+    // The outputs move into shared buffers, so a retry resends them without a copy.
+    let Encoded { files: written, layers, dropped, preview, psnr_db } = encoded;
+    let objects: Vec<(String, bytes::Bytes)> =
+        written.into_iter().chain([(PREVIEW_FILE.to_owned(), preview)]).map(|(name, bytes)| (name, bytes.into())).collect();
     let files: Vec<String> = objects.iter().map(|(name, _)| name.clone()).collect();
     for (name, bytes) in objects {
         let path = match join(&key, &name) {
@@ -99,7 +102,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
             Err(e) => return fail(e),
         };
         let output = output.clone();
-        puts.spawn(async move { retry("write layer", RetryPolicy::default(), || output.put(&path, bytes.clone())).await });
+        puts.spawn(async move { retry("write layer", RetryPolicy::default(), || output.put_shared(&path, bytes.clone())).await });
     }
     while let Some(done) = puts.join_next().await {
         match done {
@@ -125,15 +128,12 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         model: ModelInfo { id: desc.id.clone(), weights_sha256: desc.weights_sha256.clone(), device: device.to_owned() },
         params: item.task.params.clone(),
         canvas: Canvas { width: image.width, height: image.height },
-        layer_count: Some(LayerCountInfo {
-            chosen: encoded.layers.len(),
-            why: item.task.params.explain_count(desc.layers, encoded.layers.len(), encoded.dropped.len()),
-        }),
+        layer_count: Some(LayerCountInfo { chosen: layers.len(), why: item.task.params.explain_count(desc.layers, layers.len(), dropped.len()) }),
         files,
-        layers: encoded.layers,
-        dropped: encoded.dropped,
+        layers,
+        dropped,
         palette,
-        recomposite_psnr_db: encoded.psnr_db.map(|p| (p * 100.0).round() / 100.0),
+        recomposite_psnr_db: psnr_db.map(|p| (p * 100.0).round() / 100.0),
         preview: Some(PREVIEW_FILE.to_owned()),
         timings_ms: item.timings,
         job_id: item.task.job_id.clone(),
