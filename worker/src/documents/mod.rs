@@ -60,7 +60,7 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, pa
     let mut psd = if want_psd { Some(psd::Writer::new(width, height, &rects, has_alpha)?) } else { None };
     let mut cropped = if crop { Some(rects.iter().map(|r| StreamPng::new(r.width, r.height)).collect::<Result<Vec<_>, _>>()?) } else { None };
     let mut merged = if want_ora { Some(StreamPng::new(width, height)?) } else { None };
-    let mut thumb = Thumbnail::new(width, height);
+    let mut thumb = want_ora.then(|| Thumbnail::new(width, height));
     let w = width as usize;
     let mut premultiplied = vec![[0f32; 4]; w];
     let mut straight = vec![0u8; w * 4];
@@ -85,20 +85,22 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, pa
                 cropped[i].row(part)?;
             }
         }
-        for (px, out) in premultiplied.iter().zip(straight.chunks_exact_mut(4)) {
-            let a = px[3];
-            for c in 0..3 {
-                out[c] = if a > 0.0 { quantise(px[c] / a) } else { 0 };
-            }
-            out[3] = quantise(a);
-        }
         if let Some(psd) = psd.as_mut() {
             psd.merged_row(&premultiplied);
         }
         if let Some(merged) = merged.as_mut() {
+            for (px, out) in premultiplied.iter().zip(straight.chunks_exact_mut(4)) {
+                let a = px[3];
+                for c in 0..3 {
+                    out[c] = if a > 0.0 { quantise(px[c] / a) } else { 0 };
+                }
+                out[3] = quantise(a);
+            }
             merged.row(&straight)?;
         }
-        thumb.row(y, &premultiplied);
+        if let Some(thumb) = thumb.as_mut() {
+            thumb.row(y, &premultiplied);
+        }
     }
 
     drop(readers);
@@ -111,7 +113,7 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, pa
     if let Some(psd) = psd {
         files.push(psd.finish(&names)?);
     }
-    if let Some(merged) = merged {
+    if let (Some(merged), Some(thumb)) = (merged, thumb) {
         let stack: Vec<ora::Layer<'_>> = names
             .iter()
             .zip(&rects)
