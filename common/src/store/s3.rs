@@ -98,6 +98,32 @@ impl S3Store {
         Ok(if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) })
     }
 
+    /// Starts a multipart upload; its id.
+    async fn start_upload(&self, full: &str, key: &str) -> Result<String, StoreError> {
+        let created = self.client.create_multipart_upload().bucket(&self.bucket).key(full).send().await;
+        Ok(created.map_err(|e| sdk_err(key, e))?.upload_id().unwrap_or_default().to_owned())
+    }
+
+    /// Completes a multipart upload from its parts, in order.
+    async fn complete_upload(&self, full: &str, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<(), StoreError> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| sdk_err(key, e))?;
+        Ok(())
+    }
+
+    /// Aborts a failed multipart upload, so no parts are left to bill (best effort: the
+    /// upload's own error is the one reported).
+    async fn abort_upload(&self, full: &str, id: &str) {
+        let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(full).upload_id(id).send().await;
+    }
+
     /// Uploads one part of a multipart upload.
     async fn upload_part(&self, full: &str, key: &str, id: &str, number: i32, bytes: Bytes) -> Result<CompletedPart, StoreError> {
         let sent = self
@@ -130,9 +156,7 @@ impl S3Store {
                 buffer.extend_from_slice(&chunk(i).await?);
                 while buffer.len() >= PART_SIZE {
                     if upload.is_none() {
-                        let created = self.client.create_multipart_upload().bucket(&self.bucket).key(&full).send().await;
-                        let id = created.map_err(|e| sdk_err(key, e))?.upload_id().unwrap_or_default().to_owned();
-                        upload = Some((id, Vec::new()));
+                        upload = Some((self.start_upload(&full, key).await?, Vec::new()));
                     }
                     let Some((id, done)) = upload.as_mut() else { break };
                     let rest = buffer.split_off(PART_SIZE);
@@ -146,20 +170,11 @@ impl S3Store {
             if !buffer.is_empty() {
                 done.push(self.upload_part(&full, key, &id, done.len() as i32 + 1, std::mem::take(&mut buffer).into()).await?);
             }
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(id.as_str())
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
-                .send()
-                .await
-                .map_err(|e| sdk_err(key, e))?;
-            Ok(())
+            self.complete_upload(&full, key, &id, done).await
         }
         .await;
         if let (Err(_), Some((id, _))) = (&result, &upload) {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(id.as_str()).send().await;
+            self.abort_upload(&full, id).await;
         }
         result
     }
@@ -233,28 +248,18 @@ impl ObjectStore for S3Store {
         if bytes.len() <= PART_SIZE {
             return self.put_object(&full, key, bytes).await;
         }
-        let created = self.client.create_multipart_upload().bucket(&self.bucket).key(&full).send().await;
-        let id = created.map_err(|e| sdk_err(key, e))?.upload_id().unwrap_or_default().to_owned();
+        let id = self.start_upload(&full, key).await?;
         let result = async {
             let mut done = Vec::new();
             for (i, start) in (0..bytes.len()).step_by(PART_SIZE).enumerate() {
                 let part = bytes.slice(start..(start + PART_SIZE).min(bytes.len()));
                 done.push(self.upload_part(&full, key, &id, i as i32 + 1, part).await?);
             }
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(id.as_str())
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
-                .send()
-                .await
-                .map_err(|e| sdk_err(key, e))?;
-            Ok(())
+            self.complete_upload(&full, key, &id, done).await
         }
         .await;
         if result.is_err() {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(id.as_str()).send().await;
+            self.abort_upload(&full, &id).await;
         }
         result
     }
