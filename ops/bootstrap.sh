@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets up everything Lamina needs to build and run on a fresh Debian machine with Rust and
-# Python: a venv with the PyTorch that tch wants (libtorch comes from it), kept in a per-user
-# cache outside the clone so every clone and CI run reuses it, then builds the workspace.
+# Python: a venv with the PyTorch that tch wants (libtorch comes from it) and the object
+# models' matting weights, kept in a per-user cache outside the clone so every clone and CI
+# run reuses them, then builds the workspace.
 #
-# Usage: ops/bootstrap.sh [release|dev]   (default: release)
+# Usage: ops/bootstrap.sh [release|dev]   (default: release; dev fetches only the small
+# object model, which the tests use)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ops/env.sh
@@ -37,6 +39,8 @@ if ! torch_ok; then
     torch_ok || die "torch $LAMINA_TORCH_VERSION did not install into $LAMINA_VENV"
 fi
 say "libtorch from $("$LAMINA_VENV/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
+
+if [ "$profile" = release ]; then ops/fetch-models.sh all; else ops/fetch-models.sh small; fi
 
 if [ "$profile" = release ]; then
     say "building lamina (release; the first build takes a few minutes)"

@@ -16,7 +16,17 @@ settings=(
     "fscs:"
     "fscs-layers-auto:--layers auto"
     "fscs-layers-4:--layers 4"
+    "objects-small:--model objects-small"
+    "objects:--model objects"
 )
+# Only the settings named in QUALITY_SETTINGS (space-separated), when set.
+if [ -n "${QUALITY_SETTINGS:-}" ]; then
+    chosen=()
+    for setting in "${settings[@]}"; do
+        for want in $QUALITY_SETTINGS; do [ "${setting%%:*}" = "$want" ] && chosen+=("$setting"); done
+    done
+    settings=("${chosen[@]}")
+fi
 for setting in "${settings[@]}"; do
     name="${setting%%:*}"
     read -r -a options <<< "${setting#*:}"

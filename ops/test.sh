@@ -9,12 +9,13 @@ ops/bootstrap.sh dev
 # Real services on loopback for the S3 tests (installed and started when missing).
 eval "$(ops/services.sh)"
 # The TorchScript fixtures are made by a script run with the venv's python; the layered
-# documents are read back with psd-tools (tests/tools/check_documents.py) from the same venv.
+# documents are read back with psd-tools (tests/tools/check_documents.py) and the matting
+# network is checked against onnxruntime (worker/tests/objects.rs), from the same venv.
 export LAMINA_PYTHON="$LAMINA_VENV/bin/python"
-if ! "$LAMINA_PYTHON" -c "import psd_tools, numpy, PIL" 2>/dev/null; then
-    echo "lamina test: installing psd-tools into $LAMINA_VENV (reads the PSDs back)" >&2
-    "$LAMINA_PYTHON" -m pip install --quiet "psd-tools==1.26.0" numpy pillow \
-        || { echo "lamina test: cannot install psd-tools (run: $LAMINA_PYTHON -m pip install psd-tools)" >&2; exit 1; }
+if ! "$LAMINA_PYTHON" -c "import psd_tools, numpy, PIL, onnxruntime" 2>/dev/null; then
+    echo "lamina test: installing psd-tools and onnxruntime into $LAMINA_VENV" >&2
+    "$LAMINA_PYTHON" -m pip install --quiet "psd-tools==1.26.0" "onnxruntime==1.32.0" numpy pillow \
+        || { echo "lamina test: cannot install psd-tools and onnxruntime (run: $LAMINA_PYTHON -m pip install psd-tools onnxruntime)" >&2; exit 1; }
 fi
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 # promtool checks and unit-tests the alert rules (ops/prometheus/): Debian's prometheus

@@ -34,18 +34,23 @@ pub struct RunArgs {
 /// Which model, where, with which parameters.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// `fscs` (built in) or `torchscript:PATH` (a model card PATH with .json must sit beside it).
+    /// `fscs` (colour layers, built in), `objects` (objects over a filled background, IS-Net
+    /// mattes), `objects-small` (the same with U2-Netp: fast), `pipeline:CARD.json` (an object
+    /// recipe with your own TorchScript stages) or `torchscript:PATH` (a model card PATH with
+    /// .json must sit beside it). The object models' weights: ops/fetch-models.sh.
     #[arg(long, env = "LAMINA_MODEL", default_value = "fscs")]
     pub model: String,
     /// Where inference runs: auto (CUDA when present), cpu, cuda or cuda:N.
     #[arg(long, env = "LAMINA_DEVICE", default_value = "auto")]
     pub device: String,
     /// Keep at most this many layers (2-7 for fscs; the most similar are merged), or `auto`:
-    /// merge layers whose colours lie close while the result stays faithful.
+    /// merge layers whose colours lie close while the result stays faithful. Object models:
+    /// at most this many layers, background included (2-8; default 4; auto: up to 8).
     #[arg(long, env = "LAMINA_LAYERS", value_parser = LayerCount::parse)]
     pub layers: Option<LayerCount>,
     /// Merge layers covering less than this share of the image (0.02 or 2%) into the layer
-    /// of the nearest colour. fscs only.
+    /// of the nearest colour. Object models: stop peeling objects when a new matte covers
+    /// less than this (default 0.5%).
     #[arg(long, env = "LAMINA_MIN_COVERAGE", value_parser = Share::parse)]
     pub min_coverage: Option<Share>,
     /// What to write, any of png,psd,ora: loose PNG layers, a Photoshop document, an

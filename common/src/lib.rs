@@ -16,6 +16,7 @@ pub mod messages;
 pub mod model;
 pub mod params;
 pub mod queue;
+pub mod recipe;
 pub mod retry;
 pub mod signal;
 pub mod store;

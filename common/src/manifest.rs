@@ -95,6 +95,20 @@ pub struct LayerInfo {
     pub bbox: Option<BBox>,
     /// Sum of alpha over the canvas divided by its area.
     pub coverage: f64,
+    /// What the layer is, for object models: the filled-in background or an object over
+    /// it. Absent for colour layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<LayerRole>,
+}
+
+/// What an object model's layer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerRole {
+    /// The bottom layer: the image with every object taken out and the holes filled.
+    Background,
+    /// An object with its soft matte and estimated foreground colours.
+    Object,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::params::DecomposeParams;
 
@@ -17,11 +18,47 @@ pub const FSCS_WEIGHTS_SHA256: &str = "a304fbdf3b57d04b6ff483ae7f065e3cf553da8e1
 /// The palette size FSCS's pretrained weights were trained for.
 pub const FSCS_LAYERS: usize = 7;
 
+/// The published matting weights of the object models: the files `ops/fetch-models.sh`
+/// fetches, checked every time a model loads.
+pub const U2NETP_SHA256: &str = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8";
+pub const ISNET_SHA256: &str = "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb";
+
+/// A built-in object model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectNet {
+    /// `objects`: IS-Net mattes (1024^2 input, 44 M parameters).
+    IsNet,
+    /// `objects-small`: U2-Netp mattes (320^2 input, 1.1 M parameters).
+    U2Netp,
+}
+
+impl ObjectNet {
+    /// The recipe's name for the matte network.
+    pub fn builtin(self) -> &'static str {
+        match self {
+            ObjectNet::IsNet => "isnet",
+            ObjectNet::U2Netp => "u2netp",
+        }
+    }
+
+    pub fn identity(self) -> ModelIdentity {
+        let (id, sha) = match self {
+            ObjectNet::IsNet => ("objects-isnet@1", ISNET_SHA256),
+            ObjectNet::U2Netp => ("objects-u2netp@1", U2NETP_SHA256),
+        };
+        ModelIdentity { id: id.to_owned(), weights_sha256: sha.to_owned() }
+    }
+}
+
 /// A model as a job or a worker names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSpec {
     /// The built-in Fast Soft Color Segmentation model.
     Fscs,
+    /// A built-in object model: objects over a filled background.
+    Objects(ObjectNet),
+    /// An object recipe of the user's (a pipeline card naming its stages).
+    Pipeline(PathBuf),
     /// A TorchScript file with its model card beside it.
     TorchScript(PathBuf),
     /// The capacity-test stand-in (holds each batch this many milliseconds); never a default.
@@ -39,8 +76,14 @@ pub struct ModelIdentity {
 
 impl ModelSpec {
     pub fn parse(spec: &str) -> Result<ModelSpec, String> {
-        if spec == "fscs" {
-            return Ok(ModelSpec::Fscs);
+        match spec {
+            "fscs" => return Ok(ModelSpec::Fscs),
+            "objects" => return Ok(ModelSpec::Objects(ObjectNet::IsNet)),
+            "objects-small" => return Ok(ModelSpec::Objects(ObjectNet::U2Netp)),
+            _ => {}
+        }
+        if let Some(path) = spec.strip_prefix("pipeline:").filter(|p| !p.is_empty()) {
+            return Ok(ModelSpec::Pipeline(PathBuf::from(path)));
         }
         if let Some(path) = spec.strip_prefix("torchscript:").filter(|p| !p.is_empty()) {
             return Ok(ModelSpec::TorchScript(PathBuf::from(path)));
@@ -48,7 +91,7 @@ impl ModelSpec {
         if let Some((ms, _)) = capacity_test_model(spec) {
             return Ok(ModelSpec::CapacityTest(ms));
         }
-        Err(format!("unknown model {spec:?} (use fscs or torchscript:PATH)"))
+        Err(format!("unknown model {spec:?} (use fscs, objects, objects-small, pipeline:PATH or torchscript:PATH)"))
     }
 
     /// The card of a TorchScript model (read from beside its file).
@@ -66,6 +109,13 @@ impl ModelSpec {
         match self {
             ModelSpec::Fscs => Some(ModelIdentity { id: FSCS_MODEL_ID.to_owned(), weights_sha256: FSCS_WEIGHTS_SHA256.to_owned() }),
             ModelSpec::CapacityTest(ms) => Some(ModelIdentity { id: capacity_test_id(*ms), weights_sha256: String::new() }),
+            ModelSpec::Objects(net) => Some(net.identity()),
+            // The card names its stages' sha256, so the card's own hash covers the weights.
+            ModelSpec::Pipeline(path) => {
+                let bytes = std::fs::read(path).ok()?;
+                let recipe = crate::recipe::Recipe::read(path).ok()?;
+                Some(ModelIdentity { id: format!("{}@{}", recipe.name, recipe.version), weights_sha256: hex::encode(Sha256::digest(&bytes)) })
+            }
             ModelSpec::TorchScript(_) => {
                 let card = self.card()?.ok()?;
                 Some(ModelIdentity { id: format!("{}@{}", card.name, card.version), weights_sha256: card.sha256.to_lowercase() })
@@ -103,6 +153,20 @@ impl ModelSpec {
                 match (params.layer_target(), card) {
                     (Some(n), Some(card)) if usize::from(n) != card.layers => {
                         Err(format!("this model makes {} normal-blend layers and cannot merge them to {n}", card.layers))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            ModelSpec::Objects(_) | ModelSpec::Pipeline(_) => {
+                if params.palette.is_some() {
+                    return Err("this model takes no palette (--palette is for fscs)".to_owned());
+                }
+                if !params.quality.is_reference() {
+                    return Err("this model has no fast mode (--quality fast is for fscs)".to_owned());
+                }
+                match params.layer_target() {
+                    Some(n) if !(2..=crate::recipe::MAX_OBJECT_LAYERS).contains(&n) => {
+                        Err(format!("--layers {n} is out of range (2 to {}: the background and up to {} objects)", crate::recipe::MAX_OBJECT_LAYERS, crate::recipe::MAX_OBJECT_LAYERS - 1))
                     }
                     _ => Ok(()),
                 }

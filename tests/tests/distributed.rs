@@ -2,13 +2,14 @@
 //! `lamina-worker` processes, the real RabbitMQ and a real S3 server (Garage), a job of 200
 //! images spread over nested prefixes. Every output is checked (manifests, layers decoded and
 //! recomposited at the PSNR their manifest claims, one results line per image, summary
-//! counts); a second submission processes nothing; messages that are not valid tasks or jobs
-//! end in the dead-letter queue.
+//! counts); a second submission processes nothing; a third worker, in a pool of its own,
+//! runs the small object model for a job that names that pool and model; messages that are
+//! not valid tasks or jobs end in the dead-letter queue.
 
 use std::collections::BTreeSet;
 use image::ImageFormat;
 use lamina_common::amqp::{self, AmqpSettings};
-use lamina_common::manifest::Manifest;
+use lamina_common::manifest::{LayerRole, Manifest};
 use lamina_common::messages::{Status, TaskResult};
 use lamina_common::store::S3Store;
 use lamina_common::ObjectStore;
@@ -35,6 +36,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         ),
         spawn_service("lamina-worker", &prefix, &logs.path().join("worker-1.log")),
         spawn_service("lamina-worker", &prefix, &logs.path().join("worker-2.log")),
+        spawn_with("lamina-worker", &prefix, &logs.path().join("worker-objects.log"), &[("LAMINA_POOL", "objects"), ("LAMINA_MODEL", "objects-small")]),
     ]);
     let input = S3Store::new(&settings, &bucket, "in").await;
     let originals = fleet_images(200, 24);
@@ -42,7 +44,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         input.put(key, encode(img, ImageFormat::Png)).await.unwrap();
     }
     let show_logs = || {
-        read_logs(logs.path(), &["coordinator.log", "worker-1.log", "worker-2.log"])
+        read_logs(logs.path(), &["coordinator.log", "worker-1.log", "worker-2.log", "worker-objects.log"])
     };
 
     let (src, dst) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"));
@@ -159,6 +161,32 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     }
     let reports = check_documents(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>(), false);
     assert_eq!(reports.len(), 5);
+
+    // Object layers in the fleet: the objects pool's worker takes a job that names its pool
+    // and model; every photo comes back as a background and objects that recomposite to it.
+    let objects_in = S3Store::new(&settings, &bucket, "objects-in").await;
+    let photos: Vec<(String, image::DynamicImage)> = ["chelsea.png", "rocket.jpg", "coffee.png"].iter().map(|p| (format!("{p}.png"), sample(p, 160))).collect();
+    for (key, img) in &photos {
+        objects_in.put(key, encode(img, ImageFormat::Png)).await.unwrap();
+    }
+    let (p, s, d) = (prefix.clone(), format!("s3://{bucket}/objects-in"), format!("s3://{bucket}/objects-out"));
+    let objects = tokio::task::spawn_blocking(move || submit_with(&s, &d, &p, &["--pool", "objects", "--model", "objects-small", "--formats", "png,psd"])).await.unwrap();
+    assert!(String::from_utf8_lossy(&objects.stdout).contains("3 images: 3 done"), "{}\n{}", explain(&objects), show_logs());
+    let objects_out = S3Store::new(&settings, &bucket, "objects-out").await;
+    let fetched = tempfile::tempdir().unwrap();
+    for (key, original) in &photos {
+        let manifest: Manifest = serde_json::from_slice(&objects_out.get(&format!("{key}/manifest.json")).await.unwrap()).unwrap();
+        assert_eq!(manifest.model.id, "objects-u2netp@1");
+        assert_eq!(manifest.layers[0].role, Some(LayerRole::Background), "{key}");
+        assert!(manifest.layers.len() >= 2 && manifest.layers[1..].iter().all(|l| l.role == Some(LayerRole::Object)), "{key}");
+        let dir = fetched.path().join(key);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in &manifest.files {
+            std::fs::write(dir.join(file), objects_out.get(&format!("{key}/{file}")).await.unwrap()).unwrap();
+        }
+        let psnr = recomposite_psnr(&dir, &manifest, original).unwrap_or(f64::INFINITY);
+        assert!(psnr >= 35.0, "{key}: recomposite {psnr:.2} dB");
+    }
 
     // Messages that are not valid tasks or jobs are dead-lettered, not retried.
     let amqp_settings = AmqpSettings::new(std::env::var("LAMINA_AMQP_URL").unwrap(), prefix.clone());

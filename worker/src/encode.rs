@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::decode::Decoded;
 use crate::documents::{self, DocLayer};
 use lamina_common::keys::layer_name;
-use lamina_common::manifest::{BBox, LayerInfo};
+use lamina_common::manifest::{BBox, LayerInfo, LayerRole};
 use lamina_common::params::{DecomposeParams, Format};
 
 /// Largest side of a tile in the contact sheet.
@@ -57,6 +57,8 @@ pub struct StreamEncoder {
     layers: Vec<LayerStream>,
     squared_error: f64,
     thumb: Thumb,
+    /// Layer 0 is a background and the rest objects (object models).
+    objects: bool,
 }
 
 struct LayerStream {
@@ -141,7 +143,14 @@ impl StreamEncoder {
                 thumb: vec![0; (thumb.w * thumb.h * 4) as usize],
             })
             .collect();
-        StreamEncoder { input, sources, params: params.clone(), row: 0, layers, squared_error: 0.0, thumb }
+        StreamEncoder { input, sources, params: params.clone(), row: 0, layers, squared_error: 0.0, thumb, objects: false }
+    }
+
+    /// Marks model layer 0 as the background and the others as objects (object models):
+    /// the manifest and the documents name them so.
+    pub fn objects(mut self, objects: bool) -> StreamEncoder {
+        self.objects = objects;
+        self
     }
 
     /// Takes the next rows of every layer (8-bit straight RGBA, full width, one buffer per
@@ -258,7 +267,8 @@ impl StreamEncoder {
                 dropped.extend(sources);
                 continue;
             }
-            infos.push(layer.stats.info(infos.len(), sources, pixels));
+            let role = self.objects.then(|| if sources.contains(&0) { LayerRole::Background } else { LayerRole::Object });
+            infos.push(layer.stats.info(infos.len(), sources, pixels, role));
             pngs.push(layer.bytes.take());
             thumbs.push(layer.thumb);
         }
@@ -308,11 +318,16 @@ impl Stats {
     }
 
     /// The manifest's record of written layer `index`, named by its index and colour.
-    fn info(&self, index: usize, sources: Vec<usize>, pixels: f64) -> LayerInfo {
+    /// Colour layers are named by their colour, object models' layers by what they are.
+    fn info(&self, index: usize, sources: Vec<usize>, pixels: f64, role: Option<LayerRole>) -> LayerInfo {
         let bbox = (self.x0 <= self.x1).then(|| BBox { x: self.x0, y: self.y0, width: self.x1 - self.x0 + 1, height: self.y1 - self.y0 + 1 });
         let color = self.sum_c.map(|s| if self.sum_a > 0.0 { (s / self.sum_a).round() as u8 } else { 0 });
-        let name = format!("{index:02} #{:02x}{:02x}{:02x}", color[0], color[1], color[2]);
-        LayerInfo { file: Some(layer_name(index)), name, sources, color, bbox, coverage: self.sum_a / 255.0 / pixels.max(1.0) }
+        let name = match role {
+            None => format!("{index:02} #{:02x}{:02x}{:02x}", color[0], color[1], color[2]),
+            Some(LayerRole::Background) => format!("{index:02} background"),
+            Some(LayerRole::Object) => format!("{index:02} object"),
+        };
+        LayerInfo { file: Some(layer_name(index)), name, sources, color, bbox, coverage: self.sum_a / 255.0 / pixels.max(1.0), role }
     }
 }
 

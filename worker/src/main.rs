@@ -25,7 +25,7 @@ struct Args {
     /// The worker pool (task queue) to serve: a model and GPU class.
     #[arg(long, env = "LAMINA_POOL", default_value = "default")]
     pool: String,
-    /// `fscs` or `torchscript:PATH`.
+    /// `fscs`, `objects`, `objects-small`, `pipeline:CARD.json` or `torchscript:PATH`.
     #[arg(long, env = "LAMINA_MODEL", default_value = "fscs")]
     model: String,
     /// auto (CUDA when present), cpu, cuda or cuda:N.

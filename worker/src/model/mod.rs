@@ -9,7 +9,9 @@ mod capacity;
 mod card;
 mod device;
 pub mod fscs;
-mod torchscript;
+pub mod objects;
+pub(crate) mod resample;
+pub(crate) mod torchscript;
 
 use tch::Tensor;
 
@@ -20,6 +22,7 @@ pub use capacity::CapacityTest;
 pub use card::ModelCard;
 pub use device::{device_name, gpu_memory, parse_device};
 pub use fscs::Fscs;
+pub use objects::ObjectModel;
 pub use torchscript::TorchScriptModel;
 
 /// A model failed to load, refused its parameters, or broke the contract.
@@ -63,6 +66,9 @@ pub struct ModelDesc {
     /// Working memory of one forward pass per input pixel, in bytes: with the memory budget
     /// it decides whether an image runs whole, in tiles, or how many share a batch.
     pub bytes_per_pixel: u64,
+    /// Layer 0 is a filled-in background and the others are objects over it (object
+    /// models); otherwise the layers are colour layers.
+    pub objects: bool,
 }
 
 /// One batch handed to a model.
@@ -174,19 +180,23 @@ pub fn lock(model: &SharedModel) -> std::sync::MutexGuard<'_, Box<dyn Model>> {
     model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Loads a model by name: `fscs` (built in), `torchscript:PATH` (with its card beside it),
-/// or `capacity-test:MS` (a stand-in for GPU time, for scaling measurements only).
+/// Loads a model by name: `fscs` (built in), `objects` and `objects-small` (built in, with
+/// weights fetched by `ops/fetch-models.sh`), `pipeline:PATH` (an object recipe),
+/// `torchscript:PATH` (with its card beside it), or `capacity-test:MS` (a stand-in for GPU
+/// time, for scaling measurements only).
 pub fn load(spec: &str, device: tch::Device) -> Result<Box<dyn Model>, ModelError> {
-    if spec == "fscs" {
-        return Ok(Box::new(Fscs::load(device)?));
-    }
-    if let Some(path) = spec.strip_prefix("torchscript:") {
-        return Ok(Box::new(TorchScriptModel::load(path.as_ref(), device)?));
-    }
-    if let Some(model) = CapacityTest::new(spec) {
-        return Ok(Box::new(model));
-    }
-    Err(ModelError::Load { path: spec.to_owned(), reason: "unknown model (use fscs or torchscript:PATH)".to_owned() })
+    use lamina_common::model::ModelSpec;
+    let parsed = ModelSpec::parse(spec).map_err(|reason| ModelError::Load { path: spec.to_owned(), reason })?;
+    Ok(match parsed {
+        ModelSpec::Fscs => Box::new(Fscs::load(device)?),
+        ModelSpec::Objects(net) => Box::new(ObjectModel::builtin(net, device)?),
+        ModelSpec::Pipeline(path) => Box::new(ObjectModel::pipeline(&path, device)?),
+        ModelSpec::TorchScript(path) => Box::new(TorchScriptModel::load(&path, device)?),
+        ModelSpec::CapacityTest(_) => match CapacityTest::new(spec) {
+            Some(model) => Box::new(model),
+            None => return Err(ModelError::Load { path: spec.to_owned(), reason: "bad capacity-test model".to_owned() }),
+        },
+    })
 }
 
 pub(crate) fn torch_err(model: &str) -> impl FnOnce(tch::TchError) -> ModelError + '_ {

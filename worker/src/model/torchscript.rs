@@ -42,6 +42,7 @@ impl TorchScriptModel {
             size_multiple: card.size_multiple,
             max_side: card.max_side,
             bytes_per_pixel: card.bytes_per_pixel.unwrap_or(lamina_common::model::DEFAULT_BYTES_PER_PIXEL),
+            objects: false,
         };
         Ok(TorchScriptModel { desc, module, device, card })
     }
@@ -70,7 +71,7 @@ impl TorchScriptModel {
     }
 }
 
-fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
 }
 

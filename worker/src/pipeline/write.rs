@@ -48,7 +48,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     let Inferred { mut item, sources, palette, mut bands } = image;
     let output = item.output.clone();
     let key = item.task.key.clone();
-    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.params);
+    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.params).objects(desc.objects);
     let mut encoding = std::time::Duration::ZERO;
     let crashed = || TaskResult::failed(key.clone(), FailureKind::Encode, "layer encoder crashed");
     let cannot = |e: String| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));
@@ -128,7 +128,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         model: ModelInfo { id: desc.id.clone(), weights_sha256: desc.weights_sha256.clone(), device: device.to_owned() },
         params: item.task.params.clone(),
         canvas: Canvas { width: image.width, height: image.height },
-        layer_count: Some(LayerCountInfo { chosen: layers.len(), why: item.task.params.explain_count(desc.layers, layers.len(), dropped.len()) }),
+        layer_count: Some(LayerCountInfo { chosen: layers.len(), why: explain(desc, &item.task.params, layers.len(), dropped.len()) }),
         files,
         layers,
         dropped,
@@ -155,5 +155,14 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         layers: Some(manifest.layers.len()),
         psnr_db: manifest.recomposite_psnr_db,
         ms: Some(ms(item.started.elapsed())),
+    }
+}
+
+/// Why an image has the layers it has, for the manifest.
+fn explain(desc: &ModelDesc, params: &lamina_common::params::DecomposeParams, written: usize, dropped: usize) -> String {
+    if desc.objects {
+        params.explain_objects(desc.layers, lamina_common::recipe::DEFAULT_MIN_COVERAGE, written)
+    } else {
+        params.explain_count(desc.layers, written, dropped)
     }
 }

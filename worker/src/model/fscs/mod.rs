@@ -94,6 +94,7 @@ impl Fscs {
             size_multiple: 8,
             max_side: u32::MAX,
             bytes_per_pixel: BYTES_PER_PIXEL,
+            objects: false,
         };
         Ok(Fscs { desc, _vs: vs, mask_generator, residue_predictor, device })
     }

@@ -1,0 +1,85 @@
+//! Object layers of an image too large to peel whole within the memory budget.
+//!
+//! The matte network sees a fixed 320^2 or 1024^2 input whatever the image's size, so the
+//! loop loses nothing by running on a reduced copy (block means, sized to the budget). What
+//! must be full size is brought back a band of rows at a time, so no full-resolution
+//! intermediate is ever whole in memory:
+//!
+//! - each object's alpha and estimated foreground, and each filled background, bilinearly
+//!   from the reduced run;
+//! - the image's own detail, pixel by pixel: where an object is soft the background takes
+//!   the rest of the pixel (`B = (C - a F) / (1 - a)`, with the smooth estimated `F`, so no
+//!   halo), where it is nearly opaque the object's colour does (`F = (C - (1 - a) B) / a`),
+//!   so the layers recomposite to the full-size image, not to its reduced copy.
+
+use tch::{Kind, Tensor};
+
+use super::{known, stack_layers, ObjectModel, Peeled};
+use crate::decode::Decoded;
+use crate::model::resample::{axis, bilinear, crop, reduce};
+use crate::model::{quantise, LayerSink, ModelError};
+use lamina_common::params::DecomposeParams;
+
+/// Bytes per full-size pixel of one band: the band's image and, per object, its alpha,
+/// colours, background and temporaries, and the quantised layers.
+const BAND_BYTES_PER_PIXEL: u64 = 400;
+/// Below this alpha the object's colour is the smooth estimate; above it, what the pixel
+/// leaves after the background.
+const SOLVE_FOR_COLOUR: f64 = 0.1;
+
+/// `1 - alpha`.
+fn rest_exact(alpha: &Tensor) -> Tensor {
+    alpha.ones_like() - alpha
+}
+
+impl ObjectModel {
+    pub(super) fn peel_large(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
+        let (h, w) = (i64::from(image.height), i64::from(image.width));
+        // Half the budget for the reduced run, a quarter for each band.
+        let target = (budget / 2 / self.desc.bytes_per_pixel.max(1)).max(64 * 64) as f64;
+        let f = (((h * w) as f64 / target).sqrt().ceil() as i64).clamp(1, h.min(w));
+        let (lh, lw) = ((h + f - 1) / f, (w + f - 1) / f);
+        let low = reduce(&image.rgb, 3, (h, w), f, self.device);
+        let found = tch::no_grad(|| self.peel(&low, params))?;
+        let count = found.len() + 1;
+        sink.begin((0..count).map(|i| vec![i]).collect(), None)?;
+        let band_rows = ((budget / 4 / BAND_BYTES_PER_PIXEL / count as u64 / w.max(1) as u64) as i64).clamp(8, 1024);
+        let cols = axis(0, w, lw, f, self.device);
+        for y0 in (0..h).step_by(band_rows as usize) {
+            let y1 = (y0 + band_rows).min(h);
+            let rows = y1 - y0;
+            let pixels = crop(&image.rgb, 3, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize));
+            let full = Tensor::from_slice(&pixels).view([1, 3, rows, w]).to_device(self.device);
+            drop(pixels);
+            let along = axis(y0, y1, lh, f, self.device);
+            let layers = tch::no_grad(|| {
+                let up = |x: &Tensor| bilinear(x, &along, &cols);
+                let mut current = full;
+                let mut band = Vec::with_capacity(found.len());
+                for p in &found {
+                    let alpha = up(&p.alpha).clamp(0.0, 1.0);
+                    let smooth = up(&p.colour);
+                    let fill = up(&p.under);
+                    let rest: Tensor = 1.0 - &alpha;
+                    let rest = rest.clamp_min(1e-3);
+                    let back = ((&current - &alpha * &smooth) / &rest).clamp(0.0, 1.0);
+                    let k = known(&alpha);
+                    let under = &k * back + (1.0 - &k) * fill;
+                    let solved: Tensor = (&current - &rest_exact(&alpha) * &under) / alpha.clamp_min(1e-3);
+                    let solved = solved.clamp(0.0, 1.0);
+                    let colour = solved.where_self(&alpha.gt(SOLVE_FOR_COLOUR), &smooth);
+                    band.push(Peeled { colour, alpha, under: under.shallow_clone() });
+                    current = under;
+                }
+                let mut layers = Tensor::stack(&stack_layers(&current, band), 1).get(0);
+                if let Some(a) = &image.alpha {
+                    let a = Tensor::from_slice(&crop(a, 1, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize))).view([1, 1, rows, w]).to_device(self.device);
+                    layers = Tensor::cat(&[layers.narrow(1, 0, 3), layers.narrow(1, 3, 1) * a], 1);
+                }
+                layers.to_kind(Kind::Float)
+            });
+            sink.rows(quantise(&layers).map_err(|source| ModelError::Torch { model: self.desc.id.clone(), source })?)?;
+        }
+        Ok(())
+    }
+}
