@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lamina_common::params::{DecomposeParams, LayerCount};
-use lamina_worker::model::objects::{self, NetMatte, U2NETP};
+use lamina_worker::model::objects::{self, NetMatte, ISNET, U2NETP};
 use lamina_worker::model::{self, Batch};
 use tch::{Device, Kind, Tensor};
 
@@ -59,34 +59,54 @@ fn psnr(a: &Tensor, b: &Tensor) -> f64 {
     10.0 * (1.0 / mse.max(1e-12)).log10()
 }
 
-#[test]
-fn u2netp_matches_onnxruntime_on_real_photos_batched_or_not() {
-    let weights = objects::models_dir().join(U2NETP.file);
+/// Runs `net` in Lamina's build and in onnxruntime on two real photos; returns the largest
+/// difference, after checking that batching changes nothing and the mattes are not trivial.
+fn conformance(net: &objects::BuiltinNet) -> f64 {
+    let weights = objects::models_dir().join(net.file);
     let dir = tempfile::tempdir().unwrap();
     let photos = ["chelsea.png", "rocket.jpg"].map(|p| root().join("assets/samples").join(p));
+    let list = |v: [f64; 3]| v.map(|x| x.to_string()).join(",");
     let status = Command::new(python())
         .arg(root().join("worker/tests/fixtures/matte_reference.py"))
         .arg(&weights)
-        .args(["320", "0.485,0.456,0.406", "0.229,0.224,0.225"])
+        .args([net.size.to_string(), list(net.norm.mean), list(net.norm.std)])
         .arg(dir.path())
         .args(&photos)
         .status()
         .expect("run python");
     assert!(status.success(), "matte_reference.py failed (needs onnxruntime in the venv and {})", weights.display());
-    let input = read_f32(&dir.path().join("input.f32"), &[2, 3, 320, 320]);
-    let expected = read_f32(&dir.path().join("expected.f32"), &[2, 1, 320, 320]);
-    let net = NetMatte::from_bytes(&U2NETP, &std::fs::read(&weights).unwrap(), Device::Cpu).unwrap();
-    let batched = net.at_input_size(&input);
-    let diff = max_diff(&batched, &expected);
-    println!("U2-Netp: max |lamina - onnxruntime| = {diff:.2e} over 2 photos at 320x320");
-    assert!(diff <= 1e-3, "max difference {diff}");
-    // The matte is not trivial: both photos have foreground and background.
+    let s = net.size;
+    let input = read_f32(&dir.path().join("input.f32"), &[2, 3, s, s]);
+    let expected = read_f32(&dir.path().join("expected.f32"), &[2, 1, s, s]);
+    let built = NetMatte::from_bytes(net, &std::fs::read(&weights).unwrap(), Device::Cpu).unwrap();
+    let batched = built.at_input_size(&input);
+    // The mattes are not trivial: both photos have foreground and background.
     for i in 0..2 {
         let m = f64::try_from(expected.get(i).mean(Kind::Float)).unwrap();
         assert!((0.02..0.9).contains(&m), "photo {i}: mean matte {m}");
     }
-    let alone = net.at_input_size(&input.narrow(0, 1, 1));
+    let alone = built.at_input_size(&input.narrow(0, 1, 1));
     assert!(max_diff(&alone, &batched.narrow(0, 1, 1)) <= 1e-4, "batching changed the matte");
+    max_diff(&batched, &expected)
+}
+
+#[test]
+fn u2netp_matches_onnxruntime_on_real_photos_batched_or_not() {
+    let diff = conformance(&U2NETP);
+    println!("U2-Netp: max |lamina - onnxruntime| = {diff:.2e} over 2 photos at 320x320");
+    assert!(diff <= 1e-3, "max difference {diff}");
+}
+
+/// IS-Net's file (88 MB, `ops/fetch-models.sh all`) is not fetched for the test suite: run
+/// with `cargo test -p lamina-worker --test objects -- --ignored`. onnxruntime runs the
+/// published fp16 file; Lamina widens its weights to fp32, so the two differ by fp16's
+/// rounding of the activations.
+#[test]
+#[ignore = "needs the IS-Net file: ops/fetch-models.sh all"]
+fn isnet_matches_onnxruntime_on_real_photos_batched_or_not() {
+    let diff = conformance(&ISNET);
+    println!("IS-Net: max |lamina - onnxruntime| = {diff:.2e} over 2 photos at 1024x1024");
+    assert!(diff <= 1e-2, "max difference {diff}");
 }
 
 #[test]
