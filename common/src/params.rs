@@ -321,10 +321,11 @@ impl DecomposeParams {
             None => format!("the model's limit of {limit}"),
         };
         let cover = self.min_coverage.map_or(min_coverage, Share::get) * 100.0;
-        format!(
-            "the background and {} objects: objects are peeled off until {limit} layers or until a new matte covers under {cover}% of the image; {written} written",
-            written.saturating_sub(1)
-        )
+        let objects = match written.saturating_sub(1) {
+            1 => "1 object".to_owned(),
+            n => format!("{n} objects"),
+        };
+        format!("the background and {objects}: objects are peeled off until {limit} layers or until a new matte covers under {cover}% of the image; {written} written")
     }
 
     /// Parses `"r,g,b;r,g,b;..."`.
