@@ -36,7 +36,6 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         ),
         spawn_service("lamina-worker", &prefix, &logs.path().join("worker-1.log")),
         spawn_service("lamina-worker", &prefix, &logs.path().join("worker-2.log")),
-        spawn_with("lamina-worker", &prefix, &logs.path().join("worker-objects.log"), &[("LAMINA_POOL", "objects"), ("LAMINA_MODEL", "objects-small")]),
     ]);
     let input = S3Store::new(&settings, &bucket, "in").await;
     let originals = fleet_images(200, 24);
@@ -162,8 +161,15 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     let reports = check_documents(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>(), false);
     assert_eq!(reports.len(), 5);
 
-    // Object layers in the fleet: the objects pool's worker takes a job that names its pool
-    // and model; every photo comes back as a background and objects that recomposite to it.
+    // Object layers in the fleet: a worker of its own pool runs the small object model and
+    // takes a job that names that pool and model (the job waits for it to come up); every
+    // photo comes back as a background and objects that recomposite to it.
+    let _objects_worker = Fleet(vec![spawn_with(
+        "lamina-worker",
+        &prefix,
+        &logs.path().join("worker-objects.log"),
+        &[("LAMINA_POOL", "objects"), ("LAMINA_MODEL", "objects-small")],
+    )]);
     let objects_in = S3Store::new(&settings, &bucket, "objects-in").await;
     let photos: Vec<(String, image::DynamicImage)> = ["chelsea.png", "rocket.jpg", "coffee.png"].iter().map(|p| (format!("{p}.png"), sample(p, 160))).collect();
     for (key, img) in &photos {
