@@ -9,7 +9,7 @@
 //!              "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
 //!              "output": 0, "sigmoid": true },
 //!   "inpaint": { "torchscript": "lama.pt", "sha256": "…", "size_multiple": 8 },
-//!   "foreground": true, "max_layers": 4, "min_coverage": 0.005
+//!   "foreground": true, "elements": false, "max_layers": 4, "min_coverage": 0.005
 //! }
 //! ```
 //! Paths are relative to the card. `"matte": {"builtin": "isnet"}` (or `"u2netp"`) takes a
@@ -42,6 +42,10 @@ pub struct Recipe {
     /// Multi-level foreground estimation on the matte's soft pixels (default on).
     #[serde(default = "yes")]
     pub foreground: bool,
+    /// Split each object into its connected parts ("elements"), each on its own layer
+    /// (default off); they count toward the layer limit.
+    #[serde(default)]
+    pub elements: bool,
     /// Most layers, background included (2 to 8, default 4); `--layers N` lowers it.
     #[serde(default)]
     pub max_layers: Option<u8>,
@@ -117,6 +121,7 @@ impl Recipe {
             matte: MatteStage::Builtin { builtin: net.into() },
             inpaint: None,
             foreground: true,
+            elements: false,
             max_layers: None,
             min_coverage: None,
         }

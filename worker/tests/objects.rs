@@ -232,6 +232,22 @@ fn a_pipeline_card_runs_the_users_torchscript_stages() {
 }
 
 #[test]
+fn elements_puts_each_connected_part_of_an_object_on_its_own_layer() {
+    let dir = stages();
+    // Two red squares on blue: one matte, two elements.
+    let image = red_on_blue();
+    let _ = image.narrow(2, 36, 8).narrow(3, 4, 10).narrow(1, 0, 1).fill_(0.95);
+    let _ = image.narrow(2, 36, 8).narrow(3, 4, 10).narrow(1, 1, 2).fill_(0.05);
+    let layers = run_card(dir.path(), "elements", &image).unwrap();
+    assert_eq!(layers.size()[0], 3, "background and two elements");
+    let inside = |layer: i64, y: i64, h: i64, x: i64, w: i64| f64::try_from(layers.get(layer).get(3).narrow(0, y, h).narrow(1, x, w).mean(Kind::Float)).unwrap();
+    // The larger square on top, the smaller just under it; each holds only its own square.
+    assert!(inside(2, 12, 20, 20, 24) > 0.9 && inside(2, 36, 8, 4, 10) < 0.01);
+    assert!(inside(1, 36, 8, 4, 10) > 0.9 && inside(1, 12, 20, 20, 24) < 0.01);
+    assert!(psnr(&composite(&layers), &image.get(0)) >= 35.0);
+}
+
+#[test]
 fn stages_that_break_their_contracts_are_refused_with_the_file_named() {
     let dir = stages();
     let image = red_on_blue();

@@ -68,7 +68,8 @@ impl ObjectModel {
                     let solved: Tensor = (&current - &rest_exact(&alpha) * &under) / alpha.clamp_min(1e-3);
                     let solved = solved.clamp(0.0, 1.0);
                     let colour = solved.where_self(&alpha.gt(SOLVE_FOR_COLOUR), &smooth);
-                    band.push(Peeled { colour, alpha, under: under.shallow_clone() });
+                    let parts = if p.parts.len() == 1 { vec![alpha.shallow_clone()] } else { p.parts.iter().map(|part| up(part).clamp(0.0, 1.0)).collect() };
+                    band.push(Peeled { colour, alpha, parts, under: under.shallow_clone() });
                     current = under;
                 }
                 let mut layers = Tensor::stack(&stack_layers(&current, band), 1).get(0);

@@ -15,6 +15,7 @@
 //! models are recipes too ([`Recipe::builtin`]); `--model pipeline:card.json` names a user's
 //! stages (`recipe.rs`).
 
+mod elements;
 mod fill;
 mod foreground;
 mod large;
@@ -53,6 +54,8 @@ pub struct ObjectModel {
     matte: Box<dyn Matte>,
     fill: Box<dyn Fill>,
     foreground: bool,
+    /// Split each object into its connected parts.
+    elements: bool,
     max_layers: u8,
     min_coverage: f64,
 }
@@ -90,6 +93,7 @@ impl ObjectModel {
             matte,
             fill,
             foreground: recipe.foreground,
+            elements: recipe.elements,
             max_layers,
             min_coverage: recipe.min_coverage.unwrap_or(DEFAULT_MIN_COVERAGE),
         })
@@ -115,8 +119,11 @@ impl ObjectModel {
         let b = images.size()[0];
         let mut current = images.shallow_clone();
         let mut active = Tensor::ones([b, 1, 1, 1], (Kind::Bool, self.device));
-        let mut found = Vec::new();
-        for _ in 1..self.layer_limit(params) {
+        let mut found: Vec<Peeled> = Vec::new();
+        let limit = self.layer_limit(params);
+        // Layers so far: the background and every object part.
+        let mut layers = 1;
+        while layers < limit {
             let alpha = self.matte.matte(&current).map_err(|e| self.err(e))?;
             let coverage = alpha.mean_dim([1, 2, 3].as_slice(), true, Kind::Float);
             active = active.logical_and(&coverage.ge(min_coverage));
@@ -127,7 +134,9 @@ impl ObjectModel {
             let (colour, back) = if self.foreground { estimate_foreground(&current, &alpha) } else { (current.shallow_clone(), current.shallow_clone()) };
             let filled = self.fill.fill(&back, &known(&alpha)).map_err(|e| self.err(e))?;
             current = filled.where_self(&active, &current);
-            found.push(Peeled { colour, alpha, under: current.shallow_clone() });
+            let parts = if self.elements { elements::split(&alpha, limit - layers) } else { vec![alpha.shallow_clone()] };
+            layers += parts.len();
+            found.push(Peeled { colour, alpha, parts, under: current.shallow_clone() });
         }
         Ok(found)
     }
@@ -139,11 +148,13 @@ fn known(alpha: &Tensor) -> Tensor {
     (rest * KNOWN_SLOPE).clamp(0.0, 1.0)
 }
 
-/// One object peeled off: its colours and alpha, and the image under it with the hole filled
-/// (`[B,3,H,W]`, `[B,1,H,W]`, `[B,3,H,W]`).
+/// One object peeled off: its colours and alpha, its parts' alphas (the alpha itself unless
+/// split into elements; they add up to it), and the image under it with the hole filled
+/// (`[B,3,H,W]`, `[B,1,H,W]`, `[B,1,H,W]` each, `[B,3,H,W]`).
 pub struct Peeled {
     pub colour: Tensor,
     pub alpha: Tensor,
+    pub parts: Vec<Tensor>,
     pub under: Tensor,
 }
 
@@ -153,7 +164,10 @@ pub fn stack_layers(images: &Tensor, found: Vec<Peeled>) -> Vec<Tensor> {
     let background = found.last().map_or_else(|| images.shallow_clone(), |p| p.under.shallow_clone());
     let opaque = background.narrow(1, 0, 1).ones_like();
     let mut layers = vec![Tensor::cat(&[background, opaque], 1)];
-    layers.extend(found.into_iter().rev().map(|p| Tensor::cat(&[p.colour, p.alpha], 1)));
+    for p in found.into_iter().rev() {
+        // The smallest part lowest: the largest stays on top.
+        layers.extend(p.parts.iter().rev().map(|part| Tensor::cat(&[&p.colour, part], 1)));
+    }
     layers
 }
 
