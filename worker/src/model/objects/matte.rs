@@ -192,6 +192,9 @@ impl Matte for ScriptMatte {
             tch::IValue::TensorList(v) => v.into_iter().nth(self.output).ok_or_else(|| format!("{}: the matte network returned fewer than {} tensors", self.path.display(), self.output + 1))?,
             _ => return Err(format!("{}: the matte network broke its contract: it returned no tensor", self.path.display())),
         };
+        if !matches!(out.kind(), Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double) {
+            return Err(format!("{}: the matte network broke its contract: output dtype {:?}, expected a float tensor", self.path.display(), out.kind()));
+        }
         let out = if self.sigmoid { out.sigmoid() } else { out };
         check_stage_output(&self.path, "matte network", &out, &[s[0], 1, self.size, self.size])?;
         Ok(tch::no_grad(|| resize(&out.to_kind(Kind::Float), s[2], s[3]).clamp(0.0, 1.0)))
