@@ -41,6 +41,9 @@ pub use u2net::Arch;
 /// layers recomposite to the image there; only under nearly opaque object pixels does the
 /// fill take over.
 const KNOWN_SLOPE: f64 = 20.0;
+/// A new matte with more than this share of its mass where earlier objects were is the
+/// filled hole found again (a "ghost"), and peeling stops for that image.
+const GHOST_SHARE: f64 = 0.5;
 /// Peak working memory per pixel of one loop step on the CPU (the matte at its fixed size
 /// aside): image, matte, foreground and background estimates with their neighbour views,
 /// the fill pyramid, and the layers kept so far. Measured at 1 and 4 MP (BENCHMARKS.md).
@@ -120,6 +123,7 @@ impl ObjectModel {
         let mut current = images.shallow_clone();
         let mut active = Tensor::ones([b, 1, 1, 1], (Kind::Bool, self.device));
         let mut found: Vec<Peeled> = Vec::new();
+        let mut taken: Option<Tensor> = None;
         let limit = self.layer_limit(params);
         // Layers so far: the background and every object part.
         let mut layers = 1;
@@ -127,10 +131,21 @@ impl ObjectModel {
             let alpha = self.matte.matte(&current).map_err(|e| self.err(e))?;
             let coverage = alpha.mean_dim([1, 2, 3].as_slice(), true, Kind::Float);
             active = active.logical_and(&coverage.ge(min_coverage));
+            // A matte that lies mostly where earlier objects were has found the filled hole,
+            // not a new object: that image is done.
+            if let Some(taken) = &taken {
+                let mass = alpha.sum_dim_intlist([1, 2, 3].as_slice(), true, Kind::Float);
+                let inside = alpha.minimum(taken).sum_dim_intlist([1, 2, 3].as_slice(), true, Kind::Float);
+                active = active.logical_and(&inside.le_tensor(&(mass * GHOST_SHARE)));
+            }
             if !bool::try_from(active.any()).unwrap_or(false) {
                 break;
             }
             let alpha = alpha * active.to_kind(Kind::Float);
+            taken = Some(match taken {
+                Some(t) => t.maximum(&alpha),
+                None => alpha.shallow_clone(),
+            });
             let (colour, back) = if self.foreground { estimate_foreground(&current, &alpha) } else { (current.shallow_clone(), current.shallow_clone()) };
             let filled = self.fill.fill(&back, &known(&alpha)).map_err(|e| self.err(e))?;
             current = filled.where_self(&active, &current);
