@@ -25,6 +25,13 @@ fn check_roles(out: &Path, key: &str) -> Manifest {
     m
 }
 
+/// `lamina run IN OUT --model objects-small` with more options.
+fn run_small(input: &Path, out: &Path, options: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", input.to_str().unwrap(), out.to_str().unwrap(), "--model", "objects-small", "--progress", "none"];
+    args.extend_from_slice(options);
+    lamina(&args)
+}
+
 #[test]
 fn objects_small_decomposes_photos_into_a_background_and_objects() {
     let input = tempfile::tempdir().unwrap();
@@ -33,17 +40,7 @@ fn objects_small_decomposes_photos_into_a_background_and_objects() {
     for (key, img) in &photos {
         write(input.path(), key, &encode(img, ImageFormat::Png));
     }
-    let run = lamina(&[
-        "run",
-        input.path().to_str().unwrap(),
-        out.path().to_str().unwrap(),
-        "--model",
-        "objects-small",
-        "--formats",
-        "png,psd",
-        "--progress",
-        "none",
-    ]);
+    let run = run_small(input.path(), out.path(), &["--formats", "png,psd"]);
     assert!(run.status.success(), "{}", explain(&run));
     let mut dirs = Vec::new();
     for (key, img) in &photos {
@@ -67,17 +64,7 @@ fn a_photo_over_the_memory_budget_is_peeled_reduced_and_rebuilt_in_bands() {
     let img = sample("chelsea.png", 900);
     write(input.path(), "big.png", &encode(&img, ImageFormat::Png));
     // 64 MiB: far less than a whole-image pass over 900 x 600 pixels needs.
-    let run = lamina(&[
-        "run",
-        input.path().to_str().unwrap(),
-        out.path().to_str().unwrap(),
-        "--model",
-        "objects-small",
-        "--memory-budget",
-        "64MiB",
-        "--progress",
-        "none",
-    ]);
+    let run = run_small(input.path(), out.path(), &["--memory-budget", "64MiB"]);
     assert!(run.status.success(), "{}", explain(&run));
     let m = check_roles(out.path(), "big.png");
     let db = recomposite_psnr(&out.path().join("big.png"), &m, &img).unwrap_or(f64::INFINITY);

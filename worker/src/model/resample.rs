@@ -63,3 +63,44 @@ pub(crate) fn bilinear(x: &Tensor, rows: &(Tensor, Tensor, Tensor), cols: &(Tens
     &left + (y.index_select(3, &cols.1) - &left) * cols.2.view([1, 1, 1, -1])
 }
 
+
+/// One band of rows of a full-size image, with the sampling positions that bring a reduced
+/// copy of it (see [`bands`]) to the same rows.
+pub(crate) struct Band<'a> {
+    /// The band's first row and one past its last.
+    pub y0: i64,
+    pub y1: i64,
+    /// `[1,3,rows,w]`: the image's own pixels in the band, on the device.
+    pub full: Tensor,
+    along: (Tensor, Tensor, Tensor),
+    cols: &'a (Tensor, Tensor, Tensor),
+}
+
+impl Band<'_> {
+    /// `x` (`[1,C,lh,lw]`, the reduced copy's grid) sampled bilinearly at the band's pixels.
+    pub fn up(&self, x: &Tensor) -> Tensor {
+        bilinear(x, &self.along, self.cols)
+    }
+}
+
+/// Walks planar RGB `rgb` of `h x w` in bands of `band_rows` rows, for a reduced copy of
+/// `lh x lw` made with blocks of `f` (see [`reduce`]), calling `each` band after band.
+pub(crate) fn bands<E>(
+    rgb: &[f32],
+    (h, w): (i64, i64),
+    (lh, lw): (i64, i64),
+    f: i64,
+    band_rows: i64,
+    device: Device,
+    mut each: impl FnMut(Band<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let cols = axis(0, w, lw, f, device);
+    for y0 in (0..h).step_by(band_rows.max(1) as usize) {
+        let y1 = (y0 + band_rows).min(h);
+        let pixels = crop(rgb, 3, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize));
+        let full = Tensor::from_slice(&pixels).view([1, 3, y1 - y0, w]).to_device(device);
+        drop(pixels);
+        each(Band { y0, y1, full, along: axis(y0, y1, lh, f, device), cols: &cols })?;
+    }
+    Ok(())
+}

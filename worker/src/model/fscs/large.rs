@@ -29,7 +29,7 @@ use tch::{Device, Kind, Tensor};
 use super::{guided_coefficients, kmeans, luma, normalise, Fscs, BYTES_PER_PIXEL, GUIDED_RADIUS, K};
 use crate::decode::Decoded;
 use crate::model::blend::{alpha_add_to_normal, merge_alpha_add, plan_layers};
-use crate::model::resample::{axis, bilinear, crop, reduce};
+use crate::model::resample::{bands, crop, reduce};
 use crate::model::{quantise, LayerSink, ModelError};
 use lamina_common::params::{DecomposeParams, FAST_PIXELS};
 
@@ -252,25 +252,18 @@ impl Fscs {
         // A quarter of the budget per band: the low-resolution tensors, the decoded input and
         // the bands queued for encoding share the rest.
         let band_rows = ((budget / 4 / BAND_BYTES_PER_PIXEL / w.max(1) as u64) as i64).clamp(8, 1024);
-        let cols = axis(0, w, lw, f, self.device);
-        for y0 in (0..h).step_by(band_rows as usize) {
-            let y1 = (y0 + band_rows).min(h);
-            let rows = y1 - y0;
-            let pixels = crop(&image.rgb, 3, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize));
-            let full = Tensor::from_slice(&pixels).view([1, 3, rows, w]).to_device(self.device);
-            drop(pixels);
-            let along = axis(y0, y1, lh, f, self.device);
+        bands(&image.rgb, (h, w), (lh, lw), f, band_rows, self.device, |band| {
+            let rows = band.y1 - band.y0;
             let layers = tch::no_grad(|| {
-                let alpha = bilinear(&a, &along, &cols) * luma(&full) + bilinear(&b, &along, &cols);
+                let alpha = band.up(&a) * luma(&band.full) + band.up(&b);
                 let alpha = normalise(&alpha.clamp(0.0, 1.0)).view([1, n, 1, rows, w]);
-                let colour = bilinear(&colour, &along, &cols).view([1, n, 3, rows, w]);
+                let colour = band.up(&colour).view([1, n, 3, rows, w]);
                 let rebuilt = (&colour * &alpha).sum_dim_intlist(1, false, Kind::Float);
-                let colour = (colour + (full - rebuilt).unsqueeze(1)).clamp(0.0, 1.0);
+                let colour = (colour + (&band.full - rebuilt).unsqueeze(1)).clamp(0.0, 1.0);
                 Tensor::cat(&[colour, alpha_add_to_normal(&alpha)], 2).get(0)
             });
-            sink.rows(quantise(&layers).map_err(|e| self.torch(e))?)?;
-        }
-        Ok(())
+            sink.rows(quantise(&layers).map_err(|e| self.torch(e))?)
+        })
     }
 }
 
@@ -282,6 +275,7 @@ fn sources_len(groups: &Option<Vec<Vec<usize>>>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::resample::{axis, bilinear};
 
     #[test]
     fn tiles_cover_the_image_and_crops_repeat_the_edges() {

@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 use super::{known, stack_layers, ObjectModel, Peeled};
 use crate::decode::Decoded;
-use crate::model::resample::{axis, bilinear, crop, reduce};
+use crate::model::resample::{bands, crop, reduce};
 use crate::model::{quantise, LayerSink, ModelError};
 use lamina_common::params::DecomposeParams;
 
@@ -44,22 +44,14 @@ impl ObjectModel {
         let count = found.len() + 1;
         sink.begin((0..count).map(|i| vec![i]).collect(), None)?;
         let band_rows = ((budget / 4 / BAND_BYTES_PER_PIXEL / count as u64 / w.max(1) as u64) as i64).clamp(8, 1024);
-        let cols = axis(0, w, lw, f, self.device);
-        for y0 in (0..h).step_by(band_rows as usize) {
-            let y1 = (y0 + band_rows).min(h);
-            let rows = y1 - y0;
-            let pixels = crop(&image.rgb, 3, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize));
-            let full = Tensor::from_slice(&pixels).view([1, 3, rows, w]).to_device(self.device);
-            drop(pixels);
-            let along = axis(y0, y1, lh, f, self.device);
+        bands(&image.rgb, (h, w), (lh, lw), f, band_rows, self.device, |band| {
             let layers = tch::no_grad(|| {
-                let up = |x: &Tensor| bilinear(x, &along, &cols);
-                let mut current = full;
-                let mut band = Vec::with_capacity(found.len());
+                let mut current = band.full.shallow_clone();
+                let mut peeled = Vec::with_capacity(found.len());
                 for p in &found {
-                    let alpha = up(&p.alpha).clamp(0.0, 1.0);
-                    let smooth = up(&p.colour);
-                    let fill = up(&p.under);
+                    let alpha = band.up(&p.alpha).clamp(0.0, 1.0);
+                    let smooth = band.up(&p.colour);
+                    let fill = band.up(&p.under);
                     let rest: Tensor = 1.0 - &alpha;
                     let rest = rest.clamp_min(1e-3);
                     let back = ((&current - &alpha * &smooth) / &rest).clamp(0.0, 1.0);
@@ -68,19 +60,19 @@ impl ObjectModel {
                     let solved: Tensor = (&current - &rest_exact(&alpha) * &under) / alpha.clamp_min(1e-3);
                     let solved = solved.clamp(0.0, 1.0);
                     let colour = solved.where_self(&alpha.gt(SOLVE_FOR_COLOUR), &smooth);
-                    let parts = if p.parts.len() == 1 { vec![alpha.shallow_clone()] } else { p.parts.iter().map(|part| up(part).clamp(0.0, 1.0)).collect() };
-                    band.push(Peeled { colour, alpha, parts, under: under.shallow_clone() });
+                    let parts = if p.parts.len() == 1 { vec![alpha.shallow_clone()] } else { p.parts.iter().map(|part| band.up(part).clamp(0.0, 1.0)).collect() };
+                    peeled.push(Peeled { colour, alpha, parts, under: under.shallow_clone() });
                     current = under;
                 }
-                let mut layers = Tensor::stack(&stack_layers(&current, band), 1).get(0);
+                let mut layers = Tensor::stack(&stack_layers(&current, peeled), 1).get(0);
                 if let Some(a) = &image.alpha {
-                    let a = Tensor::from_slice(&crop(a, 1, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize))).view([1, 1, rows, w]).to_device(self.device);
+                    let rows = (band.y0 as usize, band.y1 as usize);
+                    let a = Tensor::from_slice(&crop(a, 1, (h as usize, w as usize), rows, (0, w as usize))).view([1, 1, band.y1 - band.y0, w]).to_device(self.device);
                     layers = Tensor::cat(&[layers.narrow(1, 0, 3), layers.narrow(1, 3, 1) * a], 1);
                 }
                 layers.to_kind(Kind::Float)
             });
-            sink.rows(quantise(&layers).map_err(|source| ModelError::Torch { model: self.desc.id.clone(), source })?)?;
-        }
-        Ok(())
+            sink.rows(quantise(&layers).map_err(|source| ModelError::Torch { model: self.desc.id.clone(), source })?)
+        })
     }
 }
