@@ -1,5 +1,5 @@
-//! Models as every part names them: the spec a job or a worker gives (`fscs`,
-//! `torchscript:PATH`, `capacity-test:MS`), the identity manifests record (what decides
+//! Models as every part names them: the spec a job or a worker gives (`fscs`, `objects`,
+//! `objects-small`, `pipeline:PATH`, `torchscript:PATH`, `capacity-test:MS`), the identity manifests record (what decides
 //! whether an image is current), the model card of a TorchScript model, and the rule for
 //! which parameters a model takes. The coordinator (which does not load models), the worker
 //! and the CLI all use these, so a job the model would refuse is refused once, up front.
