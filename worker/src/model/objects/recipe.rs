@@ -11,7 +11,10 @@ use crate::model::torchscript::first_line;
 use crate::model::ModelError;
 use lamina_common::recipe::{MatteStage, Recipe};
 
-pub fn load_stages(recipe: &Recipe, device: Device) -> Result<(Box<dyn Matte>, Box<dyn Fill>), ModelError> {
+/// A recipe's loaded matte and fill stages.
+pub type Stages = (Box<dyn Matte>, Box<dyn Fill>);
+
+pub fn load_stages(recipe: &Recipe, device: Device) -> Result<Stages, ModelError> {
     let matte: Box<dyn Matte> = match &recipe.matte {
         MatteStage::Builtin { builtin } => {
             let net = if builtin == "isnet" { &ISNET } else { &U2NETP };

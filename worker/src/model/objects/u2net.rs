@@ -172,53 +172,49 @@ pub struct U2Net {
     fuse: Option<Conv>,
 }
 
+/// One U-block of a network: its levels (4 with `F`: RSU-4F, dilated, never pooled) and its
+/// input, middle and output channels.
+type Block = (usize, bool, i64, i64, i64);
+const F: bool = true;
+
+/// The published architectures, in the order their convolutions run: the encoder's six
+/// blocks, the decoder's five (5d to 1d), and the channels of the six side outputs.
+struct Layout {
+    encoder: [Block; 6],
+    decoder: [Block; 5],
+    sides: [i64; 6],
+}
+
+const U2NETP_LAYOUT: Layout = Layout {
+    encoder: [(7, !F, 3, 16, 64), (6, !F, 64, 16, 64), (5, !F, 64, 16, 64), (4, !F, 64, 16, 64), (4, F, 64, 16, 64), (4, F, 64, 16, 64)],
+    decoder: [(4, F, 128, 16, 64), (4, !F, 128, 16, 64), (5, !F, 128, 16, 64), (6, !F, 128, 16, 64), (7, !F, 128, 16, 64)],
+    sides: [64; 6],
+};
+
+const ISNET_LAYOUT: Layout = Layout {
+    encoder: [(7, !F, 64, 32, 64), (6, !F, 64, 32, 128), (5, !F, 128, 64, 256), (4, !F, 256, 128, 512), (4, F, 512, 256, 512), (4, F, 512, 256, 512)],
+    decoder: [(4, F, 1024, 256, 512), (4, !F, 1024, 128, 256), (5, !F, 512, 64, 128), (6, !F, 256, 32, 64), (7, !F, 128, 16, 64)],
+    sides: [64, 64, 128, 256, 512, 512],
+};
+
 impl U2Net {
     /// Builds `arch` from the `Conv` nodes of its ONNX file, on `device`.
     pub fn from_convs(arch: Arch, convs: Vec<ConvNode>, device: Device) -> Result<U2Net, String> {
         let total = convs.len();
         let w = &mut Weights { nodes: convs.into_iter(), taken: 0, device };
-        let net = match arch {
-            Arch::U2Netp => {
-                let encoder = vec![
-                    Rsu::new(w, 7, 3, 16, 64)?,
-                    Rsu::new(w, 6, 64, 16, 64)?,
-                    Rsu::new(w, 5, 64, 16, 64)?,
-                    Rsu::new(w, 4, 64, 16, 64)?,
-                    Rsu::new_4f(w, 64, 16, 64)?,
-                    Rsu::new_4f(w, 64, 16, 64)?,
-                ];
-                let decoder = vec![
-                    Rsu::new_4f(w, 128, 16, 64)?,
-                    Rsu::new(w, 4, 128, 16, 64)?,
-                    Rsu::new(w, 5, 128, 16, 64)?,
-                    Rsu::new(w, 6, 128, 16, 64)?,
-                    Rsu::new(w, 7, 128, 16, 64)?,
-                ];
-                let sides = (0..6).map(|_| w.conv(64, 1, 3, 1, 1, false)).collect::<Result<_, _>>()?;
-                let fuse = Some(w.conv(6, 1, 1, 1, 1, false)?);
-                U2Net { arch, input: None, encoder, decoder, sides, fuse }
-            }
-            Arch::IsNet => {
-                let input = Some(w.conv(3, 64, 3, 2, 1, false)?);
-                let encoder = vec![
-                    Rsu::new(w, 7, 64, 32, 64)?,
-                    Rsu::new(w, 6, 64, 32, 128)?,
-                    Rsu::new(w, 5, 128, 64, 256)?,
-                    Rsu::new(w, 4, 256, 128, 512)?,
-                    Rsu::new_4f(w, 512, 256, 512)?,
-                    Rsu::new_4f(w, 512, 256, 512)?,
-                ];
-                let decoder = vec![
-                    Rsu::new_4f(w, 1024, 256, 512)?,
-                    Rsu::new(w, 4, 1024, 128, 256)?,
-                    Rsu::new(w, 5, 512, 64, 128)?,
-                    Rsu::new(w, 6, 256, 32, 64)?,
-                    Rsu::new(w, 7, 128, 16, 64)?,
-                ];
-                let sides = [64, 64, 128, 256, 512, 512].iter().map(|&c| w.conv(c, 1, 3, 1, 1, false)).collect::<Result<_, _>>()?;
-                U2Net { arch, input, encoder, decoder, sides, fuse: None }
-            }
+        let layout = match arch {
+            Arch::U2Netp => &U2NETP_LAYOUT,
+            Arch::IsNet => &ISNET_LAYOUT,
         };
+        // IS-Net starts with a stride-2 convolution (no activation); U2-Netp does not.
+        let input = if arch == Arch::IsNet { Some(w.conv(3, 64, 3, 2, 1, false)?) } else { None };
+        let mut block = |&(levels, fused, cin, mid, cout): &Block| if fused { Rsu::new_4f(w, cin, mid, cout) } else { Rsu::new(w, levels, cin, mid, cout) };
+        let encoder = layout.encoder.iter().map(&mut block).collect::<Result<_, _>>()?;
+        let decoder = layout.decoder.iter().map(&mut block).collect::<Result<_, _>>()?;
+        let sides = layout.sides.iter().map(|&c| w.conv(c, 1, 3, 1, 1, false)).collect::<Result<_, _>>()?;
+        // U2-Netp fuses its six side outputs with a 1x1 convolution; IS-Net uses side 1 alone.
+        let fuse = if arch == Arch::U2Netp { Some(w.conv(6, 1, 1, 1, 1, false)?) } else { None };
+        let net = U2Net { arch, input, encoder, decoder, sides, fuse };
         if w.taken != total {
             return Err(format!("the file has {total} convolutions; the network uses {}", w.taken));
         }
