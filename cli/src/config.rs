@@ -40,9 +40,12 @@ pub struct ModelArgs {
     /// .json must sit beside it). The object models' weights: ops/fetch-models.sh.
     #[arg(long, env = "LAMINA_MODEL", default_value = "fscs")]
     pub model: String,
-    /// Where inference runs: auto (CUDA when present), cpu, cuda or cuda:N.
+    /// Where inference runs: auto (CUDA when present), cpu, cuda, cuda:N, several
+    /// (cuda:0,cuda:1) or cuda:all.
     #[arg(long, env = "LAMINA_DEVICE", default_value = "auto")]
     pub device: String,
+    #[command(flatten)]
+    pub lanes: lamina_worker::model::LaneArgs,
     /// Keep at most this many layers (2-7 for fscs; the most similar are merged), or `auto`:
     /// merge layers whose colours lie close while the result stays faithful. Object models:
     /// at most this many layers, background included (2-8; default 4; auto: up to 8).
@@ -86,8 +89,18 @@ impl ModelArgs {
         })
     }
 
+    /// The first (or only) device.
     pub fn device(&self) -> anyhow::Result<tch::Device> {
-        lamina_worker::model::parse_device(&self.device).map_err(anyhow::Error::msg).context("--device")
+        self.devices()?.first().copied().context("--device names no device")
+    }
+
+    pub fn devices(&self) -> anyhow::Result<Vec<tch::Device>> {
+        lamina_worker::model::parse_devices(&self.device).map_err(anyhow::Error::msg).context("--device")
+    }
+
+    /// The inference lanes to load.
+    pub fn lane_spec(&self) -> anyhow::Result<lamina_worker::model::LaneSpec> {
+        self.lanes.spec(self.devices()?).map_err(anyhow::Error::msg)
     }
 }
 

@@ -134,11 +134,13 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
     let device = args.model.device()?;
     let budget = args.memory_budget(device)?;
     let spec_name = args.model.model.clone();
-    let loaded = tokio::task::spawn_blocking(move || model::load(&spec_name, device)).await.context("loading the model")?;
+    let layout = args.model.lane_spec()?;
+    let lanes = layout.devices.len() * layout.per_device;
+    let loaded = tokio::task::spawn_blocking(move || model::load_lanes(&spec_name, &layout)).await.context("loading the model")?;
     let loaded = loaded.context("--model")?;
-    loaded.check_params(&params)?;
-    info!(input = %args.input, output = %args.output, model = %loaded.desc().id, device = %model::device_name(device),
-        batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
+    loaded.first().lock().check_params(&params)?;
+    info!(input = %args.input, output = %args.output, model = %loaded.desc().id, device = %model::device_name(device), lanes,
+        precision = %loaded.calibration().precision, batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
 
     let mut engine = Engine::start(args, s3, device, budget, loaded);
     let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params);
@@ -164,7 +166,7 @@ struct Engine {
 }
 
 impl Engine {
-    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, budget: u64, loaded: Box<dyn model::Model>) -> Engine {
+    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, budget: u64, loaded: model::Lanes) -> Engine {
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("lamina")));
         let state = Shared::default();
         let (notes_tx, notes) = mpsc::unbounded_channel();
@@ -203,7 +205,7 @@ impl Engine {
             async move { lamina_coordinator::service::serve(&coordinator, broker, state, stop).await }
         });
         let working = tokio::spawn({
-            let (broker, stop, model) = (broker.clone(), worker_stop.clone(), model::shared(loaded));
+            let (broker, stop, model) = (broker.clone(), worker_stop.clone(), Arc::new(loaded));
             async move { lamina_worker::service::serve(&worker, model, broker, stop).await }
         });
         Engine {

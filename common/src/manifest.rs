@@ -63,6 +63,11 @@ pub struct ModelInfo {
     pub id: String,
     pub weights_sha256: String,
     pub device: String,
+    /// The networks' precision (fp32, fp16 or bf16); absent in manifests written before it
+    /// was recorded, which ran in fp32. Informational: it does not decide whether an output
+    /// is current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

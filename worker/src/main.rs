@@ -15,7 +15,7 @@ use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
 use lamina_common::queue::{reconnecting, RabbitBroker};
 use lamina_worker::metrics::METRICS;
-use lamina_worker::model::{self, parse_device};
+use lamina_worker::model::{self, parse_devices, LaneArgs, LaneSpec};
 use lamina_worker::pipeline::WorkerConfig;
 use lamina_worker::service::{serve, ServiceConfig};
 
@@ -28,9 +28,12 @@ struct Args {
     /// `fscs`, `objects`, `objects-small`, `pipeline:CARD.json` or `torchscript:PATH`.
     #[arg(long, env = "LAMINA_MODEL", default_value = "fscs")]
     model: String,
-    /// auto (CUDA when present), cpu, cuda or cuda:N.
+    /// auto (CUDA when present), cpu, cuda, cuda:N, several (cuda:0,cuda:1) or cuda:all:
+    /// one worker drives every device named, with its own inference lanes on each.
     #[arg(long, env = "LAMINA_DEVICE", default_value = "auto")]
     device: String,
+    #[command(flatten)]
+    lanes: LaneArgs,
     #[arg(long, env = "LAMINA_BATCH_SIZE", default_value_t = 1)]
     batch_size: u16,
     /// Most unacknowledged tasks held at once; the prefetch in force follows the measured
@@ -59,8 +62,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     lamina_common::logging::init(&args.log_format);
     lamina_worker::alloc::tune_for_inference();
-    let settings = config(&args).and_then(|c| Ok((c, AmqpSettings::from_env()?)));
-    let (config, amqp) = match settings {
+    let settings = config(&args).and_then(|(c, l)| Ok((c, l, AmqpSettings::from_env()?)));
+    let (config, layout, amqp) = match settings {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("lamina-worker: {e}");
@@ -78,9 +81,9 @@ fn main() -> ExitCode {
         tokio::spawn(lamina_common::signal::on_shutdown(shutdown.clone()));
         let metrics = tokio::spawn(lamina_worker::metrics::serve(args.metrics, shutdown.clone()));
         // The model is loaded once, off the async runtime, and outlives broker reconnects.
-        let (spec, device) = (config.model.clone(), config.worker.device);
-        let model = match tokio::task::spawn_blocking(move || model::load(&spec, device)).await {
-            Ok(Ok(model)) => model::shared(model),
+        let spec = config.model.clone();
+        let model = match tokio::task::spawn_blocking(move || model::load_lanes(&spec, &layout)).await {
+            Ok(Ok(lanes)) => Arc::new(lanes),
             Ok(Err(e)) => {
                 error!(error = %e, "cannot load the model; giving up");
                 return ExitCode::from(1);
@@ -100,12 +103,14 @@ fn main() -> ExitCode {
     })
 }
 
-fn config(args: &Args) -> Result<ServiceConfig, String> {
-    let device = parse_device(&args.device)?;
+fn config(args: &Args) -> Result<(ServiceConfig, LaneSpec), String> {
+    let devices = parse_devices(&args.device)?;
+    let device = devices.first().copied().ok_or("--device names no device")?;
+    let layout = args.lanes.spec(devices)?;
     if args.max_megapixels.is_nan() || args.max_megapixels <= 0.0 {
         return Err("--max-megapixels must be positive".into());
     }
-    Ok(ServiceConfig {
+    let config = ServiceConfig {
         s3: S3Settings::from_env()?,
         pool: args.pool.clone(),
         model: args.model.clone(),
@@ -121,7 +126,8 @@ fn config(args: &Args) -> Result<ServiceConfig, String> {
         name: format!("lamina-worker-{}-{}", hostname(), std::process::id()),
         abort_on_key: std::env::var("LAMINA_FAILPOINT_ABORT_ON_KEY").ok().filter(|v| !v.is_empty()),
         clock: Default::default(),
-    })
+    };
+    Ok((config, layout))
 }
 
 fn memory_budget(text: &str, device: tch::Device) -> Result<u64, String> {

@@ -37,6 +37,8 @@ pub struct Metrics {
     prefetch: AtomicU64,
     images_per_second: AtomicU64,
     gpu: Mutex<Option<(String, u64, u64)>>,
+    /// Per inference lane: its device, batches run and images in them.
+    lanes: Mutex<Vec<(String, u64, u64)>>,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
@@ -98,6 +100,23 @@ impl Metrics {
         }
     }
 
+    /// Counts a batch of `images` run by inference lane `lane` on `device`.
+    pub fn lane(&self, lane: usize, device: &str, images: usize) {
+        let Ok(mut lanes) = self.lanes.lock() else { return };
+        if lanes.len() <= lane {
+            lanes.resize(lane + 1, (String::new(), 0, 0));
+        }
+        let entry = &mut lanes[lane];
+        entry.0 = device.to_owned();
+        entry.1 += 1;
+        entry.2 += images as u64;
+    }
+
+    /// Images each lane has run: (lane, device, images).
+    pub fn lane_images(&self) -> Vec<(usize, String, u64)> {
+        self.lanes.lock().map(|l| l.iter().enumerate().map(|(i, (d, _, n))| (i, d.clone(), *n)).collect()).unwrap_or_default()
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut page = lamina_common::exposition::Exposition::default();
@@ -129,6 +148,12 @@ impl Metrics {
             metric("lamina_worker_gpu_memory_used_bytes", "gauge", "GPU memory in use on the device.", &[(label.clone(), used as f64)]);
             metric("lamina_worker_gpu_memory_total_bytes", "gauge", "GPU memory of the device.", &[(label, total as f64)]);
         }
+        let lanes = self.lanes.lock().map(|l| l.clone()).unwrap_or_default();
+        let label = |i: usize, d: &str| format!("{{lane=\"{i}\",device=\"{d}\"}}");
+        let batches: Vec<(String, f64)> = lanes.iter().enumerate().map(|(i, (d, b, _))| (label(i, d), *b as f64)).collect();
+        let images: Vec<(String, f64)> = lanes.iter().enumerate().map(|(i, (d, _, n))| (label(i, d), *n as f64)).collect();
+        metric("lamina_worker_lane_batches_total", "counter", "Forward passes (batches or large images) run, by inference lane.", &batches);
+        metric("lamina_worker_lane_images_total", "counter", "Images run, by inference lane.", &images);
         let stages = self.stages.lock().map(|s| s.clone()).unwrap_or_default();
         let out = page.raw();
         let _ = writeln!(

@@ -137,7 +137,7 @@ fn serves(config: &ServiceConfig, model_id: &str, task: &Task) -> Result<(), Str
 /// or the grace period is over) or the broker fails (Err; the caller reconnects). The model
 /// is shared across sessions: it is loaded once per process and outlives reconnects.
 pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn Broker>, shutdown: CancellationToken) -> Result<(), SessionError> {
-    let model_id = crate::model::lock(&model).desc().id.clone();
+    let model_id = model.desc().id.clone();
     broker.declare(&[&config.pool]).await?;
     let queue = broker.topology().tasks(&config.pool);
     // Slow start: one task until one has finished, so a task that crashes workers takes no

@@ -21,7 +21,7 @@ pub struct CapacityTest {
 impl CapacityTest {
     pub fn new(spec: &str) -> Option<CapacityTest> {
         let (ms, id) = lamina_common::capacity_test_model(spec)?;
-        let desc = ModelDesc { id, weights_sha256: String::new(), layers: 2, size_multiple: 1, max_side: 16384, bytes_per_pixel: 16, objects: false };
+        let desc = ModelDesc { id, weights_sha256: String::new(), layers: 2, size_multiple: 1, max_side: 16384, bytes_per_pixel: 16, objects: false, fast_reduces: false, pads: false };
         Some(CapacityTest { desc, hold: Duration::from_millis(ms) })
     }
 }

@@ -23,6 +23,27 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
     }
 }
 
+/// Parses a list of devices: one name, several separated by commas (`cuda:0,cuda:1`), or
+/// `cuda:all` (every CUDA device this process sees).
+pub fn parse_devices(names: &str) -> Result<Vec<Device>, String> {
+    if names == "cuda:all" {
+        let n = tch::Cuda::device_count();
+        if n == 0 {
+            return Err("device cuda:all requested but no CUDA device found".to_owned());
+        }
+        return Ok((0..n as usize).map(Device::Cuda).collect());
+    }
+    let devices = names.split(',').map(|n| parse_device(n.trim())).collect::<Result<Vec<_>, _>>()?;
+    let mut seen = Vec::new();
+    for d in &devices {
+        if seen.contains(d) {
+            return Err(format!("device {} named twice in {names:?} (use --lanes-per-device for more lanes on one device)", device_name(*d)));
+        }
+        seen.push(*d);
+    }
+    Ok(devices)
+}
+
 /// A short name for manifests and logs.
 pub fn device_name(device: Device) -> String {
     match device {

@@ -5,9 +5,12 @@
 //! the bottom, composited with the normal ("over") blend mode.
 
 mod blend;
+pub mod calibrate;
 mod capacity;
 mod card;
 mod device;
+pub mod lanes;
+mod precision;
 pub mod fscs;
 pub mod objects;
 pub(crate) mod resample;
@@ -15,14 +18,16 @@ pub(crate) mod torchscript;
 
 use tch::Tensor;
 
-use lamina_common::params::DecomposeParams;
+use lamina_common::params::{DecomposeParams, Quality, FAST_PIXELS};
 
 pub use blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
 pub use capacity::CapacityTest;
 pub use card::ModelCard;
-pub use device::{device_name, gpu_memory, parse_device};
+pub use device::{device_name, gpu_memory, parse_device, parse_devices};
 pub use fscs::Fscs;
+pub use lanes::{load_lanes, Lane, LaneArgs, LaneSpec, Lanes};
 pub use objects::ObjectModel;
+pub use precision::{Precision, PrecisionChoice, AUTO_TOLERANCE};
 pub use torchscript::TorchScriptModel;
 
 /// A model failed to load, refused its parameters, or broke the contract.
@@ -69,6 +74,12 @@ pub struct ModelDesc {
     /// Layer 0 is a filled-in background and the others are objects over it (object
     /// models); otherwise the layers are colour layers.
     pub objects: bool,
+    /// Fast mode runs the networks on a reduced copy of images over [`fast_pixels`].
+    pub fast_reduces: bool,
+    /// Padding an image (edge pixels repeated) beyond its size multiple leaves its layers
+    /// within 1/255 (FSCS), so images of different sizes can share a batch at a common
+    /// size; false where the result depends on the whole frame (object models).
+    pub pads: bool,
 }
 
 /// One batch handed to a model.
@@ -125,6 +136,20 @@ pub trait Model: Send {
     /// The device the model's parameters live on; inputs go there.
     fn device(&self) -> tch::Device;
 
+    /// The precision the networks run in.
+    fn precision(&self) -> Precision {
+        Precision::Fp32
+    }
+
+    /// Runs the networks in `precision` from now on (the steps around them stay fp32).
+    /// Models that run in fp32 only refuse anything else.
+    fn set_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
+        match precision {
+            Precision::Fp32 => Ok(()),
+            other => Err(ModelError::Params { model: self.desc().id.clone(), reason: format!("runs in fp32 only, not {other}") }),
+        }
+    }
+
     /// Checks parameters once, before any image is read.
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError>;
 
@@ -134,8 +159,7 @@ pub trait Model: Send {
     /// Whether `image` takes [`Model::decompose_large`] rather than a batch: it needs more
     /// than `budget` bytes in one forward pass, or fast mode reduces it.
     fn is_large(&self, width: u32, height: u32, params: &DecomposeParams, budget: u64) -> bool {
-        let _ = params;
-        whole_bytes(self.desc(), width, height) > budget
+        runs_large(self.desc(), width, height, params, budget)
     }
 
     /// Decomposes one image that [`Model::is_large`] says is large, in memory bounded by
@@ -157,6 +181,20 @@ pub trait Model: Send {
     }
 }
 
+/// Whether an image takes [`Model::decompose_large`]: it needs more than `budget` bytes in
+/// one forward pass, or fast mode reduces it.
+pub fn runs_large(desc: &ModelDesc, width: u32, height: u32, params: &DecomposeParams, budget: u64) -> bool {
+    let pixels = u64::from(width) * u64::from(height);
+    let fast = desc.fast_reduces && params.quality == Quality::Fast && pixels > fast_pixels(desc.bytes_per_pixel, budget);
+    fast || whole_bytes(desc, width, height) > budget
+}
+
+/// The most pixels the networks see in fast mode: about 1 MP, less when the budget is
+/// smaller.
+pub fn fast_pixels(bytes_per_pixel: u64, budget: u64) -> u64 {
+    FAST_PIXELS.min(budget / bytes_per_pixel.max(1)).max(64 * 64)
+}
+
 /// Working memory of one forward pass over an image of this size (padded to the model's
 /// size multiple).
 pub fn whole_bytes(desc: &ModelDesc, width: u32, height: u32) -> u64 {
@@ -165,19 +203,14 @@ pub fn whole_bytes(desc: &ModelDesc, width: u32, height: u32) -> u64 {
     pad(width).saturating_mul(pad(height)).saturating_mul(desc.bytes_per_pixel)
 }
 
-/// A model shared by the sessions of one process: loaded once, it outlives broker
-/// reconnects. A session's inference thread holds the lock while it runs, so a new session's
-/// pipeline waits for the old one's to finish.
-pub type SharedModel = std::sync::Arc<std::sync::Mutex<Box<dyn Model>>>;
+/// A worker's models, shared by the sessions of one process: loaded once, they outlive
+/// broker reconnects. A session's inference threads hold the lanes' locks while they run, so
+/// a new session's pipeline waits for the old one's to finish.
+pub type SharedModel = std::sync::Arc<Lanes>;
 
-/// Shares a loaded model.
+/// Shares one loaded model as a single lane.
 pub fn shared(model: Box<dyn Model>) -> SharedModel {
-    std::sync::Arc::new(std::sync::Mutex::new(model))
-}
-
-/// Locks a shared model (a panic in an earlier holder leaves the model usable).
-pub fn lock(model: &SharedModel) -> std::sync::MutexGuard<'_, Box<dyn Model>> {
-    model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    std::sync::Arc::new(Lanes::single(model))
 }
 
 /// Loads a model by name: `fscs` (built in), `objects` and `objects-small` (built in, with

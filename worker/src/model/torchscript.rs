@@ -19,6 +19,8 @@ pub struct TorchScriptModel {
     module: tch::CModule,
     device: Device,
     card: ModelCard,
+    precision: super::Precision,
+    path: std::path::PathBuf,
 }
 
 impl TorchScriptModel {
@@ -43,8 +45,10 @@ impl TorchScriptModel {
             max_side: card.max_side,
             bytes_per_pixel: card.bytes_per_pixel.unwrap_or(lamina_common::model::DEFAULT_BYTES_PER_PIXEL),
             objects: false,
+            fast_reduces: false,
+            pads: false,
         };
-        Ok(TorchScriptModel { desc, module, device, card })
+        Ok(TorchScriptModel { desc, module, device, card, precision: super::Precision::Fp32, path: path.to_owned() })
     }
 
     fn contract(&self, reason: String) -> ModelError {
@@ -84,6 +88,25 @@ impl Model for TorchScriptModel {
         self.device
     }
 
+    fn precision(&self) -> super::Precision {
+        self.precision
+    }
+
+    fn set_precision(&mut self, precision: super::Precision) -> Result<(), ModelError> {
+        if precision == self.precision {
+            return Ok(());
+        }
+        // From the file again (its sha256 checked again), so fp32 after fp16 is the file's
+        // fp32, not a round trip through fp16.
+        let mut fresh = TorchScriptModel::load(&self.path, self.device)?;
+        if precision != super::Precision::Fp32 {
+            fresh.module.to(self.device, precision.kind(), false);
+        }
+        fresh.precision = precision;
+        *self = fresh;
+        Ok(())
+    }
+
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
         ModelSpec::TorchScript(Default::default())
             .check_params(params, Some(&self.card))
@@ -92,8 +115,11 @@ impl Model for TorchScriptModel {
 
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError> {
         self.check_params(params)?;
-        let out = tch::no_grad(|| self.module.forward_ts(&[batch.images]))
+        let input = batch.images.to_kind(self.precision.kind());
+        let out = tch::no_grad(|| self.module.forward_ts(&[&input]))
             .map_err(|e| self.contract(format!("forward failed: {}", first_line(&e.to_string()))))?;
+        // In reduced precision the module answers in its own kind; the contract is fp32.
+        let out = if self.precision != super::Precision::Fp32 && out.kind() == self.precision.kind() { out.to_kind(Kind::Float) } else { out };
         self.check_output(&out, batch.images)?;
         let n = batch.sizes.len();
         Ok(Decomposed {

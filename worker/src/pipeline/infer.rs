@@ -1,101 +1,306 @@
-//! Stage 2: the inference thread. It owns the model, groups ready images into batches, runs
-//! the model, and quantises the layers to 8-bit RGBA on the device (so only bytes cross back
-//! to the host).
+//! Stage 2: inference. One batcher thread groups ready images into batches and prepares
+//! their input on the host; one thread per lane (a model replica on a device, see
+//! `model/lanes.rs`) takes the next batch, runs the model and quantises the layers to 8-bit
+//! RGBA on the device (so only bytes cross back to the host).
 //!
-//! An image whose forward pass would need more than the memory budget, or that fast mode
-//! reduces, runs alone through `Model::decompose_large`, which hands its layers on band by
-//! band; a batch holds only as many images as fit the budget together.
+//! ```text
+//! decoded -> batcher (size buckets, memory fit, pad + stack + pin on the host)
+//!         -> [work: one per lane] -> lane 0 (device 0) \
+//!                                 -> lane 1 (device 0)  -> inferred
+//!                                 -> lane 2 (device 1) /
+//! ```
+//! While a lane runs its forward pass, the batcher prepares the next batch and the other
+//! lanes copy inputs in and layers out, so host work and copies overlap the device's work.
 //!
-//! A batch holds only images of the same padded size *and* the same parameters: a pool
-//! worker serves several jobs at once, and a model runs a whole batch with one set of
-//! parameters, so an image must never share a forward pass with another job's `--layers`
-//! or `--palette`. Batching changes how fast an image is done, never what is written.
+//! **Size buckets.** A batch holds images of the same *bucket*: each padded side rounded up
+//! to a step of an eighth of its octave (at most 12.5% of padding a side; never finer than
+//! the model's size multiple), so images of an archive of mixed sizes still share forward
+//! passes. Images are padded to the bucket by repeating their edge pixels, and each image's
+//! global statistics are taken over its own pixels, so a batched image's layers lie within
+//! 1/255 of its unbatched ones (tested). Models whose result depends on the whole padded
+//! frame (object models resize their input) batch only images of one size. A bucket whose
+//! batch of two would not fit the memory budget is not used: such images pad only to the
+//! size multiple.
+//!
+//! **Memory.** A batch holds only as many images as fit the budget together, by the
+//! footprint measured at start-up (`model/calibrate.rs`). An image that needs more than the
+//! budget alone, or that fast mode reduces, runs alone through `Model::decompose_large`
+//! (tiles), or is refused with the reason when the model cannot tile. Should the device run
+//! out of memory anyway, the batch is split and retried one image at a time, and an image
+//! that fails alone runs again in tiles of a quarter of the budget.
+//!
+//! A batch holds only images with the same parameters: a pool worker serves several jobs at
+//! once, and a model runs a whole batch with one set of parameters. Batching changes how
+//! fast an image is done, never what is written beyond that 1/255.
 
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{fetch::ms, Band, Finished, Inferred, Item, ModelClock};
-use crate::model::{quantise, whole_bytes, Batch, LayerSink, Model, ModelError, SharedModel};
+use crate::model::calibrate::Calibration;
+use crate::model::{device_name, quantise, runs_large, Batch, Lane, LayerSink, Model, ModelDesc, ModelError, Precision, SharedModel};
 use lamina_common::messages::{FailureKind, TaskResult};
 
+/// Runs the batcher on this thread and one thread per lane, until `decoded` closes.
 pub(super) fn run(
-    model: SharedModel,
+    lanes: SharedModel,
     batch_size: usize,
     budget: u64,
-    mut decoded: mpsc::Receiver<Item>,
+    decoded: mpsc::Receiver<Item>,
     inferred: mpsc::Sender<Inferred>,
     results: mpsc::Sender<Finished>,
     clock: Arc<ModelClock>,
 ) {
-    // This thread owns the model while it runs (see `SharedModel`).
-    let model = crate::model::lock(&model);
-    let multiple = model.desc().size_multiple.max(1);
-    let padded = |item: &Item| (round_up(item.image.height, multiple), round_up(item.image.width, multiple));
-    let mut pending: Vec<Item> = Vec::new();
-    loop {
-        if pending.is_empty() {
-            match decoded.blocking_recv() {
-                Some(item) => pending.push(item),
-                None => return,
+    let desc = lanes.desc().clone();
+    let calibration = lanes.calibration().clone();
+    // Models size their tiles from their own figure; hand them the budget that figure and
+    // the measured footprint agree on.
+    // Lanes on one device run at once: each batch gets that device's share of the budget.
+    let per_device = (lanes.lanes().len() / lanes.devices().len().max(1)).max(1) as u64;
+    let budget = budget / per_device;
+    let model_budget = calibration.model_budget(&desc, budget);
+    let pin = lanes.first().device;
+    let (work_tx, work_rx) = sync_channel::<Unit>(lanes.lanes().len());
+    let work_rx = Mutex::new(work_rx);
+    std::thread::scope(|scope| {
+        for (index, lane) in lanes.lanes().iter().enumerate() {
+            let (work_rx, inferred, results, clock) = (&work_rx, inferred.clone(), results.clone(), clock.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("lamina-lane-{index}"))
+                .spawn_scoped(scope, move || run_lane(index, lane, work_rx, model_budget, &inferred, &results, &clock));
+            if let Err(e) = spawned {
+                warn!(lane = index, error = %e, "cannot start an inference lane");
             }
         }
-        while pending.len() < 4 * batch_size {
-            match decoded.try_recv() {
-                Ok(item) => pending.push(item),
-                Err(_) => break,
+        let batcher = Batcher { desc: &desc, calibration: &calibration, batch_size, budget, model_budget, pin: pin.is_cuda().then_some(pin) };
+        batcher.run(decoded, work_tx);
+    });
+}
+
+/// What a lane is handed.
+enum Unit {
+    /// Images that share a forward pass at `shape`; on a GPU with their input already
+    /// padded, stacked and pinned on the host.
+    Batch { items: Vec<Item>, shape: (i64, i64), input: Option<Input> },
+    /// One image for `Model::decompose_large`.
+    Large(Item),
+}
+
+/// A batch's input on the host.
+struct Input {
+    images: Tensor,
+    alpha: Option<Tensor>,
+}
+
+struct Batcher<'a> {
+    desc: &'a ModelDesc,
+    calibration: &'a Calibration,
+    batch_size: usize,
+    budget: u64,
+    model_budget: u64,
+    /// The GPU to pin host buffers for (None on a CPU).
+    pin: Option<Device>,
+}
+
+impl Batcher<'_> {
+    fn run(&self, mut decoded: mpsc::Receiver<Item>, work: SyncSender<Unit>) {
+        let mut pending: Vec<Item> = Vec::new();
+        loop {
+            if pending.is_empty() {
+                match decoded.blocking_recv() {
+                    Some(item) => pending.push(item),
+                    None => return,
+                }
             }
-        }
-        let lead = &pending[0];
-        if model.is_large(lead.image.width, lead.image.height, &lead.task.params, budget) {
-            let item = pending.remove(0);
-            if !run_large(&**model, item, budget, &inferred, &results, &clock) {
+            while pending.len() < 4 * self.batch_size {
+                match decoded.try_recv() {
+                    Ok(item) => pending.push(item),
+                    Err(_) => break,
+                }
+            }
+            let unit = self.next(&mut pending);
+            if work.send(unit).is_err() {
                 return;
             }
-            continue;
         }
-        // The oldest image leads; ready images of its padded size and parameters join it, as
-        // many as fit the memory budget together.
-        let fit = (budget / whole_bytes(model.desc(), lead.image.width, lead.image.height).max(1)).max(1) as usize;
-        let (batch, rest) = split_batch(std::mem::take(&mut pending), batch_size.min(fit), |lead, item| {
-            padded(lead) == padded(item) && lead.task.params == item.task.params
-        });
-        pending = rest;
-        let shape = padded(&batch[0]);
+    }
+
+    fn large(&self, item: &Item) -> bool {
+        runs_large(self.desc, item.image.width, item.image.height, &item.task.params, self.model_budget)
+    }
+
+    /// The oldest image leads; ready images of its bucket and parameters join it, as many as
+    /// fit the memory budget together.
+    fn next(&self, pending: &mut Vec<Item>) -> Unit {
+        if self.large(&pending[0]) {
+            return Unit::Large(pending.remove(0));
+        }
+        let lead = &pending[0];
+        let shape = bucket(self.desc, self.calibration, self.budget, lead.image.height, lead.image.width);
+        let fit = (self.budget / self.calibration.image_bytes(self.desc, shape.1 as u32, shape.0 as u32).max(1)).max(1) as usize;
+        let joins = |lead: &Item, item: &Item| {
+            bucket(self.desc, self.calibration, self.budget, item.image.height, item.image.width) == shape
+                && lead.task.params == item.task.params
+                && !self.large(item)
+        };
+        let (batch, rest) = split_batch(std::mem::take(pending), self.batch_size.min(fit), joins);
+        *pending = rest;
+        // Alone, an image needs no more padding than its size multiple.
+        let shape = if batch.len() == 1 { padded(self.desc, &batch[0]) } else { shape };
         debug!(images = batch.len(), waiting = pending.len(), height = shape.0, width = shape.1, "batch");
+        let input = self.pin.filter(|_| batch.len() > 1).map(|device| prepare(&batch, shape, Some(device)));
+        Unit::Batch { items: batch, shape, input }
+    }
+}
+
+/// A lane's thread: takes units until the batcher stops.
+fn run_lane(
+    index: usize,
+    lane: &Lane,
+    work: &Mutex<Receiver<Unit>>,
+    budget: u64,
+    inferred: &mpsc::Sender<Inferred>,
+    results: &mpsc::Sender<Finished>,
+    clock: &ModelClock,
+) {
+    // This thread owns its model while it runs (see `SharedModel`).
+    let model = lane.lock();
+    let ctx = LaneCtx { model: &**model, index, precision: model.precision(), budget, inferred, results, clock };
+    loop {
+        let unit = match work.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(unit) => unit,
+            Err(_) => return,
+        };
+        let going = match unit {
+            Unit::Large(item) => ctx.large(item, budget),
+            Unit::Batch { items, shape, input } => ctx.batch(items, shape, input),
+        };
+        if !going {
+            return;
+        }
+    }
+}
+
+/// What a lane works with.
+struct LaneCtx<'a> {
+    model: &'a dyn Model,
+    index: usize,
+    precision: Precision,
+    budget: u64,
+    inferred: &'a mpsc::Sender<Inferred>,
+    results: &'a mpsc::Sender<Finished>,
+    clock: &'a ModelClock,
+}
+
+impl LaneCtx<'_> {
+    fn device(&self) -> Device {
+        self.model.device()
+    }
+
+    /// Runs a batch and hands its images on; false when the pipeline is shutting down.
+    fn batch(&self, items: Vec<Item>, shape: (i64, i64), input: Option<Input>) -> bool {
         let started = Instant::now();
-        let outcome = infer(&**model, &batch, shape);
+        let outcome = infer(self.model, &items, shape, input);
         let elapsed = started.elapsed();
-        clock.add(elapsed);
+        self.clock.add(elapsed);
         crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
-        let batch_len = batch.len();
-        let per_image = ms(elapsed) / batch_len as f64;
+        let count = items.len();
+        let per_image = ms(elapsed) / count as f64;
         match outcome {
             Ok(outputs) => {
-                for (item, (layers, sources, palette)) in batch.into_iter().zip(outputs) {
+                crate::metrics::METRICS.lane(self.index, &device_name(self.device()), count);
+                for (item, (layers, sources, palette)) in items.into_iter().zip(outputs) {
                     let (tx, bands) = mpsc::channel(2);
                     // Capacity 2: both fit, so these sends never wait.
                     let _ = tx.try_send(Band::Rows(layers));
                     let _ = tx.try_send(Band::Done { inference_ms: per_image });
-                    if inferred.blocking_send(Inferred { item, sources, palette, bands }).is_err() {
-                        return;
+                    let inferred = Inferred { item, sources, palette, bands, device: self.device(), precision: self.precision };
+                    if self.inferred.blocking_send(inferred).is_err() {
+                        return false;
                     }
                 }
+                true
             }
-            Err(reason) => {
-                for item in batch {
-                    item.span.in_scope(|| warn!(images_in_batch = batch_len, error = %reason, "inference failed"));
+            Err(e) if out_of_memory(&e) && count > 1 => {
+                warn!(images_in_batch = count, lane = self.index, "out of device memory; running the batch's images one at a time");
+                items.into_iter().all(|item| {
+                    let shape = padded(self.model.desc(), &item);
+                    self.batch(vec![item], shape, None)
+                })
+            }
+            Err(e) if out_of_memory(&e) => {
+                let item = items.into_iter().next();
+                item.is_none_or(|item| {
+                    item.span.in_scope(|| warn!(lane = self.index, "out of device memory; running the image in tiles of a quarter of the budget"));
+                    self.large(item, self.budget / 4)
+                })
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for item in items {
+                    item.span.in_scope(|| warn!(images_in_batch = count, error = %reason, "inference failed"));
                     let failed = TaskResult::failed(item.task.key.clone(), FailureKind::Model, reason.clone());
-                    if results.blocking_send(Finished::new(item.ticket, &item.task, failed)).is_err() {
-                        return;
+                    if self.results.blocking_send(Finished::new(item.ticket, &item.task, failed)).is_err() {
+                        return false;
                     }
                 }
+                true
             }
         }
     }
+
+    /// Runs one large image through `decompose_large`; false when the pipeline is shutting
+    /// down.
+    fn large(&self, item: Item, budget: u64) -> bool {
+        let (image, params, span) = (item.image.clone(), item.task.params.clone(), item.span.clone());
+        let (ticket, task) = (item.ticket, item.task.clone());
+        span.in_scope(|| debug!(width = image.width, height = image.height, quality = %params.quality, lane = self.index, "large image"));
+        let started = Instant::now();
+        let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision: self.precision };
+        let outcome = self.model.decompose_large(&image, &params, budget, &mut sink);
+        let elapsed = started.elapsed();
+        self.clock.add(elapsed);
+        crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
+        if outcome.is_ok() {
+            crate::metrics::METRICS.lane(self.index, &device_name(self.device()), 1);
+        }
+        match (outcome, sink.bands) {
+            (Ok(()), Some(tx)) => tx.blocking_send(Band::Done { inference_ms: ms(elapsed) }).is_ok(),
+            (Err(ModelError::SinkClosed), _) => false,
+            (Err(e), Some(tx)) => {
+                span.in_scope(|| warn!(error = %e, "inference failed part way"));
+                tx.blocking_send(Band::Failed(e.to_string())).is_ok()
+            }
+            (outcome, None) => {
+                let (kind, reason) = match outcome {
+                    Err(e @ ModelError::TooLarge { .. }) => (FailureKind::TooLarge, e.to_string()),
+                    Err(e) if out_of_memory(&e) => (
+                        FailureKind::TooLarge,
+                        format!("model {}: out of device memory even in tiles of {} (lower --memory-budget, or run it on a larger device): {}", self.model.desc().id, lamina_common::bytes::human(budget), first_line(&e.to_string())),
+                    ),
+                    Err(e) => (FailureKind::Model, e.to_string()),
+                    Ok(()) => (FailureKind::Model, "the model made no layers".to_owned()),
+                };
+                span.in_scope(|| warn!(error = %reason, "inference failed"));
+                self.results.blocking_send(Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), kind, reason))).is_ok()
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+}
+
+/// Whether a model error is the device running out of memory (libtorch's CUDA and CPU
+/// allocators both say "out of memory").
+fn out_of_memory(e: &ModelError) -> bool {
+    matches!(e, ModelError::Torch { .. } | ModelError::Contract { .. }) && e.to_string().to_ascii_lowercase().contains("out of memory")
 }
 
 /// Hands a large image's bands on as the model makes them.
@@ -104,6 +309,8 @@ struct ChannelSink<'a> {
     item: Option<Item>,
     inferred: &'a mpsc::Sender<Inferred>,
     bands: Option<mpsc::Sender<Band>>,
+    device: Device,
+    precision: Precision,
 }
 
 impl LayerSink for ChannelSink<'_> {
@@ -111,7 +318,8 @@ impl LayerSink for ChannelSink<'_> {
         let item = self.item.take().ok_or(ModelError::SinkClosed)?;
         // One band waits while the next is made: two bands of a large image in memory.
         let (tx, bands) = mpsc::channel(1);
-        self.inferred.blocking_send(Inferred { item, sources, palette, bands }).map_err(|_| ModelError::SinkClosed)?;
+        let inferred = Inferred { item, sources, palette, bands, device: self.device, precision: self.precision };
+        self.inferred.blocking_send(inferred).map_err(|_| ModelError::SinkClosed)?;
         self.bands = Some(tx);
         Ok(())
     }
@@ -119,43 +327,6 @@ impl LayerSink for ChannelSink<'_> {
     fn rows(&mut self, layers: Vec<Vec<u8>>) -> Result<(), ModelError> {
         let tx = self.bands.as_ref().ok_or(ModelError::SinkClosed)?;
         tx.blocking_send(Band::Rows(layers)).map_err(|_| ModelError::SinkClosed)
-    }
-}
-
-/// Runs one large image through `decompose_large`; false when the pipeline is shutting down.
-fn run_large(
-    model: &dyn Model,
-    item: Item,
-    budget: u64,
-    inferred: &mpsc::Sender<Inferred>,
-    results: &mpsc::Sender<Finished>,
-    clock: &ModelClock,
-) -> bool {
-    let (image, params, span) = (item.image.clone(), item.task.params.clone(), item.span.clone());
-    let (ticket, task) = (item.ticket, item.task.clone());
-    span.in_scope(|| debug!(width = image.width, height = image.height, quality = %params.quality, "large image"));
-    let started = Instant::now();
-    let mut sink = ChannelSink { item: Some(item), inferred, bands: None };
-    let outcome = model.decompose_large(&image, &params, budget, &mut sink);
-    let elapsed = started.elapsed();
-    clock.add(elapsed);
-    crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
-    match (outcome, sink.bands) {
-        (Ok(()), Some(tx)) => tx.blocking_send(Band::Done { inference_ms: ms(elapsed) }).is_ok(),
-        (Err(ModelError::SinkClosed), _) => false,
-        (Err(e), Some(tx)) => {
-            span.in_scope(|| warn!(error = %e, "inference failed part way"));
-            tx.blocking_send(Band::Failed(e.to_string())).is_ok()
-        }
-        (outcome, None) => {
-            let (kind, reason) = match outcome {
-                Err(e @ ModelError::TooLarge { .. }) => (FailureKind::TooLarge, e.to_string()),
-                Err(e) => (FailureKind::Model, e.to_string()),
-                Ok(()) => (FailureKind::Model, "the model made no layers".to_owned()),
-            };
-            span.in_scope(|| warn!(error = %reason, "inference failed"));
-            results.blocking_send(Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), kind, reason))).is_ok()
-        }
     }
 }
 
@@ -176,32 +347,70 @@ fn split_batch<T>(pending: Vec<T>, max: usize, joins: impl Fn(&T, &T) -> bool) -
     (batch, rest)
 }
 
-fn round_up(v: u32, m: i64) -> i64 {
-    (i64::from(v) + m - 1) / m * m
+fn round_up(v: i64, m: i64) -> i64 {
+    (v + m - 1) / m * m
+}
+
+/// An image's size padded to the model's size multiple.
+fn padded(desc: &ModelDesc, item: &Item) -> (i64, i64) {
+    let m = desc.size_multiple.max(1);
+    (round_up(i64::from(item.image.height), m), round_up(i64::from(item.image.width), m))
+}
+
+/// The side a padded side is batched at: rounded up to an eighth of its octave (at most
+/// 12.5% more), in steps of the size multiple.
+pub fn bucket_side(side: i64, multiple: i64) -> i64 {
+    let m = multiple.max(1);
+    let side = round_up(side.max(1), m);
+    let octave = 1i64 << (63 - side.leading_zeros());
+    round_up(side, round_up((octave / 8).max(m), m))
+}
+
+/// The shape an image is batched at: its bucket when the model takes padding and a batch of
+/// two fits the budget there, else its own padded size.
+fn bucket(desc: &ModelDesc, calibration: &Calibration, budget: u64, height: u32, width: u32) -> (i64, i64) {
+    let m = desc.size_multiple.max(1);
+    let own = (round_up(i64::from(height), m), round_up(i64::from(width), m));
+    if !desc.pads {
+        return own;
+    }
+    let shape = (bucket_side(own.0, m), bucket_side(own.1, m));
+    let two = calibration.image_bytes(desc, shape.1 as u32, shape.0 as u32).saturating_mul(2);
+    if two <= budget {
+        shape
+    } else {
+        own
+    }
 }
 
 type Output = (Vec<Vec<u8>>, Vec<Vec<usize>>, Option<Vec<[u8; 3]>>);
 
-/// Runs a batch. On the CPU each image goes through the model alone even when it shares a
-/// batch: the CPU's convolution kernels differ with the batch size in the last bits of a
-/// float, which can move a quantised value by 1/255, and batching buys nothing on a CPU
-/// (BENCHMARKS.md). So on the CPU an image's layers are bitwise the same whatever shares its
-/// batch; on a GPU the batch is one forward pass, within 1/255 of an unbatched run.
-fn infer(model: &dyn Model, batch: &[Item], shape: (i64, i64)) -> Result<Vec<Output>, String> {
-    if model.device() != tch::Device::Cpu || batch.len() == 1 {
-        return infer_batch(model, batch, shape);
+/// Runs a batch. On the CPU each image goes through the model alone at its own padded
+/// size even when it shares a batch: the CPU's convolution kernels differ with the batch
+/// size in the last bits of a float, which can move a quantised value by 1/255, and
+/// batching buys nothing on a CPU (BENCHMARKS.md). So on the CPU an image's layers are
+/// bitwise the same whatever shares its batch; on a GPU the batch is one forward pass at its
+/// bucket's size, within 1/255 of an unbatched run.
+fn infer(model: &dyn Model, batch: &[Item], shape: (i64, i64), input: Option<Input>) -> Result<Vec<Output>, ModelError> {
+    if model.device() != Device::Cpu {
+        return infer_batch(model, batch, shape, input);
     }
     let mut outputs = Vec::with_capacity(batch.len());
     for one in batch.chunks(1) {
-        outputs.extend(infer_batch(model, one, shape)?);
+        outputs.extend(infer_batch(model, one, padded(model.desc(), &one[0]), None)?);
     }
     Ok(outputs)
 }
 
-/// Pads each image to `shape` (edge pixels repeated), runs the model, crops back, quantises.
-fn infer_batch(model: &dyn Model, batch: &[Item], (ph, pw): (i64, i64)) -> Result<Vec<Output>, String> {
-    let device = model.device();
-    let sizes: Vec<(i64, i64)> = batch.iter().map(|i| (i64::from(i.image.height), i64::from(i.image.width))).collect();
+/// Pads each image to `shape` (edge pixels repeated) and stacks them on the host, in pinned
+/// memory when `pin` names a GPU (so the copy to it can run alongside other work).
+fn prepare(batch: &[Item], shape: (i64, i64), pin: Option<Device>) -> Input {
+    let images: Vec<&crate::decode::Decoded> = batch.iter().map(|i| &*i.image).collect();
+    stack(&images, shape, pin)
+}
+
+/// [`prepare`] for decoded images.
+fn stack(images: &[&crate::decode::Decoded], (ph, pw): (i64, i64), pin: Option<Device>) -> Input {
     let pad = |t: Tensor, h: i64, w: i64| {
         if (h, w) == (ph, pw) {
             t
@@ -209,40 +418,74 @@ fn infer_batch(model: &dyn Model, batch: &[Item], (ph, pw): (i64, i64)) -> Resul
             t.unsqueeze(0).replication_pad2d([0, pw - w, 0, ph - h]).squeeze_dim(0)
         }
     };
-    let images: Vec<Tensor> = batch
-        .iter()
-        .zip(&sizes)
-        .map(|(item, &(h, w))| pad(Tensor::from_slice(&item.image.rgb).view([3, h, w]), h, w))
-        .collect();
-    let images = Tensor::stack(&images, 0).to_device(device);
-    let alpha = batch.iter().any(|i| i.image.alpha.is_some()).then(|| {
-        let planes: Vec<Tensor> = batch
+    let sizes: Vec<(i64, i64)> = images.iter().map(|i| (i64::from(i.height), i64::from(i.width))).collect();
+    let planes: Vec<Tensor> = images.iter().zip(&sizes).map(|(i, &(h, w))| pad(Tensor::from_slice(&i.rgb).view([3, h, w]), h, w)).collect();
+    let alpha = images.iter().any(|i| i.alpha.is_some()).then(|| {
+        let planes: Vec<Tensor> = images
             .iter()
             .zip(&sizes)
-            .map(|(item, &(h, w))| match &item.image.alpha {
+            .map(|(i, &(h, w))| match &i.alpha {
                 Some(a) => pad(Tensor::from_slice(a).view([1, h, w]), h, w),
-                None => Tensor::ones([1, ph, pw], (Kind::Float, tch::Device::Cpu)),
+                None => Tensor::ones([1, ph, pw], (Kind::Float, Device::Cpu)),
             })
             .collect();
-        Tensor::stack(&planes, 0).to_device(device)
+        Tensor::stack(&planes, 0)
     });
-    // Every image of a batch has these parameters (see the module's documentation).
+    let images = Tensor::stack(&planes, 0);
+    match pin {
+        Some(device) => Input { images: images.pin_memory(device), alpha: alpha.map(|a| a.pin_memory(device)) },
+        None => Input { images, alpha },
+    }
+}
+
+/// Runs `batch` padded to `shape` in one forward pass and quantises each image's layers,
+/// cropped back to its size.
+fn infer_batch(model: &dyn Model, batch: &[Item], shape: (i64, i64), input: Option<Input>) -> Result<Vec<Output>, ModelError> {
+    let images: Vec<&crate::decode::Decoded> = batch.iter().map(|i| &*i.image).collect();
     let params = &batch[0].task.params;
+    // Every image of a batch has these parameters (see the module's documentation).
     debug_assert!(batch.iter().all(|i| &i.task.params == params));
-    let out = model
-        .decompose(&Batch { images: &images, sizes: &sizes, alpha: alpha.as_ref() }, params)
-        .map_err(|e| e.to_string())?;
-    let mut outputs = Vec::with_capacity(batch.len());
+    run_stacked(model, &images, shape, input, params)
+}
+
+fn run_stacked(
+    model: &dyn Model,
+    images: &[&crate::decode::Decoded],
+    shape: (i64, i64),
+    input: Option<Input>,
+    params: &lamina_common::params::DecomposeParams,
+) -> Result<Vec<Output>, ModelError> {
+    let device = model.device();
+    let sizes: Vec<(i64, i64)> = images.iter().map(|i| (i64::from(i.height), i64::from(i.width))).collect();
+    let input = input.unwrap_or_else(|| stack(images, shape, None));
+    // Non-blocking from pinned memory: the copy is queued behind the device's work.
+    let on_device = |t: &Tensor| t.to_device_(device, Kind::Float, true, false);
+    let (images_t, alpha) = (on_device(&input.images), input.alpha.as_ref().map(on_device));
+    let out = model.decompose(&Batch { images: &images_t, sizes: &sizes, alpha: alpha.as_ref() }, params)?;
+    let mut outputs = Vec::with_capacity(images.len());
     for (i, ((&(h, w), sources), palette)) in sizes.iter().zip(out.sources).zip(out.palettes).enumerate() {
-        let layers = quantise(&out.layers.get(i as i64).narrow(2, 0, h).narrow(3, 0, w)).map_err(|e| e.to_string())?;
+        let layers = quantise(&out.layers.get(i as i64).narrow(2, 0, h).narrow(3, 0, w)).map_err(crate::model::torch_err(&model.desc().id))?;
         outputs.push((layers, sources, palette));
     }
     Ok(outputs)
 }
 
+/// Decomposes `images` in one forward pass at `shape` (each image's bucket, or any shape at
+/// least as large as every image and a multiple of the model's), as a GPU lane does: the
+/// quantised layers of each image, cropped to its size. For tests and benchmarks of
+/// batching.
+pub fn decompose_stacked(
+    model: &dyn Model,
+    images: &[&crate::decode::Decoded],
+    shape: (i64, i64),
+    params: &lamina_common::params::DecomposeParams,
+) -> Result<Vec<Vec<Vec<u8>>>, ModelError> {
+    Ok(run_stacked(model, images, shape, None, params)?.into_iter().map(|(layers, _, _)| layers).collect())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split_batch;
+    use super::{bucket_side, split_batch};
 
     #[test]
     fn a_batch_takes_only_images_that_match_its_lead_in_arrival_order() {
@@ -256,5 +499,23 @@ mod tests {
         assert_eq!(batch.iter().map(|i| i.0).collect::<Vec<_>>(), [1, 6]);
         assert_eq!(rest.iter().map(|i| i.0).collect::<Vec<_>>(), [3, 5]);
         assert!(split_batch(Vec::<(i32, i32, &str)>::new(), 3, joins).0.is_empty());
+    }
+
+    #[test]
+    fn buckets_pad_a_side_by_at_most_an_eighth_in_steps_of_the_multiple() {
+        assert_eq!(bucket_side(451, 8), 480);
+        assert_eq!(bucket_side(300, 8), 320);
+        assert_eq!(bucket_side(1000, 8), 1024);
+        assert_eq!(bucket_side(1024, 8), 1024);
+        assert_eq!(bucket_side(1025, 8), 1152);
+        assert_eq!(bucket_side(20, 8), 24);
+        assert_eq!(bucket_side(7, 1), 7);
+        for side in 1..5000 {
+            let b = bucket_side(side, 8);
+            assert!(b >= side && b % 8 == 0 && (b - side) as f64 <= (side as f64 / 8.0).max(8.0), "{side} -> {b}");
+        }
+        // Many sizes, few buckets: 1000 sides from 600 to 1599 fall into 12.
+        let buckets: std::collections::BTreeSet<i64> = (600..1600).map(|s| bucket_side(s, 8)).collect();
+        assert!(buckets.len() <= 12, "{buckets:?}");
     }
 }

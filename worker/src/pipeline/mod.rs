@@ -20,6 +20,8 @@ mod fetch;
 mod infer;
 mod write;
 
+pub use infer::{bucket_side, decompose_stacked};
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,7 +44,7 @@ const WRITE_CONCURRENCY: usize = 2;
 pub struct WorkerConfig {
     /// Images larger than this many pixels are refused from their header.
     pub max_pixels: u64,
-    /// Most images per forward pass (only images of the same padded size are batched).
+    /// Most images per forward pass (images of one size bucket and the same parameters).
     pub batch_size: usize,
     /// Where inference runs, for manifests and logs.
     pub device: tch::Device,
@@ -102,6 +104,9 @@ struct Inferred {
     sources: Vec<Vec<usize>>,
     palette: Option<Vec<[u8; 3]>>,
     bands: mpsc::Receiver<Band>,
+    /// Where and in which precision it ran (for the manifest).
+    device: tch::Device,
+    precision: crate::model::Precision,
 }
 
 /// What follows an [`Inferred`] image, in order: its layers' rows top to bottom, then
@@ -140,7 +145,7 @@ pub async fn run(
     results: mpsc::Sender<Finished>,
     clock: Arc<ModelClock>,
 ) {
-    let desc: ModelDesc = crate::model::lock(&model).desc().clone();
+    let desc: ModelDesc = model.desc().clone();
     let batch = config.batch_size.max(1);
     let budget = config.memory_budget;
     let (decoded_tx, decoded_rx) = mpsc::channel(2 * batch);
@@ -150,7 +155,7 @@ pub async fn run(
     let inference = std::thread::Builder::new()
         .name("lamina-inference".into())
         .spawn(move || infer::run(model, batch, budget, decoded_rx, inferred_tx, infer_results, clock));
-    let writer = write::run(desc, config, inferred_rx, results);
+    let writer = write::run(desc, inferred_rx, results);
     writer.await;
     let _ = fetcher.await;
     if let Ok(handle) = inference {

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, Instrument};
 
-use super::{fetch::ms, Band, Finished, Inferred, WorkerConfig, WRITE_CONCURRENCY};
+use super::{fetch::ms, Band, Finished, Inferred, WRITE_CONCURRENCY};
 use crate::encode::{Encoded, StreamEncoder};
 use crate::model::{device_name, ModelDesc};
 use lamina_common::keys::join;
@@ -19,16 +19,14 @@ use lamina_common::retry::{retry, RetryPolicy};
 
 pub(super) async fn run(
     desc: ModelDesc,
-    config: WorkerConfig,
     mut inferred: mpsc::Receiver<Inferred>,
     results: mpsc::Sender<Finished>,
 ) {
     let slots = Arc::new(Semaphore::new(WRITE_CONCURRENCY));
     let mut writing = JoinSet::new();
-    let device = device_name(config.device);
     while let Some(image) = inferred.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-        let (desc, device, results) = (desc.clone(), device.clone(), results.clone());
+        let (desc, device, results) = (desc.clone(), device_name(image.device), results.clone());
         let (ticket, task, span) = (image.item.ticket, image.item.task.clone(), image.item.span.clone());
         writing.spawn(
             async move {
@@ -45,7 +43,7 @@ pub(super) async fn run(
 }
 
 async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
-    let Inferred { mut item, sources, palette, mut bands } = image;
+    let Inferred { mut item, sources, palette, mut bands, precision, .. } = image;
     let output = item.output.clone();
     let key = item.task.key.clone();
     let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.params).objects(desc.objects);
@@ -125,7 +123,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
             orientation: image.orientation,
             has_alpha: image.alpha.is_some(),
         },
-        model: ModelInfo { id: desc.id.clone(), weights_sha256: desc.weights_sha256.clone(), device: device.to_owned() },
+        model: ModelInfo { id: desc.id.clone(), weights_sha256: desc.weights_sha256.clone(), device: device.to_owned(), precision: Some(precision.name().to_owned()) },
         params: item.task.params.clone(),
         canvas: Canvas { width: image.width, height: image.height },
         layer_count: Some(LayerCountInfo { chosen: layers.len(), why: explain(desc, &item.task.params, layers.len(), dropped.len()) }),

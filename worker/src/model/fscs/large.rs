@@ -31,7 +31,7 @@ use crate::decode::Decoded;
 use crate::model::blend::{alpha_add_to_normal, merge_alpha_add, plan_layers};
 use crate::model::resample::{bands, crop, reduce};
 use crate::model::{quantise, LayerSink, ModelError};
-use lamina_common::params::{DecomposeParams, FAST_PIXELS};
+use lamina_common::params::DecomposeParams;
 
 /// Context around each tile's core, in pixels: more than the networks' effective reach (the
 /// tiled-versus-whole test measures the difference), a multiple of 8.
@@ -48,7 +48,7 @@ const BAND_BYTES_PER_PIXEL: u64 = 800;
 
 /// The most pixels the networks see in fast mode under `budget`.
 pub(super) fn fast_pixels(budget: u64) -> u64 {
-    FAST_PIXELS.min(budget / BYTES_PER_PIXEL).max(64 * 64)
+    crate::model::fast_pixels(BYTES_PER_PIXEL, budget)
 }
 
 /// The side of a tile's core for `budget`: the largest multiple of 8 whose tile, margins

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::blend::{alpha_add_to_normal, merge_alpha_add, pad_groups, plan_layers};
-use super::{torch_err, Batch, Decomposed, LayerSink, Model, ModelDesc, ModelError};
+use super::{torch_err, Batch, Decomposed, LayerSink, Model, ModelDesc, ModelError, Precision};
 use crate::decode::Decoded;
 use lamina_common::model::ModelSpec;
 use lamina_common::params::{DecomposeParams, Quality};
@@ -40,10 +40,14 @@ const BYTES_PER_PIXEL: u64 = 1800;
 pub struct Fscs {
     desc: ModelDesc,
     // Keeps the parameters alive; the networks hold views into it.
-    _vs: nn::VarStore,
+    vs: nn::VarStore,
     mask_generator: net::UNet,
     residue_predictor: net::UNet,
     device: Device,
+    /// The networks' precision (everything around them runs in fp32).
+    precision: Precision,
+    /// The fp32 weights, kept once the precision first changes.
+    master: Option<Vec<(String, Tensor)>>,
 }
 
 impl Fscs {
@@ -95,8 +99,10 @@ impl Fscs {
             max_side: u32::MAX,
             bytes_per_pixel: BYTES_PER_PIXEL,
             objects: false,
+            fast_reduces: true,
+            pads: true,
         };
-        Ok(Fscs { desc, _vs: vs, mask_generator, residue_predictor, device })
+        Ok(Fscs { desc, vs, mask_generator, residue_predictor, device, precision: Precision::Fp32, master: None })
     }
 
     /// Steps 2-7 of the reference procedure: the alpha-add layers for `images` (`[B,3,H,W]`)
@@ -104,10 +110,28 @@ impl Fscs {
     /// `[B,K,1,H,W]` (alphas sum to 1 per pixel but may leave [0,1]: the guided filter
     /// overshoots).
     pub fn alpha_add(&self, images: &Tensor, palettes: &Tensor) -> (Tensor, Tensor) {
+        self.alpha_add_within(images, palettes, None)
+    }
+
+    /// [`Fscs::alpha_add`] for padded images: each residue's mean is taken over its image's
+    /// own `(height, width)`, so padding (to the size multiple, or to a batch's size bucket)
+    /// does not shift an image's colours.
+    fn alpha_add_within(&self, images: &Tensor, palettes: &Tensor, sizes: Option<&[(i64, i64)]>) -> (Tensor, Tensor) {
         tch::no_grad(|| {
             let (b, _, h, w) = images.size4().unwrap_or((0, 3, 0, 0));
             let (planes, alpha, residue) = self.networks(images, palettes);
-            let residue = &residue - residue.mean_dim([2, 3].as_slice(), true, Kind::Float);
+            let mean = match sizes {
+                Some(sizes) if sizes.iter().any(|&s| s != (h, w)) => {
+                    let means: Vec<Tensor> = sizes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &(ih, iw))| residue.get(i as i64).narrow(1, 0, ih).narrow(2, 0, iw).mean_dim([1, 2].as_slice(), true, Kind::Float))
+                        .collect();
+                    Tensor::stack(&means, 0)
+                }
+                _ => residue.mean_dim([2, 3].as_slice(), true, Kind::Float),
+            };
+            let residue = &residue - mean;
             let colour = (planes + residue.view([b, K as i64, 3, h, w])).clamp(0.0, 1.0);
             (colour, alpha)
         })
@@ -122,14 +146,16 @@ impl Fscs {
             let (b, _, h, w) = images.size4().unwrap_or((0, 3, 0, 0));
             let k = K as i64;
             let planes = palettes.view([b, k, 3, 1, 1]).expand([b, k, 3, h, w], false);
+            let kind = self.precision.kind();
+            let net_images = images.to_kind(kind);
             let x = Tensor::cat(&[images.shallow_clone(), planes.reshape([b, 3 * k, h, w])], 1);
-            let alpha = self.mask_generator.forward(&x, images).sigmoid();
+            let alpha = self.mask_generator.forward(&x.to_kind(kind), &net_images).to_kind(Kind::Float).sigmoid();
             let alpha = normalise(&alpha);
             let alpha = normalise(&guided_filter(&luma(images), &alpha, GUIDED_RADIUS, GUIDED_EPS));
             let alpha = alpha.view([b, k, 1, h, w]);
             let per_layer = Tensor::cat(&[planes.shallow_clone(), alpha.shallow_clone()], 2).reshape([b, 4 * k, h, w]);
             let x = Tensor::cat(&[images.shallow_clone(), per_layer], 1);
-            let residue = self.residue_predictor.forward(&x, images).tanh();
+            let residue = self.residue_predictor.forward(&x.to_kind(kind), &net_images).to_kind(Kind::Float).tanh();
             (planes, alpha, residue)
         })
     }
@@ -168,9 +194,28 @@ impl Model for Fscs {
         ModelSpec::Fscs.check_params(params, None).map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
     }
 
-    fn is_large(&self, width: u32, height: u32, params: &DecomposeParams, budget: u64) -> bool {
-        let fast = params.quality == Quality::Fast && u64::from(width) * u64::from(height) > large::fast_pixels(budget);
-        fast || super::whole_bytes(&self.desc, width, height) > budget
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn set_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
+        if precision == self.precision {
+            return Ok(());
+        }
+        // The fp32 weights are kept aside the first time, so going back to fp32 restores
+        // them exactly (a round trip through fp16 would not).
+        let master = self.master.get_or_insert_with(|| tch::no_grad(|| self.vs.variables().into_iter().map(|(name, var)| (name, var.copy())).collect()));
+        let mut vars = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, weights) in master.iter() {
+                if let Some(var) = vars.get_mut(name) {
+                    // `to_kind` keeps the channels-last layout of the convolution weights.
+                    var.set_data(&weights.to_kind(precision.kind()));
+                }
+            }
+        });
+        self.precision = precision;
+        Ok(())
     }
 
     fn decompose_large(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
@@ -187,7 +232,7 @@ impl Model for Fscs {
         let flat: Vec<f32> = palettes.iter().flatten().flatten().map(|&v| f32::from(v) / 255.0).collect();
         let b = batch.sizes.len() as i64;
         let palette_t = Tensor::from_slice(&flat).view([b, K as i64, 3]).to_device(self.device);
-        let (colour, alpha) = self.alpha_add(batch.images, &palette_t);
+        let (colour, alpha) = self.alpha_add_within(batch.images, &palette_t, Some(batch.sizes));
         tch::no_grad(|| {
             // The reference's flaw, fixed: clamped alphas must still sum to 1.
             let alpha = normalise(&alpha.clamp(0.0, 1.0));

@@ -15,6 +15,9 @@ use crate::model::torchscript::first_line;
 /// Mattes a batch: `[B,3,H,W]` in [0,1] to `[B,1,H,W]` in [0,1].
 pub trait Matte: Send {
     fn matte(&self, images: &Tensor) -> Result<Tensor, String>;
+    /// Runs the network in `kind` from now on (its input is cast to it, its matte back to
+    /// fp32).
+    fn set_kind(&mut self, kind: Kind) -> Result<(), String>;
 }
 
 /// How a network wants its input: `(x - mean) / std` per channel, x in [0,1].
@@ -42,6 +45,7 @@ pub struct NetMatte {
     net: U2Net,
     size: i64,
     norm: Normalise,
+    kind: Kind,
 }
 
 /// A built-in network: its file, where it comes from and what it expects.
@@ -110,7 +114,7 @@ impl NetMatte {
     pub fn from_bytes(net: &BuiltinNet, bytes: &[u8], device: Device) -> Result<NetMatte, String> {
         let convs = onnx::conv_nodes(bytes)?;
         let built = tch::no_grad(|| U2Net::from_convs(net.arch, convs, device))?;
-        Ok(NetMatte { net: built, size: net.size, norm: net.norm })
+        Ok(NetMatte { net: built, size: net.size, norm: net.norm, kind: Kind::Float })
     }
 
     /// The network's raw matte at its own input size (`[B,1,S,S]`), for conformance tests.
@@ -122,7 +126,14 @@ impl NetMatte {
 impl Matte for NetMatte {
     fn matte(&self, images: &Tensor) -> Result<Tensor, String> {
         let s = images.size();
-        Ok(tch::no_grad(|| resize(&self.net.forward(&network_input(images, self.size, &self.norm)), s[2], s[3]).clamp(0.0, 1.0)))
+        let input = network_input(images, self.size, &self.norm).to_kind(self.kind);
+        Ok(tch::no_grad(|| resize(&self.net.forward(&input).to_kind(Kind::Float), s[2], s[3]).clamp(0.0, 1.0)))
+    }
+
+    fn set_kind(&mut self, kind: Kind) -> Result<(), String> {
+        self.net.set_kind(kind);
+        self.kind = kind;
+        Ok(())
     }
 }
 
@@ -131,6 +142,9 @@ impl Matte for NetMatte {
 /// probabilities or as logits (`sigmoid: true`).
 pub struct ScriptMatte {
     module: tch::CModule,
+    device: Device,
+    kind: Kind,
+    sha256: String,
     path: PathBuf,
     size: i64,
     norm: Normalise,
@@ -141,7 +155,7 @@ pub struct ScriptMatte {
 impl ScriptMatte {
     pub fn load(path: &Path, sha256: &str, size: i64, norm: Normalise, output: usize, sigmoid: bool, device: Device) -> Result<ScriptMatte, String> {
         let module = load_script(path, sha256, device)?;
-        Ok(ScriptMatte { module, path: path.to_owned(), size, norm, output, sigmoid })
+        Ok(ScriptMatte { module, device, kind: Kind::Float, sha256: sha256.to_owned(), path: path.to_owned(), size, norm, output, sigmoid })
     }
 }
 
@@ -180,7 +194,7 @@ pub fn check_stage_output(path: &Path, what: &str, out: &Tensor, want: &[i64]) -
 impl Matte for ScriptMatte {
     fn matte(&self, images: &Tensor) -> Result<Tensor, String> {
         let s = images.size();
-        let input = network_input(images, self.size, &self.norm);
+        let input = network_input(images, self.size, &self.norm).to_kind(self.kind);
         let out = tch::no_grad(|| self.module.forward_is(&[tch::IValue::Tensor(input)]))
             .map_err(|e| format!("{}: the matte network failed: {}", self.path.display(), first_line(&e.to_string())))?;
         let out = match out {
@@ -195,8 +209,20 @@ impl Matte for ScriptMatte {
         if !matches!(out.kind(), Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double) {
             return Err(format!("{}: the matte network broke its contract: output dtype {:?}, expected a float tensor", self.path.display(), out.kind()));
         }
+        let out = out.to_kind(Kind::Float);
         let out = if self.sigmoid { out.sigmoid() } else { out };
         check_stage_output(&self.path, "matte network", &out, &[s[0], 1, self.size, self.size])?;
-        Ok(tch::no_grad(|| resize(&out.to_kind(Kind::Float), s[2], s[3]).clamp(0.0, 1.0)))
+        Ok(tch::no_grad(|| resize(&out, s[2], s[3]).clamp(0.0, 1.0)))
+    }
+
+    fn set_kind(&mut self, kind: Kind) -> Result<(), String> {
+        // From the file again (checked again), so fp32 after fp16 is the file's fp32.
+        let mut module = load_script(&self.path, &self.sha256, self.device)?;
+        if kind != Kind::Float {
+            module.to(self.device, kind, false);
+        }
+        self.module = module;
+        self.kind = kind;
+        Ok(())
     }
 }

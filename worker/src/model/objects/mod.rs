@@ -61,6 +61,8 @@ pub struct ObjectModel {
     elements: bool,
     max_layers: u8,
     min_coverage: f64,
+    /// The matting network's precision (foreground estimation and fill run in fp32).
+    precision: super::Precision,
 }
 
 impl ObjectModel {
@@ -88,6 +90,8 @@ impl ObjectModel {
             max_side: u32::MAX,
             bytes_per_pixel: BYTES_PER_PIXEL,
             objects: true,
+            fast_reduces: false,
+            pads: false,
         };
         Ok(ObjectModel {
             desc,
@@ -99,6 +103,7 @@ impl ObjectModel {
             elements: recipe.elements,
             max_layers,
             min_coverage: recipe.min_coverage.unwrap_or(DEFAULT_MIN_COVERAGE),
+            precision: super::Precision::Fp32,
         })
     }
 
@@ -193,6 +198,16 @@ impl Model for ObjectModel {
 
     fn device(&self) -> Device {
         self.device
+    }
+
+    fn precision(&self) -> super::Precision {
+        self.precision
+    }
+
+    fn set_precision(&mut self, precision: super::Precision) -> Result<(), ModelError> {
+        self.matte.set_kind(precision.kind()).map_err(|e| self.err(e))?;
+        self.precision = precision;
+        Ok(())
     }
 
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {

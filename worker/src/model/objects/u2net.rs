@@ -18,6 +18,9 @@ use super::onnx::ConvNode;
 struct Conv {
     weight: Tensor,
     bias: Option<Tensor>,
+    /// The weights in a reduced precision, when the network runs in one (the fp32 ones
+    /// stay, so going back to fp32 is exact).
+    reduced: Option<(Tensor, Option<Tensor>)>,
     stride: i64,
     dilation: i64,
     padding: i64,
@@ -26,7 +29,11 @@ struct Conv {
 
 impl Conv {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let y = x.conv2d(&self.weight, self.bias.as_ref(), [self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
+        let (weight, bias) = match &self.reduced {
+            Some((w, b)) => (w, b.as_ref()),
+            None => (&self.weight, self.bias.as_ref()),
+        };
+        let y = x.conv2d(weight, bias, [self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
         if self.relu {
             y.relu()
         } else {
@@ -72,6 +79,7 @@ impl<I: Iterator<Item = ConvNode>> Weights<I> {
             dilation,
             padding,
             relu,
+            reduced: None,
         })
     }
 }
@@ -219,6 +227,16 @@ impl U2Net {
             return Err(format!("the file has {total} convolutions; the network uses {}", w.taken));
         }
         Ok(net)
+    }
+
+    /// Converts every weight and bias to `kind` (the input must then be in `kind` too).
+    pub fn set_kind(&mut self, kind: tch::Kind) {
+        let blocks = self.encoder.iter_mut().chain(self.decoder.iter_mut());
+        let convs = blocks.flat_map(|b| std::iter::once(&mut b.input).chain(b.encoder.iter_mut()).chain(b.decoder.iter_mut()));
+        let all = convs.chain(self.input.iter_mut()).chain(self.sides.iter_mut()).chain(self.fuse.iter_mut());
+        for conv in all {
+            conv.reduced = (kind != tch::Kind::Float).then(|| (conv.weight.to_kind(kind), conv.bias.as_ref().map(|b| b.to_kind(kind))));
+        }
     }
 
     /// The matte of a normalised batch, in [0,1], at the input's size.

@@ -1,0 +1,140 @@
+//! The GPU path's parts, proved on the CPU:
+//! - images of mixed sizes padded to one size bucket and run in one forward pass (as a GPU
+//!   lane runs a batch) give each image the layers it gets alone, within 1/255 mean
+//!   absolute;
+//! - the networks in bf16 stay close to fp32 (the steps around them stay fp32), and a model
+//!   can go back to fp32 exactly;
+//! - start-up calibration measures a footprint that grows with the image, and keeps the
+//!   model's own figure when told not to measure;
+//! - two lanes on one device load two replicas that decompose alike.
+
+use std::sync::Arc;
+
+use lamina_common::params::DecomposeParams;
+use lamina_worker::decode::{decode, Decoded};
+use lamina_worker::model::calibrate::{calibrate, warm_up_image, WarmUp};
+use lamina_worker::model::{self, Batch, Precision, PrecisionChoice};
+use lamina_worker::pipeline::{bucket_side, decompose_stacked};
+use tch::{Device, Kind, Tensor};
+
+fn photo(name: &str, w: u32, h: u32) -> Arc<Decoded> {
+    let path = format!("{}/../assets/samples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let img = image::open(path).unwrap().resize_exact(w, h, image::imageops::FilterType::Triangle);
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    Arc::new(decode(&png, 100_000_000).unwrap())
+}
+
+fn padded(image: &Decoded) -> (i64, i64) {
+    ((i64::from(image.height) + 7) / 8 * 8, (i64::from(image.width) + 7) / 8 * 8)
+}
+
+/// Mean and largest absolute difference of two images' layers, on the 0-1 scale.
+fn diff(a: &[Vec<u8>], b: &[Vec<u8>]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len(), "layer counts differ");
+    let (mut sum, mut max, mut n) = (0.0f64, 0.0f64, 0usize);
+    for (la, lb) in a.iter().zip(b) {
+        assert_eq!(la.len(), lb.len());
+        for (&x, &y) in la.iter().zip(lb) {
+            let d = f64::from(x.abs_diff(y)) / 255.0;
+            sum += d;
+            max = max.max(d);
+        }
+        n += la.len();
+    }
+    (sum / n as f64, max)
+}
+
+#[test]
+fn mixed_sizes_in_one_bucket_match_their_unbatched_layers() {
+    let m = model::load("fscs", Device::Cpu).unwrap();
+    let images = [photo("astronaut.png", 226, 161), photo("coffee.png", 232, 170), photo("chelsea.png", 240, 176)];
+    let buckets: Vec<(i64, i64)> = images.iter().map(|i| (bucket_side(padded(i).0, 8), bucket_side(padded(i).1, 8))).collect();
+    assert!(buckets.iter().all(|b| *b == buckets[0]), "one bucket for all three: {buckets:?}");
+    let shape = buckets[0];
+    assert_eq!(shape, (176, 240));
+    for params in [DecomposeParams::default(), DecomposeParams { layers: Some(lamina_common::params::LayerCount::Count(4)), ..Default::default() }] {
+        let refs: Vec<&Decoded> = images.iter().map(|i| &**i).collect();
+        let batched = decompose_stacked(&*m, &refs, shape, &params).unwrap();
+        for (image, together) in images.iter().zip(&batched) {
+            let alone = decompose_stacked(&*m, &[&**image], padded(image), &params).unwrap().remove(0);
+            let (mean, max) = diff(&alone, together);
+            println!("{}x{} in a {}x{} batch: mean |diff| {mean:.5}, max {max:.3}", image.width, image.height, shape.1, shape.0);
+            assert!(mean <= 1.0 / 255.0, "{}x{}: mean |diff| {mean} over 1/255", image.width, image.height);
+        }
+    }
+}
+
+/// `[1,L,4,H,W]` layers of one forward pass at the model's current precision.
+fn layers(m: &dyn model::Model, image: &Tensor) -> Tensor {
+    let (_, _, h, w) = image.size4().unwrap();
+    m.decompose(&Batch { images: image, sizes: &[(h, w)], alpha: None }, &DecomposeParams::default()).unwrap().layers
+}
+
+#[test]
+fn bf16_networks_stay_close_to_fp32_and_fp32_comes_back_exactly() {
+    for spec in ["fscs", "objects-small"] {
+        let mut m = model::load(spec, Device::Cpu).unwrap();
+        let image = warm_up_image(128, Device::Cpu);
+        let fp32 = layers(&*m, &image);
+        m.set_precision(Precision::Bf16).unwrap();
+        assert_eq!(m.precision(), Precision::Bf16);
+        let bf16 = layers(&*m, &image);
+        assert_eq!(bf16.kind(), Kind::Float, "{spec}: layers stay fp32");
+        assert_eq!(bf16.size(), fp32.size());
+        let mean = f64::try_from((&bf16 - &fp32).abs().mean(Kind::Double)).unwrap();
+        println!("{spec}: bf16 networks, mean |diff| from fp32 {mean:.5}");
+        // bf16 keeps 8 bits of mantissa: its layers are near fp32's (FSCS within 1/255 mean
+        // absolute, U2-Netp's mattes not: the start-up trial measures each precision and
+        // `auto` keeps only those within 1/255).
+        assert!(mean > 0.0 && mean < 0.05, "{spec}: {mean}");
+        m.set_precision(Precision::Fp32).unwrap();
+        let back = layers(&*m, &image);
+        assert!(back.equal(&fp32), "{spec}: fp32 again gives the same layers bit for bit");
+    }
+}
+
+#[test]
+fn calibration_measures_a_footprint_on_the_cpu_or_keeps_the_models_figure() {
+    let mut m = model::load("fscs", Device::Cpu).unwrap();
+    let assumed = calibrate(&mut *m, PrecisionChoice::Auto, WarmUp::Off).unwrap();
+    assert!(!assumed.measured);
+    assert_eq!(assumed.footprint.per_pixel, m.desc().bytes_per_pixel);
+    assert_eq!(assumed.precision, Precision::Fp32, "auto is fp32 on a CPU");
+    let measured = calibrate(&mut *m, PrecisionChoice::Auto, WarmUp::On).unwrap();
+    println!("fscs on the CPU: {:?}", measured.footprint);
+    if measured.measured {
+        // The measurement is of the real process: hundreds of bytes to a few KB per pixel.
+        assert!((100..20_000).contains(&measured.footprint.per_pixel), "{:?}", measured.footprint);
+        let small = measured.image_bytes(m.desc(), 256, 256);
+        let big = measured.image_bytes(m.desc(), 1024, 1024);
+        assert!(big > 10 * small / 2, "{small} {big}");
+    }
+    let fixed = calibrate(&mut *m, PrecisionChoice::Fixed(Precision::Bf16), WarmUp::Off).unwrap();
+    assert_eq!((fixed.precision, m.precision()), (Precision::Bf16, Precision::Bf16));
+}
+
+#[test]
+fn two_lanes_on_one_device_decompose_alike() {
+    let layout = model::LaneSpec { devices: vec![Device::Cpu], per_device: 2, precision: PrecisionChoice::Auto, warm_up: WarmUp::Off };
+    let lanes = model::load_lanes("fscs", &layout).unwrap();
+    assert_eq!(lanes.lanes().len(), 2);
+    assert_eq!(lanes.devices(), vec![Device::Cpu]);
+    let image = photo("coffee.png", 96, 64);
+    let out: Vec<Vec<Vec<u8>>> = lanes
+        .lanes()
+        .iter()
+        .map(|lane| decompose_stacked(&**lane.lock(), &[&*image], padded(&image), &DecomposeParams::default()).unwrap().remove(0))
+        .collect();
+    assert_eq!(out[0], out[1]);
+}
+
+#[test]
+fn device_lists_parse_and_refuse_repeats() {
+    assert_eq!(model::parse_devices("cpu").unwrap(), vec![Device::Cpu]);
+    let e = model::parse_devices("cpu,cpu").unwrap_err();
+    assert!(e.contains("named twice") && e.contains("--lanes-per-device"), "{e}");
+    if tch::Cuda::device_count() == 0 {
+        assert!(model::parse_devices("cuda:all").unwrap_err().contains("no CUDA device"));
+    }
+}
