@@ -2,8 +2,10 @@
 //! over the same images at once (real coordinator, worker and RabbitMQ), one asking for 3
 //! layers and one for 5, both with a fixed palette: every manifest records its own job's
 //! parameters, its layers come from them (the same sources and the same pixels as a
-//! batch-size-1 `lamina run` of that job), and the worker really formed batches of several
-//! images while the two jobs' tasks were interleaved on its queue.
+//! batch-size-1 `lamina run` of that job, whose two inference lanes took the images in
+//! turn), and the worker really formed batches of several images while the two jobs' tasks
+//! were interleaved on its queue. The networks in bf16 give layers close to fp32's, and
+//! the manifests say which precision ran.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -97,6 +99,9 @@ fn two_jobs_sharing_batches_each_get_their_own_parameters_and_the_unbatched_resu
             PALETTE,
             "--batch-size",
             "1",
+            // Two inference lanes take the images in turn: still the same bytes.
+            "--lanes-per-device",
+            "2",
         ]);
         assert!(single.status.success(), "{}", explain(&single));
         for key in &keys {
@@ -115,5 +120,41 @@ fn two_jobs_sharing_batches_each_get_their_own_parameters_and_the_unbatched_resu
                 assert_eq!(worst, 0, "{key}, --layers {n}: {differ} layer bytes differ from a batch-size-1 run, by up to {worst}/255");
             }
         }
+    }
+}
+
+#[test]
+fn reduced_precision_is_recorded_and_stays_close_to_fp32() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    for name in ["astronaut.png", "chelsea.png", "coffee.png"] {
+        write(&input, &format!("{name}.png"), &encode(&sample(name, 96), ImageFormat::Png));
+    }
+    let run = |precision: &str| {
+        let out = dir.path().join(precision);
+        let run = lamina(&["run", &input.display().to_string(), &out.display().to_string(), "--precision", precision, "--palette", PALETTE]);
+        assert!(run.status.success(), "{}", explain(&run));
+        out
+    };
+    let (fp32, bf16) = (run("fp32"), run("bf16"));
+    for name in ["astronaut.png", "chelsea.png", "coffee.png"] {
+        let key = format!("{name}.png");
+        let (a, b) = (manifest(&fp32, &key).unwrap(), manifest(&bf16, &key).unwrap());
+        assert_eq!(a.model.precision.as_deref(), Some("fp32"));
+        assert_eq!(b.model.precision.as_deref(), Some("bf16"), "{key}: the manifest says which precision ran");
+        assert_eq!(a.layers.len(), b.layers.len(), "{key}");
+        let (mut sum, mut n) = (0u64, 0usize);
+        for (la, lb) in a.layers.iter().zip(&b.layers) {
+            let x = image::open(fp32.join(&key).join(la.png())).unwrap().to_rgba8();
+            let y = image::open(bf16.join(&key).join(lb.png())).unwrap().to_rgba8();
+            sum += x.as_raw().iter().zip(y.as_raw()).map(|(p, q)| u64::from(p.abs_diff(*q))).sum::<u64>();
+            n += x.as_raw().len();
+        }
+        let mean = sum as f64 / n as f64 / 255.0;
+        println!("{key}: bf16 layers' mean |diff| from fp32 {mean:.5}");
+        assert!(mean < 2.0 / 255.0, "{key}: {mean}");
+        let psnr = |m: &lamina_common::manifest::Manifest| m.recomposite_psnr_db.unwrap_or(f64::INFINITY);
+        println!("{key}: recomposite {:.2} dB in fp32, {:.2} dB in bf16", psnr(&a), psnr(&b));
+        assert!((psnr(&a) - psnr(&b)).abs() < 0.5, "{key}: {:.2} vs {:.2} dB", psnr(&a), psnr(&b));
     }
 }

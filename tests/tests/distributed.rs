@@ -35,7 +35,14 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
             &[("LAMINA_HTTP_ADDR", &http), ("LAMINA_HTTP_TOKEN", token)],
         ),
         spawn_service("lamina-worker", &prefix, &logs.path().join("worker-1.log")),
-        spawn_service("lamina-worker", &prefix, &logs.path().join("worker-2.log")),
+        // The second worker runs two inference lanes, batches of up to four from size
+        // buckets, and measures its memory footprint at start-up (as on a GPU).
+        spawn_with(
+            "lamina-worker",
+            &prefix,
+            &logs.path().join("worker-2.log"),
+            &[("LAMINA_LANES_PER_DEVICE", "2"), ("LAMINA_WARM_UP", "on"), ("LAMINA_BATCH_SIZE", "4")],
+        ),
     ]);
     let input = S3Store::new(&settings, &bucket, "in").await;
     let originals = fleet_images(200, 24);
@@ -54,6 +61,8 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(stdout.contains("200 images: 200 done, 0 skipped (unchanged), 0 failed"), "{}\n{}", explain(&first), show_logs());
     let job_id = stdout.lines().next().unwrap().trim().to_owned();
+    let worker2 = std::fs::read_to_string(logs.path().join("worker-2.log")).unwrap();
+    assert!(worker2.contains("calibrated") && worker2.contains("measured=true"), "the warm-up measured the footprint\n{}", show_logs());
 
     // Every image: a manifest, layers that decode and recomposite at the claimed PSNR.
     let output = S3Store::new(&settings, &bucket, "out").await;
@@ -183,6 +192,7 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     for (key, original) in &photos {
         let manifest: Manifest = serde_json::from_slice(&objects_out.get(&format!("{key}/manifest.json")).await.unwrap()).unwrap();
         assert_eq!(manifest.model.id, "objects-u2netp@1");
+        assert_eq!(manifest.model.precision.as_deref(), Some("fp32"), "{key}: auto is fp32 on a CPU");
         assert_eq!(manifest.layers[0].role, Some(LayerRole::Background), "{key}");
         assert!(manifest.layers.len() >= 2 && manifest.layers[1..].iter().all(|l| l.role == Some(LayerRole::Object)), "{key}");
         let dir = fetched.path().join(key);
