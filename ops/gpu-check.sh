@@ -82,7 +82,7 @@ stop_sampling() {
     [ -n "${smi_pid:-}" ] && kill "$smi_pid" 2>/dev/null && wait "$smi_pid" 2>/dev/null || true
     smi_pid=
     read -r cpu_t1 cpu_i1 < <(cpu_jiffies)
-    cpu_busy=$(awk -v t="$((cpu_t1 - cpu_t0))" -v i="$((cpu_i1 - cpu_i0))" 'BEGIN{ printf "%.0f", t > 0 ? 100 * (t - i) / t : 0 }')
+    cpu_busy=$(awk -v t="$((cpu_t1 - cpu_t0))" -v i="$((cpu_i1 - cpu_i0))" 'BEGIN{ printf "%.0f", (t > 0 ? 100 * (t - i) / t : 0) }')
     read -r gpu_util gpu_mem < <(awk -F', *' '{u+=$1; n++; if ($2>m) m=$2} END{ if (n) printf "%.0f %d\n", u/n, m; else print "- -" }' "$out/smi-$1.csv")
 }
 
