@@ -143,9 +143,14 @@ pub fn calibrate_at(model: &mut dyn Model, choice: PrecisionChoice, warm_up: War
     let params = DecomposeParams::default();
     let probe = Probe::new(device);
     let mut points = Vec::new();
+    // On CUDA the caching allocator keeps what a pass reserved, so both passes are measured
+    // from the memory in use before the first; on a CPU each pass starts from a trimmed heap.
+    let mut baseline: Option<u64> = None;
     for side in [small, large] {
         let image = warm_up_image(side, device);
-        let before = probe.as_ref().and_then(|p| p.reset());
+        let now = probe.as_ref().and_then(|p| p.reset());
+        let before = if device.is_cuda() { *baseline.get_or_insert_with(|| now.unwrap_or(0)) } else { now.unwrap_or(0) };
+        let before = now.map(|_| before);
         let layers = run(model, &image, &params)?;
         drop(layers);
         let rise = match (&probe, before) {

@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! tasks -> fetch+decode (async I/O, decode on the blocking pool, FETCH_CONCURRENCY at once)
-//!       -> [decoded: 2 x batch]   -> inference (one dedicated thread owns the model)
+//!       -> [decoded: 2 x batch x lanes] -> inference (a batcher thread, and one thread per
+//!                                          lane: a model replica on a device)
 //!       -> [inferred: 2]          -> encode (rayon, all cores) + write layers, preview, manifest
 //!       -> results
 //! ```
-//! Capacities: the decoded channel holds two batches so the model never waits for the next
+//! Capacities: the decoded channel holds two batches per lane so no lane waits for its next
 //! batch, and no more (each decoded 1024^2 image is 16 MB of floats); decoded pixels in
 //! flight are also bounded to twice the largest allowed image. The inferred channel holds
 //! two images so encoding one never stalls the model. An image's layers travel as bands of
@@ -148,7 +149,8 @@ pub async fn run(
     let desc: ModelDesc = model.desc().clone();
     let batch = config.batch_size.max(1);
     let budget = config.memory_budget;
-    let (decoded_tx, decoded_rx) = mpsc::channel(2 * batch);
+    // Two batches per lane wait decoded, so every lane finds its next batch ready.
+    let (decoded_tx, decoded_rx) = mpsc::channel(2 * batch * model.lanes().len());
     let (inferred_tx, inferred_rx) = mpsc::channel(2);
     let fetcher = tokio::spawn(fetch::run(stores, config.clone(), desc.clone(), tasks, decoded_tx, results.clone()));
     let infer_results = results.clone();
