@@ -297,10 +297,11 @@ fn first_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
 }
 
-/// Whether a model error is the device running out of memory (libtorch's CUDA and CPU
-/// allocators both say "out of memory").
+/// Whether a model error is the device running out of memory (libtorch's CUDA allocator
+/// says "out of memory", its CPU allocator "not enough memory").
 fn out_of_memory(e: &ModelError) -> bool {
-    matches!(e, ModelError::Torch { .. } | ModelError::Contract { .. }) && e.to_string().to_ascii_lowercase().contains("out of memory")
+    let text = e.to_string().to_ascii_lowercase();
+    matches!(e, ModelError::Torch { .. } | ModelError::Contract { .. }) && (text.contains("out of memory") || text.contains("not enough memory"))
 }
 
 /// Hands a large image's bands on as the model makes them.
