@@ -27,7 +27,7 @@
 //! budget alone, or that fast mode reduces, runs alone through `Model::decompose_large`
 //! (tiles), or is refused with the reason when the model cannot tile. Should the device run
 //! out of memory anyway, the batch is split and retried one image at a time, and an image
-//! that fails alone runs again in tiles of a quarter of the budget.
+//! that fails alone runs again in tiles of a quarter of what it was thought to need.
 //!
 //! A batch holds only images with the same parameters: a pool worker serves several jobs at
 //! once, and a model runs a whole batch with one set of parameters. Batching changes how
@@ -43,7 +43,7 @@ use tracing::{debug, warn};
 
 use super::{fetch::ms, Band, Finished, Inferred, Item, ModelClock};
 use crate::model::calibrate::Calibration;
-use crate::model::{device_name, quantise, runs_large, Batch, Lane, LayerSink, Model, ModelDesc, ModelError, Precision, SharedModel};
+use crate::model::{device_name, quantise, runs_large, whole_bytes, Batch, Lane, LayerSink, Model, ModelDesc, ModelError, Precision, SharedModel};
 use lamina_common::messages::{FailureKind, TaskResult};
 
 /// Runs the batcher on this thread and one thread per lane, until `decoded` closes.
@@ -236,8 +236,12 @@ impl LaneCtx<'_> {
             Err(e) if out_of_memory(&e) => {
                 let item = items.into_iter().next();
                 item.is_none_or(|item| {
-                    item.span.in_scope(|| warn!(lane = self.index, "out of device memory; running the image in tiles of a quarter of the budget"));
-                    self.large(item, self.budget / 4)
+                    // A quarter of what the image was thought to need (or of the budget, if
+                    // less): tiles the device has room for.
+                    let need = whole_bytes(self.model.desc(), item.image.width, item.image.height);
+                    let budget = self.budget.min(need) / 4;
+                    item.span.in_scope(|| warn!(lane = self.index, budget, "out of device memory; running the image in tiles"));
+                    self.large(item, budget)
                 })
             }
             Err(e) => {
