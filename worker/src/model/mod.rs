@@ -48,6 +48,10 @@ pub enum ModelError {
     SinkClosed,
     #[error("model {model} broke the output contract: {reason}")]
     Contract { model: String, reason: String },
+    /// libtorch raised inside an operation that cannot return an error (tch panics then);
+    /// the inference lane caught it and goes on.
+    #[error("model {model} failed: {reason}")]
+    Crashed { model: String, reason: String },
     #[error("model {model}: {source}")]
     Torch {
         model: String,

@@ -56,6 +56,7 @@ pub(super) fn run(
     results: mpsc::Sender<Finished>,
     clock: Arc<ModelClock>,
 ) {
+    quiet_lane_panics();
     let desc = lanes.desc().clone();
     let calibration = lanes.calibration().clone();
     // Models size their tiles from their own figure; hand them the budget that figure and
@@ -66,17 +67,20 @@ pub(super) fn run(
     let model_budget = calibration.model_budget(&desc, budget);
     let pin = lanes.first().device;
     let (work_tx, work_rx) = sync_channel::<Unit>(lanes.lanes().len());
-    let work_rx = Mutex::new(work_rx);
+    // Each lane holds the receiver while it runs: should every lane stop, the receiver goes
+    // and the batcher stops too instead of waiting for a taker.
+    let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
         for (index, lane) in lanes.lanes().iter().enumerate() {
-            let (work_rx, inferred, results, clock) = (&work_rx, inferred.clone(), results.clone(), clock.clone());
+            let (work_rx, inferred, results, clock) = (work_rx.clone(), inferred.clone(), results.clone(), clock.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("lamina-lane-{index}"))
-                .spawn_scoped(scope, move || run_lane(index, lane, work_rx, model_budget, &inferred, &results, &clock));
+                .spawn_scoped(scope, move || run_lane(index, lane, &work_rx, model_budget, &inferred, &results, &clock));
             if let Err(e) = spawned {
                 warn!(lane = index, error = %e, "cannot start an inference lane");
             }
         }
+        drop(work_rx);
         let batcher = Batcher { desc: &desc, calibration: &calibration, batch_size, budget, model_budget, pin: pin.is_cuda().then_some(pin) };
         batcher.run(decoded, work_tx);
     });
@@ -162,7 +166,7 @@ impl Batcher<'_> {
 fn run_lane(
     index: usize,
     lane: &Lane,
-    work: &Mutex<Receiver<Unit>>,
+    work: &Arc<Mutex<Receiver<Unit>>>,
     budget: u64,
     inferred: &mpsc::Sender<Inferred>,
     results: &mpsc::Sender<Finished>,
@@ -202,10 +206,24 @@ impl LaneCtx<'_> {
         self.model.device()
     }
 
+    /// Runs `f`, turning a panic into an error: tch panics where libtorch raises inside an
+    /// operation that cannot return one (running out of memory, most often), and a lane
+    /// must outlive any image.
+    fn guard<T>(&self, f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic without a message");
+            Err(ModelError::Crashed { model: self.model.desc().id.clone(), reason: torch_reason(message) })
+        })
+    }
+
     /// Runs a batch and hands its images on; false when the pipeline is shutting down.
     fn batch(&self, items: Vec<Item>, shape: (i64, i64), input: Option<Input>) -> bool {
         let started = Instant::now();
-        let outcome = infer(self.model, &items, shape, input);
+        let outcome = self.guard(|| infer(self.model, &items, shape, input));
         let elapsed = started.elapsed();
         self.clock.add(elapsed);
         crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
@@ -266,7 +284,7 @@ impl LaneCtx<'_> {
         span.in_scope(|| debug!(width = image.width, height = image.height, quality = %params.quality, lane = self.index, "large image"));
         let started = Instant::now();
         let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision: self.precision };
-        let outcome = self.model.decompose_large(&image, &params, budget, &mut sink);
+        let outcome = self.guard(|| self.model.decompose_large(&image, &params, budget, &mut sink));
         let elapsed = started.elapsed();
         self.clock.add(elapsed);
         crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
@@ -297,6 +315,35 @@ impl LaneCtx<'_> {
     }
 }
 
+/// The reason in a panic message from tch: libtorch's own words, without the wrapping
+/// (`called Result::unwrap() on an Err value: Torch("...")`), the enforce location and the
+/// C++ stack that follows.
+fn torch_reason(message: &str) -> String {
+    let inner = message.split_once("Torch(\"").map_or(message, |(_, rest)| rest);
+    let inner = inner.split("\\n").next().unwrap_or(inner);
+    let inner = first_line(inner).trim_end_matches("\")").trim();
+    // "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: ..."
+    let inner = match inner.strip_prefix("[enforce fail at ") {
+        Some(rest) => rest.split_once("] ").map_or(rest, |(_, r)| r).trim_start_matches("err == 0. "),
+        None => inner,
+    };
+    inner.to_owned()
+}
+
+/// Keeps the panics that lanes catch (see `LaneCtx::guard`) out of the standard error: the
+/// lane logs the reason itself, in one line.
+pub(super) fn quiet_lane_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !std::thread::current().name().is_some_and(|n| n.starts_with("lamina-lane-")) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
 }
@@ -305,7 +352,8 @@ fn first_line(s: &str) -> &str {
 /// says "out of memory", its CPU allocator "not enough memory").
 fn out_of_memory(e: &ModelError) -> bool {
     let text = e.to_string().to_ascii_lowercase();
-    matches!(e, ModelError::Torch { .. } | ModelError::Contract { .. }) && (text.contains("out of memory") || text.contains("not enough memory"))
+    matches!(e, ModelError::Torch { .. } | ModelError::Contract { .. } | ModelError::Crashed { .. })
+        && ["out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory"].iter().any(|m| text.contains(m))
 }
 
 /// Hands a large image's bands on as the model makes them.
@@ -490,7 +538,15 @@ pub fn decompose_stacked(
 
 #[cfg(test)]
 mod tests {
-    use super::{bucket_side, split_batch};
+    use super::{bucket_side, split_batch, torch_reason};
+
+    #[test]
+    fn a_torch_panic_becomes_libtorchs_own_words() {
+        let message = r#"called `Result::unwrap()` on an `Err` value: Torch("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 577536000 bytes. Error code 12 (Cannot allocate memory)\nframe #0: c10::ThrowEnforceNotMet(char const*)\nframe #1: ...")"#;
+        assert_eq!(torch_reason(message), "DefaultCPUAllocator: can't allocate memory: you tried to allocate 577536000 bytes. Error code 12 (Cannot allocate memory)");
+        assert_eq!(torch_reason("index out of range"), "index out of range");
+        assert_eq!(torch_reason("first\nsecond"), "first");
+    }
 
     #[test]
     fn a_batch_takes_only_images_that_match_its_lead_in_arrival_order() {
