@@ -20,6 +20,8 @@ use lamina_worker::model::{self, Batch, Model};
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub lanes: lamina_worker::model::LaneArgs,
     /// Folder of photos to benchmark on.
     #[arg(long, default_value = "assets/samples")]
     pub images: PathBuf,
@@ -70,7 +72,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("| measurement | size | batch | precision | images/s | ms/image |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    let mut layout = args.model.lane_spec()?;
+    let mut layout = args.model.lane_spec(&args.lanes)?;
     layout.devices.truncate(1);
     layout.per_device = 1;
     let lanes = model::load_lanes(&args.model.model, &layout)?;
@@ -216,6 +218,7 @@ async fn run_with(args: &BenchArgs, quality: &str, input: &Path, output: &Path) 
         input: input.display().to_string(),
         output: output.display().to_string(),
         model,
+        lanes: args.lanes.clone(),
         batch_size: args.e2e_batch.max(1),
         max_megapixels: 200.0,
         memory_budget: args.memory_budget.clone(),
@@ -317,7 +320,7 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
         let mut command = std::process::Command::new(&exe);
         command.arg("run").arg(&input).arg(&output);
         command.args(["--model", &args.model.model, "--device", &args.model.device, "--quality", &args.model.quality]);
-        command.args(["--precision", &args.model.lanes.precision, "--warm-up", &args.model.lanes.warm_up]);
+        command.args(["--precision", &args.lanes.precision, "--warm-up", &args.lanes.warm_up]);
         command.args(["--formats", &args.model.formats.to_string()]);
         if args.model.crop_layers {
             command.arg("--crop-layers");

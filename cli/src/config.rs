@@ -16,7 +16,9 @@ pub struct RunArgs {
     pub output: String,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Most images per forward pass (images of the same padded size are batched).
+    #[command(flatten)]
+    pub lanes: lamina_worker::model::LaneArgs,
+    /// Most images per forward pass (images of one size bucket and the same parameters).
     #[arg(long, env = "LAMINA_BATCH_SIZE", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub batch_size: u16,
     /// Refuse images larger than this many megapixels (checked from the header).
@@ -44,8 +46,6 @@ pub struct ModelArgs {
     /// (cuda:0,cuda:1) or cuda:all.
     #[arg(long, env = "LAMINA_DEVICE", default_value = "auto")]
     pub device: String,
-    #[command(flatten)]
-    pub lanes: lamina_worker::model::LaneArgs,
     /// Keep at most this many layers (2-7 for fscs; the most similar are merged), or `auto`:
     /// merge layers whose colours lie close while the result stays faithful. Object models:
     /// at most this many layers, background included (2-8; default 4; auto: up to 8).
@@ -98,9 +98,9 @@ impl ModelArgs {
         lamina_worker::model::parse_devices(&self.device).map_err(anyhow::Error::msg).context("--device")
     }
 
-    /// The inference lanes to load.
-    pub fn lane_spec(&self) -> anyhow::Result<lamina_worker::model::LaneSpec> {
-        self.lanes.spec(self.devices()?).map_err(anyhow::Error::msg)
+    /// The inference lanes to load on the devices named.
+    pub fn lane_spec(&self, lanes: &lamina_worker::model::LaneArgs) -> anyhow::Result<lamina_worker::model::LaneSpec> {
+        lanes.spec(self.devices()?).map_err(anyhow::Error::msg)
     }
 }
 

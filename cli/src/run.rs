@@ -134,7 +134,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
     let device = args.model.device()?;
     let budget = args.memory_budget(device)?;
     let spec_name = args.model.model.clone();
-    let layout = args.model.lane_spec()?;
+    let layout = args.model.lane_spec(&args.lanes)?;
     let lanes = layout.devices.len() * layout.per_device;
     let loaded = tokio::task::spawn_blocking(move || model::load_lanes(&spec_name, &layout)).await.context("loading the model")?;
     let loaded = loaded.context("--model")?;

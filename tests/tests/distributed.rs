@@ -204,6 +204,27 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
         assert!(psnr >= 35.0, "{key}: recomposite {psnr:.2} dB");
     }
 
+    // Fast mode in the fleet: a 2 MP photo (over fast mode's 1 MP) with `--quality fast`: the
+    // networks see it reduced, the layers come back at full size, the manifest says so.
+    let fast_in = S3Store::new(&settings, &bucket, "fast-in").await;
+    let retina = image::open(repo_root().join("assets/samples/retina.jpg")).unwrap();
+    assert!(u64::from(retina.width()) * u64::from(retina.height()) > 1_000_000);
+    fast_in.put("retina.png", encode(&retina, ImageFormat::Png)).await.unwrap();
+    let (p, s, d) = (prefix.clone(), format!("s3://{bucket}/fast-in"), format!("s3://{bucket}/fast-out"));
+    let fast = tokio::task::spawn_blocking(move || submit_with(&s, &d, &p, &["--quality", "fast"])).await.unwrap();
+    assert!(String::from_utf8_lossy(&fast.stdout).contains("1 images: 1 done"), "{}\n{}", explain(&fast), show_logs());
+    let fast_out = S3Store::new(&settings, &bucket, "fast-out").await;
+    let manifest: Manifest = serde_json::from_slice(&fast_out.get("retina.png/manifest.json").await.unwrap()).unwrap();
+    assert_eq!(manifest.params.quality, lamina_common::params::Quality::Fast);
+    assert_eq!((manifest.canvas.width, manifest.canvas.height), (retina.width(), retina.height()));
+    let dir = fetched.path().join("fast");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in &manifest.files {
+        std::fs::write(dir.join(file), fast_out.get(&format!("retina.png/{file}")).await.unwrap()).unwrap();
+    }
+    let psnr = recomposite_psnr(&dir, &manifest, &retina).unwrap_or(f64::INFINITY);
+    assert!(psnr >= 40.0, "fast mode: recomposite {psnr:.2} dB");
+
     // Messages that are not valid tasks or jobs are dead-lettered, not retried.
     let amqp_settings = AmqpSettings::new(std::env::var("LAMINA_AMQP_URL").unwrap(), prefix.clone());
     let connection = amqp::connect(&amqp_settings, "test").await.unwrap();

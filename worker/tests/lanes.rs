@@ -4,37 +4,22 @@
 //! every image is done once with layers that composite back, and an image over the memory
 //! budget of a model that cannot tile is refused with the reason while the rest go on.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use image::{DynamicImage, Rgb, RgbImage};
-use lamina_common::config::S3Settings;
-use lamina_common::messages::{Event, FailureKind, Status, Task, TaskResult, TASK_SCHEMA};
-use lamina_common::params::DecomposeParams;
+use lamina_common::messages::{FailureKind, Status, TaskResult};
 use lamina_common::queue::{Broker, MemoryBroker, Topology};
 use lamina_worker::metrics::METRICS;
 use lamina_worker::model::calibrate::WarmUp;
 use lamina_worker::model::{self, LaneSpec, PrecisionChoice};
 use lamina_worker::pipeline::WorkerConfig;
-use lamina_worker::service::{serve, ServiceConfig};
+use lamina_worker::service::serve;
 use tokio_util::sync::CancellationToken;
 
-const MODEL: &str = "capacity-test:150";
+mod common;
 
-fn task(dir: &Path, key: &str) -> Task {
-    Task {
-        schema: TASK_SCHEMA.into(),
-        job_id: "job".into(),
-        input: dir.join("in").display().to_string(),
-        output: dir.join("out").display().to_string(),
-        key: key.into(),
-        size: std::fs::metadata(dir.join("in").join(key)).map_or(0, |m| m.len()),
-        etag: None,
-        params: DecomposeParams::default(),
-        model: Some(MODEL.into()),
-    }
-}
+const MODEL: &str = "capacity-test:150";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_lanes_share_one_queue_and_an_image_over_the_budget_is_refused() {
@@ -57,21 +42,11 @@ async fn two_lanes_share_one_queue_and_an_image_over_the_budget_is_refused() {
     let topology = broker.topology().clone();
     broker.declare(&["default"]).await.unwrap();
     for key in keys.iter().chain(std::iter::once(&"huge.png".to_owned())) {
-        broker.publish(&topology.tasks("default"), &task(dir.path(), key), 0).await.unwrap();
+        broker.publish(&topology.tasks("default"), &common::task(dir.path(), key, Some(MODEL)), 0).await.unwrap();
     }
-    let config = ServiceConfig {
-        s3: S3Settings { endpoint: None, region: "us-east-1".into(), path_style: false, credentials: None, max_attempts: 1 },
-        pool: "default".into(),
-        model: MODEL.into(),
-        // Two lanes on the device share the budget: 64 KiB each.
-        worker: WorkerConfig { max_pixels: 1_000_000, batch_size: 1, device: tch::Device::Cpu, memory_budget: 128 << 10 },
-        prefetch: 16,
-        grace: Duration::from_secs(10),
-        heartbeat: Duration::from_secs(1),
-        name: "lanes-test".into(),
-        abort_on_key: None,
-        clock: Default::default(),
-    };
+    // Two lanes on the device share the budget: 64 KiB each.
+    let worker = WorkerConfig { max_pixels: 1_000_000, batch_size: 1, device: tch::Device::Cpu, memory_budget: 128 << 10 };
+    let config = common::service_config(MODEL, worker, "lanes-test");
     let layout = LaneSpec { devices: vec![tch::Device::Cpu], per_device: 2, precision: PrecisionChoice::Auto, warm_up: WarmUp::Off };
     let lanes = Arc::new(model::load_lanes(MODEL, &layout).unwrap());
     assert_eq!(lanes.lanes().len(), 2);
@@ -81,16 +56,7 @@ async fn two_lanes_share_one_queue_and_an_image_over_the_budget_is_refused() {
         async move { serve(&config, lanes, broker, stop).await }
     });
 
-    let mut events = broker.consume(&topology.events(), "coordinator", 64).await.unwrap();
-    let mut results: Vec<TaskResult> = Vec::new();
-    while results.len() < 11 {
-        let delivery = tokio::time::timeout(Duration::from_secs(60), events.next()).await.expect("results in time").unwrap().unwrap();
-        let event: Event = serde_json::from_slice(&delivery.body).unwrap();
-        delivery.settle.ack().await.unwrap();
-        if let Some(result) = event.result {
-            results.push(result);
-        }
-    }
+    let results = common::results(&broker, 11, |_| {}).await;
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(20), session).await.expect("the session stops").unwrap().unwrap();
 

@@ -4,35 +4,20 @@
 //! reports a broken image and a task for another model as failed (never running the latter),
 //! dead-letters a message that is not a task, and stops cleanly with nothing left unsettled.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use image::{DynamicImage, Rgb, RgbImage};
-use lamina_common::config::S3Settings;
-use lamina_common::messages::{Event, Status, Task, TaskResult, TASK_SCHEMA};
-use lamina_common::params::DecomposeParams;
+use lamina_common::messages::Status;
 use lamina_common::queue::{Broker, MemoryBroker, Topology};
 use lamina_worker::model;
 use lamina_worker::pipeline::WorkerConfig;
-use lamina_worker::service::{serve, ServiceConfig};
+use lamina_worker::service::serve;
 use tokio_util::sync::CancellationToken;
 
-const MODEL: &str = "capacity-test:1";
+mod common;
 
-fn task(dir: &Path, key: &str, model: Option<&str>) -> Task {
-    Task {
-        schema: TASK_SCHEMA.into(),
-        job_id: "job".into(),
-        input: dir.join("in").display().to_string(),
-        output: dir.join("out").display().to_string(),
-        key: key.into(),
-        size: std::fs::metadata(dir.join("in").join(key)).map_or(0, |m| m.len()),
-        etag: None,
-        params: DecomposeParams::default(),
-        model: model.map(str::to_owned),
-    }
-}
+const MODEL: &str = "capacity-test:1";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_session_reports_after_the_manifest_acks_after_the_report_and_refuses_what_it_must() {
@@ -48,24 +33,14 @@ async fn the_session_reports_after_the_manifest_acks_after_the_report_and_refuse
     let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("s")));
     let topology = broker.topology().clone();
     broker.declare(&["default"]).await.unwrap();
-    for t in [task(dir.path(), "a.png", Some(MODEL)), task(dir.path(), "b.png", None), task(dir.path(), "broken.png", Some(MODEL))] {
+    for t in [common::task(dir.path(), "a.png", Some(MODEL)), common::task(dir.path(), "b.png", None), common::task(dir.path(), "broken.png", Some(MODEL))] {
         broker.publish(&topology.tasks("default"), &t, 0).await.unwrap();
     }
-    broker.publish(&topology.tasks("default"), &task(dir.path(), "other-model.png", Some("fscs")), 0).await.unwrap();
+    broker.publish(&topology.tasks("default"), &common::task(dir.path(), "other-model.png", Some("fscs")), 0).await.unwrap();
     broker.publish(&topology.tasks("default"), "not a task", 0).await.unwrap();
 
-    let config = ServiceConfig {
-        s3: S3Settings { endpoint: None, region: "us-east-1".into(), path_style: false, credentials: None, max_attempts: 1 },
-        pool: "default".into(),
-        model: MODEL.into(),
-        worker: WorkerConfig { max_pixels: 1_000_000, batch_size: 2, device: tch::Device::Cpu, memory_budget: 2 << 30 },
-        prefetch: 8,
-        grace: Duration::from_secs(10),
-        heartbeat: Duration::from_secs(1),
-        name: "session-test".into(),
-        abort_on_key: None,
-        clock: Default::default(),
-    };
+    let mut config = common::service_config(MODEL, WorkerConfig { max_pixels: 1_000_000, batch_size: 2, device: tch::Device::Cpu, memory_budget: 2 << 30 }, "session-test");
+    config.prefetch = 8;
     let model = model::shared(model::load(MODEL, tch::Device::Cpu).unwrap());
     let stop = CancellationToken::new();
     let session = tokio::spawn({
@@ -73,20 +48,15 @@ async fn the_session_reports_after_the_manifest_acks_after_the_report_and_refuse
         async move { serve(&config, model, broker, stop).await }
     });
 
-    let mut events = broker.consume(&topology.events(), "coordinator", 64).await.unwrap();
-    let mut results: Vec<TaskResult> = Vec::new();
-    while results.len() < 4 {
-        let delivery = tokio::time::timeout(Duration::from_secs(30), events.next()).await.expect("results in time").unwrap().unwrap();
-        let event: Event = serde_json::from_slice(&delivery.body).unwrap();
-        delivery.settle.ack().await.unwrap();
-        let Some(result) = event.result else { continue };
+    let dir_path = dir.path().to_owned();
+    let mut results = common::results(&broker, 4, |result| {
         if result.status == Status::Done {
             // Reported only once durable: the manifest is there when the result arrives.
-            assert!(dir.path().join("out").join(&result.key).join("manifest.json").exists(), "{result:?}");
+            assert!(dir_path.join("out").join(&result.key).join("manifest.json").exists(), "{result:?}");
             assert_eq!(result.layers, Some(2));
         }
-        results.push(result);
-    }
+    })
+    .await;
     results.sort_by(|a, b| a.key.cmp(&b.key));
     let status: Vec<(&str, Status)> = results.iter().map(|r| (r.key.as_str(), r.status)).collect();
     assert_eq!(status, [("a.png", Status::Done), ("b.png", Status::Done), ("broken.png", Status::Failed), ("other-model.png", Status::Failed)]);
