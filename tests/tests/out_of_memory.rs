@@ -1,10 +1,12 @@
 //! A worker never dies of running out of memory. `lamina run` is started with its address
-//! space limited to 3 GiB and a memory budget far above it, so the model tries a 3 MP photo
-//! in one forward pass and libtorch's allocator really fails part way: the inference lane
-//! catches it, runs the photo again in tiles of a quarter of its estimated need, and the
-//! photo comes out whole (layers that decode and recomposite to it) beside a small one.
+//! space limited to 2 GiB more than a run of a small photo takes (libtorch's libraries are
+//! most of that) and a memory budget far above it, so the model tries a 3 MP photo in one
+//! forward pass (about 4.5 GB) and libtorch's allocator really fails part way: the inference
+//! lane catches it, runs the photo again in tiles of a quarter of its estimated need, and
+//! the photo comes out whole (layers that decode and recomposite to it) beside a small one.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use image::ImageFormat;
 use lamina_tests::*;
@@ -17,9 +19,14 @@ fn an_image_that_runs_the_device_out_of_memory_is_retried_in_tiles() {
     write(&input, "big.png", &encode(&big, ImageFormat::Png));
     let small = sample("chelsea.png", 128);
     write(&input, "small.png", &encode(&small, ImageFormat::Png));
+    let small_only = dir.path().join("small-only");
+    write(&small_only, "small.png", &encode(&small, ImageFormat::Png));
+    let baseline = peak_address_space(&small_only, &dir.path().join("baseline-out"));
+    let limit = baseline + (2u64 << 30);
+    println!("address space of a small run: {} MiB; limit {} MiB", baseline >> 20, limit >> 20);
     let out = dir.path().join("out");
     let run = Command::new("prlimit")
-        .arg(format!("--as={}", 3u64 << 30))
+        .arg(format!("--as={limit}"))
         .arg(binary("lamina"))
         .args(["run", &input.display().to_string(), &out.display().to_string()])
         .args(["--device", "cpu", "--memory-budget", "64GiB", "--progress", "log"])
@@ -38,4 +45,26 @@ fn an_image_that_runs_the_device_out_of_memory_is_retried_in_tiles() {
         let claimed = m.recomposite_psnr_db.unwrap_or(f64::INFINITY);
         assert!((psnr - claimed).abs() < 0.1 || psnr.is_infinite(), "{key}: {psnr:.2} dB decoded, {claimed:.2} claimed");
     }
+}
+
+/// The peak address space (`VmPeak`) of a `lamina run` over `input`, sampled while it runs.
+fn peak_address_space(input: &Path, output: &Path) -> u64 {
+    let mut child = Command::new(binary("lamina"))
+        .args(["run", &input.display().to_string(), &output.display().to_string(), "--device", "cpu", "--progress", "none"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            if let Some(kib) = text.lines().find_map(|l| l.strip_prefix("VmPeak:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+                peak = peak.max(kib * 1024);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(peak > 0, "could not read the run's address space");
+    peak
 }

@@ -26,3 +26,14 @@ pub fn tune_for_inference() {
         libc::mallopt(libc::M_TOP_PAD, 256 << 20);
     }
 }
+
+/// Returns the C heap's free memory to the kernel. Called after a forward pass ran out of
+/// memory: its freed blocks would otherwise stay with the process (the tuning above keeps
+/// them), leaving no room for the retry in tiles or a thread that must start.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the C heap; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

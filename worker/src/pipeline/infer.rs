@@ -82,7 +82,7 @@ pub(super) fn run(
         }
         drop(work_rx);
         let batcher = Batcher { desc: &desc, calibration: &calibration, batch_size, budget, model_budget, pin: pin.is_cuda().then_some(pin) };
-        batcher.run(decoded, work_tx);
+        batcher.run(decoded, work_tx, &results);
     });
 }
 
@@ -112,7 +112,7 @@ struct Batcher<'a> {
 }
 
 impl Batcher<'_> {
-    fn run(&self, mut decoded: mpsc::Receiver<Item>, work: SyncSender<Unit>) {
+    fn run(&self, mut decoded: mpsc::Receiver<Item>, work: SyncSender<Unit>, results: &mpsc::Sender<Finished>) {
         let mut pending: Vec<Item> = Vec::new();
         loop {
             if pending.is_empty() {
@@ -128,8 +128,21 @@ impl Batcher<'_> {
                 }
             }
             let unit = self.next(&mut pending);
-            if work.send(unit).is_err() {
-                return;
+            if let Err(std::sync::mpsc::SendError(unit)) = work.send(unit) {
+                // Every lane has stopped (none could start, or all failed): each image still
+                // gets its one result.
+                let items = match unit {
+                    Unit::Batch { items, .. } => items,
+                    Unit::Large(item) => vec![item],
+                };
+                for item in items {
+                    let reason = "no inference lane is running (the worker's log says why)";
+                    item.span.in_scope(|| warn!(reason, "image not run"));
+                    let failed = TaskResult::failed(item.task.key.clone(), FailureKind::Model, reason);
+                    if results.blocking_send(Finished::new(item.ticket, &item.task, failed)).is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -229,6 +242,9 @@ impl LaneCtx<'_> {
         crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
         let count = items.len();
         let per_image = ms(elapsed) / count as f64;
+        if matches!(&outcome, Err(e) if out_of_memory(e)) && self.device() == Device::Cpu {
+            crate::alloc::release_free_memory();
+        }
         match outcome {
             Ok(outputs) => {
                 crate::metrics::METRICS.lane(self.index, &device_name(self.device()), count);

@@ -146,6 +146,12 @@ pub async fn run(
     results: mpsc::Sender<Finished>,
     clock: Arc<ModelClock>,
 ) {
+    // Encoding runs on rayon's global pool: start its threads now, not lazily under the
+    // memory pressure of the first large image (where a thread that cannot start panics).
+    if let Err(e) = rayon::ThreadPoolBuilder::new().build_global() {
+        tracing::debug!(error = %e, "rayon's pool was already running");
+    }
+    let _ = rayon::current_num_threads();
     let desc: ModelDesc = model.desc().clone();
     let batch = config.batch_size.max(1);
     let budget = config.memory_budget;

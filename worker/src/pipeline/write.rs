@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{debug, Instrument};
+use tracing::{debug, warn, Instrument};
 
 use super::{fetch::ms, Band, Finished, Inferred, WRITE_CONCURRENCY};
 use crate::encode::{Encoded, StreamEncoder};
@@ -30,7 +30,19 @@ pub(super) async fn run(
         let (ticket, task, span) = (image.item.ticket, image.item.task.clone(), image.item.span.clone());
         writing.spawn(
             async move {
-                let result = finish(&desc, &device, image).await;
+                // In a task of its own, so a panic while encoding (a thread that cannot start
+                // under memory pressure, say) still gives the image its one result.
+                let key = task.key.clone();
+                let writing = tokio::spawn(async move { finish(&desc, &device, image).await }.in_current_span());
+                let result = writing.await.unwrap_or_else(|e| {
+                    let reason = match e.try_into_panic() {
+                        Ok(panic) => panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned())).unwrap_or_default(),
+                        Err(e) => e.to_string(),
+                    };
+                    let reason = reason.lines().next().unwrap_or_default().to_owned();
+                    warn!(error = %reason, "writing the layers crashed");
+                    TaskResult::failed(key, FailureKind::Encode, format!("writing the layers crashed: {reason}"))
+                });
                 debug!(status = ?result.status, "outputs written");
                 let _ = results.send(Finished::new(ticket, &task, result)).await;
                 drop(permit);
