@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Lamina for a GPU machine whose PyTorch is 2.11 (tch 0.24) rather than the 2.13 this
-# tree builds against (tch 0.26), and packs the stripped `lamina` and `lamina-worker` with
-# the small object model into .gpu/lamina-gpu.tar.xz (a few MB): the bundle that
+# tree builds against (tch 0.26), and packs the stripped `lamina` with the small object
+# model into .gpu/lamina-gpu.tar.xz (about 15 MB): the bundle that
 # ops/gpu-check.sh unpacks and runs against that machine's own libtorch.
 #
 # The tree itself stays on tch 0.26: this script builds a copy of the working tree whose
@@ -51,16 +51,16 @@ if [ "$mode" = check ]; then
     exit 0
 fi
 
-say "building lamina and lamina-worker (release) against tch $GPU_TCH_VERSION"
-cargo build --release --quiet -p lamina-cli -p lamina-worker --bins
+say "building lamina (release) against tch $GPU_TCH_VERSION"
+cargo build --release --quiet -p lamina-cli --bin lamina
 cd - >/dev/null
 stage="$work/bundle"
 rm -rf "$stage"
 mkdir -p "$stage/models" .gpu
-for b in lamina lamina-worker; do
-    cp "$work/target/release/$b" "$stage/$b"
-    strip "$stage/$b"
-done
+cp "$work/target/release/lamina" "$stage/lamina"
+strip "$stage/lamina"
+# Without libtorch's CUDA library among its needs the binary would never see a GPU.
+readelf -d "$stage/lamina" | grep -q 'libtorch_cuda.so' || die "the binary does not load libtorch_cuda.so: CUDA would be unavailable"
 models="${LAMINA_MODELS:-$LAMINA_CACHE/models}"
 [ -f "$models/u2netp.onnx" ] && cp "$models/u2netp.onnx" "$stage/models/"
 tar -cJf .gpu/lamina-gpu.tar.xz -C "$stage" .
