@@ -38,17 +38,18 @@ peer() {  # folder -> images/s
     set -- $("$py" ops/peer/fscs_peer.py models/fscs/fscs-k7.safetensors "$1" "$work/peer-out")
     rate "$2" "$4"
 }
-lamina() {  # folder quality -> images/s
+lamina() {  # folder quality [precision] -> images/s
     rm -rf "$work/lamina-out"
-    "$lamina" run "$1" "$work/lamina-out" --device cpu --quality "$2" --progress none >/dev/null
+    "$lamina" run "$1" "$work/lamina-out" --device cpu --quality "$2" --precision "${3:-fp32}" --progress none >/dev/null
     "$py" -c "import json,sys; print('%.3f' % json.load(open(sys.argv[1]))['images_per_second'])" "$work/lamina-out/_lamina/jobs/"*/summary.json
 }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo), $(uname -m); torch $("$py" -c 'import torch; print(torch.__version__, torch.get_num_threads(), "threads")')"
 echo
-echo "| photos | peer (PyTorch + Pillow) images/s | lamina reference images/s | x peer | lamina fast images/s | x peer |"
-echo "| --- | --- | --- | --- | --- | --- |"
+x() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "| photos | peer (PyTorch + Pillow) images/s | lamina reference images/s | x peer | lamina fast images/s | x peer | lamina fast, bf16 networks images/s | x peer |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for set in bundled square; do
-    p=$(peer "$work/$set"); r=$(lamina "$work/$set" reference); f=$(lamina "$work/$set" fast)
+    p=$(peer "$work/$set"); r=$(lamina "$work/$set" reference); f=$(lamina "$work/$set" fast); b=$(lamina "$work/$set" fast bf16)
     label=$([ "$set" = bundled ] && echo "bundled ($(ls "$work/bundled" | wc -l) photos)" || echo "$n photos at ${size}^2")
-    echo "| $label | $p | $r | $(awk -v a="$r" -v b="$p" 'BEGIN { printf "%.2f", a / b }') | $f | $(awk -v a="$f" -v b="$p" 'BEGIN { printf "%.2f", a / b }') |"
+    echo "| $label | $p | $r | $(x "$r" "$p") | $f | $(x "$f" "$p") | $b | $(x "$b" "$p") |"
 done
