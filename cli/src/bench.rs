@@ -99,7 +99,20 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         for &size in &args.sizes {
             let mut best = (0.0f64, 0i64);
             for &batch in &batches {
-                let rate = model_rate(&**model, &photos, size, batch, &params, args.seconds)?;
+                // A batch too large for the device's memory is a row, not the end of the run
+                // (libtorch's failures arrive as panics from tch).
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model_rate(&**model, &photos, size, batch, &params, args.seconds)));
+                let rate = match outcome {
+                    Ok(Ok(rate)) => rate,
+                    Ok(Err(e)) => {
+                        println!("| model only | {size}^2 | {batch} | {precision} | failed: {} | - |", first_line(&e.to_string()));
+                        break;
+                    }
+                    Err(_) => {
+                        println!("| model only | {size}^2 | {batch} | {precision} | failed (out of memory?) | - |");
+                        break;
+                    }
+                };
                 println!("| model only | {size}^2 | {batch} | {precision} | {rate:.3} | {:.0} |", 1000.0 / rate);
                 if precision == chosen {
                     let best_so_far: &mut f64 = batch1.entry(size).or_insert(0.0);
@@ -109,7 +122,9 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     best = (rate, batch);
                 }
             }
-            println!("| model only, best batch | {size}^2 | {} | {precision} | {:.3} | {:.0} |", best.1, best.0, 1000.0 / best.0);
+            if best.1 > 0 {
+                println!("| model only, best batch | {size}^2 | {} | {precision} | {:.3} | {:.0} |", best.1, best.0, 1000.0 / best.0);
+            }
         }
     }
     drop(model);
@@ -154,6 +169,10 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
 }
 
 fn load_photos(dir: &Path) -> anyhow::Result<Vec<image::DynamicImage>> {
