@@ -36,7 +36,8 @@ pub struct Metrics {
     oldest_unacked: AtomicU64,
     prefetch: AtomicU64,
     images_per_second: AtomicU64,
-    gpu: Mutex<Option<(String, u64, u64)>>,
+    /// Per CUDA device: its name, bytes used and total.
+    gpu: Mutex<Vec<(String, u64, u64)>>,
     /// Per inference lane: its device, batches run and images in them.
     lanes: Mutex<Vec<(String, u64, u64)>>,
 }
@@ -96,7 +97,10 @@ impl Metrics {
     /// GPU memory (used, total) of `device`, when it is a CUDA device.
     pub fn set_gpu(&self, device: String, used: u64, total: u64) {
         if let Ok(mut gpu) = self.gpu.lock() {
-            *gpu = Some((device, used, total));
+            match gpu.iter_mut().find(|g| g.0 == device) {
+                Some(entry) => *entry = (device, used, total),
+                None => gpu.push((device, used, total)),
+            }
         }
     }
 
@@ -143,10 +147,13 @@ impl Metrics {
         metric("lamina_worker_retries_total", "counter", "Retried operations against S3 or the broker, by cause.", &retries);
         metric("lamina_worker_heartbeats_total", "counter", "Heartbeats published.", &one(count(&self.heartbeats)));
         metric("lamina_worker_broker_connects_total", "counter", "Connections made to the broker.", &one(count(&self.broker_connects)));
-        if let Ok(Some((device, used, total))) = self.gpu.lock().map(|g| g.clone()) {
-            let label = format!("{{device=\"{device}\"}}");
-            metric("lamina_worker_gpu_memory_used_bytes", "gauge", "GPU memory in use on the device.", &[(label.clone(), used as f64)]);
-            metric("lamina_worker_gpu_memory_total_bytes", "gauge", "GPU memory of the device.", &[(label, total as f64)]);
+        let gpus = self.gpu.lock().map(|g| g.clone()).unwrap_or_default();
+        if !gpus.is_empty() {
+            let label = |device: &str| format!("{{device=\"{device}\"}}");
+            let used: Vec<(String, f64)> = gpus.iter().map(|(d, used, _)| (label(d), *used as f64)).collect();
+            let total: Vec<(String, f64)> = gpus.iter().map(|(d, _, total)| (label(d), *total as f64)).collect();
+            metric("lamina_worker_gpu_memory_used_bytes", "gauge", "GPU memory in use on the device.", &used);
+            metric("lamina_worker_gpu_memory_total_bytes", "gauge", "GPU memory of the device.", &total);
         }
         let lanes = self.lanes.lock().map(|l| l.clone()).unwrap_or_default();
         let label = |i: usize, d: &str| format!("{{lane=\"{i}\",device=\"{d}\"}}");

@@ -138,6 +138,7 @@ fn serves(config: &ServiceConfig, model_id: &str, task: &Task) -> Result<(), Str
 /// is shared across sessions: it is loaded once per process and outlives reconnects.
 pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn Broker>, shutdown: CancellationToken) -> Result<(), SessionError> {
     let model_id = model.desc().id.clone();
+    let devices = model.devices();
     broker.declare(&[&config.pool]).await?;
     let queue = broker.topology().tasks(&config.pool);
     // Slow start: one task until one has finished, so a task that crashes workers takes no
@@ -147,6 +148,7 @@ pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn B
         config,
         broker,
         model_id,
+        devices,
         held: HashMap::new(),
         next_ticket: 0,
         finished: 0,
@@ -155,7 +157,8 @@ pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn B
     };
     let mut consumer = session.broker.consume(&queue, &config.name, session.prefetch).await?;
     METRICS.set_prefetch(session.prefetch);
-    info!(queue = %queue, model = %session.model_id, device = %device_name(config.worker.device), prefetch = session.prefetch,
+    let devices: Vec<String> = session.devices.iter().map(|&d| device_name(d)).collect();
+    info!(queue = %queue, model = %session.model_id, devices = %devices.join(","), prefetch = session.prefetch,
         max_prefetch = config.prefetch, "consuming");
 
     // The pipeline's intake holds every task the broker may have delivered.
@@ -221,6 +224,8 @@ struct Session<'a> {
     config: &'a ServiceConfig,
     broker: Arc<dyn Broker>,
     model_id: String,
+    /// The devices the worker's inference lanes run on.
+    devices: Vec<tch::Device>,
     held: HashMap<u64, Held>,
     next_ticket: u64,
     finished: u64,
@@ -276,18 +281,19 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Publishes this worker's heartbeat; the GPU is sampled (nvidia-smi) off the runtime.
+    /// Publishes this worker's heartbeat; the GPUs are sampled (nvidia-smi) off the runtime.
     async fn heartbeat(&mut self) -> Result<(), QueueError> {
         let images_per_second = self.rate.per_second();
         METRICS.set_rate(images_per_second.unwrap_or(0.0));
-        let device = self.config.worker.device;
-        if let Ok(Some((name, used, total))) = tokio::task::spawn_blocking(move || crate::model::gpu_memory(device)).await {
-            METRICS.set_gpu(name, used, total);
+        for &device in &self.devices {
+            if let Ok(Some((name, used, total))) = tokio::task::spawn_blocking(move || crate::model::gpu_memory(device)).await {
+                METRICS.set_gpu(name, used, total);
+            }
         }
         let beat = Heartbeat {
             worker: self.config.name.clone(),
             pool: self.config.pool.clone(),
-            device: device_name(device),
+            device: self.devices.iter().map(|&d| device_name(d)).collect::<Vec<_>>().join(","),
             model: self.model_id.clone(),
             in_flight: self.held.len() as u64,
             images_per_second: images_per_second.unwrap_or(0.0),
