@@ -11,7 +11,13 @@
 //!
 //! Precision (`auto`, CUDA only): each precision runs the larger warm-up image; the fastest
 //! whose layers stay within [`AUTO_TOLERANCE`] (mean absolute, 0-1 scale) of fp32's wins.
-//! On a CPU `auto` is fp32: reduced precision is slower there.
+//! On a CPU `auto` keeps reference mode in fp32, the published procedure's arithmetic.
+//!
+//! Fast mode's precision (`auto`): on CUDA the one chosen above. On a CPU with bf16
+//! instructions (AMX or AVX-512 BF16, where libtorch's bf16 convolutions run 1.3-1.4 x
+//! faster than fp32's: BENCHMARKS.md), bf16 when a model can hold a second copy of its
+//! networks and that copy's layers on a small photo stay within the tolerance of fp32's;
+//! otherwise the reference precision. It costs two passes over a 128-pixel image at start-up.
 
 use std::time::Instant;
 
@@ -19,7 +25,7 @@ use tch::{Device, Kind, Tensor};
 use tracing::{info, warn};
 
 use super::{whole_bytes, Batch, Model, ModelDesc, ModelError, Precision, PrecisionChoice, AUTO_TOLERANCE};
-use lamina_common::params::DecomposeParams;
+use lamina_common::params::{DecomposeParams, Quality};
 
 /// Head-room on top of the measured footprint: allocator fragmentation and images whose
 /// content makes a model work harder than the warm-up photo.
@@ -56,13 +62,15 @@ pub struct Calibration {
     /// Whether `footprint` was measured (otherwise it is the model's own figure).
     pub measured: bool,
     pub precision: Precision,
+    /// The networks' precision for fast-mode images.
+    pub fast_precision: Precision,
     pub trials: Vec<Trial>,
 }
 
 impl Calibration {
     /// The model's own figure, unmeasured.
     pub fn assumed(desc: &ModelDesc, precision: Precision) -> Calibration {
-        Calibration { footprint: Footprint { fixed: 0, per_pixel: desc.bytes_per_pixel }, measured: false, precision, trials: Vec::new() }
+        Calibration { footprint: Footprint { fixed: 0, per_pixel: desc.bytes_per_pixel }, measured: false, precision, fast_precision: precision, trials: Vec::new() }
     }
 
     /// Bytes one image of `width` x `height` (padded to the model's multiple) needs.
@@ -134,7 +142,8 @@ pub fn calibrate_at(model: &mut dyn Model, choice: PrecisionChoice, warm_up: War
     if !warm_up.runs_on(device) {
         let precision = fixed.unwrap_or(Precision::Fp32);
         model.set_precision(precision)?;
-        return Ok(Calibration::assumed(&desc, precision));
+        let fast_precision = choose_fast_precision(model, choice, precision)?;
+        return Ok(Calibration { fast_precision, ..Calibration::assumed(&desc, precision) });
     }
     let (small, large) = sides;
     // Memory first, in fp32 (reduced precision needs less, so the figure stays safe), while
@@ -175,9 +184,62 @@ pub fn calibrate_at(model: &mut dyn Model, choice: PrecisionChoice, warm_up: War
         None => choose_precision(model, &warm_up_image(large, device), &params)?,
     };
     model.set_precision(precision)?;
-    info!(model = %desc.id, device = %super::device_name(device), precision = %precision,
+    let fast_precision = choose_fast_precision(model, choice, precision)?;
+    info!(model = %desc.id, device = %super::device_name(device), precision = %precision, fast_precision = %fast_precision,
         fixed_mib = footprint.fixed >> 20, bytes_per_pixel = footprint.per_pixel, measured, "calibrated");
-    Ok(Calibration { footprint, measured, precision, trials })
+    Ok(Calibration { footprint, measured, precision, fast_precision, trials })
+}
+
+/// The side of the image fast mode's precision is checked on, on a CPU.
+const FAST_CHECK_SIDE: i64 = 128;
+
+/// Sets and returns fast mode's precision (see the module's documentation); `precision` is
+/// the reference mode's, already set.
+fn choose_fast_precision(model: &mut dyn Model, choice: PrecisionChoice, precision: Precision) -> Result<Precision, ModelError> {
+    let device = model.device();
+    let candidate = match choice {
+        PrecisionChoice::Fixed(p) => p,
+        PrecisionChoice::Auto if device.is_cuda() || !cpu_runs_bf16() => precision,
+        PrecisionChoice::Auto => Precision::Bf16,
+    };
+    if candidate == precision || model.set_fast_precision(candidate).is_err() {
+        model.set_fast_precision(precision)?;
+        return Ok(precision);
+    }
+    let image = warm_up_image(FAST_CHECK_SIDE, device);
+    let reference = run(model, &image, &DecomposeParams::default())?;
+    let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
+    let checked = run(model, &image, &fast).map(|layers| {
+        if layers.size() == reference.size() {
+            f64::try_from((&layers - &reference).abs().mean(Kind::Double)).unwrap_or(f64::INFINITY)
+        } else {
+            f64::INFINITY
+        }
+    });
+    match checked {
+        Ok(diff) if diff <= AUTO_TOLERANCE => {
+            info!(model = %model.desc().id, precision = %candidate, mean_abs_diff = diff, "fast mode runs the networks in reduced precision");
+            Ok(candidate)
+        }
+        outcome => {
+            info!(model = %model.desc().id, precision = %candidate, outcome = ?outcome.map_err(|e| e.to_string()), "fast mode keeps the reference precision");
+            model.set_fast_precision(precision)?;
+            Ok(precision)
+        }
+    }
+}
+
+/// Whether this CPU has bf16 arithmetic (AMX or AVX-512 BF16), where libtorch's bf16
+/// kernels beat fp32's. `LAMINA_CPU_BF16=0` or `1` overrides what the CPU says.
+pub fn cpu_runs_bf16() -> bool {
+    match std::env::var("LAMINA_CPU_BF16").ok().as_deref() {
+        Some("0") => return false,
+        Some("1") => return true,
+        _ => {}
+    }
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|info| info.lines().filter(|l| l.starts_with("flags")).any(|l| l.split_whitespace().any(|f| f == "amx_bf16" || f == "avx512_bf16")))
+        .unwrap_or(false)
 }
 
 /// The line through two (pixels, bytes) points, with the margin on top; a line that would

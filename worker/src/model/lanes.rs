@@ -40,7 +40,7 @@ impl Lanes {
     /// One lane with the model's own memory figure (no warm-up).
     pub fn single(model: Box<dyn Model>) -> Lanes {
         let desc = model.desc().clone();
-        let calibration = Calibration::assumed(&desc, model.precision());
+        let calibration = Calibration { fast_precision: model.fast_precision(), ..Calibration::assumed(&desc, model.precision()) };
         let device = model.device();
         Lanes { lanes: vec![Lane { model: Mutex::new(model), device }], desc, calibration }
     }
@@ -114,7 +114,10 @@ pub fn load_lanes(spec: &str, layout: &LaneSpec) -> Result<Lanes, ModelError> {
             let mut model = super::load(spec, device)?;
             match &device_calibration {
                 None => device_calibration = Some(calibrate(&mut *model, layout.precision, layout.warm_up)?),
-                Some(c) => model.set_precision(c.precision)?,
+                Some(c) => {
+                    model.set_precision(c.precision)?;
+                    model.set_fast_precision(c.fast_precision)?;
+                }
             }
             lanes.push(Lane { model: Mutex::new(model), device });
         }
@@ -133,8 +136,8 @@ pub fn load_lanes(spec: &str, layout: &LaneSpec) -> Result<Lanes, ModelError> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LaneArgs {
     /// The networks' precision: auto (on CUDA the fastest of fp32, bf16 and fp16 whose
-    /// layers stay within 1/255 of fp32's, measured at start-up; fp32 on a CPU), fp32, fp16
-    /// or bf16.
+    /// layers stay within 1/255 of fp32's, measured at start-up; on a CPU fp32, and bf16 for
+    /// fast mode where the CPU has bf16 instructions), fp32, fp16 or bf16 (both modes).
     #[arg(long, env = "LAMINA_PRECISION", default_value = "auto")]
     pub precision: String,
     /// Inference threads per device, each with its own model replica, sharing the device's

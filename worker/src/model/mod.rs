@@ -154,6 +154,31 @@ pub trait Model: Send {
         }
     }
 
+    /// The precision the networks run in for fast-mode images: the reference precision
+    /// unless [`Model::set_fast_precision`] chose another.
+    fn fast_precision(&self) -> Precision {
+        self.precision()
+    }
+
+    /// Runs the networks in `precision` for fast-mode images from now on, keeping the
+    /// reference precision for the rest. Models with one set of weights refuse any
+    /// precision but their reference one.
+    fn set_fast_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
+        if precision == self.precision() {
+            Ok(())
+        } else {
+            Err(ModelError::Params { model: self.desc().id.clone(), reason: format!("runs fast mode in its reference precision only, not {precision}") })
+        }
+    }
+
+    /// The precision the networks run in for images of `quality`.
+    fn precision_for(&self, quality: Quality) -> Precision {
+        match quality {
+            Quality::Fast => self.fast_precision(),
+            Quality::Reference => self.precision(),
+        }
+    }
+
     /// Checks parameters once, before any image is read.
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError>;
 

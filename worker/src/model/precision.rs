@@ -39,9 +39,11 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// What the operator asked for: a fixed precision, or `auto` (measured at start-up: the
-/// fastest precision whose layers stay within [`AUTO_TOLERANCE`] of fp32's; always fp32 on
-/// a CPU, where reduced precision is slower).
+/// What the operator asked for: a fixed precision (for both quality modes), or `auto`
+/// (`calibrate.rs`: on CUDA the fastest precision whose layers stay within
+/// [`AUTO_TOLERANCE`] of fp32's, measured at start-up; on a CPU fp32 for reference mode and,
+/// where the CPU has bf16 instructions and the model stays within the tolerance, bf16 for
+/// fast mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrecisionChoice {
     Auto,

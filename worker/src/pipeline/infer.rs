@@ -187,7 +187,7 @@ fn run_lane(
 ) {
     // This thread owns its model while it runs (see `SharedModel`).
     let model = lane.lock();
-    let ctx = LaneCtx { model: &**model, index, precision: model.precision(), budget, inferred, results, clock };
+    let ctx = LaneCtx { model: &**model, index, budget, inferred, results, clock };
     loop {
         let unit = match work.lock().unwrap_or_else(|p| p.into_inner()).recv() {
             Ok(unit) => unit,
@@ -207,7 +207,6 @@ fn run_lane(
 struct LaneCtx<'a> {
     model: &'a dyn Model,
     index: usize,
-    precision: Precision,
     budget: u64,
     inferred: &'a mpsc::Sender<Inferred>,
     results: &'a mpsc::Sender<Finished>,
@@ -253,7 +252,8 @@ impl LaneCtx<'_> {
                     // Capacity 2: both fit, so these sends never wait.
                     let _ = tx.try_send(Band::Rows(layers));
                     let _ = tx.try_send(Band::Done { inference_ms: per_image });
-                    let inferred = Inferred { item, sources, palette, bands, device: self.device(), precision: self.precision };
+                    let precision = self.model.precision_for(item.task.params.quality);
+                    let inferred = Inferred { item, sources, palette, bands, device: self.device(), precision };
                     if self.inferred.blocking_send(inferred).is_err() {
                         return false;
                     }
@@ -299,7 +299,8 @@ impl LaneCtx<'_> {
         let (ticket, task) = (item.ticket, item.task.clone());
         span.in_scope(|| debug!(width = image.width, height = image.height, quality = %params.quality, lane = self.index, "large image"));
         let started = Instant::now();
-        let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision: self.precision };
+        let precision = self.model.precision_for(params.quality);
+        let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision };
         let outcome = self.guard(|| self.model.decompose_large(&image, &params, budget, &mut sink));
         let elapsed = started.elapsed();
         self.clock.add(elapsed);

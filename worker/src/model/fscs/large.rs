@@ -26,12 +26,12 @@ use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
 
-use super::{guided_coefficients, kmeans, luma, normalise, Fscs, BYTES_PER_PIXEL, GUIDED_RADIUS, K};
+use super::{colour_guided_coefficients, guided_coefficients, kmeans, luma, normalise, Fscs, BYTES_PER_PIXEL, GUIDED_RADIUS, K};
 use crate::decode::Decoded;
 use crate::model::blend::{alpha_add_to_normal, merge_alpha_add, plan_layers};
 use crate::model::resample::{bands, crop, reduce};
 use crate::model::{quantise, LayerSink, ModelError};
-use lamina_common::params::DecomposeParams;
+use lamina_common::params::{DecomposeParams, Quality};
 
 /// Context around each tile's core, in pixels: more than the networks' effective reach (the
 /// tiled-versus-whole test measures the difference), a multiple of 8.
@@ -163,7 +163,7 @@ impl Fscs {
                     let pixels = crop(&image.rgb, 3, size, (ir0 as usize, ir1 as usize), (ic0 as usize, ic1 as usize));
                     let x = Tensor::from_slice(&pixels).view([1, 3, ir1 - ir0, ic1 - ic0]).to_device(self.device);
                     drop(pixels);
-                    let (_, alpha, residue) = self.networks(&x, &palette_t);
+                    let (_, alpha, residue) = self.networks(&x, &palette_t, Quality::Reference);
                     let (ch, cw) = (r1 - r0, c1 - c0);
                     let alpha = alpha.narrow(3, r0 - ir0, ch).narrow(4, c0 - ic0, cw);
                     let residue = residue.narrow(2, r0 - ir0, ch).narrow(3, c0 - ic0, cw);
@@ -231,7 +231,7 @@ impl Fscs {
         let palette_t = self.palette_tensor(&palette);
         let (lph, lpw) = (round_up(lh), round_up(lw));
         let padded = low.replication_pad2d([0, lpw - lw, 0, lph - lh]);
-        let (colour, alpha) = self.alpha_add(&padded, &palette_t);
+        let (colour, alpha) = self.alpha_add_within(&padded, &palette_t, None, Quality::Fast);
         let (colour, alpha, masses) = tch::no_grad(|| {
             let colour = colour.narrow(3, 0, lh).narrow(4, 0, lw);
             let alpha = normalise(&alpha.narrow(3, 0, lh).narrow(4, 0, lw).clamp(0.0, 1.0));
@@ -245,7 +245,16 @@ impl Fscs {
             None => (colour, alpha),
         };
         let n = colour.size()[1];
-        let (a, b) = tch::no_grad(|| guided_coefficients(&luma(&low), &alpha.view([1, n, lh, lw]), GUIDED_RADIUS, FAST_EPS));
+        let colour_guide = std::env::var("LAMINA_FAST_GUIDE").map_or(true, |v| v != "luma");
+        let eps: f64 = std::env::var("LAMINA_FAST_EPS").ok().and_then(|v| v.parse().ok()).unwrap_or(FAST_EPS);
+        let radius: i64 = std::env::var("LAMINA_FAST_RADIUS").ok().and_then(|v| v.parse().ok()).unwrap_or(GUIDED_RADIUS);
+        let (a, b) = tch::no_grad(|| {
+            if colour_guide {
+                colour_guided_coefficients(&low, &alpha.view([1, n, lh, lw]), radius, eps)
+            } else {
+                guided_coefficients(&luma(&low), &alpha.view([1, n, lh, lw]), radius, eps)
+            }
+        });
         let colour = colour.view([1, 3 * n, lh, lw]);
         let sources = groups.unwrap_or_else(|| (0..K).map(|i| vec![i]).collect());
         sink.begin(sources, Some(palette))?;
@@ -255,7 +264,11 @@ impl Fscs {
         bands(&image.rgb, (h, w), (lh, lw), f, band_rows, self.device, |band| {
             let rows = band.y1 - band.y0;
             let layers = tch::no_grad(|| {
-                let alpha = band.up(&a) * luma(&band.full) + band.up(&b);
+                let alpha = if colour_guide {
+                    (band.up(&a).view([1, n, 3, rows, w]) * band.full.unsqueeze(1)).sum_dim_intlist(2, false, Kind::Float) + band.up(&b)
+                } else {
+                    band.up(&a) * luma(&band.full) + band.up(&b)
+                };
                 let alpha = normalise(&alpha.clamp(0.0, 1.0)).view([1, n, 1, rows, w]);
                 let colour = band.up(&colour).view([1, n, 3, rows, w]);
                 let rebuilt = (&colour * &alpha).sum_dim_intlist(1, false, Kind::Float);

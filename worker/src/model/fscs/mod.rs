@@ -21,7 +21,7 @@ use crate::decode::Decoded;
 use lamina_common::model::ModelSpec;
 use lamina_common::params::{DecomposeParams, Quality};
 
-pub use guided::{guided_coefficients, guided_filter, luma};
+pub use guided::{colour_guided_coefficients, guided_coefficients, guided_filter, luma};
 pub use kmeans::palette as kmeans_palette;
 
 /// The palette size the pretrained weights were trained for.
@@ -48,6 +48,24 @@ pub struct Fscs {
     precision: Precision,
     /// The fp32 weights, kept once the precision first changes.
     master: Option<Vec<(String, Tensor)>>,
+    /// Both networks again in fast mode's precision, when it differs from the reference one.
+    fast: Option<Reduced>,
+}
+
+/// A copy of both networks in another precision (2.8 MB of weights in bf16 or fp16).
+struct Reduced {
+    precision: Precision,
+    // Keeps the parameters alive; the networks hold views into it.
+    _vs: nn::VarStore,
+    mask_generator: net::UNet,
+    residue_predictor: net::UNet,
+}
+
+/// Which copy of the networks a pass runs on.
+struct Nets<'a> {
+    mask_generator: &'a net::UNet,
+    residue_predictor: &'a net::UNet,
+    kind: Kind,
 }
 
 impl Fscs {
@@ -102,7 +120,7 @@ impl Fscs {
             fast_reduces: true,
             pads: true,
         };
-        Ok(Fscs { desc, vs, mask_generator, residue_predictor, device, precision: Precision::Fp32, master: None })
+        Ok(Fscs { desc, vs, mask_generator, residue_predictor, device, precision: Precision::Fp32, master: None, fast: None })
     }
 
     /// Steps 2-7 of the reference procedure: the alpha-add layers for `images` (`[B,3,H,W]`)
@@ -110,16 +128,32 @@ impl Fscs {
     /// `[B,K,1,H,W]` (alphas sum to 1 per pixel but may leave [0,1]: the guided filter
     /// overshoots).
     pub fn alpha_add(&self, images: &Tensor, palettes: &Tensor) -> (Tensor, Tensor) {
-        self.alpha_add_within(images, palettes, None)
+        self.alpha_add_within(images, palettes, None, Quality::Reference)
+    }
+
+    /// The networks that images of `quality` run on.
+    fn nets(&self, quality: Quality) -> Nets<'_> {
+        match (&self.fast, quality) {
+            (Some(r), Quality::Fast) => Nets { mask_generator: &r.mask_generator, residue_predictor: &r.residue_predictor, kind: r.precision.kind() },
+            _ => Nets { mask_generator: &self.mask_generator, residue_predictor: &self.residue_predictor, kind: self.precision.kind() },
+        }
+    }
+
+    /// The fp32 weights: the kept copy once the precision has changed, else the live ones.
+    fn fp32_weights(&self) -> Vec<(String, Tensor)> {
+        match &self.master {
+            Some(master) => master.iter().map(|(name, t)| (name.clone(), t.shallow_clone())).collect(),
+            None => self.vs.variables().into_iter().collect(),
+        }
     }
 
     /// [`Fscs::alpha_add`] for padded images: each residue's mean is taken over its image's
     /// own `(height, width)`, so padding (to the size multiple, or to a batch's size bucket)
     /// does not shift an image's colours.
-    fn alpha_add_within(&self, images: &Tensor, palettes: &Tensor, sizes: Option<&[(i64, i64)]>) -> (Tensor, Tensor) {
+    fn alpha_add_within(&self, images: &Tensor, palettes: &Tensor, sizes: Option<&[(i64, i64)]>, quality: Quality) -> (Tensor, Tensor) {
         tch::no_grad(|| {
             let (b, _, h, w) = images.size4().unwrap_or((0, 3, 0, 0));
-            let (planes, alpha, residue) = self.networks(images, palettes);
+            let (planes, alpha, residue) = self.networks(images, palettes, quality);
             let mean = match sizes {
                 Some(sizes) if sizes.iter().any(|&s| s != (h, w)) => {
                     let means: Vec<Tensor> = sizes
@@ -141,21 +175,22 @@ impl Fscs {
     /// `[B,K,1,H,W]` and the residue predictor's output `[B,3K,H,W]` before its per-image
     /// mean is taken off (the one step that needs the whole image: a tiled run takes the
     /// whole image's mean, see `large.rs`).
-    fn networks(&self, images: &Tensor, palettes: &Tensor) -> (Tensor, Tensor, Tensor) {
+    fn networks(&self, images: &Tensor, palettes: &Tensor, quality: Quality) -> (Tensor, Tensor, Tensor) {
         tch::no_grad(|| {
             let (b, _, h, w) = images.size4().unwrap_or((0, 3, 0, 0));
             let k = K as i64;
             let planes = palettes.view([b, k, 3, 1, 1]).expand([b, k, 3, h, w], false);
-            let kind = self.precision.kind();
+            let nets = self.nets(quality);
+            let kind = nets.kind;
             let net_images = images.to_kind(kind);
             let x = Tensor::cat(&[images.shallow_clone(), planes.reshape([b, 3 * k, h, w])], 1);
-            let alpha = self.mask_generator.forward(&x.to_kind(kind), &net_images).to_kind(Kind::Float).sigmoid();
+            let alpha = nets.mask_generator.forward(&x.to_kind(kind), &net_images).to_kind(Kind::Float).sigmoid();
             let alpha = normalise(&alpha);
             let alpha = normalise(&guided_filter(&luma(images), &alpha, GUIDED_RADIUS, GUIDED_EPS));
             let alpha = alpha.view([b, k, 1, h, w]);
             let per_layer = Tensor::cat(&[planes.shallow_clone(), alpha.shallow_clone()], 2).reshape([b, 4 * k, h, w]);
             let x = Tensor::cat(&[images.shallow_clone(), per_layer], 1);
-            let residue = self.residue_predictor.forward(&x.to_kind(kind), &net_images).to_kind(Kind::Float).tanh();
+            let residue = nets.residue_predictor.forward(&x.to_kind(kind), &net_images).to_kind(Kind::Float).tanh();
             (planes, alpha, residue)
         })
     }
@@ -215,6 +250,40 @@ impl Model for Fscs {
             }
         });
         self.precision = precision;
+        if self.fast.as_ref().is_some_and(|r| r.precision == precision) {
+            self.fast = None;
+        }
+        Ok(())
+    }
+
+    fn fast_precision(&self) -> Precision {
+        self.fast.as_ref().map_or(self.precision, |r| r.precision)
+    }
+
+    fn set_fast_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
+        if precision == self.precision {
+            self.fast = None;
+            return Ok(());
+        }
+        if self.fast.as_ref().is_some_and(|r| r.precision == precision) {
+            return Ok(());
+        }
+        let k = K as i64;
+        let mut vs = nn::VarStore::new(self.device);
+        let mask_generator = net::UNet::new(vs.root() / "mask_generator", 3 + 3 * k, k);
+        let residue_predictor = net::UNet::new(vs.root() / "residue_predictor", 3 + 4 * k, 3 * k);
+        let weights = self.fp32_weights();
+        let mut vars = vs.variables();
+        tch::no_grad(|| {
+            for (name, fp32) in &weights {
+                if let Some(var) = vars.get_mut(name) {
+                    // `to_kind` keeps the channels-last layout of the convolution weights.
+                    var.set_data(&fp32.to_kind(precision.kind()));
+                }
+            }
+        });
+        vs.freeze();
+        self.fast = Some(Reduced { precision, _vs: vs, mask_generator, residue_predictor });
         Ok(())
     }
 
@@ -232,7 +301,7 @@ impl Model for Fscs {
         let flat: Vec<f32> = palettes.iter().flatten().flatten().map(|&v| f32::from(v) / 255.0).collect();
         let b = batch.sizes.len() as i64;
         let palette_t = Tensor::from_slice(&flat).view([b, K as i64, 3]).to_device(self.device);
-        let (colour, alpha) = self.alpha_add_within(batch.images, &palette_t, Some(batch.sizes));
+        let (colour, alpha) = self.alpha_add_within(batch.images, &palette_t, Some(batch.sizes), params.quality);
         tch::no_grad(|| {
             // The reference's flaw, fixed: clamped alphas must still sum to 1.
             let alpha = normalise(&alpha.clamp(0.0, 1.0));
