@@ -2,7 +2,9 @@
 # Lamina beside the obvious alternative, measured in one run on this machine: the reference
 # FSCS procedure in PyTorch with the same weights, Pillow for PNG, a plain loop over the
 # photos (ops/peer/fscs_peer.py), against `lamina run` in reference and fast mode on the same
-# photos: the bundled ones, and N photos resized to SIZE x SIZE. Prints a table for
+# photos (default precision, as a user runs it: on a CPU with bf16 instructions fast mode's
+# networks run in bf16; and fast mode again with fp32 networks), the bundled ones and N
+# photos resized to SIZE x SIZE. Prints a table for
 # BENCHMARKS.md. The peer's packages (Pillow, NumPy, scikit-learn, safetensors) go into the
 # project's PyTorch venv in the cache, once.
 #
@@ -40,16 +42,16 @@ peer() {  # folder -> images/s
 }
 lamina() {  # folder quality [precision] -> images/s
     rm -rf "$work/lamina-out"
-    "$lamina" run "$1" "$work/lamina-out" --device cpu --quality "$2" --precision "${3:-fp32}" --progress none >/dev/null
+    "$lamina" run "$1" "$work/lamina-out" --device cpu --quality "$2" --precision "${3:-auto}" --progress none >/dev/null
     "$py" -c "import json,sys; print('%.3f' % json.load(open(sys.argv[1]))['images_per_second'])" "$work/lamina-out/_lamina/jobs/"*/summary.json
 }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo), $(uname -m); torch $("$py" -c 'import torch; print(torch.__version__, torch.get_num_threads(), "threads")')"
 echo
 x() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "| photos | peer (PyTorch + Pillow) images/s | lamina reference images/s | x peer | lamina fast images/s | x peer | lamina fast, bf16 networks images/s | x peer |"
+echo "| photos | peer (PyTorch + Pillow) images/s | lamina reference images/s | x peer | lamina fast images/s | x peer | lamina fast, fp32 networks images/s | x peer |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for set in bundled square; do
-    p=$(peer "$work/$set"); r=$(lamina "$work/$set" reference); f=$(lamina "$work/$set" fast); b=$(lamina "$work/$set" fast bf16)
+    p=$(peer "$work/$set"); r=$(lamina "$work/$set" reference); f=$(lamina "$work/$set" fast); b=$(lamina "$work/$set" fast fp32)
     label=$([ "$set" = bundled ] && echo "bundled ($(ls "$work/bundled" | wc -l) photos)" || echo "$n photos at ${size}^2")
     echo "| $label | $p | $r | $(x "$r" "$p") | $f | $(x "$f" "$p") | $b | $(x "$b" "$p") |"
 done

@@ -217,6 +217,10 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     let manifest: Manifest = serde_json::from_slice(&fast_out.get("retina.png/manifest.json").await.unwrap()).unwrap();
     assert_eq!(manifest.params.quality, lamina_common::params::Quality::Fast);
     assert_eq!((manifest.canvas.width, manifest.canvas.height), (retina.width(), retina.height()));
+    // With `auto` precision fast mode runs the networks in bf16 where the CPU has bf16
+    // instructions (the workers here run on this CPU).
+    let bf16_cpu = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|i| i.contains(" amx_bf16") || i.contains(" avx512_bf16"));
+    assert_eq!(manifest.model.precision.as_deref(), Some(if bf16_cpu { "bf16" } else { "fp32" }), "fast mode's precision");
     let dir = fetched.path().join("fast");
     std::fs::create_dir_all(&dir).unwrap();
     for file in &manifest.files {

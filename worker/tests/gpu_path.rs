@@ -6,11 +6,14 @@
 //!   can go back to fp32 exactly;
 //! - start-up calibration measures a footprint that grows with the image, and keeps the
 //!   model's own figure when told not to measure;
-//! - two lanes on one device load two replicas that decompose alike.
+//! - two lanes on one device load two replicas that decompose alike;
+//! - with `--precision auto` fast mode runs the networks in bf16 on a CPU with bf16
+//!   instructions (within 1/255 of fp32) while reference mode stays fp32 bit for bit, one
+//!   lane serving both.
 
 use std::sync::Arc;
 
-use lamina_common::params::DecomposeParams;
+use lamina_common::params::{DecomposeParams, Quality};
 use lamina_worker::decode::{decode, Decoded};
 use lamina_worker::model::calibrate::{calibrate, warm_up_image, WarmUp};
 use lamina_worker::model::{self, Batch, Precision, PrecisionChoice};
@@ -127,6 +130,43 @@ fn two_lanes_on_one_device_decompose_alike() {
         .map(|lane| decompose_stacked(&**lane.lock(), &[&*image], padded(&image), &DecomposeParams::default()).unwrap().remove(0))
         .collect();
     assert_eq!(out[0], out[1]);
+}
+
+#[test]
+fn fast_mode_runs_in_bf16_on_a_bf16_cpu_and_reference_mode_stays_fp32() {
+    // One test, so the variable that stands in for the CPU's flags is not raced.
+    let image = photo("chelsea.png", 120, 80);
+    let reference = DecomposeParams::default();
+    let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
+    let mut plain = model::load("fscs", Device::Cpu).unwrap();
+    let fp32 = decompose_stacked(&*plain, &[&*image], padded(&image), &reference).unwrap().remove(0);
+    std::env::set_var("LAMINA_CPU_BF16", "1");
+    let auto = calibrate(&mut *plain, PrecisionChoice::Auto, WarmUp::Off).unwrap();
+    std::env::set_var("LAMINA_CPU_BF16", "0");
+    let mut other = model::load("fscs", Device::Cpu).unwrap();
+    let without = calibrate(&mut *other, PrecisionChoice::Auto, WarmUp::Off).unwrap();
+    std::env::remove_var("LAMINA_CPU_BF16");
+    assert_eq!((auto.precision, auto.fast_precision), (Precision::Fp32, Precision::Bf16), "a bf16 CPU: fast mode in bf16");
+    assert_eq!((plain.precision_for(Quality::Reference), plain.precision_for(Quality::Fast)), (Precision::Fp32, Precision::Bf16));
+    assert_eq!((without.precision, without.fast_precision), (Precision::Fp32, Precision::Fp32), "no bf16 on the CPU: fp32");
+    // The same model serves both modes: reference bit for bit as before, fast within 1/255.
+    let again = decompose_stacked(&*plain, &[&*image], padded(&image), &reference).unwrap().remove(0);
+    assert_eq!(again, fp32, "reference mode is untouched by the fast copy");
+    let bf16 = decompose_stacked(&*plain, &[&*image], padded(&image), &fast).unwrap().remove(0);
+    let (mean, _) = diff(&bf16, &fp32);
+    println!("fast mode in bf16: mean |diff| from fp32 {mean:.5}");
+    assert!(mean > 0.0 && mean <= 1.0 / 255.0, "{mean}");
+    // A fixed precision holds for both modes; the object model keeps one copy, so its fast
+    // mode stays in its reference precision.
+    let fixed = calibrate(&mut *plain, PrecisionChoice::Fixed(Precision::Fp32), WarmUp::Off).unwrap();
+    assert_eq!((fixed.fast_precision, plain.precision_for(Quality::Fast)), (Precision::Fp32, Precision::Fp32));
+    let fast_again = decompose_stacked(&*plain, &[&*image], padded(&image), &fast).unwrap().remove(0);
+    assert_eq!(fast_again, fp32, "below 1 MP fast mode in fp32 is reference mode");
+    let mut objects = model::load("objects-small", Device::Cpu).unwrap();
+    std::env::set_var("LAMINA_CPU_BF16", "1");
+    let c = calibrate(&mut *objects, PrecisionChoice::Auto, WarmUp::Off).unwrap();
+    std::env::remove_var("LAMINA_CPU_BF16");
+    assert_eq!(c.fast_precision, Precision::Fp32);
 }
 
 #[test]

@@ -26,10 +26,11 @@ use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
 
-use super::{colour_guided_coefficients, guided_coefficients, kmeans, luma, normalise, Fscs, BYTES_PER_PIXEL, GUIDED_RADIUS, K};
+use super::{guided_coefficients, kmeans, luma, normalise, Fscs, BYTES_PER_PIXEL, GUIDED_RADIUS, K};
 use crate::decode::Decoded;
 use crate::model::blend::{alpha_add_to_normal, merge_alpha_add, plan_layers};
-use crate::model::resample::{bands, crop, reduce};
+use super::upsample;
+use crate::model::resample::{bands, crop, reduce, Band};
 use crate::model::{quantise, LayerSink, ModelError};
 use lamina_common::params::{DecomposeParams, Quality};
 
@@ -245,39 +246,44 @@ impl Fscs {
             None => (colour, alpha),
         };
         let n = colour.size()[1];
-        let colour_guide = std::env::var("LAMINA_FAST_GUIDE").map_or(true, |v| v != "luma");
-        let eps: f64 = std::env::var("LAMINA_FAST_EPS").ok().and_then(|v| v.parse().ok()).unwrap_or(FAST_EPS);
-        let radius: i64 = std::env::var("LAMINA_FAST_RADIUS").ok().and_then(|v| v.parse().ok()).unwrap_or(GUIDED_RADIUS);
-        let (a, b) = tch::no_grad(|| {
-            if colour_guide {
-                colour_guided_coefficients(&low, &alpha.view([1, n, lh, lw]), radius, eps)
-            } else {
-                guided_coefficients(&luma(&low), &alpha.view([1, n, lh, lw]), radius, eps)
-            }
-        });
+        let (a, b) = tch::no_grad(|| guided_coefficients(&luma(&low), &alpha.view([1, n, lh, lw]), GUIDED_RADIUS, FAST_EPS));
         let colour = colour.view([1, 3 * n, lh, lw]);
         let sources = groups.unwrap_or_else(|| (0..K).map(|i| vec![i]).collect());
         sink.begin(sources, Some(palette))?;
         // A quarter of the budget per band: the low-resolution tensors, the decoded input and
         // the bands queued for encoding share the rest.
         let band_rows = ((budget / 4 / BAND_BYTES_PER_PIXEL / w.max(1) as u64) as i64).clamp(8, 1024);
+        if self.device == Device::Cpu {
+            // On a CPU the full-resolution pass is one fused loop per pixel (`upsample.rs`).
+            let host = |t: &Tensor| Vec::<f32>::try_from(t.contiguous().view(-1)).map_err(|e| self.torch(e));
+            let (n, lh, lw, f) = (n as usize, lh as usize, lw as usize, f as usize);
+            let reduced = upsample::Reduced { n, lh, lw, f, a: host(&a)?, b: host(&b)?, colour: host(&colour)? };
+            let (h, w, step) = (h as usize, w as usize, band_rows as usize);
+            for y0 in (0..h).step_by(step) {
+                sink.rows(reduced.rows(&image.rgb, (h, w), (y0, (y0 + step).min(h))))?;
+            }
+            return Ok(());
+        }
         bands(&image.rgb, (h, w), (lh, lw), f, band_rows, self.device, |band| {
-            let rows = band.y1 - band.y0;
-            let layers = tch::no_grad(|| {
-                let alpha = if colour_guide {
-                    (band.up(&a).view([1, n, 3, rows, w]) * band.full.unsqueeze(1)).sum_dim_intlist(2, false, Kind::Float) + band.up(&b)
-                } else {
-                    band.up(&a) * luma(&band.full) + band.up(&b)
-                };
-                let alpha = normalise(&alpha.clamp(0.0, 1.0)).view([1, n, 1, rows, w]);
-                let colour = band.up(&colour).view([1, n, 3, rows, w]);
-                let rebuilt = (&colour * &alpha).sum_dim_intlist(1, false, Kind::Float);
-                let colour = (colour + (&band.full - rebuilt).unsqueeze(1)).clamp(0.0, 1.0);
-                Tensor::cat(&[colour, alpha_add_to_normal(&alpha)], 2).get(0)
-            });
-            sink.rows(quantise(&layers).map_err(|e| self.torch(e))?)
+            sink.rows(quantise(&upsampled(&band, &a, &b, &colour, n, w)).map_err(|e| self.torch(e))?)
         })
     }
+}
+
+/// Fast mode's full-resolution pass over one band as tensor operations (on CUDA; on a CPU
+/// `upsample.rs` does the same fused): the alphas from the guided filter's coefficients
+/// `a`, `b` and the full image's luma, the colours sampled bilinearly and moved so the
+/// stack rebuilds the full image. `[n,4,rows,w]` normal-blend layers in [0,1].
+fn upsampled(band: &Band<'_>, a: &Tensor, b: &Tensor, colour: &Tensor, n: i64, w: i64) -> Tensor {
+    let rows = band.y1 - band.y0;
+    tch::no_grad(|| {
+        let alpha = band.up(a) * luma(&band.full) + band.up(b);
+        let alpha = normalise(&alpha.clamp(0.0, 1.0)).view([1, n, 1, rows, w]);
+        let colour = band.up(colour).view([1, n, 3, rows, w]);
+        let rebuilt = (&colour * &alpha).sum_dim_intlist(1, false, Kind::Float);
+        let colour = (colour + (&band.full - rebuilt).unsqueeze(1)).clamp(0.0, 1.0);
+        Tensor::cat(&[colour, alpha_add_to_normal(&alpha)], 2).get(0)
+    })
 }
 
 /// How many output layers `groups` makes (all of the model's when nothing is merged).
@@ -331,6 +337,50 @@ mod tests {
         // A partial block averages only the pixels it has.
         let odd = reduce(&[1.0, 3.0, 5.0, 1.0, 3.0, 5.0], 1, (2, 3), 2, Device::Cpu);
         assert_eq!(Vec::<f32>::try_from(odd.reshape([-1])).unwrap(), vec![2.0, 5.0]);
+    }
+
+    #[test]
+    fn the_fused_cpu_pass_makes_the_tensor_passs_bytes() {
+        // Reduced grids of a 3x reduction with guided-filter-like coefficients, and a full
+        // image; both forms of fast mode's full-resolution pass, compared byte for byte.
+        let (h, w, f, n) = (37i64, 50i64, 3i64, 5i64);
+        let (lh, lw) = ((h + f - 1) / f, (w + f - 1) / f);
+        tch::manual_seed(7);
+        let opts = (Kind::Float, Device::Cpu);
+        let a = (Tensor::rand([1, n, lh, lw], opts) - 0.5) * 2.0;
+        let b = Tensor::rand([1, n, lh, lw], opts) * 0.6;
+        let colour = Tensor::rand([1, 3 * n, lh, lw], opts);
+        let rgb = Vec::<f32>::try_from(Tensor::rand([3 * h * w], opts)).unwrap();
+        let mut tensor = vec![Vec::new(); n as usize];
+        bands(&rgb, (h, w), (lh, lw), f, 16, Device::Cpu, |band| {
+            for (all, part) in tensor.iter_mut().zip(quantise(&upsampled(&band, &a, &b, &colour, n, w))?) {
+                all.extend(part);
+            }
+            Ok::<_, tch::TchError>(())
+        })
+        .unwrap();
+        let host = |t: &Tensor| Vec::<f32>::try_from(t.contiguous().view(-1)).unwrap();
+        let reduced = upsample::Reduced { n: n as usize, lh: lh as usize, lw: lw as usize, f: f as usize, a: host(&a), b: host(&b), colour: host(&colour) };
+        let mut fused = vec![Vec::new(); n as usize];
+        for y0 in (0..h as usize).step_by(10) {
+            for (all, part) in fused.iter_mut().zip(reduced.rows(&rgb, (h as usize, w as usize), (y0, (y0 + 10).min(h as usize)))) {
+                all.extend(part);
+            }
+        }
+        let (mut most, mut off, mut total) = (0u8, 0usize, 0usize);
+        for (t, u) in tensor.iter().zip(&fused) {
+            assert_eq!(t.len(), (h * w * 4) as usize);
+            assert_eq!(t.len(), u.len());
+            for (&x, &y) in t.iter().zip(u) {
+                most = most.max(x.abs_diff(y));
+                off += usize::from(x != y);
+                total += 1;
+            }
+        }
+        // Float rounding in a different order moves a byte across a rounding edge now and
+        // then; never by more than one step.
+        assert!(most <= 1, "largest difference {most}");
+        assert!(off * 100 < total, "{off} of {total} bytes differ");
     }
 
     #[test]

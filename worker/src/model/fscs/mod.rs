@@ -11,6 +11,7 @@ mod guided;
 mod kmeans;
 mod large;
 mod net;
+mod upsample;
 
 use sha2::{Digest, Sha256};
 use tch::{nn, Device, Kind, Tensor};
@@ -21,7 +22,7 @@ use crate::decode::Decoded;
 use lamina_common::model::ModelSpec;
 use lamina_common::params::{DecomposeParams, Quality};
 
-pub use guided::{colour_guided_coefficients, guided_coefficients, guided_filter, luma};
+pub use guided::{guided_coefficients, guided_filter, luma};
 pub use kmeans::palette as kmeans_palette;
 
 /// The palette size the pretrained weights were trained for.
