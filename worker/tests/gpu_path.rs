@@ -20,6 +20,14 @@ use lamina_worker::model::{self, Batch, Precision, PrecisionChoice};
 use lamina_worker::pipeline::{bucket_side, decompose_stacked};
 use tch::{Device, Kind, Tensor};
 
+/// Calibration measures the whole process's peak memory, so the tests that run models take
+/// turns (the test harness runs them on parallel threads).
+static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURNS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn photo(name: &str, w: u32, h: u32) -> Arc<Decoded> {
     let path = format!("{}/../assets/samples/{name}", env!("CARGO_MANIFEST_DIR"));
     let img = image::open(path).unwrap().resize_exact(w, h, image::imageops::FilterType::Triangle);
@@ -50,6 +58,7 @@ fn diff(a: &[Vec<u8>], b: &[Vec<u8>]) -> (f64, f64) {
 
 #[test]
 fn mixed_sizes_in_one_bucket_match_their_unbatched_layers() {
+    let _turn = turn();
     let m = model::load("fscs", Device::Cpu).unwrap();
     let images = [photo("astronaut.png", 226, 161), photo("coffee.png", 232, 170), photo("chelsea.png", 240, 176)];
     let buckets: Vec<(i64, i64)> = images.iter().map(|i| (bucket_side(padded(i).0, 8), bucket_side(padded(i).1, 8))).collect();
@@ -76,6 +85,7 @@ fn layers(m: &dyn model::Model, image: &Tensor) -> Tensor {
 
 #[test]
 fn bf16_networks_stay_close_to_fp32_and_fp32_comes_back_exactly() {
+    let _turn = turn();
     for spec in ["fscs", "objects-small"] {
         let mut m = model::load(spec, Device::Cpu).unwrap();
         let image = warm_up_image(128, Device::Cpu);
@@ -99,6 +109,7 @@ fn bf16_networks_stay_close_to_fp32_and_fp32_comes_back_exactly() {
 
 #[test]
 fn calibration_measures_a_footprint_on_the_cpu_or_keeps_the_models_figure() {
+    let _turn = turn();
     let mut m = model::load("fscs", Device::Cpu).unwrap();
     let assumed = calibrate(&mut *m, PrecisionChoice::Auto, WarmUp::Off).unwrap();
     assert!(!assumed.measured);
@@ -119,6 +130,7 @@ fn calibration_measures_a_footprint_on_the_cpu_or_keeps_the_models_figure() {
 
 #[test]
 fn two_lanes_on_one_device_decompose_alike() {
+    let _turn = turn();
     let layout = model::LaneSpec { devices: vec![Device::Cpu], per_device: 2, precision: PrecisionChoice::Auto, warm_up: WarmUp::Off };
     let lanes = model::load_lanes("fscs", &layout).unwrap();
     assert_eq!(lanes.lanes().len(), 2);
@@ -134,6 +146,7 @@ fn two_lanes_on_one_device_decompose_alike() {
 
 #[test]
 fn fast_mode_runs_in_bf16_on_a_bf16_cpu_and_reference_mode_stays_fp32() {
+    let _turn = turn();
     // One test, so the variable that stands in for the CPU's flags is not raced.
     let image = photo("chelsea.png", 120, 80);
     let reference = DecomposeParams::default();
