@@ -63,24 +63,29 @@ fn round_up(v: i64) -> i64 {
     (v + MULTIPLE - 1) / MULTIPLE * MULTIPLE
 }
 
-/// The input window of the tile whose core starts at `start` on an axis `n` long: the core
-/// with `MARGIN` on each side, always `core + 2 * MARGIN` long (shifted inward at the
-/// image's edges, where it has more context on the inner side) unless the axis is shorter.
-/// Every tile of a large image then has the same shape, so each forward pass reuses the
-/// memory the previous one freed instead of fragmenting the heap with odd sizes.
-fn window(start: i64, n: i64, core: i64) -> (i64, i64) {
-    let size = (core + 2 * MARGIN).min(n);
-    let from = (start - MARGIN).clamp(0, n - size);
-    (from, from + size)
-}
-
-/// Balanced cores for an axis `n` long: as few as cores of at most `core` allow, all the
-/// same length (a multiple of 8; the last may be shorter), so no window is spent on a sliver.
-/// Returns the core length and the `[start, end)` spans covering `0..n`.
-fn spans(n: i64, core: i64) -> (i64, Vec<(i64, i64)>) {
-    let count = (n + core - 1) / core.max(1);
-    let even = round_up((n + count - 1) / count.max(1)).max(MULTIPLE);
-    (even, (0..n).step_by(even as usize).map(|s| (s, (s + even).min(n))).collect())
+/// The tiles along an axis `n` long (a multiple of 8) for cores of at most `core`: each tile's
+/// core (`[start, end)`, together covering `0..n`) and the input window it runs in, the core
+/// with `MARGIN` of context on every side that has image. As few windows as cover the axis,
+/// all one length (a multiple of 8, at most `core + 2 * MARGIN`), so each forward pass reuses
+/// the memory the previous one freed instead of fragmenting the heap with odd sizes. A window
+/// at an edge of the image needs context on its inner side only, so edge cores are `MARGIN`
+/// longer than middle ones: k windows of length W cover `k * W - 2 * (k - 1) * MARGIN`.
+fn tiles(n: i64, core: i64) -> Vec<((i64, i64), (i64, i64))> {
+    let most = core + 2 * MARGIN;
+    if n <= most {
+        return vec![((0, n), (0, n))];
+    }
+    let count = (n - 2 * MARGIN + core - 1) / core.max(1);
+    let win = round_up((n + 2 * (count - 1) * MARGIN + count - 1) / count).min(most);
+    let inner = win - 2 * MARGIN;
+    (0..count)
+        .map(|i| {
+            let start = if i == 0 { 0 } else { win - MARGIN + (i - 1) * inner };
+            let end = if i == count - 1 { n } else { win - MARGIN + i * inner };
+            let from = (start - MARGIN).clamp(0, n - win);
+            ((start, end), (from, from + win))
+        })
+        .collect()
 }
 
 /// Where the tiles' intermediate results wait between the passes: an unnamed temporary
@@ -152,15 +157,13 @@ impl Fscs {
         let palette = self.palette_of(image, params);
         let palette_t = self.palette_tensor(&palette);
         let mut spill = Spill::new().map_err(|e| self.failed(e))?;
-        let ((row_core, rows), (col_core, cols)) = (spans(ph, core), spans(pw, core));
+        let (rows, cols) = (tiles(ph, core), tiles(pw, core));
         let mut residue_sum = Tensor::zeros([3 * k], (Kind::Double, self.device));
         let mut masses = Tensor::zeros([k], (Kind::Double, self.device));
         let size = (h as usize, w as usize);
         tch::no_grad(|| -> Result<(), ModelError> {
-            for &(r0, r1) in &rows {
-                for &(c0, c1) in &cols {
-                    let (ir0, ir1) = window(r0, ph, row_core);
-                    let (ic0, ic1) = window(c0, pw, col_core);
+            for &((r0, r1), (ir0, ir1)) in &rows {
+                for &((c0, c1), (ic0, ic1)) in &cols {
                     let pixels = crop(&image.rgb, 3, size, (ir0 as usize, ir1 as usize), (ic0 as usize, ic1 as usize));
                     let x = Tensor::from_slice(&pixels).view([1, 3, ir1 - ir0, ic1 - ic0]).to_device(self.device);
                     drop(pixels);
@@ -184,12 +187,12 @@ impl Fscs {
         sink.begin(sources, Some(palette.clone()))?;
         let planes = palette_t.view([1, k, 3, 1, 1]);
         let layer_count = sources_len(&groups);
-        for (i, &(r0, r1)) in rows.iter().enumerate() {
+        for (i, &((r0, r1), _)) in rows.iter().enumerate() {
             // The band is assembled in bytes: each tile is quantised on the device as soon as
             // it is made, so no float copy of a full-width band ever exists.
             let vh = (h.min(r1) - r0) as usize;
             let mut band = vec![vec![0u8; vh * w as usize * 4]; layer_count];
-            for (j, &(c0, c1)) in cols.iter().enumerate() {
+            for (j, &((c0, c1), _)) in cols.iter().enumerate() {
                 let (ch, cw) = (r1 - r0, c1 - c0);
                 let tile = spill.read(i * cols.len() + j, self.device).map_err(|e| self.failed(e))?;
                 let layers = tch::no_grad(|| {
@@ -298,19 +301,29 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_image_and_crops_repeat_the_edges() {
-        assert_eq!(spans(20, 8), (8, vec![(0, 8), (8, 16), (16, 20)]));
-        // 4000 in cores of at most 992: five of 800, not four and a sliver of 32.
-        assert_eq!(spans(4000, 992).0, 800);
-        assert_eq!(spans(4000, 992).1.len(), 5);
-        // Windows keep one size and always hold their core.
-        let n = 1000;
-        let (core, cores) = spans(n, 96);
-        for (s, e) in cores {
-            let (from, to) = window(s, n, core);
-            assert_eq!(to - from, core + 2 * MARGIN);
-            assert!(from <= s && e <= to && from >= 0 && to <= n, "core {s}..{e} in window {from}..{to}");
+        // An axis that fits one window is taken whole.
+        assert_eq!(tiles(40, 96), vec![((0, 40), (0, 40))]);
+        // 2048 with cores of at most 992 (windows of 1088): two windows of 1072, not three.
+        assert_eq!(tiles(2048, 992), vec![((0, 1024), (0, 1072)), ((1024, 2048), (976, 2048))]);
+        // 4000: four windows, where cores of one length would need five.
+        assert_eq!(tiles(4000, 992).len(), 4);
+        for n in [200, 208, 1000, 1416, 2048, 4000, 8088] {
+            for core in [32, 96, 200, 992] {
+                let t = tiles(n, core);
+                let win = t[0].1 .1 - t[0].1 .0;
+                assert!(win <= core + 2 * MARGIN && win % MULTIPLE == 0, "{n} {core}: window {win}");
+                assert_eq!((t[0].0 .0, t[t.len() - 1].0 .1), (0, n), "{n} {core}: cores cover the axis");
+                for (i, &((s, e), (from, to))) in t.iter().enumerate() {
+                    assert_eq!(to - from, win, "{n} {core}: one window length");
+                    assert!(s < e && s % MULTIPLE == 0, "{n} {core}: core {s}..{e}");
+                    assert!(from >= 0 && to <= n, "{n} {core}: window {from}..{to}");
+                    assert!(s - from >= MARGIN.min(s) && to - e >= MARGIN.min(n - e), "{n} {core}: core {s}..{e} in window {from}..{to}");
+                    if i > 0 {
+                        assert_eq!(s, t[i - 1].0 .1, "{n} {core}: cores meet");
+                    }
+                }
+            }
         }
-        assert_eq!(window(0, 40, 96), (0, 40), "an axis shorter than a window is taken whole");
         assert!(core_side(1) >= MIN_CORE);
         assert_eq!(core_side(2 << 30), 992, "windows of 1088 at the default CPU budget");
         // 2 channels of 2x3.
