@@ -261,6 +261,9 @@ impl Fscs {
             let host = |t: &Tensor| Vec::<f32>::try_from(t.contiguous().view(-1)).map_err(|e| self.torch(e));
             let (n, lh, lw, f) = (n as usize, lh as usize, lw as usize, f as usize);
             let reduced = upsample::Reduced { n, lh, lw, f, a: host(&a)?, b: host(&b)?, colour: host(&colour)? };
+            if n > K || [reduced.a.len(), reduced.b.len(), reduced.colour.len()] != [n * lh * lw, n * lh * lw, 3 * n * lh * lw] {
+                return Err(self.failed(format!("fast mode's reduced grids do not match {n} layers of {lw}x{lh}")));
+            }
             let (h, w, step) = (h as usize, w as usize, band_rows as usize);
             for y0 in (0..h).step_by(step) {
                 sink.rows(reduced.rows(&image.rgb, (h, w), (y0, (y0 + step).min(h))))?;
