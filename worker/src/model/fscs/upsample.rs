@@ -13,26 +13,18 @@
 use rayon::prelude::*;
 
 use super::K;
+use crate::model::resample::sample_at;
 
 /// The reduced grids fast mode brings to full size, on the host: the guided filter's
 /// coefficients `a` and `b` (`[n, lh, lw]`, the alpha is `a * luma + b`) and the layers'
-/// colours (`[n * 3, lh, lw]`, layer-major), for an image reduced `f` times.
+/// colours (`[n * 3, lh, lw]`, layer-major), for an image reduced to `lh x lw`.
 pub(super) struct Reduced {
     pub n: usize,
     pub lh: usize,
     pub lw: usize,
-    pub f: usize,
     pub a: Vec<f32>,
     pub b: Vec<f32>,
     pub colour: Vec<f32>,
-}
-
-/// Bilinear sampling position along an axis reduced `f` times to `n` samples: the two
-/// neighbours and the second's weight (pixel centres aligned, as `resample::axis`).
-fn position(o: usize, n: usize, f: usize) -> (usize, usize, f32) {
-    let s = ((o as f64 + 0.5) / f as f64 - 0.5).clamp(0.0, (n - 1) as f64);
-    let i = s.floor() as usize;
-    (i, (i + 1).min(n - 1), (s - i as f64) as f32)
 }
 
 fn byte(v: f32) -> u8 {
@@ -44,7 +36,7 @@ impl Reduced {
     /// layer, as `quantise` makes them), from the image's planar RGB `rgb` of `h x w`.
     pub fn rows(&self, rgb: &[f32], (h, w): (usize, usize), (y0, y1): (usize, usize)) -> Vec<Vec<u8>> {
         let n = self.n.min(K);
-        let columns: Vec<(usize, usize, f32)> = (0..w).map(|x| position(x, self.lw, self.f)).collect();
+        let columns: Vec<(usize, usize, f32)> = (0..w).map(|x| sample_at(x, self.lw, w)).collect();
         let per_row: Vec<Vec<u8>> = (y0..y1).into_par_iter().map(|y| self.row(rgb, (h, w), y, n, &columns)).collect();
         (0..n)
             .map(|i| {
@@ -60,7 +52,7 @@ impl Reduced {
     /// One output row: `n` layers of `w` RGBA pixels, layer after layer.
     fn row(&self, rgb: &[f32], (h, w): (usize, usize), y: usize, n: usize, columns: &[(usize, usize, f32)]) -> Vec<u8> {
         let (lh, lw) = (self.lh, self.lw);
-        let (top, bottom, t) = position(y, lh, self.f);
+        let (top, bottom, t) = sample_at(y, lh, h);
         // The reduced grids' rows lerped to this row: a, b, then the colours, lw each.
         let channels = 5 * n;
         let mut lerped = vec![0f32; channels * lw];
@@ -120,17 +112,18 @@ impl Reduced {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::model::resample::{axis, sample_at};
 
     #[test]
     fn positions_match_the_tensor_resampler() {
-        use crate::model::resample::axis;
-        let (lo, hi, t) = axis(0, 37, 10, 4, tch::Device::Cpu);
-        let (lo, hi, t) = (Vec::<i64>::try_from(lo).unwrap(), Vec::<i64>::try_from(hi).unwrap(), Vec::<f32>::try_from(t).unwrap());
-        for o in 0..37 {
-            let (l, h, s) = position(o, 10, 4);
-            assert_eq!((l as i64, h as i64), (lo[o], hi[o]), "{o}");
-            assert!((s - t[o]).abs() < 1e-6, "{o}");
+        for (full, n) in [(37, 10), (1200, 1154), (40, 10)] {
+            let (lo, hi, t) = axis(0, full, n, full, tch::Device::Cpu);
+            let (lo, hi, t) = (Vec::<i64>::try_from(lo).unwrap(), Vec::<i64>::try_from(hi).unwrap(), Vec::<f32>::try_from(t).unwrap());
+            for o in 0..full as usize {
+                let (l, h, s) = sample_at(o, n as usize, full as usize);
+                assert_eq!((l as i64, h as i64), (lo[o], hi[o]), "{o}");
+                assert!((s - t[o]).abs() < 1e-6, "{o}");
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Object layers of an image too large to peel whole within the memory budget.
 //!
 //! The matte network sees a fixed 320^2 or 1024^2 input whatever the image's size, so the
-//! loop loses nothing by running on a reduced copy (block means, sized to the budget). What
+//! loop loses nothing by running on a reduced copy (area means, sized to the budget). What
 //! must be full size is brought back a band of rows at a time, so no full-resolution
 //! intermediate is ever whole in memory:
 //!
@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 use super::{known, stack_layers, ObjectModel, Peeled};
 use crate::decode::Decoded;
-use crate::model::resample::{bands, crop, reduce};
+use crate::model::resample::{bands, crop, reduce, reduced_size};
 use crate::model::{quantise, LayerSink, ModelError};
 use lamina_common::params::DecomposeParams;
 
@@ -36,15 +36,14 @@ impl ObjectModel {
     pub(super) fn peel_large(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
         let (h, w) = (i64::from(image.height), i64::from(image.width));
         // Half the budget for the reduced run, a quarter for each band.
-        let target = (budget / 2 / self.desc.bytes_per_pixel.max(1)).max(64 * 64) as f64;
-        let f = (((h * w) as f64 / target).sqrt().ceil() as i64).clamp(1, h.min(w));
-        let (lh, lw) = ((h + f - 1) / f, (w + f - 1) / f);
-        let low = reduce(&image.rgb, 3, (h, w), f, self.device);
+        let target = (budget / 2 / self.desc.bytes_per_pixel.max(1)).max(64 * 64);
+        let (lh, lw) = reduced_size((h, w), target);
+        let low = reduce(&image.rgb, 3, (h, w), (lh, lw), self.device);
         let found = tch::no_grad(|| self.peel(&low, params))?;
         let count = found.len() + 1;
         sink.begin((0..count).map(|i| vec![i]).collect(), None)?;
         let band_rows = ((budget / 4 / BAND_BYTES_PER_PIXEL / count as u64 / w.max(1) as u64) as i64).clamp(8, 1024);
-        bands(&image.rgb, (h, w), (lh, lw), f, band_rows, self.device, |band| {
+        bands(&image.rgb, (h, w), (lh, lw), band_rows, self.device, |band| {
             let layers = tch::no_grad(|| {
                 let mut current = band.full.shallow_clone();
                 let mut peeled = Vec::with_capacity(found.len());
