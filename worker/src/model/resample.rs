@@ -1,6 +1,6 @@
 //! Resampling between an image and a reduced copy of it, a band of rows at a time: area
-//! averaging down (by any ratio), bilinear back up (pixel centres aligned). Large images take these paths so
-//! that no full-resolution intermediate is ever whole in memory.
+//! averaging down (by any ratio), bilinear back up (pixel centres aligned). Large images take
+//! these paths so that no full-resolution intermediate is ever whole in memory.
 
 use tch::{Device, Tensor};
 
