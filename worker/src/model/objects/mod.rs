@@ -90,7 +90,7 @@ impl ObjectModel {
             max_side: u32::MAX,
             bytes_per_pixel: BYTES_PER_PIXEL,
             objects: true,
-            fast_reduces: false,
+            fast_reduces: true,
             pads: false,
         };
         Ok(ObjectModel {
