@@ -66,9 +66,8 @@ pub struct ModelArgs {
     /// A fixed palette instead of k-means: "r,g,b;r,g,b;..." (7 colours for fscs).
     #[arg(long, env = "LAMINA_PALETTE")]
     pub palette: Option<String>,
-    /// reference (the networks see every pixel) or fast (they see the image reduced to at most
-    /// 1 MP; the layers come back to full size guided by the full image). fscs and the object
-    /// models (which then peel a copy of at most 1 MP); TorchScript models refuse it.
+    /// reference (the networks see every pixel) or fast (they see the image reduced to about
+    /// 1 MP; the layers come back to full size guided by the full image). fscs only.
     #[arg(long, env = "LAMINA_QUALITY", default_value = "reference", value_parser = ["reference", "fast"])]
     pub quality: String,
 }

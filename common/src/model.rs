@@ -145,7 +145,7 @@ impl ModelSpec {
                     return Err("this model takes no palette".to_owned());
                 }
                 if !params.quality.is_reference() {
-                    return Err("this model has no fast mode (--quality fast is for fscs and the object models)".to_owned());
+                    return Err("this model has no fast mode (--quality fast is for fscs)".to_owned());
                 }
                 if params.min_coverage.is_some() {
                     return Err("this model's normal-blend layers cannot be merged by coverage (--min-coverage is for fscs)".to_owned());
@@ -160,6 +160,9 @@ impl ModelSpec {
             ModelSpec::Objects(_) | ModelSpec::Pipeline(_) => {
                 if params.palette.is_some() {
                     return Err("this model takes no palette (--palette is for fscs)".to_owned());
+                }
+                if !params.quality.is_reference() {
+                    return Err("this model has no fast mode (--quality fast is for fscs)".to_owned());
                 }
                 match params.layer_target() {
                     Some(n) if !(2..=crate::recipe::MAX_OBJECT_LAYERS).contains(&n) => {
@@ -277,7 +280,6 @@ mod tests {
         let fast = DecomposeParams { quality: crate::params::Quality::Fast, ..DecomposeParams::default() };
         assert!(fscs.check_params(&fast, None).is_ok());
         assert!(ts.check_params(&fast, Some(&card)).unwrap_err().contains("no fast mode"));
-        assert!(ModelSpec::Objects(ObjectNet::U2Netp).check_params(&fast, None).is_ok(), "the object models peel a 1 MP copy in fast mode");
         let auto = DecomposeParams { layers: Some(crate::params::LayerCount::Auto), ..DecomposeParams::default() };
         assert!(fscs.check_params(&auto, None).is_ok());
         assert!(ts.check_params(&auto, Some(&card)).is_ok(), "auto keeps what a fixed-count model makes");

@@ -1,15 +1,13 @@
 //! End-to-end tests of the object models through the real `lamina` binary: `objects-small`
 //! decomposes real photos into a background and objects whose files decode, are named by
 //! role in the manifest and the PSD, and recomposite to the photo; a photo over the memory
-//! budget, or over 1 MP in fast mode, takes the banded path and still does; and a missing
-//! weight file stops the model
+//! budget takes the banded path and still does; and a missing weight file stops the model
 //! with one line naming the file and the command that fetches it.
 
 use std::path::Path;
 
 use image::ImageFormat;
 use lamina_common::manifest::{LayerRole, Manifest};
-use lamina_common::params::Quality;
 use lamina_tests::*;
 
 fn check_roles(out: &Path, key: &str) -> Manifest {
@@ -71,29 +69,6 @@ fn a_photo_over_the_memory_budget_is_peeled_reduced_and_rebuilt_in_bands() {
     let m = check_roles(out.path(), "big.png");
     let db = recomposite_psnr(&out.path().join("big.png"), &m, &img).unwrap_or(f64::INFINITY);
     assert!(db >= 35.0, "recomposite {db:.2} dB");
-}
-
-#[test]
-fn fast_mode_peels_a_reduced_copy_of_a_photo_over_1_mp_and_rebuilds_it_at_full_size() {
-    let input = tempfile::tempdir().unwrap();
-    let img = sample("chelsea.png", 1400);
-    assert!(img.width() * img.height() > 1 << 20, "the photo must be over fast mode's 1 MP");
-    write(input.path(), "big.png", &encode(&img, ImageFormat::Png));
-    let mut layers = Vec::new();
-    for quality in ["reference", "fast"] {
-        let out = tempfile::tempdir().unwrap();
-        let run = run_small(input.path(), out.path(), &["--quality", quality]);
-        assert!(run.status.success(), "{quality}: {}", explain(&run));
-        let m = check_roles(out.path(), "big.png");
-        assert_eq!(m.params.quality, if quality == "fast" { Quality::Fast } else { Quality::Reference });
-        assert_eq!((m.canvas.width, m.canvas.height), (img.width(), img.height()), "{quality}: layers at full size");
-        let db = recomposite_psnr(&out.path().join("big.png"), &m, &img).unwrap_or(f64::INFINITY);
-        assert!(db >= 35.0, "{quality}: recomposite {db:.2} dB");
-        layers.push(std::fs::read(out.path().join("big.png").join(m.layers[0].file.as_deref().unwrap())).unwrap());
-    }
-    // Reference mode peels this photo whole; fast mode peels a 1 MP copy, so its filled
-    // background is not the same image.
-    assert_ne!(layers[0], layers[1], "fast mode made reference mode's background");
 }
 
 #[test]

@@ -1,10 +1,7 @@
-//! Object layers of an image too large to peel whole within the memory budget, or of any
-//! image over 1 MP in fast mode.
+//! Object layers of an image too large to peel whole within the memory budget.
 //!
 //! The matte network sees a fixed 320^2 or 1024^2 input whatever the image's size, so the
-//! loop loses little by running on a reduced copy (area means, sized to the budget; in fast
-//! mode at most 1 MP): what it gives up is foreground colours and fill finer than the copy,
-//! and the image's own detail comes back below. What
+//! loop loses nothing by running on a reduced copy (area means, sized to the budget). What
 //! must be full size is brought back a band of rows at a time, so no full-resolution
 //! intermediate is ever whole in memory:
 //!
@@ -21,7 +18,7 @@ use super::{known, stack_layers, ObjectModel, Peeled};
 use crate::decode::Decoded;
 use crate::model::resample::{bands, crop, reduce, reduced_size};
 use crate::model::{quantise, LayerSink, ModelError};
-use lamina_common::params::{DecomposeParams, Quality, FAST_PIXELS};
+use lamina_common::params::DecomposeParams;
 
 /// Bytes per full-size pixel of one band: the band's image and, per object, its alpha,
 /// colours, background and temporaries, and the quantised layers.
@@ -38,13 +35,8 @@ fn rest_exact(alpha: &Tensor) -> Tensor {
 impl ObjectModel {
     pub(super) fn peel_large(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
         let (h, w) = (i64::from(image.height), i64::from(image.width));
-        // Half the budget for the reduced run, a quarter for each band; fast mode peels at
-        // most the megapixel FSCS's networks see.
-        let fits = (budget / 2 / self.desc.bytes_per_pixel.max(1)).max(64 * 64);
-        let target = match params.quality {
-            Quality::Fast => fits.min(FAST_PIXELS),
-            Quality::Reference => fits,
-        };
+        // Half the budget for the reduced run, a quarter for each band.
+        let target = (budget / 2 / self.desc.bytes_per_pixel.max(1)).max(64 * 64);
         let (lh, lw) = reduced_size((h, w), target);
         let low = reduce(&image.rgb, 3, (h, w), (lh, lw), self.device);
         let found = tch::no_grad(|| self.peel(&low, params))?;

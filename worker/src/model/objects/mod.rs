@@ -90,7 +90,7 @@ impl ObjectModel {
             max_side: u32::MAX,
             bytes_per_pixel: BYTES_PER_PIXEL,
             objects: true,
-            fast_reduces: true,
+            fast_reduces: false,
             pads: false,
         };
         Ok(ObjectModel {
