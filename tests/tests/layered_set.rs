@@ -98,6 +98,29 @@ fn regenerated_set_equals_committed_set() {
     );
 }
 
+/// `--variant 1` makes another set of the same table: the same files (names, so sizes and
+/// layer counts), with inputs of the same sizes, but other content drawn.
+#[test]
+fn a_variant_has_the_same_samples_with_other_content() {
+    let committed = set_dir();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let fresh = tmp.path().join("variant");
+    let out = Command::new(env!("CARGO_BIN_EXE_make-layered-set")).arg(&fresh).args(["--variant", "1"]).output().expect("run make-layered-set");
+    assert!(out.status.success(), "make-layered-set --variant 1 failed: {}", explain(&out));
+    let png = |dir: &Path| -> BTreeSet<PathBuf> { files(dir).into_iter().filter(|f| f.extension().is_some_and(|e| e == "png")).collect() };
+    assert_eq!(png(&committed), png(&fresh), "a variant writes the committed set's files");
+    let inputs: Vec<PathBuf> = files(&committed.join("inputs")).into_iter().collect();
+    let mut same = 0;
+    for input in &inputs {
+        let (a, b) = (open(&committed.join("inputs").join(input)), open(&fresh.join("inputs").join(input)));
+        assert_eq!((a.width(), a.height()), (b.width(), b.height()), "{}", input.display());
+        same += usize::from(a.to_rgba8() == b.to_rgba8());
+    }
+    assert_eq!(same, 0, "{same} of {} inputs are the committed ones", inputs.len());
+    let bad = Command::new(env!("CARGO_BIN_EXE_make-layered-set")).arg(&fresh).args(["--variant", "x"]).output().expect("run make-layered-set");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--variant x"), "{}", explain(&bad));
+}
+
 /// Every sample keeps the promises the set is scored by: at least 30 samples, about half with
 /// photographic backgrounds, every layer count from 2 to 6 present; names that say the
 /// background kind and the layer count; an opaque 8-bit RGB input with sides of 256 to 1024

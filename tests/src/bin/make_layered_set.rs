@@ -1,5 +1,8 @@
-//! `make-layered-set OUT_DIR`: writes the layered ground-truth set used to score layer
-//! decompositions (eval/layered-set in the repository).
+//! `make-layered-set OUT_DIR [--variant N]`: writes the layered ground-truth set used to
+//! score layer decompositions (eval/layered-set in the repository). `--variant N` (N >= 1)
+//! writes another set of the same table (same names, backgrounds, sizes and layer counts)
+//! whose positions, colours and words are drawn anew: more images to score on when 32 are
+//! too few to tell two settings apart. Variant 0, the default, is the committed set.
 //!
 //! For each sample it writes the composite `OUT_DIR/inputs/<name>.png` (opaque 8-bit RGB) and
 //! its true layers `OUT_DIR/gt/<name>.png/layer-NN.png` (8-bit straight-alpha RGBA, bottom
@@ -38,9 +41,13 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = match args.as_slice() {
-        [dir] if !dir.starts_with('-') => PathBuf::from(dir),
-        _ => return Err(format!("usage: make-layered-set OUT_DIR   (e.g. {})", docs::COMMAND)),
+    let usage = || format!("usage: make-layered-set OUT_DIR [--variant N]   (e.g. {})", docs::COMMAND);
+    let (out, variant) = match args.as_slice() {
+        [dir] if !dir.starts_with('-') => (PathBuf::from(dir), 0),
+        [dir, flag, n] if !dir.starts_with('-') && flag == "--variant" => {
+            (PathBuf::from(dir), n.parse::<u32>().map_err(|_| format!("--variant {n}: not a whole number; {}", usage()))?)
+        }
+        _ => return Err(usage()),
     };
     // The bundled photos, found from this crate's source folder: a dev tool run from the
     // repository, never installed elsewhere.
@@ -63,7 +70,7 @@ fn run() -> Result<(), String> {
                 return Err(format!("{file} is not one of the photos whose terms the set lists"));
             }
         }
-        let sample = spec.make(index, &photos)?;
+        let sample = spec.make(index, variant, &photos)?;
         let (w, h) = sample.composite.dimensions();
         write_png(&out.join("inputs").join(&sample.name), sample.composite.as_raw(), w, h, ExtendedColorType::Rgb8)?;
         for (n, layer) in sample.layers.iter().enumerate() {

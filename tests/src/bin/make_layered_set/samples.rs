@@ -154,11 +154,13 @@ impl Spec {
         }
     }
 
-    /// Makes the sample; `photos` is the folder of the bundled photos.
-    pub fn make(&self, index: usize, photos: &Path) -> Result<Sample, String> {
+    /// Makes the sample; `photos` is the folder of the bundled photos. Variant 0 is the
+    /// committed set; another variant draws the details from another seed.
+    pub fn make(&self, index: usize, variant: u32, photos: &Path) -> Result<Sample, String> {
         let name = self.name(index);
+        let seed = if variant == 0 { name.clone() } else { format!("{name}#variant-{variant}") };
         let mut b = Builder {
-            rng: Rng::from_name(&name),
+            rng: Rng::from_name(&seed),
             w: self.w,
             h: self.h,
             layers: Vec::new(),
