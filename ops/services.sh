@@ -28,7 +28,7 @@ garage_ready() { http_ok "http://$GARAGE_ADMIN/health"; }
 
 start_garage() {
     if [ ! -x "$GARAGE_BIN" ]; then
-        say "building Garage $GARAGE_VERSION from crates.io (10-15 minutes, once per machine)"
+        say "building Garage $GARAGE_VERSION with cargo install (10-15 minutes, once per machine)"
         cargo install garage --version "$GARAGE_VERSION" --locked --root "$GARAGE_HOME" >&2
     fi
     if garage_ready; then
