@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::Args;
 
-use lamina_common::params::{DecomposeParams, Formats, LayerCount, Quality, Share};
+use lamina_common::params::{DecomposeParams, Formats, LayerCount, Quality, RenderParams, Share};
 use lamina_common::Location;
 
 #[derive(Debug, Clone, Args)]
@@ -56,8 +56,10 @@ pub struct ModelArgs {
     /// less than this (default 0.5%).
     #[arg(long, env = "LAMINA_MIN_COVERAGE", value_parser = Share::parse)]
     pub min_coverage: Option<Share>,
-    /// What to write, any of png,psd,ora: loose PNG layers, a Photoshop document, an
-    /// OpenRaster document (GIMP, Krita).
+    /// What to write, any of png,psd,ora: the layer PNGs (always written: they are the stored
+    /// layers), a Photoshop document, an OpenRaster document (GIMP, Krita). Changing only
+    /// this (or --crop-layers) on a finished output renders from the stored layers without
+    /// running the model.
     #[arg(long, env = "LAMINA_FORMATS", default_value = "png", value_parser = Formats::parse)]
     pub formats: Formats,
     /// Crop every layer to its bounding box (placed by offsets), in PNGs and documents.
@@ -84,9 +86,12 @@ impl ModelArgs {
             palette,
             quality,
             min_coverage: self.min_coverage,
-            formats: self.formats.clone(),
-            crop_layers: self.crop_layers,
         })
+    }
+
+    /// What to render from the layers.
+    pub fn render(&self) -> RenderParams {
+        RenderParams { formats: self.formats.clone(), crop_layers: self.crop_layers }
     }
 
     /// The first (or only) device.

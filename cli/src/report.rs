@@ -66,6 +66,7 @@ impl Reporter {
                     Status::Failed => warn!(key = %result.key, reason = result.reason.as_deref().unwrap_or(""), "image failed"),
                     Status::Skipped => info!(key = %result.key, "image skipped: manifest is current"),
                     Status::Done => info!(key = %result.key, layers = result.layers, psnr_db = result.psnr_db, ms = result.ms, "image done"),
+                    Status::Rendered => info!(key = %result.key, layers = result.layers, ms = result.ms, "image rendered again from its stored layers"),
                 }
                 if last.elapsed() >= LOG_EVERY {
                     *last = Instant::now();

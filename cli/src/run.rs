@@ -3,6 +3,9 @@
 //! run over the in-process queue ([`MemoryBroker`]), exactly as they run over RabbitMQ in a
 //! fleet: one engine, two transports.
 //!
+//! The model is loaded when the first image needs decomposing: a run that only renders other
+//! formats from layers already stored (or skips everything) never loads it.
+//!
 //! Stopping: the first SIGINT or SIGTERM stops the worker taking new images; it finishes
 //! what it holds, the job's summary is written marked as interrupted, and `lamina` exits
 //! with 130 (SIGINT) or 143 (SIGTERM). A second signal abandons the images in hand.
@@ -20,6 +23,7 @@ use crate::config::RunArgs;
 use crate::report::Reporter;
 use lamina_common::config::S3Settings;
 use lamina_common::messages::JobSpec;
+use lamina_common::model::ModelSpec;
 use lamina_common::queue::{Broker, MemoryBroker, Topology};
 use lamina_common::signal::StopSignal;
 use lamina_coordinator::service::CoordinatorConfig;
@@ -99,10 +103,11 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let records = format!("{}/_lamina/jobs/{}", args.output, s.job_id);
     if let Some(signal) = outcome.stopped_by {
         println!(
-            "interrupted by {} after {} images: {} done, {} skipped (unchanged), {} failed in {:.1}s; records in {records}",
+            "interrupted by {} after {} images: {} done{}, {} skipped (unchanged), {} failed in {:.1}s; records in {records}",
             signal.name(),
             s.images,
             s.done,
+            s.rendered_note(),
             s.skipped,
             s.failed,
             s.seconds
@@ -114,8 +119,8 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         n => format!("; {n} other files left alone (not images, e.g. {})", s.ignored_examples.first().map_or("", String::as_str)),
     };
     println!(
-        "{} images: {} done, {} skipped (unchanged), {} failed in {:.1}s ({:.2} images/s){ignored}; records in {records}",
-        s.images, s.done, s.skipped, s.failed, s.seconds, s.images_per_second
+        "{} images: {} done{}, {} skipped (unchanged), {} failed in {:.1}s ({:.2} images/s){ignored}; records in {records}",
+        s.images, s.done, s.rendered_note(), s.skipped, s.failed, s.seconds, s.images_per_second
     );
     Ok(if s.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -133,17 +138,27 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
     let params = args.model.params()?;
     let device = args.model.device()?;
     let budget = args.memory_budget(device)?;
-    let spec_name = args.model.model.clone();
     let layout = args.model.lane_spec(&args.lanes)?;
     let lanes = layout.devices.len() * layout.per_device;
-    let loaded = tokio::task::spawn_blocking(move || model::load_lanes(&spec_name, &layout)).await.context("loading the model")?;
-    let loaded = loaded.context("--model")?;
-    loaded.first().lock().check_params(&params)?;
-    info!(input = %args.input, output = %args.output, model = %loaded.desc().id, device = %model::device_name(device), lanes,
-        precision = %loaded.calibration().precision, batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
+    // The parameter rule is checked now, from the model's description; the model itself
+    // loads when an image first needs it.
+    let spec = ModelSpec::parse(&args.model.model).map_err(anyhow::Error::msg).context("--model")?;
+    let card = spec.card().transpose().map_err(anyhow::Error::msg).context("--model")?;
+    spec.check_params(&params, card.as_ref()).map_err(anyhow::Error::msg).context("--model")?;
+    let id = spec.identity().map_or_else(|| args.model.model.clone(), |i| i.id);
+    info!(input = %args.input, output = %args.output, model = %id, device = %model::device_name(device), lanes,
+        batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
+    let (spec_name, model_params) = (args.model.model.clone(), params.clone());
+    let devices = layout.devices.clone();
+    let slot = model::ModelSlot::lazy(id, devices, move || {
+        let loaded = model::load_lanes(&spec_name, &layout)?;
+        loaded.first().lock().check_params(&model_params)?;
+        info!(model = %loaded.desc().id, precision = %loaded.calibration().precision, "model loaded");
+        Ok(Arc::new(loaded))
+    });
 
-    let mut engine = Engine::start(args, s3, device, budget, loaded);
-    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params);
+    let mut engine = Engine::start(args, s3, device, budget, slot);
+    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params, args.model.render());
     spec.pool = POOL.to_owned();
     engine.broker.publish(&engine.broker.topology().jobs(), &spec, 0).await.context("queueing the job")?;
     let started = Instant::now();
@@ -166,7 +181,7 @@ struct Engine {
 }
 
 impl Engine {
-    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, budget: u64, loaded: model::Lanes) -> Engine {
+    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, budget: u64, slot: Arc<model::ModelSlot>) -> Engine {
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("lamina")));
         let state = Shared::default();
         let (notes_tx, notes) = mpsc::unbounded_channel();
@@ -205,8 +220,8 @@ impl Engine {
             async move { lamina_coordinator::service::serve(&coordinator, broker, state, stop).await }
         });
         let working = tokio::spawn({
-            let (broker, stop, model) = (broker.clone(), worker_stop.clone(), Arc::new(loaded));
-            async move { lamina_worker::service::serve(&worker, model, broker, stop).await }
+            let (broker, stop) = (broker.clone(), worker_stop.clone());
+            async move { lamina_worker::service::serve(&worker, slot, broker, stop).await }
         });
         Engine {
             broker,
@@ -244,11 +259,21 @@ impl Engine {
                     stopped_by = Some(signal);
                     self.worker_stop.cancel();
                 }
-                // The worker finished what it held after a stop: the job ends here.
-                _ = async { match self.working.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if stopped_by.is_some() && self.working.is_some() => {
+                // The worker ended: after a stop, having finished what it held (the job ends
+                // here); on its own, because its model did not load or it failed.
+                ended = async { match self.working.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if self.working.is_some() => {
                     self.working = None;
-                    self.settle_events().await;
-                    interrupt(&self.state, &spec.job_id, stopped_by);
+                    if stopped_by.is_some() {
+                        self.settle_events().await;
+                        interrupt(&self.state, &spec.job_id, stopped_by);
+                        continue;
+                    }
+                    match ended {
+                        Ok(Err(lamina_worker::service::SessionError::Model(e))) => anyhow::bail!("--model: {e}"),
+                        Ok(Err(e)) => anyhow::bail!("the worker stopped: {e}"),
+                        Err(e) => anyhow::bail!("the worker crashed: {e}"),
+                        Ok(Ok(())) => anyhow::bail!("the worker stopped before the job ended"),
+                    }
                 }
                 _ = stop.abandon.cancelled(), if stopped_by.is_some() => {
                     warn!("stopping now: the images in hand are abandoned (their outputs are redone next time)");

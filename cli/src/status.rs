@@ -45,8 +45,12 @@ pub async fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let n = |k: &str| job[k].as_u64().unwrap_or(0);
         let eta = job["eta_seconds"].as_f64().map_or("-".to_owned(), |s| format!("{s:.0}s"));
         let total = if job["listing_complete"].as_bool() == Some(true) { n("images").to_string() } else { format!("{}+", n("images")) };
+        let rendered = match n("rendered") {
+            0 => String::new(),
+            r => format!(", {r} re-rendered"),
+        };
         println!(
-            "{}  {:<8} {} done, {} skipped, {} failed of {total}  {:.2} images/s  eta {eta}",
+            "{}  {:<8} {} done{rendered}, {} skipped, {} failed of {total}  {:.2} images/s  eta {eta}",
             job["job_id"].as_str().unwrap_or("?"),
             job["state"].as_str().unwrap_or("?"),
             n("done"),

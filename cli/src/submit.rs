@@ -41,7 +41,7 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         Location::parse(location)?;
     }
     let amqp_settings = AmqpSettings::from_env().map_err(anyhow::Error::msg)?;
-    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), args.model.params()?);
+    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), args.model.params()?, args.model.render());
     spec.pool = args.pool.clone();
     spec.priority = args.priority;
     let connection = amqp::connect(&amqp_settings, "lamina-submit").await.context("cannot connect to the broker")?;
@@ -59,12 +59,12 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if summary.cancelled {
-        println!("cancelled after {} images: {} done, {} skipped, {} failed", summary.images, summary.done, summary.skipped, summary.failed);
+        println!("cancelled after {} images: {} done{}, {} skipped, {} failed", summary.images, summary.done, summary.rendered_note(), summary.skipped, summary.failed);
         return Ok(ExitCode::from(1));
     }
     println!(
-        "{} images: {} done, {} skipped (unchanged), {} failed in {:.1}s",
-        summary.images, summary.done, summary.skipped, summary.failed, summary.seconds
+        "{} images: {} done{}, {} skipped (unchanged), {} failed in {:.1}s",
+        summary.images, summary.done, summary.rendered_note(), summary.skipped, summary.failed, summary.seconds
     );
     Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

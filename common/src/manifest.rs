@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::params::DecomposeParams;
+use crate::params::{DecomposeParams, RenderParams};
 
 /// The schema identifier written into every manifest.
 pub const MANIFEST_SCHEMA: &str = "lamina.manifest/1";
@@ -17,7 +17,14 @@ pub struct Manifest {
     pub schema: String,
     pub input: InputInfo,
     pub model: ModelInfo,
+    /// The model's parameters: with the input and the model, what decides whether the
+    /// layers are current.
+    #[serde(deserialize_with = "crate::params::recorded")]
     pub params: DecomposeParams,
+    /// What was rendered from the layers (formats, cropping); absent in manifests from
+    /// before the two steps were apart, whose outputs are rendered again when next asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render: Option<RenderParams>,
     pub canvas: Canvas,
     /// Written layers, bottom first, composited with the normal ("over") blend mode.
     pub layers: Vec<LayerInfo>,
@@ -29,6 +36,16 @@ pub struct Manifest {
     /// field, which wrote the layers' `file`s and the `preview`).
     #[serde(default)]
     pub files: Vec<String>,
+    /// Size and sha256 of every file in `files` (absent in manifests from before the field):
+    /// a layer file that is missing or differs makes the image decompose again; a rendered
+    /// file that is missing makes it render again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputFile>,
+    /// Set when the outputs were rendered again from the stored layers (a later job asked
+    /// for other formats, or a rendered file was missing): that job and when. `job_id` and
+    /// `created_at` stay those of the decomposition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Rendered>,
     /// Model layers that had no visible pixel and were not written.
     pub dropped: Vec<usize>,
     /// The palette the model used (palette models only), in model layer order.
@@ -40,6 +57,28 @@ pub struct Manifest {
     pub timings_ms: Timings,
     pub job_id: String,
     pub created_at: String,
+}
+
+/// One written file: its name in the image's folder, its size and its sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl OutputFile {
+    pub fn of(file: impl Into<String>, bytes: &[u8]) -> OutputFile {
+        use sha2::Digest;
+        OutputFile { file: file.into(), bytes: bytes.len() as u64, sha256: hex::encode(sha2::Sha256::digest(bytes)) }
+    }
+}
+
+/// The re-rendering that last wrote an image's outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rendered {
+    pub job_id: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +124,8 @@ pub struct LayerCountInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerInfo {
-    /// The layer's PNG (`layer-NN.png`); absent when PNG is not among the formats.
+    /// The layer's PNG (`layer-NN.png`); absent in manifests from before the layer PNGs were
+    /// always written, when PNG was not among the formats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// The layer's name in the documents (`00 #a1b2c3`: index and colour).
@@ -141,13 +181,138 @@ impl LayerInfo {
 }
 
 impl Manifest {
-    /// Whether this manifest records the same input, model and parameters, so the image
-    /// need not be decomposed again.
+    /// Whether this manifest records the same input, model and model parameters, so the
+    /// image need not be decomposed again (its stored layers permitting).
     pub fn matches(&self, etag: &str, model_id: &str, weights_sha256: &str, params: &DecomposeParams) -> bool {
         self.schema == MANIFEST_SCHEMA
             && self.input.etag == etag
             && self.model.id == model_id
             && self.model.weights_sha256 == weights_sha256
             && &self.params == params
+    }
+
+    /// The layer files, bottom first (the stored decomposition); `None` when a layer has no
+    /// file (a manifest from before the layer PNGs were always written).
+    pub fn layer_files(&self) -> Option<Vec<&str>> {
+        self.layers.iter().map(|l| l.file.as_deref()).collect()
+    }
+
+    /// The recorded size and sha256 of `file`, if the manifest has them.
+    pub fn output(&self, file: &str) -> Option<&OutputFile> {
+        self.outputs.iter().find(|o| o.file == file)
+    }
+
+    /// What the image's outputs need, given the files present in its folder (name and
+    /// size) and the rendering asked for: nothing, a rendering from the stored layers, or a
+    /// new decomposition (a layer file or the contact sheet, which holds the input's
+    /// thumbnail, missing or of another size than recorded).
+    pub fn needs(&self, present: &std::collections::HashMap<String, u64>, render: &RenderParams) -> Need {
+        let intact = |file: &str| match (present.get(file), self.output(file)) {
+            (Some(&size), Some(out)) => size == out.bytes,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let stored = self.layer_files().is_some_and(|layers| layers.into_iter().chain(self.preview.as_deref()).all(intact));
+        if !stored {
+            return Need::Decompose;
+        }
+        if self.render.as_ref() == Some(render) && self.files.iter().all(|f| intact(f)) {
+            Need::Nothing
+        } else {
+            Need::Render
+        }
+    }
+}
+
+/// What an image whose decomposition is current still needs ([`Manifest::needs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Every output is there as recorded.
+    Nothing,
+    /// The layers are intact; other outputs are missing or other ones are asked for.
+    Render,
+    /// A layer file is missing or damaged.
+    Decompose,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::params::Formats;
+
+    fn layer(file: &str) -> LayerInfo {
+        LayerInfo { file: Some(file.into()), name: String::new(), sources: vec![0], color: [0; 3], bbox: None, coverage: 1.0, role: None }
+    }
+
+    /// A manifest of two layers, a PSD and the contact sheet, rendered as `render`.
+    fn manifest(render: RenderParams) -> Manifest {
+        let files = ["layer-00.png", "layer-01.png", "layers.psd", "preview.png"];
+        Manifest {
+            schema: MANIFEST_SCHEMA.into(),
+            input: InputInfo { key: "a.png".into(), size: 1, etag: "e".into(), format: "png".into(), color: "rgb8".into(), orientation: 1, has_alpha: false },
+            model: ModelInfo { id: "m@1".into(), weights_sha256: "w".into(), device: "cpu".into(), precision: None },
+            params: DecomposeParams::default(),
+            render: Some(render),
+            canvas: Canvas { width: 1, height: 1 },
+            layers: vec![layer("layer-00.png"), layer("layer-01.png")],
+            layer_count: None,
+            files: files.map(String::from).to_vec(),
+            outputs: files.iter().map(|f| OutputFile::of(*f, f.as_bytes())).collect(),
+            rendered: None,
+            dropped: vec![],
+            palette: None,
+            recomposite_psnr_db: None,
+            preview: Some(PREVIEW_FILE.into()),
+            timings_ms: Timings::default(),
+            job_id: "j".into(),
+            created_at: String::new(),
+        }
+    }
+
+    fn present(m: &Manifest) -> HashMap<String, u64> {
+        m.outputs.iter().map(|o| (o.file.clone(), o.bytes)).collect()
+    }
+
+    #[test]
+    fn what_an_image_needs_follows_its_files_and_the_rendering_asked_for() {
+        let psd = RenderParams { formats: Formats::parse("psd").unwrap(), crop_layers: false };
+        let m = manifest(psd.clone());
+        let all = present(&m);
+        assert_eq!(m.needs(&all, &psd), Need::Nothing);
+        // Other outputs asked for, or a document gone: rendered from the stored layers.
+        assert_eq!(m.needs(&all, &RenderParams::default()), Need::Render);
+        assert_eq!(m.needs(&all, &RenderParams { crop_layers: true, ..psd.clone() }), Need::Render);
+        let mut no_psd = all.clone();
+        no_psd.remove("layers.psd");
+        assert_eq!(m.needs(&no_psd, &psd), Need::Render);
+        // A layer file (or the contact sheet, which holds the input's thumbnail) gone or cut
+        // short: decomposed again.
+        for file in ["layer-01.png", "preview.png"] {
+            let mut missing = all.clone();
+            missing.remove(file);
+            assert_eq!(m.needs(&missing, &psd), Need::Decompose, "{file} missing");
+            let mut short = all.clone();
+            short.insert(file.into(), 3);
+            assert_eq!(m.needs(&short, &psd), Need::Decompose, "{file} cut short");
+        }
+        // A manifest from before `render` and `outputs`: its files by name, then rendered.
+        let old = Manifest { render: None, outputs: vec![], ..m.clone() };
+        assert_eq!(old.needs(&all, &RenderParams::default()), Need::Render);
+        // One from before the layer PNGs were always written: no layers to render from.
+        let mut documents_only = old.clone();
+        documents_only.layers[0].file = None;
+        assert_eq!(documents_only.needs(&all, &RenderParams::default()), Need::Decompose);
+    }
+
+    #[test]
+    fn manifests_from_before_the_render_step_still_read_with_their_model_parameters() {
+        let mut json = serde_json::to_value(manifest(RenderParams::default())).unwrap();
+        json["params"] = serde_json::json!({"layers": 3, "palette": null, "formats": ["png", "psd"], "crop_layers": true});
+        json.as_object_mut().unwrap().remove("render");
+        let old: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(old.params.layers, Some(crate::params::LayerCount::Count(3)));
+        assert_eq!(old.render, None);
     }
 }

@@ -3,13 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::params::DecomposeParams;
+use crate::params::{DecomposeParams, RenderParams};
 
 pub const TASK_SCHEMA: &str = "lamina.task/1";
 pub const JOB_SCHEMA: &str = "lamina.job/1";
 pub const EVENT_SCHEMA: &str = "lamina.event/1";
 
-/// One image to decompose.
+/// One image to decompose, or to render again from its stored layers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
@@ -25,11 +25,36 @@ pub struct Task {
     /// The content fingerprint when the listing gave one.
     pub etag: Option<String>,
     pub params: DecomposeParams,
+    /// What to render from the layers (formats, cropping). Left out when the default.
+    #[serde(default, skip_serializing_if = "RenderParams::is_default")]
+    pub render: RenderParams,
+    /// `render` when the image's stored layers are current and only its outputs need
+    /// making again (the worker decomposes instead if a layer file turns out damaged).
+    /// Left out when `decompose`.
+    #[serde(default, skip_serializing_if = "Step::is_decompose")]
+    pub step: Step,
     /// The model the job names (`fscs`, `torchscript:PATH`, ... or a model id): a worker
     /// that runs another model reports the task failed instead of running it. Absent in
     /// tasks from before this field, which any worker runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+}
+
+/// What a task asks of a worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// Run the model, store the layers, render the outputs.
+    #[default]
+    Decompose,
+    /// Render the outputs from the stored layers, without the model.
+    Render,
+}
+
+impl Step {
+    pub fn is_decompose(&self) -> bool {
+        *self == Step::Decompose
+    }
 }
 
 /// How one image of a job ended.
@@ -40,6 +65,9 @@ pub enum Status {
     Done,
     /// A manifest with the same input, model and parameters already existed.
     Skipped,
+    /// The stored layers were current; the outputs were rendered again from them (other
+    /// formats asked for, or a rendered file missing) without running the model.
+    Rendered,
     /// Not decomposed; `reason` says why.
     Failed,
 }
@@ -156,7 +184,11 @@ pub struct JobSpec {
     /// 0 (default) to 9; higher jobs are served first.
     #[serde(default)]
     pub priority: u8,
+    /// The model's parameters.
     pub params: DecomposeParams,
+    /// What to render from the layers. Left out when the default (PNG layers only).
+    #[serde(default, skip_serializing_if = "RenderParams::is_default")]
+    pub render: RenderParams,
     pub created_at: String,
 }
 
@@ -165,7 +197,7 @@ fn default_pool() -> String {
 }
 
 impl JobSpec {
-    pub fn new(input: String, output: String, model: String, params: DecomposeParams) -> JobSpec {
+    pub fn new(input: String, output: String, model: String, params: DecomposeParams, render: RenderParams) -> JobSpec {
         JobSpec {
             schema: JOB_SCHEMA.to_owned(),
             job_id: uuid::Uuid::now_v7().to_string(),
@@ -175,6 +207,7 @@ impl JobSpec {
             pool: default_pool(),
             priority: 0,
             params,
+            render,
             created_at: crate::time::now_rfc3339(),
         }
     }

@@ -1,9 +1,12 @@
-//! The parameters of a decomposition: everything besides the input bytes and the model that
-//! changes what is written. Two runs with equal parameters write identical layers.
+//! The parameters of an image's two steps. [`DecomposeParams`]: everything besides the input
+//! bytes and the model that changes the layers; two runs with equal parameters make identical
+//! layers, and only these decide whether an image must be decomposed again.
+//! [`RenderParams`]: what is made from the stored layers (documents, cropping); a change of
+//! these alone re-renders the outputs from the layers already written, without the model.
 
 use serde::{Deserialize, Serialize};
 
-/// User-visible decomposition parameters, recorded in every manifest.
+/// The model's parameters, recorded in every manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecomposeParams {
@@ -25,14 +28,49 @@ pub struct DecomposeParams {
     /// into the layer of the nearest colour. Left out when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_coverage: Option<Share>,
-    /// What is written besides the manifest and the contact sheet: loose PNG layers, a
-    /// Photoshop document, an OpenRaster document. Left out when PNG only (the default).
+}
+
+/// What is made from an image's stored layers: the rendering step's parameters, recorded in
+/// every manifest. Changing them never re-runs a model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderParams {
+    /// What is written besides the manifest and the contact sheet: the layer PNGs (always:
+    /// they are the stored decomposition), a Photoshop document, an OpenRaster document.
+    /// Left out when PNG only (the default).
     #[serde(default, skip_serializing_if = "Formats::is_png_only")]
     pub formats: Formats,
     /// Every layer file holds only its bounding box (`bbox` in the manifest gives its
     /// offset), in PNG and in the documents. Left out when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub crop_layers: bool,
+}
+
+impl RenderParams {
+    pub fn is_default(&self) -> bool {
+        *self == RenderParams::default()
+    }
+}
+
+/// Reads the model's parameters as a manifest records them, including manifests from before
+/// the output options moved to `render` (their `formats` and `crop_layers` are passed over:
+/// the stored layers say how they were written).
+pub fn recorded<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DecomposeParams, D::Error> {
+    #[derive(Deserialize)]
+    struct Recorded {
+        layers: Option<LayerCount>,
+        palette: Option<Vec<[u8; 3]>>,
+        #[serde(default)]
+        quality: Quality,
+        #[serde(default)]
+        min_coverage: Option<Share>,
+        #[serde(default, rename = "formats")]
+        _formats: Option<serde::de::IgnoredAny>,
+        #[serde(default, rename = "crop_layers")]
+        _crop_layers: Option<serde::de::IgnoredAny>,
+    }
+    let r = Recorded::deserialize(deserializer)?;
+    Ok(DecomposeParams { layers: r.layers, palette: r.palette, quality: r.quality, min_coverage: r.min_coverage })
 }
 
 /// Under `--layers auto`, two model layers may share an output layer only if their palette
@@ -152,7 +190,8 @@ impl Share {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// One straight-alpha RGBA PNG per layer, `layer-NN.png`, bottom first.
+    /// One straight-alpha RGBA PNG per layer, `layer-NN.png`, bottom first. Always written:
+    /// the layer PNGs are the stored decomposition every other output is rendered from.
     Png,
     /// `layers.psd` (`layers.psb` when a side is over 30000 pixels): 8-bit RGB, one pixel
     /// layer per Lamina layer, with the composite as its merged image.
@@ -173,8 +212,9 @@ impl Format {
     }
 }
 
-/// A non-empty set of formats, kept sorted (`png`, `psd`, `ora`) so equal sets compare and
-/// serialise equal.
+/// A set of formats, kept sorted (`png`, `psd`, `ora`) so equal sets compare and serialise
+/// equal. It always holds `png`: the layer PNGs are the stored decomposition, so asking for
+/// `psd` alone writes the PNGs and the PSD.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "Vec<Format>", into = "Vec<Format>")]
 pub struct Formats(Vec<Format>);
@@ -189,11 +229,12 @@ impl TryFrom<Vec<Format>> for Formats {
     type Error = String;
 
     fn try_from(mut formats: Vec<Format>) -> Result<Formats, String> {
-        formats.sort_unstable();
-        formats.dedup();
         if formats.is_empty() {
             return Err("no output format (choose from png, psd, ora)".to_owned());
         }
+        formats.push(Format::Png);
+        formats.sort_unstable();
+        formats.dedup();
         Ok(Formats(formats))
     }
 }
@@ -391,12 +432,22 @@ mod tests {
         assert!(f.contains(Format::Psd) && !Formats::default().contains(Format::Ora));
         assert!(Formats::parse("").is_err());
         assert!(Formats::parse("png,tiff").unwrap_err().contains("tiff"));
-        let params = DecomposeParams { formats: Formats::parse("psd").unwrap(), crop_layers: true, min_coverage: Some(Share::parse("2%").unwrap()), ..DecomposeParams::default() };
+        // The layer PNGs are the stored decomposition: every set holds them.
+        assert_eq!(Formats::parse("psd").unwrap().to_string(), "png,psd");
+        let params = DecomposeParams { min_coverage: Some(Share::parse("2%").unwrap()), ..DecomposeParams::default() };
         let text = serde_json::to_string(&params).unwrap();
-        assert_eq!(text, r#"{"layers":null,"palette":null,"min_coverage":0.02,"formats":["psd"],"crop_layers":true}"#);
+        assert_eq!(text, r#"{"layers":null,"palette":null,"min_coverage":0.02}"#);
         assert_eq!(serde_json::from_str::<DecomposeParams>(&text).unwrap(), params);
-        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"formats":[]}"#).is_err());
         assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"min_coverage":1.5}"#).is_err());
+        // Output options are the rendering step's, not the model's.
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"formats":["psd"]}"#).is_err());
+        let render = RenderParams { formats: Formats::parse("ora").unwrap(), crop_layers: true };
+        let text = serde_json::to_string(&render).unwrap();
+        assert_eq!(text, r#"{"formats":["png","ora"],"crop_layers":true}"#);
+        assert_eq!(serde_json::from_str::<RenderParams>(&text).unwrap(), render);
+        assert_eq!(serde_json::to_string(&RenderParams::default()).unwrap(), "{}");
+        assert!(serde_json::from_str::<RenderParams>(r#"{"formats":[]}"#).is_err());
+        assert!(serde_json::from_str::<RenderParams>(r#"{"layers":3}"#).is_err());
         assert_eq!(Share::parse("0.5").unwrap().get(), 0.5);
         assert!(Share::parse("-1").is_err() && Share::parse("lots").is_err());
     }

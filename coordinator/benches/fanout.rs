@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         model_id: lamina_common::FSCS_MODEL_ID.into(),
         weights_sha256: lamina_common::FSCS_WEIGHTS_SHA256.into(),
         params: DecomposeParams::default(),
+        render: Default::default(),
         model: Some("fscs".into()),
     };
     let stats = Arc::new(PlanStats::default());

@@ -137,6 +137,7 @@ async fn metrics(AxumState(app): AxumState<App>) -> Response {
         "Image results counted, by status.",
         &[
             ("{status=\"done\"}".into(), s.results_done as f64),
+            ("{status=\"rendered\"}".into(), s.results_rendered as f64),
             ("{status=\"skipped\"}".into(), s.results_skipped as f64),
             ("{status=\"failed\"}".into(), s.results_failed as f64),
         ],

@@ -36,6 +36,10 @@ pub struct Summary {
     pub model_id: String,
     pub images: u64,
     pub done: u64,
+    /// Images whose stored layers were current and whose outputs were rendered again from
+    /// them (other formats asked for, a rendered file missing), without the model.
+    #[serde(default)]
+    pub rendered: u64,
     pub skipped: u64,
     pub failed: u64,
     pub started_at: String,
@@ -65,6 +69,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// `", N re-rendered from stored layers"` when images were re-rendered, for the one-line
+    /// reports; empty otherwise.
+    pub fn rendered_note(&self) -> String {
+        match self.rendered {
+            0 => String::new(),
+            n => format!(", {n} re-rendered from stored layers"),
+        }
+    }
+
     /// The summary of `spec` from its counted results; `failures` are filled in by
     /// [`JobRecords::finish`].
     pub fn new(spec: &JobSpec, model_id: String, progress: &Progress, started_at: String) -> Summary {
@@ -78,6 +91,7 @@ impl Summary {
             model_id,
             images: progress.finished(),
             done: progress.done,
+            rendered: progress.rendered,
             skipped: progress.skipped,
             failed: progress.failed,
             started_at,
@@ -265,7 +279,7 @@ mod tests {
     async fn a_resumed_job_reads_what_was_recorded_and_drops_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams::default());
+        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams::default(), Default::default());
         let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
         first.record(&TaskResult::skipped("a.png")).await.unwrap();
         first.record(&TaskResult::failed("b.png", FailureKind::NotAnImage, "empty file (0 bytes)")).await.unwrap();
@@ -314,7 +328,7 @@ mod tests {
     async fn without_in_place_append_results_go_to_parts_survive_a_restart_and_are_assembled_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(NoAppend(LocalStore::new(dir.path())));
-        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams::default());
+        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams::default(), Default::default());
         let prefix = spec.records_prefix();
         let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
         first.record(&TaskResult::skipped("a.png")).await.unwrap();

@@ -1,6 +1,8 @@
-//! The planner: streams the input listing, skips images whose manifest is current, and hands
-//! out one task per remaining image. The listing is never held in memory: items flow through
-//! bounded channels, and at most CHECK_CONCURRENCY manifest checks run at once.
+//! The planner: streams the input listing and decides each image's step: skipped (manifest
+//! current and every output in place), rendered (layers current and intact, outputs to make
+//! again from them), or decomposed. It hands out one task per image that needs work. The
+//! listing is never held in memory: items flow through bounded channels, and at most
+//! CHECK_CONCURRENCY checks (a manifest read and a listing of the image's folder) run at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,9 +12,11 @@ use tokio::task::JoinSet;
 use tracing::debug;
 
 use lamina_common::keys::{check_relative, join, printable};
-use lamina_common::manifest::{Manifest, MANIFEST_FILE};
-use lamina_common::messages::{FailureKind, Task, TaskResult, TASK_SCHEMA};
-use lamina_common::params::DecomposeParams;
+use std::collections::HashMap;
+
+use lamina_common::manifest::{Manifest, Need, MANIFEST_FILE};
+use lamina_common::messages::{FailureKind, Step, Task, TaskResult, TASK_SCHEMA};
+use lamina_common::params::{DecomposeParams, RenderParams};
 use lamina_common::{ObjectMeta, ObjectStore};
 
 /// Manifest reads in flight at once while planning.
@@ -47,6 +51,7 @@ pub struct Planner {
     pub model_id: String,
     pub weights_sha256: String,
     pub params: DecomposeParams,
+    pub render: RenderParams,
     /// The model the job names, carried by every task.
     pub model: Option<String>,
 }
@@ -70,6 +75,7 @@ impl Planner {
             model_id,
             weights_sha256,
             params: spec.params.clone(),
+            render: spec.render.clone(),
             model: Some(spec.model.clone()),
         }
     }
@@ -146,10 +152,20 @@ async fn check(planner: &Planner, meta: ObjectMeta) -> Result<Task, TaskResult> 
     if let Err(e) = check_relative(&meta.key) {
         return Err(TaskResult::failed(printable(&meta.key), FailureKind::BadKey, e.to_string()));
     }
-    if current_manifest(planner, &meta).await {
-        debug!(key = %meta.key, "skipped: manifest is current");
-        return Err(TaskResult::skipped(meta.key));
-    }
+    let step = match current_manifest(planner, &meta).await {
+        None => Step::Decompose,
+        Some(manifest) => match manifest.needs(&present(planner, &meta.key).await, &planner.render) {
+            Need::Nothing => {
+                debug!(key = %meta.key, "skipped: manifest is current");
+                return Err(TaskResult::skipped(meta.key));
+            }
+            Need::Render => Step::Render,
+            Need::Decompose => {
+                debug!(key = %meta.key, "a layer file is missing or damaged: decomposing again");
+                Step::Decompose
+            }
+        },
+    };
     Ok(Task {
         schema: TASK_SCHEMA.to_owned(),
         job_id: planner.job_id.clone(),
@@ -159,27 +175,56 @@ async fn check(planner: &Planner, meta: ObjectMeta) -> Result<Task, TaskResult> 
         size: meta.size,
         etag: meta.etag,
         params: planner.params.clone(),
+        render: planner.render.clone(),
+        step,
         model: planner.model.clone(),
     })
 }
 
-/// Whether the image's manifest records this very input, model and parameters. Any doubt
-/// (unreadable or foreign manifest) means "not current": the image is redone.
-async fn current_manifest(planner: &Planner, meta: &ObjectMeta) -> bool {
-    let Ok(key) = join(&meta.key, MANIFEST_FILE) else { return false };
-    let Ok(Some(bytes)) = planner.output.get_opt(&key).await else { return false };
-    let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else { return false };
+/// The files in an image's output folder and their sizes: one listing (a single request on
+/// S3 for a folder of a few files). A listing that fails reads as an empty folder, so the
+/// image is decomposed again: always correct, never stale.
+async fn present(planner: &Planner, key: &str) -> HashMap<String, u64> {
+    let prefix = format!("{key}/");
+    let (tx, mut rx) = mpsc::channel(64);
+    let output = planner.output.clone();
+    let lister = {
+        let prefix = prefix.clone();
+        tokio::spawn(async move { output.list(&prefix, tx).await })
+    };
+    let mut files = HashMap::new();
+    while let Some(item) = rx.recv().await {
+        match item {
+            Ok(meta) => {
+                if let Some(name) = meta.key.strip_prefix(&prefix) {
+                    files.insert(name.to_owned(), meta.size);
+                }
+            }
+            Err(_) => {
+                files.clear();
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let _ = lister.await;
+    files
+}
+
+/// The image's manifest, when it records this very input, model and model parameters. Any
+/// doubt (unreadable or foreign manifest) means "not current": the image is redone.
+async fn current_manifest(planner: &Planner, meta: &ObjectMeta) -> Option<Manifest> {
+    let key = join(&meta.key, MANIFEST_FILE).ok()?;
+    let bytes = planner.output.get_opt(&key).await.ok()??;
+    let manifest = serde_json::from_slice::<Manifest>(&bytes).ok()?;
     if manifest.input.size != meta.size {
-        return false;
+        return None;
     }
     let etag = match &meta.etag {
         Some(etag) => etag.clone(),
-        None => match planner.input.etag(&meta.key).await {
-            Ok(etag) => etag,
-            Err(_) => return false,
-        },
+        None => planner.input.etag(&meta.key).await.ok()?,
     };
-    manifest.matches(&etag, &planner.model_id, &planner.weights_sha256, &planner.params)
+    manifest.matches(&etag, &planner.model_id, &planner.weights_sha256, &planner.params).then_some(manifest)
 }
 
 #[cfg(test)]

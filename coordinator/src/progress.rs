@@ -1,4 +1,4 @@
-//! Counting a job's results: images listed, done, skipped, failed, and the rate.
+//! Counting a job's results: images listed, done, rendered again, skipped, failed, and the rate.
 
 use std::time::Instant;
 
@@ -8,13 +8,15 @@ use lamina_common::messages::Status;
 pub struct Progress {
     pub started: Instant,
     pub done: u64,
+    /// Rendered again from stored layers, without the model.
+    pub rendered: u64,
     pub skipped: u64,
     pub failed: u64,
 }
 
 impl Default for Progress {
     fn default() -> Self {
-        Progress { started: Instant::now(), done: 0, skipped: 0, failed: 0 }
+        Progress { started: Instant::now(), done: 0, rendered: 0, skipped: 0, failed: 0 }
     }
 }
 
@@ -22,13 +24,14 @@ impl Progress {
     pub fn count(&mut self, status: Status) {
         match status {
             Status::Done => self.done += 1,
+            Status::Rendered => self.rendered += 1,
             Status::Skipped => self.skipped += 1,
             Status::Failed => self.failed += 1,
         }
     }
 
     pub fn finished(&self) -> u64 {
-        self.done + self.skipped + self.failed
+        self.done + self.rendered + self.skipped + self.failed
     }
 
     /// Images decomposed per second since the start.

@@ -70,6 +70,7 @@ pub struct State {
     /// Per pool: tasks published, heartbeats received, ready messages in the task queue.
     pub pools: BTreeMap<String, PoolCounters>,
     pub results_done: u64,
+    pub results_rendered: u64,
     pub results_skipped: u64,
     pub results_failed: u64,
     pub messages_rejected: u64,
@@ -116,6 +117,8 @@ pub struct JobView {
     /// No live worker serves the job's pool: its tasks wait in the queue for one.
     pub waiting_for_workers: bool,
     pub done: u64,
+    /// Rendered again from stored layers (other formats asked for), without the model.
+    pub rendered: u64,
     pub skipped: u64,
     pub failed: u64,
     pub images_per_second: f64,
@@ -149,6 +152,7 @@ impl State {
             ignored: 0,
             waiting_for_workers: false,
             done: 0,
+            rendered: 0,
             skipped: 0,
             failed: 0,
             images_per_second: 0.0,
@@ -162,12 +166,14 @@ impl State {
     pub fn job_result(&mut self, job_id: &str, result: &TaskResult, images: u64, listing_complete: bool) {
         match result.status {
             Status::Done => self.results_done += 1,
+            Status::Rendered => self.results_rendered += 1,
             Status::Skipped => self.results_skipped += 1,
             Status::Failed => self.results_failed += 1,
         }
         let Some(job) = self.jobs.get_mut(job_id) else { return };
         match result.status {
             Status::Done => job.done += 1,
+            Status::Rendered => job.rendered += 1,
             Status::Skipped => job.skipped += 1,
             Status::Failed => {
                 job.failed += 1;
@@ -180,7 +186,7 @@ impl State {
         job.images = images;
         job.listing_complete = listing_complete;
         let secs = job.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        let finished = job.done + job.skipped + job.failed;
+        let finished = job.done + job.rendered + job.skipped + job.failed;
         job.images_per_second = if secs > 0.0 { finished as f64 / secs } else { 0.0 };
         job.eta_seconds = (listing_complete && job.images_per_second > 0.0)
             .then(|| images.saturating_sub(finished) as f64 / job.images_per_second);
@@ -261,7 +267,7 @@ impl State {
     pub fn pending_by_pool(&self) -> BTreeMap<String, u64> {
         let mut out: BTreeMap<String, u64> = self.pools.keys().map(|p| (p.clone(), 0)).collect();
         for job in self.jobs.values().filter(|j| j.state.is_active()) {
-            *out.entry(job.pool.clone()).or_default() += job.images.saturating_sub(job.done + job.skipped + job.failed);
+            *out.entry(job.pool.clone()).or_default() += job.images.saturating_sub(job.done + job.rendered + job.skipped + job.failed);
         }
         out
     }

@@ -63,6 +63,7 @@ impl Engine {
             self.dir.path().join("out").display().to_string(),
             "fscs".into(),
             DecomposeParams::default(),
+            Default::default(),
         );
         spec.job_id = job_id.to_owned();
         spec

@@ -384,7 +384,7 @@ fn check_mode(mode: &str, cases: &[Case], results: &[TaskResult], outputs: &Path
                     other => panic!("{mode} {key}: recomposite PSNR (measured, claimed) = {other:?}"),
                 }
             }
-            Status::Skipped => panic!("{mode} {key}: skipped in a fresh output"),
+            Status::Skipped | Status::Rendered => panic!("{mode} {key}: {:?} in a fresh output", r.status),
         }
     }
     by_key

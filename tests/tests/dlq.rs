@@ -51,6 +51,8 @@ fn task(job: &str, key: &str) -> Task {
         size: 10,
         etag: None,
         params: DecomposeParams::default(),
+        render: Default::default(),
+        step: Default::default(),
         model: None,
     }
 }

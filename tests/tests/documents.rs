@@ -96,7 +96,7 @@ fn psd_and_ora_open_in_independent_readers_with_the_layers_the_manifest_lists() 
 }
 
 #[test]
-fn cropped_layers_and_documents_without_pngs_place_every_layer_at_its_offset() {
+fn cropped_layers_and_documents_place_every_layer_at_its_offset() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
     write(&input, "logo.png", &encode(&logo(), ImageFormat::Png));
@@ -104,7 +104,7 @@ fn cropped_layers_and_documents_without_pngs_place_every_layer_at_its_offset() {
     let run = lamina(&["run", input.to_str().unwrap(), cropped.to_str().unwrap(), "--formats", "png,psd,ora", "--crop-layers"]);
     assert!(run.status.success(), "{}", explain(&run));
     let m = manifest(&cropped, "logo.png").unwrap();
-    assert!(m.params.crop_layers);
+    assert!(m.render.as_ref().unwrap().crop_layers);
     let mut smaller = 0;
     for layer in &m.layers {
         let bbox = layer.bbox.unwrap();
@@ -115,20 +115,29 @@ fn cropped_layers_and_documents_without_pngs_place_every_layer_at_its_offset() {
     assert!(smaller > 0, "the logo's layers do not all cover the canvas, so some must be cropped");
     check_documents(&[&cropped.join("logo.png")], true);
 
-    let documents_only = out.join("documents");
-    let run = lamina(&["run", input.to_str().unwrap(), documents_only.to_str().unwrap(), "--formats", "ora,psd"]);
+    // Asking for documents alone still stores the layer PNGs: they are the decomposition
+    // every later rendering is made from.
+    let documents = out.join("documents");
+    let run = lamina(&["run", input.to_str().unwrap(), documents.to_str().unwrap(), "--formats", "ora,psd"]);
     assert!(run.status.success(), "{}", explain(&run));
-    let m = manifest(&documents_only, "logo.png").unwrap();
-    assert!(m.layers.iter().all(|l| l.file.is_none()));
+    let m = manifest(&documents, "logo.png").unwrap();
+    assert!(m.layers.iter().all(|l| l.file.is_some()));
     let mut files = m.files.clone();
     files.sort();
-    assert_eq!(files, ["layers.ora", "layers.psd", "preview.png"]);
-    assert_files_listed(&documents_only.join("logo.png"), &m);
-    check_documents(&[&documents_only.join("logo.png")], false);
+    let mut expected: Vec<String> = (0..m.layers.len()).map(lamina_common::keys::layer_name).collect();
+    expected.extend(["layers.ora", "layers.psd", "preview.png"].map(String::from));
+    expected.sort();
+    assert_eq!(files, expected);
+    assert_files_listed(&documents.join("logo.png"), &m);
+    check_documents(&[&documents.join("logo.png")], false);
 
-    // Other formats are another output: a run with PNG only redoes the image.
-    let again = lamina(&["run", input.to_str().unwrap(), documents_only.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("1 done, 0 skipped"), "{}", explain(&again));
+    // Other formats are another rendering, not another decomposition: a run with PNG only
+    // renders from the stored layers and removes the documents it no longer lists.
+    let again = lamina(&["run", input.to_str().unwrap(), documents.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 done, 1 re-rendered from stored layers, 0 skipped"), "{}", explain(&again));
+    let m = manifest(&documents, "logo.png").unwrap();
+    assert_files_listed(&documents.join("logo.png"), &m);
+    assert!(!documents.join("logo.png/layers.psd").exists());
 }
 
 #[test]

@@ -1,5 +1,11 @@
 //! Encoding: quantised layers in; PNGs, per-layer statistics, the recomposite PSNR and the
-//! contact sheet out. Layers are encoded in parallel on the rayon pool (all cores).
+//! contact sheet out. Layers are encoded in parallel on the rayon pool (all cores). The layer
+//! PNGs are the stored decomposition: every other output is rendered from them
+//! ([`crate::documents::build`]), now or by a later job that asks for other formats.
+//!
+//! Invisible pixels are stored as transparent black: a pixel whose alpha is 0 carries no
+//! colour anyone can see, and one canonical value makes a layer stored cropped to its bounding
+//! box equal to the same layer stored whole (and compresses better).
 //!
 //! Input alpha: the model decomposes the colour; each layer's alpha is then multiplied by the
 //! input's alpha, so whatever was transparent in the input is transparent in every layer.
@@ -15,8 +21,8 @@ use rayon::prelude::*;
 use crate::decode::Decoded;
 use crate::documents::{self, DocLayer};
 use lamina_common::keys::layer_name;
-use lamina_common::manifest::{BBox, LayerInfo, LayerRole};
-use lamina_common::params::{DecomposeParams, Format};
+use lamina_common::manifest::{BBox, LayerInfo, LayerRole, OutputFile, PREVIEW_FILE};
+use lamina_common::params::{Format, RenderParams};
 
 /// Largest side of a tile in the contact sheet.
 const TILE: u32 = 256;
@@ -32,12 +38,14 @@ pub struct Encoded {
     pub dropped: Vec<usize>,
     pub preview: Vec<u8>,
     pub psnr_db: Option<f64>,
+    /// Size and sha256 of every file and the preview, for the manifest.
+    pub outputs: Vec<OutputFile>,
 }
 
 /// Applies the input alpha, drops invisible layers, encodes the rest and the preview, and
 /// measures how well the written layers rebuild the input: [`StreamEncoder`] fed the whole
 /// image as one band.
-pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<Decoded>, params: &DecomposeParams) -> Result<Encoded, String> {
+pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<Decoded>, params: &RenderParams) -> Result<Encoded, String> {
     let mut encoder = StreamEncoder::new(input.clone(), sources.to_vec(), params);
     encoder.push(layers)?;
     encoder.finish()
@@ -51,7 +59,7 @@ pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<De
 pub struct StreamEncoder {
     input: Arc<Decoded>,
     sources: Vec<Vec<usize>>,
-    params: DecomposeParams,
+    params: RenderParams,
     /// The next row to arrive.
     row: u32,
     layers: Vec<LayerStream>,
@@ -130,9 +138,9 @@ impl Thumb {
 }
 
 impl StreamEncoder {
-    /// An encoder for `sources.len()` layers of `input`'s size, writing what `params` asks
+    /// An encoder for `sources.len()` layers of `input`'s size, rendering what `params` asks
     /// for (formats, cropping).
-    pub fn new(input: Arc<Decoded>, sources: Vec<Vec<usize>>, params: &DecomposeParams) -> StreamEncoder {
+    pub fn new(input: Arc<Decoded>, sources: Vec<Vec<usize>>, params: &RenderParams) -> StreamEncoder {
         let thumb = Thumb::new(input.width, input.height);
         let layers = sources
             .iter()
@@ -172,16 +180,23 @@ impl StreamEncoder {
         }
         let n = w as usize * h as usize;
         let first = r0 as usize * w as usize;
-        if let Some(alpha) = &self.input.alpha {
-            let alpha = &alpha[first..first + rows as usize * w as usize];
-            band.par_iter_mut().for_each(|layer| {
-                for (px, &a) in layer.chunks_exact_mut(4).zip(alpha) {
-                    px[3] = (f32::from(px[3]) * a + 0.5) as u8;
-                    if px[3] == 0 {
-                        px[..3].fill(0);
+        match &self.input.alpha {
+            Some(alpha) => {
+                let alpha = &alpha[first..first + rows as usize * w as usize];
+                band.par_iter_mut().for_each(|layer| {
+                    for (px, &a) in layer.chunks_exact_mut(4).zip(alpha) {
+                        px[3] = (f32::from(px[3]) * a + 0.5) as u8;
+                        if px[3] == 0 {
+                            px[..3].fill(0);
+                        }
                     }
+                });
+            }
+            None => band.par_iter_mut().for_each(|layer| {
+                for px in layer.chunks_exact_mut(4).filter(|px| px[3] == 0) {
+                    px[..3].fill(0);
                 }
-            });
+            }),
         }
         let thumb = self.thumb;
         let input = &self.input;
@@ -246,7 +261,7 @@ impl StreamEncoder {
         Ok(())
     }
 
-    /// Finishes every PNG, drops the layers with no visible pixel, builds the documents the
+    /// Finishes every PNG, drops the layers with no visible pixel, renders what the
     /// parameters ask for, and returns the files, the per-layer statistics, the contact
     /// sheet and the recomposite PSNR.
     pub fn finish(self) -> Result<Encoded, String> {
@@ -275,29 +290,26 @@ impl StreamEncoder {
         let mse = self.squared_error / (3.0 * pixels);
         let psnr_db = (mse > 0.0).then(|| 10.0 * (1.0 / mse).log10());
         let preview = contact_sheet(&self.input, self.thumb, &thumbs)?;
-        let params = &self.params;
-        let (pngs, documents) = if params.formats.is_png_only() && !params.crop_layers {
-            (pngs, Vec::new())
-        } else {
-            let layers = infos
-                .iter()
-                .zip(pngs)
-                .map(|(info, png)| DocLayer { name: info.name.clone(), png, bbox: info.bbox.unwrap_or(BBox { x: 0, y: 0, width: w, height: h }) })
-                .collect();
-            let built = documents::build(w, h, layers, self.input.alpha.is_some(), params)?;
-            (built.pngs, built.files)
-        };
-        let mut files = Vec::new();
-        if params.formats.contains(Format::Png) {
-            files.extend(pngs.into_iter().enumerate().map(|(i, png)| (layer_name(i), png)));
-        } else {
-            for info in &mut infos {
-                info.file = None;
-            }
-        }
-        files.extend(documents);
-        Ok(Encoded { files, layers: infos, dropped, preview, psnr_db })
+        let canvas = BBox { x: 0, y: 0, width: w, height: h };
+        let layers = infos
+            .iter()
+            .zip(pngs)
+            .map(|(info, png)| DocLayer { name: info.name.clone(), png, placed: canvas, bbox: info.bbox.unwrap_or(canvas) })
+            .collect();
+        let built = documents::build(w, h, layers, self.input.alpha.is_some(), &self.params)?;
+        debug_assert!(self.params.formats.contains(Format::Png));
+        let mut files: Vec<(String, Vec<u8>)> = built.pngs.into_iter().enumerate().map(|(i, png)| (layer_name(i), png)).collect();
+        files.extend(built.files);
+        let named = files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice()));
+        let outputs = digests(named.chain([(PREVIEW_FILE, preview.as_slice())]));
+        Ok(Encoded { files, layers: infos, dropped, preview, psnr_db, outputs })
     }
+}
+
+/// The manifest's record of `files` (name and bytes), hashed in parallel.
+pub fn digests<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Vec<OutputFile> {
+    let all: Vec<(&str, &[u8])> = files.into_iter().collect();
+    all.par_iter().map(|(name, bytes)| OutputFile::of(*name, bytes)).collect()
 }
 
 impl Stats {
@@ -439,8 +451,8 @@ mod tests {
     fn bands_encode_exactly_what_the_whole_image_encodes() {
         let (w, h) = (37, 29);
         let (image, layers) = noisy(w, h);
-        let whole = encode_image(layers.clone(), &[vec![0], vec![1]], &image, &DecomposeParams::default()).unwrap();
-        let mut streamed = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &DecomposeParams::default());
+        let whole = encode_image(layers.clone(), &[vec![0], vec![1]], &image, &RenderParams::default()).unwrap();
+        let mut streamed = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &RenderParams::default());
         let row = (w * 4) as usize;
         for (r0, rows) in [(0, 1), (1, 10), (11, 17), (28, 1)] {
             streamed.push(layers.iter().map(|l| l[r0 * row..(r0 + rows) * row].to_vec()).collect()).unwrap();
@@ -460,13 +472,13 @@ mod tests {
     #[test]
     fn a_stream_that_ends_early_or_overflows_is_an_error_not_a_panic() {
         let (image, layers) = noisy(8, 4);
-        let mut short = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &DecomposeParams::default());
+        let mut short = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &RenderParams::default());
         short.push(layers.iter().map(|l| l[..32 * 2].to_vec()).collect()).unwrap();
         assert!(short.finish().unwrap_err().contains("after 2 of 4 rows"));
-        let mut long = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &DecomposeParams::default());
+        let mut long = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &RenderParams::default());
         long.push(layers.clone()).unwrap();
         assert!(long.push(layers.clone()).unwrap_err().contains("8 rows arrived"));
-        let mut ragged = StreamEncoder::new(image, vec![vec![0], vec![1]], &DecomposeParams::default());
+        let mut ragged = StreamEncoder::new(image, vec![vec![0], vec![1]], &RenderParams::default());
         assert!(ragged.push(vec![layers[0].clone(), layers[1][..32].to_vec()]).is_err());
         assert!(ragged.push(vec![layers[0].clone()]).is_err());
     }
@@ -476,7 +488,7 @@ mod tests {
         let img = input(2, 1, [1.0, 0.0, 0.0], None);
         let red = vec![255, 0, 0, 255, 255, 0, 0, 255];
         let empty = vec![0u8; 8];
-        let enc = encode_image(vec![red, empty], &[vec![0], vec![1, 2]], &img, &DecomposeParams::default()).unwrap();
+        let enc = encode_image(vec![red, empty], &[vec![0], vec![1, 2]], &img, &RenderParams::default()).unwrap();
         assert_eq!(enc.files.len(), 1);
         assert_eq!(enc.dropped, vec![1, 2]);
         assert_eq!(enc.psnr_db, None, "identical recomposite has no finite PSNR");
@@ -492,7 +504,7 @@ mod tests {
     fn input_alpha_masks_every_layer() {
         let img = input(2, 1, [0.0, 0.0, 1.0], Some(vec![1.0, 0.0]));
         let blue = vec![0, 0, 255, 255, 0, 0, 255, 255];
-        let enc = encode_image(vec![blue], &[vec![0]], &img, &DecomposeParams::default()).unwrap();
+        let enc = encode_image(vec![blue], &[vec![0]], &img, &RenderParams::default()).unwrap();
         let decoded = image::load_from_memory(&enc.files[0].1).unwrap().to_rgba8();
         assert_eq!(decoded.as_raw(), &[0, 0, 255, 255, 0, 0, 0, 0]);
         assert_eq!(enc.layers[0].bbox, Some(BBox { x: 0, y: 0, width: 1, height: 1 }));

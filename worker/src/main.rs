@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         // The model is loaded once, off the async runtime, and outlives broker reconnects.
         let spec = config.model.clone();
         let model = match tokio::task::spawn_blocking(move || model::load_lanes(&spec, &layout)).await {
-            Ok(Ok(lanes)) => Arc::new(lanes),
+            Ok(Ok(lanes)) => model::ModelSlot::loaded(Arc::new(lanes)),
             Ok(Err(e)) => {
                 error!(error = %e, "cannot load the model; giving up");
                 return ExitCode::from(1);

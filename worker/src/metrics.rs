@@ -26,7 +26,7 @@ pub struct Metrics {
     pub tasks_received: AtomicU64,
     pub tasks_acked: AtomicU64,
     pub tasks_rejected: AtomicU64,
-    images: [AtomicU64; 3],
+    images: [AtomicU64; 4],
     failures: [AtomicU64; FailureKind::ALL.len()],
     pub heartbeats: AtomicU64,
     pub broker_connects: AtomicU64,
@@ -76,6 +76,7 @@ impl Metrics {
             Status::Done => 0,
             Status::Skipped => 1,
             Status::Failed => 2,
+            Status::Rendered => 3,
         };
         self.images[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -132,7 +133,7 @@ impl Metrics {
         metric("lamina_worker_tasks_acked_total", "counter", "Tasks acknowledged after their result was confirmed.", &one(count(&self.tasks_acked)));
         metric("lamina_worker_tasks_rejected_total", "counter", "Invalid task messages rejected to the dead-letter queue.", &one(count(&self.tasks_rejected)));
         let images: Vec<(String, f64)> =
-            ["done", "skipped", "failed"].iter().zip(&self.images).map(|(s, n)| (format!("{{status=\"{s}\"}}"), count(n))).collect();
+            ["done", "skipped", "failed", "rendered"].iter().zip(&self.images).map(|(s, n)| (format!("{{status=\"{s}\"}}"), count(n))).collect();
         metric("lamina_worker_images_total", "counter", "Images finished, by status.", &images);
         let failures: Vec<(String, f64)> =
             FailureKind::ALL.iter().zip(&self.failures).map(|(k, n)| (format!("{{kind=\"{}\"}}", k.as_str()), count(n))).collect();

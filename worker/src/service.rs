@@ -4,6 +4,12 @@
 //! Written against the [`Broker`] seam: the distributed worker serves RabbitMQ, and
 //! `lamina run` serves the in-process queue with this same session.
 //!
+//! A task of step `render` (its layers are stored and current; other outputs are asked for)
+//! is rendered from the stored layers beside the pipeline, without the model; if a layer
+//! turns out damaged it joins the pipeline to be decomposed. The pipeline, and with it the
+//! model when the session was given one to load on first need, starts with the first image
+//! to decompose.
+//!
 //! A message that is not a valid task (not JSON, unknown schema or fields, over the size cap,
 //! a key that could escape the output) is rejected without requeue, so the queue dead-letters
 //! it at once. A task for another model than this worker's is reported failed, never run. A task whose processing kills the worker is redelivered and, after the queue's
@@ -25,15 +31,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 use crate::metrics::METRICS;
-use crate::model::{device_name, SharedModel};
-use crate::pipeline::{self, Finished, ModelClock, Work, WorkerConfig};
+use crate::model::{device_name, ModelError, ModelSlot};
+use crate::pipeline::{self, Finished, ModelClock, Rendering, Work, WorkerConfig};
 use lamina_common::amqp::MAX_MESSAGE_BYTES;
 use lamina_common::config::S3Settings;
 use lamina_common::keys::check_relative;
-use lamina_common::messages::{Event, FailureKind, Heartbeat, Task, TaskResult, EVENT_SCHEMA, TASK_SCHEMA};
+use lamina_common::messages::{Event, FailureKind, Heartbeat, Step, Task, TaskResult, EVENT_SCHEMA, TASK_SCHEMA};
 use lamina_common::queue::{Broker, Consumer, Delivery, QueueError, Settle};
 use lamina_common::retry::RetryPolicy;
 use lamina_common::store::StoreCache;
@@ -70,6 +76,9 @@ pub enum SessionError {
     /// The pipeline stopped taking work (it cannot recover; the process should end).
     #[error("the pipeline stopped")]
     Pipeline,
+    /// The model, loaded on first need, did not load (the process should end).
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
 impl lamina_common::queue::SessionError for SessionError {
@@ -78,6 +87,8 @@ impl lamina_common::queue::SessionError for SessionError {
     }
 }
 
+/// Renderings from stored layers at once (each fans out over all cores).
+const RENDER_CONCURRENCY: usize = 2;
 /// Work queued ahead of the model, in seconds of measured throughput.
 const LEAD_SECONDS: f64 = 2.0;
 /// Most work a worker holds, in seconds: far below RabbitMQ's 30-minute ack timeout.
@@ -136,19 +147,26 @@ fn serves(config: &ServiceConfig, model_id: &str, task: &Task) -> Result<(), Str
 /// Serves the pool's task queue until `shutdown` fires (Ok, once what it holds is finished
 /// or the grace period is over) or the broker fails (Err; the caller reconnects). The model
 /// is shared across sessions: it is loaded once per process and outlives reconnects.
-pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn Broker>, shutdown: CancellationToken) -> Result<(), SessionError> {
-    let model_id = model.desc().id.clone();
-    let devices = model.devices();
+pub async fn serve(config: &ServiceConfig, model: Arc<ModelSlot>, broker: Arc<dyn Broker>, shutdown: CancellationToken) -> Result<(), SessionError> {
     broker.declare(&[&config.pool]).await?;
     let queue = broker.topology().tasks(&config.pool);
+    // The pipeline's intake holds every task the broker may have delivered.
+    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(64);
+    let (again_tx, mut again_rx) = mpsc::channel::<Work>(usize::from(config.prefetch.max(1)));
     // Slow start: one task until one has finished, so a task that crashes workers takes no
     // innocent task down with it (each crash returns every task the worker held, and the
     // queue dead-letters a task after five returns, whoever caused them).
     let mut session = Session {
         config,
         broker,
-        model_id,
-        devices,
+        model_id: model.id().to_owned(),
+        devices: model.devices().to_vec(),
+        model,
+        stores: Arc::new(StoreCache::new(config.s3.clone())),
+        pipeline: None,
+        done: Some(done_tx),
+        again: Some(again_tx),
+        renders: Arc::new(tokio::sync::Semaphore::new(RENDER_CONCURRENCY)),
         held: HashMap::new(),
         next_ticket: 0,
         finished: 0,
@@ -161,32 +179,28 @@ pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn B
     info!(queue = %queue, model = %session.model_id, devices = %devices.join(","), prefetch = session.prefetch,
         max_prefetch = config.prefetch, "consuming");
 
-    // The pipeline's intake holds every task the broker may have delivered.
-    let (work_tx, work_rx) = mpsc::channel(usize::from(config.prefetch.max(1)) * 2);
-    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(64);
-    let stores = Arc::new(StoreCache::new(config.s3.clone()));
-    let pipeline = tokio::spawn(pipeline::run(model, config.worker.clone(), stores, work_rx, done_tx, config.clock.clone()));
-
-    let mut work_tx = Some(work_tx);
+    let mut accepting = true;
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     let mut resize = tokio::time::interval_at(tokio::time::Instant::now() + RESIZE_EVERY, RESIZE_EVERY);
     let drain_deadline = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(drain_deadline);
     let outcome: Result<(), SessionError> = loop {
         let step = tokio::select! {
-            _ = shutdown.cancelled(), if work_tx.is_some() => {
+            _ = shutdown.cancelled(), if accepting => {
                 info!(in_flight = session.held.len(), grace_s = config.grace.as_secs(), "stopping: finishing the tasks in hand");
                 let _ = consumer.cancel().await;
-                work_tx = None;
+                accepting = false;
+                session.stop_taking();
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + config.grace);
                 Ok(())
             }
-            delivery = consumer.next(), if work_tx.is_some() => match (delivery, &work_tx) {
-                (Some(Ok(delivery)), Some(tx)) => session.take(delivery, tx).await,
-                (Some(Ok(_)), None) => Ok(()),
-                (Some(Err(e)), _) => Err(e.into()),
-                (None, _) => Err(QueueError::Lost("the broker cancelled the consumer".to_owned()).into()),
+            delivery = consumer.next(), if accepting => match delivery {
+                Some(Ok(delivery)) => session.take(delivery).await,
+                Some(Err(e)) => Err(e.into()),
+                None => Err(QueueError::Lost("the broker cancelled the consumer".to_owned()).into()),
             },
+            // A rendering found the stored layers unusable: decompose the image instead.
+            Some(work) = again_rx.recv() => session.decompose(work).await,
             done = done_rx.recv() => match done {
                 Some(done) => {
                     let reported = session.report(done).await;
@@ -198,7 +212,7 @@ pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn B
                 None => break Ok(()),
             },
             _ = heartbeat.tick() => session.heartbeat().await.map_err(SessionError::from),
-            _ = resize.tick(), if work_tx.is_some() => session.resize(&mut *consumer).await.map_err(SessionError::from),
+            _ = resize.tick(), if accepting => session.resize(&mut *consumer).await.map_err(SessionError::from),
             _ = &mut drain_deadline => {
                 warn!(handed_back = session.held.len(), "grace period over: handing the remaining tasks back");
                 break Ok(());
@@ -208,9 +222,11 @@ pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn B
             break Err(e);
         }
     };
-    drop(work_tx);
-    if outcome.is_ok() && session.held.is_empty() {
-        let _ = pipeline.await;
+    session.stop_taking();
+    if let Some((_, pipeline)) = session.pipeline.take() {
+        if outcome.is_ok() && session.held.is_empty() {
+            let _ = pipeline.await;
+        }
     }
     // Closing hands every unacknowledged task back to the queue.
     drop(consumer);
@@ -223,6 +239,17 @@ pub async fn serve(config: &ServiceConfig, model: SharedModel, broker: Arc<dyn B
 struct Session<'a> {
     config: &'a ServiceConfig,
     broker: Arc<dyn Broker>,
+    model: Arc<ModelSlot>,
+    stores: Arc<StoreCache>,
+    /// The pipeline's intake and task, once an image needed decomposing; its intake is
+    /// dropped when the session stops taking work.
+    pipeline: Option<(Option<mpsc::Sender<Work>>, tokio::task::JoinHandle<()>)>,
+    /// Where results arrive (cloned into the pipeline and every rendering), and where a
+    /// rendering hands back an image to decompose; both dropped when the session stops
+    /// taking work, so the results channel closes once everything in hand is finished.
+    done: Option<mpsc::Sender<Finished>>,
+    again: Option<mpsc::Sender<Work>>,
+    renders: Arc<tokio::sync::Semaphore>,
     model_id: String,
     /// The devices the worker's inference lanes run on.
     devices: Vec<tch::Device>,
@@ -236,7 +263,7 @@ struct Session<'a> {
 impl Session<'_> {
     /// A delivery: a task for the pipeline, a task for another model (reported failed), or
     /// not a task at all (dead-lettered).
-    async fn take(&mut self, delivery: Delivery, work: &mpsc::Sender<Work>) -> Result<(), SessionError> {
+    async fn take(&mut self, delivery: Delivery) -> Result<(), SessionError> {
         METRICS.tasks_received.fetch_add(1, Ordering::Relaxed);
         let task = match parse_task(&delivery.body) {
             Ok(task) => task,
@@ -259,7 +286,65 @@ impl Session<'_> {
             let result = TaskResult::failed(task.key, FailureKind::WrongModel, reason);
             return Ok(self.report(Finished { ticket, job_id: task.job_id, result }).await?);
         }
-        work.send(Work { ticket, task }).await.map_err(|_| SessionError::Pipeline)
+        match task.step {
+            Step::Render => self.render(Work { ticket, task }),
+            Step::Decompose => self.decompose(Work { ticket, task }).await,
+        }
+    }
+
+    /// Renders a task's outputs from its stored layers, beside the pipeline; the result
+    /// comes back on the results channel, or the task on the decompose channel.
+    fn render(&mut self, work: Work) -> Result<(), SessionError> {
+        let (Some(done), Some(again)) = (self.done.clone(), self.again.clone()) else { return Ok(()) };
+        let (stores, slots) = (self.stores.clone(), self.renders.clone());
+        let span = tracing::info_span!("image", job_id = %work.task.job_id, key = %work.task.key);
+        tokio::spawn(
+            async move {
+                let Ok(_slot) = slots.acquire_owned().await else { return };
+                match pipeline::render(&stores, &work.task).await {
+                    Rendering::Finished(result) => {
+                        let _ = done.send(Finished { ticket: work.ticket, job_id: work.task.job_id.clone(), result }).await;
+                    }
+                    Rendering::Decompose(reason) => {
+                        info!(reason = %reason, "the stored layers cannot be rendered from: decomposing the image again");
+                        let mut task = work.task;
+                        task.step = Step::Decompose;
+                        let _ = again.send(Work { ticket: work.ticket, task }).await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+
+    /// Hands a task to the pipeline, starting it (and loading the model, when the session
+    /// loads it on first need) for the first one.
+    async fn decompose(&mut self, work: Work) -> Result<(), SessionError> {
+        if self.pipeline.is_none() {
+            let Some(done) = self.done.clone() else {
+                // Stopping: the task stays unacknowledged and goes back to the queue.
+                return Ok(());
+            };
+            let model = self.model.load().await?;
+            let (work_tx, work_rx) = mpsc::channel(usize::from(self.config.prefetch.max(1)) * 2);
+            let run = pipeline::run(model, self.config.worker.clone(), self.stores.clone(), work_rx, done, self.config.clock.clone());
+            self.pipeline = Some((Some(work_tx), tokio::spawn(run)));
+        }
+        match self.pipeline.as_ref().and_then(|(tx, _)| tx.as_ref()) {
+            Some(tx) => tx.send(work).await.map_err(|_| SessionError::Pipeline),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes no more work: the pipeline drains, the results channel closes once every
+    /// task in hand has its result.
+    fn stop_taking(&mut self) {
+        if let Some((tx, _)) = self.pipeline.as_mut() {
+            tx.take();
+        }
+        self.done = None;
+        self.again = None;
     }
 
     /// Publishes a task's result (with a confirm), then acknowledges the task: nothing is

@@ -53,7 +53,7 @@ async fn two_lanes_share_one_queue_and_an_image_over_the_budget_is_refused() {
     let stop = CancellationToken::new();
     let session = tokio::spawn({
         let (broker, stop) = (broker.clone(), stop.clone());
-        async move { serve(&config, lanes, broker, stop).await }
+        async move { serve(&config, model::ModelSlot::loaded(lanes), broker, stop).await }
     });
 
     let results = common::results(&broker, 11, |_| {}).await;

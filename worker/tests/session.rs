@@ -45,7 +45,7 @@ async fn the_session_reports_after_the_manifest_acks_after_the_report_and_refuse
     let stop = CancellationToken::new();
     let session = tokio::spawn({
         let (broker, stop) = (broker.clone(), stop.clone());
-        async move { serve(&config, model, broker, stop).await }
+        async move { serve(&config, model::ModelSlot::loaded(model), broker, stop).await }
     });
 
     let dir_path = dir.path().to_owned();

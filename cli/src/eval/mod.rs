@@ -234,13 +234,13 @@ mod tests {
             r#"{{"schema":"lamina.manifest/1",
             "input":{{"key":"a.png","size":1,"etag":"sha256:00","format":"png","color":"rgba8","orientation":1,"has_alpha":true}},
             "model":{{"id":"fscs-k7@1","weights_sha256":"00","device":"cpu"}},
-            "params":{{"layers":null,"palette":null{}}},
+            "params":{{"layers":null,"palette":null}}{},
             "canvas":{{"width":{w},"height":{h}}},
             "layers":[{layers}],
             "dropped":[],"palette":null,"recomposite_psnr_db":null,"preview":null,
             "timings_ms":{{"fetch":0,"decode":0,"inference":0,"encode":0,"write":0}},
             "job_id":"j","created_at":"2026-01-01T00:00:00Z"}}"#,
-            if crop { r#","crop_layers":true"# } else { "" }
+            if crop { r#","render":{"crop_layers":true}"# } else { "" }
         )
     }
 

@@ -140,14 +140,17 @@ pub(super) fn read_manifest_stack(dir: &Path, manifest_path: &Path, label: &str)
         bail!("{}: schema {:?}, expected {MANIFEST_SCHEMA:?}", manifest_path.display(), manifest.schema);
     }
     let canvas = (manifest.canvas.width, manifest.canvas.height);
-    let crop = manifest.params.crop_layers;
+    // Cropped layers: as the rendering recorded it, or (manifests from before `render`) a
+    // layer file smaller than the canvas, placed at its bbox.
+    let cropped = manifest.render.as_ref().is_some_and(|r| r.crop_layers);
     let mut layers = Vec::with_capacity(manifest.layers.len());
     for (k, layer) in manifest.layers.iter().enumerate() {
         let Some(file) = layer.file.as_deref().filter(|f| !f.is_empty()) else {
-            bail!("{label}: layer {k} has no PNG file: the image was written without png in --formats");
+            bail!("{label}: layer {k} has no PNG file: the image was written without png in --formats (run lamina again to store its layers)");
         };
         let path = dir.join(file);
         let size = png_size(&path)?;
+        let crop = cropped || size != canvas;
         let offset = match (crop, layer.bbox) {
             (true, Some(b)) => {
                 if size != (b.width, b.height) {

@@ -1,11 +1,14 @@
 //! Layered documents that editors open: a Photoshop document ([`psd`]) and an OpenRaster
 //! document ([`ora`]), plus layers cropped to their bounding boxes.
 //!
-//! Everything is built in one pass over the finished layer PNGs, read back row by row in
-//! lockstep: each row of each layer goes into its PSD channels (PackBits) and, when
-//! cropping, into a cropped PNG; the rows' composite goes into the documents' merged images
-//! and the thumbnail. Memory is the compressed outputs plus one row per layer, whatever the
-//! image's size: a document never needs the layers uncompressed.
+//! This is the rendering step: everything here is made from the stored layer PNGs alone, so a
+//! fresh decomposition and a later re-rendering (other formats asked for) run the same code
+//! on the same bytes and write the same documents. The layers are read back row by row in
+//! lockstep, each from the rectangle its PNG covers (the canvas, or its bounding box when it
+//! was stored cropped): each row of each layer goes into its PSD channels (PackBits) and,
+//! when the placement changes, into a PNG of the new rectangle; the rows' composite goes into
+//! the documents' merged images and the thumbnail. Memory is the compressed outputs plus one
+//! row per layer, whatever the image's size: a document never needs the layers uncompressed.
 
 pub mod ora;
 pub mod psd;
@@ -15,15 +18,46 @@ use std::io::{Cursor, Write};
 
 use crate::encode::SharedBuf;
 use lamina_common::manifest::BBox;
-use lamina_common::params::{DecomposeParams, Format};
+use lamina_common::params::{Format, RenderParams};
 
-/// The thumbnail's longest side (the OpenRaster spec's limit).
-const THUMBNAIL: u32 = 256;
+/// The document formats: each is one file in this folder behind [`FormatWriter`], listed
+/// once here (its name, for `--formats`, is the [`Format`] it is registered under).
+const WRITERS: &[(Format, Open)] = &[(Format::Psd, psd::open), (Format::Ora, ora::open)];
 
-/// One written layer: its name, its full-canvas PNG and the rectangle to keep.
+/// Opens a format's writer for a stack.
+type Open = fn(&Stack<'_>) -> Result<Box<dyn FormatWriter>, String>;
+
+/// What a writer is told before the first row: the canvas, whether the input had
+/// transparency, and each layer's name and the rectangle it keeps (bottom first).
+pub struct Stack<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub has_alpha: bool,
+    pub names: &'a [String],
+    pub rects: &'a [BBox],
+}
+
+/// A document format's writer, fed the finished layers row by row (top to bottom), so a
+/// document never needs the layers uncompressed.
+pub trait FormatWriter: Send {
+    /// Row `y` of the canvas: each layer's part inside its rectangle (8-bit straight RGBA;
+    /// `None` where the row is outside it), and the row's composite (premultiplied RGBA in
+    /// [0,1], the whole width).
+    fn row(&mut self, y: u32, layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), String>;
+
+    /// The finished document, `(file name, bytes)`. `layer_pngs` are the layer files as
+    /// written (each holding its rectangle), for formats that embed them.
+    fn finish(self: Box<Self>, layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), String>;
+}
+
+/// One stored layer: its name, its PNG, the rectangle of the canvas that PNG covers, and
+/// the layer's bounding box (the rectangle kept when cropping). Pixels outside `placed` are
+/// transparent black, which is what the encoder stores for every invisible pixel, so a layer
+/// read from a cropped PNG equals the full-canvas one.
 pub struct DocLayer {
     pub name: String,
     pub png: Vec<u8>,
+    pub placed: BBox,
     pub bbox: BBox,
 }
 
@@ -34,15 +68,22 @@ pub struct Documents {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-/// Builds the documents `params` asks for from a canvas of `width` x `height` and its
-/// layers (bottom first); `has_alpha` says whether the input had transparency, which the
-/// PSD's merged image then carries.
-pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, params: &DecomposeParams) -> Result<Documents, String> {
-    let crop = params.crop_layers;
-    let want_psd = params.formats.contains(Format::Psd);
-    let want_ora = params.formats.contains(Format::Ora);
-    let rects: Vec<BBox> =
-        layers.iter().map(|l| if crop { l.bbox } else { BBox { x: 0, y: 0, width, height } }).collect();
+/// Builds what `render` asks for from a canvas of `width` x `height` and its stored layers
+/// (bottom first); `has_alpha` says whether the input had transparency, which the PSD's
+/// merged image then carries.
+pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, render: &RenderParams) -> Result<Documents, String> {
+    let canvas = BBox { x: 0, y: 0, width, height };
+    let rects: Vec<BBox> = layers.iter().map(|l| if render.crop_layers { l.bbox } else { canvas }).collect();
+    for l in &layers {
+        if !fits(l.placed, canvas) || !fits(l.bbox, canvas) {
+            return Err(format!("layer {:?} lies outside the {width}x{height} canvas", l.name));
+        }
+    }
+    let wanted: Vec<&(Format, Open)> = WRITERS.iter().filter(|(format, _)| render.formats.contains(*format)).collect();
+    // The stored PNGs already are the layer files asked for: nothing to read.
+    if wanted.is_empty() && layers.iter().zip(&rects).all(|(l, r)| l.placed == *r) {
+        return Ok(Documents { pngs: layers.into_iter().map(|l| l.png).collect(), files: Vec::new() });
+    }
     let mut readers = layers
         .iter()
         .map(|l| {
@@ -50,84 +91,76 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, pa
             decoder.set_transformations(png::Transformations::IDENTITY);
             let reader = decoder.read_info().map_err(|e| format!("cannot read back layer {:?}: {e}", l.name))?;
             let info = reader.info();
-            if (info.width, info.height, info.color_type, info.bit_depth) != (width, height, png::ColorType::Rgba, png::BitDepth::Eight) {
-                return Err(format!("layer {:?} is not {width}x{height} 8-bit RGBA", l.name));
+            let (pw, ph) = (l.placed.width, l.placed.height);
+            if (info.width, info.height, info.color_type, info.bit_depth) != (pw, ph, png::ColorType::Rgba, png::BitDepth::Eight) {
+                return Err(format!("layer {:?} is not {pw}x{ph} 8-bit RGBA", l.name));
             }
             Ok(reader)
         })
         .collect::<Result<Vec<_>, String>>()?;
 
-    let mut psd = if want_psd { Some(psd::Writer::new(width, height, &rects, has_alpha)?) } else { None };
-    let mut cropped = if crop { Some(rects.iter().map(|r| StreamPng::new(r.width, r.height)).collect::<Result<Vec<_>, _>>()?) } else { None };
-    let mut merged = if want_ora { Some(StreamPng::new(width, height)?) } else { None };
-    let mut thumb = want_ora.then(|| Thumbnail::new(width, height));
-    let w = width as usize;
-    let mut premultiplied = vec![[0f32; 4]; w];
-    let mut straight = vec![0u8; w * 4];
+    let names: Vec<String> = layers.iter().map(|l| l.name.clone()).collect();
+    let stack = Stack { width, height, has_alpha, names: &names, rects: &rects };
+    let mut writers = wanted.iter().map(|(_, open)| open(&stack)).collect::<Result<Vec<_>, _>>()?;
+    // A layer file is written anew only where its rectangle changes (cropped <-> whole).
+    let mut placed_anew = layers
+        .iter()
+        .zip(&rects)
+        .map(|(l, r)| if l.placed == *r { Ok(None) } else { StreamPng::new(r.width, r.height).map(Some) })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut full = vec![vec![0u8; width as usize * 4]; layers.len()];
+    let mut premultiplied = vec![[0f32; 4]; width as usize];
     for y in 0..height {
         premultiplied.fill([0.0; 4]);
         for (i, reader) in readers.iter_mut().enumerate() {
-            let row = match reader.next_row() {
-                Ok(Some(row)) => row.data(),
-                Ok(None) => return Err(format!("layer {:?} ends after {y} rows", layers[i].name)),
-                Err(e) => return Err(format!("cannot read back layer {:?}: {e}", layers[i].name)),
-            };
+            let p = layers[i].placed;
+            let row = &mut full[i];
+            if y >= p.y && y < p.y + p.height {
+                let stored = match reader.next_row() {
+                    Ok(Some(row)) => row.data(),
+                    Ok(None) => return Err(format!("layer {:?} ends after {} rows", layers[i].name, y - p.y)),
+                    Err(e) => return Err(format!("cannot read back layer {:?}: {e}", layers[i].name)),
+                };
+                row[p.x as usize * 4..(p.x + p.width) as usize * 4].copy_from_slice(stored);
+            } else if y == p.y + p.height {
+                // Below the stored rectangle: transparent again.
+                row.fill(0);
+            }
             over(&mut premultiplied, row);
-            let r = rects[i];
-            if y < r.y || y >= r.y + r.height {
-                continue;
-            }
-            let part = &row[r.x as usize * 4..(r.x + r.width) as usize * 4];
-            if let Some(psd) = psd.as_mut() {
-                psd.layer_row(i, part);
-            }
-            if let Some(cropped) = cropped.as_mut() {
-                cropped[i].row(part)?;
+        }
+        let parts: Vec<Option<&[u8]>> = full
+            .iter()
+            .zip(&rects)
+            .map(|(row, r)| (y >= r.y && y < r.y + r.height).then(|| &row[r.x as usize * 4..(r.x + r.width) as usize * 4]))
+            .collect();
+        for (png, part) in placed_anew.iter_mut().zip(&parts) {
+            if let (Some(png), Some(part)) = (png.as_mut(), part) {
+                png.row(part)?;
             }
         }
-        if let Some(psd) = psd.as_mut() {
-            psd.merged_row(&premultiplied);
-        }
-        if let Some(merged) = merged.as_mut() {
-            for (px, out) in premultiplied.iter().zip(straight.chunks_exact_mut(4)) {
-                let a = px[3];
-                for c in 0..3 {
-                    out[c] = if a > 0.0 { quantise(px[c] / a) } else { 0 };
-                }
-                out[3] = quantise(a);
-            }
-            merged.row(&straight)?;
-        }
-        if let Some(thumb) = thumb.as_mut() {
-            thumb.row(y, &premultiplied);
+        for writer in &mut writers {
+            writer.row(y, &parts, &premultiplied)?;
         }
     }
 
     drop(readers);
-    let names: Vec<String> = layers.iter().map(|l| l.name.clone()).collect();
-    let pngs = match cropped {
-        Some(cropped) => cropped.into_iter().map(StreamPng::finish).collect::<Result<Vec<_>, _>>()?,
-        None => layers.into_iter().map(|l| l.png).collect(),
-    };
-    let mut files = Vec::new();
-    if let Some(psd) = psd {
-        files.push(psd.finish(&names)?);
-    }
-    if let (Some(merged), Some(thumb)) = (merged, thumb) {
-        let stack: Vec<ora::Layer<'_>> = names
-            .iter()
-            .zip(&rects)
-            .zip(&pngs)
-            .enumerate()
-            .map(|(i, ((name, rect), png))| ora::Layer { name, file: lamina_common::keys::layer_name(i), x: rect.x, y: rect.y, png })
-            .collect();
-        let ora = ora::write(width, height, &stack, &merged.finish()?, &thumb.png()?)?;
-        files.push((ora::FILE.to_owned(), ora));
-    }
+    let pngs = layers
+        .into_iter()
+        .zip(placed_anew)
+        .map(|(l, anew)| match anew {
+            Some(png) => png.finish(),
+            None => Ok(l.png),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let files = writers.into_iter().map(|w| w.finish(&pngs)).collect::<Result<Vec<_>, _>>()?;
     Ok(Documents { pngs, files })
 }
 
-fn quantise(v: f32) -> u8 {
+fn fits(r: BBox, canvas: BBox) -> bool {
+    u64::from(r.x) + u64::from(r.width) <= u64::from(canvas.width) && u64::from(r.y) + u64::from(r.height) <= u64::from(canvas.height)
+}
+
+pub(crate) fn quantise(v: f32) -> u8 {
     (v * 255.0 + 0.5).clamp(0.0, 255.0) as u8
 }
 
@@ -146,13 +179,13 @@ pub(crate) fn over(acc: &mut [[f32; 4]], line: &[u8]) {
 }
 
 /// A PNG (8-bit RGBA) written row by row.
-struct StreamPng {
+pub(crate) struct StreamPng {
     writer: png::StreamWriter<'static, SharedBuf>,
     bytes: SharedBuf,
 }
 
 impl StreamPng {
-    fn new(width: u32, height: u32) -> Result<StreamPng, String> {
+    pub(crate) fn new(width: u32, height: u32) -> Result<StreamPng, String> {
         let bytes = SharedBuf::default();
         let mut encoder = png::Encoder::new(bytes.clone(), width, height);
         encoder.set_color(png::ColorType::Rgba);
@@ -162,57 +195,13 @@ impl StreamPng {
         Ok(StreamPng { writer, bytes })
     }
 
-    fn row(&mut self, rgba: &[u8]) -> Result<(), String> {
+    pub(crate) fn row(&mut self, rgba: &[u8]) -> Result<(), String> {
         self.writer.write_all(rgba).map_err(|e| e.to_string())
     }
 
-    fn finish(self) -> Result<Vec<u8>, String> {
+    pub(crate) fn finish(self) -> Result<Vec<u8>, String> {
         self.writer.finish().map_err(|e| e.to_string())?;
         Ok(self.bytes.take())
     }
 }
 
-/// The composite reduced to at most [`THUMBNAIL`] pixels a side by area averaging
-/// (premultiplied, so transparent pixels do not darken edges).
-struct Thumbnail {
-    width: u32,
-    height: u32,
-    tw: u32,
-    th: u32,
-    sums: Vec<[f64; 4]>,
-    counts: Vec<u32>,
-}
-
-impl Thumbnail {
-    fn new(width: u32, height: u32) -> Thumbnail {
-        let scale = (f64::from(THUMBNAIL) / f64::from(width.max(height))).min(1.0);
-        let tw = ((f64::from(width) * scale).round() as u32).clamp(1, THUMBNAIL);
-        let th = ((f64::from(height) * scale).round() as u32).clamp(1, THUMBNAIL);
-        let n = (tw * th) as usize;
-        Thumbnail { width, height, tw, th, sums: vec![[0.0; 4]; n], counts: vec![0; n] }
-    }
-
-    fn row(&mut self, y: u32, premultiplied: &[[f32; 4]]) {
-        let ty = (u64::from(y) * u64::from(self.th) / u64::from(self.height)) as u32;
-        for (x, px) in premultiplied.iter().enumerate() {
-            let tx = (x as u64 * u64::from(self.tw) / u64::from(self.width)) as u32;
-            let i = (ty * self.tw + tx) as usize;
-            for c in 0..4 {
-                self.sums[i][c] += f64::from(px[c]);
-            }
-            self.counts[i] += 1;
-        }
-    }
-
-    fn png(&self) -> Result<Vec<u8>, String> {
-        let mut rgba = vec![0u8; self.sums.len() * 4];
-        for ((sum, &count), out) in self.sums.iter().zip(&self.counts).zip(rgba.chunks_exact_mut(4)) {
-            let a = sum[3] / f64::from(count.max(1));
-            for c in 0..3 {
-                out[c] = if sum[3] > 0.0 { quantise((sum[c] / sum[3]) as f32) } else { 0 };
-            }
-            out[3] = quantise(a as f32);
-        }
-        crate::encode::encode_png(self.tw, self.th, &rgba).map_err(|e| e.to_string())
-    }
-}

@@ -4,8 +4,65 @@
 //! `data/*.png`, the composite as `mergedimage.png` and `Thumbnails/thumbnail.png` (at most
 //! 256 pixels a side). GIMP, Krita and MyPaint open it.
 
+use super::{FormatWriter, Stack, StreamPng};
+
 /// The document's file name.
 pub const FILE: &str = "layers.ora";
+/// The thumbnail's longest side (the OpenRaster spec's limit).
+const THUMBNAIL: u32 = 256;
+
+/// The writer: the composite streams into `mergedimage.png` and the thumbnail; the layer
+/// PNGs as written go into the archive at the end.
+struct Writer {
+    width: u32,
+    height: u32,
+    names: Vec<String>,
+    rects: Vec<lamina_common::manifest::BBox>,
+    merged: StreamPng,
+    thumbnail: Thumbnail,
+    straight: Vec<u8>,
+}
+
+/// Opens the OpenRaster writer for a stack (its entry in the format table).
+pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, String> {
+    Ok(Box::new(Writer {
+        width: stack.width,
+        height: stack.height,
+        names: stack.names.to_vec(),
+        rects: stack.rects.to_vec(),
+        merged: StreamPng::new(stack.width, stack.height)?,
+        thumbnail: Thumbnail::new(stack.width, stack.height),
+        straight: vec![0; stack.width as usize * 4],
+    }))
+}
+
+impl FormatWriter for Writer {
+    fn row(&mut self, y: u32, _layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), String> {
+        for (px, out) in composite.iter().zip(self.straight.chunks_exact_mut(4)) {
+            let a = px[3];
+            for c in 0..3 {
+                out[c] = if a > 0.0 { super::quantise(px[c] / a) } else { 0 };
+            }
+            out[3] = super::quantise(a);
+        }
+        self.merged.row(&self.straight)?;
+        self.thumbnail.row(y, composite);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), String> {
+        let stack: Vec<Layer<'_>> = self
+            .names
+            .iter()
+            .zip(&self.rects)
+            .zip(layer_pngs)
+            .enumerate()
+            .map(|(i, ((name, rect), png))| Layer { name, file: lamina_common::keys::layer_name(i), x: rect.x, y: rect.y, png })
+            .collect();
+        let ora = write(self.width, self.height, &stack, &self.merged.finish()?, &self.thumbnail.png()?)?;
+        Ok((FILE.to_owned(), ora))
+    }
+}
 /// What the `mimetype` member says.
 pub const MIMETYPE: &str = "image/openraster";
 
@@ -78,5 +135,50 @@ mod tests {
         assert_eq!(&ora[38..54], MIMETYPE.as_bytes());
         let xml = stack_xml(10, 20, &layers);
         assert!(xml.contains(r#"name="00 &lt;a&amp;b&gt;" src="data/layer-00.png" x="3" y="4""#), "{xml}");
+    }
+}
+
+/// The composite reduced to at most [`THUMBNAIL`] pixels a side by area averaging
+/// (premultiplied, so transparent pixels do not darken edges).
+struct Thumbnail {
+    width: u32,
+    height: u32,
+    tw: u32,
+    th: u32,
+    sums: Vec<[f64; 4]>,
+    counts: Vec<u32>,
+}
+
+impl Thumbnail {
+    fn new(width: u32, height: u32) -> Thumbnail {
+        let scale = (f64::from(THUMBNAIL) / f64::from(width.max(height))).min(1.0);
+        let tw = ((f64::from(width) * scale).round() as u32).clamp(1, THUMBNAIL);
+        let th = ((f64::from(height) * scale).round() as u32).clamp(1, THUMBNAIL);
+        let n = (tw * th) as usize;
+        Thumbnail { width, height, tw, th, sums: vec![[0.0; 4]; n], counts: vec![0; n] }
+    }
+
+    fn row(&mut self, y: u32, premultiplied: &[[f32; 4]]) {
+        let ty = (u64::from(y) * u64::from(self.th) / u64::from(self.height)) as u32;
+        for (x, px) in premultiplied.iter().enumerate() {
+            let tx = (x as u64 * u64::from(self.tw) / u64::from(self.width)) as u32;
+            let i = (ty * self.tw + tx) as usize;
+            for c in 0..4 {
+                self.sums[i][c] += f64::from(px[c]);
+            }
+            self.counts[i] += 1;
+        }
+    }
+
+    fn png(&self) -> Result<Vec<u8>, String> {
+        let mut rgba = vec![0u8; self.sums.len() * 4];
+        for ((sum, &count), out) in self.sums.iter().zip(&self.counts).zip(rgba.chunks_exact_mut(4)) {
+            let a = sum[3] / f64::from(count.max(1));
+            for c in 0..3 {
+                out[c] = if sum[3] > 0.0 { super::quantise((sum[c] / sum[3]) as f32) } else { 0 };
+            }
+            out[3] = super::quantise(a as f32);
+        }
+        crate::encode::encode_png(self.tw, self.th, &rgba).map_err(|e| e.to_string())
     }
 }

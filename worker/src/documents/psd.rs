@@ -13,6 +13,8 @@
 
 use lamina_common::manifest::BBox;
 
+use super::{FormatWriter, Stack};
+
 /// The longest side a PSD may have; larger canvases are written as PSB.
 pub const PSD_MAX_SIDE: u32 = 30_000;
 /// The longest side a PSB may have.
@@ -45,6 +47,33 @@ pub struct Writer {
     /// R, G, B (and alpha).
     merged: Vec<Channel>,
     scratch: Vec<u8>,
+}
+
+/// Opens the Photoshop writer for a stack (its entry in the format table).
+pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, String> {
+    Ok(Box::new(Document { writer: Writer::new(stack.width, stack.height, stack.rects, stack.has_alpha)?, names: stack.names.to_vec() }))
+}
+
+/// The [`Writer`] with the layers' names it is finished with.
+struct Document {
+    writer: Writer,
+    names: Vec<String>,
+}
+
+impl FormatWriter for Document {
+    fn row(&mut self, _y: u32, layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), String> {
+        for (i, part) in layers.iter().enumerate() {
+            if let Some(part) = part {
+                self.writer.layer_row(i, part);
+            }
+        }
+        self.writer.merged_row(composite);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, _layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), String> {
+        self.writer.finish(&self.names)
+    }
 }
 
 /// The channel ids in the order each layer's channels are written: transparency, R, G, B.

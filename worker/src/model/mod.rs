@@ -14,6 +14,7 @@ mod precision;
 pub mod fscs;
 pub mod objects;
 pub(crate) mod resample;
+mod slot;
 pub(crate) mod torchscript;
 
 use tch::Tensor;
@@ -28,6 +29,7 @@ pub use fscs::Fscs;
 pub use lanes::{load_lanes, Lane, LaneArgs, LaneSpec, Lanes};
 pub use objects::ObjectModel;
 pub use precision::{Precision, PrecisionChoice, AUTO_TOLERANCE};
+pub use slot::ModelSlot;
 pub use torchscript::TorchScriptModel;
 
 /// A model failed to load, refused its parameters, or broke the contract.

@@ -19,9 +19,11 @@
 
 mod fetch;
 mod infer;
+mod render;
 mod write;
 
 pub use infer::{bucket_side, decompose_stacked};
+pub use render::{render, Rendering};
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -16,6 +16,7 @@ use lamina_common::keys::join;
 use lamina_common::manifest::{Canvas, InputInfo, LayerCountInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
 use lamina_common::messages::{FailureKind, Status, TaskResult};
 use lamina_common::retry::{retry, RetryPolicy};
+use lamina_common::ObjectStore;
 
 pub(super) async fn run(
     desc: ModelDesc,
@@ -58,7 +59,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     let Inferred { mut item, sources, palette, mut bands, precision, .. } = image;
     let output = item.output.clone();
     let key = item.task.key.clone();
-    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.params).objects(desc.objects);
+    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.render).objects(desc.objects);
     let mut encoding = std::time::Duration::ZERO;
     let crashed = || TaskResult::failed(key.clone(), FailureKind::Encode, "layer encoder crashed");
     let cannot = |e: String| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));
@@ -99,27 +100,11 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     item.timings.encode = ms(encoding + started.elapsed());
 
     let write_started = Instant::now();
-    let fail = |e: lamina_common::StoreError| TaskResult::failed(key.clone(), FailureKind::Store, format!("cannot write output: {e}"));
-    let mut puts = JoinSet::new();
-    // The outputs move into shared buffers, so a retry resends them without a copy.
-    let Encoded { files: written, layers, dropped, preview, psnr_db } = encoded;
-    let objects: Vec<(String, bytes::Bytes)> =
-        written.into_iter().chain([(PREVIEW_FILE.to_owned(), preview)]).map(|(name, bytes)| (name, bytes.into())).collect();
+    let Encoded { files: written, layers, dropped, preview, psnr_db, outputs } = encoded;
+    let objects: Vec<(String, Vec<u8>)> = written.into_iter().chain([(PREVIEW_FILE.to_owned(), preview)]).collect();
     let files: Vec<String> = objects.iter().map(|(name, _)| name.clone()).collect();
-    for (name, bytes) in objects {
-        let path = match join(&key, &name) {
-            Ok(path) => path,
-            Err(e) => return fail(e),
-        };
-        let output = output.clone();
-        puts.spawn(async move { retry("write layer", RetryPolicy::default(), || output.put_shared(&path, bytes.clone())).await });
-    }
-    while let Some(done) = puts.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return fail(e),
-            Err(e) => return TaskResult::failed(key.clone(), FailureKind::Store, format!("writer crashed: {e}")),
-        }
+    if let Err(e) = put_all(&output, &key, objects).await {
+        return TaskResult::failed(key, FailureKind::Store, format!("cannot write output: {e}"));
     }
     item.timings.write = ms(write_started.elapsed());
     crate::metrics::METRICS.observe_image(&item.timings);
@@ -137,9 +122,12 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         },
         model: ModelInfo { id: desc.id.clone(), weights_sha256: desc.weights_sha256.clone(), device: device.to_owned(), precision: Some(precision.name().to_owned()) },
         params: item.task.params.clone(),
+        render: Some(item.task.render.clone()),
         canvas: Canvas { width: image.width, height: image.height },
         layer_count: Some(LayerCountInfo { chosen: layers.len(), why: explain(desc, &item.task.params, layers.len(), dropped.len()) }),
         files,
+        outputs,
+        rendered: None,
         layers,
         dropped,
         palette,
@@ -149,13 +137,8 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         job_id: item.task.job_id.clone(),
         created_at: lamina_common::time::now_rfc3339(),
     };
-    let written = match (serde_json::to_vec_pretty(&manifest), join(&key, MANIFEST_FILE)) {
-        (Ok(json), Ok(path)) => retry("write manifest", RetryPolicy::default(), || output.put(&path, json.clone())).await,
-        (Err(e), _) => return TaskResult::failed(key, FailureKind::Encode, format!("cannot serialise manifest: {e}")),
-        (_, Err(e)) => Err(e),
-    };
-    if let Err(e) = written {
-        return fail(e);
+    if let Err(result) = put_manifest(&output, &manifest).await {
+        return result;
     }
     TaskResult {
         key,
@@ -166,6 +149,36 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         psnr_db: manifest.recomposite_psnr_db,
         ms: Some(ms(item.started.elapsed())),
     }
+}
+
+/// Writes an image's files (`(name, bytes)`, names relative to its folder) at once, each
+/// retried; the bytes move into shared buffers, so a retry resends them without a copy.
+pub(super) async fn put_all(output: &Arc<dyn ObjectStore>, key: &str, objects: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+    let mut puts = JoinSet::new();
+    for (name, bytes) in objects {
+        let path = join(key, &name).map_err(|e| e.to_string())?;
+        let (output, bytes) = (output.clone(), bytes::Bytes::from(bytes));
+        puts.spawn(async move { retry("write layer", RetryPolicy::default(), || output.put_shared(&path, bytes.clone())).await });
+    }
+    while let Some(done) = puts.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => return Err(format!("writer crashed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the manifest, last: from here on the image counts as done.
+pub(super) async fn put_manifest(output: &Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<(), TaskResult> {
+    let key = &manifest.input.key;
+    let written = match (serde_json::to_vec_pretty(manifest), join(key, MANIFEST_FILE)) {
+        (Ok(json), Ok(path)) => retry("write manifest", RetryPolicy::default(), || output.put(&path, json.clone())).await,
+        (Err(e), _) => return Err(TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot serialise manifest: {e}"))),
+        (_, Err(e)) => Err(e),
+    };
+    written.map_err(|e| TaskResult::failed(key.clone(), FailureKind::Store, format!("cannot write output: {e}")))
 }
 
 /// Why an image has the layers it has, for the manifest.

@@ -23,6 +23,8 @@ pub fn task(dir: &Path, key: &str, model: Option<&str>) -> Task {
         size: std::fs::metadata(dir.join("in").join(key)).map_or(0, |m| m.len()),
         etag: None,
         params: DecomposeParams::default(),
+        render: Default::default(),
+        step: Default::default(),
         model: model.map(str::to_owned),
     }
 }
