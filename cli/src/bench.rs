@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use tch::{Kind, Tensor};
 
-use crate::config::{ModelArgs, RunArgs};
+use crate::config::{DeviceArgs, ModelArgs, RunArgs};
 use crate::report::Reporter;
 use crate::run::{run_job, Stop};
 use lamina_common::params::DecomposeParams;
@@ -20,6 +20,8 @@ use lamina_worker::model::{self, Batch, Model};
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[command(flatten)]
     pub lanes: lamina_worker::model::LaneArgs,
     /// Folder of photos to benchmark on.
@@ -62,7 +64,7 @@ pub struct BenchArgs {
 }
 
 pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let device = args.model.device()?;
+    let device = args.device.device()?;
     let params = args.model.params()?;
     let photos = load_photos(&args.images)?;
     println!("device: {}  threads: {}  model: {}", model::device_name(device), tch::get_num_threads(), args.model.model);
@@ -72,7 +74,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("| measurement | size | batch | precision | images/s | ms/image |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    let mut layout = args.model.lane_spec(&args.lanes)?;
+    let mut layout = args.device.lane_spec(&args.lanes)?;
     layout.devices.truncate(1);
     layout.per_device = 1;
     let lanes = model::load_lanes(&args.model.model, &layout)?;
@@ -237,6 +239,7 @@ async fn run_with(args: &BenchArgs, quality: &str, input: &Path, output: &Path) 
         input: input.display().to_string(),
         output: output.display().to_string(),
         model,
+        device: args.device.clone(),
         lanes: args.lanes.clone(),
         batch_size: args.e2e_batch.max(1),
         max_megapixels: 200.0,
@@ -338,7 +341,7 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
         let output = tmp.path().join(format!("out-{i}"));
         let mut command = std::process::Command::new(&exe);
         command.arg("run").arg(&input).arg(&output);
-        command.args(["--model", &args.model.model, "--device", &args.model.device, "--quality", &args.model.quality]);
+        command.args(["--model", &args.model.model, "--device", &args.device.device, "--quality", &args.model.quality]);
         command.args(["--precision", &args.lanes.precision, "--warm-up", &args.lanes.warm_up]);
         command.args(["--formats", &args.model.formats.to_string()]);
         if args.model.crop_layers {

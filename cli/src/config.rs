@@ -17,6 +17,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
     pub lanes: lamina_worker::model::LaneArgs,
     /// Most images per forward pass (images of one size bucket and the same parameters).
     #[arg(long, env = "LAMINA_BATCH_SIZE", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -33,7 +35,17 @@ pub struct RunArgs {
     pub progress: String,
 }
 
-/// Which model, where, with which parameters.
+/// Where inference runs on this machine (`lamina run`, `lamina bench`; a fleet's workers
+/// take theirs from their own settings, so `lamina submit` has no such flag).
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// Where inference runs: auto (CUDA when present), cpu, cuda, cuda:N, several
+    /// (cuda:0,cuda:1) or cuda:all.
+    #[arg(long, env = "LAMINA_DEVICE", default_value = "auto")]
+    pub device: String,
+}
+
+/// Which model, with which parameters, rendered how.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// `fscs` (colour layers, built in), `objects` (objects over a filled background, IS-Net
@@ -42,10 +54,6 @@ pub struct ModelArgs {
     /// .json must sit beside it). The object models' weights: ops/fetch-models.sh.
     #[arg(long, env = "LAMINA_MODEL", default_value = "fscs")]
     pub model: String,
-    /// Where inference runs: auto (CUDA when present), cpu, cuda, cuda:N, several
-    /// (cuda:0,cuda:1) or cuda:all.
-    #[arg(long, env = "LAMINA_DEVICE", default_value = "auto")]
-    pub device: String,
     /// Keep at most this many layers (2-7 for fscs; the most similar are merged), or `auto`:
     /// merge layers whose colours lie close while the result stays faithful. Object models:
     /// at most this many layers, background included (2-8; default 4; auto: up to 8).
@@ -94,6 +102,9 @@ impl ModelArgs {
         RenderParams { formats: self.formats.clone(), crop_layers: self.crop_layers }
     }
 
+}
+
+impl DeviceArgs {
     /// The first (or only) device.
     pub fn device(&self) -> anyhow::Result<tch::Device> {
         self.devices()?.first().copied().context("--device names no device")

@@ -136,9 +136,9 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
         output.get_opt("_lamina/jobs/.probe").await.with_context(|| format!("OUT {}", args.output))?;
     }
     let params = args.model.params()?;
-    let device = args.model.device()?;
+    let device = args.device.device()?;
     let budget = args.memory_budget(device)?;
-    let layout = args.model.lane_spec(&args.lanes)?;
+    let layout = args.device.lane_spec(&args.lanes)?;
     let lanes = layout.devices.len() * layout.per_device;
     // The parameter rule is checked now, from the model's description; the model itself
     // loads when an image first needs it.

@@ -135,8 +135,8 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     // One input changed: exactly that image is decomposed again.
     let changed = "photos/coffee.png.png";
     input.put(changed, encode(&sample("rocket.jpg", 40), ImageFormat::Png)).await.unwrap();
-    let p = prefix.clone();
-    let third = tokio::task::spawn_blocking(move || submit(&src, &dst, &p)).await.unwrap();
+    let (p, s, d) = (prefix.clone(), src.clone(), dst.clone());
+    let third = tokio::task::spawn_blocking(move || submit(&s, &d, &p)).await.unwrap();
     assert!(
         String::from_utf8_lossy(&third.stdout).contains("200 images: 1 done, 199 skipped"),
         "{}\n{}",
@@ -146,6 +146,22 @@ async fn a_coordinator_and_two_workers_decompose_200_images_from_s3_exactly_once
     let third_id = String::from_utf8_lossy(&third.stdout).lines().next().unwrap().trim().to_owned();
     let redone: Manifest = serde_json::from_slice(&output.get(&format!("{changed}/manifest.json")).await.unwrap()).unwrap();
     assert_eq!(redone.job_id, third_id, "the changed image's manifest comes from the third job");
+
+    // Other formats for the same output: the fleet renders them from the stored layers (no
+    // image is decomposed), and the manifests say which job rendered them.
+    let (p, s, d) = (prefix.clone(), src.clone(), dst.clone());
+    let rendered = tokio::task::spawn_blocking(move || submit_with(&s, &d, &p, &["--formats", "png,psd"])).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&rendered.stdout).contains("200 images: 0 done, 200 re-rendered from stored layers, 0 skipped"),
+        "{}\n{}",
+        explain(&rendered),
+        show_logs()
+    );
+    let rendered_id = String::from_utf8_lossy(&rendered.stdout).lines().next().unwrap().trim().to_owned();
+    let manifest: Manifest = serde_json::from_slice(&output.get(&format!("{changed}/manifest.json")).await.unwrap()).unwrap();
+    assert_eq!((manifest.job_id.as_str(), manifest.rendered.as_ref().map(|r| r.job_id.as_str())), (third_id.as_str(), Some(rendered_id.as_str())));
+    let psd = output.get(&format!("{changed}/layers.psd")).await.unwrap();
+    assert_eq!(manifest.output("layers.psd").map(|o| o.bytes), Some(psd.len() as u64));
 
     // A fleet job asking for documents and an automatic layer count: the workers write a
     // PSD and an OpenRaster file per image that independent readers open with the right

@@ -98,8 +98,8 @@ fn tiles_write_the_layers_the_whole_image_writes() {
     let budget = 64 << 10;
     for layers in [None, Some(LayerCount::Count(3)), Some(LayerCount::Auto)] {
         let params = DecomposeParams { layers, ..DecomposeParams::default() };
-        assert!(m.is_large(image.width, image.height, &params, budget));
-        assert!(!m.is_large(image.width, image.height, &params, 2 << 30));
+        assert!(model::runs_large(m.desc(), image.width, image.height, &params, budget));
+        assert!(!model::runs_large(m.desc(), image.width, image.height, &params, 2 << 30));
         let reference = whole(&*m, &image, &params);
         let mut tiled = Collect::default();
         m.decompose_large(&image, &params, budget, &mut tiled).unwrap();
@@ -122,8 +122,8 @@ fn fast_mode_rebuilds_the_image_about_as_well_as_reference_mode() {
     // image reduced 2 x 2 (192 x 144).
     let budget = 48_000 * 1800;
     let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
-    assert!(m.is_large(image.width, image.height, &fast, budget));
-    assert!(!m.is_large(image.width, image.height, &DecomposeParams::default(), budget * 4));
+    assert!(model::runs_large(m.desc(), image.width, image.height, &fast, budget));
+    assert!(!model::runs_large(m.desc(), image.width, image.height, &DecomposeParams::default(), budget * 4));
     let mut out = Collect::default();
     m.decompose_large(&image, &fast, budget, &mut out).unwrap();
     assert_eq!(out.layers.len(), 7);
@@ -146,7 +146,7 @@ fn a_model_that_cannot_tile_refuses_an_image_over_the_budget() {
     let image = photo(64, 48);
     let params = DecomposeParams::default();
     let budget = 1000;
-    assert!(m.is_large(64, 48, &params, budget));
+    assert!(model::runs_large(m.desc(), 64, 48, &params, budget));
     let err = m.decompose_large(&image, &params, budget, &mut Collect::default()).unwrap_err();
     assert!(matches!(err, ModelError::TooLarge { .. }));
     let text = err.to_string();

@@ -60,6 +60,37 @@ pub enum ModelError {
         #[source]
         source: tch::TchError,
     },
+    /// The device ran out of memory. libtorch says so only in its message, so the message is
+    /// read once, where an inference lane receives the model's error ([`ModelError::classify`]);
+    /// everything after that decides by this variant.
+    #[error("{reason}")]
+    OutOfMemory { model: String, reason: String },
+}
+
+/// What libtorch's allocators say when memory runs out (CUDA: "out of memory"; the CPU
+/// allocator: "not enough memory", or the C library's "cannot allocate memory").
+const OUT_OF_MEMORY: [&str; 4] = ["out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory"];
+
+impl ModelError {
+    /// The same error, as [`ModelError::OutOfMemory`] when libtorch's message says the device
+    /// ran out of memory.
+    pub fn classify(self) -> ModelError {
+        let model = match &self {
+            ModelError::Torch { model, .. } | ModelError::Contract { model, .. } | ModelError::Crashed { model, .. } => model.clone(),
+            _ => return self,
+        };
+        let reason = self.to_string();
+        let lower = reason.to_ascii_lowercase();
+        if OUT_OF_MEMORY.iter().any(|m| lower.contains(m)) {
+            ModelError::OutOfMemory { model, reason }
+        } else {
+            self
+        }
+    }
+
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, ModelError::OutOfMemory { .. })
+    }
 }
 
 /// What identifies a model's outputs: same id, same weights, same parameters, same layers.
@@ -187,13 +218,8 @@ pub trait Model: Send {
     /// Decomposes a batch.
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError>;
 
-    /// Whether `image` takes [`Model::decompose_large`] rather than a batch: it needs more
-    /// than `budget` bytes in one forward pass, or fast mode reduces it.
-    fn is_large(&self, width: u32, height: u32, params: &DecomposeParams, budget: u64) -> bool {
-        runs_large(self.desc(), width, height, params, budget)
-    }
-
-    /// Decomposes one image that [`Model::is_large`] says is large, in memory bounded by
+    /// Decomposes one image that [`runs_large`] says is large (the batcher decides from the
+    /// model's [`ModelDesc`], its one description of how the model batches and tiles), in memory bounded by
     /// `budget`, handing the layers to `sink` band by band. Models that cannot tile refuse
     /// with the reason.
     fn decompose_large(&self, image: &crate::decode::Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
@@ -265,4 +291,24 @@ pub fn load(spec: &str, device: tch::Device) -> Result<Box<dyn Model>, ModelErro
 
 pub(crate) fn torch_err(model: &str) -> impl FnOnce(tch::TchError) -> ModelError + '_ {
     move |source| ModelError::Torch { model: model.to_owned(), source }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::ModelError;
+
+    #[test]
+    fn running_out_of_memory_is_known_by_its_type_and_keeps_its_message() {
+        let crashed = ModelError::Crashed { model: "m@1".into(), reason: "CUDA out of memory. Tried to allocate 2.00 GiB".into() };
+        let text = crashed.to_string();
+        let classified = crashed.classify();
+        assert!(classified.is_out_of_memory());
+        assert_eq!(classified.to_string(), text);
+        let cpu = ModelError::Contract { model: "m@1".into(), reason: "DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB".into() };
+        assert!(cpu.classify().is_out_of_memory());
+        // Other failures stay what they are, whatever their words.
+        assert!(!ModelError::Crashed { model: "m@1".into(), reason: "index out of range".into() }.classify().is_out_of_memory());
+        let params = ModelError::Params { model: "m@1".into(), reason: "out of memory in the name only".into() };
+        assert!(matches!(params.classify(), ModelError::Params { .. }));
+    }
 }

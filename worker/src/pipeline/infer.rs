@@ -230,6 +230,7 @@ impl LaneCtx<'_> {
                 .unwrap_or("a panic without a message");
             Err(ModelError::Crashed { model: self.model.desc().id.clone(), reason: torch_reason(message) })
         })
+        .map_err(ModelError::classify)
     }
 
     /// Runs a batch and hands its images on; false when the pipeline is shutting down.
@@ -365,12 +366,10 @@ fn first_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
 }
 
-/// Whether a model error is the device running out of memory (libtorch's CUDA allocator
-/// says "out of memory", its CPU allocator "not enough memory").
+/// Whether a model error (classified by [`LaneCtx::guard`]) is the device running out of
+/// memory.
 fn out_of_memory(e: &ModelError) -> bool {
-    let text = e.to_string().to_ascii_lowercase();
-    matches!(e, ModelError::Torch { .. } | ModelError::Contract { .. } | ModelError::Crashed { .. })
-        && ["out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory"].iter().any(|m| text.contains(m))
+    e.is_out_of_memory()
 }
 
 /// Hands a large image's bands on as the model makes them.
