@@ -59,18 +59,28 @@ pub struct Manifest {
     pub created_at: String,
 }
 
-/// One written file: its name in the image's folder, its size and its sha256.
+/// One written file: its name in the image's folder, its size, and for the stored
+/// decomposition (the layer files and the contact sheet) its sha256, which a rendering checks
+/// before it reads a layer. Documents carry no hash: they are made again from the layers
+/// whenever one is missing, and hashing them would cost a rendering a tenth of its time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
     pub file: String,
     pub bytes: u64,
-    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl OutputFile {
+    /// The record of a file of the stored decomposition: size and sha256.
     pub fn of(file: impl Into<String>, bytes: &[u8]) -> OutputFile {
         use sha2::Digest;
-        OutputFile { file: file.into(), bytes: bytes.len() as u64, sha256: hex::encode(sha2::Sha256::digest(bytes)) }
+        OutputFile { file: file.into(), bytes: bytes.len() as u64, sha256: Some(hex::encode(sha2::Sha256::digest(bytes))) }
+    }
+
+    /// The record of a rendered file: its size.
+    pub fn sized(file: impl Into<String>, bytes: &[u8]) -> OutputFile {
+        OutputFile { file: file.into(), bytes: bytes.len() as u64, sha256: None }
     }
 }
 

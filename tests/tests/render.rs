@@ -161,6 +161,6 @@ fn a_deleted_or_damaged_layer_file_makes_its_image_decompose_again() {
     assert!(statuses.contains(&("nested/logo.png".to_owned(), Status::Done)), "{statuses:?}");
     assert!(statuses.contains(&("coffee.png".to_owned(), Status::Rendered)), "{statuses:?}");
     let m = manifest(&out, "nested/logo.png").unwrap();
-    assert_eq!(m.output("layer-00.png").unwrap().sha256, lamina_common::manifest::OutputFile::of("", &std::fs::read(&path).unwrap()).sha256);
+    assert_eq!(m.output("layer-00.png").unwrap(), &lamina_common::manifest::OutputFile::of("layer-00.png", &std::fs::read(&path).unwrap()));
     check_documents(&[&out.join("coffee.png"), &out.join("nested/logo.png")], false);
 }

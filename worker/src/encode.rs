@@ -300,8 +300,10 @@ impl StreamEncoder {
         debug_assert!(self.params.formats.contains(Format::Png));
         let mut files: Vec<(String, Vec<u8>)> = built.pngs.into_iter().enumerate().map(|(i, png)| (layer_name(i), png)).collect();
         files.extend(built.files);
-        let named = files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice()));
-        let outputs = digests(named.chain([(PREVIEW_FILE, preview.as_slice())]));
+        let layers = infos.len();
+        let named = files[..layers].iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice()));
+        let mut outputs = digests(named.chain([(PREVIEW_FILE, preview.as_slice())]));
+        outputs.extend(files[layers..].iter().map(|(name, bytes)| OutputFile::sized(name.as_str(), bytes)));
         Ok(Encoded { files, layers: infos, dropped, preview, psnr_db, outputs })
     }
 }

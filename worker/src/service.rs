@@ -87,8 +87,13 @@ impl lamina_common::queue::SessionError for SessionError {
     }
 }
 
-/// Renderings from stored layers at once (each fans out over all cores).
-const RENDER_CONCURRENCY: usize = 2;
+/// Renderings from stored layers at once, per core: each runs on one core and spends part
+/// of its time waiting on the store (reads, durable writes), so one more than the cores
+/// keeps them busy. Each holds one image's compressed layers and documents.
+fn render_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(3, |n| n.get() + 1)
+}
+
 /// Work queued ahead of the model, in seconds of measured throughput.
 const LEAD_SECONDS: f64 = 2.0;
 /// Most work a worker holds, in seconds: far below RabbitMQ's 30-minute ack timeout.
@@ -166,7 +171,7 @@ pub async fn serve(config: &ServiceConfig, model: Arc<ModelSlot>, broker: Arc<dy
         pipeline: None,
         done: Some(done_tx),
         again: Some(again_tx),
-        renders: Arc::new(tokio::sync::Semaphore::new(RENDER_CONCURRENCY)),
+        renders: Arc::new(tokio::sync::Semaphore::new(render_concurrency())),
         held: HashMap::new(),
         next_ticket: 0,
         finished: 0,

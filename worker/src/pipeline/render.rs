@@ -74,7 +74,17 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     };
     let names: Vec<String> = manifest.layers.iter().map(|l| l.png().to_owned()).collect();
     let files: Vec<(String, Vec<u8>)> = names.iter().cloned().zip(built.pngs).chain(built.files).collect();
-    let mut outputs = digests(files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
+    // Layer files kept as they were keep their record (checked above); the rest are hashed,
+    // and everything when the manifest has no records (one from before `outputs`).
+    let all = || files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice()));
+    let kept: Vec<_> = names.iter().zip(&rewritten).filter(|(_, r)| !**r).filter_map(|(name, _)| manifest.output(name).cloned()).collect();
+    let mut outputs = if kept.len() == rewritten.iter().filter(|r| !**r).count() {
+        let made = all().take(names.len()).enumerate().filter(|(i, _)| rewritten[*i]).map(|(_, file)| file);
+        kept.into_iter().chain(digests(made)).collect()
+    } else {
+        digests(all().take(names.len()))
+    };
+    outputs.extend(all().skip(names.len()).map(|(name, bytes)| lamina_common::manifest::OutputFile::sized(name, bytes)));
     outputs.extend(manifest.output(PREVIEW_FILE).cloned());
     let listed: Vec<String> = files.iter().map(|(name, _)| name.clone()).chain([PREVIEW_FILE.to_owned()]).collect();
     let stale: Vec<String> = manifest.files.iter().filter(|f| !listed.contains(f)).cloned().collect();
