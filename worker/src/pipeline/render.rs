@@ -21,8 +21,9 @@ use super::write::{put_all, put_manifest};
 use crate::documents::{self, DocLayer};
 use crate::encode::digests;
 use lamina_common::keys::join;
-use lamina_common::manifest::{BBox, Manifest, Rendered, MANIFEST_FILE, PREVIEW_FILE};
+use lamina_common::manifest::{BBox, Manifest, OutputFile, Rendered, MANIFEST_FILE, PREVIEW_FILE};
 use lamina_common::messages::{FailureKind, Status, Task, TaskResult};
+use lamina_common::params::RenderParams;
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::store::StoreCache;
 use lamina_common::ObjectStore;
@@ -53,45 +54,32 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     if manifest.params != task.params || manifest.input.key != task.key {
         return Rendering::Decompose("the manifest records other parameters".to_owned());
     }
-    let layers = match stored_layers(&output, &manifest).await {
-        Ok(Ok(layers)) => layers,
+    let pngs = match stored_layers(&output, &manifest).await {
+        Ok(Ok(pngs)) => pngs,
         Ok(Err(reason)) => return Rendering::Decompose(reason),
         Err(e) => return store_failed(e),
     };
-    // What the rendering writes: the layer files whose rectangle changes, and the documents.
-    let canvas = manifest.canvas;
-    let target = |l: &DocLayer| if task.render.crop_layers { l.bbox } else { BBox { x: 0, y: 0, width: canvas.width, height: canvas.height } };
-    let rewritten: Vec<bool> = layers.iter().map(|l| l.placed != target(l)).collect();
-    let (render, has_alpha) = (task.render.clone(), manifest.input.has_alpha);
+    // Everything CPU-bound (checking the layers, rendering, hashing) runs as one task on
+    // rayon's pool, off the async runtime.
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let (shared, render) = (Arc::new(manifest), task.render.clone());
+    let manifest = shared.clone();
     rayon::spawn(move || {
-        let _ = tx.send(documents::build(canvas.width, canvas.height, layers, has_alpha, &render));
+        let _ = tx.send(checked(&shared, pngs).and_then(|layers| rendered(&shared, layers, &render)));
     });
-    let built = match rx.await {
-        Ok(Ok(built)) => built,
-        Ok(Err(e)) => return Rendering::Decompose(format!("cannot render from the stored layers: {e}")),
+    let (files, outputs, rewritten) = match rx.await {
+        Ok(Ok(made)) => made,
+        Ok(Err(reason)) => return Rendering::Decompose(reason),
         Err(_) => return Rendering::Finished(TaskResult::failed(key, FailureKind::Encode, "the renderer crashed")),
     };
-    let names: Vec<String> = manifest.layers.iter().map(|l| l.png().to_owned()).collect();
-    let files: Vec<(String, Vec<u8>)> = names.iter().cloned().zip(built.pngs).chain(built.files).collect();
-    // Layer files kept as they were keep their record (checked above); the rest are hashed,
-    // and everything when the manifest has no records (one from before `outputs`).
-    let all = || files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice()));
-    let kept: Vec<_> = names.iter().zip(&rewritten).filter(|(_, r)| !**r).filter_map(|(name, _)| manifest.output(name).cloned()).collect();
-    let mut outputs = if kept.len() == rewritten.iter().filter(|r| !**r).count() {
-        let made = all().take(names.len()).enumerate().filter(|(i, _)| rewritten[*i]).map(|(_, file)| file);
-        kept.into_iter().chain(digests(made)).collect()
-    } else {
-        digests(all().take(names.len()))
-    };
-    outputs.extend(all().skip(names.len()).map(|(name, bytes)| lamina_common::manifest::OutputFile::sized(name, bytes)));
-    outputs.extend(manifest.output(PREVIEW_FILE).cloned());
+    let manifest = Arc::unwrap_or_clone(manifest);
+    let names = manifest.layers.len();
     let listed: Vec<String> = files.iter().map(|(name, _)| name.clone()).chain([PREVIEW_FILE.to_owned()]).collect();
     let stale: Vec<String> = manifest.files.iter().filter(|f| !listed.contains(f)).cloned().collect();
     let writes: Vec<(String, Vec<u8>)> = files
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| *i >= names.len() || rewritten[*i])
+        .filter(|(i, _)| *i >= names || rewritten[*i])
         .map(|(_, file)| file)
         .collect();
     if let Err(e) = put_all(&output, key, writes).await {
@@ -134,44 +122,75 @@ async fn read_manifest(output: &Arc<dyn ObjectStore>, key: &str) -> Result<Optio
     Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
-/// The manifest's layers read back and checked: `Ok(Err(reason))` when one cannot be used
-/// (missing, not as recorded, neither the canvas's nor its box's size), `Err` when the store
+/// The manifest's layer files, read: `Ok(Err(reason))` when the manifest lists none (one
+/// from before the layer PNGs were always written) or one is missing, `Err` when the store
 /// fails.
-async fn stored_layers(output: &Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<Result<Vec<DocLayer>, String>, String> {
+async fn stored_layers(output: &Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<Result<Vec<Vec<u8>>, String>, String> {
     let Some(files) = manifest.layer_files() else {
         return Ok(Err("the layers were not stored as PNGs".to_owned()));
     };
     let mut reads = JoinSet::new();
-    for (i, file) in files.into_iter().enumerate() {
+    for (i, file) in files.iter().enumerate() {
         let path = join(&manifest.input.key, file).map_err(|e| e.to_string())?;
         let output = output.clone();
         reads.spawn(async move { (i, retry("read layer", RetryPolicy::default(), || output.get_opt(&path)).await) });
     }
-    let mut pngs: Vec<Option<Vec<u8>>> = vec![None; manifest.layers.len()];
+    let mut pngs: Vec<Option<Vec<u8>>> = vec![None; files.len()];
     while let Some(read) = reads.join_next().await {
         let (i, bytes) = read.map_err(|e| format!("reader crashed: {e}"))?;
         pngs[i] = bytes.map_err(|e| e.to_string())?;
     }
+    Ok(pngs.into_iter().zip(files).map(|(png, file)| png.ok_or_else(|| format!("{file} is missing"))).collect())
+}
+
+/// The stored layers checked against the manifest (size and sha256 as recorded; the canvas's
+/// or the layer's box's size) and placed; the reason when one cannot be used.
+fn checked(manifest: &Manifest, pngs: Vec<Vec<u8>>) -> Result<Vec<DocLayer>, String> {
     let canvas = BBox { x: 0, y: 0, width: manifest.canvas.width, height: manifest.canvas.height };
     let mut layers = Vec::with_capacity(pngs.len());
     for (info, png) in manifest.layers.iter().zip(pngs) {
         let file = info.png();
-        let Some(png) = png else { return Ok(Err(format!("{file} is missing"))) };
         if let Some(recorded) = manifest.output(file) {
-            if lamina_common::manifest::OutputFile::of(file, &png) != *recorded {
-                return Ok(Err(format!("{file} is not the file the manifest records (size or sha256)")));
+            if OutputFile::of(file, &png) != *recorded {
+                return Err(format!("{file} is not the file the manifest records (size or sha256)"));
             }
         }
         let bbox = info.bbox.unwrap_or(canvas);
         let placed = match png_size(&png) {
             Some((w, h)) if (w, h) == (canvas.width, canvas.height) => canvas,
             Some((w, h)) if (w, h) == (bbox.width, bbox.height) => bbox,
-            Some((w, h)) => return Ok(Err(format!("{file} is {w}x{h}, neither the canvas nor the layer's box"))),
-            None => return Ok(Err(format!("{file} is not a PNG"))),
+            Some((w, h)) => return Err(format!("{file} is {w}x{h}, neither the canvas nor the layer's box")),
+            None => return Err(format!("{file} is not a PNG")),
         };
         layers.push(DocLayer { name: info.name.clone(), png, placed, bbox });
     }
-    Ok(Ok(layers))
+    Ok(layers)
+}
+
+/// The files `render` asks for, made from the checked layers: the layer files (then the
+/// documents), their records for the manifest, and which layer files were made anew (their
+/// rectangle changed) and must be written.
+fn rendered(manifest: &Manifest, layers: Vec<DocLayer>, render: &RenderParams) -> Result<(Vec<(String, Vec<u8>)>, Vec<OutputFile>, Vec<bool>), String> {
+    let canvas = manifest.canvas;
+    let whole = BBox { x: 0, y: 0, width: canvas.width, height: canvas.height };
+    let rewritten: Vec<bool> = layers.iter().map(|l| l.placed != if render.crop_layers { l.bbox } else { whole }).collect();
+    let built = documents::build(canvas.width, canvas.height, layers, manifest.input.has_alpha, render)
+        .map_err(|e| format!("cannot render from the stored layers: {e}"))?;
+    let names: Vec<String> = manifest.layers.iter().map(|l| l.png().to_owned()).collect();
+    let files: Vec<(String, Vec<u8>)> = names.iter().cloned().zip(built.pngs).chain(built.files).collect();
+    // Layer files kept as they were keep their record (checked above); the rest are hashed,
+    // and every layer when the manifest has no records (one from before `outputs`).
+    let all = || files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice()));
+    let kept: Vec<OutputFile> = names.iter().zip(&rewritten).filter(|(_, r)| !**r).filter_map(|(name, _)| manifest.output(name).cloned()).collect();
+    let mut outputs = if kept.len() == rewritten.iter().filter(|r| !**r).count() {
+        let made = all().take(names.len()).enumerate().filter(|(i, _)| rewritten[*i]).map(|(_, file)| file);
+        kept.into_iter().chain(digests(made)).collect()
+    } else {
+        digests(all().take(names.len()))
+    };
+    outputs.extend(all().skip(names.len()).map(|(name, bytes)| OutputFile::sized(name, bytes)));
+    outputs.extend(manifest.output(PREVIEW_FILE).cloned());
+    Ok((files, outputs, rewritten))
 }
 
 /// A PNG's width and height, from its header.
