@@ -89,7 +89,8 @@ fn other_formats_render_from_the_stored_layers_without_the_model_and_equal_a_fre
         }
         same_layers(&later, &fresh, key, &m);
     }
-    check_documents(&[&later.join("coffee.png"), &later.join("nested/logo.png")], false);
+    let reports = check_documents(&[&later.join("coffee.png"), &later.join("nested/logo.png")], false);
+    assert!(reports.iter().all(|r| r["psd"].is_object() && r["ora"].is_object()), "both documents read back: {reports:?}");
 
     let third = run(&input, &later, &["--formats", "png,psd,ora"]);
     assert!(third.contains("2 images: 0 done, 2 skipped (unchanged)"), "{third}");
@@ -128,7 +129,8 @@ fn cropping_and_uncropping_render_from_the_stored_layers() {
         smaller += usize::from(bbox.width * bbox.height < m.canvas.width * m.canvas.height);
     }
     assert!(smaller > 0, "the logo has layers smaller than its canvas");
-    check_documents(&[&out.join("nested/logo.png")], false);
+    let reports = check_documents(&[&out.join("nested/logo.png")], false);
+    assert!(reports[0]["psd"].is_object(), "the cropped PSD read back: {reports:?}");
 }
 
 #[test]

@@ -63,6 +63,11 @@ def compare_composite(where, got, rgb, alpha, tol):
     return float(worst)
 
 
+def rendering(manifest):
+    """What was rendered from the layers: `render`, or `params` in manifests from before it."""
+    return manifest.get("render") or manifest["params"]
+
+
 def check_psd(folder, manifest, layers, rgb, alpha):
     name = next((f for f in manifest["files"] if f in ("layers.psd", "layers.psb")), None)
     if name is None:
@@ -80,7 +85,7 @@ def check_psd(folder, manifest, layers, rgb, alpha):
     got = list(psd)  # bottom first
     if len(got) != len(manifest["layers"]):
         fail(path, f"{len(got)} layers, manifest has {len(manifest['layers'])}")
-    crop = manifest["params"].get("crop_layers", False)
+    crop = rendering(manifest).get("crop_layers", False)
     records = psd._record.layer_and_mask_information.layer_info
     for i, (layer, info, rec, data) in enumerate(zip(got, manifest["layers"], records.layer_records, records.channel_image_data)):
         where = f"{path} layer {i}"
@@ -216,8 +221,8 @@ def check(folder, gimp=False):
     for f in files:
         if not os.path.isfile(os.path.join(folder, f)):
             fail(folder, f"the manifest lists {f}, which is not there")
-    formats = manifest["params"].get("formats", ["png"])
-    crop = manifest["params"].get("crop_layers", False)
+    formats = rendering(manifest).get("formats", ["png"])
+    crop = rendering(manifest).get("crop_layers", False)
     layers = None
     if "png" in formats:
         layers = []
