@@ -28,6 +28,20 @@ use lamina_common::params::{Format, RenderParams};
 const TILE: u32 = 256;
 const GUTTER: u32 = 8;
 
+/// Why an image's layers could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The layers handed over do not fit the image (a band of the wrong size, rows missing).
+    #[error("{0}")]
+    Layers(String),
+    /// A PNG encoder failed.
+    #[error("{0}")]
+    Output(String),
+    /// Rendering the documents from the layers failed.
+    #[error(transparent)]
+    Render(#[from] crate::documents::RenderError),
+}
+
 /// One image's encoded outputs.
 #[derive(Debug)]
 pub struct Encoded {
@@ -45,7 +59,7 @@ pub struct Encoded {
 /// Applies the input alpha, drops invisible layers, encodes the rest and the preview, and
 /// measures how well the written layers rebuild the input: [`StreamEncoder`] fed the whole
 /// image as one band.
-pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<Decoded>, params: &RenderParams) -> Result<Encoded, String> {
+pub fn encode_image(layers: Vec<Vec<u8>>, sources: &[Vec<usize>], input: &Arc<Decoded>, params: &RenderParams) -> Result<Encoded, EncodeError> {
     let mut encoder = StreamEncoder::new(input.clone(), sources.to_vec(), params);
     encoder.push(layers)?;
     encoder.finish()
@@ -163,20 +177,20 @@ impl StreamEncoder {
 
     /// Takes the next rows of every layer (8-bit straight RGBA, full width, one buffer per
     /// layer, all with the same number of rows).
-    pub fn push(&mut self, mut band: Vec<Vec<u8>>) -> Result<(), String> {
+    pub fn push(&mut self, mut band: Vec<Vec<u8>>) -> Result<(), EncodeError> {
         let (w, h) = (self.input.width, self.input.height);
         let row_bytes = w as usize * 4;
         if band.len() != self.layers.len() {
-            return Err(format!("a band has {} layers, expected {}", band.len(), self.layers.len()));
+            return Err(EncodeError::Layers(format!("a band has {} layers, expected {}", band.len(), self.layers.len())));
         }
         let bytes = band.first().map_or(0, Vec::len);
         if bytes == 0 || bytes % row_bytes != 0 || band.iter().any(|l| l.len() != bytes) {
-            return Err(format!("a band's layers are not whole rows of {w} pixels"));
+            return Err(EncodeError::Layers(format!("a band's layers are not whole rows of {w} pixels")));
         }
         let rows = (bytes / row_bytes) as u32;
         let r0 = self.row;
         if r0 + rows > h {
-            return Err(format!("{} rows arrived for an image {h} rows high", r0 + rows));
+            return Err(EncodeError::Layers(format!("{} rows arrived for an image {h} rows high", r0 + rows)));
         }
         let n = w as usize * h as usize;
         let first = r0 as usize * w as usize;
@@ -255,7 +269,7 @@ impl StreamEncoder {
                     .sum::<f64>()
             },
         );
-        written?;
+        written.map_err(EncodeError::Output)?;
         self.squared_error += error;
         self.row += rows;
         Ok(())
@@ -264,10 +278,10 @@ impl StreamEncoder {
     /// Finishes every PNG, drops the layers with no visible pixel, renders what the
     /// parameters ask for, and returns the files, the per-layer statistics, the contact
     /// sheet and the recomposite PSNR.
-    pub fn finish(self) -> Result<Encoded, String> {
+    pub fn finish(self) -> Result<Encoded, EncodeError> {
         let (w, h) = (self.input.width, self.input.height);
         if self.row != h {
-            return Err(format!("the layers ended after {} of {h} rows", self.row));
+            return Err(EncodeError::Layers(format!("the layers ended after {} of {h} rows", self.row)));
         }
         let mut pngs = Vec::new();
         let mut infos = Vec::new();
@@ -276,7 +290,7 @@ impl StreamEncoder {
         let pixels = f64::from(w) * f64::from(h);
         for (layer, sources) in self.layers.into_iter().zip(self.sources) {
             if let Some(png) = layer.png {
-                png.finish().map_err(|e| e.to_string())?;
+                png.finish().map_err(|e| EncodeError::Output(e.to_string()))?;
             }
             if layer.stats.sum_a <= 0.0 {
                 dropped.extend(sources);
@@ -289,7 +303,7 @@ impl StreamEncoder {
         }
         let mse = self.squared_error / (3.0 * pixels);
         let psnr_db = (mse > 0.0).then(|| 10.0 * (1.0 / mse).log10());
-        let preview = contact_sheet(&self.input, self.thumb, &thumbs)?;
+        let preview = contact_sheet(&self.input, self.thumb, &thumbs).map_err(EncodeError::Output)?;
         let canvas = BBox { x: 0, y: 0, width: w, height: h };
         let layers = infos
             .iter()
@@ -476,10 +490,10 @@ mod tests {
         let (image, layers) = noisy(8, 4);
         let mut short = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &RenderParams::default());
         short.push(layers.iter().map(|l| l[..32 * 2].to_vec()).collect()).unwrap();
-        assert!(short.finish().unwrap_err().contains("after 2 of 4 rows"));
+        assert!(short.finish().unwrap_err().to_string().contains("after 2 of 4 rows"));
         let mut long = StreamEncoder::new(image.clone(), vec![vec![0], vec![1]], &RenderParams::default());
         long.push(layers.clone()).unwrap();
-        assert!(long.push(layers.clone()).unwrap_err().contains("8 rows arrived"));
+        assert!(long.push(layers.clone()).unwrap_err().to_string().contains("8 rows arrived"));
         let mut ragged = StreamEncoder::new(image, vec![vec![0], vec![1]], &RenderParams::default());
         assert!(ragged.push(vec![layers[0].clone(), layers[1][..32].to_vec()]).is_err());
         assert!(ragged.push(vec![layers[0].clone()]).is_err());

@@ -25,7 +25,18 @@ use lamina_common::params::{Format, RenderParams};
 const WRITERS: &[(Format, Open)] = &[(Format::Psd, psd::open), (Format::Ora, ora::open)];
 
 /// Opens a format's writer for a stack.
-type Open = fn(&Stack<'_>) -> Result<Box<dyn FormatWriter>, String>;
+type Open = fn(&Stack<'_>) -> Result<Box<dyn FormatWriter>, RenderError>;
+
+/// Why a rendering failed: a stored layer that cannot be used (the image should be
+/// decomposed again), or an output that cannot be made from good layers (a canvas too large
+/// for the format, an encoder failing), which decomposing again would not change.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{0}")]
+    Layer(String),
+    #[error("{0}")]
+    Output(String),
+}
 
 /// What a writer is told before the first row: the canvas, whether the input had
 /// transparency, and each layer's name and the rectangle it keeps (bottom first).
@@ -43,11 +54,11 @@ pub trait FormatWriter: Send {
     /// Row `y` of the canvas: each layer's part inside its rectangle (8-bit straight RGBA;
     /// `None` where the row is outside it), and the row's composite (premultiplied RGBA in
     /// [0,1], the whole width).
-    fn row(&mut self, y: u32, layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), String>;
+    fn row(&mut self, y: u32, layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), RenderError>;
 
     /// The finished document, `(file name, bytes)`. `layer_pngs` are the layer files as
     /// written (each holding its rectangle), for formats that embed them.
-    fn finish(self: Box<Self>, layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), String>;
+    fn finish(self: Box<Self>, layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), RenderError>;
 }
 
 /// One stored layer: its name, its PNG, the rectangle of the canvas that PNG covers, and
@@ -71,12 +82,12 @@ pub struct Documents {
 /// Builds what `render` asks for from a canvas of `width` x `height` and its stored layers
 /// (bottom first); `has_alpha` says whether the input had transparency, which the PSD's
 /// merged image then carries.
-pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, render: &RenderParams) -> Result<Documents, String> {
+pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, render: &RenderParams) -> Result<Documents, RenderError> {
     let canvas = BBox { x: 0, y: 0, width, height };
     let rects: Vec<BBox> = layers.iter().map(|l| if render.crop_layers { l.bbox } else { canvas }).collect();
     for l in &layers {
         if !fits(l.placed, canvas) || !fits(l.bbox, canvas) {
-            return Err(format!("layer {:?} lies outside the {width}x{height} canvas", l.name));
+            return Err(RenderError::Layer(format!("layer {:?} lies outside the {width}x{height} canvas", l.name)));
         }
     }
     let wanted: Vec<&(Format, Open)> = WRITERS.iter().filter(|(format, _)| render.formats.contains(*format)).collect();
@@ -89,15 +100,15 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, re
         .map(|l| {
             let mut decoder = png::Decoder::new(Cursor::new(l.png.as_slice()));
             decoder.set_transformations(png::Transformations::IDENTITY);
-            let reader = decoder.read_info().map_err(|e| format!("cannot read back layer {:?}: {e}", l.name))?;
+            let reader = decoder.read_info().map_err(|e| RenderError::Layer(format!("cannot read back layer {:?}: {e}", l.name)))?;
             let info = reader.info();
             let (pw, ph) = (l.placed.width, l.placed.height);
             if (info.width, info.height, info.color_type, info.bit_depth) != (pw, ph, png::ColorType::Rgba, png::BitDepth::Eight) {
-                return Err(format!("layer {:?} is not {pw}x{ph} 8-bit RGBA", l.name));
+                return Err(RenderError::Layer(format!("layer {:?} is not {pw}x{ph} 8-bit RGBA", l.name)));
             }
             Ok(reader)
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, RenderError>>()?;
 
     let names: Vec<String> = layers.iter().map(|l| l.name.clone()).collect();
     let stack = Stack { width, height, has_alpha, names: &names, rects: &rects };
@@ -106,7 +117,7 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, re
     let mut placed_anew = layers
         .iter()
         .zip(&rects)
-        .map(|(l, r)| if l.placed == *r { Ok(None) } else { StreamPng::new(r.width, r.height).map(Some) })
+        .map(|(l, r)| if l.placed == *r { Ok(None) } else { StreamPng::new(r.width, r.height).map(Some).map_err(RenderError::Output) })
         .collect::<Result<Vec<_>, _>>()?;
     let mut full = vec![vec![0u8; width as usize * 4]; layers.len()];
     let mut premultiplied = vec![[0f32; 4]; width as usize];
@@ -118,8 +129,8 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, re
             if y >= p.y && y < p.y + p.height {
                 let stored = match reader.next_row() {
                     Ok(Some(row)) => row.data(),
-                    Ok(None) => return Err(format!("layer {:?} ends after {} rows", layers[i].name, y - p.y)),
-                    Err(e) => return Err(format!("cannot read back layer {:?}: {e}", layers[i].name)),
+                    Ok(None) => return Err(RenderError::Layer(format!("layer {:?} ends after {} rows", layers[i].name, y - p.y))),
+                    Err(e) => return Err(RenderError::Layer(format!("cannot read back layer {:?}: {e}", layers[i].name))),
                 };
                 row[p.x as usize * 4..(p.x + p.width) as usize * 4].copy_from_slice(stored);
             } else if y == p.y + p.height {
@@ -135,7 +146,7 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, re
             .collect();
         for (png, part) in placed_anew.iter_mut().zip(&parts) {
             if let (Some(png), Some(part)) = (png.as_mut(), part) {
-                png.row(part)?;
+                png.row(part).map_err(RenderError::Output)?;
             }
         }
         for writer in &mut writers {
@@ -148,7 +159,7 @@ pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, re
         .into_iter()
         .zip(placed_anew)
         .map(|(l, anew)| match anew {
-            Some(png) => png.finish(),
+            Some(png) => png.finish().map_err(RenderError::Output),
             None => Ok(l.png),
         })
         .collect::<Result<Vec<_>, _>>()?;

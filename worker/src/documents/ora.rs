@@ -4,7 +4,7 @@
 //! `data/*.png`, the composite as `mergedimage.png` and `Thumbnails/thumbnail.png` (at most
 //! 256 pixels a side). GIMP, Krita and MyPaint open it.
 
-use super::{FormatWriter, Stack, StreamPng};
+use super::{FormatWriter, RenderError, Stack, StreamPng};
 
 /// The document's file name.
 pub const FILE: &str = "layers.ora";
@@ -24,20 +24,20 @@ struct Writer {
 }
 
 /// Opens the OpenRaster writer for a stack (its entry in the format table).
-pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, String> {
+pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, RenderError> {
     Ok(Box::new(Writer {
         width: stack.width,
         height: stack.height,
         names: stack.names.to_vec(),
         rects: stack.rects.to_vec(),
-        merged: StreamPng::new(stack.width, stack.height)?,
+        merged: StreamPng::new(stack.width, stack.height).map_err(RenderError::Output)?,
         thumbnail: Thumbnail::new(stack.width, stack.height),
         straight: vec![0; stack.width as usize * 4],
     }))
 }
 
 impl FormatWriter for Writer {
-    fn row(&mut self, y: u32, _layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), String> {
+    fn row(&mut self, y: u32, _layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), RenderError> {
         for (px, out) in composite.iter().zip(self.straight.chunks_exact_mut(4)) {
             let a = px[3];
             for c in 0..3 {
@@ -45,12 +45,12 @@ impl FormatWriter for Writer {
             }
             out[3] = super::quantise(a);
         }
-        self.merged.row(&self.straight)?;
+        self.merged.row(&self.straight).map_err(RenderError::Output)?;
         self.thumbnail.row(y, composite);
         Ok(())
     }
 
-    fn finish(self: Box<Self>, layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), String> {
+    fn finish(self: Box<Self>, layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), RenderError> {
         let stack: Vec<Layer<'_>> = self
             .names
             .iter()
@@ -59,7 +59,8 @@ impl FormatWriter for Writer {
             .enumerate()
             .map(|(i, ((name, rect), png))| Layer { name, file: lamina_common::keys::layer_name(i), x: rect.x, y: rect.y, png })
             .collect();
-        let ora = write(self.width, self.height, &stack, &self.merged.finish()?, &self.thumbnail.png()?)?;
+        let merged = self.merged.finish().map_err(RenderError::Output)?;
+        let ora = write(self.width, self.height, &stack, &merged, &self.thumbnail.png().map_err(RenderError::Output)?).map_err(RenderError::Output)?;
         Ok((FILE.to_owned(), ora))
     }
 }

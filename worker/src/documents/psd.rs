@@ -13,7 +13,7 @@
 
 use lamina_common::manifest::BBox;
 
-use super::{FormatWriter, Stack};
+use super::{FormatWriter, RenderError, Stack};
 
 /// The longest side a PSD may have; larger canvases are written as PSB.
 pub const PSD_MAX_SIDE: u32 = 30_000;
@@ -50,8 +50,9 @@ pub struct Writer {
 }
 
 /// Opens the Photoshop writer for a stack (its entry in the format table).
-pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, String> {
-    Ok(Box::new(Document { writer: Writer::new(stack.width, stack.height, stack.rects, stack.has_alpha)?, names: stack.names.to_vec() }))
+pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, RenderError> {
+    let writer = Writer::new(stack.width, stack.height, stack.rects, stack.has_alpha).map_err(RenderError::Output)?;
+    Ok(Box::new(Document { writer, names: stack.names.to_vec() }))
 }
 
 /// The [`Writer`] with the layers' names it is finished with.
@@ -61,7 +62,7 @@ struct Document {
 }
 
 impl FormatWriter for Document {
-    fn row(&mut self, _y: u32, layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), String> {
+    fn row(&mut self, _y: u32, layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), RenderError> {
         for (i, part) in layers.iter().enumerate() {
             if let Some(part) = part {
                 self.writer.layer_row(i, part);
@@ -71,8 +72,8 @@ impl FormatWriter for Document {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, _layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), String> {
-        self.writer.finish(&self.names)
+    fn finish(self: Box<Self>, _layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), RenderError> {
+        self.writer.finish(&self.names).map_err(RenderError::Output)
     }
 }
 

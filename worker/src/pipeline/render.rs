@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use super::fetch::ms;
 use super::write::{put_all, put_manifest};
-use crate::documents::{self, DocLayer};
+use crate::documents::{self, DocLayer, RenderError};
 use crate::encode::digests;
 use lamina_common::keys::join;
 use lamina_common::manifest::{BBox, Manifest, OutputFile, Rendered, MANIFEST_FILE, PREVIEW_FILE};
@@ -65,11 +65,12 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     let (shared, render) = (Arc::new(manifest), task.render.clone());
     let manifest = shared.clone();
     rayon::spawn(move || {
-        let _ = tx.send(checked(&shared, pngs).and_then(|layers| rendered(&shared, layers, &render)));
+        let _ = tx.send(checked(&shared, pngs).map_err(Made::Decompose).and_then(|layers| rendered(&shared, layers, &render)));
     });
     let (files, outputs, rewritten) = match rx.await {
         Ok(Ok(made)) => made,
-        Ok(Err(reason)) => return Rendering::Decompose(reason),
+        Ok(Err(Made::Decompose(reason))) => return Rendering::Decompose(reason),
+        Ok(Err(Made::Failed(reason))) => return Rendering::Finished(TaskResult::failed(key, FailureKind::Encode, reason)),
         Err(_) => return Rendering::Finished(TaskResult::failed(key, FailureKind::Encode, "the renderer crashed")),
     };
     let manifest = Arc::unwrap_or_clone(manifest);
@@ -170,12 +171,21 @@ fn checked(manifest: &Manifest, pngs: Vec<Vec<u8>>) -> Result<Vec<DocLayer>, Str
 /// The files `render` asks for, made from the checked layers: the layer files (then the
 /// documents), their records for the manifest, and which layer files were made anew (their
 /// rectangle changed) and must be written.
-fn rendered(manifest: &Manifest, layers: Vec<DocLayer>, render: &RenderParams) -> Result<(Vec<(String, Vec<u8>)>, Vec<OutputFile>, Vec<bool>), String> {
+/// Why the rendering's CPU work made nothing: the stored layers cannot be used (decompose
+/// the image instead), or an output cannot be made from them (the image fails).
+enum Made {
+    Decompose(String),
+    Failed(String),
+}
+
+fn rendered(manifest: &Manifest, layers: Vec<DocLayer>, render: &RenderParams) -> Result<(Vec<(String, Vec<u8>)>, Vec<OutputFile>, Vec<bool>), Made> {
     let canvas = manifest.canvas;
     let whole = BBox { x: 0, y: 0, width: canvas.width, height: canvas.height };
     let rewritten: Vec<bool> = layers.iter().map(|l| l.placed != if render.crop_layers { l.bbox } else { whole }).collect();
-    let built = documents::build(canvas.width, canvas.height, layers, manifest.input.has_alpha, render)
-        .map_err(|e| format!("cannot render from the stored layers: {e}"))?;
+    let built = documents::build(canvas.width, canvas.height, layers, manifest.input.has_alpha, render).map_err(|e| match e {
+        RenderError::Layer(reason) => Made::Decompose(format!("cannot render from the stored layers: {reason}")),
+        RenderError::Output(reason) => Made::Failed(format!("cannot render: {reason}")),
+    })?;
     let names: Vec<String> = manifest.layers.iter().map(|l| l.png().to_owned()).collect();
     let files: Vec<(String, Vec<u8>)> = names.iter().cloned().zip(built.pngs).chain(built.files).collect();
     // Layer files kept as they were keep their record (checked above); the rest are hashed,

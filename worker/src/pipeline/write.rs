@@ -62,7 +62,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.render).objects(desc.objects);
     let mut encoding = std::time::Duration::ZERO;
     let crashed = || TaskResult::failed(key.clone(), FailureKind::Encode, "layer encoder crashed");
-    let cannot = |e: String| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));
+    let cannot = |e: crate::encode::EncodeError| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));
     loop {
         match bands.recv().await {
             Some(Band::Rows(rows)) => {
