@@ -14,7 +14,7 @@ use crate::config::{DeviceArgs, ModelArgs, RunArgs};
 use crate::report::Reporter;
 use crate::run::{run_job, Stop};
 use lamina_common::params::DecomposeParams;
-use lamina_worker::model::{self, Batch, Model};
+use lamina_worker::runtime::{self, Batch, Model};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -23,7 +23,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
-    pub lanes: lamina_worker::model::LaneArgs,
+    pub lanes: lamina_worker::runtime::LaneArgs,
     /// Folder of photos to benchmark on.
     #[arg(long, default_value = "assets/samples")]
     pub images: PathBuf,
@@ -67,7 +67,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let device = args.device.device()?;
     let params = args.model.params()?;
     let photos = load_photos(&args.images)?;
-    println!("device: {}  threads: {}  model: {}", model::device_name(device), tch::get_num_threads(), args.model.model);
+    println!("device: {}  threads: {}  model: {}", runtime::device_name(device), tch::get_num_threads(), args.model.model);
     if !args.large.is_empty() {
         return large(&args, &photos).await;
     }
@@ -77,13 +77,13 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut layout = args.device.lane_spec(&args.lanes)?;
     layout.devices.truncate(1);
     layout.per_device = 1;
-    let lanes = model::load_lanes(&args.model.model, &layout)?;
+    let lanes = runtime::load_lanes(&args.model.model, &layout)?;
     let mut model = lanes.first().lock();
     let mut precisions = Vec::new();
     for name in &args.precisions {
-        match model::PrecisionChoice::parse(name).map_err(anyhow::Error::msg).context("--precisions")? {
-            model::PrecisionChoice::Fixed(p) => precisions.push(p),
-            model::PrecisionChoice::Auto => precisions.push(lanes.calibration().precision),
+        match runtime::PrecisionChoice::parse(name).map_err(anyhow::Error::msg).context("--precisions")? {
+            runtime::PrecisionChoice::Fixed(p) => precisions.push(p),
+            runtime::PrecisionChoice::Auto => precisions.push(lanes.calibration().precision),
         }
     }
     if precisions.is_empty() {

@@ -19,7 +19,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
-    pub lanes: lamina_worker::model::LaneArgs,
+    pub lanes: lamina_worker::runtime::LaneArgs,
     /// Most images per forward pass (images of one size bucket and the same parameters).
     #[arg(long, env = "LAMINA_BATCH_SIZE", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub batch_size: u16,
@@ -111,11 +111,11 @@ impl DeviceArgs {
     }
 
     pub fn devices(&self) -> anyhow::Result<Vec<tch::Device>> {
-        lamina_worker::model::parse_devices(&self.device).map_err(anyhow::Error::msg).context("--device")
+        lamina_worker::runtime::parse_devices(&self.device).map_err(anyhow::Error::msg).context("--device")
     }
 
     /// The inference lanes to load on the devices named.
-    pub fn lane_spec(&self, lanes: &lamina_worker::model::LaneArgs) -> anyhow::Result<lamina_worker::model::LaneSpec> {
+    pub fn lane_spec(&self, lanes: &lamina_worker::runtime::LaneArgs) -> anyhow::Result<lamina_worker::runtime::LaneSpec> {
         lanes.spec(self.devices()?).map_err(anyhow::Error::msg)
     }
 }

@@ -23,13 +23,13 @@ use crate::config::RunArgs;
 use crate::report::Reporter;
 use lamina_common::config::S3Settings;
 use lamina_common::messages::JobSpec;
-use lamina_common::model::ModelSpec;
+use lamina_families::ModelSpec;
 use lamina_common::queue::{Broker, MemoryBroker, Topology};
 use lamina_common::signal::StopSignal;
 use lamina_coordinator::service::CoordinatorConfig;
 use lamina_coordinator::state::Shared;
 use lamina_coordinator::{JobNote, Progress, Summary};
-use lamina_worker::model;
+use lamina_worker::runtime;
 use lamina_worker::pipeline::{ModelClock, WorkerConfig};
 use lamina_worker::service::ServiceConfig;
 
@@ -143,15 +143,18 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
     // The parameter rule is checked now, from the model's description; the model itself
     // loads when an image first needs it.
     let spec = ModelSpec::parse(&args.model.model).map_err(anyhow::Error::msg).context("--model")?;
-    let card = spec.card().transpose().map_err(anyhow::Error::msg).context("--model")?;
-    spec.check_params(&params, card.as_ref()).map_err(anyhow::Error::msg).context("--model")?;
-    let id = spec.identity().map_or_else(|| args.model.model.clone(), |i| i.id);
-    info!(input = %args.input, output = %args.output, model = %id, device = %model::device_name(device), lanes,
+    let description = spec.describe();
+    if let Some(reason) = description.unread {
+        anyhow::bail!("--model: {reason}");
+    }
+    description.rule.check(&params).map_err(anyhow::Error::msg).context("--model")?;
+    let id = description.identity.map_or_else(|| args.model.model.clone(), |i| i.id);
+    info!(input = %args.input, output = %args.output, model = %id, device = %runtime::device_name(device), lanes,
         batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
     let (spec_name, model_params) = (args.model.model.clone(), params.clone());
     let devices = layout.devices.clone();
-    let slot = model::ModelSlot::lazy(id, devices, move || {
-        let loaded = model::load_lanes(&spec_name, &layout)?;
+    let slot = runtime::ModelSlot::lazy(id, devices, move || {
+        let loaded = runtime::load_lanes(&spec_name, &layout)?;
         loaded.first().lock().check_params(&model_params)?;
         info!(model = %loaded.desc().id, precision = %loaded.calibration().precision, "model loaded");
         Ok(Arc::new(loaded))
@@ -181,7 +184,7 @@ struct Engine {
 }
 
 impl Engine {
-    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, budget: u64, slot: Arc<model::ModelSlot>) -> Engine {
+    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, budget: u64, slot: Arc<runtime::ModelSlot>) -> Engine {
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("lamina")));
         let state = Shared::default();
         let (notes_tx, notes) = mpsc::unbounded_channel();

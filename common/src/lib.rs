@@ -13,10 +13,8 @@ pub mod logging;
 pub mod location;
 pub mod manifest;
 pub mod messages;
-pub mod model;
 pub mod params;
 pub mod queue;
-pub mod recipe;
 pub mod retry;
 pub mod signal;
 pub mod store;
@@ -25,5 +23,4 @@ pub mod time;
 pub use error::{ErrorKind, ServiceCause, StoreError};
 
 pub use location::Location;
-pub use model::{capacity_test_model, FSCS_MODEL_ID, FSCS_WEIGHTS_SHA256};
 pub use store::{ObjectMeta, ObjectStore};

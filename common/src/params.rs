@@ -353,22 +353,6 @@ impl DecomposeParams {
         why
     }
 
-    /// Why an object model's image has the layers it has: the loop peels objects until
-    /// `limit` layers (background included) or until a matte covers under `min_coverage`.
-    pub fn explain_objects(&self, limit: usize, min_coverage: f64, written: usize) -> String {
-        let limit = match self.layers {
-            Some(LayerCount::Count(n)) => format!("--layers {n}"),
-            Some(LayerCount::Auto) => format!("--layers auto: at most {}", crate::recipe::MAX_OBJECT_LAYERS),
-            None => format!("the model's limit of {limit}"),
-        };
-        let cover = self.min_coverage.map_or(min_coverage, Share::get) * 100.0;
-        let objects = match written.saturating_sub(1) {
-            1 => "1 object".to_owned(),
-            n => format!("{n} objects"),
-        };
-        format!("the background and {objects}: objects are peeled off until {limit} layers or until a new matte covers under {cover}% of the image; {written} written")
-    }
-
     /// Parses `"r,g,b;r,g,b;..."`.
     pub fn parse_palette(text: &str) -> Result<Vec<[u8; 3]>, String> {
         text.split(';')

@@ -22,7 +22,7 @@ use crate::state::{JobState, Shared};
 use crate::{plan, JobRecords, PlanStats, Planner, Progress, Summary};
 use lamina_common::config::S3Settings;
 use lamina_common::messages::{JobSpec, Task, TaskResult};
-use lamina_common::model::ModelSpec;
+use lamina_families::ModelSpec;
 use lamina_common::queue::{Broker, Pipelined, QueueError};
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::{store, Location};
@@ -365,8 +365,7 @@ fn refusal(spec: &JobSpec, model: &Result<ModelSpec, String>, state: &Shared) ->
         Ok(model) => model,
         Err(reason) => return Some(reason.clone()),
     };
-    let card = model.card().and_then(Result::ok);
-    if let Err(reason) = model.check_params(&spec.params, card.as_ref()) {
+    if let Err(reason) = model.check_params(&spec.params) {
         return Some(format!("model {} refuses the job's parameters: {reason}", spec.model));
     }
     let id = model.identity()?.id;

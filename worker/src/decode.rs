@@ -45,22 +45,7 @@ impl DecodeError {
     }
 }
 
-/// A decoded image, ready to become a model input.
-#[derive(Debug, Clone)]
-pub struct Decoded {
-    pub width: u32,
-    pub height: u32,
-    /// Planar RGB, `3 * height * width` floats in [0,1].
-    pub rgb: Vec<f32>,
-    /// `height * width` floats in [0,1], only when some pixel is not opaque.
-    pub alpha: Option<Vec<f32>>,
-    /// Container format, lowercase (`png`, `jpeg`, ...).
-    pub format: String,
-    /// Pixel type as stored (`rgb8`, `rgba16`, `l8`, ...).
-    pub color: String,
-    /// EXIF orientation that was applied (1 = none).
-    pub orientation: u8,
-}
+pub use lamina_engine::Decoded;
 
 /// Decodes `bytes`, refusing images of more than `max_pixels` pixels from their header.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {

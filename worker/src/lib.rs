@@ -7,6 +7,6 @@ pub mod decode;
 pub mod documents;
 pub mod encode;
 pub mod metrics;
-pub mod model;
+pub mod runtime;
 pub mod pipeline;
 pub mod service;

@@ -15,7 +15,7 @@ use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
 use lamina_common::queue::{reconnecting, RabbitBroker};
 use lamina_worker::metrics::METRICS;
-use lamina_worker::model::{self, parse_devices, LaneArgs, LaneSpec};
+use lamina_worker::runtime::{self, parse_devices, LaneArgs, LaneSpec};
 use lamina_worker::pipeline::WorkerConfig;
 use lamina_worker::service::{serve, ServiceConfig};
 
@@ -82,8 +82,8 @@ fn main() -> ExitCode {
         let metrics = tokio::spawn(lamina_worker::metrics::serve(args.metrics, shutdown.clone()));
         // The model is loaded once, off the async runtime, and outlives broker reconnects.
         let spec = config.model.clone();
-        let model = match tokio::task::spawn_blocking(move || model::load_lanes(&spec, &layout)).await {
-            Ok(Ok(lanes)) => model::ModelSlot::loaded(Arc::new(lanes)),
+        let model = match tokio::task::spawn_blocking(move || runtime::load_lanes(&spec, &layout)).await {
+            Ok(Ok(lanes)) => runtime::ModelSlot::loaded(Arc::new(lanes)),
             Ok(Err(e)) => {
                 error!(error = %e, "cannot load the model; giving up");
                 return ExitCode::from(1);

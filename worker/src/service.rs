@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 
 use crate::metrics::METRICS;
-use crate::model::{device_name, ModelError, ModelSlot};
+use crate::runtime::{device_name, ModelError, ModelSlot};
 use crate::pipeline::{self, Finished, ModelClock, Rendering, Work, WorkerConfig};
 use lamina_common::amqp::MAX_MESSAGE_BYTES;
 use lamina_common::config::S3Settings;
@@ -376,7 +376,7 @@ impl Session<'_> {
         let images_per_second = self.rate.per_second();
         METRICS.set_rate(images_per_second.unwrap_or(0.0));
         for &device in &self.devices {
-            if let Ok(Some((name, used, total))) = tokio::task::spawn_blocking(move || crate::model::gpu_memory(device)).await {
+            if let Ok(Some((name, used, total))) = tokio::task::spawn_blocking(move || crate::runtime::gpu_memory(device)).await {
                 METRICS.set_gpu(name, used, total);
             }
         }

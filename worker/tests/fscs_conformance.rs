@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use lamina_worker::model::Fscs;
+use lamina_engine::fscs::Fscs;
 use tch::{Device, Kind, Tensor};
 
 const TOLERANCE: f64 = 0.5 / 255.0;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use lamina_common::params::{DecomposeParams, Quality};
 use lamina_worker::decode::{decode, Decoded};
-use lamina_worker::model::calibrate::{calibrate, warm_up_image, WarmUp};
-use lamina_worker::model::{self, Batch, Precision, PrecisionChoice};
+use lamina_worker::runtime::calibrate::{calibrate, warm_up_image, WarmUp};
+use lamina_worker::runtime::{self, Batch, Precision, PrecisionChoice};
 use lamina_worker::pipeline::{bucket_side, decompose_stacked};
 use tch::{Device, Kind, Tensor};
 
@@ -59,7 +59,7 @@ fn diff(a: &[Vec<u8>], b: &[Vec<u8>]) -> (f64, f64) {
 #[test]
 fn mixed_sizes_in_one_bucket_match_their_unbatched_layers() {
     let _turn = turn();
-    let m = model::load("fscs", Device::Cpu).unwrap();
+    let m = runtime::load("fscs", Device::Cpu).unwrap();
     let images = [photo("astronaut.png", 226, 161), photo("coffee.png", 232, 170), photo("chelsea.png", 240, 176)];
     let buckets: Vec<(i64, i64)> = images.iter().map(|i| (bucket_side(padded(i).0, 8), bucket_side(padded(i).1, 8))).collect();
     assert!(buckets.iter().all(|b| *b == buckets[0]), "one bucket for all three: {buckets:?}");
@@ -78,7 +78,7 @@ fn mixed_sizes_in_one_bucket_match_their_unbatched_layers() {
 }
 
 /// `[1,L,4,H,W]` layers of one forward pass at the model's current precision.
-fn layers(m: &dyn model::Model, image: &Tensor) -> Tensor {
+fn layers(m: &dyn runtime::Model, image: &Tensor) -> Tensor {
     let (_, _, h, w) = image.size4().unwrap();
     m.decompose(&Batch { images: image, sizes: &[(h, w)], alpha: None }, &DecomposeParams::default()).unwrap().layers
 }
@@ -87,7 +87,7 @@ fn layers(m: &dyn model::Model, image: &Tensor) -> Tensor {
 fn bf16_networks_stay_close_to_fp32_and_fp32_comes_back_exactly() {
     let _turn = turn();
     for spec in ["fscs", "objects-small"] {
-        let mut m = model::load(spec, Device::Cpu).unwrap();
+        let mut m = runtime::load(spec, Device::Cpu).unwrap();
         let image = warm_up_image(128, Device::Cpu);
         let fp32 = layers(&*m, &image);
         m.set_precision(Precision::Bf16).unwrap();
@@ -110,7 +110,7 @@ fn bf16_networks_stay_close_to_fp32_and_fp32_comes_back_exactly() {
 #[test]
 fn calibration_measures_a_footprint_on_the_cpu_or_keeps_the_models_figure() {
     let _turn = turn();
-    let mut m = model::load("fscs", Device::Cpu).unwrap();
+    let mut m = runtime::load("fscs", Device::Cpu).unwrap();
     let assumed = calibrate(&mut *m, PrecisionChoice::Auto, WarmUp::Off).unwrap();
     assert!(!assumed.measured);
     assert_eq!(assumed.footprint.per_pixel, m.desc().bytes_per_pixel);
@@ -131,8 +131,8 @@ fn calibration_measures_a_footprint_on_the_cpu_or_keeps_the_models_figure() {
 #[test]
 fn two_lanes_on_one_device_decompose_alike() {
     let _turn = turn();
-    let layout = model::LaneSpec { devices: vec![Device::Cpu], per_device: 2, precision: PrecisionChoice::Auto, warm_up: WarmUp::Off };
-    let lanes = model::load_lanes("fscs", &layout).unwrap();
+    let layout = runtime::LaneSpec { devices: vec![Device::Cpu], per_device: 2, precision: PrecisionChoice::Auto, warm_up: WarmUp::Off };
+    let lanes = runtime::load_lanes("fscs", &layout).unwrap();
     assert_eq!(lanes.lanes().len(), 2);
     assert_eq!(lanes.devices(), vec![Device::Cpu]);
     let image = photo("coffee.png", 96, 64);
@@ -151,12 +151,12 @@ fn fast_mode_runs_in_bf16_on_a_bf16_cpu_and_reference_mode_stays_fp32() {
     let image = photo("chelsea.png", 120, 80);
     let reference = DecomposeParams::default();
     let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
-    let mut plain = model::load("fscs", Device::Cpu).unwrap();
+    let mut plain = runtime::load("fscs", Device::Cpu).unwrap();
     let fp32 = decompose_stacked(&*plain, &[&*image], padded(&image), &reference).unwrap().remove(0);
     std::env::set_var("LAMINA_CPU_BF16", "1");
     let auto = calibrate(&mut *plain, PrecisionChoice::Auto, WarmUp::Off).unwrap();
     std::env::set_var("LAMINA_CPU_BF16", "0");
-    let mut other = model::load("fscs", Device::Cpu).unwrap();
+    let mut other = runtime::load("fscs", Device::Cpu).unwrap();
     let without = calibrate(&mut *other, PrecisionChoice::Auto, WarmUp::Off).unwrap();
     std::env::remove_var("LAMINA_CPU_BF16");
     assert_eq!((auto.precision, auto.fast_precision), (Precision::Fp32, Precision::Bf16), "a bf16 CPU: fast mode in bf16");
@@ -175,7 +175,7 @@ fn fast_mode_runs_in_bf16_on_a_bf16_cpu_and_reference_mode_stays_fp32() {
     assert_eq!((fixed.fast_precision, plain.precision_for(Quality::Fast)), (Precision::Fp32, Precision::Fp32));
     let fast_again = decompose_stacked(&*plain, &[&*image], padded(&image), &fast).unwrap().remove(0);
     assert_eq!(fast_again, fp32, "below 1 MP fast mode in fp32 is reference mode");
-    let mut objects = model::load("objects-small", Device::Cpu).unwrap();
+    let mut objects = runtime::load("objects-small", Device::Cpu).unwrap();
     std::env::set_var("LAMINA_CPU_BF16", "1");
     let c = calibrate(&mut *objects, PrecisionChoice::Auto, WarmUp::Off).unwrap();
     std::env::remove_var("LAMINA_CPU_BF16");
@@ -184,10 +184,10 @@ fn fast_mode_runs_in_bf16_on_a_bf16_cpu_and_reference_mode_stays_fp32() {
 
 #[test]
 fn device_lists_parse_and_refuse_repeats() {
-    assert_eq!(model::parse_devices("cpu").unwrap(), vec![Device::Cpu]);
-    let e = model::parse_devices("cpu,cpu").unwrap_err();
+    assert_eq!(runtime::parse_devices("cpu").unwrap(), vec![Device::Cpu]);
+    let e = runtime::parse_devices("cpu,cpu").unwrap_err();
     assert!(e.contains("named twice") && e.contains("--lanes-per-device"), "{e}");
     if tch::Cuda::device_count() == 0 {
-        assert!(model::parse_devices("cuda:all").unwrap_err().contains("no CUDA device"));
+        assert!(runtime::parse_devices("cuda:all").unwrap_err().contains("no CUDA device"));
     }
 }

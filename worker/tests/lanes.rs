@@ -11,8 +11,8 @@ use image::{DynamicImage, Rgb, RgbImage};
 use lamina_common::messages::{FailureKind, Status, TaskResult};
 use lamina_common::queue::{Broker, MemoryBroker, Topology};
 use lamina_worker::metrics::METRICS;
-use lamina_worker::model::calibrate::WarmUp;
-use lamina_worker::model::{self, LaneSpec, PrecisionChoice};
+use lamina_worker::runtime::calibrate::WarmUp;
+use lamina_worker::runtime::{self, LaneSpec, PrecisionChoice};
 use lamina_worker::pipeline::WorkerConfig;
 use lamina_worker::service::serve;
 use tokio_util::sync::CancellationToken;
@@ -48,12 +48,12 @@ async fn two_lanes_share_one_queue_and_an_image_over_the_budget_is_refused() {
     let worker = WorkerConfig { max_pixels: 1_000_000, batch_size: 1, device: tch::Device::Cpu, memory_budget: 128 << 10 };
     let config = common::service_config(MODEL, worker, "lanes-test");
     let layout = LaneSpec { devices: vec![tch::Device::Cpu], per_device: 2, precision: PrecisionChoice::Auto, warm_up: WarmUp::Off };
-    let lanes = Arc::new(model::load_lanes(MODEL, &layout).unwrap());
+    let lanes = Arc::new(runtime::load_lanes(MODEL, &layout).unwrap());
     assert_eq!(lanes.lanes().len(), 2);
     let stop = CancellationToken::new();
     let session = tokio::spawn({
         let (broker, stop) = (broker.clone(), stop.clone());
-        async move { serve(&config, model::ModelSlot::loaded(lanes), broker, stop).await }
+        async move { serve(&config, runtime::ModelSlot::loaded(lanes), broker, stop).await }
     });
 
     let results = common::results(&broker, 11, |_| {}).await;

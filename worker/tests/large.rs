@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use lamina_common::params::{DecomposeParams, LayerCount, Quality};
 use lamina_worker::decode::{decode, Decoded};
-use lamina_worker::model::{self, quantise, Batch, LayerSink, Model, ModelError};
+use lamina_worker::runtime::{self, quantise, Batch, LayerSink, Model, ModelError};
 use tch::{Device, Tensor};
 
 /// Collects the bands a large image's layers arrive in.
@@ -90,7 +90,7 @@ fn psnr(layers: &[Vec<u8>], image: &Decoded) -> f64 {
 
 #[test]
 fn tiles_write_the_layers_the_whole_image_writes() {
-    let m = model::load("fscs", Device::Cpu).unwrap();
+    let m = runtime::load("fscs", Device::Cpu).unwrap();
     // 300 x 212: not a multiple of the tile or of 8, so edge tiles are partial and padded.
     let image = photo(300, 212);
     // A budget this small forces the smallest tiles: windows of 128 with middle cores of 32
@@ -98,8 +98,8 @@ fn tiles_write_the_layers_the_whole_image_writes() {
     let budget = 64 << 10;
     for layers in [None, Some(LayerCount::Count(3)), Some(LayerCount::Auto)] {
         let params = DecomposeParams { layers, ..DecomposeParams::default() };
-        assert!(model::runs_large(m.desc(), image.width, image.height, &params, budget));
-        assert!(!model::runs_large(m.desc(), image.width, image.height, &params, 2 << 30));
+        assert!(runtime::runs_large(m.desc(), image.width, image.height, &params, budget));
+        assert!(!runtime::runs_large(m.desc(), image.width, image.height, &params, 2 << 30));
         let reference = whole(&*m, &image, &params);
         let mut tiled = Collect::default();
         m.decompose_large(&image, &params, budget, &mut tiled).unwrap();
@@ -116,14 +116,14 @@ fn tiles_write_the_layers_the_whole_image_writes() {
 
 #[test]
 fn fast_mode_rebuilds_the_image_about_as_well_as_reference_mode() {
-    let m = model::load("fscs", Device::Cpu).unwrap();
+    let m = runtime::load("fscs", Device::Cpu).unwrap();
     let image = photo(384, 288);
     // Under this budget fast mode runs the networks on at most budget/1800 pixels: here the
     // image reduced 2 x 2 (192 x 144).
     let budget = 48_000 * 1800;
     let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
-    assert!(model::runs_large(m.desc(), image.width, image.height, &fast, budget));
-    assert!(!model::runs_large(m.desc(), image.width, image.height, &DecomposeParams::default(), budget * 4));
+    assert!(runtime::runs_large(m.desc(), image.width, image.height, &fast, budget));
+    assert!(!runtime::runs_large(m.desc(), image.width, image.height, &DecomposeParams::default(), budget * 4));
     let mut out = Collect::default();
     m.decompose_large(&image, &fast, budget, &mut out).unwrap();
     assert_eq!(out.layers.len(), 7);
@@ -142,11 +142,11 @@ fn fast_mode_rebuilds_the_image_about_as_well_as_reference_mode() {
 
 #[test]
 fn a_model_that_cannot_tile_refuses_an_image_over_the_budget() {
-    let m = model::load("capacity-test:0", Device::Cpu).unwrap();
+    let m = runtime::load("capacity-test:0", Device::Cpu).unwrap();
     let image = photo(64, 48);
     let params = DecomposeParams::default();
     let budget = 1000;
-    assert!(model::runs_large(m.desc(), 64, 48, &params, budget));
+    assert!(runtime::runs_large(m.desc(), 64, 48, &params, budget));
     let err = m.decompose_large(&image, &params, budget, &mut Collect::default()).unwrap_err();
     assert!(matches!(err, ModelError::TooLarge { .. }));
     let text = err.to_string();

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lamina_common::params::{DecomposeParams, LayerCount};
-use lamina_worker::model::objects::{self, NetMatte, ISNET, U2NETP};
-use lamina_worker::model::{self, Batch};
+use lamina_engine::objects::{self, NetMatte, ISNET, U2NETP};
+use lamina_worker::runtime::{self, Batch};
 use tch::{Device, Kind, Tensor};
 
 fn root() -> PathBuf {
@@ -111,9 +111,9 @@ fn isnet_matches_onnxruntime_on_real_photos_batched_or_not() {
 
 #[test]
 fn objects_small_peels_an_object_off_a_real_photo_over_a_filled_background() {
-    let m = model::load("objects-small", Device::Cpu).unwrap();
+    let m = runtime::load("objects-small", Device::Cpu).unwrap();
     assert_eq!(m.desc().id, "objects-u2netp@1");
-    assert!(m.desc().objects);
+    assert_eq!(m.desc().caps().roles, lamina_families::Roles::Objects);
     let image = photo("chelsea.png");
     let (_, _, h, w) = image.size4().unwrap();
     let params = DecomposeParams { layers: Some(LayerCount::Count(3)), ..DecomposeParams::default() };
@@ -202,7 +202,7 @@ fn red_on_blue() -> Tensor {
 }
 
 fn run_card(dir: &Path, card: &str, image: &Tensor) -> Result<Tensor, String> {
-    let m = model::load(&format!("pipeline:{}", dir.join(format!("{card}.json")).display()), Device::Cpu).map_err(|e| e.to_string())?;
+    let m = runtime::load(&format!("pipeline:{}", dir.join(format!("{card}.json")).display()), Device::Cpu).map_err(|e| e.to_string())?;
     let (_, _, h, w) = image.size4().unwrap();
     let out = m.decompose(&Batch { images: image, sizes: &[(h, w)], alpha: None }, &DecomposeParams::default()).map_err(|e| e.to_string())?;
     Ok(out.layers.get(0))
@@ -211,7 +211,7 @@ fn run_card(dir: &Path, card: &str, image: &Tensor) -> Result<Tensor, String> {
 #[test]
 fn a_pipeline_card_runs_the_users_torchscript_stages() {
     let dir = stages();
-    let m = model::load(&format!("pipeline:{}", dir.path().join("good.json").display()), Device::Cpu).unwrap();
+    let m = runtime::load(&format!("pipeline:{}", dir.path().join("good.json").display()), Device::Cpu).unwrap();
     assert_eq!(m.desc().id, "good@1");
     assert_eq!(m.desc().weights_sha256.len(), 64);
     let image = red_on_blue();
@@ -262,6 +262,6 @@ fn stages_that_break_their_contracts_are_refused_with_the_file_named() {
         assert!(e.contains(file) && e.contains(fault), "{card}: {e}");
         assert_eq!(e.lines().count(), 1, "{card}: {e}");
     }
-    let e = model::load("pipeline:/nowhere/recipe.json", Device::Cpu).map(|_| ()).unwrap_err().to_string();
+    let e = runtime::load("pipeline:/nowhere/recipe.json", Device::Cpu).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("/nowhere/recipe.json"), "{e}");
 }

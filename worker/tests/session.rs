@@ -10,7 +10,7 @@ use std::time::Duration;
 use image::{DynamicImage, Rgb, RgbImage};
 use lamina_common::messages::Status;
 use lamina_common::queue::{Broker, MemoryBroker, Topology};
-use lamina_worker::model;
+use lamina_worker::runtime;
 use lamina_worker::pipeline::WorkerConfig;
 use lamina_worker::service::serve;
 use tokio_util::sync::CancellationToken;
@@ -41,11 +41,11 @@ async fn the_session_reports_after_the_manifest_acks_after_the_report_and_refuse
 
     let mut config = common::service_config(MODEL, WorkerConfig { max_pixels: 1_000_000, batch_size: 2, device: tch::Device::Cpu, memory_budget: 2 << 30 }, "session-test");
     config.prefetch = 8;
-    let model = model::shared(model::load(MODEL, tch::Device::Cpu).unwrap());
+    let model = runtime::shared(runtime::load(MODEL, tch::Device::Cpu).unwrap());
     let stop = CancellationToken::new();
     let session = tokio::spawn({
         let (broker, stop) = (broker.clone(), stop.clone());
-        async move { serve(&config, model::ModelSlot::loaded(model), broker, stop).await }
+        async move { serve(&config, runtime::ModelSlot::loaded(model), broker, stop).await }
     });
 
     let dir_path = dir.path().to_owned();

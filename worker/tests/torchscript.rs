@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lamina_common::params::DecomposeParams;
-use lamina_worker::model::{self, Batch, ModelError};
+use lamina_worker::runtime::{self, Batch, ModelError};
 use tch::{Device, Kind, Tensor};
 
 fn fixtures() -> tempfile::TempDir {
@@ -20,11 +20,11 @@ fn fixtures() -> tempfile::TempDir {
     dir
 }
 
-fn load(dir: &Path, name: &str) -> Result<Box<dyn model::Model>, ModelError> {
-    model::load(&format!("torchscript:{}", dir.join(format!("{name}.pt")).display()), Device::Cpu)
+fn load(dir: &Path, name: &str) -> Result<Box<dyn runtime::Model>, ModelError> {
+    runtime::load(&format!("torchscript:{}", dir.join(format!("{name}.pt")).display()), Device::Cpu)
 }
 
-fn run(m: &dyn model::Model, images: &Tensor) -> Result<model::Decomposed, ModelError> {
+fn run(m: &dyn runtime::Model, images: &Tensor) -> Result<runtime::Decomposed, ModelError> {
     let (_, _, h, w) = images.size4().unwrap();
     let sizes = vec![(h, w); images.size()[0] as usize];
     m.decompose(&Batch { images, sizes: &sizes, alpha: None }, &DecomposeParams::default())
@@ -87,5 +87,5 @@ fn parameters_the_model_cannot_honour_are_refused() {
     assert!(m.check_params(&palette).is_err());
     let fewer = DecomposeParams { layers: Some(lamina_common::params::LayerCount::Count(1)), ..DecomposeParams::default() };
     assert!(m.check_params(&fewer).unwrap_err().to_string().contains("cannot merge"));
-    assert!(model::load("nonsense", Device::Cpu).is_err());
+    assert!(runtime::load("nonsense", Device::Cpu).is_err());
 }

@@ -9,7 +9,7 @@ use tracing::{debug, Instrument};
 
 use super::{Finished, Item, Work, WorkerConfig, FETCH_CONCURRENCY};
 use crate::decode::{decode_named, dimensions};
-use crate::model::ModelDesc;
+use crate::runtime::ModelDesc;
 use lamina_common::manifest::Timings;
 use lamina_common::messages::{FailureKind, Task, TaskResult};
 use lamina_common::store::StoreCache;

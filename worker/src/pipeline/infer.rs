@@ -42,8 +42,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{fetch::ms, Band, Finished, Inferred, Item, ModelClock};
-use crate::model::calibrate::Calibration;
-use crate::model::{device_name, quantise, runs_large, whole_bytes, Batch, Lane, LayerSink, Model, ModelDesc, ModelError, Precision, SharedModel};
+use crate::runtime::calibrate::Calibration;
+use crate::runtime::{device_name, quantise, runs_large, whole_bytes, Batch, Lane, LayerSink, Model, ModelDesc, ModelError, Precision, SharedModel};
 use lamina_common::messages::{FailureKind, TaskResult};
 
 /// Runs the batcher on this thread and one thread per lane, until `decoded` closes.
@@ -440,7 +440,7 @@ pub fn bucket_side(side: i64, multiple: i64) -> i64 {
 fn bucket(desc: &ModelDesc, calibration: &Calibration, budget: u64, height: u32, width: u32) -> (i64, i64) {
     let m = desc.size_multiple.max(1);
     let own = (round_up(i64::from(height), m), round_up(i64::from(width), m));
-    if !desc.pads {
+    if !desc.caps().pads {
         return own;
     }
     let shape = (bucket_side(own.0, m), bucket_side(own.1, m));
@@ -533,7 +533,7 @@ fn run_stacked(
     let out = model.decompose(&Batch { images: &images_t, sizes: &sizes, alpha: alpha.as_ref() }, params)?;
     let mut outputs = Vec::with_capacity(images.len());
     for (i, ((&(h, w), sources), palette)) in sizes.iter().zip(out.sources).zip(out.palettes).enumerate() {
-        let layers = quantise(&out.layers.get(i as i64).narrow(2, 0, h).narrow(3, 0, w)).map_err(crate::model::torch_err(&model.desc().id))?;
+        let layers = quantise(&out.layers.get(i as i64).narrow(2, 0, h).narrow(3, 0, w)).map_err(crate::runtime::torch_err(&model.desc().id))?;
         outputs.push((layers, sources, palette));
     }
     Ok(outputs)

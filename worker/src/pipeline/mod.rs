@@ -31,7 +31,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::decode::Decoded;
-use crate::model::{ModelDesc, SharedModel};
+use crate::runtime::{ModelDesc, SharedModel};
 use lamina_common::manifest::Timings;
 use lamina_common::messages::{Task, TaskResult};
 use lamina_common::store::StoreCache;
@@ -59,7 +59,7 @@ pub struct WorkerConfig {
 /// The default memory budget for a device: 2 GiB on a CPU, 60% of a GPU's memory.
 pub fn default_memory_budget(device: tch::Device) -> u64 {
     match device {
-        tch::Device::Cuda(_) => crate::model::gpu_memory(device).map_or(8 << 30, |(_, _, total)| total / 10 * 6),
+        tch::Device::Cuda(_) => crate::runtime::gpu_memory(device).map_or(8 << 30, |(_, _, total)| total / 10 * 6),
         _ => 2 << 30,
     }
 }
@@ -109,7 +109,7 @@ struct Inferred {
     bands: mpsc::Receiver<Band>,
     /// Where and in which precision it ran (for the manifest).
     device: tch::Device,
-    precision: crate::model::Precision,
+    precision: crate::runtime::Precision,
 }
 
 /// What follows an [`Inferred`] image, in order: its layers' rows top to bottom, then

@@ -11,7 +11,7 @@ use tracing::{debug, warn, Instrument};
 
 use super::{fetch::ms, Band, Finished, Inferred, WRITE_CONCURRENCY};
 use crate::encode::{Encoded, StreamEncoder};
-use crate::model::{device_name, ModelDesc};
+use crate::runtime::{device_name, ModelDesc};
 use lamina_common::keys::join;
 use lamina_common::manifest::{Canvas, InputInfo, LayerCountInfo, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
 use lamina_common::messages::{FailureKind, Status, TaskResult};
@@ -59,7 +59,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     let Inferred { mut item, sources, palette, mut bands, precision, .. } = image;
     let output = item.output.clone();
     let key = item.task.key.clone();
-    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.render).objects(desc.objects);
+    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.render).objects(desc.caps().roles == lamina_families::Roles::Objects);
     let mut encoding = std::time::Duration::ZERO;
     let crashed = || TaskResult::failed(key.clone(), FailureKind::Encode, "layer encoder crashed");
     let cannot = |e: crate::encode::EncodeError| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));
@@ -183,9 +183,5 @@ pub(super) async fn put_manifest(output: &Arc<dyn ObjectStore>, manifest: &Manif
 
 /// Why an image has the layers it has, for the manifest.
 fn explain(desc: &ModelDesc, params: &lamina_common::params::DecomposeParams, written: usize, dropped: usize) -> String {
-    if desc.objects {
-        params.explain_objects(desc.layers, lamina_common::recipe::DEFAULT_MIN_COVERAGE, written)
-    } else {
-        params.explain_count(desc.layers, written, dropped)
-    }
+    (desc.family.explain)(params, lamina_families::Count { model_layers: desc.layers, written, dropped })
 }

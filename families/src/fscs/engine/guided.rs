@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn the_separable_box_mean_is_the_square_one() {
         // Channels-last input, as the networks give it, and borders of every kind.
-        let x = crate::model::fscs::net::channels_last(&Tensor::rand([2, 7, 19, 23], (tch::Kind::Float, tch::Device::Cpu)));
+        let x = crate::fscs::net::channels_last(&Tensor::rand([2, 7, 19, 23], (tch::Kind::Float, tch::Device::Cpu)));
         for r in [1, 3, 12] {
             let k = 2 * r + 1;
             let square = x.avg_pool2d([k, k], [1, 1], [r, r], false, false, None::<i64>);

@@ -26,10 +26,10 @@ mod u2net;
 
 use tch::{Device, Kind, Tensor};
 
-use super::{Batch, Decomposed, Model, ModelDesc, ModelError};
-use lamina_common::model::{ModelIdentity, ModelSpec};
+use crate::{Batch, Decomposed, Model, ModelDesc, ModelError};
+use lamina_families::ModelIdentity;
 use lamina_common::params::{DecomposeParams, LayerCount};
-use lamina_common::recipe::{Recipe, DEFAULT_MIN_COVERAGE, DEFAULT_OBJECT_LAYERS, MAX_OBJECT_LAYERS};
+use lamina_families::objects::card::{Recipe, DEFAULT_MIN_COVERAGE, DEFAULT_OBJECT_LAYERS, MAX_OBJECT_LAYERS};
 
 pub use fill::{push_pull, Fill, PushPull};
 pub use foreground::estimate as estimate_foreground;
@@ -52,7 +52,6 @@ const BYTES_PER_PIXEL: u64 = 600;
 /// An object model on one device: the recipe's stages, loaded.
 pub struct ObjectModel {
     desc: ModelDesc,
-    spec: ModelSpec,
     device: Device,
     matte: Box<dyn Matte>,
     fill: Box<dyn Fill>,
@@ -62,24 +61,24 @@ pub struct ObjectModel {
     max_layers: u8,
     min_coverage: f64,
     /// The matting network's precision (foreground estimation and fill run in fp32).
-    precision: super::Precision,
+    precision: crate::Precision,
 }
 
 impl ObjectModel {
     /// A built-in object model (`objects` or `objects-small`).
-    pub fn builtin(net: lamina_common::model::ObjectNet, device: Device) -> Result<ObjectModel, ModelError> {
-        Self::from_recipe(Recipe::builtin(net.builtin()), net.identity(), ModelSpec::Objects(net), device)
+    pub fn builtin(net: lamina_families::objects::ObjectNet, device: Device) -> Result<ObjectModel, ModelError> {
+        Self::from_recipe(Recipe::builtin(net.builtin()), net.identity(), device)
     }
 
     /// A user's recipe (`pipeline:PATH`).
     pub fn pipeline(path: &std::path::Path, device: Device) -> Result<ObjectModel, ModelError> {
-        let spec = ModelSpec::Pipeline(path.to_owned());
+        let description = lamina_families::objects::describe(&format!("pipeline:{}", path.display()));
+        let identity = description.identity.ok_or_else(|| ModelError::Card { reason: description.unread.unwrap_or_default() })?;
         let recipe = Recipe::read(path).map_err(|reason| ModelError::Card { reason })?;
-        let identity = spec.identity().ok_or_else(|| ModelError::Card { reason: format!("{}: cannot read the pipeline card", path.display()) })?;
-        Self::from_recipe(recipe, identity, spec, device)
+        Self::from_recipe(recipe, identity, device)
     }
 
-    fn from_recipe(recipe: Recipe, identity: ModelIdentity, spec: ModelSpec, device: Device) -> Result<ObjectModel, ModelError> {
+    fn from_recipe(recipe: Recipe, identity: ModelIdentity, device: Device) -> Result<ObjectModel, ModelError> {
         let (matte, fill) = recipe::load_stages(&recipe, device)?;
         let max_layers = recipe.max_layers.unwrap_or(DEFAULT_OBJECT_LAYERS);
         let desc = ModelDesc {
@@ -89,13 +88,11 @@ impl ObjectModel {
             size_multiple: 1,
             max_side: u32::MAX,
             bytes_per_pixel: BYTES_PER_PIXEL,
-            objects: true,
-            fast_reduces: false,
-            pads: false,
+            family: &lamina_families::objects::FAMILY,
+            rule: lamina_families::objects::FAMILY.rule,
         };
         Ok(ObjectModel {
             desc,
-            spec,
             device,
             matte,
             fill,
@@ -103,7 +100,7 @@ impl ObjectModel {
             elements: recipe.elements,
             max_layers,
             min_coverage: recipe.min_coverage.unwrap_or(DEFAULT_MIN_COVERAGE),
-            precision: super::Precision::Fp32,
+            precision: crate::Precision::Fp32,
         })
     }
 
@@ -200,19 +197,16 @@ impl Model for ObjectModel {
         self.device
     }
 
-    fn precision(&self) -> super::Precision {
+    fn precision(&self) -> crate::Precision {
         self.precision
     }
 
-    fn set_precision(&mut self, precision: super::Precision) -> Result<(), ModelError> {
+    fn set_precision(&mut self, precision: crate::Precision) -> Result<(), ModelError> {
         self.matte.set_kind(precision.kind()).map_err(|e| self.err(e))?;
         self.precision = precision;
         Ok(())
     }
 
-    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
-        self.spec.check_params(params, None).map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
-    }
 
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError> {
         self.check_params(params)?;
@@ -232,8 +226,17 @@ impl Model for ObjectModel {
         Ok(Decomposed { layers, sources: vec![(0..count).map(|i| vec![i]).collect(); n], palettes: vec![None; n] })
     }
 
-    fn decompose_large(&self, image: &crate::decode::Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn super::LayerSink) -> Result<(), ModelError> {
+    fn decompose_large(&self, image: &crate::Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn crate::LayerSink) -> Result<(), ModelError> {
         self.check_params(params)?;
         self.peel_large(image, params, budget, sink)
+    }
+}
+
+/// Loads `objects`, `objects-small` or `pipeline:PATH` on `device`.
+pub fn load(text: &str, device: Device) -> Result<Box<dyn Model>, ModelError> {
+    match (lamina_families::objects::ObjectNet::named(text), lamina_families::objects::pipeline_card(text)) {
+        (Some(net), _) => Ok(Box::new(ObjectModel::builtin(net, device)?)),
+        (None, Some(path)) => Ok(Box::new(ObjectModel::pipeline(path, device)?)),
+        (None, None) => Err(ModelError::Load { path: text.to_owned(), reason: "not an object model".to_owned() }),
     }
 }

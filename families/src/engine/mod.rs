@@ -1,36 +1,38 @@
-//! Decomposition models: one trait, several backends.
+//! What every family's engine shares: one trait, one output contract, one error type.
 //!
-//! The contract every backend keeps: input `[B,3,H,W]` float32 in [0,1] (H and W padded to
+//! The contract every model keeps: input `[B,3,H,W]` float32 in [0,1] (H and W padded to
 //! the model's size multiple); output `[B,L,4,H,W]` straight-alpha RGBA in [0,1], layer 0 at
-//! the bottom, composited with the normal ("over") blend mode.
+//! the bottom, composited with the normal ("over") blend mode. The device runtime that runs
+//! them (devices, lanes, calibration, memory probes) is the worker's.
 
-mod blend;
-pub mod calibrate;
-mod capacity;
-mod card;
-mod device;
-pub mod lanes;
+pub mod blend;
 mod precision;
-pub mod fscs;
-pub mod objects;
-pub(crate) mod resample;
-mod slot;
-pub(crate) mod torchscript;
+pub mod resample;
 
 use tch::Tensor;
 
+use lamina_families::{Capabilities, Family, ParamRule};
 use lamina_common::params::{DecomposeParams, Quality, FAST_PIXELS};
 
 pub use blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
-pub use capacity::CapacityTest;
-pub use card::ModelCard;
-pub use device::{device_name, gpu_memory, parse_device, parse_devices};
-pub use fscs::Fscs;
-pub use lanes::{load_lanes, Lane, LaneArgs, LaneSpec, Lanes};
-pub use objects::ObjectModel;
 pub use precision::{Precision, PrecisionChoice, AUTO_TOLERANCE};
-pub use slot::ModelSlot;
-pub use torchscript::TorchScriptModel;
+
+/// A decoded image, ready to become a model input.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub width: u32,
+    pub height: u32,
+    /// Planar RGB, `3 * height * width` floats in [0,1].
+    pub rgb: Vec<f32>,
+    /// `height * width` floats in [0,1], only when some pixel is not opaque.
+    pub alpha: Option<Vec<f32>>,
+    /// Container format, lowercase (`png`, `jpeg`, ...).
+    pub format: String,
+    /// Pixel type as stored (`rgb8`, `rgba16`, `l8`, ...).
+    pub color: String,
+    /// EXIF orientation that was applied (1 = none).
+    pub orientation: u8,
+}
 
 /// A model failed to load, refused its parameters, or broke the contract.
 #[derive(Debug, thiserror::Error)]
@@ -108,15 +110,16 @@ pub struct ModelDesc {
     /// Working memory of one forward pass per input pixel, in bytes: with the memory budget
     /// it decides whether an image runs whole, in tiles, or how many share a batch.
     pub bytes_per_pixel: u64,
-    /// Layer 0 is a filled-in background and the others are objects over it (object
-    /// models); otherwise the layers are colour layers.
-    pub objects: bool,
-    /// Fast mode runs the networks on a reduced copy of images over [`fast_pixels`].
-    pub fast_reduces: bool,
-    /// Padding an image (edge pixels repeated) beyond its size multiple leaves its layers
-    /// within 1/255 (FSCS), so images of different sizes can share a batch at a common
-    /// size; false where the result depends on the whole frame (object models).
-    pub pads: bool,
+    /// The model's family: what it can do ([`Family::caps`]) and how it explains its layers.
+    pub family: &'static Family,
+    /// The parameters it takes, from its family (narrowed by its card, where it has one).
+    pub rule: ParamRule,
+}
+
+impl ModelDesc {
+    pub fn caps(&self) -> &'static Capabilities {
+        &self.family.caps
+    }
 }
 
 /// One batch handed to a model.
@@ -212,8 +215,12 @@ pub trait Model: Send {
         }
     }
 
-    /// Checks parameters once, before any image is read.
-    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError>;
+    /// Checks parameters by the family's rule ([`ParamRule`]), once before any image is read
+    /// and again on every batch.
+    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
+        let desc = self.desc();
+        desc.rule.check(params).map_err(|reason| ModelError::Params { model: desc.id.clone(), reason })
+    }
 
     /// Decomposes a batch.
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError>;
@@ -222,7 +229,7 @@ pub trait Model: Send {
     /// model's [`ModelDesc`], its one description of how the model batches and tiles), in memory bounded by
     /// `budget`, handing the layers to `sink` band by band. Models that cannot tile refuse
     /// with the reason.
-    fn decompose_large(&self, image: &crate::decode::Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
+    fn decompose_large(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
         let _ = (params, sink);
         let need = whole_bytes(self.desc(), image.width, image.height);
         Err(ModelError::TooLarge {
@@ -242,7 +249,7 @@ pub trait Model: Send {
 /// one forward pass, or fast mode reduces it.
 pub fn runs_large(desc: &ModelDesc, width: u32, height: u32, params: &DecomposeParams, budget: u64) -> bool {
     let pixels = u64::from(width) * u64::from(height);
-    let fast = desc.fast_reduces && params.quality == Quality::Fast && pixels > fast_pixels(desc.bytes_per_pixel, budget);
+    let fast = desc.caps().fast_reduces && params.quality == Quality::Fast && pixels > fast_pixels(desc.bytes_per_pixel, budget);
     fast || whole_bytes(desc, width, height) > budget
 }
 
@@ -260,36 +267,7 @@ pub fn whole_bytes(desc: &ModelDesc, width: u32, height: u32) -> u64 {
     pad(width).saturating_mul(pad(height)).saturating_mul(desc.bytes_per_pixel)
 }
 
-/// A worker's models, shared by the sessions of one process: loaded once, they outlive
-/// broker reconnects. A session's inference threads hold the lanes' locks while they run, so
-/// a new session's pipeline waits for the old one's to finish.
-pub type SharedModel = std::sync::Arc<Lanes>;
-
-/// Shares one loaded model as a single lane.
-pub fn shared(model: Box<dyn Model>) -> SharedModel {
-    std::sync::Arc::new(Lanes::single(model))
-}
-
-/// Loads a model by name: `fscs` (built in), `objects` and `objects-small` (built in, with
-/// weights fetched by `ops/fetch-models.sh`), `pipeline:PATH` (an object recipe),
-/// `torchscript:PATH` (with its card beside it), or `capacity-test:MS` (a stand-in for GPU
-/// time, for scaling measurements only).
-pub fn load(spec: &str, device: tch::Device) -> Result<Box<dyn Model>, ModelError> {
-    use lamina_common::model::ModelSpec;
-    let parsed = ModelSpec::parse(spec).map_err(|reason| ModelError::Load { path: spec.to_owned(), reason })?;
-    Ok(match parsed {
-        ModelSpec::Fscs => Box::new(Fscs::load(device)?),
-        ModelSpec::Objects(net) => Box::new(ObjectModel::builtin(net, device)?),
-        ModelSpec::Pipeline(path) => Box::new(ObjectModel::pipeline(&path, device)?),
-        ModelSpec::TorchScript(path) => Box::new(TorchScriptModel::load(&path, device)?),
-        ModelSpec::CapacityTest(_) => match CapacityTest::new(spec) {
-            Some(model) => Box::new(model),
-            None => return Err(ModelError::Load { path: spec.to_owned(), reason: "bad capacity-test model".to_owned() }),
-        },
-    })
-}
-
-pub(crate) fn torch_err(model: &str) -> impl FnOnce(tch::TchError) -> ModelError + '_ {
+pub fn torch_err(model: &str) -> impl FnOnce(tch::TchError) -> ModelError + '_ {
     move |source| ModelError::Torch { model: model.to_owned(), source }
 }
 

@@ -16,20 +16,19 @@ mod upsample;
 use sha2::{Digest, Sha256};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::blend::{alpha_add_to_normal, merge_alpha_add, pad_groups, plan_layers};
-use super::{torch_err, Batch, Decomposed, LayerSink, Model, ModelDesc, ModelError, Precision};
-use crate::decode::Decoded;
-use lamina_common::model::ModelSpec;
+use crate::blend::{alpha_add_to_normal, merge_alpha_add, pad_groups, plan_layers};
+use crate::{torch_err, Batch, Decomposed, LayerSink, Model, ModelDesc, ModelError, Precision};
+use crate::Decoded;
 use lamina_common::params::{DecomposeParams, Quality};
 
 pub use guided::{guided_coefficients, guided_filter, luma};
 pub use kmeans::palette as kmeans_palette;
 
 /// The palette size the pretrained weights were trained for.
-pub const K: usize = lamina_common::model::FSCS_LAYERS;
+pub const K: usize = lamina_families::fscs::LAYERS;
 /// The weights, embedded so that the binary is self-contained.
 static WEIGHTS: &[u8] = include_bytes!("../../../../models/fscs/fscs-k7.safetensors");
-pub use lamina_common::FSCS_WEIGHTS_SHA256 as WEIGHTS_SHA256;
+pub use lamina_families::fscs::WEIGHTS_SHA256;
 const GUIDED_RADIUS: i64 = 3;
 const GUIDED_EPS: f64 = 1e-6;
 /// Peak working memory of one forward pass per input pixel (both networks, guided filter,
@@ -111,15 +110,14 @@ impl Fscs {
         });
         vs.freeze();
         let desc = ModelDesc {
-            id: lamina_common::FSCS_MODEL_ID.to_owned(),
+            id: lamina_families::fscs::MODEL_ID.to_owned(),
             weights_sha256: WEIGHTS_SHA256.to_owned(),
             layers: K,
             size_multiple: 8,
             max_side: u32::MAX,
             bytes_per_pixel: BYTES_PER_PIXEL,
-            objects: false,
-            fast_reduces: true,
-            pads: true,
+            family: &lamina_families::fscs::FAMILY,
+            rule: lamina_families::fscs::FAMILY.rule,
         };
         Ok(Fscs { desc, vs, mask_generator, residue_predictor, device, precision: Precision::Fp32, master: None, fast: None })
     }
@@ -226,9 +224,6 @@ impl Model for Fscs {
         self.device
     }
 
-    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
-        ModelSpec::Fscs.check_params(params, None).map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
-    }
 
     fn precision(&self) -> Precision {
         self.precision
@@ -346,4 +341,9 @@ fn alpha_masses(alpha: &Tensor, sizes: &[(i64, i64)]) -> Vec<Vec<f64>> {
             Vec::<f64>::try_from(m).unwrap_or_else(|_| vec![1.0; K])
         })
         .collect()
+}
+
+/// Loads FSCS (`--model fscs`) on `device`.
+pub fn load(_text: &str, device: Device) -> Result<Box<dyn Model>, ModelError> {
+    Ok(Box::new(Fscs::load(device)?))
 }

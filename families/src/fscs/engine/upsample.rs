@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::K;
-use crate::model::resample::sample_at;
+use crate::resample::sample_at;
 
 /// The reduced grids fast mode brings to full size, on the host: the guided filter's
 /// coefficients `a` and `b` (`[n, lh, lw]`, the alpha is `a * luma + b`) and the layers'
@@ -112,7 +112,7 @@ impl Reduced {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::resample::{axis, sample_at};
+    use crate::resample::{axis, sample_at};
 
     #[test]
     fn positions_match_the_tensor_resampler() {

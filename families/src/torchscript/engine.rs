@@ -6,9 +6,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
-use super::card::ModelCard;
-use super::{torch_err, Batch, Decomposed, Model, ModelDesc, ModelError};
-use lamina_common::model::ModelSpec;
+use lamina_families::torchscript::ModelCard;
+use crate::{torch_err, Batch, Decomposed, Model, ModelDesc, ModelError};
 use lamina_common::params::DecomposeParams;
 
 /// How far outside [0,1] an output may stray from rounding before it is a contract breach.
@@ -18,8 +17,7 @@ pub struct TorchScriptModel {
     desc: ModelDesc,
     module: tch::CModule,
     device: Device,
-    card: ModelCard,
-    precision: super::Precision,
+    precision: crate::Precision,
     path: std::path::PathBuf,
 }
 
@@ -43,12 +41,11 @@ impl TorchScriptModel {
             layers: card.layers,
             size_multiple: card.size_multiple,
             max_side: card.max_side,
-            bytes_per_pixel: card.bytes_per_pixel.unwrap_or(lamina_common::model::DEFAULT_BYTES_PER_PIXEL),
-            objects: false,
-            fast_reduces: false,
-            pads: false,
+            bytes_per_pixel: card.bytes_per_pixel.unwrap_or(lamina_families::torchscript::DEFAULT_BYTES_PER_PIXEL),
+            family: &lamina_families::torchscript::FAMILY,
+            rule: lamina_families::ParamRule { layers: lamina_families::LayerRule::Exactly(card.layers), ..lamina_families::torchscript::FAMILY.rule },
         };
-        Ok(TorchScriptModel { desc, module, device, card, precision: super::Precision::Fp32, path: path.to_owned() })
+        Ok(TorchScriptModel { desc, module, device, precision: crate::Precision::Fp32, path: path.to_owned() })
     }
 
     fn contract(&self, reason: String) -> ModelError {
@@ -88,18 +85,18 @@ impl Model for TorchScriptModel {
         self.device
     }
 
-    fn precision(&self) -> super::Precision {
+    fn precision(&self) -> crate::Precision {
         self.precision
     }
 
-    fn set_precision(&mut self, precision: super::Precision) -> Result<(), ModelError> {
+    fn set_precision(&mut self, precision: crate::Precision) -> Result<(), ModelError> {
         if precision == self.precision {
             return Ok(());
         }
         // From the file again (its sha256 checked again), so fp32 after fp16 is the file's
         // fp32, not a round trip through fp16.
         let mut fresh = TorchScriptModel::load(&self.path, self.device)?;
-        if precision != super::Precision::Fp32 {
+        if precision != crate::Precision::Fp32 {
             fresh.module.to(self.device, precision.kind(), false);
         }
         fresh.precision = precision;
@@ -107,11 +104,6 @@ impl Model for TorchScriptModel {
         Ok(())
     }
 
-    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
-        ModelSpec::TorchScript(Default::default())
-            .check_params(params, Some(&self.card))
-            .map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
-    }
 
     fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError> {
         self.check_params(params)?;
@@ -119,7 +111,7 @@ impl Model for TorchScriptModel {
         let out = tch::no_grad(|| self.module.forward_ts(&[&input]))
             .map_err(|e| self.contract(format!("forward failed: {}", first_line(&e.to_string()))))?;
         // In reduced precision the module answers in its own kind; the contract is fp32.
-        let out = if self.precision != super::Precision::Fp32 && out.kind() == self.precision.kind() { out.to_kind(Kind::Float) } else { out };
+        let out = if self.precision != crate::Precision::Fp32 && out.kind() == self.precision.kind() { out.to_kind(Kind::Float) } else { out };
         self.check_output(&out, batch.images)?;
         let n = batch.sizes.len();
         Ok(Decomposed {
@@ -128,4 +120,10 @@ impl Model for TorchScriptModel {
             palettes: vec![None; n],
         })
     }
+}
+
+/// Loads `torchscript:PATH` (its card beside it) on `device`.
+pub fn load(text: &str, device: Device) -> Result<Box<dyn Model>, ModelError> {
+    let path = lamina_families::torchscript::model_path(text).ok_or_else(|| ModelError::Load { path: text.to_owned(), reason: "not a TorchScript model".to_owned() })?;
+    Ok(Box::new(TorchScriptModel::load(path, device)?))
 }

@@ -15,9 +15,9 @@
 use tch::{Kind, Tensor};
 
 use super::{known, stack_layers, ObjectModel, Peeled};
-use crate::decode::Decoded;
-use crate::model::resample::{bands, crop, reduce, reduced_size};
-use crate::model::{quantise, LayerSink, ModelError};
+use crate::Decoded;
+use crate::resample::{bands, crop, reduce, reduced_size};
+use crate::{quantise, LayerSink, ModelError};
 use lamina_common::params::DecomposeParams;
 
 /// Bytes per full-size pixel of one band: the band's image and, per object, its alpha,

@@ -27,11 +27,11 @@ use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 use super::{guided_coefficients, kmeans, luma, normalise, Fscs, BYTES_PER_PIXEL, GUIDED_RADIUS, K};
-use crate::decode::Decoded;
-use crate::model::blend::{alpha_add_to_normal, merge_alpha_add, plan_layers};
+use crate::Decoded;
+use crate::blend::{alpha_add_to_normal, merge_alpha_add, plan_layers};
 use super::upsample;
-use crate::model::resample::{bands, crop, reduce, reduced_size, Band};
-use crate::model::{quantise, LayerSink, ModelError};
+use crate::resample::{bands, crop, reduce, reduced_size, Band};
+use crate::{quantise, LayerSink, ModelError};
 use lamina_common::params::{DecomposeParams, Quality};
 
 /// Context around each tile's core, in pixels: more than the networks' effective reach (the
@@ -49,7 +49,7 @@ const BAND_BYTES_PER_PIXEL: u64 = 800;
 
 /// The most pixels the networks see in fast mode under `budget`.
 pub(super) fn fast_pixels(budget: u64) -> u64 {
-    crate::model::fast_pixels(BYTES_PER_PIXEL, budget)
+    crate::fast_pixels(BYTES_PER_PIXEL, budget)
 }
 
 /// The side of a tile's core for `budget`: the largest multiple of 8 whose tile, margins
@@ -298,7 +298,7 @@ fn sources_len(groups: &Option<Vec<Vec<usize>>>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::resample::{axis, bilinear};
+    use crate::resample::{axis, bilinear};
 
     #[test]
     fn tiles_cover_the_image_and_crops_repeat_the_edges() {

@@ -7,9 +7,9 @@ use tch::{Device, Kind, Tensor};
 
 use super::fill::{Fill, PushPull};
 use super::matte::{check_stage_output, load_script, Matte, NetMatte, Normalise, ScriptMatte, ISNET, U2NETP};
-use crate::model::torchscript::first_line;
-use crate::model::ModelError;
-use lamina_common::recipe::{MatteStage, Recipe};
+use crate::torchscript::first_line;
+use crate::ModelError;
+use lamina_families::objects::card::{MatteStage, Recipe};
 
 /// A recipe's loaded matte and fill stages.
 pub type Stages = (Box<dyn Matte>, Box<dyn Fill>);

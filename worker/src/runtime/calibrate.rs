@@ -477,7 +477,7 @@ mod tests {
 
     #[test]
     fn a_measured_footprint_over_the_models_figure_shrinks_its_budget() {
-        let desc = ModelDesc { id: "m@1".into(), weights_sha256: String::new(), layers: 2, size_multiple: 8, max_side: u32::MAX, bytes_per_pixel: 1000, objects: false, fast_reduces: false, pads: true };
+        let desc = ModelDesc { id: "m@1".into(), weights_sha256: String::new(), layers: 2, size_multiple: 8, max_side: u32::MAX, bytes_per_pixel: 1000, family: &lamina_families::fscs::FAMILY, rule: lamina_families::fscs::FAMILY.rule };
         let mut c = Calibration::assumed(&desc, Precision::Fp32);
         assert_eq!(c.model_budget(&desc, 1 << 30), 1 << 30);
         c.measured = true;

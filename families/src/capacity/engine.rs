@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use tch::{Kind, Tensor};
 
-use super::{Batch, Decomposed, Model, ModelDesc, ModelError};
-use lamina_common::model::ModelSpec;
+use crate::{Batch, Decomposed, Model, ModelDesc, ModelError};
 use lamina_common::params::DecomposeParams;
 
 pub struct CapacityTest {
@@ -19,10 +18,9 @@ pub struct CapacityTest {
 }
 
 impl CapacityTest {
-    pub fn new(spec: &str) -> Option<CapacityTest> {
-        let (ms, id) = lamina_common::capacity_test_model(spec)?;
-        let desc = ModelDesc { id, weights_sha256: String::new(), layers: 2, size_multiple: 1, max_side: 16384, bytes_per_pixel: 16, objects: false, fast_reduces: false, pads: false };
-        Some(CapacityTest { desc, hold: Duration::from_millis(ms) })
+    pub fn new(ms: u64, id: String) -> CapacityTest {
+        let desc = ModelDesc { id, weights_sha256: String::new(), layers: 2, size_multiple: 1, max_side: 16384, bytes_per_pixel: 16, family: &lamina_families::capacity::FAMILY, rule: lamina_families::capacity::FAMILY.rule };
+        CapacityTest { desc, hold: Duration::from_millis(ms) }
     }
 }
 
@@ -35,11 +33,6 @@ impl Model for CapacityTest {
         tch::Device::Cpu
     }
 
-    fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
-        ModelSpec::CapacityTest(self.hold.as_millis() as u64)
-            .check_params(params, None)
-            .map_err(|reason| ModelError::Params { model: self.desc.id.clone(), reason })
-    }
 
     fn decompose(&self, batch: &Batch<'_>, _params: &DecomposeParams) -> Result<Decomposed, ModelError> {
         // The stand-in for the GPU: the thread sleeps, the CPU is free.
@@ -53,4 +46,10 @@ impl Model for CapacityTest {
         let n = batch.sizes.len();
         Ok(Decomposed { layers, sources: vec![vec![vec![0], vec![1]]; n], palettes: vec![None; n] })
     }
+}
+
+/// Makes `capacity-test:MS` (it runs on the CPU whatever the device).
+pub fn load(text: &str, _device: tch::Device) -> Result<Box<dyn Model>, ModelError> {
+    let ms = lamina_families::capacity::hold_ms(text).ok_or_else(|| ModelError::Load { path: text.to_owned(), reason: "bad capacity-test model".to_owned() })?;
+    Ok(Box::new(CapacityTest::new(ms, lamina_families::capacity::id(ms))))
 }

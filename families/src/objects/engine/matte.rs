@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::onnx;
 use super::u2net::{resize, Arch, U2Net};
-use crate::model::torchscript::first_line;
+use crate::torchscript::first_line;
 
 /// Mattes a batch: `[B,3,H,W]` in [0,1] to `[B,1,H,W]` in [0,1].
 pub trait Matte: Send {
@@ -63,7 +63,7 @@ pub struct BuiltinNet {
 pub const U2NETP: BuiltinNet = BuiltinNet {
     arch: Arch::U2Netp,
     file: "u2netp.onnx",
-    sha256: lamina_common::model::U2NETP_SHA256,
+    sha256: lamina_families::objects::U2NETP_SHA256,
     size: 320,
     // ImageNet statistics, as U2-Net was trained.
     norm: Normalise { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
@@ -73,7 +73,7 @@ pub const U2NETP: BuiltinNet = BuiltinNet {
 pub const ISNET: BuiltinNet = BuiltinNet {
     arch: Arch::IsNet,
     file: "isnet_fp16.onnx",
-    sha256: lamina_common::model::ISNET_SHA256,
+    sha256: lamina_families::objects::ISNET_SHA256,
     size: 1024,
     // (rgb - 128) / 256 with rgb in 0..255, as the package that ships the weights feeds it.
     norm: Normalise { mean: [128.0 / 255.0; 3], std: [256.0 / 255.0; 3] },
