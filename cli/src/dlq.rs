@@ -13,11 +13,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
-
-use lamina_common::amqp::{self, AmqpSettings};
+use lamina_common::amqp::AmqpSettings;
+use lamina_common::queue::{self, Broker, Death, DeathReason, Delivery, QueueError, MAX_DELIVERIES};
 use lamina_common::keys::printable;
 use lamina_common::messages::{JobSpec, Task, TASK_SCHEMA};
 
@@ -52,7 +49,7 @@ pub struct PurgeArgs {
     pub yes: bool,
 }
 
-/// What a dead letter is, as far as its body and headers tell.
+/// What a dead letter is, as far as its body and its death tell.
 struct Letter {
     job: String,
     key: String,
@@ -61,13 +58,15 @@ struct Letter {
     deaths: i64,
 }
 
-fn describe(body: &[u8], props: &BasicProperties) -> Letter {
-    let death = amqp::death(props).unwrap_or_else(|| lamina_common::queue::Death { reason: "unknown".into(), ..Default::default() });
-    let (reason, queue, deaths) = (death.reason, death.queue, death.count);
-    let reason = match reason.as_str() {
-        "delivery_limit" => format!("delivery limit: a worker stopped {} times on it", amqp::DELIVERY_LIMIT),
-        "rejected" => "rejected as invalid".to_owned(),
-        _ => reason,
+fn describe(body: &[u8], death: Option<&Death>) -> Letter {
+    let (reason, queue, deaths) = match death {
+        Some(d) => (d.reason.clone(), d.queue.clone(), d.count),
+        None => (DeathReason::Other("unknown".to_owned()), String::new(), 0),
+    };
+    let reason = match reason {
+        DeathReason::DeliveryLimit => format!("delivery limit: a worker stopped {MAX_DELIVERIES} times on it"),
+        DeathReason::Rejected => "rejected as invalid".to_owned(),
+        other => other.to_string(),
     };
     if let Ok(task) = serde_json::from_slice::<Task>(body) {
         let reason = if task.schema == TASK_SCHEMA { reason } else { format!("{reason} (schema {})", task.schema) };
@@ -81,33 +80,34 @@ fn describe(body: &[u8], props: &BasicProperties) -> Letter {
 
 pub async fn main(command: DlqCommand) -> anyhow::Result<ExitCode> {
     let settings = AmqpSettings::from_env().map_err(anyhow::Error::msg)?;
-    let connection = amqp::connect(&settings, "lamina-dlq").await.context("cannot connect to the broker")?;
-    let channel = amqp::confirming(&connection).await?;
-    amqp::declare(&channel, &settings, &[]).await?;
-    let dead = settings.dead();
-    let waiting = depth(&channel, &dead).await?;
+    let broker = queue::connect(&settings, "lamina-dlq").await.context("cannot connect to the broker")?;
+    broker.declare(&[]).await?;
+    let dead = broker.topology().dead();
+    let waiting = broker.depth(&dead).await?.unwrap_or(0);
     let code = match command {
-        DlqCommand::List(args) => list(&channel, &dead, waiting, args.limit).await?,
-        DlqCommand::Requeue(args) => requeue(&channel, &settings, waiting, args.job.as_deref()).await?,
-        DlqCommand::Purge(args) => purge(&channel, &dead, waiting, args.yes).await?,
+        DlqCommand::List(args) => list(broker.as_ref(), &dead, waiting, args.limit).await,
+        DlqCommand::Requeue(args) => requeue(broker.as_ref(), &settings, waiting, args.job.as_deref()).await,
+        DlqCommand::Purge(args) => purge(broker.as_ref(), &dead, waiting, args.yes).await,
     };
-    let _ = connection.close(200, "done").await;
-    Ok(code)
+    broker.close().await;
+    code
 }
 
-async fn depth(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
-    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-    Ok(channel.queue_declare(queue, passive, FieldTable::default()).await?.message_count())
+/// Hands back what was taken, last first, so the queue keeps its order.
+async fn hand_back(held: Vec<Delivery>) -> Result<(), QueueError> {
+    for delivery in held.into_iter().rev() {
+        delivery.settle.requeue().await?;
+    }
+    Ok(())
 }
 
-/// Reads up to `limit` dead letters without removing them: they go back when the channel
-/// closes (or are handed back explicitly).
-async fn list(channel: &Channel, dead: &str, waiting: u32, limit: usize) -> anyhow::Result<ExitCode> {
+/// Reads up to `limit` dead letters without removing them: they are handed back after.
+async fn list(broker: &dyn Broker, dead: &str, waiting: u64, limit: usize) -> anyhow::Result<ExitCode> {
     println!("{waiting} dead letter(s) in {dead}");
-    let mut last_tag = None;
-    for _ in 0..limit.min(waiting as usize) {
-        let Some(message) = channel.basic_get(dead, BasicGetOptions { no_ack: false }).await? else { break };
-        let letter = describe(&message.delivery.data, &message.delivery.properties);
+    let mut held = Vec::new();
+    for _ in 0..(limit as u64).min(waiting) {
+        let Some(delivery) = broker.get(dead).await? else { break };
+        let letter = describe(&delivery.body, delivery.death.as_ref());
         println!(
             "job {}  key {}  {}  (died in {} after {} death(s))",
             letter.job,
@@ -116,47 +116,41 @@ async fn list(channel: &Channel, dead: &str, waiting: u32, limit: usize) -> anyh
             if letter.queue.is_empty() { "?" } else { &letter.queue },
             letter.deaths
         );
-        last_tag = Some(message.delivery.delivery_tag);
+        held.push(delivery);
     }
-    if let Some(tag) = last_tag {
-        channel.basic_nack(tag, BasicNackOptions { multiple: true, requeue: true }).await?;
-    }
-    if waiting as usize > limit {
-        println!("... and {} more (--limit)", waiting as usize - limit);
+    hand_back(held).await?;
+    if waiting > limit as u64 {
+        println!("... and {} more (--limit)", waiting - limit as u64);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn requeue(channel: &Channel, settings: &AmqpSettings, waiting: u32, job: Option<&str>) -> anyhow::Result<ExitCode> {
-    let dead = settings.dead();
+async fn requeue(broker: &dyn Broker, settings: &AmqpSettings, waiting: u64, job: Option<&str>) -> anyhow::Result<ExitCode> {
+    let dead = broker.topology().dead();
     let (mut replayed, mut kept) = (0u64, 0u64);
     let mut keep = Vec::new();
     for _ in 0..waiting {
-        let Some(message) = channel.basic_get(dead.as_str(), BasicGetOptions { no_ack: false }).await? else { break };
-        let delivery = message.delivery;
-        let letter = describe(&delivery.data, &delivery.properties);
+        let Some(delivery) = broker.get(&dead).await? else { break };
+        let letter = describe(&delivery.body, delivery.death.as_ref());
         let origin = letter.queue.clone();
         let ours = origin.starts_with(&format!("{}.", settings.prefix)) && origin != dead;
         if job.is_some_and(|j| j != letter.job) || !ours {
-            keep.push(delivery.delivery_tag);
+            keep.push(delivery);
             kept += 1;
             continue;
         }
-        // A fresh message: no x-death, so the delivery limit counts from zero again.
-        let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
-        amqp::publish_raw(channel, &origin, &delivery.data, props).await?;
-        channel.basic_ack(delivery.delivery_tag, BasicAckOptions::default()).await?;
+        // A fresh message: no death, so the delivery limit counts from zero again.
+        broker.send(&origin, delivery.body.clone(), 0).await?.await?;
+        delivery.settle.ack().await?;
         println!("requeued job {} key {} to {origin}", letter.job, letter.key);
         replayed += 1;
     }
-    for tag in keep {
-        channel.basic_nack(tag, BasicNackOptions { multiple: false, requeue: true }).await?;
-    }
+    hand_back(keep).await?;
     println!("{replayed} requeued, {kept} left in {dead}");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn purge(channel: &Channel, dead: &str, waiting: u32, yes: bool) -> anyhow::Result<ExitCode> {
+async fn purge(broker: &dyn Broker, dead: &str, waiting: u64, yes: bool) -> anyhow::Result<ExitCode> {
     if waiting == 0 {
         println!("{dead} is empty");
         return Ok(ExitCode::SUCCESS);
@@ -171,7 +165,7 @@ async fn purge(channel: &Channel, dead: &str, waiting: u32, yes: bool) -> anyhow
             return Ok(ExitCode::from(1));
         }
     }
-    let purged = channel.queue_purge(dead, QueuePurgeOptions::default()).await?;
+    let purged = broker.purge(dead).await?;
     println!("deleted {purged} dead letter(s)");
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::ModelArgs;
-use lamina_common::amqp::{self, AmqpSettings};
+use lamina_common::amqp::AmqpSettings;
+use lamina_common::queue;
 use lamina_common::config::S3Settings;
 use lamina_common::messages::JobSpec;
 use lamina_common::{store, Location};
@@ -44,11 +45,10 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), args.model.params()?, args.model.render());
     spec.pool = args.pool.clone();
     spec.priority = args.priority;
-    let connection = amqp::connect(&amqp_settings, "lamina-submit").await.context("cannot connect to the broker")?;
-    let channel = amqp::confirming(&connection).await?;
-    amqp::declare(&channel, &amqp_settings, &[&spec.pool]).await?;
-    amqp::publish(&channel, &amqp_settings.jobs(), &spec, spec.priority).await?;
-    let _ = connection.close(200, "submitted").await;
+    let broker = queue::connect(&amqp_settings, "lamina-submit").await.context("cannot connect to the broker")?;
+    broker.declare(&[&spec.pool]).await?;
+    broker.publish(&broker.topology().jobs(), &spec, spec.priority).await?;
+    broker.close().await;
     println!("{}", spec.job_id);
     if !args.wait {
         return Ok(ExitCode::SUCCESS);

@@ -19,7 +19,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::config::Secret;
-use crate::queue::{Death, Topology};
+use crate::queue::{Death, DeathReason, Topology};
 
 /// Deliveries of one task before RabbitMQ dead-letters it.
 pub const DELIVERY_LIMIT: i32 = crate::queue::DELIVERY_LIMIT as i32;
@@ -29,7 +29,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// How to reach the broker and which queues to use.
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
-    /// `amqp://user:password@host:port/vhost` or `amqps://...`; holds a password.
+    /// `amqp://user:password@host:port/vhost`, `amqps://...` (may hold a password), or
+    /// `memory://NAME` (the in-process queue: one process only).
     pub url: Secret,
     /// Prefix of every queue name, so several deployments (or tests) share a broker.
     pub prefix: String,
@@ -47,9 +48,7 @@ impl AmqpSettings {
     /// trust for `amqps://`, for a broker whose certificate a private CA signed).
     pub fn from_env() -> Result<AmqpSettings, String> {
         let url = crate::config::var("LAMINA_AMQP_URL")?.unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".to_owned());
-        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return Err("LAMINA_AMQP_URL must start with amqp:// or amqps://".to_owned());
-        }
+        crate::queue::check_url(&url).map_err(|reason| format!("LAMINA_AMQP_URL: {reason}"))?;
         let prefix = crate::config::var("LAMINA_AMQP_PREFIX")?.unwrap_or_else(|| "lamina".to_owned());
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(format!("LAMINA_AMQP_PREFIX {prefix:?}: use letters, digits, '-', '_' and '.'"));
@@ -134,16 +133,14 @@ fn quorum(extra: &[(&str, AMQPValue)]) -> FieldTable {
     args
 }
 
-/// Declares the jobs, events and dead-letter queues and the task queue of each pool.
-/// Declaring is idempotent, so every process does it at start and after reconnecting.
+/// Declares the queues of [`Topology::queues`] (the jobs, events and dead-letter queues and
+/// the task queue of each pool) as durable quorum queues, and the dead-letter exchange bound
+/// to the dead-letter queues. Declaring is idempotent, so every process does it at start and
+/// after reconnecting.
 pub async fn declare(channel: &Channel, settings: &AmqpSettings, pools: &[&str]) -> Result<(), AmqpError> {
-    let settings = settings.topology();
+    let topology = settings.topology();
     let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-    let exchange = settings.dead_letter_exchange();
-    let dead_letter = [
-        ("x-dead-letter-exchange", AMQPValue::LongString(exchange.as_str().into())),
-        ("x-delivery-limit", AMQPValue::LongInt(DELIVERY_LIMIT)),
-    ];
+    let exchange = topology.dead_letter_exchange();
     channel
         .exchange_declare(
             exchange.as_str(),
@@ -152,17 +149,20 @@ pub async fn declare(channel: &Channel, settings: &AmqpSettings, pools: &[&str])
             FieldTable::default(),
         )
         .await?;
-    channel.queue_declare(settings.dead().as_str(), durable, quorum(&[])).await?;
-    // The watch copy is bounded: if no coordinator reads it, the oldest copies go first.
-    let watch_cap = [("x-max-length", AMQPValue::LongInt(100_000)), ("x-overflow", AMQPValue::LongString("drop-head".into()))];
-    channel.queue_declare(settings.dead_watch().as_str(), durable, quorum(&watch_cap)).await?;
-    for queue in [settings.dead(), settings.dead_watch()] {
-        channel.queue_bind(queue.as_str(), exchange.as_str(), "", QueueBindOptions::default(), FieldTable::default()).await?;
-    }
-    channel.queue_declare(settings.events().as_str(), durable, quorum(&[])).await?;
-    channel.queue_declare(settings.jobs().as_str(), durable, quorum(&dead_letter)).await?;
-    for pool in pools {
-        channel.queue_declare(settings.tasks(pool).as_str(), durable, quorum(&dead_letter)).await?;
+    for queue in topology.queues(pools) {
+        let mut args = vec![];
+        if queue.dead_letters {
+            args.push(("x-dead-letter-exchange", AMQPValue::LongString(exchange.as_str().into())));
+            args.push(("x-delivery-limit", AMQPValue::LongInt(DELIVERY_LIMIT)));
+        }
+        if let Some(max) = queue.max_length {
+            args.push(("x-max-length", AMQPValue::LongInt(max as i32)));
+            args.push(("x-overflow", AMQPValue::LongString("drop-head".into())));
+        }
+        channel.queue_declare(queue.name.as_str(), durable, quorum(&args)).await?;
+        if queue.dead_letter_queue {
+            channel.queue_bind(queue.name.as_str(), exchange.as_str(), "", QueueBindOptions::default(), FieldTable::default()).await?;
+        }
     }
     Ok(())
 }
@@ -214,5 +214,5 @@ pub fn death(props: &BasicProperties) -> Option<Death> {
         Some(AMQPValue::LongUInt(n)) => i64::from(*n),
         _ => 1,
     };
-    Some(Death { reason: text("reason"), queue: text("queue"), count })
+    Some(Death { reason: DeathReason::parse(&text("reason")), queue: text("queue"), count })
 }

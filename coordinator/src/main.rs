@@ -3,7 +3,6 @@
 //! (secrets may come from `*_FILE`).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -12,7 +11,7 @@ use tracing::info;
 
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
-use lamina_common::queue::{reconnecting, RabbitBroker};
+use lamina_common::queue::reconnecting;
 use lamina_coordinator::service::{serve, CoordinatorConfig};
 
 #[derive(Debug, Parser)]
@@ -72,11 +71,11 @@ fn main() -> ExitCode {
         let http = tokio::spawn(lamina_coordinator::http::serve(args.http, token, state.clone(), shutdown.clone()));
         // Reconnect with backoff while the broker is away; stop when told to.
         let served = reconnecting("coordinator", &shutdown, || async {
-            let broker = RabbitBroker::connect(&amqp, &config.name).await?;
+            let broker = lamina_common::queue::connect(&amqp, &config.name).await?;
             if let Ok(mut s) = state.lock() {
                 s.broker_connects += 1;
             }
-            serve(&config, Arc::new(broker), state.clone(), shutdown.clone()).await
+            serve(&config, broker, state.clone(), shutdown.clone()).await
         });
         lamina_common::signal::exit_code(served, http, "HTTP endpoints", args.http, &shutdown).await
     })

@@ -29,7 +29,7 @@ use crate::state::Shared;
 use crate::Summary;
 use lamina_common::config::S3Settings;
 use lamina_common::messages::{Event, FailureKind, JobSpec, Task, TaskResult, EVENT_SCHEMA, JOB_SCHEMA, TASK_SCHEMA};
-use lamina_common::queue::{Broker, Death, Delivery, QueueError, DELIVERY_LIMIT};
+use lamina_common::queue::{Broker, Death, DeathReason, Delivery, QueueError, MAX_DELIVERIES};
 use lamina_common::Location;
 use lamina_common::amqp::MAX_MESSAGE_BYTES;
 
@@ -288,15 +288,15 @@ fn route_dead_letter(body: &[u8], death: Option<Death>, routes: &Routes, state: 
             s.dead_letters_other += 1;
         }
     }
-    let Death { reason, queue, count } = death.unwrap_or_default();
+    let Death { reason, queue, count } = death.unwrap_or(Death { reason: DeathReason::Other("unknown".to_owned()), queue: String::new(), count: 1 });
     let Some(task) = task else {
         return warn!(reason = %reason, queue = %queue, "a message was dead-lettered");
     };
-    let why = match reason.as_str() {
-        "delivery_limit" => format!(
-            "dead-lettered after {DELIVERY_LIMIT} deliveries: the worker stopped every time it took this task (crash, out of memory or killed)"
+    let why = match &reason {
+        DeathReason::DeliveryLimit => format!(
+            "dead-lettered after {MAX_DELIVERIES} deliveries: the worker stopped every time it took this task (crash, out of memory or killed)"
         ),
-        "rejected" => "dead-lettered: a worker refused the task as invalid".to_owned(),
+        DeathReason::Rejected => "dead-lettered: a worker refused the task as invalid".to_owned(),
         other => format!("dead-lettered ({other}, {count} times)"),
     };
     warn!(job_id = %task.job_id, key = %task.key, reason = %reason, "a task was dead-lettered: recorded as failed");

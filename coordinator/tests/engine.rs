@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lamina_common::messages::{Event, FailureKind, JobSpec, Status, Task, TaskResult, EVENT_SCHEMA};
 use lamina_common::params::DecomposeParams;
-use lamina_common::queue::{Broker, Consumer, Delivery, MemoryBroker, Topology, DELIVERY_LIMIT};
+use lamina_common::queue::{Broker, Consumer, Delivery, MemoryBroker, Topology, MAX_DELIVERIES};
 use lamina_coordinator::service::{serve, CoordinatorConfig};
 use lamina_coordinator::state::{JobState, Shared};
 use lamina_coordinator::{JobNote, Summary};
@@ -195,7 +195,7 @@ async fn a_task_that_crashes_every_worker_is_dead_lettered_and_recorded_as_faile
     engine.submit(&engine.spec("j5")).await;
     let mut crashes = 0;
     let mut answered = 0;
-    while answered < 1 || crashes < DELIVERY_LIMIT {
+    while answered < 1 || crashes < MAX_DELIVERIES {
         // A worker takes one task at a time; on the poison it dies holding it.
         let mut worker = engine.broker.consume(&engine.broker.topology().tasks("default"), "w", 1).await.unwrap();
         let (task, delivery) = task(&mut worker).await;
@@ -213,7 +213,7 @@ async fn a_task_that_crashes_every_worker_is_dead_lettered_and_recorded_as_faile
     assert_eq!((summary.images, summary.done, summary.failed), (2, 1, 1), "{summary:?}");
     let poison = reported.iter().find(|r| r.key == "poison.png").unwrap();
     assert_eq!(poison.status, Status::Failed);
-    assert!(poison.reason.as_deref().unwrap().contains(&format!("after {DELIVERY_LIMIT} deliveries")), "{poison:?}");
+    assert!(poison.reason.as_deref().unwrap().contains(&format!("after {MAX_DELIVERIES} deliveries")), "{poison:?}");
     engine.stop.cancel();
 }
 
@@ -230,7 +230,7 @@ async fn an_invalid_job_message_is_dead_lettered_and_the_coordinator_goes_on() {
     assert_eq!(summary.done, 1);
     let mut dead = engine.broker.consume(&engine.broker.topology().dead(), "ops", 1).await.unwrap();
     let letter = tokio::time::timeout(Duration::from_secs(5), dead.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(letter.death.unwrap().reason, "rejected");
+    assert_eq!(letter.death.unwrap().reason, lamina_common::queue::DeathReason::Rejected);
     assert!(Path::new(&engine.dir.path().join("out/_lamina/jobs/j6/summary.json")).exists());
     engine.stop.cancel();
 }

@@ -278,10 +278,10 @@ async fn a_task_that_crashes_every_worker_is_dead_lettered_and_reported_failed_i
     let poison = lines.iter().find(|r| r.key == "generated/poison-pill.png").expect("the crashing task has a result line");
     assert_eq!(poison.status, Status::Failed);
     let reason = poison.reason.as_deref().unwrap_or_default();
-    assert!(reason.contains("dead-lettered after 5 deliveries"), "{reason}");
+    assert!(reason.contains("dead-lettered after 6 deliveries"), "{reason}");
     assert!(output.get_opt("generated/poison-pill.png/manifest.json").await.unwrap().is_none());
     // The worker died once per delivery, and the dead letter is kept for operators.
-    assert!(started >= 5, "the worker crashed on each of the 5 deliveries ({started} started)");
+    assert!(started >= 6, "the worker crashed on each of the 6 deliveries ({started} started)");
     let metrics = http_get(&http, "/metrics", None);
     assert!(metrics.contains("lamina_coordinator_dead_letters_total{kind=\"task\"} 1"), "{metrics}");
     let list = Command::new(binary("lamina")).args(["dlq", "list"]).env("LAMINA_AMQP_PREFIX", &prefix).output().unwrap();

@@ -13,7 +13,7 @@ use tracing::{error, info};
 
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
-use lamina_common::queue::{reconnecting, RabbitBroker};
+use lamina_common::queue::reconnecting;
 use lamina_worker::metrics::METRICS;
 use lamina_worker::runtime::{self, parse_devices, LaneArgs, LaneSpec};
 use lamina_worker::pipeline::WorkerConfig;
@@ -95,9 +95,9 @@ fn main() -> ExitCode {
         };
         // Reconnect with backoff while the broker is away; a stop request ends the process.
         let served = reconnecting("worker", &shutdown, || async {
-            let broker = RabbitBroker::connect(&amqp, &config.name).await?;
+            let broker = lamina_common::queue::connect(&amqp, &config.name).await?;
             METRICS.broker_connects.fetch_add(1, Ordering::Relaxed);
-            serve(&config, model.clone(), Arc::new(broker), shutdown.clone()).await
+            serve(&config, model.clone(), broker, shutdown.clone()).await
         });
         lamina_common::signal::exit_code(served, metrics, "metrics endpoint", args.metrics, &shutdown).await
     })

@@ -66,7 +66,7 @@ async fn the_session_reports_after_the_manifest_acks_after_the_report_and_refuse
     let mut dead = broker.consume(&topology.dead(), "ops", 1).await.unwrap();
     let letter = tokio::time::timeout(Duration::from_secs(5), dead.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(letter.body, b"\"not a task\"");
-    assert_eq!(letter.death.unwrap().reason, "rejected");
+    assert_eq!(letter.death.unwrap().reason, lamina_common::queue::DeathReason::Rejected);
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(20), session).await.expect("the session stops").unwrap().unwrap();

@@ -2,7 +2,7 @@
 //! It keeps RabbitMQ's semantics where the code above relies on them: a publish is
 //! confirmed once the message is queued; a consumer holds at most `prefetch` unsettled
 //! deliveries; an acked message is gone, a rejected one goes to the dead letters, and what
-//! a consumer drops unsettled is delivered again, up to [`DELIVERY_LIMIT`] times, then
+//! a consumer drops unsettled is delivered again, up to [`DELIVERY_LIMIT`] more times, then
 //! dead-lettered (`delivery_limit`), like a quorum queue with `x-delivery-limit`.
 //! Nothing is persisted: the process is the whole fleet, and the job's records are what
 //! survives it.
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::{Broker, Confirm, Consumer, Death, Delivery, QueueError, Settle, Topology, DELIVERY_LIMIT};
+use super::{Broker, Confirm, Consumer, Death, DeathReason, Delivery, QueueError, Settle, Topology, DELIVERY_LIMIT};
 
 /// An in-process broker; cloning shares the queues.
 #[derive(Clone)]
@@ -30,7 +30,9 @@ struct Inner {
 struct Queue {
     name: String,
     /// Messages that die here go to the dead-letter queues (jobs and task queues).
-    dead_letters: Mutex<Option<(String, String)>>,
+    dead_letters: Mutex<Option<Vec<String>>>,
+    /// At most this many ready messages; the oldest are dropped past it.
+    max_length: Mutex<Option<u32>>,
     state: Mutex<QueueState>,
     changed: Notify,
 }
@@ -57,9 +59,19 @@ impl Queue {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn dead_letter_queues(&self) -> Option<(String, String)> {
+    fn dead_letter_queues(&self) -> Option<Vec<String>> {
         self.dead_letters.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// The in-process brokers of this process by name (`memory://NAME`): one per name, shared.
+static NAMED: Mutex<Option<HashMap<String, MemoryBroker>>> = Mutex::new(None);
+
+/// The in-process broker called `name` (made on first use), with `topology`'s names.
+pub(super) fn named(name: &str, topology: Topology) -> MemoryBroker {
+    let mut named = NAMED.lock().unwrap_or_else(|p| p.into_inner());
+    let broker = named.get_or_insert_with(HashMap::new).entry(name.to_owned()).or_insert_with(|| MemoryBroker::new(topology.clone()));
+    MemoryBroker { topology, inner: broker.inner.clone() }
 }
 
 impl MemoryBroker {
@@ -70,13 +82,23 @@ impl MemoryBroker {
     fn queue(&self, name: &str) -> Arc<Queue> {
         self.inner.queue(name, None)
     }
+
+    fn existing(&self, name: &str) -> Option<Arc<Queue>> {
+        self.inner.queues.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
 }
 
 impl Inner {
-    fn queue(&self, name: &str, dead_letters: Option<(String, String)>) -> Arc<Queue> {
+    fn queue(&self, name: &str, dead_letters: Option<Vec<String>>) -> Arc<Queue> {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         let queue = queues.entry(name.to_owned()).or_insert_with(|| {
-            Arc::new(Queue { name: name.to_owned(), dead_letters: Mutex::default(), state: Mutex::default(), changed: Notify::new() })
+            Arc::new(Queue {
+                name: name.to_owned(),
+                dead_letters: Mutex::default(),
+                max_length: Mutex::default(),
+                state: Mutex::default(),
+                changed: Notify::new(),
+            })
         });
         if dead_letters.is_some() {
             // Declared with dead-lettering (perhaps after a publish or a consumer made it).
@@ -87,25 +109,35 @@ impl Inner {
 
     fn push(&self, name: &str, message: Message) {
         let queue = self.queue(name, None);
-        queue.lock().ready.push_back(message);
+        let max = *queue.max_length.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut state = queue.lock();
+            state.ready.push_back(message);
+            if let Some(max) = max {
+                while state.ready.len() > max as usize {
+                    state.ready.pop_front();
+                }
+            }
+        }
         queue.changed.notify_waiters();
     }
 
     /// Sends a message that died in `queue` to its dead-letter queues, if it has them.
-    fn dead_letter(&self, queue: &Queue, mut message: Message, reason: &str) {
-        let Some((dead, watch)) = queue.dead_letter_queues() else { return };
-        message.death = Some(Death { reason: reason.to_owned(), queue: queue.name.clone(), count: 1 });
+    fn dead_letter(&self, queue: &Queue, mut message: Message, reason: DeathReason) {
+        let Some(dead_letter_queues) = queue.dead_letter_queues() else { return };
+        message.death = Some(Death { reason, queue: queue.name.clone(), count: 1 });
         message.returns = 0;
-        self.push(&dead, message.clone());
-        self.push(&watch, message);
+        for dead in dead_letter_queues {
+            self.push(&dead, message.clone());
+        }
     }
 
     /// Puts an unsettled message back at the head of its queue, or dead-letters it once it
-    /// has come back [`DELIVERY_LIMIT`] times.
+    /// has come back more than [`DELIVERY_LIMIT`] times (as a quorum queue does).
     fn give_back(&self, queue: &Queue, mut message: Message) {
         message.returns += 1;
-        if message.returns >= DELIVERY_LIMIT && queue.dead_letter_queues().is_some() {
-            self.dead_letter(queue, message, "delivery_limit");
+        if message.returns > DELIVERY_LIMIT && queue.dead_letter_queues().is_some() {
+            self.dead_letter(queue, message, DeathReason::DeliveryLimit);
         } else {
             queue.lock().ready.push_front(message);
         }
@@ -120,14 +152,11 @@ impl Broker for MemoryBroker {
     }
 
     async fn declare(&self, pools: &[&str]) -> Result<(), QueueError> {
-        let t = &self.topology;
-        let dead = Some((t.dead(), t.dead_watch()));
-        for name in [t.dead(), t.dead_watch(), t.events()] {
-            self.inner.queue(&name, None);
-        }
-        self.inner.queue(&t.jobs(), dead.clone());
-        for pool in pools {
-            self.inner.queue(&t.tasks(pool), dead.clone());
+        let queues = self.topology.queues(pools);
+        let dead_letter_queues: Vec<String> = queues.iter().filter(|q| q.dead_letter_queue).map(|q| q.name.clone()).collect();
+        for decl in &queues {
+            let queue = self.inner.queue(&decl.name, decl.dead_letters.then(|| dead_letter_queues.clone()));
+            *queue.max_length.lock().unwrap_or_else(|p| p.into_inner()) = decl.max_length;
         }
         Ok(())
     }
@@ -154,7 +183,53 @@ impl Broker for MemoryBroker {
         Ok(queues.get(queue).map(|q| q.lock().ready.len() as u64))
     }
 
+    async fn get(&self, queue: &str) -> Result<Option<Delivery>, QueueError> {
+        let Some(queue) = self.existing(queue) else { return Ok(None) };
+        let mut state = queue.lock();
+        let Some(message) = state.ready.pop_front() else { return Ok(None) };
+        state.next_tag += 1;
+        let tag = state.next_tag;
+        // Consumer 0: no consumer; what it holds goes back when the delivery is dropped.
+        state.unacked.insert(tag, (0, message.clone()));
+        drop(state);
+        let settle = MemorySettle { inner: self.inner.clone(), queue: queue.clone(), tag, held: Arc::new(AtomicUsize::new(1)) };
+        Ok(Some(Delivery { body: message.body, redelivered: message.returns > 0, death: message.death, settle: Box::new(Got(settle)) }))
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, QueueError> {
+        let Some(queue) = self.existing(queue) else { return Ok(0) };
+        let purged = std::mem::take(&mut queue.lock().ready).len() as u64;
+        Ok(purged)
+    }
+
     async fn close(&self) {}
+}
+
+/// A message taken with [`Broker::get`]: settled like a delivery; dropped unsettled, it
+/// goes back to its queue (as when RabbitMQ's channel closes).
+struct Got(MemorySettle);
+
+impl Drop for Got {
+    fn drop(&mut self) {
+        if let Some(message) = self.0.take() {
+            self.0.inner.give_back(&self.0.queue, message);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Settle for Got {
+    async fn ack(&self) -> Result<(), QueueError> {
+        self.0.ack().await
+    }
+
+    async fn reject(&self) -> Result<(), QueueError> {
+        self.0.reject().await
+    }
+
+    async fn requeue(&self) -> Result<(), QueueError> {
+        self.0.requeue().await
+    }
 }
 
 struct MemoryConsumer {
@@ -256,7 +331,7 @@ impl Settle for MemorySettle {
 
     async fn reject(&self) -> Result<(), QueueError> {
         if let Some(message) = self.take() {
-            self.inner.dead_letter(&self.queue, message, "rejected");
+            self.inner.dead_letter(&self.queue, message, DeathReason::Rejected);
         }
         self.queue.changed.notify_waiters();
         Ok(())

@@ -6,8 +6,11 @@
 //!   acks, rejects to the dead letters, redelivery of what a consumer dropped, a delivery
 //!   limit), what `lamina run` runs on.
 //!
-//! Both carry the same JSON messages under the same queue names ([`Topology`]), so the code
-//! above them (the coordinator's job runner, the worker's session) is written once.
+//! Both carry the same JSON messages under the same queues, declared from one description
+//! ([`Topology::queues`]), and every binary opens its broker with one call, [`connect`]
+//! (`amqp://` or `amqps://` to RabbitMQ, `memory://NAME` to the in-process queue), so the
+//! code above them (the coordinator's job runner, the worker's session, `lamina submit` and
+//! `lamina dlq`) is written once. `tests.rs` holds both to the same contract.
 
 mod memory;
 mod rabbit;
@@ -22,8 +25,42 @@ use crate::ErrorKind;
 pub use memory::MemoryBroker;
 pub use rabbit::RabbitBroker;
 
-/// Deliveries of one task before the queue dead-letters it.
+use crate::amqp::AmqpSettings;
+
+/// Opens the broker `settings.url` names, as `name` (the connection name RabbitMQ's
+/// management UI shows): `amqp://` or `amqps://` connects to RabbitMQ; `memory://NAME` is
+/// the in-process queue of that name, shared by every caller in this process.
+pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<std::sync::Arc<dyn Broker>, QueueError> {
+    let url = settings.url.expose();
+    if let Some(queue) = url.strip_prefix("memory://") {
+        return Ok(std::sync::Arc::new(memory::named(queue, settings.topology())));
+    }
+    if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        return Ok(std::sync::Arc::new(RabbitBroker::connect(settings, name).await?));
+    }
+    Err(QueueError::Url(scheme_error(url)))
+}
+
+/// Why a broker URL cannot be used (it names no password: only its scheme is shown).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if ["amqp://", "amqps://", "memory://"].iter().any(|s| url.starts_with(s)) {
+        Ok(())
+    } else {
+        Err(scheme_error(url))
+    }
+}
+
+fn scheme_error(url: &str) -> String {
+    let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
+    format!("the broker URL's scheme {scheme:?} is not amqp://, amqps:// or memory://")
+}
+
+/// Returns of one message (unsettled, or handed back) that its queue allows; the next
+/// return dead-letters it. RabbitMQ's quorum queues count so (`x-delivery-limit`: "returned
+/// more than this many times"), and the in-process queue does the same (`tests.rs`).
 pub const DELIVERY_LIMIT: u32 = 5;
+/// The most times one message is delivered: the first delivery and [`DELIVERY_LIMIT`] more.
+pub const MAX_DELIVERIES: u32 = DELIVERY_LIMIT + 1;
 
 /// A queue operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +74,9 @@ pub enum QueueError {
     Nacked { queue: String },
     #[error("cannot encode message: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The broker URL names no broker this build can open.
+    #[error("{0}")]
+    Url(String),
 }
 
 impl QueueError {
@@ -50,7 +90,7 @@ impl Retryable for QueueError {
     fn kind(&self) -> ErrorKind {
         match self {
             QueueError::Nacked { .. } => ErrorKind::Retryable,
-            QueueError::Lost(_) | QueueError::Encode(_) => ErrorKind::Permanent,
+            QueueError::Lost(_) | QueueError::Encode(_) | QueueError::Url(_) => ErrorKind::Permanent,
         }
     }
 
@@ -102,11 +142,87 @@ impl Topology {
     }
 }
 
+/// The most dead-letter copies the coordinator's watch queue keeps: if no coordinator reads
+/// it, the oldest go first.
+pub const DEAD_WATCH_CAP: u32 = 100_000;
+
+/// One queue of the topology, as every broker declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDecl {
+    pub name: String,
+    /// Messages that die here (rejected, or returned unsettled [`DELIVERY_LIMIT`] times) go
+    /// to the dead-letter queues.
+    pub dead_letters: bool,
+    /// At most this many messages; the oldest are dropped past it.
+    pub max_length: Option<u32>,
+    /// Receives a copy of every dead letter.
+    pub dead_letter_queue: bool,
+}
+
+impl Topology {
+    /// Every queue of a deployment with the task queues of `pools`: the one description
+    /// RabbitMQ's and the in-process queue's `declare` both follow.
+    pub fn queues(&self, pools: &[&str]) -> Vec<QueueDecl> {
+        let queue = |name: String, dead_letters, max_length, dead_letter_queue| QueueDecl { name, dead_letters, max_length, dead_letter_queue };
+        let mut queues = vec![
+            queue(self.dead(), false, None, true),
+            queue(self.dead_watch(), false, Some(DEAD_WATCH_CAP), true),
+            queue(self.events(), false, None, false),
+            queue(self.jobs(), true, None, false),
+        ];
+        queues.extend(pools.iter().map(|pool| queue(self.tasks(pool), true, None, false)));
+        queues
+    }
+}
+
 /// Why a message was dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeathReason {
+    /// A consumer refused it as invalid.
+    Rejected,
+    /// It came back unsettled [`DELIVERY_LIMIT`] times (a worker died on it each time).
+    DeliveryLimit,
+    /// Its time to live ran out.
+    Expired,
+    /// Its queue was full.
+    MaxLength,
+    /// A reason this version does not know, as the broker said it.
+    Other(String),
+}
+
+impl DeathReason {
+    /// From RabbitMQ's `x-death` reason.
+    pub fn parse(reason: &str) -> DeathReason {
+        match reason {
+            "rejected" => DeathReason::Rejected,
+            "delivery_limit" => DeathReason::DeliveryLimit,
+            "expired" => DeathReason::Expired,
+            "maxlen" => DeathReason::MaxLength,
+            other => DeathReason::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            DeathReason::Rejected => "rejected",
+            DeathReason::DeliveryLimit => "delivery_limit",
+            DeathReason::Expired => "expired",
+            DeathReason::MaxLength => "maxlen",
+            DeathReason::Other(reason) => reason,
+        }
+    }
+}
+
+impl std::fmt::Display for DeathReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Death {
-    /// `rejected`, `delivery_limit`, `expired`, ...
-    pub reason: String,
+    pub reason: DeathReason,
     /// The queue it died in.
     pub queue: String,
     pub count: i64,
@@ -169,6 +285,12 @@ pub trait Broker: Send + Sync {
     async fn consume(&self, queue: &str, tag: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError>;
     /// Messages ready in `queue` (not delivered); `None` when the queue does not exist.
     async fn depth(&self, queue: &str) -> Result<Option<u64>, QueueError>;
+    /// Takes the next ready message of `queue` without a consumer (`None` when there is
+    /// none), to be settled like any delivery; unsettled, it goes back when the broker is
+    /// closed.
+    async fn get(&self, queue: &str) -> Result<Option<Delivery>, QueueError>;
+    /// Deletes every ready message of `queue`; returns how many.
+    async fn purge(&self, queue: &str) -> Result<u64, QueueError>;
     /// Closes the connection: unsettled deliveries go back to their queues.
     async fn close(&self);
 }

@@ -9,8 +9,8 @@
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -93,6 +93,15 @@ impl Broker for RabbitBroker {
         Ok(depth)
     }
 
+    async fn get(&self, queue: &str) -> Result<Option<Delivery>, QueueError> {
+        let got = self.setup.basic_get(queue, BasicGetOptions { no_ack: false }).await?;
+        Ok(got.map(|message| delivery(message.delivery)))
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, QueueError> {
+        Ok(u64::from(self.setup.queue_purge(queue, QueuePurgeOptions::default()).await?))
+    }
+
     async fn close(&self) {
         let _ = self.connection.close(200, "closing").await;
     }
@@ -165,6 +174,22 @@ impl Consumer for RabbitConsumer {
             self.channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await?;
         }
         Ok(())
+    }
+}
+
+impl Drop for RabbitConsumer {
+    /// What this consumer held unsettled goes back to the queue, as with the in-process
+    /// queue: its channel closes (in the background: closing is a round trip).
+    fn drop(&mut self) {
+        if !self.channel.status().connected() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let channel = self.channel.clone();
+            runtime.spawn(async move {
+                let _ = channel.close(200, "consumer dropped").await;
+            });
+        }
     }
 }
 
