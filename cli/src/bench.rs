@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use tch::{Kind, Tensor};
 
-use crate::config::{DeviceArgs, ModelArgs, RunArgs};
+use crate::config::{DecomposeArgs, DeviceArgs, LimitArgs, MemoryArgs, ModelArgs, OutputArgs, RunArgs};
 use crate::report::Reporter;
 use crate::run::{run_job, Stop};
 use lamina_common::params::DecomposeParams;
@@ -21,9 +21,11 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub decompose: DecomposeArgs,
     #[command(flatten)]
-    pub lanes: lamina_worker::runtime::LaneArgs,
+    pub output_args: OutputArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Folder of photos to benchmark on.
     #[arg(long, default_value = "assets/samples")]
     pub images: PathBuf,
@@ -58,14 +60,14 @@ pub struct BenchArgs {
     /// Batch size of the end-to-end runs (as `lamina run --batch-size`).
     #[arg(long, default_value_t = 1)]
     pub e2e_batch: u16,
-    /// The memory budget of the end-to-end runs (as `lamina run --memory-budget`).
-    #[arg(long, env = "LAMINA_MEMORY_BUDGET", default_value = "auto")]
-    pub memory_budget: String,
+    /// The memory budget of the end-to-end runs.
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let device = args.device.device()?;
-    let params = args.model.params()?;
+    let device = args.device.device().map_err(anyhow::Error::msg)?;
+    let params = args.decompose.params();
     let photos = load_photos(&args.images)?;
     println!("device: {}  threads: {}  model: {}", runtime::device_name(device), tch::get_num_threads(), args.model.model);
     if !args.large.is_empty() {
@@ -74,7 +76,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("| measurement | size | batch | precision | images/s | ms/image |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    let mut layout = args.device.lane_spec(&args.lanes)?;
+    let mut layout = args.device.lane_spec().map_err(anyhow::Error::msg)?;
     layout.devices.truncate(1);
     layout.per_device = 1;
     let lanes = runtime::load_lanes(&args.model.model, &layout)?;
@@ -229,21 +231,20 @@ fn write_squares(photos: &[image::DynamicImage], size: u32, n: usize, dir: &Path
 }
 
 async fn run_once(args: &BenchArgs, input: &Path, output: &Path) -> anyhow::Result<crate::run::Outcome> {
-    run_with(args, &args.model.quality, input, output).await
+    run_with(args, args.decompose.quality.as_str(), input, output).await
 }
 
 async fn run_with(args: &BenchArgs, quality: &str, input: &Path, output: &Path) -> anyhow::Result<crate::run::Outcome> {
-    let mut model = args.model.clone();
-    model.quality = quality.to_owned();
+    let mut decompose = args.decompose.clone();
+    decompose.quality = lamina_common::params::Quality::parse(quality).map_err(anyhow::Error::msg)?;
     let run = RunArgs {
         input: input.display().to_string(),
         output: output.display().to_string(),
-        model,
+        model: args.model.clone(),
+        decompose,
+        output_args: args.output_args.clone(),
         device: args.device.clone(),
-        lanes: args.lanes.clone(),
-        batch_size: args.e2e_batch.max(1),
-        max_megapixels: 200.0,
-        memory_budget: args.memory_budget.clone(),
+        limits: LimitArgs { batch_size: args.e2e_batch.max(1), max_megapixels: 200.0, memory: args.memory.clone() },
         progress: "none".into(),
     };
     run_job(&run, &mut Reporter::new("none"), Stop::never()).await
@@ -341,13 +342,13 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
         let output = tmp.path().join(format!("out-{i}"));
         let mut command = std::process::Command::new(&exe);
         command.arg("run").arg(&input).arg(&output);
-        command.args(["--model", &args.model.model, "--device", &args.device.device, "--quality", &args.model.quality]);
-        command.args(["--precision", &args.lanes.precision, "--warm-up", &args.lanes.warm_up]);
-        command.args(["--formats", &args.model.formats.to_string()]);
-        if args.model.crop_layers {
+        command.args(["--model", &args.model.model, "--device", &args.device.device, "--quality", args.decompose.quality.as_str()]);
+        command.args(["--precision", &args.device.lanes.precision, "--warm-up", &args.device.lanes.warm_up]);
+        command.args(["--formats", &args.output_args.formats.to_string()]);
+        if args.output_args.crop_layers {
             command.arg("--crop-layers");
         }
-        command.args(["--memory-budget", &args.memory_budget, "--max-megapixels", "200", "--progress", "none"]);
+        command.args(["--memory-budget", &args.memory.memory_budget.to_string(), "--max-megapixels", "200", "--progress", "none"]);
         command.stdout(std::process::Stdio::null());
         let (status, peak) = tokio::task::spawn_blocking(move || run_measured(command)).await??;
         if !status.success() {
@@ -365,7 +366,7 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
         let psnr = psnrs(&output)?.into_values().next().unwrap_or(f64::NAN);
         println!(
             "| {w}x{h} | {real_mp:.1} | {} | {seconds:.1} | {per_mp:.2} | {:.2} | {} | {psnr:.2} |",
-            args.model.quality,
+            args.decompose.quality,
             per_mp / base,
             lamina_common::bytes::human(peak)
         );

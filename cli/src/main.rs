@@ -20,8 +20,8 @@ use clap::{Parser, Subcommand};
 #[command(name = "lamina", version, about = "Decompose images into editable RGBA layers")]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, env = "LAMINA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[command(flatten)]
+    log: lamina_common::args::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,7 +46,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = lamina_common::args::parse("lamina");
     lamina_worker::alloc::tune_for_inference();
     // `lamina run` is the fleet in one process: the services' own lines (a worker's "task
     // finished" per image, the coordinator's "job received") would repeat what the progress
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         Command::Run(_) | Command::Bench(_) => "info,lamina_worker::service=warn,lamina_coordinator::service=warn",
         _ => "info",
     };
-    lamina_common::logging::init_with(&cli.log_format, default);
+    lamina_common::logging::init_with(&cli.log.log_format, default);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

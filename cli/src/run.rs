@@ -135,10 +135,10 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
         let output = lamina_common::store::open(&out_loc, &s3).await;
         output.get_opt("_lamina/jobs/.probe").await.with_context(|| format!("OUT {}", args.output))?;
     }
-    let params = args.model.params()?;
-    let device = args.device.device()?;
-    let budget = args.memory_budget(device)?;
-    let layout = args.device.lane_spec(&args.lanes)?;
+    let params = args.decompose.params();
+    let device = args.device.device().map_err(anyhow::Error::msg)?;
+    let budget = lamina_worker::args::memory_budget(args.limits.memory.memory_budget, device);
+    let layout = args.device.lane_spec().map_err(anyhow::Error::msg)?;
     let lanes = layout.devices.len() * layout.per_device;
     // The parameter rule is checked now, from the model's description; the model itself
     // loads when an image first needs it.
@@ -150,7 +150,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
     description.rule.check(&params).map_err(anyhow::Error::msg).context("--model")?;
     let id = description.identity.map_or_else(|| args.model.model.clone(), |i| i.id);
     info!(input = %args.input, output = %args.output, model = %id, device = %runtime::device_name(device), lanes,
-        batch_size = args.batch_size, max_megapixels = args.max_megapixels, "starting");
+        batch_size = args.limits.batch_size, max_megapixels = args.limits.max_megapixels, "starting");
     let (spec_name, model_params) = (args.model.model.clone(), params.clone());
     let devices = layout.devices.clone();
     let slot = runtime::ModelSlot::lazy(id, devices, move || {
@@ -161,7 +161,7 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
     });
 
     let mut engine = Engine::start(args, s3, device, budget, slot);
-    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params, args.model.render());
+    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params, args.output_args.render());
     spec.pool = POOL.to_owned();
     engine.broker.publish(&engine.broker.topology().jobs(), &spec, 0).await.context("queueing the job")?;
     let started = Instant::now();
@@ -203,8 +203,8 @@ impl Engine {
             pool: POOL.to_owned(),
             model: args.model.model.clone(),
             worker: WorkerConfig {
-                max_pixels: args.max_pixels(),
-                batch_size: usize::from(args.batch_size),
+                max_pixels: args.limits.max_pixels(),
+                batch_size: usize::from(args.limits.batch_size),
                 device,
                 memory_budget: budget,
             },

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::ModelArgs;
+use crate::config::{DecomposeArgs, ModelArgs, OutputArgs, PoolArgs};
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::queue;
 use lamina_common::config::S3Settings;
@@ -26,9 +26,12 @@ pub struct SubmitArgs {
     pub output: String,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The worker pool that runs the job.
-    #[arg(long, env = "LAMINA_POOL", default_value = "default")]
-    pub pool: String,
+    #[command(flatten)]
+    pub decompose: DecomposeArgs,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     /// 0 to 9: a pool's free slots go to the waiting job of highest priority first.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=9))]
     pub priority: u8,
@@ -42,8 +45,8 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         Location::parse(location)?;
     }
     let amqp_settings = AmqpSettings::from_env().map_err(anyhow::Error::msg)?;
-    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), args.model.params()?, args.model.render());
-    spec.pool = args.pool.clone();
+    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), args.decompose.params(), args.output_args.render());
+    spec.pool = args.pool.pool.clone();
     spec.priority = args.priority;
     let broker = queue::connect(&amqp_settings, "lamina-submit").await.context("cannot connect to the broker")?;
     broker.declare(&[&spec.pool]).await?;

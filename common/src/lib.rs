@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amqp;
+pub mod args;
 pub mod bytes;
 pub mod config;
 pub mod error;

@@ -33,13 +33,13 @@ struct Args {
     /// Seconds a stopping coordinator waits for its jobs to be handed back to the queue.
     #[arg(long, env = "LAMINA_DRAIN_GRACE_SECONDS", default_value_t = 10)]
     grace_seconds: u64,
-    #[arg(long, env = "LAMINA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[command(flatten)]
+    log: lamina_common::args::LogArgs,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    lamina_common::logging::init(&args.log_format);
+    let args: Args = lamina_common::args::parse("lamina-coordinator");
+    lamina_common::logging::init(&args.log.log_format);
     let settings = (AmqpSettings::from_env(), S3Settings::from_env(), lamina_common::config::secret_var("LAMINA_HTTP_TOKEN"));
     let (amqp, config, token) = match settings {
         (Ok(amqp), Ok(s3), Ok(token)) => {

@@ -3,6 +3,7 @@
 //! in-process queue and local folders) and in the distributed fleet.
 
 pub mod alloc;
+pub mod args;
 pub mod decode;
 pub mod documents;
 pub mod encode;
