@@ -333,7 +333,8 @@ impl Engine {
 
 /// Ends the job now, its summary marked with the signal that stopped it.
 fn interrupt(state: &Shared, job_id: &str, signal: Option<StopSignal>) {
-    if let Ok(mut s) = state.lock() {
+    {
+        let mut s = state.lock();
         s.interrupt(job_id, signal.map_or("signal", StopSignal::name));
     }
 }

@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     broker.close().await;
     planning.await?;
     let seconds = started.elapsed().as_secs_f64();
-    let published = state.lock().map(|s| s.pools.get(pool).map_or(0, |p| p.tasks_published)).unwrap_or(0);
+    let published = state.read(|s| s.tasks_published(pool));
     // The job's dedup set at its end: one fingerprint per image.
     let mut seen: HashSet<u128> = HashSet::new();
     for i in 0..images {

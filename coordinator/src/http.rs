@@ -52,12 +52,12 @@ async fn authorise(AxumState(app): AxumState<App>, request: Request, next: Next)
 }
 
 async fn jobs(AxumState(app): AxumState<App>) -> Response {
-    let jobs: Vec<_> = app.state.lock().map(|s| s.jobs.values().cloned().collect()).unwrap_or_default();
+    let jobs: Vec<_> = app.state.read(|s| s.jobs.values().cloned().collect());
     Json(jobs).into_response()
 }
 
 async fn job(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Response {
-    match app.state.lock().ok().and_then(|s| s.jobs.get(&id).cloned()) {
+    match app.state.read(|s| s.jobs.get(&id).cloned()) {
         Some(job) => Json(job).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no job {id} here\n")).into_response(),
     }
@@ -68,7 +68,7 @@ async fn cancel(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Respo
     if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return (StatusCode::BAD_REQUEST, "bad job id\n").into_response();
     }
-    let Ok(mut s) = app.state.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let mut s = app.state.lock();
     let state = s.cancel(&id);
     drop(s);
     tracing::info!(job_id = %id, state = %state, "cancel requested");
@@ -83,7 +83,7 @@ async fn page() -> Response {
 
 /// Everything the status page shows, in one read.
 async fn overview(AxumState(app): AxumState<App>) -> Response {
-    let Ok(s) = app.state.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let s = app.state.lock();
     let mut jobs: Vec<_> = s.jobs.values().cloned().collect();
     // Running jobs first, newest first within each group (job ids are time-ordered).
     jobs.sort_by(|a, b| (!a.state.is_active(), &b.job_id).cmp(&(!b.state.is_active(), &a.job_id)));
@@ -98,15 +98,13 @@ async fn overview(AxumState(app): AxumState<App>) -> Response {
 }
 
 async fn fleet(AxumState(app): AxumState<App>) -> Response {
-    Json(app.state.lock().map(|s| s.fleet()).unwrap_or_default()).into_response()
+    Json(app.state.read(|s| s.fleet())).into_response()
 }
 
 /// Prometheus text exposition; labels are bounded (status, pool, outcome, kind), never a
 /// job id, a worker or a key. The names are listed in docs/metrics.md.
 async fn metrics(AxumState(app): AxumState<App>) -> Response {
-    let Ok(s) = app.state.lock() else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
+    let s = app.state.lock();
     let mut page = lamina_common::exposition::Exposition::default();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| page.metric(name, kind, help, samples);
     let one = lamina_common::exposition::Exposition::one;

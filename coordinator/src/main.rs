@@ -72,9 +72,7 @@ fn main() -> ExitCode {
         // Reconnect with backoff while the broker is away; stop when told to.
         let served = reconnecting("coordinator", &shutdown, || async {
             let broker = lamina_common::queue::connect(&amqp, &config.name).await?;
-            if let Ok(mut s) = state.lock() {
-                s.broker_connects += 1;
-            }
+            state.lock().broker_connected();
             serve(&config, broker, state.clone(), shutdown.clone()).await
         });
         lamina_common::signal::exit_code(served, http, "HTTP endpoints", args.http, &shutdown).await

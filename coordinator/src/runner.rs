@@ -150,7 +150,8 @@ impl JobContext {
                     None => return Err(JobError::Stopping),
                 },
                 _ = tick.tick() => {
-                    if let Ok(mut s) = self.state.lock() {
+                    {
+                        let mut s = self.state.lock();
                         s.job_listed(&spec.job_id, listed, !planning_open);
                         s.job_ignored(&spec.job_id, fanout.stats.ignored.load(Ordering::Relaxed));
                         let waiting = !s.pool_has_live_workers(&spec.pool, LIVE_WORKER);
@@ -182,7 +183,7 @@ impl JobContext {
         summary.ignored = fanout.stats.ignored.load(Ordering::Relaxed);
         summary.ignored_examples = fanout.stats.ignored_examples.lock().map(|e| e.clone()).unwrap_or_default();
         if cancelled {
-            summary.interrupted_by = self.state.lock().ok().and_then(|mut s| s.interruptions.remove(&spec.job_id));
+            summary.interrupted_by = self.state.lock().interruptions.remove(&spec.job_id);
         }
         let state = if cancelled { JobState::Cancelled } else { JobState::Finished };
         self.finish(&spec, records, summary, state).await
@@ -192,7 +193,8 @@ impl JobContext {
     /// for it came before it did).
     fn register(&self, spec: &JobSpec) -> CancellationToken {
         let cancel = CancellationToken::new();
-        if let Ok(mut s) = self.state.lock() {
+        {
+            let mut s = self.state.lock();
             s.job_started(spec);
             s.pools.entry(spec.pool.clone()).or_default();
             s.cancels.insert(spec.job_id.clone(), cancel.clone());
@@ -241,7 +243,8 @@ impl JobContext {
     /// Writes the job's summary and reports the job over.
     async fn finish(&self, spec: &JobSpec, records: JobRecords, summary: Summary, state: JobState) -> Result<Summary, JobError> {
         let summary = records.finish(summary).await?;
-        if let Ok(mut s) = self.state.lock() {
+        {
+            let mut s = self.state.lock();
             s.job_finished(&spec.job_id, state);
         }
         if let Some(notes) = &self.notes {
@@ -300,7 +303,8 @@ impl Tally<'_> {
             self.released += 1;
         }
         self.progress.count(result.status);
-        if let Ok(mut s) = self.context.state.lock() {
+        {
+            let mut s = self.context.state.lock();
             s.job_result(&self.spec.job_id, &result, listed, listing_complete);
         }
         self.records.record(&result).await?;
@@ -330,7 +334,8 @@ impl Publisher {
         let mut out = Pipelined::new(&*self.broker, queue, self.priority, self.confirm_window);
         let count = |n: usize| {
             if n > 0 {
-                if let Ok(mut s) = self.state.lock() {
+                {
+                    let mut s = self.state.lock();
                     s.pools.entry(self.pool.clone()).or_default().tasks_published += n as u64;
                 }
             }
@@ -369,7 +374,7 @@ fn refusal(spec: &JobSpec, model: &Result<ModelSpec, String>, state: &Shared) ->
         return Some(format!("model {} refuses the job's parameters: {reason}", spec.model));
     }
     let id = model.identity()?.id;
-    let s = state.lock().ok()?;
+    let s = state.lock();
     let live: Vec<String> = s
         .fleet()
         .into_iter()

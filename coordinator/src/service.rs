@@ -176,7 +176,8 @@ async fn start_job(
         Ok(spec) => spec,
         Err(reason) => {
             warn!(reason = %reason, "rejected a job message: dead-lettered");
-            if let Ok(mut s) = state.lock() {
+            {
+                let mut s = state.lock();
                 s.messages_rejected += 1;
             }
             return delivery.settle.reject().await;
@@ -220,7 +221,7 @@ async fn look_around(broker: &dyn Broker, state: &Shared, scheduler: &Scheduler)
     let topology = broker.topology();
     let dead = broker.depth(&topology.dead()).await?;
     let (pools, prefetch) = {
-        let Ok(mut s) = state.lock() else { return Ok(()) };
+        let mut s = state.lock();
         s.dead_letter_queue = dead;
         let mut prefetch: HashMap<String, usize> = s.pools.keys().map(|p| (p.clone(), 0)).collect();
         for w in s.fleet().iter().filter(|w| w.seconds_since_heartbeat < LIVE_WORKER) {
@@ -234,11 +235,13 @@ async fn look_around(broker: &dyn Broker, state: &Shared, scheduler: &Scheduler)
     for pool in pools {
         // A pool whose queue nobody declared yet has no depth to report.
         let ready = broker.depth(&topology.tasks(&pool)).await?;
-        if let Ok(mut s) = state.lock() {
+        {
+            let mut s = state.lock();
             s.pools.entry(pool).or_default().queue_ready = ready;
         }
     }
-    if let Ok(mut s) = state.lock() {
+    {
+        let mut s = state.lock();
         s.windows = scheduler.windows();
     }
     Ok(())
@@ -258,7 +261,8 @@ fn route_event(body: &[u8], routes: &Routes, state: &Shared) {
     if let Some(beat) = event.heartbeat {
         debug!(worker = %beat.worker, pool = %beat.pool, device = %beat.device, in_flight = beat.in_flight,
             images_per_second = beat.images_per_second, "heartbeat");
-        if let Ok(mut s) = state.lock() {
+        {
+            let mut s = state.lock();
             s.heartbeat(beat);
         }
     }
@@ -281,7 +285,8 @@ fn deliver(routes: &Routes, job_id: &str, result: TaskResult) {
 /// anything else dead-lettered is only counted (it stays in `<prefix>.dead` for operators).
 fn route_dead_letter(body: &[u8], death: Option<Death>, routes: &Routes, state: &Shared) {
     let task = serde_json::from_slice::<Task>(body).ok().filter(|t| t.schema == TASK_SCHEMA);
-    if let Ok(mut s) = state.lock() {
+    {
+        let mut s = state.lock();
         if task.is_some() {
             s.dead_letters_task += 1;
         } else {

@@ -1,9 +1,12 @@
 //! What the coordinator knows right now, shared between the job runners, the event router
 //! and the HTTP endpoints: jobs with their progress, the fleet from its heartbeats, counters.
-//! Guarded by a plain mutex that is never held across an await.
+//! Guarded by one mutex behind [`Shared`], never held across an await, with one policy for
+//! a lock a panicking holder poisoned: the state is views and counters, each update leaves
+//! it usable, so it is taken over and serving goes on (a status page that answers 500 for
+//! the rest of the process's life helps no one).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -15,7 +18,21 @@ const RECENT_FAILURES: usize = 10;
 /// Finished jobs kept in the view.
 const FINISHED_KEPT: usize = 100;
 
-pub type Shared = Arc<Mutex<State>>;
+/// The coordinator's state, shared: the only way in is [`Shared::lock`] (or [`Shared::read`]).
+#[derive(Debug, Clone, Default)]
+pub struct Shared(Arc<Mutex<State>>);
+
+impl Shared {
+    /// The state, locked; a poisoned lock is taken over (see the module's note).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads from the state under the lock.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock())
+    }
+}
 
 /// Where a job is, as the status endpoints show it (lowercase, `cancel-requested`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,32 +82,32 @@ const CANCEL_REQUESTS_KEPT: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub struct State {
-    pub jobs: BTreeMap<String, JobView>,
-    pub workers: BTreeMap<String, WorkerView>,
+    pub(crate) jobs: BTreeMap<String, JobView>,
+    pub(crate) workers: BTreeMap<String, WorkerView>,
     /// Per pool: tasks published, heartbeats received, ready messages in the task queue.
-    pub pools: BTreeMap<String, PoolCounters>,
-    pub results_done: u64,
-    pub results_rendered: u64,
-    pub results_skipped: u64,
-    pub results_failed: u64,
-    pub messages_rejected: u64,
-    pub dead_letters_task: u64,
-    pub dead_letters_other: u64,
+    pub(crate) pools: BTreeMap<String, PoolCounters>,
+    pub(crate) results_done: u64,
+    pub(crate) results_rendered: u64,
+    pub(crate) results_skipped: u64,
+    pub(crate) results_failed: u64,
+    pub(crate) messages_rejected: u64,
+    pub(crate) dead_letters_task: u64,
+    pub(crate) dead_letters_other: u64,
     /// Messages in the dead-letter queue at the last look (None until the first).
-    pub dead_letter_queue: Option<u64>,
-    pub jobs_completed: u64,
-    pub jobs_cancelled: u64,
-    pub jobs_failed: u64,
-    pub broker_connects: u64,
+    pub(crate) dead_letter_queue: Option<u64>,
+    pub(crate) jobs_completed: u64,
+    pub(crate) jobs_cancelled: u64,
+    pub(crate) jobs_failed: u64,
+    pub(crate) broker_connects: u64,
     /// The running jobs' cancel switches.
-    pub cancels: BTreeMap<String, tokio_util::sync::CancellationToken>,
+    pub(crate) cancels: BTreeMap<String, tokio_util::sync::CancellationToken>,
     /// Jobs asked to be cancelled before they started here.
-    pub cancel_requests: HashSet<String>,
+    pub(crate) cancel_requests: HashSet<String>,
     /// Why a job was stopped, when a signal rather than a user's cancel stopped it
     /// (`SIGINT`, `SIGTERM`); recorded in its summary.
-    pub interruptions: BTreeMap<String, String>,
+    pub(crate) interruptions: BTreeMap<String, String>,
     /// The pools' windows at the last look.
-    pub windows: Vec<crate::scheduler::WindowView>,
+    pub(crate) windows: Vec<crate::scheduler::WindowView>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -279,6 +296,16 @@ impl State {
     }
 
     /// The fleet with the age of each heartbeat filled in.
+    /// The broker connection was made (again).
+    pub fn broker_connected(&mut self) {
+        self.broker_connects += 1;
+    }
+
+    /// Tasks published to `pool`'s queue by this coordinator.
+    pub fn tasks_published(&self, pool: &str) -> u64 {
+        self.pools.get(pool).map_or(0, |p| p.tasks_published)
+    }
+
     pub fn fleet(&self) -> Vec<WorkerView> {
         self.workers
             .values()

@@ -173,7 +173,7 @@ async fn a_cancelled_job_stops_and_says_so_and_a_cancel_before_the_start_is_kept
     engine.report(&task1, Status::Done).await;
     delivery.settle.ack().await.unwrap();
     assert!(matches!(engine.notes.recv().await, Some(JobNote::Result { .. })));
-    let state = engine.state.lock().unwrap().cancel("j3");
+    let state = engine.state.lock().cancel("j3");
     assert_eq!(state, JobState::Cancelling);
     let (summary, _) = engine.finished().await;
     assert!(summary.cancelled, "{summary:?}");
@@ -181,7 +181,7 @@ async fn a_cancelled_job_stops_and_says_so_and_a_cancel_before_the_start_is_kept
     assert!(summary.interrupted_by.is_none());
 
     // Cancelled before it arrives: it ends at once, nothing published.
-    assert_eq!(engine.state.lock().unwrap().interrupt("j4", "SIGTERM"), JobState::CancelRequested);
+    assert_eq!(engine.state.lock().interrupt("j4", "SIGTERM"), JobState::CancelRequested);
     engine.submit(&engine.spec("j4")).await;
     let (summary, _) = engine.finished().await;
     assert!(summary.cancelled);
