@@ -22,7 +22,7 @@ use crate::state::{JobState, Shared};
 use crate::{plan, JobRecords, PlanStats, Planner, Progress, Summary};
 use lamina_common::config::S3Settings;
 use lamina_common::messages::{JobSpec, Task, TaskResult};
-use lamina_families::ModelSpec;
+use lamina_families::{ModelSpec, UnknownModel};
 use lamina_common::queue::{Broker, Pipelined, QueueError};
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::{store, Location};
@@ -365,10 +365,10 @@ impl Publisher {
 /// Why a job cannot run at all, found before any image is read: a model the job names
 /// that does not exist or refuses its parameters, or a pool whose live workers all run
 /// another model.
-fn refusal(spec: &JobSpec, model: &Result<ModelSpec, String>, state: &Shared) -> Option<String> {
+fn refusal(spec: &JobSpec, model: &Result<ModelSpec, UnknownModel>, state: &Shared) -> Option<String> {
     let model = match model {
         Ok(model) => model,
-        Err(reason) => return Some(reason.clone()),
+        Err(unknown) => return Some(unknown.to_string()),
     };
     if let Err(reason) = model.check_params(&spec.params) {
         return Some(format!("model {} refuses the job's parameters: {reason}", spec.model));

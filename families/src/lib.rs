@@ -117,8 +117,8 @@ pub struct Description {
     pub identity: Option<ModelIdentity>,
     pub rule: ParamRule,
     pub caps: Capabilities,
-    /// Why the model's card or files could not be read here, if they could not.
-    pub unread: Option<String>,
+    /// Why the model's card could not be read here, if it could not.
+    pub unread: Option<CardError>,
 }
 
 /// Which decomposition parameters a model takes: the one rule the coordinator, the CLI and
@@ -201,10 +201,10 @@ impl PartialEq for ModelSpec {
 
 impl ModelSpec {
     /// The family that answers to `text`; the error lists every form.
-    pub fn parse(text: &str) -> Result<ModelSpec, String> {
+    pub fn parse(text: &str) -> Result<ModelSpec, UnknownModel> {
         match FAMILIES.iter().find(|f| (f.accepts)(text)) {
             Some(family) => Ok(ModelSpec { family, text: text.to_owned() }),
-            None => Err(format!("unknown model {text:?} (use {})", forms())),
+            None => Err(UnknownModel { text: text.to_owned(), forms: forms() }),
         }
     }
 
@@ -226,7 +226,7 @@ impl ModelSpec {
     }
 
     /// Whether the model takes `params`; the reason when it does not.
-    pub fn check_params(&self, params: &DecomposeParams) -> Result<(), String> {
+    pub fn check_params(&self, params: &DecomposeParams) -> Result<(), Refusal> {
         self.describe().rule.check(params)
     }
 }
@@ -243,30 +243,63 @@ fn takers(takes: fn(&ParamRule) -> bool) -> String {
     names.join(" and ")
 }
 
+/// A model card (or pipeline card) that cannot be read or is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct CardError {
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}
+
+/// A `--model` no family answers to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown model {text:?} (use {forms})")]
+pub struct UnknownModel {
+    pub text: String,
+    /// Every form a family answers to.
+    pub forms: String,
+}
+
+/// Why a model refuses a job's parameters ([`ParamRule::check`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("--layers {n} is out of range ({min} to {max}{what})")]
+    LayersOutOfRange { n: u8, min: u8, max: u8, what: String },
+    #[error("this model makes {count} normal-blend layers and cannot merge them to {n}")]
+    FixedLayers { n: u8, count: usize },
+    #[error("the palette has {given} colours; this model needs exactly {needs}")]
+    PaletteSize { given: usize, needs: usize },
+    /// `takers` names the families that take it.
+    #[error("this model takes no palette (--palette is for {takers})")]
+    NoPalette { takers: String },
+    #[error("this model has no fast mode (--quality fast is for {takers})")]
+    NoFastMode { takers: String },
+    #[error("this model's layers cannot be dropped by coverage (--min-coverage is for {takers})")]
+    NoMinCoverage { takers: String },
+}
+
 impl ParamRule {
-    pub fn check(&self, params: &DecomposeParams) -> Result<(), String> {
+    pub fn check(&self, params: &DecomposeParams) -> Result<(), Refusal> {
         if let Some(n) = params.layer_target() {
             match self.layers {
                 LayerRule::Range { min, max, what } if !(min..=max).contains(&n) => {
                     let what = if what.is_empty() { String::new() } else { format!(": {what}") };
-                    return Err(format!("--layers {n} is out of range ({min} to {max}{what})"));
+                    return Err(Refusal::LayersOutOfRange { n, min, max, what });
                 }
-                LayerRule::Exactly(count) if usize::from(n) != count => {
-                    return Err(format!("this model makes {count} normal-blend layers and cannot merge them to {n}"));
-                }
+                LayerRule::Exactly(count) if usize::from(n) != count => return Err(Refusal::FixedLayers { n, count }),
                 _ => {}
             }
         }
         match (&params.palette, self.palette) {
-            (Some(p), Some(n)) if p.len() != n => return Err(format!("the palette has {} colours; this model needs exactly {n}", p.len())),
-            (Some(_), None) => return Err(format!("this model takes no palette (--palette is for {})", takers(|r| r.palette.is_some()))),
+            (Some(p), Some(needs)) if p.len() != needs => return Err(Refusal::PaletteSize { given: p.len(), needs }),
+            (Some(_), None) => return Err(Refusal::NoPalette { takers: takers(|r| r.palette.is_some()) }),
             _ => {}
         }
         if !params.quality.is_reference() && !self.fast {
-            return Err(format!("this model has no fast mode (--quality fast is for {})", takers(|r| r.fast)));
+            return Err(Refusal::NoFastMode { takers: takers(|r| r.fast) });
         }
         if params.min_coverage.is_some() && !self.min_coverage {
-            return Err(format!("this model's layers cannot be dropped by coverage (--min-coverage is for {})", takers(|r| r.min_coverage)));
+            return Err(Refusal::NoMinCoverage { takers: takers(|r| r.min_coverage) });
         }
         Ok(())
     }
@@ -289,8 +322,8 @@ mod tests {
         assert_eq!(ModelSpec::parse("capacity-test:300").unwrap().identity().unwrap().id, "capacity-test-300ms@1");
         let ts = ModelSpec::parse("torchscript:/nowhere/m.pt").unwrap();
         assert!(ts.identity().is_none());
-        assert!(ts.describe().unread.unwrap().contains("/nowhere/m.json"));
-        let unknown = ModelSpec::parse("resnet").unwrap_err();
+        assert!(ts.describe().unread.unwrap().to_string().contains("/nowhere/m.json"));
+        let unknown = ModelSpec::parse("resnet").unwrap_err().to_string();
         assert!(unknown.contains("unknown model") && unknown.contains("objects-small") && unknown.contains("torchscript:PATH"), "{unknown}");
         assert!(ModelSpec::parse("torchscript:").is_err());
     }
@@ -307,11 +340,11 @@ mod tests {
     fn parameters_are_checked_by_one_rule_from_each_familys_description() {
         let fscs = ModelSpec::parse("fscs").unwrap();
         assert!(fscs.check_params(&params(Some(3), 7)).is_ok());
-        assert!(fscs.check_params(&params(Some(9), 0)).unwrap_err().contains("--layers 9 is out of range (2 to 7)"));
-        assert!(fscs.check_params(&params(None, 3)).unwrap_err().contains("exactly 7"));
+        assert!(fscs.check_params(&params(Some(9), 0)).unwrap_err().to_string().contains("--layers 9 is out of range (2 to 7)"));
+        assert!(fscs.check_params(&params(None, 3)).unwrap_err().to_string().contains("exactly 7"));
         let objects = ModelSpec::parse("objects").unwrap();
-        assert!(objects.check_params(&params(Some(9), 0)).unwrap_err().contains("2 to 8: the background and up to 7 objects"));
-        assert!(objects.check_params(&params(None, 7)).unwrap_err().contains("takes no palette (--palette is for fscs)"));
+        assert!(objects.check_params(&params(Some(9), 0)).unwrap_err().to_string().contains("2 to 8: the background and up to 7 objects"));
+        assert!(objects.check_params(&params(None, 7)).unwrap_err().to_string().contains("takes no palette (--palette is for fscs)"));
 
         let dir = std::env::temp_dir().join(format!("lamina-card-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -319,22 +352,22 @@ mod tests {
         std::fs::write(dir.join("m.json"), card).unwrap();
         let ts = ModelSpec::parse(&format!("torchscript:{}", dir.join("m.pt").display())).unwrap();
         assert!(ts.check_params(&params(Some(4), 0)).is_ok());
-        assert!(ts.check_params(&params(Some(3), 0)).unwrap_err().contains("makes 4 normal-blend layers"));
+        assert!(ts.check_params(&params(Some(3), 0)).unwrap_err().to_string().contains("makes 4 normal-blend layers"));
         let unread = ModelSpec::parse("torchscript:/nowhere/m.pt").unwrap();
         assert!(unread.check_params(&params(Some(3), 0)).is_ok(), "a card the coordinator cannot read is checked by the workers");
-        assert!(unread.check_params(&params(None, 7)).unwrap_err().contains("no palette"));
+        assert!(unread.check_params(&params(None, 7)).unwrap_err().to_string().contains("no palette"));
         assert!(ModelSpec::parse("capacity-test:1").unwrap().check_params(&params(Some(3), 0)).is_ok());
 
         let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
         assert!(fscs.check_params(&fast).is_ok());
-        assert!(ts.check_params(&fast).unwrap_err().contains("no fast mode (--quality fast is for fscs)"));
+        assert!(ts.check_params(&fast).unwrap_err().to_string().contains("no fast mode (--quality fast is for fscs)"));
         let auto = DecomposeParams { layers: Some(LayerCount::Auto), ..DecomposeParams::default() };
         assert!(fscs.check_params(&auto).is_ok());
         assert!(ts.check_params(&auto).is_ok(), "auto keeps what a fixed-count model makes");
         let sparse = DecomposeParams { min_coverage: Some(Share::parse("1%").unwrap()), ..DecomposeParams::default() };
         assert!(fscs.check_params(&sparse).is_ok());
         assert!(objects.check_params(&sparse).is_ok());
-        assert!(ts.check_params(&sparse).unwrap_err().contains("--min-coverage is for fscs and objects"));
+        assert!(ts.check_params(&sparse).unwrap_err().to_string().contains("--min-coverage is for fscs and objects"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -21,7 +21,7 @@ pub struct ModelArgs {
 }
 
 /// A `--model` some family answers to.
-fn model(text: &str) -> Result<String, String> {
+fn model(text: &str) -> Result<String, lamina_families::UnknownModel> {
     ModelSpec::parse(text).map(|_| text.to_owned())
 }
 

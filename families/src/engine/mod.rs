@@ -39,9 +39,9 @@ pub struct Decoded {
 pub enum ModelError {
     #[error("{path}: {reason}")]
     Load { path: String, reason: String },
-    /// The model card is missing or wrong (the reason names the file).
-    #[error("{reason}")]
-    Card { reason: String },
+    /// The model card, or a file it names, is missing or wrong.
+    #[error(transparent)]
+    Card(#[from] lamina_families::CardError),
     #[error("model {model}: {reason}")]
     Params { model: String, reason: String },
     /// The image needs more memory than the budget allows and the model cannot tile.
@@ -219,7 +219,7 @@ pub trait Model: Send {
     /// and again on every batch.
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
         let desc = self.desc();
-        desc.rule.check(params).map_err(|reason| ModelError::Params { model: desc.id.clone(), reason })
+        desc.rule.check(params).map_err(|refusal| ModelError::Params { model: desc.id.clone(), reason: refusal.to_string() })
     }
 
     /// Decomposes a batch.

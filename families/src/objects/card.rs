@@ -129,8 +129,8 @@ impl Recipe {
 
     /// Reads and checks a recipe; stage paths come back resolved against its folder. The
     /// error names the file and what is wrong.
-    pub fn read(path: &Path) -> Result<Recipe, String> {
-        let err = |reason: String| format!("{}: {reason}", path.display());
+    pub fn read(path: &Path) -> Result<Recipe, crate::CardError> {
+        let err = |reason: String| crate::CardError { path: path.to_owned(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the pipeline card: {e}")))?;
         let mut recipe: Recipe = serde_json::from_str(&text).map_err(|e| err(format!("bad pipeline card: {e}")))?;
         recipe.check().map_err(|reason| err(format!("bad pipeline card: {reason}")))?;
@@ -218,7 +218,7 @@ mod tests {
             (r#"{"kind":"pipeline","name":"r"}"#, "bad pipeline card"),
         ] {
             let (_dir, path) = write(text);
-            let e = Recipe::read(&path).unwrap_err();
+            let e = Recipe::read(&path).unwrap_err().to_string();
             assert!(e.contains("recipe.json") && e.contains(fault), "{e}");
         }
     }

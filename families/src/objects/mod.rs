@@ -78,7 +78,8 @@ pub fn describe(text: &str) -> Description {
         description.identity = Some(net.identity());
     } else if let Some(path) = pipeline_card(text) {
         // The card names its stages' sha256, so the card's own hash covers the weights.
-        match std::fs::read(path).map_err(|e| format!("{}: cannot read the pipeline card: {e}", path.display())).and_then(|bytes| Ok((Recipe::read(path)?, bytes))) {
+        let bytes = std::fs::read(path).map_err(|e| crate::CardError { path: path.to_owned(), reason: format!("cannot read the pipeline card: {e}") });
+        match bytes.and_then(|bytes| Ok((Recipe::read(path)?, bytes))) {
             Ok((recipe, bytes)) => {
                 description.identity = Some(ModelIdentity { id: format!("{}@{}", recipe.name, recipe.version), weights_sha256: hex::encode(Sha256::digest(&bytes)) });
             }

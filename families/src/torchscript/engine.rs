@@ -25,7 +25,7 @@ impl TorchScriptModel {
     /// Loads `path` and its card, refusing the model when its sha256 does not match.
     pub fn load(path: &Path, device: Device) -> Result<TorchScriptModel, ModelError> {
         let card = ModelCard::read(&ModelCard::path_for(path))
-            .map_err(|reason| ModelError::Card { reason })?;
+            .map_err(ModelError::Card)?;
         let err = |reason: String| ModelError::Load { path: path.display().to_string(), reason };
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read model: {e}")))?;
         let digest = hex::encode(Sha256::digest(&bytes));

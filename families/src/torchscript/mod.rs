@@ -70,8 +70,8 @@ impl ModelCard {
     }
 
     /// Reads and checks a card; the error names the file and what is wrong.
-    pub fn read(path: &Path) -> Result<ModelCard, String> {
-        let err = |reason: String| format!("{}: {reason}", path.display());
+    pub fn read(path: &Path) -> Result<ModelCard, crate::CardError> {
+        let err = |reason: String| crate::CardError { path: path.to_owned(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read model card: {e}")))?;
         let card: ModelCard = serde_json::from_str(&text).map_err(|e| err(format!("bad model card: {e}")))?;
         if card.layers == 0 || card.size_multiple < 1 || card.max_side == 0 {

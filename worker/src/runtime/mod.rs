@@ -29,6 +29,6 @@ pub fn shared(model: Box<dyn Model>) -> SharedModel {
 /// Loads a model by its `--model` text, through the family that answers to it
 /// ([`lamina_families::FAMILIES`]).
 pub fn load(spec: &str, device: tch::Device) -> Result<Box<dyn Model>, ModelError> {
-    let parsed = ModelSpec::parse(spec).map_err(|reason| ModelError::Load { path: spec.to_owned(), reason })?;
+    let parsed = ModelSpec::parse(spec).map_err(|e| ModelError::Load { path: spec.to_owned(), reason: e.to_string() })?;
     lamina_engine::load(&parsed, device)
 }

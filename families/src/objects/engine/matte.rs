@@ -153,21 +153,22 @@ pub struct ScriptMatte {
 }
 
 impl ScriptMatte {
-    pub fn load(path: &Path, sha256: &str, size: i64, norm: Normalise, output: usize, sigmoid: bool, device: Device) -> Result<ScriptMatte, String> {
+    pub fn load(path: &Path, sha256: &str, size: i64, norm: Normalise, output: usize, sigmoid: bool, device: Device) -> Result<ScriptMatte, lamina_families::CardError> {
         let module = load_script(path, sha256, device)?;
         Ok(ScriptMatte { module, device, kind: Kind::Float, sha256: sha256.to_owned(), path: path.to_owned(), size, norm, output, sigmoid })
     }
 }
 
 /// Loads a TorchScript stage after checking its sha256.
-pub fn load_script(path: &Path, sha256: &str, device: Device) -> Result<tch::CModule, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read ({e})", path.display()))?;
+pub fn load_script(path: &Path, sha256: &str, device: Device) -> Result<tch::CModule, lamina_families::CardError> {
+    let err = |reason: String| lamina_families::CardError { path: path.to_owned(), reason };
+    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read ({e})")))?;
     let digest = hex::encode(Sha256::digest(&bytes));
     if !digest.eq_ignore_ascii_case(sha256) {
-        return Err(format!("{}: sha256 {digest} does not match the recipe's {sha256}", path.display()));
+        return Err(err(format!("sha256 {digest} does not match the recipe's {sha256}")));
     }
     let mut module = tch::CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)
-        .map_err(|e| format!("{}: not a loadable TorchScript file: {}", path.display(), first_line(&e.to_string())))?;
+        .map_err(|e| err(format!("not a loadable TorchScript file: {}", first_line(&e.to_string()))))?;
     module.set_eval();
     Ok(module)
 }
@@ -217,7 +218,7 @@ impl Matte for ScriptMatte {
 
     fn set_kind(&mut self, kind: Kind) -> Result<(), String> {
         // From the file again (checked again), so fp32 after fp16 is the file's fp32.
-        let mut module = load_script(&self.path, &self.sha256, self.device)?;
+        let mut module = load_script(&self.path, &self.sha256, self.device).map_err(|e| e.to_string())?;
         if kind != Kind::Float {
             module.to(self.device, kind, false);
         }

@@ -73,8 +73,8 @@ impl ObjectModel {
     /// A user's recipe (`pipeline:PATH`).
     pub fn pipeline(path: &std::path::Path, device: Device) -> Result<ObjectModel, ModelError> {
         let description = lamina_families::objects::describe(&format!("pipeline:{}", path.display()));
-        let identity = description.identity.ok_or_else(|| ModelError::Card { reason: description.unread.unwrap_or_default() })?;
-        let recipe = Recipe::read(path).map_err(|reason| ModelError::Card { reason })?;
+        let identity = description.identity.ok_or_else(|| match description.unread { Some(e) => ModelError::Card(e), None => ModelError::Load { path: path.display().to_string(), reason: "cannot read the pipeline card".to_owned() } })?;
+        let recipe = Recipe::read(path).map_err(ModelError::Card)?;
         Self::from_recipe(recipe, identity, device)
     }
 

@@ -23,13 +23,13 @@ pub fn load_stages(recipe: &Recipe, device: Device) -> Result<Stages, ModelError
         }
         MatteStage::Script(m) => {
             let norm = Normalise { mean: m.mean, std: m.std };
-            Box::new(ScriptMatte::load(&m.torchscript, &m.sha256, m.input_size, norm, m.output, m.sigmoid, device).map_err(|reason| ModelError::Card { reason })?)
+            Box::new(ScriptMatte::load(&m.torchscript, &m.sha256, m.input_size, norm, m.output, m.sigmoid, device).map_err(ModelError::Card)?)
         }
     };
     let fill: Box<dyn Fill> = match &recipe.inpaint {
         None => Box::new(PushPull),
         Some(stage) => {
-            let module = load_script(&stage.torchscript, &stage.sha256, device).map_err(|reason| ModelError::Card { reason })?;
+            let module = load_script(&stage.torchscript, &stage.sha256, device).map_err(ModelError::Card)?;
             Box::new(ScriptFill { module, path: stage.torchscript.clone(), multiple: stage.size_multiple })
         }
     };
