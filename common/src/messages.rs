@@ -250,3 +250,18 @@ pub struct Heartbeat {
     #[serde(default)]
     pub oldest_unacked_seconds: f64,
 }
+
+/// Why a message is not one the receiver can act on: it goes to the dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMessage {
+    #[error("message of {bytes} bytes is over the {cap}-byte cap")]
+    TooLarge { bytes: usize, cap: usize },
+    /// Not JSON, or not the message's fields (`what`: job, task).
+    #[error("not a {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("unknown {what} schema {schema:?}")]
+    Schema { what: &'static str, schema: String },
+    /// A field that cannot be used (a location, a key, an id, a pool, a priority).
+    #[error("{0}")]
+    Field(String),
+}

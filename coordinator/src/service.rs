@@ -28,7 +28,7 @@ use crate::scheduler::Scheduler;
 use crate::state::Shared;
 use crate::Summary;
 use lamina_common::config::S3Settings;
-use lamina_common::messages::{Event, FailureKind, JobSpec, Task, TaskResult, EVENT_SCHEMA, JOB_SCHEMA, TASK_SCHEMA};
+use lamina_common::messages::{BadMessage, Event, FailureKind, JobSpec, Task, TaskResult, EVENT_SCHEMA, JOB_SCHEMA, TASK_SCHEMA};
 use lamina_common::queue::{Broker, Death, DeathReason, Delivery, QueueError, MAX_DELIVERIES};
 use lamina_common::Location;
 use lamina_common::amqp::MAX_MESSAGE_BYTES;
@@ -62,25 +62,25 @@ type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<TaskResult>>>>;
 const LOOK_EVERY: Duration = Duration::from_secs(2);
 
 /// Checks a job request: size, schema, fields, locations.
-pub fn parse_job(body: &[u8]) -> Result<JobSpec, String> {
+pub fn parse_job(body: &[u8]) -> Result<JobSpec, BadMessage> {
     if body.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("message of {} bytes is over the {MAX_MESSAGE_BYTES}-byte cap", body.len()));
+        return Err(BadMessage::TooLarge { bytes: body.len(), cap: MAX_MESSAGE_BYTES });
     }
-    let spec: JobSpec = serde_json::from_slice(body).map_err(|e| format!("not a job: {e}"))?;
+    let spec: JobSpec = serde_json::from_slice(body).map_err(|e| BadMessage::Malformed { what: "job", reason: e.to_string() })?;
     if spec.schema != JOB_SCHEMA {
-        return Err(format!("unknown job schema {:?}", spec.schema));
+        return Err(BadMessage::Schema { what: "job", schema: spec.schema });
     }
     for location in [&spec.input, &spec.output] {
-        Location::parse(location).map_err(|e| e.to_string())?;
+        Location::parse(location).map_err(|e| BadMessage::Field(e.to_string()))?;
     }
     if spec.job_id.is_empty() || !spec.job_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(format!("bad job id {:?}", spec.job_id));
+        return Err(BadMessage::Field(format!("bad job id {:?}", spec.job_id)));
     }
     if spec.pool.is_empty() || !spec.pool.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(format!("bad pool name {:?}", spec.pool));
+        return Err(BadMessage::Field(format!("bad pool name {:?}", spec.pool)));
     }
     if spec.priority > 9 {
-        return Err(format!("priority {} is over 9", spec.priority));
+        return Err(BadMessage::Field(format!("priority {} is over 9", spec.priority)));
     }
     Ok(spec)
 }

@@ -39,7 +39,7 @@ use crate::pipeline::{self, Finished, ModelClock, Rendering, Work, WorkerConfig}
 use lamina_common::amqp::MAX_MESSAGE_BYTES;
 use lamina_common::config::S3Settings;
 use lamina_common::keys::check_relative;
-use lamina_common::messages::{Event, FailureKind, Heartbeat, Step, Task, TaskResult, EVENT_SCHEMA, TASK_SCHEMA};
+use lamina_common::messages::{BadMessage, Event, FailureKind, Heartbeat, Step, Task, TaskResult, EVENT_SCHEMA, TASK_SCHEMA};
 use lamina_common::queue::{Broker, Consumer, Delivery, QueueError, Settle};
 use lamina_common::retry::RetryPolicy;
 use lamina_common::store::StoreCache;
@@ -117,15 +117,15 @@ pub fn prefetch_for(rate: Option<f64>, batch: usize, cap: u16) -> u16 {
 }
 
 /// Why a message is not a task.
-pub fn parse_task(body: &[u8]) -> Result<Task, String> {
+pub fn parse_task(body: &[u8]) -> Result<Task, BadMessage> {
     if body.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("message of {} bytes is over the {MAX_MESSAGE_BYTES}-byte cap", body.len()));
+        return Err(BadMessage::TooLarge { bytes: body.len(), cap: MAX_MESSAGE_BYTES });
     }
-    let task: Task = serde_json::from_slice(body).map_err(|e| format!("not a task: {e}"))?;
+    let task: Task = serde_json::from_slice(body).map_err(|e| BadMessage::Malformed { what: "task", reason: e.to_string() })?;
     if task.schema != TASK_SCHEMA {
-        return Err(format!("unknown task schema {:?}", task.schema));
+        return Err(BadMessage::Schema { what: "task", schema: task.schema });
     }
-    check_relative(&task.key).map_err(|e| e.to_string())?;
+    check_relative(&task.key).map_err(|e| BadMessage::Field(e.to_string()))?;
     Ok(task)
 }
 
@@ -464,14 +464,14 @@ mod tests {
 
     #[test]
     fn refuses_messages_that_are_not_valid_tasks() {
-        assert!(parse_task(b"{not json").unwrap_err().starts_with("not a task"));
-        assert!(parse_task(&vec![b' '; MAX_MESSAGE_BYTES + 1]).unwrap_err().contains("cap"));
+        assert!(parse_task(b"{not json").unwrap_err().to_string().starts_with("not a task"));
+        assert!(parse_task(&vec![b' '; MAX_MESSAGE_BYTES + 1]).unwrap_err().to_string().contains("cap"));
         let task = |schema: &str, key: &str, extra: &str| {
             format!(r#"{{"schema":"{schema}","job_id":"j","input":"i","output":"o","key":"{key}","size":1,"etag":null,"params":{{"layers":null,"palette":null}}{extra}}}"#)
         };
         assert!(parse_task(task(TASK_SCHEMA, "a.png", "").as_bytes()).is_ok());
-        assert!(parse_task(task("lamina.task/9", "a.png", "").as_bytes()).unwrap_err().contains("schema"));
+        assert!(parse_task(task("lamina.task/9", "a.png", "").as_bytes()).unwrap_err().to_string().contains("schema"));
         assert!(parse_task(task(TASK_SCHEMA, "../a.png", "").as_bytes()).is_err());
-        assert!(parse_task(task(TASK_SCHEMA, "a.png", r#","surprise":1"#).as_bytes()).unwrap_err().contains("unknown field"));
+        assert!(parse_task(task(TASK_SCHEMA, "a.png", r#","surprise":1"#).as_bytes()).unwrap_err().to_string().contains("unknown field"));
     }
 }
