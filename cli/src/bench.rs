@@ -66,7 +66,7 @@ pub struct BenchArgs {
 }
 
 pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let device = args.device.device().map_err(anyhow::Error::msg)?;
+    let device = args.device.device()?;
     let params = args.decompose.params();
     let photos = load_photos(&args.images)?;
     println!("device: {}  threads: {}  model: {}", runtime::device_name(device), tch::get_num_threads(), args.model.model);
@@ -76,7 +76,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("| measurement | size | batch | precision | images/s | ms/image |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    let mut layout = args.device.lane_spec().map_err(anyhow::Error::msg)?;
+    let mut layout = args.device.lane_spec()?;
     layout.devices.truncate(1);
     layout.per_device = 1;
     let lanes = runtime::load_lanes(&args.model.model, &layout)?;

@@ -136,9 +136,9 @@ pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> any
         output.get_opt("_lamina/jobs/.probe").await.with_context(|| format!("OUT {}", args.output))?;
     }
     let params = args.decompose.params();
-    let device = args.device.device().map_err(anyhow::Error::msg)?;
+    let device = args.device.device()?;
     let budget = lamina_worker::args::memory_budget(args.limits.memory.memory_budget, device);
-    let layout = args.device.lane_spec().map_err(anyhow::Error::msg)?;
+    let layout = args.device.lane_spec()?;
     let lanes = layout.devices.len() * layout.per_device;
     // The parameter rule is checked now, from the model's description; the model itself
     // loads when an image first needs it.

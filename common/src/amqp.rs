@@ -48,7 +48,7 @@ impl AmqpSettings {
     /// trust for `amqps://`, for a broker whose certificate a private CA signed).
     pub fn from_env() -> Result<AmqpSettings, String> {
         let url = crate::config::var("LAMINA_AMQP_URL")?.unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".to_owned());
-        crate::queue::check_url(&url).map_err(|reason| format!("LAMINA_AMQP_URL: {reason}"))?;
+        crate::queue::check_url(&url).map_err(|e| format!("LAMINA_AMQP_URL: {e}"))?;
         let prefix = crate::config::var("LAMINA_AMQP_PREFIX")?.unwrap_or_else(|| "lamina".to_owned());
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(format!("LAMINA_AMQP_PREFIX {prefix:?}: use letters, digits, '-', '_' and '.'"));

@@ -41,11 +41,20 @@ pub enum MemoryBudget {
     Bytes(u64),
 }
 
+/// A `--memory-budget` that is neither `auto` nor a size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct BadMemoryBudget {
+    pub text: String,
+    /// What is wrong with it (not a number, an unknown unit).
+    pub reason: String,
+}
+
 impl MemoryBudget {
-    pub fn parse(text: &str) -> Result<MemoryBudget, String> {
+    pub fn parse(text: &str) -> Result<MemoryBudget, BadMemoryBudget> {
         match text {
             "auto" => Ok(MemoryBudget::Auto),
-            text => crate::bytes::parse(text).map(MemoryBudget::Bytes),
+            text => crate::bytes::parse(text).map(MemoryBudget::Bytes).map_err(|reason| BadMemoryBudget { text: text.to_owned(), reason }),
         }
     }
 }
@@ -175,5 +184,8 @@ mod tests {
             assert!(Both::try_parse_from(["x", bad[0], bad[1]]).is_err(), "{bad:?}");
         }
         assert_eq!(MemoryBudget::parse(&MemoryBudget::Bytes(3 << 30).to_string()), Ok(MemoryBudget::Bytes(3 << 30)));
+        let bad = MemoryBudget::parse("3 parsecs").unwrap_err();
+        assert_eq!(bad.text, "3 parsecs");
+        assert!(bad.to_string().contains("unknown unit"), "{bad}");
     }
 }

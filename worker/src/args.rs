@@ -37,19 +37,32 @@ pub struct DeviceArgs {
     pub lanes: LaneArgs,
 }
 
+/// Why the devices or lanes asked for cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// `--device` names a device this machine does not have or this build does not know.
+    #[error("--device: {0}")]
+    Device(String),
+    #[error("--device names no device")]
+    NoDevice,
+    /// `--precision`, `--warm-up` or `--lanes-per-device` cannot be used on these devices.
+    #[error("{0}")]
+    Lanes(String),
+}
+
 impl DeviceArgs {
-    pub fn devices(&self) -> Result<Vec<tch::Device>, String> {
-        crate::runtime::parse_devices(&self.device).map_err(|e| format!("--device: {e}"))
+    pub fn devices(&self) -> Result<Vec<tch::Device>, DeviceError> {
+        crate::runtime::parse_devices(&self.device).map_err(DeviceError::Device)
     }
 
     /// The first (or only) device.
-    pub fn device(&self) -> Result<tch::Device, String> {
-        self.devices()?.first().copied().ok_or_else(|| "--device names no device".to_owned())
+    pub fn device(&self) -> Result<tch::Device, DeviceError> {
+        self.devices()?.first().copied().ok_or(DeviceError::NoDevice)
     }
 
     /// The inference lanes to load on the devices named.
-    pub fn lane_spec(&self) -> Result<LaneSpec, String> {
-        self.lanes.spec(self.devices()?)
+    pub fn lane_spec(&self) -> Result<LaneSpec, DeviceError> {
+        self.lanes.spec(self.devices()?).map_err(DeviceError::Lanes)
     }
 }
 

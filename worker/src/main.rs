@@ -94,8 +94,8 @@ fn main() -> ExitCode {
 }
 
 fn config(args: &Args) -> Result<(ServiceConfig, LaneSpec), String> {
-    let device = args.device.device()?;
-    let layout = args.device.lane_spec()?;
+    let device = args.device.device().map_err(|e| e.to_string())?;
+    let layout = args.device.lane_spec().map_err(|e| e.to_string())?;
     let config = ServiceConfig {
         s3: S3Settings::from_env()?,
         pool: args.pool.pool.clone(),

@@ -38,21 +38,22 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<std::sync::A
     if url.starts_with("amqp://") || url.starts_with("amqps://") {
         return Ok(std::sync::Arc::new(RabbitBroker::connect(settings, name).await?));
     }
-    Err(QueueError::Url(scheme_error(url)))
+    check_url(url)?;
+    Err(QueueError::Url { scheme: scheme(url) })
 }
 
-/// Why a broker URL cannot be used (it names no password: only its scheme is shown).
-pub fn check_url(url: &str) -> Result<(), String> {
+/// Whether a broker URL names a broker this build can open; the error shows only the URL's
+/// scheme (the URL may hold a password).
+pub fn check_url(url: &str) -> Result<(), QueueError> {
     if ["amqp://", "amqps://", "memory://"].iter().any(|s| url.starts_with(s)) {
         Ok(())
     } else {
-        Err(scheme_error(url))
+        Err(QueueError::Url { scheme: scheme(url) })
     }
 }
 
-fn scheme_error(url: &str) -> String {
-    let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
-    format!("the broker URL's scheme {scheme:?} is not amqp://, amqps:// or memory://")
+fn scheme(url: &str) -> String {
+    url.split_once("://").map_or("(none)", |(s, _)| s).to_owned()
 }
 
 /// Returns of one message (unsettled, or handed back) that its queue allows; the next
@@ -75,8 +76,8 @@ pub enum QueueError {
     #[error("cannot encode message: {0}")]
     Encode(#[from] serde_json::Error),
     /// The broker URL names no broker this build can open.
-    #[error("{0}")]
-    Url(String),
+    #[error("the broker URL's scheme {scheme:?} is not amqp://, amqps:// or memory://")]
+    Url { scheme: String },
 }
 
 impl QueueError {
@@ -90,7 +91,7 @@ impl Retryable for QueueError {
     fn kind(&self) -> ErrorKind {
         match self {
             QueueError::Nacked { .. } => ErrorKind::Retryable,
-            QueueError::Lost(_) | QueueError::Encode(_) | QueueError::Url(_) => ErrorKind::Permanent,
+            QueueError::Lost(_) | QueueError::Encode(_) | QueueError::Url { .. } => ErrorKind::Permanent,
         }
     }
 

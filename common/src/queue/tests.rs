@@ -173,3 +173,13 @@ async fn a_message_taken_without_a_consumer_is_settled_or_handed_back_and_a_purg
     assert_eq!(broker.purge(&t.tasks("p")).await.unwrap(), 2);
     assert_eq!(broker.depth(&t.tasks("p")).await.unwrap(), Some(0));
 }
+
+#[test]
+fn a_broker_url_of_another_scheme_is_refused_by_type_without_showing_the_url() {
+    assert!(check_url("amqps://user:secret@broker:5671/%2f").is_ok());
+    assert!(check_url("memory://run").is_ok());
+    match check_url("http://user:secret@broker") {
+        Err(e @ QueueError::Url { .. }) => assert!(!e.to_string().contains("secret") && e.to_string().contains("\"http\""), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
