@@ -83,7 +83,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut model = lanes.first().lock();
     let mut precisions = Vec::new();
     for name in &args.precisions {
-        match runtime::PrecisionChoice::parse(name).map_err(anyhow::Error::msg).context("--precisions")? {
+        match runtime::PrecisionChoice::parse(name).context("--precisions")? {
             runtime::PrecisionChoice::Fixed(p) => precisions.push(p),
             runtime::PrecisionChoice::Auto => precisions.push(lanes.calibration().precision),
         }
@@ -236,7 +236,7 @@ async fn run_once(args: &BenchArgs, input: &Path, output: &Path) -> anyhow::Resu
 
 async fn run_with(args: &BenchArgs, quality: &str, input: &Path, output: &Path) -> anyhow::Result<crate::run::Outcome> {
     let mut decompose = args.decompose.clone();
-    decompose.quality = lamina_common::params::Quality::parse(quality).map_err(anyhow::Error::msg)?;
+    decompose.quality = lamina_common::params::Quality::parse(quality)?;
     let run = RunArgs {
         input: input.display().to_string(),
         output: output.display().to_string(),

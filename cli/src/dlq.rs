@@ -79,7 +79,7 @@ fn describe(body: &[u8], death: Option<&Death>) -> Letter {
 }
 
 pub async fn main(command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let settings = AmqpSettings::from_env().map_err(anyhow::Error::msg)?;
+    let settings = AmqpSettings::from_env()?;
     let broker = queue::connect(&settings, "lamina-dlq").await.context("cannot connect to the broker")?;
     broker.declare(&[]).await?;
     let dead = broker.topology().dead();

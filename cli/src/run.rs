@@ -128,7 +128,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Runs one job to completion (or until stopped) and writes its records.
 pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> anyhow::Result<Outcome> {
     let (_, out_loc) = args.locations()?;
-    let s3 = S3Settings::from_env().map_err(anyhow::Error::msg)?;
+    let s3 = S3Settings::from_env()?;
     // An output that cannot be reached (wrong endpoint, a certificate nobody vouches for,
     // bad credentials) is a configuration error: one line, before any work.
     if let lamina_common::Location::S3 { .. } = out_loc {

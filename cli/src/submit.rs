@@ -44,7 +44,7 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     for location in [&args.input, &args.output] {
         Location::parse(location)?;
     }
-    let amqp_settings = AmqpSettings::from_env().map_err(anyhow::Error::msg)?;
+    let amqp_settings = AmqpSettings::from_env()?;
     let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), args.decompose.params(), args.output_args.render());
     spec.pool = args.pool.pool.clone();
     spec.priority = args.priority;
@@ -74,7 +74,7 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 
 /// Polls the job's records until `summary.json` appears.
 async fn wait(spec: &JobSpec) -> anyhow::Result<Summary> {
-    let s3 = S3Settings::from_env().map_err(anyhow::Error::msg)?;
+    let s3 = S3Settings::from_env()?;
     let output = store::open(&Location::parse(&spec.output)?, &s3).await;
     let prefix = spec.records_prefix();
     let bar = ProgressBar::new_spinner();

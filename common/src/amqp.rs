@@ -19,6 +19,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::config::Secret;
+use crate::SettingsError;
 use crate::queue::{Death, DeathReason, Topology};
 
 /// Deliveries of one task before RabbitMQ dead-letters it.
@@ -46,15 +47,15 @@ impl AmqpSettings {
     /// Reads `LAMINA_AMQP_URL[_FILE]` (default `amqp://127.0.0.1:5672/%2f`),
     /// `LAMINA_AMQP_PREFIX` (default `lamina`) and `LAMINA_AMQP_CA_FILE` (PEM certificates to
     /// trust for `amqps://`, for a broker whose certificate a private CA signed).
-    pub fn from_env() -> Result<AmqpSettings, String> {
+    pub fn from_env() -> Result<AmqpSettings, SettingsError> {
         let url = crate::config::var("LAMINA_AMQP_URL")?.unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".to_owned());
-        crate::queue::check_url(&url).map_err(|e| format!("LAMINA_AMQP_URL: {e}"))?;
+        crate::queue::check_url(&url).map_err(|source| SettingsError::Url { var: "LAMINA_AMQP_URL", source })?;
         let prefix = crate::config::var("LAMINA_AMQP_PREFIX")?.unwrap_or_else(|| "lamina".to_owned());
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(format!("LAMINA_AMQP_PREFIX {prefix:?}: use letters, digits, '-', '_' and '.'"));
+            return Err(crate::config::bad("LAMINA_AMQP_PREFIX", &prefix, "has other characters than letters, digits, '-', '_' and '.'"));
         }
         let ca_pem = match std::env::var("LAMINA_AMQP_CA_FILE").ok().filter(|p| !p.is_empty()) {
-            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| format!("LAMINA_AMQP_CA_FILE {path}: {e}"))?),
+            Some(path) => Some(std::fs::read_to_string(&path).map_err(|source| SettingsError::Named { var: "LAMINA_AMQP_CA_FILE", path, source })?),
             None => None,
         };
         Ok(AmqpSettings { url: Secret::new(url), prefix, ca_pem })

@@ -47,7 +47,7 @@ pub enum MemoryBudget {
 pub struct BadMemoryBudget {
     pub text: String,
     /// What is wrong with it (not a number, an unknown unit).
-    pub reason: String,
+    pub reason: crate::BadValue,
 }
 
 impl MemoryBudget {

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::{BadValue, SettingsError};
+
 /// A secret string: printed as `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -44,29 +46,29 @@ impl S3Settings {
     /// `LAMINA_S3_PATH_STYLE` (default: true when an endpoint is set),
     /// `LAMINA_S3_ACCESS_KEY_ID[_FILE]`, `LAMINA_S3_SECRET_ACCESS_KEY[_FILE]` and
     /// `LAMINA_S3_MAX_ATTEMPTS` (default 8).
-    pub fn from_env() -> Result<S3Settings, String> {
+    pub fn from_env() -> Result<S3Settings, SettingsError> {
         let endpoint = var("LAMINA_S3_ENDPOINT")?;
         let region = var("LAMINA_S3_REGION")?.unwrap_or_else(|| "us-east-1".to_owned());
         let path_style = match var("LAMINA_S3_PATH_STYLE")?.as_deref() {
             None => endpoint.is_some(),
             Some("1" | "true" | "yes") => true,
             Some("0" | "false" | "no") => false,
-            Some(other) => return Err(format!("LAMINA_S3_PATH_STYLE: {other:?} is not true or false")),
+            Some(other) => return Err(bad("LAMINA_S3_PATH_STYLE", other, "is not true or false")),
         };
         let key = var("LAMINA_S3_ACCESS_KEY_ID")?;
         let secret = var("LAMINA_S3_SECRET_ACCESS_KEY")?;
         let credentials = match (key, secret) {
             (Some(k), Some(s)) => Some((k, Secret::new(s))),
             (None, None) => None,
-            _ => return Err("set both LAMINA_S3_ACCESS_KEY_ID and LAMINA_S3_SECRET_ACCESS_KEY, or neither".to_owned()),
+            _ => return Err(SettingsError::Pair("LAMINA_S3_ACCESS_KEY_ID", "LAMINA_S3_SECRET_ACCESS_KEY")),
         };
         let max_attempts = match var("LAMINA_S3_MAX_ATTEMPTS")? {
-            Some(n) => n.parse().ok().filter(|&n: &u32| n >= 1).ok_or("LAMINA_S3_MAX_ATTEMPTS must be a positive number")?,
+            Some(n) => n.parse().ok().filter(|&n: &u32| n >= 1).ok_or_else(|| bad("LAMINA_S3_MAX_ATTEMPTS", &n, "is not a positive number"))?,
             None => 8,
         };
         if let Some(e) = &endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(format!("LAMINA_S3_ENDPOINT {e:?} must start with http:// or https://"));
+                return Err(bad("LAMINA_S3_ENDPOINT", e, "does not start with http:// or https://"));
             }
         }
         Ok(S3Settings { endpoint, region, path_style, credentials, max_attempts })
@@ -74,19 +76,24 @@ impl S3Settings {
 }
 
 /// A secret from an environment variable or the file named by `<name>_FILE`.
-pub fn secret_var(name: &str) -> Result<Option<Secret>, String> {
+pub fn secret_var(name: &str) -> Result<Option<Secret>, SettingsError> {
     Ok(var(name)?.map(Secret::new))
 }
 
+/// A variable's value that cannot be used.
+pub(crate) fn bad(var: &'static str, value: &str, expected: &str) -> SettingsError {
+    SettingsError::Value { var, source: BadValue::new("", value, expected) }
+}
+
 /// An environment variable, or the trimmed content of the file named by `<name>_FILE`.
-pub(crate) fn var(name: &str) -> Result<Option<String>, String> {
+pub(crate) fn var(name: &str) -> Result<Option<String>, SettingsError> {
     if let Ok(v) = std::env::var(name) {
         return Ok(Some(v).filter(|v| !v.is_empty()));
     }
     match std::env::var(format!("{name}_FILE")) {
         Ok(path) => std::fs::read_to_string(&path)
             .map(|s| Some(s.trim().to_owned()))
-            .map_err(|e| format!("{name}_FILE {path}: {e}")),
+            .map_err(|source| SettingsError::File { var: name.to_owned(), path, source }),
         Err(_) => Ok(None),
     }
 }

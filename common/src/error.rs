@@ -85,3 +85,62 @@ impl StoreError {
         }
     }
 }
+
+/// A value someone wrote (a flag, a message field, an environment variable, a card's entry)
+/// that cannot be read: what it is for, the value as written and what was expected of it.
+/// Its message is one line: `quality "best" is not reference or fast`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{value:?} {expected}", if what.is_empty() { String::new() } else { format!("{what} ") })]
+pub struct BadValue {
+    /// What the value is for (`layers`, `palette colour`), or empty where the expectation
+    /// says it.
+    pub what: &'static str,
+    pub value: String,
+    /// What was expected, as the rest of the sentence (`is not reference or fast`).
+    pub expected: String,
+}
+
+impl BadValue {
+    pub fn new(what: &'static str, value: impl Into<String>, expected: impl Into<String>) -> BadValue {
+        BadValue { what, value: value.into(), expected: expected.into() }
+    }
+}
+
+/// A setting read from the environment (`LAMINA_S3_*`, `LAMINA_AMQP_*`) that cannot be used.
+/// Secrets never appear in the message: a URL that may hold a password is named, not shown.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// `<var>_FILE` names a file that cannot be read.
+    #[error("{var}_FILE {path}: {source}")]
+    File {
+        var: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file a variable names (a CA bundle) cannot be read.
+    #[error("{var} {path}: {source}")]
+    Named {
+        var: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A variable's value cannot be used.
+    #[error("{var}: {source}")]
+    Value {
+        var: &'static str,
+        #[source]
+        source: BadValue,
+    },
+    /// The queue URL is not one Lamina can connect to (its scheme is named, never the URL).
+    #[error("{var}: {source}")]
+    Url {
+        var: &'static str,
+        #[source]
+        source: crate::queue::QueueError,
+    },
+    /// Two variables that go together, only one of them set.
+    #[error("set both {0} and {1}, or neither")]
+    Pair(&'static str, &'static str),
+}

@@ -21,7 +21,7 @@ pub mod signal;
 pub mod store;
 pub mod time;
 
-pub use error::{ErrorKind, ServiceCause, StoreError};
+pub use error::{BadValue, ErrorKind, ServiceCause, SettingsError, StoreError};
 
 pub use location::Location;
 pub use store::{ObjectMeta, ObjectStore};

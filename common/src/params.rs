@@ -5,6 +5,7 @@
 //! these alone re-renders the outputs from the layers already written, without the model.
 
 use serde::{Deserialize, Serialize};
+use crate::BadValue;
 
 /// The model's parameters, recorded in every manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,9 +100,9 @@ enum CountRepr {
 }
 
 impl TryFrom<CountRepr> for LayerCount {
-    type Error = String;
+    type Error = BadValue;
 
-    fn try_from(repr: CountRepr) -> Result<LayerCount, String> {
+    fn try_from(repr: CountRepr) -> Result<LayerCount, BadValue> {
         match repr {
             CountRepr::Count(n) => Ok(LayerCount::Count(n)),
             CountRepr::Word(word) => LayerCount::parse(&word),
@@ -120,10 +121,10 @@ impl From<LayerCount> for CountRepr {
 
 impl LayerCount {
     /// `auto` or a number from 1 to 255.
-    pub fn parse(text: &str) -> Result<LayerCount, String> {
+    pub fn parse(text: &str) -> Result<LayerCount, BadValue> {
         match text.trim() {
             "auto" => Ok(LayerCount::Auto),
-            n => n.parse::<u8>().map(LayerCount::Count).map_err(|_| format!("layers {text:?} is not a number from 1 to 255 or auto")),
+            n => n.parse::<u8>().map(LayerCount::Count).map_err(|_| BadValue::new("layers", text, "is not a number from 1 to 255 or auto")),
         }
     }
 
@@ -153,13 +154,13 @@ pub struct Share(f64);
 impl Eq for Share {}
 
 impl TryFrom<f64> for Share {
-    type Error = String;
+    type Error = BadValue;
 
-    fn try_from(value: f64) -> Result<Share, String> {
+    fn try_from(value: f64) -> Result<Share, BadValue> {
         if (0.0..=1.0).contains(&value) {
             Ok(Share(value))
         } else {
-            Err(format!("{value} is not a share from 0 to 1"))
+            Err(BadValue::new("share", value.to_string(), "is not from 0 to 1"))
         }
     }
 }
@@ -172,13 +173,13 @@ impl From<Share> for f64 {
 
 impl Share {
     /// `0.02` or `2%`.
-    pub fn parse(text: &str) -> Result<Share, String> {
+    pub fn parse(text: &str) -> Result<Share, BadValue> {
         let text = text.trim();
         let value = match text.strip_suffix('%') {
             Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
             None => text.parse::<f64>(),
         };
-        value.map_err(|_| format!("{text:?} is not a share such as 0.02 or 2%")).and_then(Share::try_from)
+        value.map_err(|_| BadValue::new("", text, "is not a share such as 0.02 or 2%")).and_then(Share::try_from)
     }
 
     pub fn get(self) -> f64 {
@@ -226,11 +227,11 @@ impl Default for Formats {
 }
 
 impl TryFrom<Vec<Format>> for Formats {
-    type Error = String;
+    type Error = BadValue;
 
-    fn try_from(mut formats: Vec<Format>) -> Result<Formats, String> {
+    fn try_from(mut formats: Vec<Format>) -> Result<Formats, BadValue> {
         if formats.is_empty() {
-            return Err("no output format (choose from png, psd, ora)".to_owned());
+            return Err(BadValue::new("formats", "", "names no format (choose from png, psd, ora)"));
         }
         formats.push(Format::Png);
         formats.sort_unstable();
@@ -247,13 +248,13 @@ impl From<Formats> for Vec<Format> {
 
 impl Formats {
     /// `"png,psd,ora"`, any non-empty subset in any order.
-    pub fn parse(text: &str) -> Result<Formats, String> {
+    pub fn parse(text: &str) -> Result<Formats, BadValue> {
         let formats = text
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                Format::ALL.into_iter().find(|f| f.as_str() == s.to_ascii_lowercase()).ok_or_else(|| format!("format {s:?} is not png, psd or ora"))
+                Format::ALL.into_iter().find(|f| f.as_str() == s.to_ascii_lowercase()).ok_or_else(|| BadValue::new("format", s, "is not png, psd or ora"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Formats::try_from(formats)
@@ -307,11 +308,11 @@ impl Quality {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Quality, String> {
+    pub fn parse(text: &str) -> Result<Quality, BadValue> {
         match text {
             "reference" => Ok(Quality::Reference),
             "fast" => Ok(Quality::Fast),
-            other => Err(format!("quality {other:?} is not reference or fast")),
+            other => Err(BadValue::new("quality", other, "is not reference or fast")),
         }
     }
 }
@@ -354,16 +355,16 @@ impl DecomposeParams {
     }
 
     /// Parses `"r,g,b;r,g,b;..."`.
-    pub fn parse_palette(text: &str) -> Result<Vec<[u8; 3]>, String> {
+    pub fn parse_palette(text: &str) -> Result<Vec<[u8; 3]>, BadValue> {
         text.split(';')
             .filter(|s| !s.trim().is_empty())
             .map(|colour| {
                 let parts: Vec<&str> = colour.split(',').map(str::trim).collect();
                 let [r, g, b] = parts.as_slice() else {
-                    return Err(format!("palette colour {colour:?} is not r,g,b"));
+                    return Err(BadValue::new("palette colour", colour, "is not r,g,b"));
                 };
                 let channel = |s: &str| {
-                    s.parse::<u8>().map_err(|_| format!("palette value {s:?} is not a number from 0 to 255"))
+                    s.parse::<u8>().map_err(|_| BadValue::new("palette value", s, "is not a number from 0 to 255"))
                 };
                 Ok([channel(r)?, channel(g)?, channel(b)?])
             })
@@ -415,7 +416,7 @@ mod tests {
         assert_eq!(f.to_string(), "png,psd,ora");
         assert!(f.contains(Format::Psd) && !Formats::default().contains(Format::Ora));
         assert!(Formats::parse("").is_err());
-        assert!(Formats::parse("png,tiff").unwrap_err().contains("tiff"));
+        assert!(Formats::parse("png,tiff").unwrap_err().to_string().contains("tiff"));
         // The layer PNGs are the stored decomposition: every set holds them.
         assert_eq!(Formats::parse("psd").unwrap().to_string(), "png,psd");
         let params = DecomposeParams { min_coverage: Some(Share::parse("2%").unwrap()), ..DecomposeParams::default() };

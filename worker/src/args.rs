@@ -42,17 +42,18 @@ pub struct DeviceArgs {
 pub enum DeviceError {
     /// `--device` names a device this machine does not have or this build does not know.
     #[error("--device: {0}")]
-    Device(String),
+    Device(#[from] crate::runtime::BadDevice),
     #[error("--device names no device")]
     NoDevice,
-    /// `--precision`, `--warm-up` or `--lanes-per-device` cannot be used on these devices.
-    #[error("{0}")]
-    Lanes(String),
+    #[error("--precision: {0}")]
+    Precision(lamina_common::BadValue),
+    #[error("--warm-up: {0}")]
+    WarmUp(lamina_common::BadValue),
 }
 
 impl DeviceArgs {
     pub fn devices(&self) -> Result<Vec<tch::Device>, DeviceError> {
-        crate::runtime::parse_devices(&self.device).map_err(DeviceError::Device)
+        Ok(crate::runtime::parse_devices(&self.device)?)
     }
 
     /// The first (or only) device.
@@ -62,7 +63,7 @@ impl DeviceArgs {
 
     /// The inference lanes to load on the devices named.
     pub fn lane_spec(&self) -> Result<LaneSpec, DeviceError> {
-        self.lanes.spec(self.devices()?).map_err(DeviceError::Lanes)
+        self.lanes.spec(self.devices()?)
     }
 }
 

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let args: Args = lamina_common::args::parse("lamina-worker");
     lamina_common::logging::init(&args.log.log_format);
     lamina_worker::alloc::tune_for_inference();
-    let settings = config(&args).and_then(|(c, l)| Ok((c, l, AmqpSettings::from_env()?)));
+    let settings = config(&args).and_then(|(c, l)| Ok((c, l, AmqpSettings::from_env().map_err(|e| e.to_string())?)));
     let (config, layout, amqp) = match settings {
         Ok(settings) => settings,
         Err(e) => {
@@ -97,7 +97,7 @@ fn config(args: &Args) -> Result<(ServiceConfig, LaneSpec), String> {
     let device = args.device.device().map_err(|e| e.to_string())?;
     let layout = args.device.lane_spec().map_err(|e| e.to_string())?;
     let config = ServiceConfig {
-        s3: S3Settings::from_env()?,
+        s3: S3Settings::from_env().map_err(|e| e.to_string())?,
         pool: args.pool.pool.clone(),
         model: args.model.model.clone(),
         worker: WorkerConfig {

@@ -186,8 +186,12 @@ fn fast_mode_runs_in_bf16_on_a_bf16_cpu_and_reference_mode_stays_fp32() {
 fn device_lists_parse_and_refuse_repeats() {
     assert_eq!(runtime::parse_devices("cpu").unwrap(), vec![Device::Cpu]);
     let e = runtime::parse_devices("cpu,cpu").unwrap_err();
+    assert!(matches!(e, runtime::BadDevice::Twice { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("named twice") && e.contains("--lanes-per-device"), "{e}");
     if tch::Cuda::device_count() == 0 {
-        assert!(runtime::parse_devices("cuda:all").unwrap_err().contains("no CUDA device"));
+        let e = runtime::parse_devices("cuda:all").unwrap_err();
+        assert!(matches!(e, runtime::BadDevice::Missing { found: 0, .. }), "{e:?}");
+        assert!(e.to_string().contains("0 CUDA device(s) found"), "{e}");
     }
 }

@@ -28,11 +28,11 @@ impl StoreCache {
     }
 
     /// The store for `location` (`s3://bucket/prefix` or a local path).
-    pub async fn get(&self, location: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    pub async fn get(&self, location: &str) -> Result<Arc<dyn ObjectStore>, crate::location::LocationError> {
         if let Some(store) = self.stores.lock().ok().and_then(|s| s.get(location).cloned()) {
             return Ok(store);
         }
-        let parsed = Location::parse(location).map_err(|e| e.to_string())?;
+        let parsed = Location::parse(location)?;
         // Opened outside the lock: opening an S3 store may await the credential chain.
         let store = open(&parsed, &self.s3).await;
         if let Ok(mut stores) = self.stores.lock() {

@@ -55,13 +55,13 @@ pub enum PrecisionChoice {
 pub const AUTO_TOLERANCE: f64 = 1.0 / 255.0;
 
 impl PrecisionChoice {
-    pub fn parse(text: &str) -> Result<PrecisionChoice, String> {
+    pub fn parse(text: &str) -> Result<PrecisionChoice, lamina_common::BadValue> {
         match text.to_ascii_lowercase().as_str() {
             "auto" => Ok(PrecisionChoice::Auto),
             "fp32" | "float32" => Ok(PrecisionChoice::Fixed(Precision::Fp32)),
             "fp16" | "float16" | "half" => Ok(PrecisionChoice::Fixed(Precision::Fp16)),
             "bf16" | "bfloat16" => Ok(PrecisionChoice::Fixed(Precision::Bf16)),
-            other => Err(format!("unknown precision {other:?} (use auto, fp32, fp16 or bf16)")),
+            _ => Err(lamina_common::BadValue::new("precision", text, "is not auto, fp32, fp16 or bf16")),
         }
     }
 }
@@ -76,6 +76,6 @@ mod tests {
             assert_eq!(PrecisionChoice::parse(p.name()), Ok(PrecisionChoice::Fixed(p)));
         }
         assert_eq!(PrecisionChoice::parse("AUTO"), Ok(PrecisionChoice::Auto));
-        assert!(PrecisionChoice::parse("fp8").unwrap_err().contains("fp8"));
+        assert!(PrecisionChoice::parse("fp8").unwrap_err().to_string().contains("fp8"));
     }
 }

@@ -60,7 +60,7 @@ impl FormatWriter for Writer {
             .map(|(i, ((name, rect), png))| Layer { name, file: lamina_common::keys::layer_name(i), x: rect.x, y: rect.y, png })
             .collect();
         let merged = self.merged.finish().map_err(RenderError::Output)?;
-        let ora = write(self.width, self.height, &stack, &merged, &self.thumbnail.png().map_err(RenderError::Output)?).map_err(RenderError::Output)?;
+        let ora = write(self.width, self.height, &stack, &merged, &self.thumbnail.png().map_err(RenderError::Output)?)?;
         Ok((FILE.to_owned(), ora))
     }
 }
@@ -78,7 +78,7 @@ pub struct Layer<'a> {
 }
 
 /// The archive for a `width` x `height` canvas; `layers` bottom first.
-pub fn write(width: u32, height: u32, layers: &[Layer<'_>], merged: &[u8], thumbnail: &[u8]) -> Result<Vec<u8>, String> {
+pub fn write(width: u32, height: u32, layers: &[Layer<'_>], merged: &[u8], thumbnail: &[u8]) -> Result<Vec<u8>, RenderError> {
     let stack = stack_xml(width, height, layers);
     let paths: Vec<String> = layers.iter().map(|l| format!("data/{}", l.file)).collect();
     let mut members: Vec<(&str, &[u8])> = vec![("mimetype", MIMETYPE.as_bytes()), ("stack.xml", stack.as_bytes())];

@@ -51,7 +51,7 @@ pub struct Writer {
 
 /// Opens the Photoshop writer for a stack (its entry in the format table).
 pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, RenderError> {
-    let writer = Writer::new(stack.width, stack.height, stack.rects, stack.has_alpha).map_err(RenderError::Output)?;
+    let writer = Writer::new(stack.width, stack.height, stack.rects, stack.has_alpha)?;
     Ok(Box::new(Document { writer, names: stack.names.to_vec() }))
 }
 
@@ -73,7 +73,7 @@ impl FormatWriter for Document {
     }
 
     fn finish(self: Box<Self>, _layer_pngs: &[Vec<u8>]) -> Result<(String, Vec<u8>), RenderError> {
-        self.writer.finish(&self.names).map_err(RenderError::Output)
+        self.writer.finish(&self.names)
     }
 }
 
@@ -81,9 +81,9 @@ impl FormatWriter for Document {
 const LAYER_CHANNELS: [i16; 4] = [-1, 0, 1, 2];
 
 impl Writer {
-    pub fn new(width: u32, height: u32, rects: &[BBox], has_alpha: bool) -> Result<Writer, String> {
+    pub fn new(width: u32, height: u32, rects: &[BBox], has_alpha: bool) -> Result<Writer, RenderError> {
         if width.max(height) > PSB_MAX_SIDE {
-            return Err(format!("a {width}x{height} canvas is over the {PSB_MAX_SIDE} pixels a side a Photoshop document can hold"));
+            return Err(RenderError::Output(format!("a {width}x{height} canvas is over the {PSB_MAX_SIDE} pixels a side a Photoshop document can hold")));
         }
         let big = width.max(height) > PSD_MAX_SIDE;
         let channels = if has_alpha { 4 } else { 3 };
@@ -132,11 +132,11 @@ impl Writer {
 
     /// The finished document: `(file name, bytes)`. `names` are the layers' names, bottom
     /// first.
-    pub fn finish(mut self, names: &[String]) -> Result<(String, Vec<u8>), String> {
+    pub fn finish(mut self, names: &[String]) -> Result<(String, Vec<u8>), RenderError> {
         let name = self.file_name().to_owned();
         for (i, r) in self.rects.iter().enumerate() {
             if self.layers[i][0].counts.len() != r.height as usize {
-                return Err(format!("layer {i} got {} of its {} rows", self.layers[i][0].counts.len(), r.height));
+                return Err(RenderError::Layer(format!("layer {i} got {} of its {} rows", self.layers[i][0].counts.len(), r.height)));
             }
         }
         let mut out = Vec::new();
@@ -180,7 +180,7 @@ impl Writer {
         let length_bytes: u64 = if self.big { 8 } else { 4 };
         let section = length_bytes + info_len + 4;
         if !self.big && 38 + section + merged > u64::from(u32::MAX) {
-            return Err("the layers are over the 4 GiB a PSD can hold".to_owned());
+            return Err(RenderError::Output("the layers are over the 4 GiB a PSD can hold".to_owned()));
         }
         out.reserve((section + length_bytes + merged) as usize);
 

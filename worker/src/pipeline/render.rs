@@ -44,7 +44,7 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     let store_failed = |e: String| Rendering::Finished(TaskResult::failed(key, FailureKind::Store, format!("cannot render: {e}")));
     let output = match stores.get(&task.output).await {
         Ok(output) => output,
-        Err(e) => return store_failed(e),
+        Err(e) => return store_failed(e.to_string()),
     };
     let manifest = match read_manifest(&output, key).await {
         Ok(Some(manifest)) => manifest,

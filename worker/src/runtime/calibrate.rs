@@ -103,12 +103,12 @@ pub enum WarmUp {
 }
 
 impl WarmUp {
-    pub fn parse(text: &str) -> Result<WarmUp, String> {
+    pub fn parse(text: &str) -> Result<WarmUp, lamina_common::BadValue> {
         match text {
             "auto" => Ok(WarmUp::Auto),
             "on" | "true" | "1" => Ok(WarmUp::On),
             "off" | "false" | "0" => Ok(WarmUp::Off),
-            other => Err(format!("unknown warm-up setting {other:?} (use auto, on or off)")),
+            other => Err(lamina_common::BadValue::new("warm-up setting", other, "is not auto, on or off")),
         }
     }
 

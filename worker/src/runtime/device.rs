@@ -2,8 +2,21 @@
 
 use tch::Device;
 
+/// A device name this machine does not have or this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDevice {
+    #[error("unknown device {0:?} (use auto, cpu, cuda or cuda:N)")]
+    Unknown(String),
+    #[error("bad CUDA device index in {0:?}")]
+    Index(String),
+    #[error("device {name} requested but {found} CUDA device(s) found")]
+    Missing { name: String, found: i64 },
+    #[error("device {device} named twice in {names:?} (use --lanes-per-device for more lanes on one device)")]
+    Twice { device: String, names: String },
+}
+
 /// Parses a device name; `auto` picks the first CUDA device when one is usable.
-pub fn parse_device(name: &str) -> Result<Device, String> {
+pub fn parse_device(name: &str) -> Result<Device, BadDevice> {
     let cuda_count = || tch::Cuda::device_count();
     match name {
         "auto" => Ok(Device::cuda_if_available()),
@@ -11,13 +24,13 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
         "cuda" => parse_device("cuda:0"),
         _ => {
             let Some(index) = name.strip_prefix("cuda:") else {
-                return Err(format!("unknown device {name:?} (use auto, cpu, cuda or cuda:N)"));
+                return Err(BadDevice::Unknown(name.to_owned()));
             };
-            let index: usize = index.parse().map_err(|_| format!("bad CUDA device index in {name:?}"))?;
+            let index: usize = index.parse().map_err(|_| BadDevice::Index(name.to_owned()))?;
             if (index as i64) < cuda_count() {
                 Ok(Device::Cuda(index))
             } else {
-                Err(format!("device {name} requested but {} CUDA device(s) found", cuda_count()))
+                Err(BadDevice::Missing { name: name.to_owned(), found: cuda_count() })
             }
         }
     }
@@ -25,11 +38,11 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
 
 /// Parses a list of devices: one name, several separated by commas (`cuda:0,cuda:1`), or
 /// `cuda:all` (every CUDA device this process sees).
-pub fn parse_devices(names: &str) -> Result<Vec<Device>, String> {
+pub fn parse_devices(names: &str) -> Result<Vec<Device>, BadDevice> {
     if names == "cuda:all" {
         let n = tch::Cuda::device_count();
         if n == 0 {
-            return Err("device cuda:all requested but no CUDA device found".to_owned());
+            return Err(BadDevice::Missing { name: names.to_owned(), found: 0 });
         }
         return Ok((0..n as usize).map(Device::Cuda).collect());
     }
@@ -37,7 +50,7 @@ pub fn parse_devices(names: &str) -> Result<Vec<Device>, String> {
     let mut seen = Vec::new();
     for d in &devices {
         if seen.contains(d) {
-            return Err(format!("device {} named twice in {names:?} (use --lanes-per-device for more lanes on one device)", device_name(*d)));
+            return Err(BadDevice::Twice { device: device_name(*d), names: names.to_owned() });
         }
         seen.push(*d);
     }

@@ -153,9 +153,9 @@ pub struct LaneArgs {
 
 impl LaneArgs {
     /// The lane layout over `devices`.
-    pub fn spec(&self, devices: Vec<Device>) -> Result<LaneSpec, String> {
-        let precision = PrecisionChoice::parse(&self.precision).map_err(|e| format!("--precision: {e}"))?;
-        let warm_up = WarmUp::parse(&self.warm_up).map_err(|e| format!("--warm-up: {e}"))?;
+    pub fn spec(&self, devices: Vec<Device>) -> Result<LaneSpec, crate::args::DeviceError> {
+        let precision = PrecisionChoice::parse(&self.precision).map_err(crate::args::DeviceError::Precision)?;
+        let warm_up = WarmUp::parse(&self.warm_up).map_err(crate::args::DeviceError::WarmUp)?;
         let first = devices.first().copied().unwrap_or(Device::Cpu);
         let per_device = self.lanes_per_device.map_or_else(|| LaneSpec::default_per_device(first), usize::from);
         Ok(LaneSpec { devices, per_device, precision, warm_up })

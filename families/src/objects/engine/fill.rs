@@ -9,12 +9,13 @@
 
 use tch::{Kind, Tensor};
 
+use super::matte::StageError;
 use super::u2net::resize;
 
 /// Fills `image` (`[B,3,H,W]` in [0,1]) where `known` (`[B,1,H,W]` in [0,1]) is below 1:
 /// pixels with `known == 1` are kept, those with 0 are made up, those between are blended.
 pub trait Fill: Send {
-    fn fill(&self, image: &Tensor, known: &Tensor) -> Result<Tensor, String>;
+    fn fill(&self, image: &Tensor, known: &Tensor) -> Result<Tensor, StageError>;
     /// A short name for manifests and logs.
     fn name(&self) -> String;
 }
@@ -23,7 +24,7 @@ pub trait Fill: Send {
 pub struct PushPull;
 
 impl Fill for PushPull {
-    fn fill(&self, image: &Tensor, known: &Tensor) -> Result<Tensor, String> {
+    fn fill(&self, image: &Tensor, known: &Tensor) -> Result<Tensor, StageError> {
         Ok(tch::no_grad(|| push_pull(image, known)))
     }
 

@@ -14,10 +14,25 @@ use crate::torchscript::first_line;
 
 /// Mattes a batch: `[B,3,H,W]` in [0,1] to `[B,1,H,W]` in [0,1].
 pub trait Matte: Send {
-    fn matte(&self, images: &Tensor) -> Result<Tensor, String>;
+    fn matte(&self, images: &Tensor) -> Result<Tensor, StageError>;
     /// Runs the network in `kind` from now on (its input is cast to it, its matte back to
     /// fp32).
-    fn set_kind(&mut self, kind: Kind) -> Result<(), String>;
+    fn set_kind(&mut self, kind: Kind) -> Result<(), StageError>;
+}
+
+/// A stage network of the recipe (the matte or the inpainter) that cannot be loaded, failed
+/// while running, or broke its contract; its file is named.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{}: {reason}", path.display())]
+    Load { path: PathBuf, reason: String },
+    #[error("{}: the {stage} failed: {reason}", path.display())]
+    Failed { path: PathBuf, stage: &'static str, reason: String },
+    #[error("{}: the {stage} broke its contract: {reason}", path.display())]
+    Contract { path: PathBuf, stage: &'static str, reason: String },
+    /// A user's stage file is missing or is not the one its card names.
+    #[error(transparent)]
+    Card(#[from] lamina_families::CardError),
 }
 
 /// How a network wants its input: `(x - mean) / std` per channel, x in [0,1].
@@ -100,20 +115,29 @@ pub fn models_dir() -> PathBuf {
 impl NetMatte {
     /// Loads `net` from the models folder, refusing a missing or altered file with the
     /// command that fetches it.
-    pub fn load(net: &BuiltinNet, device: Device) -> Result<NetMatte, (PathBuf, String)> {
+    pub fn load(net: &BuiltinNet, device: Device) -> Result<NetMatte, StageError> {
         let path = models_dir().join(net.file);
         let fetch = format!("run ops/fetch-models.sh {} (or set LAMINA_MODELS to the folder that holds it)", net.fetch);
-        let bytes = std::fs::read(&path).map_err(|e| (path.clone(), format!("cannot read the weights ({e}): {fetch}")))?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(StageError::Load { path, reason: format!("cannot read the weights ({e}): {fetch}") }),
+        };
         let digest = hex::encode(Sha256::digest(&bytes));
         if digest != net.sha256 {
-            return Err((path, format!("sha256 {digest} is not the published file's {}: {fetch}", net.sha256)));
+            return Err(StageError::Load { path, reason: format!("sha256 {digest} is not the published file's {}: {fetch}", net.sha256) });
         }
-        Self::from_bytes(net, &bytes, device).map_err(|reason| (path, reason))
+        Self::from_bytes(net, &bytes, device).map_err(|e| match e {
+            StageError::Load { reason, .. } => StageError::Load { path, reason },
+            other => other,
+        })
     }
 
-    pub fn from_bytes(net: &BuiltinNet, bytes: &[u8], device: Device) -> Result<NetMatte, String> {
-        let convs = onnx::conv_nodes(bytes)?;
-        let built = tch::no_grad(|| U2Net::from_convs(net.arch, convs, device))?;
+    /// Builds `net` from its ONNX file's bytes (errors name the file by its name in the
+    /// models folder).
+    pub fn from_bytes(net: &BuiltinNet, bytes: &[u8], device: Device) -> Result<NetMatte, StageError> {
+        let load = |reason: String| StageError::Load { path: PathBuf::from(net.file), reason };
+        let convs = onnx::conv_nodes(bytes).map_err(load)?;
+        let built = tch::no_grad(|| U2Net::from_convs(net.arch, convs, device)).map_err(load)?;
         Ok(NetMatte { net: built, size: net.size, norm: net.norm, kind: Kind::Float })
     }
 
@@ -124,13 +148,13 @@ impl NetMatte {
 }
 
 impl Matte for NetMatte {
-    fn matte(&self, images: &Tensor) -> Result<Tensor, String> {
+    fn matte(&self, images: &Tensor) -> Result<Tensor, StageError> {
         let s = images.size();
         let input = network_input(images, self.size, &self.norm).to_kind(self.kind);
         Ok(tch::no_grad(|| resize(&self.net.forward(&input).to_kind(Kind::Float), s[2], s[3]).clamp(0.0, 1.0)))
     }
 
-    fn set_kind(&mut self, kind: Kind) -> Result<(), String> {
+    fn set_kind(&mut self, kind: Kind) -> Result<(), StageError> {
         self.net.set_kind(kind);
         self.kind = kind;
         Ok(())
@@ -174,8 +198,8 @@ pub fn load_script(path: &Path, sha256: &str, device: Device) -> Result<tch::CMo
 }
 
 /// Checks a stage's output tensor: shape, float, no NaN, within [0,1] (after `sigmoid`).
-pub fn check_stage_output(path: &Path, what: &str, out: &Tensor, want: &[i64]) -> Result<(), String> {
-    let bad = |reason: String| format!("{}: the {what} broke its contract: {reason}", path.display());
+pub(crate) fn check_stage_output(path: &Path, stage: &'static str, out: &Tensor, want: &[i64]) -> Result<(), StageError> {
+    let bad = |reason: String| StageError::Contract { path: path.to_owned(), stage, reason };
     if out.size() != want {
         return Err(bad(format!("output shape {:?}, expected {want:?}", out.size())));
     }
@@ -193,32 +217,34 @@ pub fn check_stage_output(path: &Path, what: &str, out: &Tensor, want: &[i64]) -
 }
 
 impl Matte for ScriptMatte {
-    fn matte(&self, images: &Tensor) -> Result<Tensor, String> {
+    fn matte(&self, images: &Tensor) -> Result<Tensor, StageError> {
+        const STAGE: &str = "matte network";
         let s = images.size();
         let input = network_input(images, self.size, &self.norm).to_kind(self.kind);
+        let broke = |reason: String| StageError::Contract { path: self.path.clone(), stage: STAGE, reason };
         let out = tch::no_grad(|| self.module.forward_is(&[tch::IValue::Tensor(input)]))
-            .map_err(|e| format!("{}: the matte network failed: {}", self.path.display(), first_line(&e.to_string())))?;
+            .map_err(|e| StageError::Failed { path: self.path.clone(), stage: STAGE, reason: first_line(&e.to_string()).to_owned() })?;
         let out = match out {
             tch::IValue::Tensor(t) if self.output == 0 => t,
             tch::IValue::Tuple(v) | tch::IValue::GenericList(v) => match v.into_iter().nth(self.output) {
                 Some(tch::IValue::Tensor(t)) => t,
-                _ => return Err(format!("{}: the matte network broke its contract: output {} is not a tensor", self.path.display(), self.output)),
+                _ => return Err(broke(format!("output {} is not a tensor", self.output))),
             },
-            tch::IValue::TensorList(v) => v.into_iter().nth(self.output).ok_or_else(|| format!("{}: the matte network returned fewer than {} tensors", self.path.display(), self.output + 1))?,
-            _ => return Err(format!("{}: the matte network broke its contract: it returned no tensor", self.path.display())),
+            tch::IValue::TensorList(v) => v.into_iter().nth(self.output).ok_or_else(|| broke(format!("it returned fewer than {} tensors", self.output + 1)))?,
+            _ => return Err(broke("it returned no tensor".to_owned())),
         };
         if !matches!(out.kind(), Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double) {
-            return Err(format!("{}: the matte network broke its contract: output dtype {:?}, expected a float tensor", self.path.display(), out.kind()));
+            return Err(broke(format!("output dtype {:?}, expected a float tensor", out.kind())));
         }
         let out = out.to_kind(Kind::Float);
         let out = if self.sigmoid { out.sigmoid() } else { out };
-        check_stage_output(&self.path, "matte network", &out, &[s[0], 1, self.size, self.size])?;
+        check_stage_output(&self.path, STAGE, &out, &[s[0], 1, self.size, self.size])?;
         Ok(tch::no_grad(|| resize(&out, s[2], s[3]).clamp(0.0, 1.0)))
     }
 
-    fn set_kind(&mut self, kind: Kind) -> Result<(), String> {
+    fn set_kind(&mut self, kind: Kind) -> Result<(), StageError> {
         // From the file again (checked again), so fp32 after fp16 is the file's fp32.
-        let mut module = load_script(&self.path, &self.sha256, self.device).map_err(|e| e.to_string())?;
+        let mut module = load_script(&self.path, &self.sha256, self.device)?;
         if kind != Kind::Float {
             module.to(self.device, kind, false);
         }

@@ -33,7 +33,7 @@ use lamina_families::objects::card::{Recipe, DEFAULT_MIN_COVERAGE, DEFAULT_OBJEC
 
 pub use fill::{push_pull, Fill, PushPull};
 pub use foreground::estimate as estimate_foreground;
-pub use matte::{models_dir, network_input, BuiltinNet, Matte, NetMatte, ISNET, U2NETP};
+pub use matte::{models_dir, network_input, BuiltinNet, Matte, NetMatte, StageError, ISNET, U2NETP};
 pub use u2net::Arch;
 
 /// Where `known` (the share of a pixel that is background, `1 - alpha`) reaches 1: pixels
@@ -113,8 +113,11 @@ impl ObjectModel {
         })
     }
 
-    fn err(&self, reason: String) -> ModelError {
-        ModelError::Contract { model: self.desc.id.clone(), reason }
+    fn err(&self, e: StageError) -> ModelError {
+        match e {
+            StageError::Card(card) => ModelError::Card(card),
+            e => ModelError::Contract { model: self.desc.id.clone(), reason: e.to_string() },
+        }
     }
 
     /// Peels objects off `images` (`[B,3,H,W]`, all one size), in the order found (the top

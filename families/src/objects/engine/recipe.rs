@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 use super::fill::{Fill, PushPull};
-use super::matte::{check_stage_output, load_script, Matte, NetMatte, Normalise, ScriptMatte, ISNET, U2NETP};
+use super::matte::{check_stage_output, load_script, Matte, NetMatte, Normalise, ScriptMatte, StageError, ISNET, U2NETP};
 use crate::torchscript::first_line;
 use crate::ModelError;
 use lamina_families::objects::card::{MatteStage, Recipe};
@@ -18,7 +18,11 @@ pub fn load_stages(recipe: &Recipe, device: Device) -> Result<Stages, ModelError
     let matte: Box<dyn Matte> = match &recipe.matte {
         MatteStage::Builtin { builtin } => {
             let net = if builtin == "isnet" { &ISNET } else { &U2NETP };
-            let loaded = NetMatte::load(net, device).map_err(|(path, reason)| ModelError::Load { path: path.display().to_string(), reason })?;
+            let loaded = NetMatte::load(net, device).map_err(|e| match e {
+                StageError::Card(card) => ModelError::Card(card),
+                StageError::Load { path, reason } => ModelError::Load { path: path.display().to_string(), reason },
+                other => ModelError::Load { path: net.file.to_owned(), reason: other.to_string() },
+            })?;
             Box::new(loaded)
         }
         MatteStage::Script(m) => {
@@ -44,7 +48,8 @@ struct ScriptFill {
 }
 
 impl Fill for ScriptFill {
-    fn fill(&self, image: &Tensor, known: &Tensor) -> Result<Tensor, String> {
+    fn fill(&self, image: &Tensor, known: &Tensor) -> Result<Tensor, StageError> {
+        const STAGE: &str = "inpainting network";
         let s = image.size();
         let (h, w) = (s[2], s[3]);
         let m = self.multiple;
@@ -53,8 +58,8 @@ impl Fill for ScriptFill {
         let missing: Tensor = 1.0 - known;
         let mask = pad(&missing.gt(0.5).to_kind(Kind::Float));
         let out = tch::no_grad(|| self.module.forward_ts(&[pad(image), mask]))
-            .map_err(|e| format!("{}: the inpainting network failed: {}", self.path.display(), first_line(&e.to_string())))?;
-        check_stage_output(&self.path, "inpainting network", &out, &[s[0], 3, ph, pw])?;
+            .map_err(|e| StageError::Failed { path: self.path.clone(), stage: STAGE, reason: first_line(&e.to_string()).to_owned() })?;
+        check_stage_output(&self.path, STAGE, &out, &[s[0], 3, ph, pw])?;
         let out = out.to_kind(Kind::Float).narrow(2, 0, h).narrow(3, 0, w);
         // Known pixels stay as they were; the network's pixels fill the rest.
         Ok(image * known + out * (1.0 - known))
