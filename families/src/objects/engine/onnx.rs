@@ -21,7 +21,7 @@ pub struct ConvNode {
 }
 
 /// The `Conv` nodes of the ONNX model in `bytes`, in graph order.
-pub fn conv_nodes(bytes: &[u8]) -> Result<Vec<ConvNode>, String> {
+pub(crate) fn conv_nodes(bytes: &[u8]) -> Result<Vec<ConvNode>, String> {
     let graph = fields(bytes)?
         .into_iter()
         .find_map(|(n, v)| (n == 7).then_some(v))

@@ -207,7 +207,7 @@ const ISNET_LAYOUT: Layout = Layout {
 
 impl U2Net {
     /// Builds `arch` from the `Conv` nodes of its ONNX file, on `device`.
-    pub fn from_convs(arch: Arch, convs: Vec<ConvNode>, device: Device) -> Result<U2Net, String> {
+    pub(crate) fn from_convs(arch: Arch, convs: Vec<ConvNode>, device: Device) -> Result<U2Net, String> {
         let total = convs.len();
         let w = &mut Weights { nodes: convs.into_iter(), taken: 0, device };
         let layout = match arch {
