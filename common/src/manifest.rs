@@ -156,14 +156,33 @@ pub struct LayerInfo {
     pub role: Option<LayerRole>,
 }
 
-/// What an object model's layer is.
+/// What a layer is, for the models whose layers have roles (object and design models).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerRole {
-    /// The bottom layer: the image with every object taken out and the holes filled.
+    /// The bottom layer: the image with every object or element taken out and the holes
+    /// filled.
     Background,
-    /// An object with its soft matte and estimated foreground colours.
+    /// An object with its soft matte and estimated foreground colours (object models).
     Object,
+    /// A photographic region of a graphic (design models).
+    Image,
+    /// A region of one flat colour or a smooth gradient, crisp-edged (design models).
+    Shape,
+    /// A line or block of words of one colour (design models).
+    Text,
+}
+
+impl LayerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerRole::Background => "background",
+            LayerRole::Object => "object",
+            LayerRole::Image => "image",
+            LayerRole::Shape => "shape",
+            LayerRole::Text => "text",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

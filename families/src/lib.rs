@@ -14,6 +14,7 @@
 //! `load` function, one line in [`table!`] (docs/architecture.md, "Extending Lamina").
 
 pub mod capacity;
+pub mod design;
 pub mod fscs;
 pub mod objects;
 pub mod torchscript;
@@ -33,6 +34,7 @@ macro_rules! table {
         $then! {
             fscs: "fscs/engine/mod.rs",
             objects: "objects/engine/mod.rs",
+            design: "design/engine/mod.rs",
             torchscript: "torchscript/engine.rs",
             capacity: "capacity/engine.rs",
         }
@@ -153,6 +155,9 @@ pub enum Roles {
     Colour,
     /// Layer 0 is the filled background, the others objects over it.
     Objects,
+    /// Layer 0 is the background; each layer over it says its role (image, shape, text)
+    /// as the model reports it.
+    Design,
 }
 
 /// How a model runs an image too large for one forward pass within the memory budget.

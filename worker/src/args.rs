@@ -13,9 +13,10 @@ use crate::runtime::{LaneArgs, LaneSpec};
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// `fscs` (colour layers, built in), `objects` (objects over a filled background, IS-Net
-    /// mattes), `objects-small` (the same with U2-Netp: fast), `pipeline:CARD.json` (an object
-    /// recipe with your own TorchScript stages) or `torchscript:PATH` (a model card PATH with
-    /// .json must sit beside it). The object models' weights: ops/fetch-models.sh.
+    /// mattes), `objects-small` (the same with U2-Netp: fast), `design` (a graphic's
+    /// background, image, shape and text layers), `pipeline:CARD.json` (an object recipe with
+    /// your own TorchScript stages) or `torchscript:PATH` (a model card PATH with .json must
+    /// sit beside it). The object models' weights and the text detector: ops/fetch-models.sh.
     #[arg(long, env = "LAMINA_MODEL", default_value = "fscs", value_parser = model)]
     pub model: String,
 }

@@ -79,8 +79,8 @@ pub struct StreamEncoder {
     layers: Vec<LayerStream>,
     squared_error: f64,
     thumb: Thumb,
-    /// Layer 0 is a background and the rest objects (object models).
-    objects: bool,
+    /// Each model layer's role (object and design models; empty for colour layers).
+    roles: Vec<LayerRole>,
 }
 
 struct LayerStream {
@@ -165,13 +165,14 @@ impl StreamEncoder {
                 thumb: vec![0; (thumb.w * thumb.h * 4) as usize],
             })
             .collect();
-        StreamEncoder { input, sources, params: params.clone(), row: 0, layers, squared_error: 0.0, thumb, objects: false }
+        StreamEncoder { input, sources, params: params.clone(), row: 0, layers, squared_error: 0.0, thumb, roles: Vec::new() }
     }
 
-    /// Marks model layer 0 as the background and the others as objects (object models):
-    /// the manifest and the documents name them so.
-    pub fn objects(mut self, objects: bool) -> StreamEncoder {
-        self.objects = objects;
+    /// Each model layer's role (object and design models): the manifest and the documents
+    /// name the layers so. A written layer made of several model layers is the background
+    /// when one of them is, else takes its first one's role.
+    pub fn roles(mut self, roles: Vec<LayerRole>) -> StreamEncoder {
+        self.roles = roles;
         self
     }
 
@@ -296,7 +297,8 @@ impl StreamEncoder {
                 dropped.extend(sources);
                 continue;
             }
-            let role = self.objects.then(|| if sources.contains(&0) { LayerRole::Background } else { LayerRole::Object });
+            let of = |i: &usize| self.roles.get(*i).copied();
+            let role = sources.iter().filter_map(of).find(|r| *r == LayerRole::Background).or_else(|| sources.first().and_then(of));
             infos.push(layer.stats.info(infos.len(), sources, pixels, role));
             pngs.push(layer.bytes.take());
             thumbs.push(layer.thumb);
@@ -354,6 +356,7 @@ impl Stats {
             None => format!("{index:02} #{:02x}{:02x}{:02x}", color[0], color[1], color[2]),
             Some(LayerRole::Background) => format!("{index:02} background"),
             Some(LayerRole::Object) => format!("{index:02} object"),
+            Some(role) => format!("{index:02} {} #{:02x}{:02x}{:02x}", role.as_str(), color[0], color[1], color[2]),
         };
         LayerInfo { file: Some(layer_name(index)), name, sources, color, bbox, coverage: self.sum_a / 255.0 / pixels.max(1.0), role }
     }

@@ -141,6 +141,9 @@ pub struct Decomposed {
     pub sources: Vec<Vec<Vec<usize>>>,
     /// For each image, the palette used (palette models only).
     pub palettes: Vec<Option<Vec<[u8; 3]>>>,
+    /// For each image, each model layer's role where the model reports roles layer by layer
+    /// (design models); empty where the family's [`Roles`](lamina_families::Roles) say it.
+    pub roles: Vec<Vec<lamina_common::manifest::LayerRole>>,
 }
 
 /// Receives one image's layers band by band from [`Model::decompose_large`].

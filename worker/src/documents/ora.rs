@@ -142,12 +142,13 @@ mod tests {
 /// The composite reduced to at most [`THUMBNAIL`] pixels a side by area averaging
 /// (premultiplied, so transparent pixels do not darken edges).
 struct Thumbnail {
-    width: u32,
     height: u32,
     tw: u32,
     th: u32,
     sums: Vec<[f64; 4]>,
     counts: Vec<u32>,
+    /// The thumbnail column of each canvas column.
+    columns: Vec<u32>,
 }
 
 impl Thumbnail {
@@ -156,14 +157,15 @@ impl Thumbnail {
         let tw = ((f64::from(width) * scale).round() as u32).clamp(1, THUMBNAIL);
         let th = ((f64::from(height) * scale).round() as u32).clamp(1, THUMBNAIL);
         let n = (tw * th) as usize;
-        Thumbnail { width, height, tw, th, sums: vec![[0.0; 4]; n], counts: vec![0; n] }
+        let columns = (0..u64::from(width)).map(|x| (x * u64::from(tw) / u64::from(width)) as u32).collect();
+        Thumbnail { height, tw, th, sums: vec![[0.0; 4]; n], counts: vec![0; n], columns }
     }
 
     fn row(&mut self, y: u32, premultiplied: &[[f32; 4]]) {
         let ty = (u64::from(y) * u64::from(self.th) / u64::from(self.height)) as u32;
-        for (x, px) in premultiplied.iter().enumerate() {
-            let tx = (x as u64 * u64::from(self.tw) / u64::from(self.width)) as u32;
-            let i = (ty * self.tw + tx) as usize;
+        let row = (ty * self.tw) as usize;
+        for (&tx, px) in self.columns.iter().zip(premultiplied) {
+            let i = row + tx as usize;
             for c in 0..4 {
                 self.sums[i][c] += f64::from(px[c]);
             }

@@ -248,13 +248,13 @@ impl LaneCtx<'_> {
         match outcome {
             Ok(outputs) => {
                 crate::metrics::METRICS.lane(self.index, &device_name(self.device()), count);
-                for (item, (layers, sources, palette)) in items.into_iter().zip(outputs) {
+                for (item, (layers, sources, palette, roles)) in items.into_iter().zip(outputs) {
                     let (tx, bands) = mpsc::channel(2);
                     // Capacity 2: both fit, so these sends never wait.
                     let _ = tx.try_send(Band::Rows(layers));
                     let _ = tx.try_send(Band::Done { inference_ms: per_image });
                     let precision = self.model.precision_for(item.task.params.quality);
-                    let inferred = Inferred { item, sources, palette, bands, device: self.device(), precision };
+                    let inferred = Inferred { item, sources, palette, roles, bands, device: self.device(), precision };
                     if self.inferred.blocking_send(inferred).is_err() {
                         return false;
                     }
@@ -387,7 +387,7 @@ impl LayerSink for ChannelSink<'_> {
         let item = self.item.take().ok_or(ModelError::SinkClosed)?;
         // One band waits while the next is made: two bands of a large image in memory.
         let (tx, bands) = mpsc::channel(1);
-        let inferred = Inferred { item, sources, palette, bands, device: self.device, precision: self.precision };
+        let inferred = Inferred { item, sources, palette, roles: Vec::new(), bands, device: self.device, precision: self.precision };
         self.inferred.blocking_send(inferred).map_err(|_| ModelError::SinkClosed)?;
         self.bands = Some(tx);
         Ok(())
@@ -452,7 +452,7 @@ fn bucket(desc: &ModelDesc, calibration: &Calibration, budget: u64, height: u32,
     }
 }
 
-type Output = (Vec<Vec<u8>>, Vec<Vec<usize>>, Option<Vec<[u8; 3]>>);
+type Output = (Vec<Vec<u8>>, Vec<Vec<usize>>, Option<Vec<[u8; 3]>>, Vec<lamina_common::manifest::LayerRole>);
 
 /// Runs a batch. On the CPU each image goes through the model alone at its own padded
 /// size even when it shares a batch: the CPU's convolution kernels differ with the batch
@@ -532,9 +532,10 @@ fn run_stacked(
     let (images_t, alpha) = (on_device(&input.images), input.alpha.as_ref().map(on_device));
     let out = model.decompose(&Batch { images: &images_t, sizes: &sizes, alpha: alpha.as_ref() }, params)?;
     let mut outputs = Vec::with_capacity(images.len());
-    for (i, ((&(h, w), sources), palette)) in sizes.iter().zip(out.sources).zip(out.palettes).enumerate() {
+    let roles = out.roles.into_iter().chain(std::iter::repeat_with(Vec::new));
+    for (i, (((&(h, w), sources), palette), roles)) in sizes.iter().zip(out.sources).zip(out.palettes).zip(roles).enumerate() {
         let layers = quantise(&out.layers.get(i as i64).narrow(2, 0, h).narrow(3, 0, w)).map_err(crate::runtime::torch_err(&model.desc().id))?;
-        outputs.push((layers, sources, palette));
+        outputs.push((layers, sources, palette, roles));
     }
     Ok(outputs)
 }
@@ -549,7 +550,7 @@ pub fn decompose_stacked(
     shape: (i64, i64),
     params: &lamina_common::params::DecomposeParams,
 ) -> Result<Vec<Vec<Vec<u8>>>, ModelError> {
-    Ok(run_stacked(model, images, shape, None, params)?.into_iter().map(|(layers, _, _)| layers).collect())
+    Ok(run_stacked(model, images, shape, None, params)?.into_iter().map(|(layers, ..)| layers).collect())
 }
 
 #[cfg(test)]
