@@ -62,19 +62,31 @@ impl TextDetector {
         Ok(TextDetector { module, path })
     }
 
-    /// The probability map of `image` (`[3,H,W]` RGB in [0,1], on the detector's device) at
-    /// the detector's working size, as `(map, width, height)` on the CPU.
-    pub fn probability(&self, image: &Tensor) -> Result<(Vec<f32>, usize, usize), tch::TchError> {
+    /// The network on a prepared input (`[B,3,H,W]`, BGR in [-1,1], sides multiples of 32):
+    /// its probability map `[B,1,H,W]`, for checks against the ONNX file.
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor, tch::TchError> {
+        tch::no_grad(|| self.module.forward_ts(&[input]))
+    }
+
+    /// The input the network gets for `image` (`[3,H,W]` RGB in [0,1]): BGR in [-1,1], the
+    /// shorter side brought to 736 pixels (the longer at most 1536), each a multiple of 32.
+    pub fn input(image: &Tensor) -> Result<Tensor, tch::TchError> {
         let (_, h, w) = image.size3()?;
         let short = h.min(w) as f64;
         let long = h.max(w) as f64;
         let ratio = if short < LIMIT_SIDE { LIMIT_SIDE / short } else { 1.0 }.min(MAX_SIDE / long);
         let side = |v: i64| (((v as f64 * ratio) / 32.0).round() as i64 * 32).max(32);
-        let (rh, rw) = (side(h), side(w));
+        // BGR, as PaddleOCR's models were trained, scaled to [-1, 1].
+        let bgr = image.flip([0]).unsqueeze(0);
+        Ok(bgr.f_upsample_bilinear2d([side(h), side(w)], false, None, None)? * 2.0 - 1.0)
+    }
+
+    /// The probability map of `image` (`[3,H,W]` RGB in [0,1], on the detector's device) at
+    /// the detector's working size, as `(map, width, height)` on the CPU.
+    pub fn probability(&self, image: &Tensor) -> Result<(Vec<f32>, usize, usize), tch::TchError> {
         tch::no_grad(|| {
-            // BGR, as PaddleOCR's models were trained, scaled to [-1, 1].
-            let bgr = image.flip([0]).unsqueeze(0);
-            let input = bgr.f_upsample_bilinear2d([rh, rw], false, None, None)? * 2.0 - 1.0;
+            let input = Self::input(image)?;
+            let (rh, rw) = (input.size()[2], input.size()[3]);
             let out = self.module.forward_ts(&[input])?;
             let map = out.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_view([-1])?;
             Ok((Vec::<f32>::try_from(&map)?, rw as usize, rh as usize))

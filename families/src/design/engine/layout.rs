@@ -126,7 +126,8 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     let perimeter = (2 * (w + h)) as f64;
     let (bg_label, bg_border) = border.iter().enumerate().max_by_key(|(_, c)| **c).map(|(l, c)| (l as u32, *c)).unwrap_or((0, 0));
     let flat = bg_border as f64 >= FLAT_BORDER * perimeter && sizes[bg_label as usize] >= SMALL_REGION;
-    let plane = flat.then(|| fit_plane(&base, region(&labels, bg_label)));
+    // Fitted to the pixels seen, not to those the text unmixing estimated.
+    let plane = flat.then(|| fit_plane(&base, region(&labels, bg_label).filter(|&i| !covered[i])));
     let busy: Vec<bool> = labels.iter().map(|&l| sizes[l as usize] < SMALL_REGION).collect();
     let mut boxes = region_boxes(&labels, w);
     // Regions the background's plane explains (parts of it cut off by a stripe, the holes
@@ -208,10 +209,16 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         if pixels.is_empty() {
             continue;
         }
+        let model = fit_plane(&base, pixels.iter().copied().filter(|&i| !covered[i]));
+        // A shape is flat or a smooth gradient: its pixels lie on its plane. A region grown
+        // across a photograph's soft tones does not.
+        let residual = pixels.iter().map(|&i| f64::from(distance(base.px(i), model.at(i % w, i / w)))).sum::<f64>() / pixels.len() as f64;
+        if residual > f64::from(STEP) {
+            continue;
+        }
         for &i in &pixels {
             owner[i] = k as u32;
         }
-        let model = fit_plane(&base, pixels.iter().copied());
         shape_elements.push((l, model, pixels));
     }
     // Edge pixels: busy pixels next to a shape, unmixed between it and what is below.
