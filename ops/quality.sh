@@ -18,6 +18,7 @@ settings=(
     "fscs-layers-4:--layers 4"
     "objects-small:--model objects-small"
     "objects:--model objects"
+    "design:--model design"
 )
 # Only the settings named in QUALITY_SETTINGS (space-separated), when set.
 if [ -n "${QUALITY_SETTINGS:-}" ]; then

@@ -25,6 +25,9 @@ use super::detect::TextBox;
 
 /// Neighbouring pixels of one region differ by at most this much per channel (of 1).
 pub const STEP: f32 = 4.5 / 255.0;
+/// A shape's pixels lie this close to its plane on average: drawn fills are exact to the
+/// 8-bit step, a photograph's smooth tones are not.
+const FLAT: f32 = 1.5 / 255.0;
 /// A background is flat (or a gradient) when its region holds this share of the border.
 const FLAT_BORDER: f64 = 0.3;
 /// Text whose colour is this close to its background is not taken off.
@@ -213,7 +216,7 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         // A shape is flat or a smooth gradient: its pixels lie on its plane. A region grown
         // across a photograph's soft tones does not.
         let residual = pixels.iter().map(|&i| f64::from(distance(base.px(i), model.at(i % w, i / w)))).sum::<f64>() / pixels.len() as f64;
-        if residual > f64::from(STEP) {
+        if residual > f64::from(FLAT) {
             continue;
         }
         for &i in &pixels {
@@ -261,18 +264,17 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         let alpha: Vec<(usize, f32)> = image.iter().map(|&i| (i, 1.0)).collect();
         elements.push(element(Kind::Image, &alpha, w, |_, _, i| base.px(i)));
     }
-    // Keep the largest elements of each kind (text first), up to the limit.
+    // Down to the limit: the smallest element joins the nearest one of its kind (a word the
+    // next word of its line, a shape the next shape); one alone of its kind stays in the
+    // background as pixels.
     elements.retain(|e| e.coverage >= min_pixels.max(1.0));
-    let mut order: Vec<usize> = (0..elements.len()).collect();
-    order.sort_by(|&a, &b| elements[b].kind.cmp(&elements[a].kind).then(elements[b].coverage.total_cmp(&elements[a].coverage)));
-    let keep: Vec<usize> = order.into_iter().take(max_elements).collect();
-    let mut kept: Vec<Element> = Vec::new();
-    let mut dropped: Vec<Element> = Vec::new();
-    for (i, e) in elements.into_iter().enumerate() {
-        if keep.contains(&i) {
-            kept.push(e);
-        } else {
-            dropped.push(e);
+    let mut kept = elements;
+    while kept.len() > max_elements {
+        let Some(smallest) = (0..kept.len()).min_by(|&a, &b| kept[a].coverage.total_cmp(&kept[b].coverage)) else { break };
+        let e = kept.remove(smallest);
+        let nearest = (0..kept.len()).filter(|&j| kept[j].kind == e.kind).min_by(|&a, &b| gap(&kept[a], &e).total_cmp(&gap(&kept[b], &e)));
+        if let Some(j) = nearest {
+            kept[j] = merge(&kept[j], &e);
         }
     }
     kept.sort_by(|a, b| a.kind.cmp(&b.kind).then(b.coverage.total_cmp(&a.coverage)));
@@ -366,6 +368,45 @@ fn text_element(image: &Image<'_>, b: &TextBox, under: &mut [f32], covered: &mut
         }
     }
     Some(element(Kind::Text, &alpha, w, |_, _, _| text))
+}
+
+/// How far apart two elements' centres are.
+fn gap(a: &Element, b: &Element) -> f64 {
+    let centre = |e: &Element| (e.x0 as f64 + e.width as f64 / 2.0, e.y0 as f64 + e.height as f64 / 2.0);
+    let ((ax, ay), (bx, by)) = (centre(a), centre(b));
+    (ax - bx).hypot(ay - by)
+}
+
+/// One element of `a` with `b` over it ("over", straight alpha), on the union of their boxes.
+fn merge(a: &Element, b: &Element) -> Element {
+    let (x0, y0) = (a.x0.min(b.x0), a.y0.min(b.y0));
+    let (x1, y1) = ((a.x0 + a.width).max(b.x0 + b.width), (a.y0 + a.height).max(b.y0 + b.height));
+    let (w, h) = (x1 - x0, y1 - y0);
+    let m = w * h;
+    let mut rgba = vec![0f32; 4 * m];
+    let mut coverage = 0.0;
+    for e in [a, b] {
+        let em = e.width * e.height;
+        for y in 0..e.height {
+            for x in 0..e.width {
+                let (i, j) = (y * e.width + x, (e.y0 + y - y0) * w + (e.x0 + x - x0));
+                let top = e.rgba[3 * em + i];
+                if top == 0.0 {
+                    continue;
+                }
+                let under = rgba[3 * m + j];
+                let out = top + under * (1.0 - top);
+                for c in 0..3 {
+                    rgba[c * m + j] = (e.rgba[c * em + i] * top + rgba[c * m + j] * under * (1.0 - top)) / out;
+                }
+                rgba[3 * m + j] = out;
+            }
+        }
+    }
+    for j in 0..m {
+        coverage += f64::from(rgba[3 * m + j]);
+    }
+    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage }
 }
 
 /// An element from its pixels' alpha (image indices), coloured by `colour(x, y, index)`.
@@ -625,8 +666,10 @@ mod tests {
                 if (10..40).contains(&x) && (8..30).contains(&y) {
                     p = [0.9, 0.1, 0.1];
                 }
-                // The "word": rows 44-51, columns 50-89, its left and right columns half covered.
-                if (44..52).contains(&y) && (50..90).contains(&x) {
+                // The "word": two hollow glyphs (2-pixel strokes) in rows 40-55, columns 50-67
+                // and 72-89, their outermost columns half covered.
+                let glyph = |x0: usize| (x0..x0 + 18).contains(&x) && (x < x0 + 2 || x >= x0 + 16 || y < 42 || y >= 54);
+                if (40..56).contains(&y) && (glyph(50) || glyph(72)) {
                     let a = if x == 50 || x == 89 { 0.5 } else { 1.0 };
                     let t = [0.1, 0.1, 0.1];
                     p = [0, 1, 2].map(|c| a * t[c] + (1.0 - a) * p[c]);
@@ -644,7 +687,7 @@ mod tests {
         let (w, h) = (120, 64);
         let rgb = graphic(w, h);
         let image = Image { rgb: &rgb, width: w, height: h };
-        let word = TextBox { x0: 46, y0: 40, x1: 94, y1: 56, score: 0.9 };
+        let word = TextBox { x0: 46, y0: 36, x1: 94, y1: 60, score: 0.9 };
         let layout = decompose(&image, &[word], 16.0, 31);
         let kinds: Vec<Kind> = layout.elements.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec![Kind::Shape, Kind::Text], "{kinds:?}");
@@ -667,8 +710,29 @@ mod tests {
         let m = text.width * text.height;
         assert!((0..3).all(|c| text.rgba[c * m..(c + 1) * m].iter().zip(&text.rgba[3 * m..]).all(|(v, a)| *a == 0.0 || (v - 0.1).abs() < 1e-3)));
         let alpha_at = |x: usize, y: usize| text.rgba[3 * m + (y - text.y0) * text.width + (x - text.x0)];
-        assert_eq!(alpha_at(70, 48), 1.0);
+        assert_eq!(alpha_at(60, 41), 1.0);
+        assert_eq!(alpha_at(60, 48), 0.0, "inside a glyph");
+        assert_eq!(alpha_at(70, 48), 0.0, "between the glyphs");
         assert!((alpha_at(50, 48) - 0.5).abs() < 0.03, "edge alpha {}", alpha_at(50, 48));
+    }
+
+    #[test]
+    fn beyond_the_layer_count_the_smallest_elements_merge_or_stay_in_the_background() {
+        let (w, h) = (120, 64);
+        let rgb = graphic(w, h);
+        let image = Image { rgb: &rgb, width: w, height: h };
+        // Two words of one colour: at two elements they stay apart, at one they become one
+        // layer; at none they stay in the background, which then is the input itself.
+        let words = [TextBox { x0: 46, y0: 36, x1: 70, y1: 60, score: 0.9 }, TextBox { x0: 70, y0: 36, x1: 94, y1: 60, score: 0.9 }];
+        let kinds = |layout: &Layout| layout.elements.iter().map(|e| e.kind).collect::<Vec<_>>();
+        assert_eq!(kinds(&decompose(&image, &words, 16.0, 3)), vec![Kind::Shape, Kind::Text, Kind::Text]);
+        let merged = decompose(&image, &words, 16.0, 2);
+        assert_eq!(kinds(&merged), vec![Kind::Shape, Kind::Text]);
+        let text = &merged.elements[1];
+        assert_eq!((text.x0, text.width), (50, 40), "one layer spanning both words");
+        let none = decompose(&image, &words, 16.0, 0);
+        assert!(none.elements.is_empty());
+        assert_eq!(none.background, rgb);
     }
 
     #[test]
