@@ -160,7 +160,7 @@ impl TryFrom<f64> for Share {
         if (0.0..=1.0).contains(&value) {
             Ok(Share(value))
         } else {
-            Err(BadValue::new("share", value.to_string(), "is not from 0 to 1"))
+            Err(BadValue::new("", value.to_string(), "is not a share from 0 to 1"))
         }
     }
 }
