@@ -41,6 +41,21 @@ print("| merge edits | avg edits used | images | RGB L1 (lower is better) | alph
 print("| --- | --- | --- | --- | --- | --- |")
 for level in scores["aggregated"]:
     print(f"| {level['max_edits']} | {level['avg_edits']:.2f} | {level['count']} | {level['avg_rgb_l1']:.4f} | {level['avg_alpha_iou']:.4f} | {level['avg_cost']:.4f} |")
+# At 0 edits, by background and by content (the set's names: <background>-<content>-...).
+groups = {}
+for name, levels in scores["samples"].items():
+    zero = next(l for l in levels if l["edits"] == 0)
+    background, content = name.split("-")[:2]
+    for group in (f"background {background}", f"content {content}"):
+        groups.setdefault(group, []).append(zero)
+print("\nAt 0 edits, by background and by content" + (f" ({len(scores['skipped'])} images not scored: a single predicted layer)" if scores["skipped"] else "") + ":\n")
+print("| images | count | RGB L1 | alpha soft IoU |")
+print("| --- | --- | --- | --- |")
+for group in sorted(groups):
+    rows = groups[group]
+    l1 = sum(r["rgb_l1"] for r in rows) / len(rows)
+    iou = sum(r["alpha_iou"] for r in rows) / len(rows)
+    print(f"| {group} | {len(rows)} | {l1:.4f} | {iou:.4f} |")
 PY
 done
 echo
