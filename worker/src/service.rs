@@ -87,11 +87,12 @@ impl lamina_common::queue::SessionError for SessionError {
     }
 }
 
-/// Renderings from stored layers at once, per core: each runs on one core and spends part
-/// of its time waiting on the store (reads, durable writes), so one more than the cores
-/// keeps them busy. Each holds one image's compressed layers and documents.
+/// Renderings from stored layers at once: each runs on one core, then waits on the store
+/// about as long (reads, and durable writes of documents several times the layers' size,
+/// each synced), so twice the cores, and two more, keep the cores busy. Each holds one
+/// image's compressed layers and documents.
 fn render_concurrency() -> usize {
-    std::thread::available_parallelism().map_or(3, |n| n.get() + 1)
+    std::thread::available_parallelism().map_or(6, |n| 2 * n.get() + 2)
 }
 
 /// Work queued ahead of the model, in seconds of measured throughput.
