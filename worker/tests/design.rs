@@ -8,7 +8,8 @@
 //!   crisp (alpha 1 inside, 0 outside), the gradient background is continued exactly under
 //!   the stripe, and the layers recomposite to the poster (>= 35 dB);
 //! - a photo with no design in it still gives an opaque background and a stack that
-//!   recomposites; a blank image gives its background alone.
+//!   recomposites; a blank image gives its background alone; tiny and one-pixel-thin images
+//!   give a stack too.
 //!
 //! Needs the detector (`ops/fetch-models.sh small`) and, for the reference, the project
 //! venv's python with onnxruntime (`LAMINA_PYTHON`, set by ops/test.sh).
@@ -162,4 +163,11 @@ fn a_photo_gives_a_stack_and_a_blank_image_its_background() {
     let (layers, roles) = run(&*model, &blank);
     assert_eq!(roles, vec![LayerRole::Background]);
     assert!(f64::try_from((layers.get(0).narrow(0, 0, 3) - 0.25).abs().max()).unwrap() < 1e-6);
+    // Tiny and thin images: a stack, never a panic.
+    for (h, w) in [(1, 1), (2, 3), (1, 64), (64, 1)] {
+        let tiny = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu));
+        let (layers, roles) = run(&*model, &tiny);
+        assert_eq!(roles[0], LayerRole::Background, "{w}x{h}");
+        assert!(psnr(&composite(&layers), &tiny.get(0)) >= 35.0, "{w}x{h}");
+    }
 }
