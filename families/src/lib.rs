@@ -165,6 +165,10 @@ pub enum Roles {
 pub enum Large {
     /// In tiles or bands, streamed to the encoder: any size.
     Tiles,
+    /// Analysed whole in a working set of about a hundred bytes a pixel, the layers streamed
+    /// to the encoder in bands: as large as that working set fits the budget, refused with
+    /// the reason beyond.
+    Whole,
     /// Refused with the reason (raise the budget).
     Refuse,
 }

@@ -9,7 +9,10 @@
 //!   the stripe, and the layers recomposite to the poster (>= 35 dB);
 //! - a photo with no design in it still gives an opaque background and a stack that
 //!   recomposites; a blank image gives its background alone; tiny and one-pixel-thin images
-//!   give a stack too.
+//!   give a stack too;
+//! - an image over the memory budget for a whole stack takes the streamed path, whose bands
+//!   hold byte for byte the layers (and roles) of the whole path; one whose working set
+//!   would not fit either is refused with the reason.
 //!
 //! Needs the detector (`ops/fetch-models.sh small`) and, for the reference, the project
 //! venv's python with onnxruntime (`LAMINA_PYTHON`, set by ops/test.sh).
@@ -21,7 +24,7 @@ use lamina_common::manifest::LayerRole;
 use lamina_common::params::DecomposeParams;
 use lamina_engine::design::detect::TextDetector;
 use lamina_engine::objects::models_dir;
-use lamina_worker::runtime::{Batch, Model};
+use lamina_worker::runtime::{quantise, Batch, LayerSink, Model, ModelError};
 use tch::{Device, Kind, Tensor};
 
 fn root() -> PathBuf {
@@ -170,4 +173,51 @@ fn a_photo_gives_a_stack_and_a_blank_image_its_background() {
         assert_eq!(roles[0], LayerRole::Background, "{w}x{h}");
         assert!(psnr(&composite(&layers), &tiny.get(0)) >= 35.0, "{w}x{h}");
     }
+}
+
+/// Collects the bands and roles of the streamed path.
+#[derive(Default)]
+struct Collect {
+    roles: Vec<LayerRole>,
+    layers: Vec<Vec<u8>>,
+    bands: usize,
+}
+
+impl LayerSink for Collect {
+    fn roles(&mut self, roles: Vec<LayerRole>) {
+        self.roles = roles;
+    }
+
+    fn begin(&mut self, sources: Vec<Vec<usize>>, _palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {
+        self.layers = vec![Vec::new(); sources.len()];
+        Ok(())
+    }
+
+    fn rows(&mut self, layers: Vec<Vec<u8>>) -> Result<(), ModelError> {
+        for (all, band) in self.layers.iter_mut().zip(layers) {
+            all.extend(band);
+        }
+        self.bands += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn the_streamed_path_gives_the_whole_paths_layers_in_bands() {
+    let model = design();
+    let bytes = std::fs::read(root().join("assets/designs/poster.png")).unwrap();
+    let decoded = lamina_worker::decode::decode(&bytes, u64::MAX).unwrap();
+    let poster = image("assets/designs/poster.png");
+    let (whole, roles) = run(&*model, &poster);
+    let mut sink = Collect::default();
+    model.decompose_large(&decoded, &DecomposeParams::default(), 256 << 20, &mut sink).unwrap();
+    assert_eq!(sink.roles, roles);
+    assert!(sink.bands > 1, "{} bands", sink.bands);
+    let expected = quantise(&whole).unwrap();
+    assert_eq!(sink.layers.len(), expected.len());
+    for (i, (got, want)) in sink.layers.iter().zip(&expected).enumerate() {
+        assert!(got == want, "layer {i} differs from the whole path's");
+    }
+    let refused = model.decompose_large(&decoded, &DecomposeParams::default(), 1 << 20, &mut Collect::default()).unwrap_err();
+    assert!(matches!(refused, ModelError::TooLarge { .. }) && refused.to_string().contains("raise --memory-budget"), "{refused}");
 }

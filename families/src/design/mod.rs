@@ -29,7 +29,7 @@ pub static FAMILY: Family = Family {
         fast: false,
         min_coverage: true,
     },
-    caps: Capabilities { roles: Roles::Design, pads: false, fast_reduces: false, fast_copy: false, large: Large::Refuse },
+    caps: Capabilities { roles: Roles::Design, pads: false, fast_reduces: false, fast_copy: false, large: Large::Whole },
     accepts: |text| text == "design",
     describe,
     explain,

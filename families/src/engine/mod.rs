@@ -151,6 +151,11 @@ pub trait LayerSink {
     /// Called once before any band: which model layers form each output layer, and the
     /// palette (palette models only).
     fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError>;
+    /// Each model layer's role, before [`LayerSink::begin`], from models that report roles
+    /// layer by layer (design models).
+    fn roles(&mut self, roles: Vec<lamina_common::manifest::LayerRole>) {
+        let _ = roles;
+    }
     /// The next rows of every layer, top to bottom: 8-bit straight RGBA, full width, one
     /// buffer per layer, as [`quantise`] makes them.
     fn rows(&mut self, layers: Vec<Vec<u8>>) -> Result<(), ModelError>;

@@ -301,7 +301,7 @@ impl LaneCtx<'_> {
         span.in_scope(|| debug!(width = image.width, height = image.height, quality = %params.quality, lane = self.index, "large image"));
         let started = Instant::now();
         let precision = self.model.precision_for(params.quality);
-        let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision };
+        let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision, roles: Vec::new() };
         let outcome = self.guard(|| self.model.decompose_large(&image, &params, budget, &mut sink));
         let elapsed = started.elapsed();
         self.clock.add(elapsed);
@@ -380,14 +380,21 @@ struct ChannelSink<'a> {
     bands: Option<mpsc::Sender<Band>>,
     device: Device,
     precision: Precision,
+    /// Each model layer's role, where the model says (design models).
+    roles: Vec<lamina_common::manifest::LayerRole>,
 }
 
 impl LayerSink for ChannelSink<'_> {
+    fn roles(&mut self, roles: Vec<lamina_common::manifest::LayerRole>) {
+        self.roles = roles;
+    }
+
     fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {
         let item = self.item.take().ok_or(ModelError::SinkClosed)?;
         // One band waits while the next is made: two bands of a large image in memory.
         let (tx, bands) = mpsc::channel(1);
-        let inferred = Inferred { item, sources, palette, roles: Vec::new(), bands, device: self.device, precision: self.precision };
+        let roles = std::mem::take(&mut self.roles);
+        let inferred = Inferred { item, sources, palette, roles, bands, device: self.device, precision: self.precision };
         self.inferred.blocking_send(inferred).map_err(|_| ModelError::SinkClosed)?;
         self.bands = Some(tx);
         Ok(())

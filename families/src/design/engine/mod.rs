@@ -8,12 +8,20 @@ pub mod layout;
 use tch::{Device, Kind, Tensor};
 
 use crate::objects::push_pull;
-use crate::{Batch, Decomposed, Model, ModelDesc, ModelError};
+use crate::{Batch, Decoded, Decomposed, LayerSink, Model, ModelDesc, ModelError};
 use detect::TextDetector;
 use layout::{Element, Image, Layout};
 use lamina_common::manifest::LayerRole;
 use lamina_common::params::DecomposeParams;
 use lamina_families::design::{identity, min_coverage, FAMILY, MAX_DESIGN_LAYERS};
+
+/// Bytes per pixel of the streamed path ([`Model::decompose_large`]): the layout's own
+/// working set (the unmixed copy and the background: 24 B; region labels, sizes and border
+/// counts: 20 B; masks and owners: 12 B; region boxes: up to 40 B) and the photographic
+/// background's fill (16 B). The layers themselves go out in bands of [`BAND_ROWS`] rows.
+const STREAMED_BYTES_PER_PIXEL: u64 = 112;
+/// Rows per band handed to the encoder on the streamed path.
+const BAND_ROWS: usize = 64;
 
 pub struct DesignModel {
     desc: ModelDesc,
@@ -83,25 +91,116 @@ impl Model for DesignModel {
         let n = batch.sizes.len();
         Ok(Decomposed { layers, sources, palettes: vec![None; n], roles })
     }
+
+    /// An image too large to hand back whole: the same layout, its layers streamed in bands
+    /// from the elements' own boxes, so memory is the layout's working set, not a layer stack.
+    fn decompose_large(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
+        self.check_params(params)?;
+        let (w, h) = (image.width as usize, image.height as usize);
+        let need = STREAMED_BYTES_PER_PIXEL * (w * h) as u64;
+        if need > budget {
+            return Err(ModelError::TooLarge {
+                model: self.desc.id.clone(),
+                reason: format!(
+                    "a {w}x{h} graphic needs about {} to take apart, over the memory budget of {} (raise --memory-budget)",
+                    lamina_common::bytes::human(need),
+                    lamina_common::bytes::human(budget)
+                ),
+            });
+        }
+        let torch = |source| ModelError::Torch { model: self.desc.id.clone(), source };
+        let tensor = Tensor::from_slice(&image.rgb).view([3, h as i64, w as i64]).to_device(self.device);
+        let texts = self.detector.detect(&tensor, w, h).map_err(torch)?;
+        drop(tensor);
+        let min_pixels = min_coverage(params) * (w * h) as f64;
+        let most = params.layer_target().map_or(usize::from(MAX_DESIGN_LAYERS), usize::from);
+        let mut layout = layout::decompose(&Image { rgb: &image.rgb, width: w, height: h }, &texts, min_pixels, most.saturating_sub(1));
+        if layout.background.iter().any(|v| v.is_nan()) {
+            let filled = fill(&layout.background, w, h).map_err(torch)?;
+            layout.background = filled;
+        }
+        let mut roles = vec![LayerRole::Background];
+        roles.extend(layout.elements.iter().map(|e| role(e.kind)));
+        sink.roles(roles);
+        sink.begin((0..=layout.elements.len()).map(|i| vec![i]).collect(), None)?;
+        let n = w * h;
+        for y0 in (0..h).step_by(BAND_ROWS) {
+            let rows = BAND_ROWS.min(h - y0);
+            let mut band = Vec::with_capacity(layout.elements.len() + 1);
+            let mut bg = vec![255u8; rows * w * 4];
+            for r in 0..rows {
+                for x in 0..w {
+                    let i = (y0 + r) * w + x;
+                    for c in 0..3 {
+                        bg[(r * w + x) * 4 + c] = byte(layout.background[c * n + i]);
+                    }
+                }
+            }
+            band.push(bg);
+            for e in &layout.elements {
+                let mut rgba = vec![0u8; rows * w * 4];
+                let m = e.width * e.height;
+                for r in 0..rows {
+                    let y = y0 + r;
+                    if y < e.y0 || y >= e.y0 + e.height {
+                        continue;
+                    }
+                    for x in e.x0..e.x0 + e.width {
+                        let j = (y - e.y0) * e.width + (x - e.x0);
+                        let a = byte(e.rgba[3 * m + j]);
+                        if a == 0 {
+                            continue;
+                        }
+                        let out = (r * w + x) * 4;
+                        for c in 0..3 {
+                            rgba[out + c] = byte(e.rgba[c * m + j]);
+                        }
+                        rgba[out + 3] = a;
+                    }
+                }
+                band.push(rgba);
+            }
+            sink.rows(band)?;
+        }
+        Ok(())
+    }
+}
+
+/// A value in [0,1] as the 8-bit value [`crate::quantise`] makes of it.
+fn byte(v: f32) -> u8 {
+    (v * 255.0 + 0.5).floor().clamp(0.0, 255.0) as u8
+}
+
+fn role(kind: layout::Kind) -> LayerRole {
+    match kind {
+        layout::Kind::Image => LayerRole::Image,
+        layout::Kind::Shape => LayerRole::Shape,
+        layout::Kind::Text => LayerRole::Text,
+    }
+}
+
+/// A photographic background (planar RGB, NaN where elements were taken off) filled from
+/// around the holes by the object models' push-pull.
+fn fill(background: &[f32], w: usize, h: usize) -> Result<Vec<f32>, tch::TchError> {
+    let (wi, hi) = (w as i64, h as i64);
+    let t = Tensor::from_slice(background).view([1, 3, hi, wi]);
+    let known = t.isnan().logical_not().to_kind(Kind::Float).narrow(1, 0, 1);
+    let filled = push_pull(&t.nan_to_num(0.0, None, None), &known).clamp(0.0, 1.0);
+    Vec::<f32>::try_from(filled.contiguous().view([-1]))
 }
 
 impl DesignModel {
     /// One image's layers, `[L,4,H,W]` straight RGBA, and each layer's role.
     fn stack(&self, layout: Layout, w: usize, h: usize) -> Result<(Tensor, Vec<LayerRole>), tch::TchError> {
         let (wi, hi) = (w as i64, h as i64);
-        let background = Tensor::from_slice(&layout.background).view([1, 3, hi, wi]);
         // A photographic background is filled under the elements taken off it.
-        let known = background.isnan().logical_not().to_kind(Kind::Float).narrow(1, 0, 1);
-        let background = if bool::try_from(known.min().lt(1.0))? { push_pull(&background.nan_to_num(0.0, None, None), &known).clamp(0.0, 1.0) } else { background };
+        let background = if layout.background.iter().any(|v| v.is_nan()) { fill(&layout.background, w, h)? } else { layout.background };
+        let background = Tensor::from_slice(&background).view([1, 3, hi, wi]);
         let mut layers = vec![Tensor::cat(&[background.squeeze_dim(0), Tensor::ones([1, hi, wi], (Kind::Float, Device::Cpu))], 0)];
         let mut roles = vec![LayerRole::Background];
         for e in &layout.elements {
             layers.push(place(e, w, h));
-            roles.push(match e.kind {
-                layout::Kind::Image => LayerRole::Image,
-                layout::Kind::Shape => LayerRole::Shape,
-                layout::Kind::Text => LayerRole::Text,
-            });
+            roles.push(role(e.kind));
         }
         Ok((Tensor::f_stack(&layers, 0)?, roles))
     }
