@@ -28,6 +28,8 @@ pub const STEP: f32 = 4.5 / 255.0;
 /// A shape's pixels lie this close to its plane on average: drawn fills are exact to the
 /// 8-bit step, a photograph's smooth tones are not.
 const FLAT: f32 = 1.5 / 255.0;
+/// A shape is on average at least this many pixels thick (its area over its longer side).
+const MIN_THICKNESS: f64 = 2.5;
 /// A background is flat (or a gradient) when its region holds this share of the border.
 const FLAT_BORDER: f64 = 0.3;
 /// Text whose colour is this close to its background is not taken off.
@@ -216,7 +218,10 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         // A shape is flat or a smooth gradient: its pixels lie on its plane. A region grown
         // across a photograph's soft tones does not.
         let residual = pixels.iter().map(|&i| f64::from(distance(base.px(i), model.at(i % w, i / w)))).sum::<f64>() / pixels.len() as f64;
-        if residual > f64::from(FLAT) {
+        // A strip one or two pixels wide along an edge (a resampled edge's ringing) is part
+        // of that edge, not a shape of its own.
+        let (_, _, bw, bh) = bounds(&pixels, w);
+        if residual > f64::from(FLAT) || (pixels.len() as f64) < MIN_THICKNESS * bw.max(bh) as f64 {
             continue;
         }
         for &i in &pixels {
