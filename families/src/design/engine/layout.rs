@@ -34,6 +34,12 @@ const MIN_THICKNESS: f64 = 2.5;
 const FLAT_BORDER: f64 = 0.3;
 /// Text whose colour is this close to its background is not taken off.
 const MIN_CONTRAST: f32 = 0.12;
+/// A pixel of a text box is the background, or on the mix of background and text colour,
+/// when it lies this close to it.
+const EXPLAINED: f32 = 0.06;
+/// The share of a text box's non-background pixels that must be on that mix for it to be
+/// taken off as text.
+const TEXT_MIXED: f64 = 0.6;
 /// Regions smaller than this many pixels are busy (photographs, edges).
 const SMALL_REGION: usize = 24;
 /// Busy pixels this far from a region are no edge of it.
@@ -330,8 +336,17 @@ fn text_element(image: &Image<'_>, b: &TextBox, under: &mut [f32], covered: &mut
     if ring.is_empty() {
         return None;
     }
-    // The local background: a plane through the ring (a flat colour or the gradient there).
-    let plane = fit_plane(image, ring.iter().copied());
+    // The local background: a plane through the ring (a flat colour or the gradient there),
+    // fitted again twice without the ring pixels far off it (where the ring crosses a photo
+    // or a shape).
+    let mut plane = fit_plane(image, ring.iter().copied());
+    for _ in 0..2 {
+        let residuals: Vec<f32> = ring.iter().map(|&i| distance(image.px(i), plane.at(i % w, i / w))).collect();
+        let mut sorted = residuals.clone();
+        sorted.sort_by(f32::total_cmp);
+        let keep = (3.0 * sorted[sorted.len() / 2]).max(3.0 / 255.0);
+        plane = fit_plane(image, ring.iter().zip(&residuals).filter(|(_, r)| **r <= keep).map(|(i, _)| *i));
+    }
     let bg_at = |i: usize| plane.at(i % w, i / w);
     let inside: Vec<usize> = (b.y0..b.y1).flat_map(|y| (b.x0..b.x1).map(move |x| y * w + x)).collect();
     let mut far: Vec<(f32, usize)> = inside.iter().map(|&i| (distance(image.px(i), bg_at(i)), i)).collect();
@@ -342,14 +357,27 @@ fn text_element(image: &Image<'_>, b: &TextBox, under: &mut [f32], covered: &mut
     }
     let text = median(far.iter().take_while(|(d, _)| *d >= 0.7 * top).map(|(_, i)| image.px(*i)));
     let mut alpha = Vec::new();
+    let (mut foreground, mut mixed) = (0usize, 0usize);
     for &i in &inside {
-        let (a, off) = unmix(image.px(i), bg_at(i), text);
+        let p = image.px(i);
+        let (a, off) = unmix(p, bg_at(i), text);
         let a = if a < 0.06 || off > 0.1 { 0.0 } else if a > 0.94 { 1.0 } else { a };
+        // Of the pixels that are not the background, how many are a mix of it and the text.
+        if distance(p, bg_at(i)) > EXPLAINED {
+            foreground += 1;
+            if a > 0.0 && off <= EXPLAINED {
+                mixed += 1;
+            }
+        }
         if a > 0.0 {
             alpha.push((i, a));
         }
     }
-    if alpha.is_empty() {
+    // Words are two colours mixed: a box whose other pixels are mostly neither the
+    // background nor the text's mix with it (a photograph, a textured region the detector
+    // took for text) is not taken off as text. Another word or shape in the box is a
+    // minority and does not count against it.
+    if alpha.is_empty() || (mixed as f64) < TEXT_MIXED * foreground as f64 {
         return None;
     }
     // Words are glyphs apart: one solid blob filling most of its box is a shape the
