@@ -24,8 +24,11 @@ use lamina_common::manifest::LayerRole;
 use lamina_common::params::DecomposeParams;
 use lamina_engine::design::detect::TextDetector;
 use lamina_engine::objects::models_dir;
-use lamina_worker::runtime::{quantise, Batch, LayerSink, Model, ModelError};
+use lamina_worker::runtime::{quantise, Batch, Model, ModelError};
 use tch::{Device, Kind, Tensor};
+
+mod stacks;
+use stacks::{composite, psnr, Collect};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -50,19 +53,6 @@ fn run(model: &dyn Model, images: &Tensor) -> (Tensor, Vec<LayerRole>) {
     (out.layers.get(0).narrow(0, 0, count), out.roles[0][..count as usize].to_vec())
 }
 
-fn composite(layers: &Tensor) -> Tensor {
-    let mut acc = layers.get(0).narrow(0, 0, 3) * layers.get(0).narrow(0, 3, 1);
-    for i in 1..layers.size()[0] {
-        let (c, a) = (layers.get(i).narrow(0, 0, 3), layers.get(i).narrow(0, 3, 1));
-        acc = &c * &a + acc * (1.0 - &a);
-    }
-    acc
-}
-
-fn psnr(a: &Tensor, b: &Tensor) -> f64 {
-    let mse = f64::try_from((a - b).square().mean(Kind::Float)).unwrap();
-    10.0 * (1.0 / mse.max(1e-12)).log10()
-}
 
 fn at(t: &Tensor, c: i64, y: i64, x: i64) -> f64 {
     t.double_value(&[c, y, x])
@@ -172,33 +162,6 @@ fn a_photo_gives_a_stack_and_a_blank_image_its_background() {
         let (layers, roles) = run(&*model, &tiny);
         assert_eq!(roles[0], LayerRole::Background, "{w}x{h}");
         assert!(psnr(&composite(&layers), &tiny.get(0)) >= 35.0, "{w}x{h}");
-    }
-}
-
-/// Collects the bands and roles of the streamed path.
-#[derive(Default)]
-struct Collect {
-    roles: Vec<LayerRole>,
-    layers: Vec<Vec<u8>>,
-    bands: usize,
-}
-
-impl LayerSink for Collect {
-    fn roles(&mut self, roles: Vec<LayerRole>) {
-        self.roles = roles;
-    }
-
-    fn begin(&mut self, sources: Vec<Vec<usize>>, _palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {
-        self.layers = vec![Vec::new(); sources.len()];
-        Ok(())
-    }
-
-    fn rows(&mut self, layers: Vec<Vec<u8>>) -> Result<(), ModelError> {
-        for (all, band) in self.layers.iter_mut().zip(layers) {
-            all.extend(band);
-        }
-        self.bands += 1;
-        Ok(())
     }
 }
 

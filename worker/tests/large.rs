@@ -11,34 +11,11 @@ use std::sync::Arc;
 
 use lamina_common::params::{DecomposeParams, LayerCount, Quality};
 use lamina_worker::decode::{decode, Decoded};
-use lamina_worker::runtime::{self, quantise, Batch, LayerSink, Model, ModelError};
+use lamina_worker::runtime::{self, quantise, Batch, Model, ModelError};
 use tch::{Device, Tensor};
 
-/// Collects the bands a large image's layers arrive in.
-#[derive(Default)]
-struct Collect {
-    sources: Vec<Vec<usize>>,
-    palette: Option<Vec<[u8; 3]>>,
-    layers: Vec<Vec<u8>>,
-    bands: usize,
-}
-
-impl LayerSink for Collect {
-    fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {
-        self.layers = vec![Vec::new(); sources.len()];
-        self.sources = sources;
-        self.palette = palette;
-        Ok(())
-    }
-
-    fn rows(&mut self, layers: Vec<Vec<u8>>) -> Result<(), ModelError> {
-        for (all, band) in self.layers.iter_mut().zip(layers) {
-            all.extend(band);
-        }
-        self.bands += 1;
-        Ok(())
-    }
-}
+mod stacks;
+use stacks::Collect;
 
 /// A bundled test photo, resized to `w x h`.
 fn photo(w: u32, h: u32) -> Arc<Decoded> {
@@ -56,7 +33,7 @@ fn whole(m: &dyn Model, image: &Decoded, params: &DecomposeParams) -> Collect {
     let t = Tensor::from_slice(&image.rgb).view([1, 3, h, w]).replication_pad2d([0, pw - w, 0, ph - h]);
     let out = m.decompose(&Batch { images: &t, sizes: &[(h, w)], alpha: None }, params).unwrap();
     let layers = quantise(&out.layers.get(0).narrow(2, 0, h).narrow(3, 0, w)).unwrap();
-    Collect { sources: out.sources[0].clone(), palette: out.palettes[0].clone(), layers, bands: 1 }
+    Collect { sources: out.sources[0].clone(), palette: out.palettes[0].clone(), layers, bands: 1, ..Collect::default() }
 }
 
 /// Mean and largest absolute difference of two stacks, in 1/255 steps.

@@ -20,6 +20,9 @@ use lamina_engine::objects::{self, NetMatte, ISNET, U2NETP};
 use lamina_worker::runtime::{self, Batch};
 use tch::{Device, Kind, Tensor};
 
+mod stacks;
+use stacks::{composite, psnr};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -44,20 +47,6 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     f64::try_from((a - b).abs().max()).unwrap()
 }
 
-/// Composites `[L,4,H,W]` straight-alpha layers bottom first.
-fn composite(layers: &Tensor) -> Tensor {
-    let mut acc = layers.get(0).narrow(0, 0, 3) * layers.get(0).narrow(0, 3, 1);
-    for i in 1..layers.size()[0] {
-        let (c, a) = (layers.get(i).narrow(0, 0, 3), layers.get(i).narrow(0, 3, 1));
-        acc = &c * &a + acc * (1.0 - &a);
-    }
-    acc
-}
-
-fn psnr(a: &Tensor, b: &Tensor) -> f64 {
-    let mse = f64::try_from((a - b).square().mean(Kind::Float)).unwrap();
-    10.0 * (1.0 / mse.max(1e-12)).log10()
-}
 
 /// Runs `net` in Lamina's build and in onnxruntime on two real photos; returns the largest
 /// difference, after checking that batching changes nothing and the mattes are not trivial.
