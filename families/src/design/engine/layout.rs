@@ -225,9 +225,10 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         // across a photograph's soft tones does not.
         let residual = pixels.iter().map(|&i| f64::from(distance(base.px(i), model.at(i % w, i / w)))).sum::<f64>() / pixels.len() as f64;
         // A strip one or two pixels wide along an edge (a resampled edge's ringing) is part
-        // of that edge, not a shape of its own.
+        // of that edge, not a shape of its own; a line drawn over one region is a shape.
         let (_, _, bw, bh) = bounds(&pixels, w);
-        if residual > f64::from(FLAT) || (pixels.len() as f64) < MIN_THICKNESS * bw.max(bh) as f64 {
+        let thin = (pixels.len() as f64) < MIN_THICKNESS * bw.max(bh) as f64;
+        if residual > f64::from(FLAT) || (thin && !drawn_over_one_region(&pixels, &labels, &sizes, l, w, h)) {
             continue;
         }
         for &i in &pixels {
@@ -606,6 +607,29 @@ impl Plane {
     }
 }
 
+/// Whether a thin region lies inside one other region: looking three pixels to each side of
+/// it (past its anti-aliased edge), nearly all the regions seen are one. A strip of ringing
+/// along an edge sees the shape on one side and what is under it on the other.
+fn drawn_over_one_region(pixels: &[usize], labels: &[u32], sizes: &[usize], label: u32, w: usize, h: usize) -> bool {
+    let mut seen: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    let mut total = 0usize;
+    for &i in pixels {
+        let (x, y) = ((i % w) as i64, (i / w) as i64);
+        for (dx, dy) in [(-3, 0), (3, 0), (0, -3), (0, 3)] {
+            let (xx, yy) = (x + dx, y + dy);
+            if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
+                continue;
+            }
+            let other = labels[yy as usize * w + xx as usize];
+            if other != label && sizes[other as usize] >= SMALL_REGION {
+                *seen.entry(other).or_default() += 1;
+                total += 1;
+            }
+        }
+    }
+    seen.values().max().is_some_and(|&most| total > 0 && most as f64 >= 0.9 * total as f64)
+}
+
 /// Each region's box `(x, y, width, height)`, by label.
 fn region_boxes(labels: &[u32], w: usize) -> std::collections::HashMap<u32, (usize, usize, usize, usize)> {
     let mut corners: std::collections::HashMap<u32, (usize, usize, usize, usize)> = std::collections::HashMap::new();
@@ -766,6 +790,27 @@ mod tests {
         let none = decompose(&image, &words, 16.0, 0);
         assert!(none.elements.is_empty());
         assert_eq!(none.background, rgb);
+    }
+
+    #[test]
+    fn a_thin_line_over_the_background_is_a_shape() {
+        let (w, h) = (120, 64);
+        let mut rgb = graphic(w, h);
+        let n = w * h;
+        // A two-pixel dark green vertical line, rows 4-59, columns 112-113.
+        for y in 4..60 {
+            for x in 112..114 {
+                for (c, v) in [0.1, 0.5, 0.2].into_iter().enumerate() {
+                    rgb[c * n + y * w + x] = v;
+                }
+            }
+        }
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+        let line = layout.elements.iter().find(|e| e.x0 == 112).expect("the line is a layer");
+        assert_eq!((line.kind, line.y0, line.width, line.height), (Kind::Shape, 4, 2, 56));
+        // Under it the gradient goes on.
+        let want = 0.2 + 0.6 * 112.0 / (w - 1) as f32;
+        assert!((layout.background[30 * w + 112] - want).abs() < 2.0 / 255.0);
     }
 
     #[test]
