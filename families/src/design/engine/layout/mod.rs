@@ -1,17 +1,17 @@
 //! Takes a graphic apart into its elements, on the CPU, from the image and the detector's
 //! text boxes:
 //!
-//! 1. **Text.** In each box, the local background is the median of a ring just outside it and
-//!    the text colour the median of the pixels farthest from it. Each pixel's alpha unmixes
+//! 1. **Text** (`text.rs`). In each box, the local background is a plane fitted to a ring
+//!    just outside it and the text colour the median of the pixels farthest from it. Each pixel's alpha unmixes
 //!    it between the two (its projection on the segment from background to text colour), so
 //!    anti-aliased edges get fractional alpha and the layer's colour is the text's own;
 //!    pixels off that segment (another colour: a photo, a shape) get none.
-//! 2. **Regions.** The rest of the image is split into regions of neighbouring pixels that
+//! 2. **Regions** (`regions.rs`). The rest of the image is split into regions of neighbouring pixels that
 //!    differ by at most [`STEP`] per channel: a flat colour or a smooth gradient is one
 //!    region, a photograph many tiny ones. Pixels under text join the region around them.
 //! 3. **Background.** The region touching most of the image's border, when it touches at
-//!    least [`FLAT_BORDER`] of it, is a flat or gradient background: a plane per channel is
-//!    fitted to it and continued under every element. Otherwise the background is
+//!    least [`FLAT_BORDER`] of it, is a flat or gradient background: a plane per channel
+//!    (`plane.rs`) is fitted to it and continued under every element. Otherwise the background is
 //!    photographic and keeps its own pixels (the object models' push-pull fill goes under the
 //!    elements taken off it).
 //! 4. **Shapes** are the other large regions: their own colour, alpha 1 inside, fractional
@@ -21,7 +21,14 @@
 //! Elements under the minimum coverage, or beyond the layer count, stay in the background
 //! as pixels, so the layers always recomposite to the input.
 
+mod plane;
+mod regions;
+mod text;
+
 use super::detect::TextBox;
+use plane::*;
+use regions::*;
+use text::*;
 
 /// Neighbouring pixels of one region differ by at most this much per channel (of 1).
 pub const STEP: f32 = 4.5 / 255.0;
@@ -328,82 +335,6 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     Layout { background, elements: kept }
 }
 
-/// A text element from box `b`, or `None` when the box holds no text of its own colour;
-/// `under` gets the unmixed background under it and `covered` its pixels.
-fn text_element(image: &Image<'_>, b: &TextBox, under: &mut [f32], covered: &mut [bool]) -> Option<Element> {
-    let (w, h) = (image.width, image.height);
-    let n = w * h;
-    let ring = ring(b, w, h, 2);
-    if ring.is_empty() {
-        return None;
-    }
-    // The local background: a plane through the ring (a flat colour or the gradient there),
-    // fitted again twice without the ring pixels far off it (where the ring crosses a photo
-    // or a shape).
-    let mut plane = fit_plane(image, ring.iter().copied());
-    for _ in 0..2 {
-        let residuals: Vec<f32> = ring.iter().map(|&i| distance(image.px(i), plane.at(i % w, i / w))).collect();
-        let mut sorted = residuals.clone();
-        sorted.sort_by(f32::total_cmp);
-        let keep = (3.0 * sorted[sorted.len() / 2]).max(3.0 / 255.0);
-        plane = fit_plane(image, ring.iter().zip(&residuals).filter(|(_, r)| **r <= keep).map(|(i, _)| *i));
-    }
-    let bg_at = |i: usize| plane.at(i % w, i / w);
-    let inside: Vec<usize> = (b.y0..b.y1).flat_map(|y| (b.x0..b.x1).map(move |x| y * w + x)).collect();
-    let mut far: Vec<(f32, usize)> = inside.iter().map(|&i| (distance(image.px(i), bg_at(i)), i)).collect();
-    far.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let top = far[(far.len() / 50).min(far.len() - 1)].0;
-    if top < MIN_CONTRAST {
-        return None;
-    }
-    let text = median(far.iter().take_while(|(d, _)| *d >= 0.7 * top).map(|(_, i)| image.px(*i)));
-    let mut alpha = Vec::new();
-    let (mut foreground, mut mixed) = (0usize, 0usize);
-    for &i in &inside {
-        let p = image.px(i);
-        let (a, off) = unmix(p, bg_at(i), text);
-        let a = if a < 0.06 || off > 0.1 { 0.0 } else if a > 0.94 { 1.0 } else { a };
-        // Of the pixels that are not the background, how many are a mix of it and the text.
-        if distance(p, bg_at(i)) > EXPLAINED {
-            foreground += 1;
-            if a > 0.0 && off <= EXPLAINED {
-                mixed += 1;
-            }
-        }
-        if a > 0.0 {
-            alpha.push((i, a));
-        }
-    }
-    // Words are two colours mixed: a box whose other pixels are mostly neither the
-    // background nor the text's mix with it (a photograph, a textured region the detector
-    // took for text) is not taken off as text. Another word or shape in the box is a
-    // minority and does not count against it.
-    if alpha.is_empty() || (mixed as f64) < TEXT_MIXED * foreground as f64 {
-        return None;
-    }
-    // Words are glyphs apart: one solid blob filling most of its box is a shape the
-    // detector took for text (a disc, a bar), left to the shapes.
-    let strong: Vec<usize> = alpha.iter().filter(|(_, a)| *a >= 0.5).map(|(i, _)| *i).collect();
-    if !strong.is_empty() {
-        let (x0, y0, bw, bh) = bounds(&strong, w);
-        let mut solid = vec![false; bw * bh];
-        for &i in &strong {
-            solid[(i / w - y0) * bw + (i % w - x0)] = true;
-        }
-        if blobs(&mut solid, bw, bh).iter().any(|blob| blob.len() * 2 > bw * bh) {
-            return None;
-        }
-    }
-    for &(i, a) in &alpha {
-        covered[i] = true;
-        let p = image.px(i);
-        for c in 0..3 {
-            under[c * n + i] = if a < 0.9 { ((p[c] - a * text[c]) / (1.0 - a)).clamp(0.0, 1.0) } else { bg_at(i)[c] };
-        }
-    }
-    Some(element(Kind::Text, &alpha, w, |_, _, _| text))
-}
-
 /// How far apart two elements' centres are.
 fn gap(a: &Element, b: &Element) -> f64 {
     let centre = |e: &Element| (e.x0 as f64 + e.width as f64 / 2.0, e.y0 as f64 + e.height as f64 / 2.0);
@@ -465,245 +396,6 @@ fn element(kind: Kind, alpha: &[(usize, f32)], w: usize, colour: impl Fn(usize, 
         coverage += f64::from(a);
     }
     Element { kind, x0, y0, width: bw, height: bh, rgba, coverage }
-}
-
-/// Alpha of `p` as a mix of `top` over `below`, and how far `p` lies off that mix.
-fn unmix(p: [f32; 3], below: [f32; 3], top: [f32; 3]) -> (f32, f32) {
-    let d = [top[0] - below[0], top[1] - below[1], top[2] - below[2]];
-    let len2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-    if len2 < 1e-6 {
-        return (0.0, distance(p, below));
-    }
-    let v = [p[0] - below[0], p[1] - below[1], p[2] - below[2]];
-    let a = ((v[0] * d[0] + v[1] * d[1] + v[2] * d[2]) / len2).clamp(0.0, 1.0);
-    let mix = [below[0] + a * d[0], below[1] + a * d[1], below[2] + a * d[2]];
-    (a, distance(p, mix))
-}
-
-fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
-    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
-}
-
-fn median(pixels: impl Iterator<Item = [f32; 3]>) -> [f32; 3] {
-    let mut chans: [Vec<f32>; 3] = Default::default();
-    for p in pixels {
-        for c in 0..3 {
-            chans[c].push(p[c]);
-        }
-    }
-    chans.map(|mut v| {
-        if v.is_empty() {
-            return 0.0;
-        }
-        let mid = v.len() / 2;
-        *v.select_nth_unstable_by(mid, f32::total_cmp).1
-    })
-}
-
-/// The pixels of a band `width` wide just outside box `b`.
-fn ring(b: &TextBox, w: usize, h: usize, width: usize) -> Vec<usize> {
-    let (x0, y0) = (b.x0.saturating_sub(width), b.y0.saturating_sub(width));
-    let (x1, y1) = ((b.x1 + width).min(w), (b.y1 + width).min(h));
-    let mut out = Vec::new();
-    for y in y0..y1 {
-        for x in x0..x1 {
-            if x < b.x0 || x >= b.x1 || y < b.y0 || y >= b.y1 {
-                out.push(y * w + x);
-            }
-        }
-    }
-    out
-}
-
-/// The large region most of the ring around box `b` belongs to.
-fn ring_label(labels: &[u32], covered: &[bool], sizes: &[usize], b: &TextBox, w: usize, h: usize) -> Option<u32> {
-    let mut counts: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-    for i in ring(b, w, h, 2) {
-        if !covered[i] && sizes[labels[i] as usize] >= SMALL_REGION {
-            *counts.entry(labels[i]).or_default() += 1;
-        }
-    }
-    counts.into_iter().max_by_key(|(_, c)| *c).map(|(l, _)| l)
-}
-
-/// Regions of 4-connected pixels whose neighbours differ by at most [`STEP`] per channel;
-/// each pixel's label is its region's root index. Covered pixels are regions of their own.
-fn regions(image: &Image<'_>, covered: &[bool]) -> Vec<u32> {
-    let (w, h) = (image.width, image.height);
-    let n = w * h;
-    let mut parent: Vec<u32> = (0..n as u32).collect();
-    fn find(parent: &mut [u32], mut i: u32) -> u32 {
-        while parent[i as usize] != i {
-            let up = parent[parent[i as usize] as usize];
-            parent[i as usize] = up;
-            i = up;
-        }
-        i
-    }
-    let near = |a: usize, b: usize| {
-        let (p, q) = (image.px(a), image.px(b));
-        (p[0] - q[0]).abs() <= STEP && (p[1] - q[1]).abs() <= STEP && (p[2] - q[2]).abs() <= STEP
-    };
-    for y in 0..h {
-        for x in 0..w {
-            let i = y * w + x;
-            if covered[i] {
-                continue;
-            }
-            for j in [(x + 1 < w).then(|| i + 1), (y + 1 < h).then(|| i + w)].into_iter().flatten() {
-                if !covered[j] && near(i, j) {
-                    let (a, b) = (find(&mut parent, i as u32), find(&mut parent, j as u32));
-                    if a != b {
-                        parent[a.max(b) as usize] = a.min(b);
-                    }
-                }
-            }
-        }
-    }
-    (0..n as u32).map(|i| find(&mut parent, i)).collect()
-}
-
-/// 8-connected blobs of the set pixels of `mask` (cleared as they are taken).
-fn blobs(mask: &mut [bool], w: usize, h: usize) -> Vec<Vec<usize>> {
-    let mut out = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..w * h {
-        if !mask[start] {
-            continue;
-        }
-        mask[start] = false;
-        stack.push(start);
-        let mut blob = Vec::new();
-        while let Some(i) = stack.pop() {
-            blob.push(i);
-            let (x, y) = (i % w, i / w);
-            for yy in y.saturating_sub(1)..(y + 2).min(h) {
-                for xx in x.saturating_sub(1)..(x + 2).min(w) {
-                    let j = yy * w + xx;
-                    if mask[j] {
-                        mask[j] = false;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        out.push(blob);
-    }
-    out
-}
-
-/// A colour that is flat or a linear gradient: `c + gx * x + gy * y` per channel.
-#[derive(Debug, Clone, Copy)]
-pub struct Plane {
-    c: [f64; 3],
-    gx: [f64; 3],
-    gy: [f64; 3],
-}
-
-impl Plane {
-    pub fn at(&self, x: usize, y: usize) -> [f32; 3] {
-        let (x, y) = (x as f64, y as f64);
-        [0, 1, 2].map(|ch| (self.c[ch] + self.gx[ch] * x + self.gy[ch] * y).clamp(0.0, 1.0) as f32)
-    }
-}
-
-/// Whether a thin region lies inside one other region: looking three pixels to each side of
-/// it (past its anti-aliased edge), nearly all the regions seen are one. A strip of ringing
-/// along an edge sees the shape on one side and what is under it on the other.
-fn drawn_over_one_region(pixels: &[usize], labels: &[u32], sizes: &[usize], label: u32, w: usize, h: usize) -> bool {
-    let mut seen: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-    let mut total = 0usize;
-    for &i in pixels {
-        let (x, y) = ((i % w) as i64, (i / w) as i64);
-        for (dx, dy) in [(-3, 0), (3, 0), (0, -3), (0, 3)] {
-            let (xx, yy) = (x + dx, y + dy);
-            if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
-                continue;
-            }
-            let other = labels[yy as usize * w + xx as usize];
-            if other != label && sizes[other as usize] >= SMALL_REGION {
-                *seen.entry(other).or_default() += 1;
-                total += 1;
-            }
-        }
-    }
-    seen.values().max().is_some_and(|&most| total > 0 && most as f64 >= 0.9 * total as f64)
-}
-
-/// Each region's box `(x, y, width, height)`, by label.
-fn region_boxes(labels: &[u32], w: usize) -> std::collections::HashMap<u32, (usize, usize, usize, usize)> {
-    let mut corners: std::collections::HashMap<u32, (usize, usize, usize, usize)> = std::collections::HashMap::new();
-    for (i, &l) in labels.iter().enumerate() {
-        let (x, y) = (i % w, i / w);
-        let c = corners.entry(l).or_insert((x, y, x, y));
-        *c = (c.0.min(x), c.1.min(y), c.2.max(x), c.3.max(y));
-    }
-    corners.into_iter().map(|(l, (x0, y0, x1, y1))| (l, (x0, y0, x1 + 1 - x0, y1 + 1 - y0))).collect()
-}
-
-/// The box `(x, y, width, height)` of some pixels.
-fn bounds(pixels: &[usize], w: usize) -> (usize, usize, usize, usize) {
-    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-    for &i in pixels {
-        let (x, y) = (i % w, i / w);
-        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-    }
-    (x0, y0, x1 + 1 - x0, y1 + 1 - y0)
-}
-
-/// The pixels of region `label`.
-fn region(labels: &[u32], label: u32) -> impl Iterator<Item = usize> + '_ {
-    labels.iter().enumerate().filter(move |(_, l)| **l == label).map(|(i, _)| i)
-}
-
-/// The least-squares plane of the colours of `pixels`.
-fn fit_plane(image: &Image<'_>, pixels: impl Iterator<Item = usize>) -> Plane {
-    let w = image.width;
-    // Normal equations over (1, x, y), centred for conditioning.
-    let (mut s, mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
-    let mut sv = [0f64; 3];
-    let mut sxv = [0f64; 3];
-    let mut syv = [0f64; 3];
-    for i in pixels {
-        let (x, y) = ((i % w) as f64, (i / w) as f64);
-        let p = image.px(i);
-        s += 1.0;
-        sx += x;
-        sy += y;
-        sxx += x * x;
-        syy += y * y;
-        sxy += x * y;
-        for c in 0..3 {
-            let v = f64::from(p[c]);
-            sv[c] += v;
-            sxv[c] += x * v;
-            syv[c] += y * v;
-        }
-    }
-    if s == 0.0 {
-        return Plane { c: [0.0; 3], gx: [0.0; 3], gy: [0.0; 3] };
-    }
-    let (mx, my) = (sx / s, sy / s);
-    let (cxx, cyy, cxy) = (sxx / s - mx * mx, syy / s - my * my, sxy / s - mx * my);
-    let det = cxx * cyy - cxy * cxy;
-    let mut plane = Plane { c: [0.0; 3], gx: [0.0; 3], gy: [0.0; 3] };
-    for c in 0..3 {
-        let mv = sv[c] / s;
-        let (cxv, cyv) = (sxv[c] / s - mx * mv, syv[c] / s - my * mv);
-        let (gx, gy) = if det.abs() > 1e-9 {
-            ((cxv * cyy - cyv * cxy) / det, (cyv * cxx - cxv * cxy) / det)
-        } else if cxx > 1e-9 {
-            (cxv / cxx, 0.0)
-        } else if cyy > 1e-9 {
-            (0.0, cyv / cyy)
-        } else {
-            (0.0, 0.0)
-        };
-        plane.gx[c] = gx;
-        plane.gy[c] = gy;
-        plane.c[c] = mv - gx * mx - gy * my;
-    }
-    plane
 }
 
 #[cfg(test)]
