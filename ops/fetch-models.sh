@@ -74,11 +74,12 @@ EOF
         mv "$models/ppocr_det.onnx.part" "$models/ppocr_det.onnx"
     fi
     # The converter's tools, in PyPI versions that match the venv's torch (torchvision only
-    # because onnx2torch imports it; --no-deps so that torch itself is never replaced).
+    # because onnx2torch imports it; --no-deps so that torch itself is never replaced, which
+    # is why torchvision's own dependencies, numpy and pillow, are named here).
     python="$LAMINA_VENV/bin/python"
     if ! "$python" -c "import onnx, onnx2torch, onnxruntime, torchvision" 2>/dev/null; then
         say "installing the converter (onnx, onnx2torch) into $LAMINA_VENV"
-        { "$python" -m pip install --quiet "onnx==1.23.2" "onnxruntime==1.32.0" >&2 \
+        { "$python" -m pip install --quiet "onnx==1.23.2" "onnxruntime==1.32.0" numpy pillow >&2 \
             && "$python" -m pip install --quiet --no-deps "onnx2torch==1.5.15" "torchvision==$LAMINA_TORCHVISION_VERSION" >&2; } \
             || die "cannot install onnx, onnx2torch and torchvision into $LAMINA_VENV"
     fi
