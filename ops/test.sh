@@ -43,6 +43,7 @@ if ! command -v gimp-console >/dev/null; then
         || { echo "lamina test: cannot install gimp (run: apt-get install gimp)" >&2; exit 1; }
 fi
 eval "$(ops/k8s-tools.sh)"   # kustomize and kubernetes-validate for tests/tests/k8s_manifests.rs
+eval "$(ops/api-tools.sh)"   # Schemathesis, the API fuzzer of tests/tests/api.rs
 # The GPU machines' build (PyTorch 2.11, tch 0.24) must keep compiling: type-check it.
 ops/gpu-build.sh check
 cargo test --locked --workspace "$@"

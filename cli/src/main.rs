@@ -10,6 +10,7 @@ mod eval;
 mod report;
 mod run;
 mod status;
+mod http;
 mod submit;
 
 use std::process::ExitCode;

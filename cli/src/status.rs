@@ -1,41 +1,66 @@
-//! `lamina status [JOB]`: asks the coordinator's HTTP endpoints how jobs and the fleet are
-//! doing: progress, rate, ETA, recent failures, and each worker's last heartbeat.
+//! `lamina status [JOB]` and `lamina cancel JOB`: ask the coordinator how jobs and the fleet
+//! are doing (progress, rate, ETA, recent failures, each worker's last heartbeat), or stop a
+//! job. They use the coordinator's HTTP endpoints, or its JSON API with `--api URL`
+//! (`https://` too), which is all a laptop outside the cluster needs.
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
+use hyper::Method;
 use serde_json::Value;
 
-use lamina_common::config::secret_var;
+use crate::http::Endpoint;
+
+/// Where the coordinator answers: its HTTP address, or its API.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// The coordinator's HTTP address (its status endpoints).
+    #[arg(long, env = "LAMINA_COORDINATOR_URL", default_value = "http://127.0.0.1:9090")]
+    pub coordinator: String,
+    /// Use the coordinator's JSON API at this address instead (http:// or https://), with
+    /// the token in LAMINA_API_TOKEN (or LAMINA_API_TOKEN_FILE).
+    #[arg(long, env = "LAMINA_API_URL")]
+    pub api: Option<String>,
+}
+
+impl CoordinatorArgs {
+    /// The endpoint to ask, and whether it is the API.
+    pub fn endpoint(&self) -> anyhow::Result<(Endpoint, bool)> {
+        Ok(match &self.api {
+            Some(url) => (Endpoint::new(url, &["LAMINA_API_TOKEN", "LAMINA_HTTP_TOKEN"])?, true),
+            None => (Endpoint::new(&self.coordinator, &["LAMINA_HTTP_TOKEN", "LAMINA_API_TOKEN"])?, false),
+        })
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// One job's id; all jobs when left out.
     pub job: Option<String>,
-    /// The coordinator's HTTP address.
-    #[arg(long, env = "LAMINA_COORDINATOR_URL", default_value = "http://127.0.0.1:9090")]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
     /// Print the coordinator's JSON as it is.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let path = match &args.job {
-        Some(id) => format!("/jobs/{id}"),
-        None => "/jobs".to_owned(),
+    let (endpoint, api) = args.coordinator.endpoint()?;
+    let path = match (&args.job, api) {
+        (Some(id), true) => format!("/api/v1/jobs/{id}"),
+        (None, true) => "/api/v1/jobs?limit=1000".to_owned(),
+        (Some(id), false) => format!("/jobs/{id}"),
+        (None, false) => "/jobs".to_owned(),
     };
-    let body = get(&args.coordinator, &path).await?;
-    let fleet = get(&args.coordinator, "/fleet").await?;
+    let body = endpoint.get(&path).await?;
     if args.json {
         println!("{body}");
         return Ok(ExitCode::SUCCESS);
     }
     let jobs: Vec<Value> = match serde_json::from_str::<Value>(&body)? {
         Value::Array(jobs) => jobs,
+        Value::Object(page) if page.contains_key("next_cursor") => page.get("jobs").and_then(Value::as_array).cloned().unwrap_or_default(),
         one => vec![one],
     };
     if jobs.is_empty() {
@@ -62,13 +87,15 @@ pub async fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             println!("    failed: {}", failure.as_str().unwrap_or(""));
         }
     }
-    if let Ok(overview) = get(&args.coordinator, "/overview").await {
+    if let Ok(overview) = endpoint.get("/overview").await {
         let overview: Value = serde_json::from_str(&overview).unwrap_or_default();
         let dead = &overview["dead_letters"];
         if let Some(n) = dead["queue_messages"].as_u64() {
             println!("dead letters: {n} waiting (see `lamina dlq list`)");
         }
     }
+    // The fleet is on the status endpoints, which the API's address serves as well.
+    let fleet = endpoint.get("/fleet").await.unwrap_or_default();
     let workers: Vec<Value> = serde_json::from_str(&fleet).unwrap_or_default();
     println!("fleet: {} worker(s)", workers.len());
     for w in &workers {
@@ -89,42 +116,22 @@ pub async fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
 pub struct CancelArgs {
     /// The job to cancel.
     pub job: String,
-    /// The coordinator's HTTP address.
-    #[arg(long, env = "LAMINA_COORDINATOR_URL", default_value = "http://127.0.0.1:9090")]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
 }
 
 /// `lamina cancel JOB`: the coordinator stops publishing the job's tasks, lets those already
 /// queued finish, writes the job's summary (marked cancelled) and drops it.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let body = request(hyper::Method::POST, &args.coordinator, &format!("/jobs/{}/cancel", args.job)).await?;
-    let state: Value = serde_json::from_str(&body).unwrap_or_default();
-    match state["state"].as_str().unwrap_or("?") {
+    let (endpoint, api) = args.coordinator.endpoint()?;
+    let path = if api { format!("/api/v1/jobs/{}/cancel", args.job) } else { format!("/jobs/{}/cancel", args.job) };
+    let reply = endpoint.send(Method::POST, &path, None, &[]).await?;
+    if !reply.status.is_success() && reply.status != hyper::StatusCode::CONFLICT {
+        bail!("{path}: {}: {}", reply.status, reply.reason());
+    }
+    match reply.json()["state"].as_str().unwrap_or("?") {
         "cancel-requested" => println!("{}: not running on this coordinator yet; it will be cancelled when it starts", args.job),
         state => println!("{}: {state}", args.job),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn get(base: &str, path: &str) -> anyhow::Result<String> {
-    request(hyper::Method::GET, base, path).await
-}
-
-/// An HTTP/1.1 request, with the bearer token from `LAMINA_HTTP_TOKEN[_FILE]` when set.
-async fn request(method: hyper::Method, base: &str, path: &str) -> anyhow::Result<String> {
-    let authority = base.strip_prefix("http://").context("--coordinator must be an http:// address")?.trim_end_matches('/');
-    let stream = tokio::net::TcpStream::connect(authority).await.with_context(|| format!("cannot reach the coordinator at {base}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let mut request = hyper::Request::builder().method(method).uri(path).header(hyper::header::HOST, authority);
-    if let Some(token) = secret_var("LAMINA_HTTP_TOKEN").map_err(anyhow::Error::msg)? {
-        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
-    }
-    let response = sender.send_request(request.body(Empty::<Bytes>::new())?).await?;
-    let status = response.status();
-    let body = String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()).into_owned();
-    if !status.is_success() && status != hyper::StatusCode::CONFLICT {
-        bail!("{base}{path}: {status}: {}", body.trim());
-    }
-    Ok(body)
 }

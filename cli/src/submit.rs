@@ -1,5 +1,6 @@
-//! `lamina submit`: puts a job on the broker's job queue (with a publisher confirm) and
-//! prints its id; with `--wait`, follows it until its `summary.json` is written.
+//! `lamina submit`: puts a job on the broker's job queue (with a publisher confirm), or
+//! submits it to the coordinator's JSON API with `--api URL`, and prints its id; with
+//! `--wait`, follows it until it is over (its `summary.json`, or the API's job state).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{DecomposeArgs, ModelArgs, OutputArgs, PoolArgs};
+use crate::http::Endpoint;
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::queue;
 use lamina_common::config::S3Settings;
@@ -38,16 +40,24 @@ pub struct SubmitArgs {
     /// Follow the job until it is finished.
     #[arg(long)]
     pub wait: bool,
+    /// Submit through the coordinator's JSON API at this address (http:// or https://)
+    /// instead of the broker, with the token in LAMINA_API_TOKEN (or LAMINA_API_TOKEN_FILE).
+    #[arg(long, env = "LAMINA_API_URL")]
+    pub api: Option<String>,
 }
 
 pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     for location in [&args.input, &args.output] {
         Location::parse(location)?;
     }
-    let amqp_settings = AmqpSettings::from_env()?;
     let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), args.decompose.params(), args.output_args.render());
     spec.pool = args.pool.pool.clone();
     spec.priority = args.priority;
+    if let Some(url) = &args.api {
+        let endpoint = Endpoint::new(url, &["LAMINA_API_TOKEN", "LAMINA_HTTP_TOKEN"])?;
+        return over_api(&endpoint, &spec, args.wait).await;
+    }
+    let amqp_settings = AmqpSettings::from_env()?;
     let broker = queue::connect(&amqp_settings, "lamina-submit").await.context("cannot connect to the broker")?;
     broker.declare(&[&spec.pool]).await?;
     broker.publish(&broker.topology().jobs(), &spec, spec.priority).await?;
@@ -99,5 +109,83 @@ async fn wait(spec: &JobSpec) -> anyhow::Result<Summary> {
             bar.set_message(format!("job {}: {lines} images finished", spec.job_id));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Submits `spec` to the API (retried with the same idempotency key while the coordinator
+/// cannot be reached or asks to wait, so a retry never makes a second job), then follows it.
+async fn over_api(endpoint: &Endpoint, spec: &JobSpec, wait: bool) -> anyhow::Result<ExitCode> {
+    let body = serde_json::to_vec(spec)?;
+    let key = spec.job_id.clone();
+    let mut delay = Duration::from_millis(500);
+    let mut tries = 0;
+    let reply = loop {
+        tries += 1;
+        let reply = endpoint.send(hyper::Method::POST, "/api/v1/jobs", Some(body.clone()), &[("idempotency-key", &key)]).await;
+        let again = match &reply {
+            Err(_) => true,
+            Ok(r) => matches!(r.status.as_u16(), 429 | 503) || r.status.as_u16() == 409 && r.reason().contains("still being handled"),
+        };
+        if !again || tries == 6 {
+            break reply?;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(8));
+    };
+    if !reply.status.is_success() {
+        anyhow::bail!("the coordinator refused the job ({}): {}", reply.status, reply.reason());
+    }
+    println!("{}", spec.job_id);
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let path = format!("/api/v1/jobs/{}", spec.job_id);
+    let job = loop {
+        match endpoint.send(hyper::Method::GET, &path, None, &[]).await {
+            Ok(r) if r.status.is_success() => {
+                let job = r.json();
+                let n = |k: &str| job[k].as_u64().unwrap_or(0);
+                if matches!(job["state"].as_str(), Some("finished" | "cancelled" | "failed")) {
+                    break job;
+                }
+                bar.set_message(format!("job {}: {}, {} of {} images finished", spec.job_id, job["state"].as_str().unwrap_or("?"), n("done") + n("rendered") + n("skipped") + n("failed"), n("images")));
+            }
+            Ok(r) if r.status == hyper::StatusCode::NOT_FOUND => {
+                anyhow::bail!("the coordinator no longer knows job {} (restarted?): its records are in {}/_lamina/jobs/{}/", spec.job_id, spec.output.trim_end_matches('/'), spec.job_id)
+            }
+            Ok(r) => bar.set_message(format!("job {}: {}: {}; retrying", spec.job_id, r.status, r.reason())),
+            Err(e) => bar.set_message(format!("job {}: {e}; retrying", spec.job_id)),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    bar.finish_and_clear();
+    let n = |k: &str| job[k].as_u64().unwrap_or(0);
+    let rendered = match n("rendered") {
+        0 => String::new(),
+        r => format!(", {r} re-rendered from stored layers"),
+    };
+    match job["state"].as_str() {
+        Some("failed") => {
+            println!("job refused: {}", job["error"].as_str().unwrap_or("(no reason given)"));
+            Ok(ExitCode::from(1))
+        }
+        Some("cancelled") => {
+            println!("cancelled after {} images: {} done{rendered}, {} skipped, {} failed", n("done") + n("rendered") + n("skipped") + n("failed"), n("done"), n("skipped"), n("failed"));
+            Ok(ExitCode::from(1))
+        }
+        _ => {
+            println!(
+                "{} images: {} done{rendered}, {} skipped (unchanged), {} failed in {:.1}s",
+                n("images"),
+                n("done"),
+                n("skipped"),
+                n("failed"),
+                job["seconds"].as_f64().unwrap_or(0.0)
+            );
+            Ok(if n("failed") > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
     }
 }

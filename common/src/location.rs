@@ -29,6 +29,17 @@ impl Location {
             if bucket.is_empty() {
                 return Err(err("missing bucket name"));
             }
+            // S3's own rule is stricter (3 to 63 lowercase letters, digits, '.' and '-'); some
+            // S3-compatible servers allow more, nothing allows other characters.
+            if bucket.len() > 255
+                || !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                || !bucket.bytes().any(|b| b.is_ascii_alphanumeric())
+            {
+                return Err(err("not a bucket name (letters, digits, '.', '-' and '_')"));
+            }
+            if rest.chars().any(char::is_control) {
+                return Err(err("control character in the prefix"));
+            }
             let prefix = prefix.trim_matches('/');
             if prefix.split('/').any(|s| s == "..") {
                 return Err(err("'..' in prefix"));
@@ -72,5 +83,7 @@ mod tests {
         assert!(Location::parse("s3:///x").is_err());
         assert!(Location::parse("s3://b/../x").is_err());
         assert!(Location::parse("gs://b/x").is_err());
+        assert!(Location::parse("s3://a b/x").is_err());
+        assert!(Location::parse("s3://b/x\ny").is_err());
     }
 }

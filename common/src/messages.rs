@@ -157,6 +157,10 @@ pub struct TaskResult {
     /// Wall time from fetch to manifest written, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ms: Option<f64>,
+    /// The files this result wrote in the image's folder (`<output>/<key>/`), the manifest
+    /// last; empty when nothing was written (skipped, failed).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub files: Vec<String>,
 }
 
 impl TaskResult {
@@ -165,7 +169,7 @@ impl TaskResult {
     }
 
     pub fn skipped(key: impl Into<String>) -> TaskResult {
-        TaskResult { key: key.into(), status: Status::Skipped, reason: None, kind: None, layers: None, psnr_db: None, ms: None }
+        TaskResult { key: key.into(), status: Status::Skipped, reason: None, kind: None, layers: None, psnr_db: None, ms: None, files: Vec::new() }
     }
 }
 

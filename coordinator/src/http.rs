@@ -1,30 +1,36 @@
 //! The coordinator's HTTP endpoints: the status page, health, jobs, one job, cancel, the
-//! fleet, an overview for the page, Prometheus metrics. Binds 127.0.0.1 unless told
-//! otherwise; with a token configured, every endpoint but `/health` and the page itself (a
-//! static file without data, which asks for the token) requires `Authorization: Bearer <token>`.
+//! fleet, an overview for the page, Prometheus metrics, and the versioned JSON API under
+//! `/api/v1` ([`crate::api`]). Binds 127.0.0.1 unless told otherwise, over TLS when a
+//! certificate is configured. The API always requires a bearer token; the other endpoints
+//! do once any token is configured (reading needs the `read` role, cancelling `submit`),
+//! except `/health` and the page itself (a static file without data, which asks for the
+//! token).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::{Path, Request, State as AxumState};
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Request, State as AxumState};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::access::{HttpSettings, Role};
+use crate::api::Api;
 use crate::state::Shared;
-use lamina_common::config::Secret;
 
 #[derive(Clone)]
 struct App {
     state: Shared,
-    token: Option<Secret>,
+    api: Api,
 }
 
 /// Serves until `shutdown` fires.
-pub async fn serve(addr: SocketAddr, token: Option<Secret>, state: Shared, shutdown: CancellationToken) -> std::io::Result<()> {
-    let app = App { state, token };
+pub async fn serve(addr: SocketAddr, api: Api, shutdown: CancellationToken) -> std::io::Result<()> {
+    let settings: Arc<HttpSettings> = api.settings.clone();
+    let app = App { state: api.state.clone(), api: api.clone() };
     let router = Router::new()
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
@@ -35,17 +41,31 @@ pub async fn serve(addr: SocketAddr, token: Option<Secret>, state: Shared, shutd
         .route_layer(middleware::from_fn_with_state(app.clone(), authorise))
         .route("/health", get(|| async { "ok\n" }))
         .route("/", get(page))
-        .with_state(app);
+        .with_state(app)
+        .merge(api.router())
+        .layer(DefaultBodyLimit::max(lamina_common::amqp::MAX_MESSAGE_BYTES));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving HTTP");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let local = listener.local_addr()?;
+    match &settings.tls {
+        Some((cert, key)) => {
+            let config = crate::tls::server_config(cert, key).map_err(std::io::Error::other)?;
+            tracing::info!(address = %local, tls = true, api = crate::api::BASE, "serving HTTPS");
+            let listener = crate::tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+        }
+        None => {
+            tracing::info!(address = %local, tls = false, api = crate::api::BASE, "serving HTTP");
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+        }
+    }
 }
 
+/// Once any token is configured, reading needs a `read` token and changing needs `submit`.
 async fn authorise(AxumState(app): AxumState<App>, request: Request, next: Next) -> Response {
-    if let Some(token) = &app.token {
-        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.expose()) {
-            return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
+    if !app.api.settings.tokens.is_empty() {
+        let role = if request.method() == Method::GET { Role::Read } else { Role::Submit };
+        if let Err(response) = app.api.admit(request.headers(), role) {
+            return response;
         }
     }
     next.run(request).await
@@ -65,7 +85,7 @@ async fn job(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Response
 
 /// Cancels a job: 202 with the state it is in now, 409 when it already finished.
 async fn cancel(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Response {
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if !crate::service::is_job_id(&id) {
         return (StatusCode::BAD_REQUEST, "bad job id\n").into_response();
     }
     let mut s = app.state.lock();

@@ -3,6 +3,7 @@
 //! it over an in-process queue; the distributed coordinator drives it over RabbitMQ.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod http;
 pub mod job;
 pub mod planner;
@@ -11,6 +12,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod service;
 pub mod state;
+pub mod tls;
 
 pub use job::{JobRecords, JobSpec, Summary};
 pub use planner::{plan, is_image_key, PlanStats, Planner};

@@ -3,6 +3,7 @@
 //! (secrets may come from `*_FILE`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -12,6 +13,9 @@ use tracing::info;
 use lamina_common::amqp::AmqpSettings;
 use lamina_common::config::S3Settings;
 use lamina_common::queue::reconnecting;
+use lamina_common::store::StoreCache;
+use lamina_coordinator::api::access::HttpSettings;
+use lamina_coordinator::api::{Api, BrokerSlot};
 use lamina_coordinator::service::{serve, CoordinatorConfig};
 
 #[derive(Debug, Parser)]
@@ -40,9 +44,22 @@ struct Args {
 fn main() -> ExitCode {
     let args: Args = lamina_common::args::parse("lamina-coordinator");
     lamina_common::logging::init(&args.log.log_format);
-    let settings = (AmqpSettings::from_env(), S3Settings::from_env(), lamina_common::config::secret_var("LAMINA_HTTP_TOKEN"));
-    let (amqp, config, token) = match settings {
-        (Ok(amqp), Ok(s3), Ok(token)) => {
+    let http = match HttpSettings::from_env() {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!("lamina-coordinator: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some((cert, key)) = &http.tls {
+        if let Err(e) = lamina_coordinator::tls::server_config(cert, key) {
+            eprintln!("lamina-coordinator: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let settings = (AmqpSettings::from_env(), S3Settings::from_env());
+    let (amqp, config) = match settings {
+        (Ok(amqp), Ok(s3)) => {
             let config = CoordinatorConfig {
                 s3,
                 max_jobs: args.max_jobs.max(1),
@@ -52,14 +69,14 @@ fn main() -> ExitCode {
                 grace: Duration::from_secs(args.grace_seconds),
                 notes: None,
             };
-            (amqp, config, token)
+            (amqp, config)
         }
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("lamina-coordinator: {e}");
             return ExitCode::from(2);
         }
     };
-    info!(amqp = ?amqp, s3 = ?config.s3, max_jobs = config.max_jobs, window = config.window, http = %args.http, http_token = token.is_some(), "starting");
+    info!(amqp = ?amqp, s3 = ?config.s3, max_jobs = config.max_jobs, window = config.window, http = %args.http, tokens = !http.tokens.is_empty(), tls = http.tls.is_some(), "starting");
     let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
         eprintln!("lamina-coordinator: cannot start the async runtime");
         return ExitCode::from(2);
@@ -68,12 +85,18 @@ fn main() -> ExitCode {
         let shutdown = CancellationToken::new();
         tokio::spawn(lamina_common::signal::on_shutdown(shutdown.clone()));
         let state = lamina_coordinator::state::Shared::default();
-        let http = tokio::spawn(lamina_coordinator::http::serve(args.http, token, state.clone(), shutdown.clone()));
+        let slot = BrokerSlot::default();
+        let stores = Arc::new(StoreCache::new(config.s3.clone()));
+        let api = Api::new(state.clone(), slot.clone(), stores, Arc::new(http));
+        let http = tokio::spawn(lamina_coordinator::http::serve(args.http, api, shutdown.clone()));
         // Reconnect with backoff while the broker is away; stop when told to.
         let served = reconnecting("coordinator", &shutdown, || async {
             let broker = lamina_common::queue::connect(&amqp, &config.name).await?;
             state.lock().broker_connected();
-            serve(&config, broker, state.clone(), shutdown.clone()).await
+            slot.set(Some(broker.clone()));
+            let served = serve(&config, broker, state.clone(), shutdown.clone()).await;
+            slot.set(None);
+            served
         });
         lamina_common::signal::exit_code(served, http, "HTTP endpoints", args.http, &shutdown).await
     })

@@ -245,7 +245,7 @@ impl JobContext {
         let summary = records.finish(summary).await?;
         {
             let mut s = self.state.lock();
-            s.job_finished(&spec.job_id, state);
+            s.job_finished(&spec.job_id, state, summary.error.clone());
         }
         if let Some(notes) = &self.notes {
             let _ = notes.send(JobNote::Finished { summary: summary.clone() });
@@ -365,7 +365,7 @@ impl Publisher {
 /// Why a job cannot run at all, found before any image is read: a model the job names
 /// that does not exist or refuses its parameters, or a pool whose live workers all run
 /// another model.
-fn refusal(spec: &JobSpec, model: &Result<ModelSpec, UnknownModel>, state: &Shared) -> Option<String> {
+pub(crate) fn refusal(spec: &JobSpec, model: &Result<ModelSpec, UnknownModel>, state: &Shared) -> Option<String> {
     let model = match model {
         Ok(model) => model,
         Err(unknown) => return Some(unknown.to_string()),

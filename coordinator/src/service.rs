@@ -67,22 +67,40 @@ pub fn parse_job(body: &[u8]) -> Result<JobSpec, BadMessage> {
         return Err(BadMessage::TooLarge { bytes: body.len(), cap: MAX_MESSAGE_BYTES });
     }
     let spec: JobSpec = serde_json::from_slice(body).map_err(|e| BadMessage::Malformed { what: "job", reason: e.to_string() })?;
+    check_job(&spec)?;
+    Ok(spec)
+}
+
+/// The rules every job request meets, however it came (a message, the HTTP API): schema,
+/// locations, job id, pool, priority.
+pub fn check_job(spec: &JobSpec) -> Result<(), BadMessage> {
     if spec.schema != JOB_SCHEMA {
-        return Err(BadMessage::Schema { what: "job", schema: spec.schema });
+        return Err(BadMessage::Schema { what: "job", schema: spec.schema.clone() });
     }
     for location in [&spec.input, &spec.output] {
         Location::parse(location).map_err(|e| BadMessage::Field(e.to_string()))?;
     }
-    if spec.job_id.is_empty() || !spec.job_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(BadMessage::Field(format!("bad job id {:?}", spec.job_id)));
+    if !is_job_id(&spec.job_id) {
+        return Err(BadMessage::Field(format!("bad job id {:?}: 1 to {MAX_JOB_ID} letters, digits and '-'", spec.job_id)));
     }
-    if spec.pool.is_empty() || !spec.pool.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(BadMessage::Field(format!("bad pool name {:?}", spec.pool)));
+    if spec.pool.is_empty() || spec.pool.len() > MAX_POOL || !spec.pool.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(BadMessage::Field(format!("bad pool name {:?}: 1 to {MAX_POOL} letters, digits, '-', '_' and '.'", spec.pool)));
     }
     if spec.priority > 9 {
         return Err(BadMessage::Field(format!("priority {} is over 9", spec.priority)));
     }
-    Ok(spec)
+    Ok(())
+}
+
+/// The longest pool name: it names a queue (AMQP allows 255 bytes, prefix included).
+pub const MAX_POOL: usize = 64;
+
+/// The longest job id: it names the job's records folder.
+pub const MAX_JOB_ID: usize = 128;
+
+/// Whether `id` can be a job id: 1 to [`MAX_JOB_ID`] ASCII letters, digits and `-`.
+pub fn is_job_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_JOB_ID && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Serves until `shutdown` fires (Ok) or the broker fails (Err; the caller reconnects).

@@ -38,6 +38,8 @@ impl Shared {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
+    /// Submitted over the API and waiting in the jobs queue for a coordinator to start it.
+    Queued,
     Running,
     Cancelling,
     Finished,
@@ -51,6 +53,7 @@ pub enum JobState {
 impl JobState {
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Cancelling => "cancelling",
             JobState::Finished => "finished",
@@ -79,6 +82,9 @@ impl std::fmt::Display for JobState {
 
 /// Cancel requests kept for jobs this coordinator has not started yet.
 const CANCEL_REQUESTS_KEPT: usize = 10_000;
+/// Jobs submitted here and not started (another coordinator may have taken them) kept in
+/// the view.
+const QUEUED_KEPT: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -141,6 +147,12 @@ pub struct JobView {
     pub images_per_second: f64,
     pub eta_seconds: Option<f64>,
     pub recent_failures: VecDeque<String>,
+    /// Why the job was refused (state `failed`): its model, its parameters, no worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds from its start to its summary, once it is over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
     #[serde(skip)]
     started: Option<Instant>,
 }
@@ -154,9 +166,14 @@ pub struct WorkerView {
     seen: Option<Instant>,
 }
 
-impl State {
-    pub fn job_started(&mut self, spec: &JobSpec) {
-        let view = JobView {
+impl JobView {
+    /// A job just submitted: queued, nothing counted yet.
+    pub fn queued(spec: &JobSpec) -> JobView {
+        JobView { state: JobState::Queued, started: None, ..JobView::new(spec) }
+    }
+
+    fn new(spec: &JobSpec) -> JobView {
+        JobView {
             job_id: spec.job_id.clone(),
             input: spec.input.clone(),
             output: spec.output.clone(),
@@ -175,9 +192,41 @@ impl State {
             images_per_second: 0.0,
             eta_seconds: None,
             recent_failures: VecDeque::new(),
+            error: None,
+            seconds: None,
             started: Some(Instant::now()),
+        }
+    }
+}
+
+impl State {
+    pub fn job_started(&mut self, spec: &JobSpec) {
+        self.jobs.insert(spec.job_id.clone(), JobView::new(spec));
+    }
+
+    /// A job submitted over the API: shown as queued until a coordinator starts it.
+    pub fn job_submitted(&mut self, spec: &JobSpec) {
+        self.jobs.entry(spec.job_id.clone()).or_insert_with(|| JobView::queued(spec));
+        let queued: Vec<String> = self.jobs.values().filter(|j| j.state == JobState::Queued).map(|j| j.job_id.clone()).collect();
+        for id in queued.iter().take(queued.len().saturating_sub(QUEUED_KEPT)) {
+            self.jobs.remove(id);
+        }
+    }
+
+    /// One job's view.
+    pub fn job(&self, job_id: &str) -> Option<JobView> {
+        self.jobs.get(job_id).cloned()
+    }
+
+    /// Up to `limit` jobs in descending id order after `cursor` (an id), and whether more
+    /// follow.
+    pub fn jobs_page(&self, cursor: Option<&str>, limit: usize) -> (Vec<JobView>, bool) {
+        let mut older = match cursor {
+            Some(c) => Box::new(self.jobs.range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(c))).rev()) as Box<dyn Iterator<Item = _>>,
+            None => Box::new(self.jobs.iter().rev()),
         };
-        self.jobs.insert(spec.job_id.clone(), view);
+        let page: Vec<JobView> = older.by_ref().take(limit).map(|(_, v)| v.clone()).collect();
+        (page, older.next().is_some())
     }
 
     pub fn job_result(&mut self, job_id: &str, result: &TaskResult, images: u64, listing_complete: bool) {
@@ -236,10 +285,12 @@ impl State {
     }
 
     /// Records how a job ended: `Finished`, `Cancelled` or `Failed`.
-    pub fn job_finished(&mut self, job_id: &str, state: JobState) {
+    pub fn job_finished(&mut self, job_id: &str, state: JobState, error: Option<String>) {
         if let Some(job) = self.jobs.get_mut(job_id) {
             job.state = state;
             job.eta_seconds = (state == JobState::Finished).then_some(0.0);
+            job.error = error;
+            job.seconds = job.started.map(|s| (s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
         }
         match state {
             JobState::Cancelled => self.jobs_cancelled += 1,
@@ -264,8 +315,15 @@ impl State {
             }
             return JobState::Cancelling;
         }
-        if let Some(job) = self.jobs.get(job_id) {
-            return job.state;
+        match self.jobs.get_mut(job_id) {
+            // Queued here and not started: cancelled when a coordinator starts it.
+            Some(job) if job.state == JobState::Queued => {
+                job.state = JobState::CancelRequested;
+                self.cancel_requests.insert(job_id.to_owned());
+                return JobState::CancelRequested;
+            }
+            Some(job) => return job.state,
+            None => {}
         }
         if self.cancel_requests.len() < CANCEL_REQUESTS_KEPT {
             self.cancel_requests.insert(job_id.to_owned());

@@ -22,7 +22,7 @@ const DEV: &str = "overlays/dev";
 const GPU_PRODUCTION: &str = "overlays/gpu-production";
 
 /// Settings that hold credentials: they belong in the Secret, never in the ConfigMap.
-const SECRET_SETTINGS: [&str; 4] = ["LAMINA_AMQP_URL", "LAMINA_S3_ACCESS_KEY_ID", "LAMINA_S3_SECRET_ACCESS_KEY", "LAMINA_HTTP_TOKEN"];
+const SECRET_SETTINGS: [&str; 5] = ["LAMINA_AMQP_URL", "LAMINA_S3_ACCESS_KEY_ID", "LAMINA_S3_SECRET_ACCESS_KEY", "LAMINA_HTTP_TOKEN", "LAMINA_API_TOKENS"];
 /// Seconds a stopping worker needs beyond its drain grace: handing back what it did not
 /// finish and closing its connection.
 const STOP_MARGIN_SECONDS: i64 = 10;

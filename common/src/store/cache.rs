@@ -8,6 +8,9 @@ use super::{open, ObjectStore};
 use crate::config::S3Settings;
 use crate::Location;
 
+/// Locations whose stores are kept open.
+const LOCATIONS_KEPT: usize = 256;
+
 /// Opens each location's store once and hands out shared handles.
 #[derive(Debug)]
 pub struct StoreCache {
@@ -36,6 +39,11 @@ impl StoreCache {
         // Opened outside the lock: opening an S3 store may await the credential chain.
         let store = open(&parsed, &self.s3).await;
         if let Ok(mut stores) = self.stores.lock() {
+            // Many locations (an API fed by strangers) start over rather than grow without
+            // end; handles in use stay alive with their users.
+            if stores.len() >= LOCATIONS_KEPT && !stores.contains_key(location) {
+                stores.clear();
+            }
             return Ok(stores.entry(location.to_owned()).or_insert(store).clone());
         }
         Ok(store)

@@ -75,6 +75,16 @@ impl ObjectStore for LocalStore {
         tokio::fs::read(&path).await.map_err(io_err(key))
     }
 
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path(key)?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(io_err(key))?;
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(io_err(key))?;
+        let mut bytes = Vec::new();
+        file.take(len).read_to_end(&mut bytes).await.map_err(io_err(key))?;
+        Ok(bytes)
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.put_shared(key, bytes.into()).await
     }

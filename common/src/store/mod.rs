@@ -47,6 +47,15 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// Reads at most `len` bytes of an object from byte `start` on: fewer at its end, none
+    /// past it. Pages through a large object (a job's results) without reading it whole.
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        let bytes = self.get(key).await?;
+        let from = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
+        let to = from.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
+        Ok(bytes[from..to].to_vec())
+    }
+
     /// Writes a whole object atomically and durably: once this returns, the object survives a
     /// crash of this process or machine.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;

@@ -237,6 +237,28 @@ impl ObjectStore for S3Store {
         Ok(body.into_bytes().to_vec())
     }
 
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let full = self.full_key(key)?;
+        let range = format!("bytes={start}-{}", start.saturating_add(len - 1));
+        let out = match self.client.get_object().bucket(&self.bucket).key(&full).range(range).send().await {
+            Ok(out) => out,
+            // 416: the range starts at or past the end.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => return Ok(Vec::new()),
+            Err(e) => return Err(sdk_err(key, e)),
+        };
+        let body = out.body.collect().await.map_err(|e| StoreError::Service {
+            key: printable(key),
+            what: format!("S3 body interrupted: {e}"),
+            cause: ServiceCause::Network,
+            status: None,
+            code: String::new(),
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.put_shared(key, bytes.into()).await
     }

@@ -88,6 +88,7 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     }
     let layer_count = manifest.layers.len();
     let psnr_db = manifest.recomposite_psnr_db;
+    let files = listed.iter().cloned().chain([MANIFEST_FILE.to_owned()]).collect();
     let manifest = Manifest {
         render: Some(task.render.clone()),
         files: listed,
@@ -114,6 +115,7 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
         layers: Some(layer_count),
         psnr_db,
         ms: Some(ms(started.elapsed())),
+        files,
     })
 }
 

@@ -153,6 +153,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         layers: Some(manifest.layers.len()),
         psnr_db: manifest.recomposite_psnr_db,
         ms: Some(ms(item.started.elapsed())),
+        files: manifest.files.iter().cloned().chain([MANIFEST_FILE.to_owned()]).collect(),
     }
 }
 
