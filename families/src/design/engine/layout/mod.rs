@@ -10,19 +10,25 @@
 //!    differ by at most [`STEP`] per channel: a flat colour or a smooth gradient is one
 //!    region, a photograph many tiny ones. Pixels under text join the region around them.
 //! 3. **Background.** The region touching most of the image's border, when it touches at
-//!    least [`FLAT_BORDER`] of it, is a flat or gradient background: a plane per channel
-//!    (`plane.rs`) is fitted to it and continued under every element. Otherwise the background is
+//!    least [`FLAT_BORDER`] of it, is a flat or gradient background: a surface per channel
+//!    (`plane.rs`; quadratic when that holds nearly all of the region, as a radial gradient
+//!    does, else a plane), fitted robustly so what leaked into the region does not tilt it,
+//!    is continued under every element. Otherwise the background is
 //!    photographic and keeps its own pixels (the object models' push-pull fill goes under the
 //!    elements taken off it).
 //! 4. **Shapes** are the other large regions: their own colour, alpha 1 inside, fractional
 //!    only on the anti-aliased edge pixels around them (unmixed against the background
 //!    model). **Images** are the large blobs of busy pixels (on a flat background only).
+//! 5. **Soft elements** (`soft.rs`): on a flat or gradient background, blobs still standing
+//!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
+//!    background and one colour; alpha unmixed as for text.
 //!
 //! Elements under the minimum coverage, or beyond the layer count, stay in the background
 //! as pixels, so the layers always recomposite to the input.
 
 mod plane;
 mod regions;
+mod soft;
 mod text;
 
 use super::detect::TextBox;
@@ -47,6 +53,9 @@ const EXPLAINED: f32 = 0.06;
 /// The share of a text box's non-background pixels that must be on that mix for it to be
 /// taken off as text.
 const TEXT_MIXED: f64 = 0.6;
+/// A background is a quadratic surface when that surface holds this share of its region
+/// within a soft element's reach (designed backgrounds are smooth; photographs are not).
+const SURFACE_FIT: f64 = 0.9;
 /// Regions smaller than this many pixels are busy (photographs, edges).
 const SMALL_REGION: usize = 24;
 /// Busy pixels this far from a region are no edge of it.
@@ -144,8 +153,20 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     let perimeter = (2 * (w + h)) as f64;
     let (bg_label, bg_border) = border.iter().enumerate().max_by_key(|(_, c)| **c).map(|(l, c)| (l as u32, *c)).unwrap_or((0, 0));
     let flat = bg_border as f64 >= FLAT_BORDER * perimeter && sizes[bg_label as usize] >= SMALL_REGION;
-    // Fitted to the pixels seen, not to those the text unmixing estimated.
-    let plane = flat.then(|| fit_plane(&base, region(&labels, bg_label).filter(|&i| !covered[i])));
+    // Fitted to the pixels seen, not to those the text unmixing estimated, and trimmed (see
+    // `robust`). A quadratic surface where it fits nearly all of the region (a radial
+    // gradient's swell, which no plane follows), a plane otherwise (a photograph's sky is no
+    // surface, and a quadratic would overshoot under what is taken off it).
+    let plane = flat.then(|| {
+        let seen: Vec<usize> = region(&labels, bg_label).filter(|&i| !covered[i]).collect();
+        let quadratic = robust(&base, &seen, |image, pixels| fit_quadratic(image, pixels.iter().copied()));
+        let on = seen.iter().filter(|&&i| distance(base.px(i), quadratic.at(i % w, i / w)) <= soft::SOFT_DELTA).count();
+        if on as f64 >= SURFACE_FIT * seen.len() as f64 {
+            quadratic
+        } else {
+            robust(&base, &seen, |image, pixels| fit_plane(image, pixels.iter().copied()))
+        }
+    });
     let busy: Vec<bool> = labels.iter().map(|&l| sizes[l as usize] < SMALL_REGION).collect();
     let mut boxes = region_boxes(&labels, w);
     // Regions the background's plane explains (parts of it cut off by a stripe, the holes
@@ -199,6 +220,17 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
                 if image_of[i] == u32::MAX {
                     image_of[i] = k;
                     images[k as usize].push(i);
+                }
+            }
+        }
+        // A blob that is one colour mixed with the background (a feathered disc, a glow) is
+        // no photograph: it is left to the soft elements below.
+        if let Some(p) = &plane {
+            images.retain(|pixels| !soft::is_soft(&base, p, pixels));
+            image_of.fill(u32::MAX);
+            for (k, pixels) in images.iter().enumerate() {
+                for &i in pixels {
+                    image_of[i] = k as u32;
                 }
             }
         }
@@ -279,6 +311,11 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         // its edge, the fitted colour the edge pixels were unmixed with.
         elements.push(element(Kind::Shape, &alpha, w, |x, y, i| if labels[i] == *label { base.px(i) } else { model.at(x, y) }));
     }
+    // 5. Soft elements: what still stands off a flat or gradient background.
+    if let Some(p) = &plane {
+        let mut blocked: Vec<bool> = (0..n).map(|i| taken[i] || covered[i] || image_of[i] != u32::MAX).collect();
+        elements.extend(soft::soft_elements(&base, p, &mut blocked, min_pixels));
+    }
     for image in &images {
         let alpha: Vec<(usize, f32)> = image.iter().map(|&i| (i, 1.0)).collect();
         elements.push(element(Kind::Image, &alpha, w, |_, _, i| base.px(i)));
@@ -333,6 +370,30 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         }
     }
     Layout { background, elements: kept }
+}
+
+/// Fits `model` to `pixels`, then again and again to the nearer half of them (at least
+/// everything within a soft element's reach of the fit), so the background, which is most of
+/// its region, wins over what leaked into it (a feathered element's fading edge).
+fn robust(base: &Image<'_>, pixels: &[usize], model: impl Fn(&Image<'_>, &[usize]) -> Plane) -> Plane {
+    let w = base.width;
+    let mut fit = model(base, pixels);
+    for _ in 0..4 {
+        let off: Vec<f32> = pixels.iter().map(|&i| distance(base.px(i), fit.at(i % w, i / w))).collect();
+        let mut sorted = off.clone();
+        let mid = sorted.len() / 2;
+        if mid >= sorted.len() {
+            break;
+        }
+        let keep = *sorted.select_nth_unstable_by(mid, f32::total_cmp).1;
+        let keep = keep.max(soft::SOFT_DELTA);
+        let near: Vec<usize> = pixels.iter().zip(&off).filter(|(_, d)| **d <= keep).map(|(&i, _)| i).collect();
+        if near.is_empty() {
+            break;
+        }
+        fit = model(base, &near);
+    }
+    fit
 }
 
 /// How far apart two elements' centres are.
@@ -503,6 +564,52 @@ mod tests {
         // Under it the gradient goes on.
         let want = 0.2 + 0.6 * 112.0 / (w - 1) as f32;
         assert!((layout.background[30 * w + 112] - want).abs() < 2.0 / 255.0);
+    }
+
+    #[test]
+    fn a_feathered_disc_over_a_gradient_is_one_soft_layer_with_its_alpha() {
+        let (w, h) = (160, 120);
+        let n = w * h;
+        let mut rgb = vec![0f32; 3 * n];
+        // A vertical gradient, and a teal disc: opaque to radius 18, fading linearly to
+        // nothing at radius 40, quantised to 8 bits as a file would be.
+        let (cx, cy, core, edge) = (70.0f32, 60.0f32, 18.0f32, 40.0f32);
+        let teal = [0.05f32, 0.55, 0.6];
+        let truth = |x: usize, y: usize| {
+            let r = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+            ((edge - r) / (edge - core)).clamp(0.0, 1.0)
+        };
+        for y in 0..h {
+            for x in 0..w {
+                let g = 0.9 - 0.5 * y as f32 / (h - 1) as f32;
+                let a = truth(x, y);
+                let below = [g, g * 0.9, 0.3];
+                for c in 0..3 {
+                    rgb[c * n + y * w + x] = ((a * teal[c] + (1.0 - a) * below[c]) * 255.0).round() / 255.0;
+                }
+            }
+        }
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+        assert_eq!(layout.elements.len(), 1, "one layer: {:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height)).collect::<Vec<_>>());
+        let disc = &layout.elements[0];
+        let m = disc.width * disc.height;
+        // Its alpha is the disc's own, soft IoU against the truth over the whole image.
+        let (mut inter, mut union) = (0f64, 0f64);
+        for y in 0..h {
+            for x in 0..w {
+                let inside = x >= disc.x0 && x < disc.x0 + disc.width && y >= disc.y0 && y < disc.y0 + disc.height;
+                let got = if inside { disc.rgba[3 * m + (y - disc.y0) * disc.width + x - disc.x0] } else { 0.0 };
+                let want = truth(x, y);
+                inter += f64::from(got.min(want));
+                union += f64::from(got.max(want));
+            }
+        }
+        assert!(inter / union > 0.9, "soft IoU {:.3}", inter / union);
+        // Its colour is the teal where it is opaque, and the background the gradient under it.
+        let centre = (60 - disc.y0) * disc.width + 70 - disc.x0;
+        assert!((0..3).all(|c| (disc.rgba[c * m + centre] - teal[c]).abs() < 2.0 / 255.0));
+        let want = 0.9 - 0.5 * 60.0 / (h - 1) as f32;
+        assert!((layout.background[60 * w + 70] - want).abs() < 3.0 / 255.0, "{}", layout.background[60 * w + 70]);
     }
 
     #[test]

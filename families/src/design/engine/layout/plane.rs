@@ -1,72 +1,148 @@
-//! Flat colours and linear gradients: a plane per channel, fitted by least squares.
+//! Flat colours and smooth gradients: per channel, a plane (`c + gx * x + gy * y`: flat or a
+//! linear gradient) or, for a background, a quadratic surface (which also follows a radial
+//! gradient's swell), fitted by least squares.
 
 use super::*;
 
-/// A colour that is flat or a linear gradient: `c + gx * x + gy * y` per channel.
+/// The terms fitted: 1, u, v (a plane) and u², uv, v² (quadratic), over centred, scaled
+/// coordinates (u, v) for conditioning.
+const TERMS: usize = 6;
+
+/// A colour that varies smoothly over the image.
 #[derive(Debug, Clone, Copy)]
 pub struct Plane {
-    c: [f64; 3],
-    gx: [f64; 3],
-    gy: [f64; 3],
+    /// Centre and scale of the coordinates.
+    mx: f64,
+    my: f64,
+    scale: f64,
+    /// Per channel, the coefficients of the terms (unused ones zero).
+    coef: [[f64; TERMS]; 3],
+}
+
+fn basis(u: f64, v: f64) -> [f64; TERMS] {
+    [1.0, u, v, u * u, u * v, v * v]
 }
 
 impl Plane {
     pub fn at(&self, x: usize, y: usize) -> [f32; 3] {
-        let (x, y) = (x as f64, y as f64);
-        [0, 1, 2].map(|ch| (self.c[ch] + self.gx[ch] * x + self.gy[ch] * y).clamp(0.0, 1.0) as f32)
+        let b = basis((x as f64 - self.mx) / self.scale, (y as f64 - self.my) / self.scale);
+        [0, 1, 2].map(|ch| (0..TERMS).map(|t| self.coef[ch][t] * b[t]).sum::<f64>().clamp(0.0, 1.0) as f32)
     }
 }
 
 /// The least-squares plane of the colours of `pixels`.
 pub(super) fn fit_plane(image: &Image<'_>, pixels: impl Iterator<Item = usize>) -> Plane {
+    fit(image, pixels, 3)
+}
+
+/// The least-squares quadratic surface of the colours of `pixels`: a plane where they are
+/// flat or a linear gradient, curved where they swell.
+pub(super) fn fit_quadratic(image: &Image<'_>, pixels: impl Iterator<Item = usize>) -> Plane {
+    fit(image, pixels, TERMS)
+}
+
+/// Least squares over the first `terms` terms, by the normal equations; a term the pixels
+/// cannot determine (all in one row, say) is left out.
+fn fit(image: &Image<'_>, pixels: impl Iterator<Item = usize>, terms: usize) -> Plane {
     let w = image.width;
-    // Normal equations over (1, x, y), centred for conditioning.
-    let (mut s, mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
-    let mut sv = [0f64; 3];
-    let mut sxv = [0f64; 3];
-    let mut syv = [0f64; 3];
-    for i in pixels {
-        let (x, y) = ((i % w) as f64, (i / w) as f64);
+    let pixels: Vec<usize> = pixels.collect();
+    let zero = Plane { mx: 0.0, my: 0.0, scale: 1.0, coef: [[0.0; TERMS]; 3] };
+    if pixels.is_empty() {
+        return zero;
+    }
+    let n = pixels.len() as f64;
+    let mx = pixels.iter().map(|&i| (i % w) as f64).sum::<f64>() / n;
+    let my = pixels.iter().map(|&i| (i / w) as f64).sum::<f64>() / n;
+    let scale = (image.width.max(image.height) as f64 / 2.0).max(1.0);
+    let mut ata = [[0f64; TERMS]; TERMS];
+    let mut atb = [[0f64; TERMS]; 3];
+    for &i in &pixels {
+        let b = basis(((i % w) as f64 - mx) / scale, ((i / w) as f64 - my) / scale);
         let p = image.px(i);
-        s += 1.0;
-        sx += x;
-        sy += y;
-        sxx += x * x;
-        syy += y * y;
-        sxy += x * y;
-        for c in 0..3 {
-            let v = f64::from(p[c]);
-            sv[c] += v;
-            sxv[c] += x * v;
-            syv[c] += y * v;
+        for (r, row) in ata.iter_mut().enumerate().take(terms) {
+            for (c, cell) in row.iter_mut().enumerate().take(terms) {
+                *cell += b[r] * b[c];
+            }
+            for (sums, v) in atb.iter_mut().zip(p) {
+                sums[r] += b[r] * f64::from(v);
+            }
         }
     }
-    if s == 0.0 {
-        return Plane { c: [0.0; 3], gx: [0.0; 3], gy: [0.0; 3] };
+    Plane { mx, my, scale, coef: atb.map(|sums| solve(ata, sums, terms)) }
+}
+
+/// Solves the `terms` x `terms` system by Gaussian elimination with partial pivoting; an
+/// unknown without a usable pivot is set to zero (the term is left out).
+fn solve(mut a: [[f64; TERMS]; TERMS], mut b: [f64; TERMS], terms: usize) -> [f64; TERMS] {
+    let tiny = 1e-9 * (0..terms).map(|i| a[i][i].abs()).fold(0.0, f64::max).max(1e-12);
+    let mut used = [false; TERMS];
+    let mut pivot_of = [usize::MAX; TERMS];
+    for col in 0..terms {
+        let Some(row) = (0..terms).filter(|&r| !used[r]).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs())) else { continue };
+        if a[row][col].abs() <= tiny {
+            continue;
+        }
+        used[row] = true;
+        pivot_of[col] = row;
+        for r in 0..terms {
+            if r != row {
+                let f = a[r][col] / a[row][col];
+                if f != 0.0 {
+                    let pivot = a[row];
+                    for (cell, p) in a[r].iter_mut().zip(pivot).take(terms) {
+                        *cell -= f * p;
+                    }
+                    b[r] -= f * b[row];
+                }
+            }
+        }
     }
-    let (mx, my) = (sx / s, sy / s);
-    let (cxx, cyy, cxy) = (sxx / s - mx * mx, syy / s - my * my, sxy / s - mx * my);
-    let det = cxx * cyy - cxy * cxy;
-    let mut plane = Plane { c: [0.0; 3], gx: [0.0; 3], gy: [0.0; 3] };
-    for c in 0..3 {
-        let mv = sv[c] / s;
-        let (cxv, cyv) = (sxv[c] / s - mx * mv, syv[c] / s - my * mv);
-        let (gx, gy) = if det.abs() > 1e-9 {
-            ((cxv * cyy - cyv * cxy) / det, (cyv * cxx - cxv * cxy) / det)
-        } else if cxx > 1e-9 {
-            (cxv / cxx, 0.0)
-        } else if cyy > 1e-9 {
-            (0.0, cyv / cyy)
-        } else {
-            (0.0, 0.0)
-        };
-        plane.gx[c] = gx;
-        plane.gy[c] = gy;
-        plane.c[c] = mv - gx * mx - gy * my;
+    let mut x = [0f64; TERMS];
+    for col in 0..terms {
+        let row = pivot_of[col];
+        if row != usize::MAX {
+            x[col] = b[row] / a[row][col];
+        }
     }
-    plane
+    x
 }
 
 pub(super) fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+        let mut rgb = vec![0f32; 3 * w * h];
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    rgb[c * w * h + y * w + x] = f(x, y) * (1.0 - 0.2 * c as f32);
+                }
+            }
+        }
+        rgb
+    }
+
+    #[test]
+    fn a_linear_gradient_is_fitted_exactly_by_both_and_a_radial_swell_by_the_quadratic() {
+        let (w, h) = (64, 48);
+        let linear = image(w, h, |x, y| 0.1 + 0.01 * x as f32 + 0.005 * y as f32);
+        let radial = image(w, h, |x, y| 0.9 - 0.0004 * ((x as f32 - 30.0).powi(2) + (y as f32 - 20.0).powi(2)));
+        for (rgb, quadratic_only) in [(&linear, false), (&radial, true)] {
+            let img = Image { rgb, width: w, height: h };
+            let all = || 0..w * h;
+            let worst = |p: &Plane| all().map(|i| distance(img.px(i), p.at(i % w, i / w))).fold(0f32, f32::max);
+            let (plane, quadratic) = (fit_plane(&img, all()), fit_quadratic(&img, all()));
+            assert!(worst(&quadratic) < 1e-4, "quadratic off by {}", worst(&quadratic));
+            assert_eq!(worst(&plane) < 1e-4, !quadratic_only, "plane off by {}", worst(&plane));
+        }
+        // Pixels in one row cannot determine a vertical term: it is left out, not invented.
+        let img = Image { rgb: &linear, width: w, height: h };
+        let row = fit_quadratic(&img, (0..w).map(|x| 10 * w + x));
+        assert!((row.at(5, 10)[0] - img.px(10 * w + 5)[0]).abs() < 1e-4);
+    }
 }

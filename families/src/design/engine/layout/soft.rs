@@ -1,0 +1,139 @@
+//! Soft elements: feathered discs, glows, blurred shadows. On a flat or gradient background
+//! they are what is left off the background's plane once text, shapes and images are taken:
+//! neither flat (no shape) nor busy in the way a photograph is. Each blob of such pixels is
+//! one element when its pixels are mixes of the background and one colour, the colour of its
+//! most distant pixels (its core); each pixel's alpha unmixes it between the two, as for text,
+//! and its colour is the one that gives the pixel back exactly over the plane, so the stack
+//! still recomposites to the input.
+
+use super::*;
+
+/// Pixels at least this far from the background's plane are the body of a soft element
+/// (three region steps: the plane's own noise and a shape's ringing stay below it).
+pub(super) const SOFT_DELTA: f32 = 3.0 * STEP;
+/// Pixels this far from the plane still belong to a soft element's fading edge.
+const SOFT_EDGE: f32 = STEP / 2.0;
+/// The share of a blob's pixels, its farthest, whose mean colour is its core colour.
+const CORE_SHARE: f64 = 0.05;
+/// A soft element's box covers at most this share of the canvas.
+const MAX_SPAN: f64 = 0.5;
+/// A soft element is at most this opaque where it meets the canvas's edge.
+const EDGE_ALPHA: f32 = 0.5;
+/// Below this alpha a pixel's colour is the core's (dividing by a tiny alpha amplifies noise).
+const COLOUR_ALPHA: f32 = 0.25;
+
+/// Finds the soft elements among the pixels not `taken`, over the background `plane`.
+pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool], min_pixels: f64) -> Vec<Element> {
+    let (w, h) = (base.width, base.height);
+    let far = |i: usize| distance(base.px(i), plane.at(i % w, i / w));
+    let mut body: Vec<bool> = (0..w * h).map(|i| !taken[i] && far(i) >= SOFT_DELTA).collect();
+    let mut out = Vec::new();
+    for blob in blobs(&mut body, w, h) {
+        if (blob.len() as f64) < min_pixels.max(SMALL_REGION as f64 * 16.0) {
+            continue;
+        }
+        // One colour over the background explains the blob, as it explains a word.
+        if !is_soft(base, plane, &blob) {
+            continue;
+        }
+        let Some(core) = core_colour(base, plane, &blob) else { continue };
+        let mut alpha = grow(base, plane, core, &blob, taken);
+        // A fading edge that runs on over the canvas is the background's shading: the blob
+        // alone is the element then.
+        let (_, _, gw, gh) = bounds(&alpha.iter().map(|&(i, _)| i).collect::<Vec<_>>(), w);
+        if (gw * gh) as f64 > MAX_SPAN * (w * h) as f64 {
+            alpha = blob.iter().map(|&i| (i, unmix(base.px(i), plane.at(i % w, i / w), core).0)).filter(|&(_, a)| a > 0.0).collect();
+            alpha.sort_unstable_by_key(|&(i, _)| i);
+        }
+        for &(i, _) in &alpha {
+            taken[i] = true;
+        }
+        out.push(element(Kind::Shape, &alpha, w, |x, y, i| {
+            let (p, below) = (base.px(i), plane.at(x, y));
+            let a = alpha_at(&alpha, i);
+            if a < COLOUR_ALPHA {
+                return core;
+            }
+            [0, 1, 2].map(|c| ((p[c] - (1.0 - a) * below[c]) / a).clamp(0.0, 1.0))
+        }));
+    }
+    out
+}
+
+/// Whether `pixels` are mixes of the background and one colour (a soft element, not a
+/// photograph).
+pub(super) fn is_soft(base: &Image<'_>, plane: &Plane, pixels: &[usize]) -> bool {
+    let (w, h) = (base.width, base.height);
+    let Some(core) = core_colour(base, plane, pixels) else { return false };
+    let unmixed = |i: usize| unmix(base.px(i), plane.at(i % w, i / w), core);
+    let mixed = pixels.iter().filter(|&&i| unmixed(i).1 <= EXPLAINED).count();
+    // An element fades out inside the canvas; what stays opaque up to the canvas's edge is
+    // the background itself where it is no plane (a radial or many-stop gradient).
+    let on_edge = |i: usize| {
+        let (x, y) = (i % w, i / w);
+        x == 0 || y == 0 || x == w - 1 || y == h - 1
+    };
+    let cut_off = pixels.iter().any(|&i| on_edge(i) && unmixed(i).0 > EDGE_ALPHA);
+    // And an element lies on the background: a swell spanning most of the canvas is the
+    // background's own shading (a radial gradient), not something on it.
+    let (_, _, bw, bh) = bounds(pixels, w);
+    let sprawling = (bw * bh) as f64 > MAX_SPAN * (w * h) as f64;
+    mixed as f64 >= TEXT_MIXED * pixels.len() as f64 && !cut_off && !sprawling
+}
+
+/// The mean colour of the blob's pixels farthest from the plane, if it stands out from it.
+fn core_colour(base: &Image<'_>, plane: &Plane, blob: &[usize]) -> Option<[f32; 3]> {
+    let w = base.width;
+    let mut by_distance: Vec<(f32, usize)> = blob.iter().map(|&i| (distance(base.px(i), plane.at(i % w, i / w)), i)).collect();
+    by_distance.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let take = ((blob.len() as f64 * CORE_SHARE).ceil() as usize).max(1);
+    let mut sum = [0f32; 3];
+    for &(_, i) in &by_distance[..take] {
+        let p = base.px(i);
+        for c in 0..3 {
+            sum[c] += p[c];
+        }
+    }
+    let core = sum.map(|s| s / take as f32);
+    let (_, i) = by_distance[take - 1];
+    (distance(core, plane.at(i % w, i / w)) >= MIN_CONTRAST).then_some(core)
+}
+
+/// The blob and the fading edge around it: neighbours that are still a mix of the plane and
+/// the core colour and stand off the plane at all. Returns `(pixel, alpha)`.
+fn grow(base: &Image<'_>, plane: &Plane, core: [f32; 3], blob: &[usize], taken: &[bool]) -> Vec<(usize, f32)> {
+    let (w, h) = (base.width, base.height);
+    let mut seen: std::collections::HashSet<usize> = blob.iter().copied().collect();
+    let mut out: Vec<(usize, f32)> = Vec::with_capacity(blob.len());
+    let mut stack: Vec<usize> = blob.to_vec();
+    while let Some(i) = stack.pop() {
+        let (x, y) = (i % w, i / w);
+        let (a, off) = unmix(base.px(i), plane.at(x, y), core);
+        out.push((i, a));
+        for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
+            let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+            if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                continue;
+            }
+            let j = ny as usize * w + nx as usize;
+            if taken[j] || seen.contains(&j) {
+                continue;
+            }
+            let p = base.px(j);
+            let below = plane.at(nx as usize, ny as usize);
+            let (aj, offj) = unmix(p, below, core);
+            // Fading out: still on the mix, off the plane, and no more opaque than here.
+            if distance(p, below) >= SOFT_EDGE && offj <= EXPLAINED && aj > 0.0 && aj <= a + 0.05 && off <= EXPLAINED {
+                seen.insert(j);
+                stack.push(j);
+            }
+        }
+    }
+    out.retain(|&(_, a)| a > 0.0);
+    out.sort_unstable_by_key(|&(i, _)| i);
+    out
+}
+
+fn alpha_at(alpha: &[(usize, f32)], i: usize) -> f32 {
+    alpha.binary_search_by_key(&i, |&(j, _)| j).map_or(0.0, |k| alpha[k].1)
+}
