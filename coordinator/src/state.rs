@@ -172,6 +172,32 @@ impl JobView {
         JobView { state: JobState::Queued, started: None, ..JobView::new(spec) }
     }
 
+    /// A job that is over, from its `summary.json` (a coordinator that restarted since).
+    pub fn from_summary(spec: &JobSpec, summary: &crate::Summary) -> JobView {
+        let state = match (&summary.error, summary.cancelled) {
+            (Some(_), _) => JobState::Failed,
+            (None, true) => JobState::Cancelled,
+            (None, false) => JobState::Finished,
+        };
+        JobView {
+            state,
+            images: summary.images,
+            listing_complete: true,
+            ignored: summary.ignored,
+            done: summary.done,
+            rendered: summary.rendered,
+            skipped: summary.skipped,
+            failed: summary.failed,
+            images_per_second: summary.images_per_second,
+            eta_seconds: (state == JobState::Finished).then_some(0.0),
+            recent_failures: summary.failures.iter().take(RECENT_FAILURES).cloned().collect(),
+            error: summary.error.clone(),
+            seconds: Some(summary.seconds),
+            started: None,
+            ..JobView::new(spec)
+        }
+    }
+
     fn new(spec: &JobSpec) -> JobView {
         JobView {
             job_id: spec.job_id.clone(),

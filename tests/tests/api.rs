@@ -73,11 +73,11 @@ async fn a_job_submitted_over_https_is_decomposed_and_its_results_listed() {
     let base = format!("https://{http}");
     let tokens = format!("read:{READ}\nsubmit:{SUBMIT}\n");
     let (cert, key) = (certs.path().join("server.pem").display().to_string(), certs.path().join("server.key").display().to_string());
-    let _fleet = Fleet(vec![
+    let coordinator = |log: &str| {
         spawn_with(
             "lamina-coordinator",
             &prefix,
-            &logs.path().join("coordinator.log"),
+            &logs.path().join(log),
             &[
                 ("LAMINA_HTTP_ADDR", &http),
                 ("LAMINA_API_TOKENS", &tokens),
@@ -86,9 +86,9 @@ async fn a_job_submitted_over_https_is_decomposed_and_its_results_listed() {
                 ("LAMINA_API_RATE", "2"),
                 ("LAMINA_API_BURST", "40"),
             ],
-        ),
-        spawn_service("lamina-worker", &prefix, &logs.path().join("worker.log")),
-    ]);
+        )
+    };
+    let mut fleet = Fleet(vec![coordinator("coordinator.log"), spawn_service("lamina-worker", &prefix, &logs.path().join("worker.log"))]);
     let show_logs = || read_logs(logs.path(), &["coordinator.log", "worker.log"]);
     let input = S3Store::new(&settings, &bucket, "in").await;
     let originals = fleet_images(9, 24);
@@ -210,6 +210,23 @@ async fn a_job_submitted_over_https_is_decomposed_and_its_results_listed() {
     let refused = lamina(&["cancel", "--api", &base, &job_id], READ);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("403"), "{}", explain(&refused));
 
+    // The coordinator restarts: the same request with the same key is still the same job,
+    // known from its records as finished, and nothing is queued again.
+    let _ = fleet.0[0].kill();
+    let _ = fleet.0[0].wait();
+    fleet.0[0] = coordinator("coordinator-2.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while curl(&base, &ca, "GET", "/health", None, None, &[]).status != 200 {
+        assert!(Instant::now() < deadline, "the coordinator did not come back\n{}", show_logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = call("POST", "/api/v1/jobs", Some(SUBMIT), Some(&job), &["Idempotency-Key: catalogue-2026-12"]);
+    assert_eq!((after.status, after.body["job_id"].as_str(), after.body["state"].as_str()), (200, Some(job_id.as_str()), Some("finished")), "{}", after.text);
+    assert_eq!(after.body["done"].as_u64(), Some(9), "{}", after.text);
+    std::thread::sleep(Duration::from_secs(2));
+    let log2 = std::fs::read_to_string(logs.path().join("coordinator-2.log")).unwrap();
+    assert!(!log2.contains("job received"), "the replayed job was queued again\n{log2}");
+
     // Too many requests from one token: 429 with Retry-After, and the other token is not held up.
     let statuses: Vec<u16> = (0..60).map(|_| call("GET", "/api/v1/jobs?limit=1", Some(READ), None, &[]).status).collect();
     assert!(statuses.contains(&429), "{statuses:?}");
@@ -218,8 +235,8 @@ async fn a_job_submitted_over_https_is_decomposed_and_its_results_listed() {
     assert!(limited.headers.contains("retry-after: "), "{}", limited.headers);
     assert_eq!(call("GET", "/api/v1/jobs", Some(SUBMIT), None, &[]).status, 200);
 
-    // Nothing of a token reaches the log.
-    let log = std::fs::read_to_string(logs.path().join("coordinator.log")).unwrap();
+    // Nothing of a token reaches the logs.
+    let log = read_logs(logs.path(), &["coordinator.log", "coordinator-2.log"]);
     for secret in [READ, SUBMIT, "not-a-token-at-all-here"] {
         assert!(!log.contains(secret), "a token is in the coordinator's log");
     }

@@ -246,7 +246,7 @@ async fn submit(AxumState(api): AxumState<Api>, headers: HeaderMap, body: Result
             Some(Some((id, seen))) if *seen == print => {
                 let id = id.clone();
                 drop(keys);
-                return replay(&api, &id, &spec);
+                return replay(&api, &id, &spec, None);
             }
             Some(Some(_)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "this Idempotency-Key was used with a different request"),
             None => {
@@ -282,14 +282,19 @@ async fn submit(AxumState(api): AxumState<Api>, headers: HeaderMap, body: Result
             }
             response
         }
-        Ok(Enqueued::Existing) => replay(&api, &spec.job_id, &spec),
+        Ok(Enqueued::Existing(view)) => replay(&api, &spec.job_id, &spec, view),
         Err(response) => response,
     }
 }
 
-/// The job an earlier request with the same key made: 200, marked as a replay.
-fn replay(api: &Api, job_id: &str, spec: &JobSpec) -> Response {
-    let view = api.state.read(|s| s.job(job_id)).unwrap_or_else(|| JobView::queued(&JobSpec { job_id: job_id.to_owned(), ..spec.clone() }));
+/// The job an earlier request with the same key made: 200, marked as a replay. Its view is
+/// this coordinator's, else the one its records give (`recorded`), else queued.
+fn replay(api: &Api, job_id: &str, spec: &JobSpec, recorded: Option<JobView>) -> Response {
+    let view = api
+        .state
+        .read(|s| s.job(job_id))
+        .or(recorded)
+        .unwrap_or_else(|| JobView::queued(&JobSpec { job_id: job_id.to_owned(), ..spec.clone() }));
     let mut response = (StatusCode::OK, Json(view)).into_response();
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
@@ -298,8 +303,8 @@ fn replay(api: &Api, job_id: &str, spec: &JobSpec) -> Response {
 enum Enqueued {
     New,
     /// The job's records exist already with the same request (an idempotent retry that
-    /// outlived a coordinator).
-    Existing,
+    /// outlived a coordinator), with the job's view when its summary is written.
+    Existing(Option<JobView>),
 }
 
 /// Writes the job's `spec.json` and publishes the job.
@@ -328,7 +333,9 @@ async fn enqueue(api: &Api, spec: &JobSpec, print: [u8; 32], keyed: bool) -> Res
     if let Some(bytes) = output.get_opt(&spec_key).await.map_err(store_error)? {
         let earlier: Option<JobSpec> = serde_json::from_slice(&bytes).ok();
         if keyed && earlier.as_ref().is_some_and(|e| fingerprint(e) == print) {
-            return Ok(Enqueued::Existing);
+            let summary = output.get_opt(&format!("{}/summary.json", spec.records_prefix())).await.ok().flatten();
+            let view = summary.and_then(|b| serde_json::from_slice::<crate::Summary>(&b).ok()).map(|s| JobView::from_summary(spec, &s));
+            return Ok(Enqueued::Existing(view));
         }
         return Err(error(StatusCode::CONFLICT, &format!("job {} exists already in {}", spec.job_id, spec.output)));
     }
