@@ -153,39 +153,11 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     let perimeter = (2 * (w + h)) as f64;
     let (bg_label, bg_border) = border.iter().enumerate().max_by_key(|(_, c)| **c).map(|(l, c)| (l as u32, *c)).unwrap_or((0, 0));
     let flat = bg_border as f64 >= FLAT_BORDER * perimeter && sizes[bg_label as usize] >= SMALL_REGION;
-    // Fitted to the pixels seen, not to those the text unmixing estimated, and trimmed (see
-    // `robust`). A quadratic surface where it fits nearly all of the region (a radial
-    // gradient's swell, which no plane follows), a plane otherwise (a photograph's sky is no
-    // surface, and a quadratic would overshoot under what is taken off it).
-    let plane = flat.then(|| {
-        let seen: Vec<usize> = region(&labels, bg_label).filter(|&i| !covered[i]).collect();
-        let quadratic = robust(&base, &seen, |image, pixels| fit_quadratic(image, pixels.iter().copied()));
-        let on = seen.iter().filter(|&&i| distance(base.px(i), quadratic.at(i % w, i / w)) <= soft::SOFT_DELTA).count();
-        if on as f64 >= SURFACE_FIT * seen.len() as f64 {
-            quadratic
-        } else {
-            robust(&base, &seen, |image, pixels| fit_plane(image, pixels.iter().copied()))
-        }
-    });
+    let plane = flat.then(|| background_surface(&base, &labels, bg_label, &covered));
     let busy: Vec<bool> = labels.iter().map(|&l| sizes[l as usize] < SMALL_REGION).collect();
     let mut boxes = region_boxes(&labels, w);
-    // Regions the background's plane explains (parts of it cut off by a stripe, the holes
-    // of shapes) are background too.
     if let Some(p) = &plane {
-        let mut error: std::collections::HashMap<u32, (f64, usize)> = std::collections::HashMap::new();
-        for (i, &l) in labels.iter().enumerate() {
-            if l != bg_label && sizes[l as usize] >= SMALL_REGION {
-                let e = error.entry(l).or_default();
-                e.0 += f64::from(distance(base.px(i), p.at(i % w, i / w)));
-                e.1 += 1;
-            }
-        }
-        let joined: std::collections::HashSet<u32> = error.into_iter().filter(|(_, (sum, count))| sum / *count as f64 <= f64::from(STEP)).map(|(l, _)| l).collect();
-        for l in labels.iter_mut() {
-            if joined.contains(l) {
-                *l = bg_label;
-            }
-        }
+        join_explained(&base, p, &mut labels, &sizes, bg_label);
     }
     // 4. Images, shapes and their edges. An image is a dense blob of busy pixels (on a flat
     // background); every region wholly inside its box is part of it.
@@ -275,31 +247,9 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         }
         shape_elements.push((l, model, pixels));
     }
-    // Edge pixels: busy pixels next to a shape, unmixed between it and what is below.
-    let mut edges: Vec<Vec<(usize, f32)>> = vec![Vec::new(); shape_elements.len()];
-    for i in 0..n {
-        if !busy[i] || covered[i] || image_of[i] != u32::MAX {
-            continue;
-        }
-        let (x, y) = (i % w, i / w);
-        let mut best: Option<(u32, f32, f32)> = None;
-        for yy in y.saturating_sub(EDGE_REACH)..(y + EDGE_REACH + 1).min(h) {
-            for xx in x.saturating_sub(EDGE_REACH)..(x + EDGE_REACH + 1).min(w) {
-                let k = owner[yy * w + xx];
-                if k == u32::MAX || best.is_some_and(|(b, _, _)| b == k) {
-                    continue;
-                }
-                let colour = shape_elements[k as usize].1.at(x, y);
-                let (alpha, off) = unmix(base.px(i), below(i), colour);
-                if alpha > 0.02 && off < 0.08 && best.is_none_or(|(_, _, o)| off < o) {
-                    best = Some((k, alpha, off));
-                }
-            }
-        }
-        if let Some((k, alpha, _)) = best {
-            edges[k as usize].push((i, alpha));
-        }
-    }
+    let models: Vec<Plane> = shape_elements.iter().map(|(_, model, _)| *model).collect();
+    let blocked: Vec<bool> = (0..n).map(|i| !busy[i] || covered[i] || image_of[i] != u32::MAX).collect();
+    let edges = shape_edges(&base, &blocked, &owner, &models, below);
     let mut taken = vec![false; n];
     for ((label, model, pixels), edge) in shape_elements.iter().zip(&edges) {
         let mut alpha: Vec<(usize, f32)> = pixels.iter().map(|&i| (i, 1.0)).collect();
@@ -320,11 +270,81 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         let alpha: Vec<(usize, f32)> = image.iter().map(|&i| (i, 1.0)).collect();
         elements.push(element(Kind::Image, &alpha, w, |_, _, i| base.px(i)));
     }
-    // Down to the limit: the smallest element joins the nearest one of its kind (a word the
-    // next word of its line, a shape the next shape); one alone of its kind stays in the
-    // background as pixels.
     elements.retain(|e| e.coverage >= min_pixels.max(1.0));
-    let mut kept = elements;
+    let kept = limit(elements, max_elements);
+    let background = fill_background(image, plane.as_ref(), &kept);
+    Layout { background, elements: kept }
+}
+
+/// The edge pixels of each shape: pixels not `blocked` within [`EDGE_REACH`] of a shape's
+/// pixels (`owner`), unmixed between its colour (`models`) and what is `below`; a pixel goes
+/// to the shape it unmixes against best. Returns `(pixel, alpha)` per shape.
+fn shape_edges(base: &Image<'_>, blocked: &[bool], owner: &[u32], models: &[Plane], below: impl Fn(usize) -> [f32; 3]) -> Vec<Vec<(usize, f32)>> {
+    let (w, h) = (base.width, base.height);
+    let mut edges: Vec<Vec<(usize, f32)>> = vec![Vec::new(); models.len()];
+    for (i, _) in blocked.iter().enumerate().filter(|(_, b)| !**b) {
+        let (x, y) = (i % w, i / w);
+        let mut best: Option<(u32, f32, f32)> = None;
+        for yy in y.saturating_sub(EDGE_REACH)..(y + EDGE_REACH + 1).min(h) {
+            for xx in x.saturating_sub(EDGE_REACH)..(x + EDGE_REACH + 1).min(w) {
+                let k = owner[yy * w + xx];
+                if k == u32::MAX || best.is_some_and(|(b, _, _)| b == k) {
+                    continue;
+                }
+                let colour = models[k as usize].at(x, y);
+                let (alpha, off) = unmix(base.px(i), below(i), colour);
+                if alpha > 0.02 && off < 0.08 && best.is_none_or(|(_, _, o)| off < o) {
+                    best = Some((k, alpha, off));
+                }
+            }
+        }
+        if let Some((k, alpha, _)) = best {
+            edges[k as usize].push((i, alpha));
+        }
+    }
+    edges
+}
+
+/// The background's surface, fitted to the pixels of its region seen (not those the text
+/// unmixing estimated) and trimmed (see [`robust`]): quadratic where that holds nearly all of
+/// the region (a radial gradient's swell, which no plane follows), a plane otherwise (a
+/// photograph's sky is no surface, and a quadratic would overshoot under what is taken off).
+fn background_surface(base: &Image<'_>, labels: &[u32], bg_label: u32, covered: &[bool]) -> Plane {
+    let w = base.width;
+    let seen: Vec<usize> = region(labels, bg_label).filter(|&i| !covered[i]).collect();
+    let quadratic = robust(base, &seen, |image, pixels| fit_quadratic(image, pixels.iter().copied()));
+    let on = seen.iter().filter(|&&i| distance(base.px(i), quadratic.at(i % w, i / w)) <= soft::SOFT_DELTA).count();
+    if on as f64 >= SURFACE_FIT * seen.len() as f64 {
+        quadratic
+    } else {
+        robust(base, &seen, |image, pixels| fit_plane(image, pixels.iter().copied()))
+    }
+}
+
+/// Regions the background's surface explains (parts of it cut off by a stripe, the holes of
+/// shapes) become background too.
+fn join_explained(base: &Image<'_>, plane: &Plane, labels: &mut [u32], sizes: &[usize], bg_label: u32) {
+    let w = base.width;
+    let mut error: std::collections::HashMap<u32, (f64, usize)> = std::collections::HashMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        if l != bg_label && sizes[l as usize] >= SMALL_REGION {
+            let e = error.entry(l).or_default();
+            e.0 += f64::from(distance(base.px(i), plane.at(i % w, i / w)));
+            e.1 += 1;
+        }
+    }
+    let joined: std::collections::HashSet<u32> = error.into_iter().filter(|(_, (sum, count))| sum / *count as f64 <= f64::from(STEP)).map(|(l, _)| l).collect();
+    for l in labels.iter_mut() {
+        if joined.contains(l) {
+            *l = bg_label;
+        }
+    }
+}
+
+/// Down to `max_elements`: the smallest element joins the nearest one of its kind (a word
+/// the next word of its line, a shape the next shape); one alone of its kind stays in the
+/// background as pixels. Then bottom to top: images, shapes, text, the largest first.
+fn limit(mut kept: Vec<Element>, max_elements: usize) -> Vec<Element> {
     while kept.len() > max_elements {
         let Some(smallest) = (0..kept.len()).min_by(|&a, &b| kept[a].coverage.total_cmp(&kept[b].coverage)) else { break };
         let e = kept.remove(smallest);
@@ -334,42 +354,30 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         }
     }
     kept.sort_by(|a, b| a.kind.cmp(&b.kind).then(b.coverage.total_cmp(&a.coverage)));
-    // The background: the plane (or the pixels) under the kept elements, the input itself
-    // everywhere else, so the stack recomposites to the input.
-    let mut under_kept = vec![false; n];
-    for e in &kept {
+    kept
+}
+
+/// The background: the surface (or, on a photograph, NaN for the fill) under the kept
+/// elements, the input itself everywhere else, so the stack recomposites to the input.
+fn fill_background(image: &Image<'_>, plane: Option<&Plane>, kept: &[Element]) -> Vec<f32> {
+    let (w, n) = (image.width, image.width * image.height);
+    let mut background = image.rgb.to_vec();
+    for e in kept {
         for y in 0..e.height {
             for x in 0..e.width {
-                if e.rgba[3 * e.width * e.height + y * e.width + x] > 0.0 {
-                    under_kept[(e.y0 + y) * w + e.x0 + x] = true;
+                if e.rgba[3 * e.width * e.height + y * e.width + x] <= 0.0 {
+                    continue;
+                }
+                let i = (e.y0 + y) * w + e.x0 + x;
+                // Photographic: the kept elements' pixels are filled from around them.
+                let c = plane.map_or([f32::NAN; 3], |p| p.at(i % w, i / w));
+                for ch in 0..3 {
+                    background[ch * n + i] = c[ch];
                 }
             }
         }
     }
-    let mut background = image.rgb.to_vec();
-    match &plane {
-        Some(p) => {
-            for i in 0..n {
-                if under_kept[i] {
-                    let c = p.at(i % w, i / w);
-                    for ch in 0..3 {
-                        background[ch * n + i] = c[ch];
-                    }
-                }
-            }
-        }
-        None => {
-            // Photographic: the kept text and shapes' pixels are filled from around them.
-            for i in 0..n {
-                if under_kept[i] {
-                    for ch in 0..3 {
-                        background[ch * n + i] = f32::NAN;
-                    }
-                }
-            }
-        }
-    }
-    Layout { background, elements: kept }
+    background
 }
 
 /// Fits `model` to `pixels`, then again and again to the nearer half of them (at least
