@@ -10,8 +10,8 @@
 //!    differ by at most [`STEP`] per channel: a flat colour or a smooth gradient is one
 //!    region, a photograph many tiny ones. Pixels under text join the region around them.
 //! 3. **Background.** The region touching most of the image's border, when it touches at
-//!    least [`FLAT_BORDER`] of it, is a flat or gradient background: a surface per channel
-//!    (`plane.rs`; quadratic when that holds nearly all of the region, as a radial gradient
+//!    least [`FLAT_BORDER`] of it, is a flat or gradient background (`background.rs`): a
+//!    surface per channel (`plane.rs`; quadratic when that holds nearly all of the region, as a radial gradient
 //!    does, else a plane), fitted robustly so what leaked into the region does not tilt it,
 //!    is continued under every element. Otherwise the background is
 //!    photographic and keeps its own pixels (the object models' push-pull fill goes under the
@@ -23,15 +23,19 @@
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
 //!    background and one colour; alpha unmixed as for text.
 //!
-//! Elements under the minimum coverage, or beyond the layer count, stay in the background
-//! as pixels, so the layers always recomposite to the input.
+//! Elements under the minimum coverage, or beyond the layer count (`elements.rs`, which also
+//! builds each layer and a shape's edge), stay in the background as pixels, so the layers always recomposite to the input.
 
+mod background;
+mod elements;
 mod plane;
 mod regions;
 mod soft;
 mod text;
 
 use super::detect::TextBox;
+use background::*;
+use elements::*;
 use plane::*;
 use regions::*;
 use text::*;
@@ -274,197 +278,6 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     let kept = limit(elements, max_elements);
     let background = fill_background(image, plane.as_ref(), &kept);
     Layout { background, elements: kept }
-}
-
-/// The edge pixels of each shape: pixels not `blocked` within [`EDGE_REACH`] of a shape's
-/// pixels (`owner`), unmixed between its colour (`models`) and what is `below`; a pixel goes
-/// to the shape it unmixes against best. Returns `(pixel, alpha)` per shape.
-fn shape_edges(base: &Image<'_>, blocked: &[bool], owner: &[u32], models: &[Plane], below: impl Fn(usize) -> [f32; 3]) -> Vec<Vec<(usize, f32)>> {
-    let (w, h) = (base.width, base.height);
-    let mut edges: Vec<Vec<(usize, f32)>> = vec![Vec::new(); models.len()];
-    for (i, _) in blocked.iter().enumerate().filter(|(_, b)| !**b) {
-        let (x, y) = (i % w, i / w);
-        let mut best: Option<(u32, f32, f32)> = None;
-        for yy in y.saturating_sub(EDGE_REACH)..(y + EDGE_REACH + 1).min(h) {
-            for xx in x.saturating_sub(EDGE_REACH)..(x + EDGE_REACH + 1).min(w) {
-                let k = owner[yy * w + xx];
-                if k == u32::MAX || best.is_some_and(|(b, _, _)| b == k) {
-                    continue;
-                }
-                let colour = models[k as usize].at(x, y);
-                let (alpha, off) = unmix(base.px(i), below(i), colour);
-                if alpha > 0.02 && off < 0.08 && best.is_none_or(|(_, _, o)| off < o) {
-                    best = Some((k, alpha, off));
-                }
-            }
-        }
-        if let Some((k, alpha, _)) = best {
-            edges[k as usize].push((i, alpha));
-        }
-    }
-    edges
-}
-
-/// The background's surface, fitted to the pixels of its region seen (not those the text
-/// unmixing estimated) and trimmed (see [`robust`]): quadratic where that holds nearly all of
-/// the region (a radial gradient's swell, which no plane follows), a plane otherwise (a
-/// photograph's sky is no surface, and a quadratic would overshoot under what is taken off).
-fn background_surface(base: &Image<'_>, labels: &[u32], bg_label: u32, covered: &[bool]) -> Plane {
-    let w = base.width;
-    let seen: Vec<usize> = region(labels, bg_label).filter(|&i| !covered[i]).collect();
-    let quadratic = robust(base, &seen, |image, pixels| fit_quadratic(image, pixels.iter().copied()));
-    let on = seen.iter().filter(|&&i| distance(base.px(i), quadratic.at(i % w, i / w)) <= soft::SOFT_DELTA).count();
-    if on as f64 >= SURFACE_FIT * seen.len() as f64 {
-        quadratic
-    } else {
-        robust(base, &seen, |image, pixels| fit_plane(image, pixels.iter().copied()))
-    }
-}
-
-/// Regions the background's surface explains (parts of it cut off by a stripe, the holes of
-/// shapes) become background too.
-fn join_explained(base: &Image<'_>, plane: &Plane, labels: &mut [u32], sizes: &[usize], bg_label: u32) {
-    let w = base.width;
-    let mut error: std::collections::HashMap<u32, (f64, usize)> = std::collections::HashMap::new();
-    for (i, &l) in labels.iter().enumerate() {
-        if l != bg_label && sizes[l as usize] >= SMALL_REGION {
-            let e = error.entry(l).or_default();
-            e.0 += f64::from(distance(base.px(i), plane.at(i % w, i / w)));
-            e.1 += 1;
-        }
-    }
-    let joined: std::collections::HashSet<u32> = error.into_iter().filter(|(_, (sum, count))| sum / *count as f64 <= f64::from(STEP)).map(|(l, _)| l).collect();
-    for l in labels.iter_mut() {
-        if joined.contains(l) {
-            *l = bg_label;
-        }
-    }
-}
-
-/// Down to `max_elements`: the smallest element joins the nearest one of its kind (a word
-/// the next word of its line, a shape the next shape); one alone of its kind stays in the
-/// background as pixels. Then bottom to top: images, shapes, text, the largest first.
-fn limit(mut kept: Vec<Element>, max_elements: usize) -> Vec<Element> {
-    while kept.len() > max_elements {
-        let Some(smallest) = (0..kept.len()).min_by(|&a, &b| kept[a].coverage.total_cmp(&kept[b].coverage)) else { break };
-        let e = kept.remove(smallest);
-        let nearest = (0..kept.len()).filter(|&j| kept[j].kind == e.kind).min_by(|&a, &b| gap(&kept[a], &e).total_cmp(&gap(&kept[b], &e)));
-        if let Some(j) = nearest {
-            kept[j] = merge(&kept[j], &e);
-        }
-    }
-    kept.sort_by(|a, b| a.kind.cmp(&b.kind).then(b.coverage.total_cmp(&a.coverage)));
-    kept
-}
-
-/// The background: the surface (or, on a photograph, NaN for the fill) under the kept
-/// elements, the input itself everywhere else, so the stack recomposites to the input.
-fn fill_background(image: &Image<'_>, plane: Option<&Plane>, kept: &[Element]) -> Vec<f32> {
-    let (w, n) = (image.width, image.width * image.height);
-    let mut background = image.rgb.to_vec();
-    for e in kept {
-        for y in 0..e.height {
-            for x in 0..e.width {
-                if e.rgba[3 * e.width * e.height + y * e.width + x] <= 0.0 {
-                    continue;
-                }
-                let i = (e.y0 + y) * w + e.x0 + x;
-                // Photographic: the kept elements' pixels are filled from around them.
-                let c = plane.map_or([f32::NAN; 3], |p| p.at(i % w, i / w));
-                for ch in 0..3 {
-                    background[ch * n + i] = c[ch];
-                }
-            }
-        }
-    }
-    background
-}
-
-/// Fits `model` to `pixels`, then again and again to the nearer half of them (at least
-/// everything within a soft element's reach of the fit), so the background, which is most of
-/// its region, wins over what leaked into it (a feathered element's fading edge).
-fn robust(base: &Image<'_>, pixels: &[usize], model: impl Fn(&Image<'_>, &[usize]) -> Plane) -> Plane {
-    let w = base.width;
-    let mut fit = model(base, pixels);
-    for _ in 0..4 {
-        let off: Vec<f32> = pixels.iter().map(|&i| distance(base.px(i), fit.at(i % w, i / w))).collect();
-        let mut sorted = off.clone();
-        let mid = sorted.len() / 2;
-        if mid >= sorted.len() {
-            break;
-        }
-        let keep = *sorted.select_nth_unstable_by(mid, f32::total_cmp).1;
-        let keep = keep.max(soft::SOFT_DELTA);
-        let near: Vec<usize> = pixels.iter().zip(&off).filter(|(_, d)| **d <= keep).map(|(&i, _)| i).collect();
-        if near.is_empty() {
-            break;
-        }
-        fit = model(base, &near);
-    }
-    fit
-}
-
-/// How far apart two elements' centres are.
-fn gap(a: &Element, b: &Element) -> f64 {
-    let centre = |e: &Element| (e.x0 as f64 + e.width as f64 / 2.0, e.y0 as f64 + e.height as f64 / 2.0);
-    let ((ax, ay), (bx, by)) = (centre(a), centre(b));
-    (ax - bx).hypot(ay - by)
-}
-
-/// One element of `a` with `b` over it ("over", straight alpha), on the union of their boxes.
-fn merge(a: &Element, b: &Element) -> Element {
-    let (x0, y0) = (a.x0.min(b.x0), a.y0.min(b.y0));
-    let (x1, y1) = ((a.x0 + a.width).max(b.x0 + b.width), (a.y0 + a.height).max(b.y0 + b.height));
-    let (w, h) = (x1 - x0, y1 - y0);
-    let m = w * h;
-    let mut rgba = vec![0f32; 4 * m];
-    let mut coverage = 0.0;
-    for e in [a, b] {
-        let em = e.width * e.height;
-        for y in 0..e.height {
-            for x in 0..e.width {
-                let (i, j) = (y * e.width + x, (e.y0 + y - y0) * w + (e.x0 + x - x0));
-                let top = e.rgba[3 * em + i];
-                if top == 0.0 {
-                    continue;
-                }
-                let under = rgba[3 * m + j];
-                let out = top + under * (1.0 - top);
-                for c in 0..3 {
-                    rgba[c * m + j] = (e.rgba[c * em + i] * top + rgba[c * m + j] * under * (1.0 - top)) / out;
-                }
-                rgba[3 * m + j] = out;
-            }
-        }
-    }
-    for j in 0..m {
-        coverage += f64::from(rgba[3 * m + j]);
-    }
-    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage }
-}
-
-/// An element from its pixels' alpha (image indices), coloured by `colour(x, y, index)`.
-fn element(kind: Kind, alpha: &[(usize, f32)], w: usize, colour: impl Fn(usize, usize, usize) -> [f32; 3]) -> Element {
-    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-    for &(i, _) in alpha {
-        let (x, y) = (i % w, i / w);
-        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-    }
-    let (bw, bh) = (x1 + 1 - x0, y1 + 1 - y0);
-    let m = bw * bh;
-    let mut rgba = vec![0f32; 4 * m];
-    let mut coverage = 0.0;
-    for &(i, a) in alpha {
-        let (x, y) = (i % w, i / w);
-        let j = (y - y0) * bw + (x - x0);
-        let c = colour(x, y, i);
-        for ch in 0..3 {
-            rgba[ch * m + j] = c[ch];
-        }
-        rgba[3 * m + j] = a;
-        coverage += f64::from(a);
-    }
-    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage }
 }
 
 #[cfg(test)]

@@ -1,0 +1,88 @@
+//! The background of a flat or gradient graphic: its surface (a plane, or quadratic where
+//! that holds nearly all of its region), fitted robustly; the regions it explains; and the
+//! background layer filled under the elements taken off it.
+
+use super::*;
+
+/// The background's surface, fitted to the pixels of its region seen (not those the text
+/// unmixing estimated) and trimmed (see [`robust`]): quadratic where that holds nearly all of
+/// the region (a radial gradient's swell, which no plane follows), a plane otherwise (a
+/// photograph's sky is no surface, and a quadratic would overshoot under what is taken off).
+pub(super) fn background_surface(base: &Image<'_>, labels: &[u32], bg_label: u32, covered: &[bool]) -> Plane {
+    let w = base.width;
+    let seen: Vec<usize> = region(labels, bg_label).filter(|&i| !covered[i]).collect();
+    let quadratic = robust(base, &seen, |image, pixels| fit_quadratic(image, pixels.iter().copied()));
+    let on = seen.iter().filter(|&&i| distance(base.px(i), quadratic.at(i % w, i / w)) <= soft::SOFT_DELTA).count();
+    if on as f64 >= SURFACE_FIT * seen.len() as f64 {
+        quadratic
+    } else {
+        robust(base, &seen, |image, pixels| fit_plane(image, pixels.iter().copied()))
+    }
+}
+
+/// Regions the background's surface explains (parts of it cut off by a stripe, the holes of
+/// shapes) become background too.
+pub(super) fn join_explained(base: &Image<'_>, plane: &Plane, labels: &mut [u32], sizes: &[usize], bg_label: u32) {
+    let w = base.width;
+    let mut error: std::collections::HashMap<u32, (f64, usize)> = std::collections::HashMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        if l != bg_label && sizes[l as usize] >= SMALL_REGION {
+            let e = error.entry(l).or_default();
+            e.0 += f64::from(distance(base.px(i), plane.at(i % w, i / w)));
+            e.1 += 1;
+        }
+    }
+    let joined: std::collections::HashSet<u32> = error.into_iter().filter(|(_, (sum, count))| sum / *count as f64 <= f64::from(STEP)).map(|(l, _)| l).collect();
+    for l in labels.iter_mut() {
+        if joined.contains(l) {
+            *l = bg_label;
+        }
+    }
+}
+
+/// The background: the surface (or, on a photograph, NaN for the fill) under the kept
+/// elements, the input itself everywhere else, so the stack recomposites to the input.
+pub(super) fn fill_background(image: &Image<'_>, plane: Option<&Plane>, kept: &[Element]) -> Vec<f32> {
+    let (w, n) = (image.width, image.width * image.height);
+    let mut background = image.rgb.to_vec();
+    for e in kept {
+        for y in 0..e.height {
+            for x in 0..e.width {
+                if e.rgba[3 * e.width * e.height + y * e.width + x] <= 0.0 {
+                    continue;
+                }
+                let i = (e.y0 + y) * w + e.x0 + x;
+                // Photographic: the kept elements' pixels are filled from around them.
+                let c = plane.map_or([f32::NAN; 3], |p| p.at(i % w, i / w));
+                for ch in 0..3 {
+                    background[ch * n + i] = c[ch];
+                }
+            }
+        }
+    }
+    background
+}
+
+/// Fits `model` to `pixels`, then again and again to the nearer half of them (at least
+/// everything within a soft element's reach of the fit), so the background, which is most of
+/// its region, wins over what leaked into it (a feathered element's fading edge).
+pub(super) fn robust(base: &Image<'_>, pixels: &[usize], model: impl Fn(&Image<'_>, &[usize]) -> Plane) -> Plane {
+    let w = base.width;
+    let mut fit = model(base, pixels);
+    for _ in 0..4 {
+        let off: Vec<f32> = pixels.iter().map(|&i| distance(base.px(i), fit.at(i % w, i / w))).collect();
+        let mut sorted = off.clone();
+        let mid = sorted.len() / 2;
+        if mid >= sorted.len() {
+            break;
+        }
+        let keep = *sorted.select_nth_unstable_by(mid, f32::total_cmp).1;
+        let keep = keep.max(soft::SOFT_DELTA);
+        let near: Vec<usize> = pixels.iter().zip(&off).filter(|(_, d)| **d <= keep).map(|(&i, _)| i).collect();
+        if near.is_empty() {
+            break;
+        }
+        fit = model(base, &near);
+    }
+    fit
+}
