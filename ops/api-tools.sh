@@ -6,6 +6,7 @@
 # Safe to run again: what is installed already is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ops/venv.sh
 
 say() { printf 'lamina api tools: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -14,21 +15,10 @@ LAMINA_CACHE="${LAMINA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lamina}"
 API_VENV="$LAMINA_CACHE/venv-api"
 SCHEMATHESIS_VERSION=4.32.5
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 
 st_ok() { "$API_VENV/bin/st" --version 2>/dev/null | grep -qx "st, version $SCHEMATHESIS_VERSION"; }
 if ! st_ok; then
-    if [ ! -x "$API_VENV/bin/python" ]; then
-        say "creating the venv $API_VENV"
-        mkdir -p "$LAMINA_CACHE"
-        if ! python3 -m venv "$API_VENV" 2>/dev/null; then
-            say "python3 cannot make venvs; installing python3-venv"
-            as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 \
-                || die "cannot install python3-venv (run: apt-get install python3-venv)"
-            rm -rf "$API_VENV"
-            python3 -m venv "$API_VENV"
-        fi
-    fi
+    lamina_make_venv "$API_VENV" || die "cannot make the venv $API_VENV"
     say "installing schemathesis==$SCHEMATHESIS_VERSION"
     "$API_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
     st_ok || die "schemathesis $SCHEMATHESIS_VERSION did not install into $API_VENV"

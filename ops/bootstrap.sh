@@ -8,6 +8,7 @@
 # object model, which the tests use)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ops/venv.sh
 . ops/env.sh
 
 profile="${1:-release}"
@@ -17,22 +18,11 @@ die() { say "$*"; exit 1; }
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 command -v python3 >/dev/null || die "python3 not found: install Python 3.9 or newer first"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 
 torch_ok() { "$LAMINA_VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$LAMINA_TORCH_VERSION')" 2>/dev/null; }
 
 if ! torch_ok; then
-    if [ ! -x "$LAMINA_VENV/bin/python" ]; then
-        say "creating the PyTorch venv in $LAMINA_VENV"
-        mkdir -p "$LAMINA_CACHE"
-        if ! python3 -m venv "$LAMINA_VENV" 2>/dev/null; then
-            say "python3 cannot make venvs; installing python3-venv"
-            as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null \
-                || die "cannot install python3-venv (run: apt-get install python3-venv)"
-            rm -rf "$LAMINA_VENV"
-            python3 -m venv "$LAMINA_VENV"
-        fi
-    fi
+    lamina_make_venv "$LAMINA_VENV" || die "cannot make the venv $LAMINA_VENV"
     say "installing torch==$LAMINA_TORCH_VERSION (about 4.7 GB, once per machine)"
     "$LAMINA_VENV/bin/python" -m pip install --quiet --upgrade pip
     "$LAMINA_VENV/bin/python" -m pip install --quiet "torch==$LAMINA_TORCH_VERSION"

@@ -11,6 +11,7 @@
 # Safe to run again: what is installed already is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ops/venv.sh
 
 say() { printf 'lamina k8s tools: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -20,7 +21,6 @@ K8S_VENV="$LAMINA_CACHE/venv-k8s"
 KUBERNETES_VALIDATE_VERSION=1.37.0
 K8S_VERSION="${LAMINA_K8S_VERSION:-1.30.0}"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 
 # kubernetes-validate in its own venv.
 validate_ok() {
@@ -28,17 +28,7 @@ validate_ok() {
         && "$K8S_VENV/bin/python" -c 'import yaml' 2>/dev/null
 }
 if ! validate_ok; then
-    if [ ! -x "$K8S_VENV/bin/python" ]; then
-        say "creating the venv $K8S_VENV"
-        mkdir -p "$LAMINA_CACHE"
-        if ! python3 -m venv "$K8S_VENV" 2>/dev/null; then
-            say "python3 cannot make venvs; installing python3-venv"
-            as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 \
-                || die "cannot install python3-venv (run: apt-get install python3-venv)"
-            rm -rf "$K8S_VENV"
-            python3 -m venv "$K8S_VENV"
-        fi
-    fi
+    lamina_make_venv "$K8S_VENV" || die "cannot make the venv $K8S_VENV"
     say "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION (with the Kubernetes schemas)"
     "$K8S_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2

@@ -17,12 +17,13 @@
 //! model holds a whole layer of a large image.
 //! A task's result is sent only after its manifest is written (ack after durable).
 
+mod batch;
 mod fetch;
 mod infer;
 mod render;
 mod write;
 
-pub use infer::{bucket_side, decompose_stacked};
+pub use batch::{bucket_side, decompose_stacked};
 pub use render::{render, Rendering};
 
 use std::sync::Arc;
