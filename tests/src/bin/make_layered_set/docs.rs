@@ -71,7 +71,8 @@ backgrounds, the others flat colours or two-colour gradients; each has 2 to 6 la
 - `LICENSE.md`: the terms (CC0, and the photos' terms) and which photo each sample uses.
 
 Names are `<background>-<content>-<nn>-<N>l.png`: background `photo`, `flat` or `gradient`;
-content `shapes`, `text`, `soft`, `shadow`, `overlay` or `mixed`; `nn` the sample's number;
+content `shapes`, `text`, `soft`, `shadow`, `overlay`, `mixed`, `stripes`, `outlines`,
+`icons` or `blocks`; `nn` the sample's number;
 `N` its number of layers.
 
 ## How the inputs are made
@@ -91,7 +92,15 @@ Every foreground layer is one colour or a simple two-colour gradient:
 - soft discs and ellipses, feathered with a smoothstep edge, some with a radial glow;
 - drop shadows: a shape's coverage moved down and sideways, blurred (three box passes) and
   darkened to 30% to 60% alpha, as a layer of its own just under its shape;
-- tinted bands and panels of uniform 30% to 70% alpha.
+- tinted bands and panels of uniform 30% to 70% alpha;
+- bars across the canvas, and sets of two to five parallel stripes (horizontal, vertical or
+  at 45 degrees);
+- outlines: frames, rounded frames and rings stroked 3 pixels or more, and straight strokes
+  (rules and slanted lines) 1.5 to 8 pixels wide;
+- icons: flat pictograms made of several pieces, some with holes (a pin, a house with a
+  door, a plus, a heart, a check mark, a picture frame, a speech bubble);
+- text blocks: one to three lines of words of one colour and size on one layer, each block
+  in its own band of the canvas and its own colour.
 
 Photographic backgrounds are crops of the photos in `assets/samples/`, most of them shrunk
 by area averaging. Layers overlap freely.

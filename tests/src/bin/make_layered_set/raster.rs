@@ -99,6 +99,10 @@ pub enum Shape {
     /// A line of font8x8 glyphs: each glyph bit a `scale` x `scale` square, with the top
     /// sheared right by `slant` per pixel of height above the baseline (an oblique face).
     Text { x0: f64, y0: f64, scale: f64, slant: f64, glyphs: Vec<[u8; 8]> },
+    /// Every point of any of the parts: stripes, icons made of several pieces.
+    Union(Vec<Shape>),
+    /// The outer shape with the holes cut out: outlines (rings, frames) and icons with holes.
+    Cut { outer: Box<Shape>, holes: Vec<Shape> },
 }
 
 impl Shape {
@@ -115,6 +119,11 @@ impl Shape {
                 let height = 8.0 * scale;
                 (*x0, *y0, x0 + glyphs.len() as f64 * height + slant * height, y0 + height)
             }
+            Shape::Union(parts) => parts.iter().map(Shape::bounds).fold(
+                (f64::MAX, f64::MAX, f64::MIN, f64::MIN),
+                |(a, b, c, d), (x0, y0, x1, y1)| (a.min(x0), b.min(y0), c.max(x1), d.max(y1)),
+            ),
+            Shape::Cut { outer, .. } => outer.bounds(),
         }
     }
 
@@ -160,6 +169,8 @@ impl Shape {
                 // font8x8 stores one byte per row, least significant bit leftmost.
                 glyphs[col / 8][row] >> (col % 8) & 1 == 1
             }
+            Shape::Union(parts) => parts.iter().any(|p| p.contains(x, y)),
+            Shape::Cut { outer, holes } => outer.contains(x, y) && !holes.iter().any(|h| h.contains(x, y)),
         }
     }
 

@@ -43,6 +43,15 @@ pub enum Content {
     Overlay,
     /// A little of everything.
     Mixed,
+    /// Bars across the canvas and sets of parallel stripes.
+    Stripes,
+    /// Outlined shapes (frames, rings, stroked rounded rectangles) and straight strokes.
+    Outlines,
+    /// Small flat pictograms made of several pieces, some with holes.
+    Icons,
+    /// Blocks of words of one colour and size each (a headline, a line or two of copy), in
+    /// several colours.
+    Blocks,
 }
 
 impl Content {
@@ -54,6 +63,10 @@ impl Content {
             Content::Shadow => "shadow",
             Content::Overlay => "overlay",
             Content::Mixed => "mixed",
+            Content::Stripes => "stripes",
+            Content::Outlines => "outlines",
+            Content::Icons => "icons",
+            Content::Blocks => "blocks",
         }
     }
 }
@@ -80,9 +93,10 @@ const fn gradient(from: Rgb, to: Rgb, dir: Dir, content: Content, w: u32, h: u32
     Spec { backdrop: Backdrop::Gradient { from, to, dir }, content, w, h, layers }
 }
 
-/// The set. Half photographic, half flat or gradient; layer counts 2 to 6, six or seven of
-/// each; photographic canvases at most 512 px a side (they cost the most bytes), a few flat
-/// ones up to 1024. Appending a row leaves every other sample unchanged.
+/// The set. The first 32 rows: half photographic, half flat or gradient, layer counts 2 to 6;
+/// then rows for what designs hold besides (bars, stripes, outlines, icons, text blocks,
+/// text over photos). Photographic canvases at most 512 px a side (they cost the most
+/// bytes), a few flat ones up to 1024. Appending a row leaves every other sample unchanged.
 pub fn table() -> Vec<Spec> {
     use Content::*;
     use Dir::*;
@@ -119,6 +133,20 @@ pub fn table() -> Vec<Spec> {
         gradient([224, 251, 252], [61, 90, 128], Horizontal, Mixed, 416, 416, 5),
         gradient([255, 236, 210], [252, 182, 159], Diagonal, Text, 256, 512, 2),
         gradient([40, 40, 60], [120, 110, 160], Radial, Shapes, 512, 288, 4),
+        // What designs hold besides: bars and stripes, outlines and strokes, icons, text
+        // blocks in several colours, and text over photos.
+        flat([250, 250, 247], Stripes, 512, 384, 4),
+        flat([38, 70, 83], Outlines, 480, 480, 4),
+        flat([255, 255, 255], Icons, 512, 512, 5),
+        flat([252, 228, 236], Blocks, 640, 480, 4),
+        gradient([255, 241, 208], [255, 190, 118], Vertical, Stripes, 448, 448, 3),
+        gradient([230, 240, 255], [120, 150, 210], Diagonal, Outlines, 512, 320, 5),
+        gradient([60, 30, 90], [20, 10, 40], Radial, Icons, 384, 384, 4),
+        gradient([220, 245, 230], [160, 210, 190], Horizontal, Blocks, 512, 512, 3),
+        photo("coffee.png", [0, 20, 600, 380], Blocks, 384, 256, 4),
+        photo("astronaut.png", [100, 0, 412, 412], Icons, 320, 320, 3),
+        photo("rocket.jpg", [40, 20, 600, 400], Stripes, 384, 256, 3),
+        photo("chelsea.png", [0, 0, 360, 300], Outlines, 300, 256, 4),
     ]
 }
 
@@ -169,9 +197,13 @@ impl Spec {
             picked: Vec::new(),
             label: None,
             words: Vec::new(),
+            blocks: 0,
+            bands: 0,
         };
         b.backdrop(&self.backdrop, photos)?;
-        for element in recipe(self.content, self.layers - 1).ok_or_else(|| format!("{name}: no recipe"))? {
+        let elements = recipe(self.content, self.layers - 1).ok_or_else(|| format!("{name}: no recipe"))?;
+        b.bands = elements.iter().filter(|e| matches!(e, Element::Block)).count();
+        for element in elements {
             match element {
                 Element::Shape => b.shape(),
                 Element::Label => b.label(),
@@ -179,6 +211,12 @@ impl Spec {
                 Element::Soft => b.soft(),
                 Element::Shadowed => b.shadowed(),
                 Element::Overlay => b.overlay(),
+                Element::Bar => b.bar(),
+                Element::Stripes => b.stripes(),
+                Element::Outline => b.outline(),
+                Element::Line => b.line(),
+                Element::Icon => b.icon(),
+                Element::Block => b.block(),
             }
         }
         if b.layers.len() != self.layers {
@@ -203,6 +241,17 @@ enum Element {
     Soft,
     Shadowed,
     Overlay,
+    /// One band across the whole canvas.
+    Bar,
+    /// Two to five parallel stripes of one colour.
+    Stripes,
+    /// A frame, ring or stroked rounded rectangle.
+    Outline,
+    /// A straight stroke: a rule or a slanted line.
+    Line,
+    Icon,
+    /// One to three lines of words of one colour and size.
+    Block,
 }
 
 /// The elements of `n` foreground layers of `content`, bottom first; `None` where `content`
@@ -227,6 +276,17 @@ fn recipe(content: Content, n: usize) -> Option<Vec<Element>> {
         (Content::Mixed, 3) => vec![Overlay, Shape, Text],
         (Content::Mixed, 4) => vec![Soft, Shadowed, Text],
         (Content::Mixed, n) => [vec![Soft, Shadowed, Overlay], vec![Text; n - 4]].concat(),
+        (Content::Stripes, 1) => vec![Stripes],
+        (Content::Stripes, 2) => vec![Bar, Text],
+        (Content::Stripes, 3) => vec![Stripes, Bar, Text],
+        (Content::Stripes, n) => [vec![Bar, Stripes, Shape], vec![Text; n - 3]].concat(),
+        (Content::Outlines, 1) => vec![Outline],
+        (Content::Outlines, 2) => vec![Outline, Line],
+        (Content::Outlines, 3) => vec![Outline, Line, Text],
+        (Content::Outlines, n) => [vec![Outline, Line, Outline], vec![Line; n - 4], vec![Text]].concat(),
+        (Content::Icons, 1) => vec![Icon],
+        (Content::Icons, n) => [vec![Icon; n - 1], vec![Text]].concat(),
+        (Content::Blocks, n) => vec![Block; n],
     };
     Some(elements)
 }
@@ -308,6 +368,10 @@ struct Builder {
     label: Option<(f64, f64, f64, f64)>,
     /// Words already written: each text layer of a sample says something else.
     words: Vec<&'static str>,
+    /// Text blocks placed so far, and how many the sample has: each takes the next band of
+    /// the canvas.
+    blocks: usize,
+    bands: usize,
 }
 
 impl Builder {
@@ -562,5 +626,210 @@ impl Builder {
         let fill = Fill::Flat(self.colour());
         let mask = shape.mask(self.w, self.h, opacity);
         self.push(raster::layer(&mask, &fill), format!("tinted {what} {}%", percent(opacity)));
+    }
+    /// A band across the whole canvas, horizontal or (one time in three) vertical, 6% to 18%
+    /// of the shorter side thick.
+    fn bar(&mut self) {
+        let (fw, fh) = (self.w(), self.h());
+        let t = self.side() * self.rng.uniform(0.06, 0.18);
+        let (shape, what) = if self.rng.chance(1, 3) {
+            let x0 = self.rng.uniform(0.05 * fw, 0.95 * fw - t);
+            (Shape::Rect { x0, y0: -1.0, x1: x0 + t, y1: fh + 1.0 }, "vertical bar")
+        } else {
+            let y0 = self.rng.uniform(0.05 * fh, 0.95 * fh - t);
+            (Shape::Rect { x0: -1.0, y0, x1: fw + 1.0, y1: y0 + t }, "bar")
+        };
+        let fill = self.fill(shape.bounds(), 3);
+        let mask = shape.mask(self.w, self.h, 255);
+        self.push(raster::layer(&mask, &fill), noted(what, &fill));
+    }
+
+    /// Two to five parallel stripes of one colour, horizontal, vertical or at 45 degrees, in a
+    /// box of 40% to 90% of the canvas.
+    fn stripes(&mut self) {
+        let (fw, fh) = (self.w(), self.h());
+        let (bw, bh) = (fw * self.rng.uniform(0.4, 0.9), fh * self.rng.uniform(0.4, 0.9));
+        let (x0, y0) = (self.rng.uniform(0.0, fw - bw), self.rng.uniform(0.0, fh - bh));
+        let n = self.rng.range(2, 5) as usize;
+        let t = (self.side() * self.rng.uniform(0.025, 0.07)).max(3.0);
+        let direction = self.rng.range(0, 2);
+        // The stripes share the box's long extent across them: pitch = thickness + gap.
+        let across = if direction == 1 { bw } else { bh };
+        let pitch = (across / n as f64).max(t * 1.5);
+        let parts = (0..n)
+            .map(|i| {
+                let o = i as f64 * pitch;
+                match direction {
+                    0 => Shape::Rect { x0, y0: y0 + o, x1: x0 + bw, y1: y0 + o + t },
+                    1 => Shape::Rect { x0: x0 + o, y0, x1: x0 + o + t, y1: y0 + bh },
+                    // A parallelogram leaning right by its height (45 degrees).
+                    _ => Shape::Polygon {
+                        points: vec![(x0 + o + bh * 0.5, y0), (x0 + o + bh * 0.5 + t * 1.4, y0), (x0 + o + t * 1.4, y0 + bh), (x0 + o, y0 + bh)],
+                    },
+                }
+            })
+            .collect();
+        let shape = Shape::Union(parts);
+        let what = ["horizontal", "vertical", "diagonal"][direction as usize];
+        let fill = self.fill(shape.bounds(), 5);
+        let mask = shape.mask(self.w, self.h, 255);
+        self.push(raster::layer(&mask, &fill), noted(&format!("{n} {what} stripes"), &fill));
+    }
+
+    /// The outline of a rectangle, rounded rectangle or ellipse, stroked 2% to 5% of the
+    /// shorter side (at least 3 pixels).
+    fn outline(&mut self) {
+        let side = self.side();
+        let (sw, sh) = (side * self.rng.uniform(0.25, 0.6), side * self.rng.uniform(0.25, 0.6));
+        let (cx, cy) = (self.w() * self.rng.uniform(0.25, 0.75), self.h() * self.rng.uniform(0.25, 0.75));
+        let (x0, y0, x1, y1) = (cx - sw / 2.0, cy - sh / 2.0, cx + sw / 2.0, cy + sh / 2.0);
+        let t = (side * self.rng.uniform(0.02, 0.05)).max(3.0);
+        let (outer, inner, what) = match self.rng.range(0, 2) {
+            0 => (Shape::Rect { x0, y0, x1, y1 }, Shape::Rect { x0: x0 + t, y0: y0 + t, x1: x1 - t, y1: y1 - t }, "frame"),
+            1 => {
+                let r = sw.min(sh) * self.rng.uniform(0.15, 0.45);
+                let inner = Shape::RoundRect { x0: x0 + t, y0: y0 + t, x1: x1 - t, y1: y1 - t, r: (r - t).max(0.0) };
+                (Shape::RoundRect { x0, y0, x1, y1, r }, inner, "rounded frame")
+            }
+            _ => {
+                let (rx, ry) = (sw / 2.0, if self.rng.chance(1, 2) { sw / 2.0 } else { sh / 2.0 });
+                let what = if rx == ry { "ring" } else { "elliptic ring" };
+                (Shape::Ellipse { cx, cy, rx, ry }, Shape::Ellipse { cx, cy, rx: rx - t, ry: ry - t }, what)
+            }
+        };
+        let shape = Shape::Cut { outer: Box::new(outer), holes: vec![inner] };
+        let fill = self.fill(shape.bounds(), 6);
+        let mask = shape.mask(self.w, self.h, 255);
+        self.push(raster::layer(&mask, &fill), format!("{} {:.0} px", noted(what, &fill), t));
+    }
+
+    /// A straight stroke 1.5 to 8 pixels wide: a horizontal rule under or over the middle, or
+    /// a slanted line across a third to two thirds of the canvas.
+    fn line(&mut self) {
+        let (fw, fh) = (self.w(), self.h());
+        let t = self.rng.uniform(1.5, 8.0);
+        let (a, b, what) = if self.rng.chance(1, 2) {
+            let y = fh * self.rng.uniform(0.1, 0.9);
+            let x0 = fw * self.rng.uniform(0.05, 0.4);
+            ((x0, y), (x0 + fw * self.rng.uniform(0.3, 0.55), y), "rule")
+        } else {
+            let (x0, y0) = (fw * self.rng.uniform(0.1, 0.5), fh * self.rng.uniform(0.1, 0.9));
+            let (x1, y1) = (x0 + fw * self.rng.uniform(0.25, 0.45), fh * self.rng.uniform(0.1, 0.9));
+            ((x0, y0), (x1, y1), "line")
+        };
+        // The segment widened by t/2 on both sides: a quadrilateral.
+        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+        let len = (dx * dx + dy * dy).sqrt();
+        let (nx, ny) = (-dy / len * t / 2.0, dx / len * t / 2.0);
+        let points = vec![(a.0 + nx, a.1 + ny), (b.0 + nx, b.1 + ny), (b.0 - nx, b.1 - ny), (a.0 - nx, a.1 - ny)];
+        let fill = Fill::Flat(self.colour());
+        let mask = Shape::Polygon { points }.mask(self.w, self.h, 255);
+        self.push(raster::layer(&mask, &fill), format!("{what} {t:.1} px"));
+    }
+
+    /// A flat pictogram 12% to 25% of the shorter side, made of pieces on a 100 x 100 grid:
+    /// a pin, a house with a door, a plus, a heart, a check mark, a picture frame or a speech
+    /// bubble.
+    fn icon(&mut self) {
+        let s = self.side() * self.rng.uniform(0.12, 0.25);
+        let (x0, y0) = (self.rng.uniform(0.05 * self.w(), 0.95 * self.w() - s), self.rng.uniform(0.05 * self.h(), 0.95 * self.h() - s));
+        let p = |x: f64, y: f64| (x0 + x * s / 100.0, y0 + y * s / 100.0);
+        let rect = |a: f64, b: f64, c: f64, d: f64| {
+            let ((x0, y0), (x1, y1)) = (p(a, b), p(c, d));
+            Shape::Rect { x0, y0, x1, y1 }
+        };
+        let disc = |cx: f64, cy: f64, r: f64| {
+            let (cx, cy) = p(cx, cy);
+            Shape::Ellipse { cx, cy, rx: r * s / 100.0, ry: r * s / 100.0 }
+        };
+        let polygon = |points: &[(f64, f64)]| Shape::Polygon { points: points.iter().map(|&(x, y)| p(x, y)).collect() };
+        let (shape, what) = match self.rng.range(0, 6) {
+            0 => (
+                Shape::Cut {
+                    outer: Box::new(Shape::Union(vec![disc(50.0, 38.0, 36.0), polygon(&[(18.0, 52.0), (82.0, 52.0), (50.0, 100.0)])])),
+                    holes: vec![disc(50.0, 38.0, 14.0)],
+                },
+                "pin icon",
+            ),
+            1 => (
+                Shape::Cut {
+                    outer: Box::new(Shape::Union(vec![polygon(&[(50.0, 0.0), (100.0, 45.0), (0.0, 45.0)]), rect(14.0, 44.0, 86.0, 100.0)])),
+                    holes: vec![rect(40.0, 64.0, 60.0, 100.5)],
+                },
+                "house icon",
+            ),
+            2 => (Shape::Union(vec![rect(36.0, 0.0, 64.0, 100.0), rect(0.0, 36.0, 100.0, 64.0)]), "plus icon"),
+            3 => (
+                Shape::Union(vec![disc(28.0, 30.0, 26.0), disc(72.0, 30.0, 26.0), polygon(&[(4.0, 40.0), (96.0, 40.0), (50.0, 92.0)])]),
+                "heart icon",
+            ),
+            4 => (polygon(&[(0.0, 55.0), (15.0, 40.0), (38.0, 62.0), (85.0, 12.0), (100.0, 27.0), (38.0, 92.0)]), "check icon"),
+            5 => (
+                Shape::Union(vec![
+                    Shape::Cut { outer: Box::new(rect(0.0, 8.0, 100.0, 92.0)), holes: vec![rect(9.0, 17.0, 91.0, 83.0)] },
+                    polygon(&[(9.0, 83.0), (38.0, 45.0), (60.0, 70.0), (72.0, 58.0), (91.0, 83.0)]),
+                    disc(72.0, 34.0, 9.0),
+                ]),
+                "picture icon",
+            ),
+            _ => (
+                Shape::Union(vec![
+                    {
+                        let ((x0, y0), (x1, y1)) = (p(0.0, 0.0), p(100.0, 72.0));
+                        Shape::RoundRect { x0, y0, x1, y1, r: 16.0 * s / 100.0 }
+                    },
+                    polygon(&[(20.0, 70.0), (48.0, 70.0), (16.0, 100.0)]),
+                ]),
+                "speech bubble icon",
+            ),
+        };
+        let fill = self.fill(shape.bounds(), 8);
+        let mask = shape.mask(self.w, self.h, 255);
+        self.push(raster::layer(&mask, &fill), noted(what, &fill));
+    }
+
+    /// One to three lines of words of one colour and size, left-aligned, in the next of the
+    /// canvas's horizontal bands (one band per block of the sample).
+    fn block(&mut self) {
+        let (fw, fh) = (self.w(), self.h());
+        let band = 0.92 * fh / self.bands.max(1) as f64;
+        let (by0, by1) = (0.04 * fh + self.blocks as f64 * band, 0.04 * fh + (self.blocks + 1) as f64 * band);
+        self.blocks += 1;
+        let room_w = 0.9 * fw;
+        let lines = self.rng.range(1, 3) as usize;
+        // Each line is 8 s high with 3 s between lines: `lines` of them fill 11 s lines - 3 s.
+        let scale_for_height = (by1 - by0) * 0.8 / (11.0 * lines as f64 - 3.0);
+        let mut words = Vec::with_capacity(lines);
+        for _ in 0..lines {
+            let fitting: Vec<&str> =
+                WORDS.iter().copied().filter(|w| 24.0 * w.len() as f64 <= room_w && !self.words.contains(w)).collect();
+            let word = *self.rng.pick(if fitting.is_empty() { &["Hi"] } else { &fitting });
+            self.words.push(word);
+            words.push(word);
+        }
+        let longest = words.iter().map(|w| w.len()).max().unwrap_or(1) as f64;
+        let top = (room_w / (8.0 * longest)).min(scale_for_height).max(2.0);
+        let halves: Vec<i64> = (4..=16).filter(|&half| half as f64 / 2.0 <= top).collect();
+        let scale = *self.rng.pick(if halves.is_empty() { &[4] } else { &halves }) as f64 / 2.0;
+        let height = 8.0 * scale * lines as f64 + 3.0 * scale * (lines as f64 - 1.0);
+        let widest = 8.0 * scale * longest;
+        let x0 = self.rng.uniform(0.05 * fw, (0.95 * fw - widest).max(0.05 * fw));
+        let y0 = self.rng.uniform(by0, (by1 - height).max(by0));
+        let parts = words
+            .iter()
+            .enumerate()
+            .map(|(i, word)| Shape::Text {
+                x0,
+                y0: y0 + i as f64 * 11.0 * scale,
+                scale,
+                slant: 0.0,
+                glyphs: word.bytes().map(|c| font8x8::legacy::BASIC_LEGACY[usize::from(c)]).collect(),
+            })
+            .collect();
+        let shape = Shape::Union(parts);
+        let fill = self.fill(shape.bounds(), 6);
+        let mask = shape.mask(self.w, self.h, 255);
+        let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+        self.push(raster::layer(&mask, &fill), noted(&format!("text block {} at {scale}x", quoted.join(" / ")), &fill));
     }
 }

@@ -434,6 +434,49 @@ mod tests {
     }
 
     #[test]
+    fn a_blurred_shadow_over_a_flat_colour_is_one_partly_transparent_dark_layer() {
+        let (w, h) = (160, 120);
+        let n = w * h;
+        let mut rgb = vec![0f32; 3 * n];
+        // A light flat background and a shadow: a near-black at 45% to radius 20, fading to
+        // nothing at radius 38, quantised to 8 bits.
+        let (cx, cy, core, edge, opacity) = (80.0f32, 60.0f32, 20.0f32, 38.0f32, 0.45f32);
+        let (ink, below) = ([0.08f32, 0.06, 0.16], [0.93f32, 0.9, 0.85]);
+        let truth = |x: usize, y: usize| {
+            let r = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+            opacity * ((edge - r) / (edge - core)).clamp(0.0, 1.0)
+        };
+        for y in 0..h {
+            for x in 0..w {
+                let a = truth(x, y);
+                for c in 0..3 {
+                    rgb[c * n + y * w + x] = ((a * ink[c] + (1.0 - a) * below[c]) * 255.0).round() / 255.0;
+                }
+            }
+        }
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+        assert_eq!(layout.elements.len(), 1, "one layer");
+        let shadow = &layout.elements[0];
+        let m = shadow.width * shadow.height;
+        let (mut inter, mut union) = (0f64, 0f64);
+        for y in 0..h {
+            for x in 0..w {
+                let inside = x >= shadow.x0 && x < shadow.x0 + shadow.width && y >= shadow.y0 && y < shadow.y0 + shadow.height;
+                let got = if inside { shadow.rgba[3 * m + (y - shadow.y0) * shadow.width + x - shadow.x0] } else { 0.0 };
+                let want = truth(x, y);
+                inter += f64::from(got.min(want));
+                union += f64::from(got.max(want));
+            }
+        }
+        // Partly transparent, as the shadow is (an opaque reading would score about 0.45).
+        assert!(inter / union > 0.85, "soft IoU {:.3}", inter / union);
+        let centre = (60 - shadow.y0) * shadow.width + 80 - shadow.x0;
+        assert!((shadow.rgba[3 * m + centre] - opacity).abs() < 0.06, "alpha {}", shadow.rgba[3 * m + centre]);
+        assert!((0..3).all(|c| shadow.rgba[c * m + centre] <= 0.2), "a dark colour");
+        assert!((0..3).all(|c| (layout.background[c * n + 60 * w + 80] - below[c]).abs() < 2.0 / 255.0), "the flat colour under it");
+    }
+
+    #[test]
     fn a_blank_image_is_its_background_alone() {
         let (w, h) = (32, 16);
         let rgb = vec![0.5f32; 3 * w * h];

@@ -21,6 +21,10 @@ const MAX_SPAN: f64 = 0.5;
 const EDGE_ALPHA: f32 = 0.5;
 /// Below this alpha a pixel's colour is the core's (dividing by a tiny alpha amplifies noise).
 const COLOUR_ALPHA: f32 = 0.25;
+/// A shadow is at most this opaque at its core: a darker blob is a dark element.
+const SHADOW_ALPHA: f32 = 0.65;
+/// A shadow's colour: no channel above this.
+const SHADOW_DARK: f32 = 0.2;
 
 /// Finds the soft elements among the pixels not `taken`, over the background `plane`.
 pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool], min_pixels: f64) -> Vec<Element> {
@@ -36,7 +40,8 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
         if !is_soft(base, plane, &blob) {
             continue;
         }
-        let Some(core) = core_colour(base, plane, &blob) else { continue };
+        let Some((core, below)) = core_colour(base, plane, &blob) else { continue };
+        let core = shadow(core, below).unwrap_or(core);
         let mut alpha = grow(base, plane, core, &blob, taken);
         // A fading edge that runs on over the canvas is the background's shading: the blob
         // alone is the element then.
@@ -64,7 +69,7 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
 /// photograph).
 pub(super) fn is_soft(base: &Image<'_>, plane: &Plane, pixels: &[usize]) -> bool {
     let (w, h) = (base.width, base.height);
-    let Some(core) = core_colour(base, plane, pixels) else { return false };
+    let Some((core, _)) = core_colour(base, plane, pixels) else { return false };
     let unmixed = |i: usize| unmix(base.px(i), plane.at(i % w, i / w), core);
     let mixed = pixels.iter().filter(|&&i| unmixed(i).1 <= EXPLAINED).count();
     // An element fades out inside the canvas; what stays opaque up to the canvas's edge is
@@ -81,22 +86,44 @@ pub(super) fn is_soft(base: &Image<'_>, plane: &Plane, pixels: &[usize]) -> bool
     mixed as f64 >= TEXT_MIXED * pixels.len() as f64 && !cut_off && !sprawling
 }
 
-/// The mean colour of the blob's pixels farthest from the plane, if it stands out from it.
-fn core_colour(base: &Image<'_>, plane: &Plane, blob: &[usize]) -> Option<[f32; 3]> {
+/// The mean colour of the blob's pixels farthest from the plane, if it stands out from it,
+/// and the plane's mean colour under them.
+fn core_colour(base: &Image<'_>, plane: &Plane, blob: &[usize]) -> Option<([f32; 3], [f32; 3])> {
     let w = base.width;
     let mut by_distance: Vec<(f32, usize)> = blob.iter().map(|&i| (distance(base.px(i), plane.at(i % w, i / w)), i)).collect();
     by_distance.sort_by(|a, b| b.0.total_cmp(&a.0));
     let take = ((blob.len() as f64 * CORE_SHARE).ceil() as usize).max(1);
-    let mut sum = [0f32; 3];
+    let (mut sum, mut under) = ([0f32; 3], [0f32; 3]);
     for &(_, i) in &by_distance[..take] {
-        let p = base.px(i);
+        let (p, b) = (base.px(i), plane.at(i % w, i / w));
         for c in 0..3 {
             sum[c] += p[c];
+            under[c] += b[c];
         }
     }
     let core = sum.map(|s| s / take as f32);
     let (_, i) = by_distance[take - 1];
-    (distance(core, plane.at(i % w, i / w)) >= MIN_CONTRAST).then_some(core)
+    (distance(core, plane.at(i % w, i / w)) >= MIN_CONTRAST).then_some((core, under.map(|s| s / take as f32)))
+}
+
+/// A shadow's colour, when the blob is one: a core that darkens the background under it in
+/// every channel, and that is the background mixed with a near-black colour at most
+/// [`SHADOW_ALPHA`] opaque. The colour is where the line from the background through the core
+/// leaves the colour cube (its first channel reaching 0); the pixels' alpha is then measured
+/// against it, so the core comes out partly transparent, as a shadow is. A core seen over one
+/// background colour alone is as well a lighter colour more opaque: the darkest explanation
+/// is the one a shadow has, and a blob that is not dark enough for it keeps its core colour.
+fn shadow(core: [f32; 3], below: [f32; 3]) -> Option<[f32; 3]> {
+    let mut t = f32::INFINITY;
+    for c in 0..3 {
+        let d = below[c] - core[c];
+        if d <= MIN_CONTRAST / 4.0 {
+            return None;
+        }
+        t = t.min(below[c] / d);
+    }
+    let dark = [0, 1, 2].map(|c| (below[c] + t * (core[c] - below[c])).max(0.0));
+    (1.0 / t <= SHADOW_ALPHA && dark.iter().all(|&v| v <= SHADOW_DARK)).then_some(dark)
 }
 
 /// The blob and the fading edge around it: neighbours that are still a mix of the plane and
