@@ -229,6 +229,9 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         }
     }
     let mut shape_elements = Vec::new();
+    // Strips along an edge: the anti-aliased row or column of a straight edge is one colour
+    // along its length, so it is a region of its own, not busy; it is edge all the same.
+    let mut strip = vec![false; n];
     for &l in &shapes {
         let k = shape_elements.len();
         let pixels = members.remove(&l).unwrap_or_default();
@@ -243,7 +246,13 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         // of that edge, not a shape of its own; a line drawn over one region is a shape.
         let (_, _, bw, bh) = bounds(&pixels, w);
         let thin = (pixels.len() as f64) < MIN_THICKNESS * bw.max(bh) as f64;
-        if residual > f64::from(FLAT) || (thin && !drawn_over_one_region(&pixels, &labels, &sizes, l, w, h)) {
+        if residual > f64::from(FLAT) {
+            continue;
+        }
+        if thin && !drawn_over_one_region(&pixels, &labels, &sizes, l, w, h) {
+            for &i in &pixels {
+                strip[i] = true;
+            }
             continue;
         }
         for &i in &pixels {
@@ -252,7 +261,7 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         shape_elements.push((l, model, pixels));
     }
     let models: Vec<Plane> = shape_elements.iter().map(|(_, model, _)| *model).collect();
-    let blocked: Vec<bool> = (0..n).map(|i| !busy[i] || covered[i] || image_of[i] != u32::MAX).collect();
+    let blocked: Vec<bool> = (0..n).map(|i| !(busy[i] || strip[i]) || covered[i] || image_of[i] != u32::MAX).collect();
     let edges = shape_edges(&base, &blocked, &owner, &models, below);
     let mut taken = vec![false; n];
     for ((label, model, pixels), edge) in shape_elements.iter().zip(&edges) {
@@ -474,6 +483,43 @@ mod tests {
         assert!((shadow.rgba[3 * m + centre] - opacity).abs() < 0.06, "alpha {}", shadow.rgba[3 * m + centre]);
         assert!((0..3).all(|c| shadow.rgba[c * m + centre] <= 0.2), "a dark colour");
         assert!((0..3).all(|c| (layout.background[c * n + 60 * w + 80] - below[c]).abs() < 2.0 / 255.0), "the flat colour under it");
+    }
+
+    #[test]
+    fn a_rectangles_straight_anti_aliased_edges_are_its_own_and_leave_no_line_behind() {
+        let (w, h) = (96, 64);
+        let n = w * h;
+        // A rectangle from x 20.5 to 60.25 and y 10.75 to 40.5 over a flat colour: its edge
+        // rows and columns are one partial coverage each along their length.
+        let (bg, fill) = ([0.2f32, 0.3, 0.4], [0.9f32, 0.5, 0.1]);
+        let cover = |x: usize, y: usize| {
+            let span = |lo: f32, hi: f32, p: usize| (hi.min(p as f32 + 1.0) - lo.max(p as f32)).clamp(0.0, 1.0);
+            span(20.5, 60.25, x) * span(10.75, 40.5, y)
+        };
+        let mut rgb = vec![0f32; 3 * n];
+        for y in 0..h {
+            for x in 0..w {
+                let a = cover(x, y);
+                for c in 0..3 {
+                    rgb[c * n + y * w + x] = ((a * fill[c] + (1.0 - a) * bg[c]) * 255.0).round() / 255.0;
+                }
+            }
+        }
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+        assert_eq!(layout.elements.len(), 1, "one layer");
+        let e = &layout.elements[0];
+        let m = e.width * e.height;
+        let alpha = |x: usize, y: usize| {
+            let inside = x >= e.x0 && x < e.x0 + e.width && y >= e.y0 && y < e.y0 + e.height;
+            if inside { e.rgba[3 * m + (y - e.y0) * e.width + x - e.x0] } else { 0.0 }
+        };
+        for (x, y) in [(40, 10), (40, 40), (20, 25), (60, 25), (40, 25), (20, 10)] {
+            assert!((alpha(x, y) - cover(x, y)).abs() < 0.03, "alpha at {x},{y}: {} for coverage {}", alpha(x, y), cover(x, y));
+        }
+        // No line of the edge is left in the background.
+        for (x, y) in [(40, 10), (40, 40), (20, 25), (60, 25)] {
+            assert!((0..3).all(|c| (layout.background[c * n + y * w + x] - bg[c]).abs() < 2.0 / 255.0), "background at {x},{y}");
+        }
     }
 
     #[test]
