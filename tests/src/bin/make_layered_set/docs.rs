@@ -72,8 +72,7 @@ backgrounds, the others flat colours or two-colour gradients; each has 2 to 6 la
 
 Names are `<background>-<content>-<nn>-<N>l.png`: background `photo`, `flat` or `gradient`;
 content `shapes`, `text`, `soft`, `shadow`, `overlay`, `mixed`, `stripes`, `outlines`,
-`icons` or `blocks`; `nn` the sample's number;
-`N` its number of layers.
+`icons` or `blocks`; `nn` the sample's number; `N` its number of layers.
 
 ## How the inputs are made
 
