@@ -14,6 +14,8 @@
 // to itself, hence the paths).
 #[path = "make_layered_set/docs.rs"]
 mod docs;
+#[path = "make_layered_set/draw.rs"]
+mod draw;
 #[path = "make_layered_set/photo.rs"]
 mod photo;
 #[path = "make_layered_set/raster.rs"]

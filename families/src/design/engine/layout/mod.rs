@@ -293,6 +293,30 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
 mod tests {
     use super::*;
 
+    /// An element's alpha at canvas pixel `(x, y)`: 0 outside its box.
+    fn alpha_of(e: &Element, x: usize, y: usize) -> f32 {
+        let inside = x >= e.x0 && x < e.x0 + e.width && y >= e.y0 && y < e.y0 + e.height;
+        if inside {
+            e.rgba[3 * e.width * e.height + (y - e.y0) * e.width + x - e.x0]
+        } else {
+            0.0
+        }
+    }
+
+    /// The soft IoU of an element's alpha against the true alpha over a `w` x `h` canvas: the
+    /// sum of the smaller over the sum of the larger, as the evaluation scores layers.
+    fn soft_iou(e: &Element, w: usize, h: usize, truth: impl Fn(usize, usize) -> f32) -> f64 {
+        let (mut inter, mut union) = (0f64, 0f64);
+        for y in 0..h {
+            for x in 0..w {
+                let (got, want) = (alpha_of(e, x, y), truth(x, y));
+                inter += f64::from(got.min(want));
+                union += f64::from(got.max(want));
+            }
+        }
+        inter / union
+    }
+
     /// A graphic drawn here: a horizontal gradient background, a flat red rectangle, and a
     /// dark anti-aliased bar standing in for a word inside a box the detector would give.
     fn graphic(w: usize, h: usize) -> Vec<f32> {
@@ -424,17 +448,8 @@ mod tests {
         let disc = &layout.elements[0];
         let m = disc.width * disc.height;
         // Its alpha is the disc's own, soft IoU against the truth over the whole image.
-        let (mut inter, mut union) = (0f64, 0f64);
-        for y in 0..h {
-            for x in 0..w {
-                let inside = x >= disc.x0 && x < disc.x0 + disc.width && y >= disc.y0 && y < disc.y0 + disc.height;
-                let got = if inside { disc.rgba[3 * m + (y - disc.y0) * disc.width + x - disc.x0] } else { 0.0 };
-                let want = truth(x, y);
-                inter += f64::from(got.min(want));
-                union += f64::from(got.max(want));
-            }
-        }
-        assert!(inter / union > 0.9, "soft IoU {:.3}", inter / union);
+        let iou = soft_iou(disc, w, h, truth);
+        assert!(iou > 0.9, "soft IoU {iou:.3}");
         // Its colour is the teal where it is opaque, and the background the gradient under it.
         let centre = (60 - disc.y0) * disc.width + 70 - disc.x0;
         assert!((0..3).all(|c| (disc.rgba[c * m + centre] - teal[c]).abs() < 2.0 / 255.0));
@@ -467,18 +482,9 @@ mod tests {
         assert_eq!(layout.elements.len(), 1, "one layer");
         let shadow = &layout.elements[0];
         let m = shadow.width * shadow.height;
-        let (mut inter, mut union) = (0f64, 0f64);
-        for y in 0..h {
-            for x in 0..w {
-                let inside = x >= shadow.x0 && x < shadow.x0 + shadow.width && y >= shadow.y0 && y < shadow.y0 + shadow.height;
-                let got = if inside { shadow.rgba[3 * m + (y - shadow.y0) * shadow.width + x - shadow.x0] } else { 0.0 };
-                let want = truth(x, y);
-                inter += f64::from(got.min(want));
-                union += f64::from(got.max(want));
-            }
-        }
         // Partly transparent, as the shadow is (an opaque reading would score about 0.45).
-        assert!(inter / union > 0.85, "soft IoU {:.3}", inter / union);
+        let iou = soft_iou(shadow, w, h, truth);
+        assert!(iou > 0.85, "soft IoU {iou:.3}");
         let centre = (60 - shadow.y0) * shadow.width + 80 - shadow.x0;
         assert!((shadow.rgba[3 * m + centre] - opacity).abs() < 0.06, "alpha {}", shadow.rgba[3 * m + centre]);
         assert!((0..3).all(|c| shadow.rgba[c * m + centre] <= 0.2), "a dark colour");
@@ -508,11 +514,7 @@ mod tests {
         let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
         assert_eq!(layout.elements.len(), 1, "one layer");
         let e = &layout.elements[0];
-        let m = e.width * e.height;
-        let alpha = |x: usize, y: usize| {
-            let inside = x >= e.x0 && x < e.x0 + e.width && y >= e.y0 && y < e.y0 + e.height;
-            if inside { e.rgba[3 * m + (y - e.y0) * e.width + x - e.x0] } else { 0.0 }
-        };
+        let alpha = |x: usize, y: usize| alpha_of(e, x, y);
         for (x, y) in [(40, 10), (40, 40), (20, 25), (60, 25), (40, 25), (20, 10)] {
             assert!((alpha(x, y) - cover(x, y)).abs() < 0.03, "alpha at {x},{y}: {} for coverage {}", alpha(x, y), cover(x, y));
         }
