@@ -55,8 +55,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
+        let file = match direct::write(&tmp, bytes) {
+            Some(written) => written?,
+            None => {
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(bytes)?;
+                file
+            }
+        };
         file.sync_data()?;
         std::fs::rename(&tmp, path)?;
         // The rename itself is durable once the folder is synced.
@@ -66,6 +72,69 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Direct writes of large objects. The object is synced as soon as it is written, so copying
+/// it into the page cache first only costs CPU: for the megabytes of a layered document that
+/// copy was a sixth of the CPU time of a rendering. With `O_DIRECT` the disk reads the bytes
+/// from an aligned buffer instead. Small objects, other systems and file systems that refuse
+/// direct I/O take the ordinary path.
+mod direct {
+    use std::fs::File;
+    use std::path::Path;
+
+    /// Objects from this size on are written directly.
+    const MIN_BYTES: usize = 1 << 20;
+    /// The alignment direct I/O wants of the buffer, the offset and the length: a page, a
+    /// multiple of every disk's logical block.
+    const ALIGN: usize = 4096;
+    /// Bytes per write.
+    const CHUNK: usize = 1 << 20;
+
+    /// `bytes` written to a new file at `path` with direct I/O; None where direct I/O is not
+    /// used (a small object, another system, a file system that refuses it: nothing is left
+    /// at `path` then).
+    pub(super) fn write(path: &Path, bytes: &[u8]) -> Option<std::io::Result<File>> {
+        if bytes.len() < MIN_BYTES {
+            return None;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path);
+            let mut file = match file {
+                Ok(file) => file,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            // An aligned chunk inside a slightly larger buffer (safe code, no custom layout).
+            let mut raw = vec![0u8; CHUNK + ALIGN];
+            let start = raw.as_ptr().align_offset(ALIGN).min(ALIGN);
+            let buf = &mut raw[start..start + CHUNK];
+            for part in bytes.chunks(CHUNK) {
+                // The last part is padded to the alignment; the file is cut to its length after.
+                let padded = part.len().div_ceil(ALIGN) * ALIGN;
+                buf[..part.len()].copy_from_slice(part);
+                buf[part.len()..padded].fill(0);
+                match file.write_all(&buf[..padded]) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        drop(file);
+                        let _ = std::fs::remove_file(path);
+                        return None;
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            Some(file.set_len(bytes.len() as u64).map(|()| file))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = path;
+            None
+        }
+    }
 }
 
 #[async_trait]
@@ -201,6 +270,21 @@ mod tests {
         }
         lister.await.unwrap();
         assert_eq!(keys, ["a.png", "b/2.png"]);
+    }
+
+    #[tokio::test]
+    async fn large_objects_are_written_whole_and_replace_what_was_there() {
+        // Several direct-I/O chunks and a tail that is not a multiple of the alignment, over an
+        // older, longer object under the same key; no temporary file is left beside it.
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let old: Vec<u8> = (0..3_500_000u32).map(|i| (i % 7) as u8).collect();
+        let new: Vec<u8> = (0..2_600_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        store.put("big/layers.psd", old).await.unwrap();
+        store.put("big/layers.psd", new.clone()).await.unwrap();
+        assert!(store.get("big/layers.psd").await.unwrap() == new);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("big")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["layers.psd"]);
     }
 
     #[tokio::test]
