@@ -59,8 +59,9 @@ rm -rf "$stage"
 mkdir -p "$stage/models" .gpu
 cp "$work/target/release/lamina" "$stage/lamina"
 strip "$stage/lamina"
-# Without libtorch's CUDA library among its needs the binary would never see a GPU.
-readelf -d "$stage/lamina" | grep -q 'libtorch_cuda.so' || die "the binary does not load libtorch_cuda.so: CUDA would be unavailable"
+# The binary loads libtorch's CUDA library by its soname when a CUDA device is named
+# (worker/src/runtime/device.rs: load_cuda), found through LD_LIBRARY_PATH on the GPU machine.
+grep -q 'libtorch_cuda.so' "$stage/lamina" || die "the binary does not name libtorch_cuda.so: CUDA would be unavailable"
 models="${LAMINA_MODELS:-$LAMINA_CACHE/models}"
 [ -f "$models/u2netp.onnx" ] && cp "$models/u2netp.onnx" "$stage/models/"
 tar -cJf .gpu/lamina-gpu.tar.xz -C "$stage" .

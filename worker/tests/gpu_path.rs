@@ -189,9 +189,26 @@ fn device_lists_parse_and_refuse_repeats() {
     assert!(matches!(e, runtime::BadDevice::Twice { .. }), "{e:?}");
     let e = e.to_string();
     assert!(e.contains("named twice") && e.contains("--lanes-per-device"), "{e}");
-    if tch::Cuda::device_count() == 0 {
+    if runtime::cuda_device_count() == 0 {
         let e = runtime::parse_devices("cuda:all").unwrap_err();
         assert!(matches!(e, runtime::BadDevice::Missing { found: 0, .. }), "{e:?}");
         assert!(e.to_string().contains("0 CUDA device(s) found"), "{e}");
+    }
+}
+
+/// libtorch's CUDA backend is not linked but loaded when a CUDA device is named: after that,
+/// a tensor on the GPU is made (a GPU machine) or refused for want of a GPU or driver, never
+/// for want of a CUDA backend, which is what a binary that never loaded it says.
+#[test]
+fn naming_a_cuda_device_loads_libtorchs_cuda_backend() {
+    let _ = runtime::parse_device("auto");
+    if !runtime::load_cuda() {
+        let dir = option_env!("LAMINA_LIBTORCH_LIB").unwrap_or("");
+        assert!(!std::path::Path::new(dir).join("libtorch_cuda.so").exists(), "libtorch has a CUDA library but it did not load");
+        return;
+    }
+    if let Err(e) = tch::Tensor::f_zeros([1], (tch::Kind::Float, Device::Cuda(0))) {
+        let e = e.to_string();
+        assert!(!e.contains("'CUDA' backend"), "the CUDA backend is not registered: {e}");
     }
 }

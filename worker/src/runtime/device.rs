@@ -15,11 +15,54 @@ pub enum BadDevice {
     Twice { device: String, names: String },
 }
 
+/// libtorch's CUDA backend, loaded on first need: true once it is loaded. Nothing in Lamina
+/// references its symbols (it registers itself when loaded), and loading it with the CUDA
+/// libraries it pulls in takes about 0.4 s, which a process that never names a CUDA device
+/// (`--device cpu`, a re-rendering, `lamina --version`) should not pay. So the binaries do
+/// not link it; naming a CUDA device, or `auto`, loads it here: by its soname (found through
+/// the binary's rpath or LD_LIBRARY_PATH, like libtorch itself), else from the folder the
+/// build linked against. A libtorch built without CUDA has none, and no CUDA device is seen.
+pub fn load_cuda() -> bool {
+    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LOADED.get_or_init(|| {
+        let built = option_env!("LAMINA_LIBTORCH_LIB").map(|dir| format!("{dir}/libtorch_cuda.so"));
+        ["libtorch_cuda.so".to_owned()].into_iter().chain(built).any(|name| open_global(&name))
+    })
+}
+
+/// Loads a shared library for good, its symbols visible to every later library.
+fn open_global(name: &str) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(name) = std::ffi::CString::new(name) else { return false };
+        // SAFETY: the name is a valid C string; the handle is kept open for the process's
+        // life (never closed), which is what running the library's registrations needs.
+        unsafe { !libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL).is_null() }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = name;
+        false
+    }
+}
+
+/// How many CUDA devices this process sees (loading the CUDA backend first).
+pub fn cuda_device_count() -> i64 {
+    if load_cuda() {
+        tch::Cuda::device_count()
+    } else {
+        0
+    }
+}
+
 /// Parses a device name; `auto` picks the first CUDA device when one is usable.
 pub fn parse_device(name: &str) -> Result<Device, BadDevice> {
-    let cuda_count = || tch::Cuda::device_count();
+    let cuda_count = cuda_device_count;
     match name {
-        "auto" => Ok(Device::cuda_if_available()),
+        "auto" => {
+            load_cuda();
+            Ok(Device::cuda_if_available())
+        }
         "cpu" => Ok(Device::Cpu),
         "cuda" => parse_device("cuda:0"),
         _ => {
@@ -40,7 +83,7 @@ pub fn parse_device(name: &str) -> Result<Device, BadDevice> {
 /// `cuda:all` (every CUDA device this process sees).
 pub fn parse_devices(names: &str) -> Result<Vec<Device>, BadDevice> {
     if names == "cuda:all" {
-        let n = tch::Cuda::device_count();
+        let n = cuda_device_count();
         if n == 0 {
             return Err(BadDevice::Missing { name: names.to_owned(), found: 0 });
         }

@@ -10,7 +10,7 @@ mod device;
 pub mod lanes;
 mod slot;
 
-pub use device::{device_name, gpu_memory, parse_device, parse_devices, BadDevice};
+pub use device::{cuda_device_count, device_name, gpu_memory, load_cuda, parse_device, parse_devices, BadDevice};
 pub use lamina_engine::*;
 pub use lamina_families::ModelSpec;
 pub use lanes::{load_lanes, Lane, LaneArgs, LaneSpec, Lanes};
