@@ -44,7 +44,7 @@ pub(super) fn limit(mut kept: Vec<Element>, max_elements: usize) -> Vec<Element>
             kept[j] = merge(&kept[j], &e);
         }
     }
-    kept.sort_by(|a, b| a.kind.cmp(&b.kind).then(b.coverage.total_cmp(&a.coverage)));
+    kept.sort_by(|a, b| a.kind.cmp(&b.kind).then(b.sort_as.total_cmp(&a.sort_as)).then(b.under.cmp(&a.under)).then(b.coverage.total_cmp(&a.coverage)));
     kept
 }
 
@@ -84,7 +84,7 @@ pub(super) fn merge(a: &Element, b: &Element) -> Element {
     for j in 0..m {
         coverage += f64::from(rgba[3 * m + j]);
     }
-    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage }
+    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage, sort_as: a.sort_as, under: a.under }
 }
 
 /// An element from its pixels' alpha (image indices), coloured by `colour(x, y, index)`.
@@ -108,5 +108,5 @@ pub(super) fn element(kind: Kind, alpha: &[(usize, f32)], w: usize, colour: impl
         rgba[3 * m + j] = a;
         coverage += f64::from(a);
     }
-    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage }
+    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage, sort_as: coverage, under: false }
 }

@@ -85,6 +85,11 @@ pub struct Element {
     pub rgba: Vec<f32>,
     /// Its alpha's sum, in pixels.
     pub coverage: f64,
+    /// Where it goes among its kind, largest first: its coverage, or for a shape completed
+    /// under others the coverage of the lowest of them, with `under` set so that it goes
+    /// just below that one.
+    pub sort_as: f64,
+    pub under: bool,
 }
 
 /// The decomposition: the opaque background (planar RGB, the whole image; NaN where a
@@ -262,17 +267,51 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     }
     let models: Vec<Plane> = shape_elements.iter().map(|(_, model, _)| *model).collect();
     let blocked: Vec<bool> = (0..n).map(|i| !(busy[i] || strip[i]) || covered[i] || image_of[i] != u32::MAX).collect();
+    // Rectangles partly hidden by shapes over them are completed under them; the edges of
+    // those shapes are then unmixed against the rectangle's colour, not the background's.
+    let hidden: Vec<Vec<usize>> = match &plane {
+        Some(_) => {
+            let boxes: Vec<_> = shape_elements.iter().map(|(_, _, pixels)| bounds(pixels, w)).collect();
+            (0..shape_elements.len()).map(|k| hidden_part(k, &boxes, &shape_elements[k].2, &owner, &labels, bg_label, &blocked, w)).collect()
+        }
+        None => vec![Vec::new(); shape_elements.len()],
+    };
+    let mut completed = vec![u32::MAX; n];
+    for (k, part) in hidden.iter().enumerate() {
+        for &i in part {
+            if completed[i] == u32::MAX {
+                completed[i] = k as u32;
+            }
+        }
+    }
+    let below = |i: usize| match completed[i] {
+        u32::MAX => below(i),
+        k => models[k as usize].at(i % w, i / w),
+    };
     let edges = shape_edges(&base, &blocked, &owner, &models, below);
     let mut taken = vec![false; n];
-    for ((label, model, pixels), edge) in shape_elements.iter().zip(&edges) {
+    let first_shape = elements.len();
+    for (k, ((label, model, pixels), edge)) in shape_elements.iter().zip(&edges).enumerate() {
         let mut alpha: Vec<(usize, f32)> = pixels.iter().map(|&i| (i, 1.0)).collect();
-        alpha.extend(edge.iter().copied());
+        alpha.extend(edge.iter().copied().filter(|&(i, _)| completed[i] != k as u32));
         for &(i, _) in &alpha {
             taken[i] = true;
         }
+        alpha.extend(hidden[k].iter().filter(|&&i| completed[i] == k as u32).map(|&i| (i, 1.0)));
         // Inside, the region's own pixels (a shape's colour is its own, texture and all); on
-        // its edge, the fitted colour the edge pixels were unmixed with.
+        // its edge and where it is hidden, its fitted colour.
         elements.push(element(Kind::Shape, &alpha, w, |x, y, i| if labels[i] == *label { base.px(i) } else { model.at(x, y) }));
+    }
+    // A completed shape goes just below the lowest (largest) of the shapes over it.
+    for (k, part) in hidden.iter().enumerate() {
+        let lowest = part.iter().filter_map(|&i| (owner[i] != u32::MAX).then_some(owner[i] as usize)).max_by(|&a, &b| {
+            elements[first_shape + a].coverage.total_cmp(&elements[first_shape + b].coverage).then(b.cmp(&a))
+        });
+        if let Some(o) = lowest {
+            let sort_as = elements[first_shape + o].coverage;
+            let e = &mut elements[first_shape + k];
+            (e.sort_as, e.under) = (sort_as, true);
+        }
     }
     // 5. Soft elements: what still stands off a flat or gradient background.
     if let Some(p) = &plane {
@@ -287,6 +326,67 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     let kept = limit(elements, max_elements);
     let background = fill_background(image, plane.as_ref(), &kept);
     Layout { background, elements: kept }
+}
+
+/// Shares of a shape's box (see [`hidden_part`]).
+const HIDDEN_MIN: f64 = 0.02;
+const SEEN_MIN: f64 = 0.3;
+const OPEN_MAX: f64 = 0.005;
+/// The most of a hidden shape's seen pixels that may lie inside the box of a shape over it.
+const SEEN_INSIDE_MAX: f64 = 0.1;
+
+/// The part of shape `k` that other shapes hide, when it is a rectangle partly under them:
+/// every pixel of its box is its own, another shape's, or an edge between them (at most
+/// [`OPEN_MAX`] of the box is anything else: background, text, a picture), at least
+/// [`SEEN_MIN`] of the box is seen and at least [`HIDDEN_MIN`] hidden, and every shape hiding
+/// it reaches out of its box (one wholly inside is a picture in a frame, not over it) and
+/// has little of the shape's seen part inside its own box (see below). A
+/// circle's or a triangle's box has background in its corners, so only rectangles are
+/// completed. Empty otherwise. `boxes` are the shapes' boxes, `pixels` shape `k`'s region.
+#[allow(clippy::too_many_arguments)]
+fn hidden_part(k: usize, boxes: &[(usize, usize, usize, usize)], pixels: &[usize], owner: &[u32], labels: &[u32], bg_label: u32, blocked: &[bool], w: usize) -> Vec<usize> {
+    let (x0, y0, bw, bh) = boxes[k];
+    let area = (bw * bh) as f64;
+    if (pixels.len() as f64) < SEEN_MIN * area {
+        return Vec::new();
+    }
+    let (mut hidden, mut open, mut seams) = (Vec::new(), 0usize, 0usize);
+    for y in y0..y0 + bh {
+        for x in x0..x0 + bw {
+            let i = y * w + x;
+            match owner[i] {
+                o if o == k as u32 => {}
+                u32::MAX if labels[i] == bg_label || blocked[i] => open += 1,
+                u32::MAX => {
+                    seams += 1;
+                    hidden.push(i);
+                }
+                o => {
+                    let (ox, oy, ow, oh) = boxes[o as usize];
+                    if ox >= x0 && oy >= y0 && ox + ow <= x0 + bw && oy + oh <= y0 + bh {
+                        return Vec::new();
+                    }
+                    hidden.push(i);
+                }
+            }
+        }
+    }
+    if (open as f64) > OPEN_MAX * area || ((hidden.len() - seams) as f64) < HIDDEN_MIN * area {
+        return Vec::new();
+    }
+    // A shape under another is seen only outside it: one seen inside the other's box (a
+    // word on a panel, showing the panel between its strokes) lies over it instead.
+    let mut over: Vec<u32> = hidden.iter().map(|&i| owner[i]).filter(|&o| o != u32::MAX).collect();
+    over.sort_unstable();
+    over.dedup();
+    for o in over {
+        let (ox, oy, ow, oh) = boxes[o as usize];
+        let inside = pixels.iter().filter(|&&i| (ox..ox + ow).contains(&(i % w)) && (oy..oy + oh).contains(&(i / w))).count();
+        if inside as f64 > SEEN_INSIDE_MAX * pixels.len() as f64 {
+            return Vec::new();
+        }
+    }
+    hidden
 }
 
 #[cfg(test)]
@@ -521,6 +621,69 @@ mod tests {
         // No line of the edge is left in the background.
         for (x, y) in [(40, 10), (40, 40), (20, 25), (60, 25)] {
             assert!((0..3).all(|c| (layout.background[c * n + y * w + x] - bg[c]).abs() < 2.0 / 255.0), "background at {x},{y}");
+        }
+    }
+
+    /// A rectangle partly under another is completed: its layer covers the whole rectangle,
+    /// hidden part included, in its own colour, and lies just below the one over it, so the
+    /// stack still recomposites to the input. A circle partly under the same rectangle is
+    /// not (its box has background in its corners).
+    #[test]
+    fn a_rectangle_partly_under_another_is_completed_under_it() {
+        let (w, h) = (160, 100);
+        let n = w * h;
+        let (bg, red, blue, green) = ([0.9f32, 0.9, 0.85], [0.8f32, 0.1, 0.1], [0.1f32, 0.2, 0.7], [0.1f32, 0.6, 0.2]);
+        let in_red = |x: usize, y: usize| (10..60).contains(&x) && (10..50).contains(&y);
+        let in_blue = |x: usize, y: usize| (40..90).contains(&x) && (30..80).contains(&y);
+        let in_green = |x: usize, y: usize| (x as f32 - 100.0).hypot(y as f32 - 55.0) < 18.0;
+        let mut rgb = vec![0f32; 3 * n];
+        for y in 0..h {
+            for x in 0..w {
+                // Red, then the circle, then blue over both (the circle's left edge is hidden).
+                let p = if in_blue(x, y) {
+                    blue
+                } else if in_green(x, y) {
+                    green
+                } else if in_red(x, y) {
+                    red
+                } else {
+                    bg
+                };
+                for c in 0..3 {
+                    rgb[c * n + y * w + x] = p[c];
+                }
+            }
+        }
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+        let find = |colour: [f32; 3]| layout.elements.iter().position(|e| (0..3).all(|c| (e.rgba[c * e.width * e.height + e.width * e.height / 2] - colour[c]).abs() < 0.02));
+        let (Some(r), Some(b)) = (find(red), find(blue)) else { panic!("no red or blue layer") };
+        let e = &layout.elements[r];
+        for (x, y) in [(45, 35), (55, 45), (15, 15), (59, 49)] {
+            assert!(alpha_of(e, x, y) > 0.99, "red at {x},{y}: {}", alpha_of(e, x, y));
+        }
+        assert!(alpha_of(e, 65, 35) < 0.01, "red stops at its edge");
+        assert!(r < b, "the completed rectangle lies below the one over it");
+        // The circle is not completed, neither under the blue rectangle nor into its box.
+        let Some(g) = find(green) else { panic!("no green layer") };
+        for (x, y) in [(85, 55), (116, 39)] {
+            assert!(alpha_of(&layout.elements[g], x, y) < 0.01, "circle at {x},{y}: {}", alpha_of(&layout.elements[g], x, y));
+        }
+        assert!(alpha_of(&layout.elements[g], 100, 55) > 0.99, "the circle is a layer");
+        // The stack recomposites to the input.
+        for (x, y) in [(45, 35), (20, 20), (80, 70), (85, 55), (100, 55), (116, 39), (5, 5)] {
+            let i = y * w + x;
+            let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
+            for e in &layout.elements {
+                let a = alpha_of(e, x, y);
+                if a > 0.0 {
+                    let j = (y - e.y0) * e.width + x - e.x0;
+                    let m = e.width * e.height;
+                    for c in 0..3 {
+                        px[c] = e.rgba[c * m + j] * a + px[c] * (1.0 - a);
+                    }
+                }
+            }
+            assert!((0..3).all(|c| (px[c] - rgb[c * n + i]).abs() < 2.0 / 255.0), "recomposite at {x},{y}: {px:?}");
         }
     }
 
