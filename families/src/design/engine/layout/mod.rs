@@ -5,7 +5,9 @@
 //!    just outside it and the text colour the median of the pixels farthest from it. Each pixel's alpha unmixes
 //!    it between the two (its projection on the segment from background to text colour), so
 //!    anti-aliased edges get fractional alpha and the layer's colour is the text's own;
-//!    pixels off that segment (another colour: a photo, a shape) get none.
+//!    pixels off that segment (another colour: a photo, a shape) get none. A gradient word
+//!    gets a plane as its colour; words on a label the box takes in whole are unmixed against
+//!    the label's colour; words set as one block are one layer (`join_blocks`).
 //! 2. **Regions** (`regions.rs`). The rest of the image is split into regions of neighbouring pixels that
 //!    differ by at most [`STEP`] per channel: a flat colour or a smooth gradient is one
 //!    region, a photograph many tiny ones. Pixels under text join the region around them.
@@ -57,6 +59,21 @@ const EXPLAINED: f32 = 0.06;
 /// The share of a text box's non-background pixels that must be on that mix for it to be
 /// taken off as text.
 const TEXT_MIXED: f64 = 0.6;
+/// A word's colour is a gradient when a plane holds this share of its strongest pixels.
+const GRADIENT_HOLDS: f64 = 0.8;
+/// Words on a label the detector boxed whole: the label's colour is at least this share of
+/// the box's pixels that are not the colour around it.
+const LABEL_SHARE: f64 = 0.4;
+/// Words on a label have its colour on both sides of this share of their strong pixels.
+const ENCLOSED: f64 = 0.9;
+/// Words whose colours are this close can be of one block (see [`join_blocks`]).
+const BLOCK_COLOUR: f32 = 0.08;
+/// Words of one block are at most this many times taller than each other.
+const BLOCK_SIZE: f64 = 1.6;
+/// The next word of a line is at most this many of the taller word's heights away.
+const WORD_GAP: f64 = 1.5;
+/// The next line of a block is at most this many of the taller line's heights below.
+const LINE_GAP: f64 = 1.0;
 /// A background is a quadratic surface when that surface holds this share of its region
 /// within a soft element's reach (designed backgrounds are smooth; photographs are not).
 const SURFACE_FIT: f64 = 0.9;
@@ -123,11 +140,13 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     let mut under = image.rgb.to_vec();
     let mut covered = vec![false; n];
     let mut elements = Vec::new();
+    let mut hosts = Vec::with_capacity(texts.len());
     for b in texts {
-        if let Some(text) = text_element(image, b, &mut under, &mut covered) {
-            elements.push(text);
-        }
+        let found = text_element(image, b, &mut under, &mut covered);
+        hosts.push(found.as_ref().and_then(|(_, host)| *host));
+        elements.extend(found.map(|(text, _)| text));
     }
+    let mut elements = join_blocks(elements);
     let base = Image { rgb: &under, width: w, height: h };
     // 2. Regions of the rest.
     let labels = regions(&base, &covered);
@@ -135,14 +154,24 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     for &l in &labels {
         sizes[l as usize] += 1;
     }
-    // Pixels under text join the region most of the box's ring belongs to.
+    // Pixels under text join the label the words are on, else the region most of the box's
+    // ring belongs to. On a label, the label's colour inside letters (the counter of an "o")
+    // is the label too.
     let mut labels = labels;
-    for b in texts {
-        if let Some(l) = ring_label(&labels, &covered, &sizes, b, w, h) {
+    let region_box = region_boxes(&labels, w);
+    for (b, host) in texts.iter().zip(&hosts) {
+        let on_label = host.filter(|&i| sizes[labels[i] as usize] >= SMALL_REGION);
+        let host = on_label.map(|i| labels[i]);
+        if let Some(l) = host.or_else(|| ring_label(&labels, &covered, &sizes, b, w, h)) {
             for y in b.y0..b.y1 {
                 for x in b.x0..b.x1 {
-                    if covered[y * w + x] {
-                        labels[y * w + x] = l;
+                    let i = y * w + x;
+                    let counter = on_label.is_some_and(|hi| {
+                        let (rx, ry, rw, rh) = region_box[&labels[i]];
+                        labels[i] != l && rx > b.x0 && ry > b.y0 && rx + rw < b.x1 && ry + rh < b.y1 && distance(base.px(i), base.px(hi)) <= STEP
+                    });
+                    if covered[i] || counter {
+                        labels[i] = l;
                         sizes[l as usize] += 1;
                     }
                 }
@@ -420,6 +449,11 @@ mod tests {
     /// A graphic drawn here: a horizontal gradient background, a flat red rectangle, and a
     /// dark anti-aliased bar standing in for a word inside a box the detector would give.
     fn graphic(w: usize, h: usize) -> Vec<f32> {
+        graphic_with(w, h, [0.1, 0.1, 0.1])
+    }
+
+    /// [`graphic`] with its second glyph in colour `second`.
+    fn graphic_with(w: usize, h: usize, second: [f32; 3]) -> Vec<f32> {
         let n = w * h;
         let mut rgb = vec![0f32; 3 * n];
         for y in 0..h {
@@ -435,7 +469,7 @@ mod tests {
                 let glyph = |x0: usize| (x0..x0 + 18).contains(&x) && (x < x0 + 2 || x >= x0 + 16 || y < 42 || y >= 54);
                 if (40..56).contains(&y) && (glyph(50) || glyph(72)) {
                     let a = if x == 50 || x == 89 { 0.5 } else { 1.0 };
-                    let t = [0.1, 0.1, 0.1];
+                    let t = if x >= 72 { second } else { [0.1, 0.1, 0.1] };
                     p = [0, 1, 2].map(|c| a * t[c] + (1.0 - a) * p[c]);
                 }
                 for c in 0..3 {
@@ -483,9 +517,9 @@ mod tests {
     #[test]
     fn beyond_the_layer_count_the_smallest_elements_merge_or_stay_in_the_background() {
         let (w, h) = (120, 64);
-        let rgb = graphic(w, h);
+        let rgb = graphic_with(w, h, [0.5, 0.05, 0.45]);
         let image = Image { rgb: &rgb, width: w, height: h };
-        // Two words of one colour: at two elements they stay apart, at one they become one
+        // Two words of two colours: at two elements they stay apart, at one they become one
         // layer; at none they stay in the background, which then is the input itself.
         let words = [TextBox { x0: 46, y0: 36, x1: 70, y1: 60, score: 0.9 }, TextBox { x0: 70, y0: 36, x1: 94, y1: 60, score: 0.9 }];
         let kinds = |layout: &Layout| layout.elements.iter().map(|e| e.kind).collect::<Vec<_>>();
@@ -497,6 +531,99 @@ mod tests {
         let none = decompose(&image, &words, 16.0, 0);
         assert!(none.elements.is_empty());
         assert_eq!(none.background, rgb);
+    }
+
+    /// A canvas of one colour with words drawn on it: each word `(x0, y0, glyphs, colour)` is
+    /// `glyphs` hollow glyphs 16 pixels square (2-pixel strokes, 2 pixels apart), its colour
+    /// at each pixel `colour(x)`; returns the image and each word's box as the detector gives it.
+    #[allow(clippy::type_complexity)]
+    fn words_on(w: usize, h: usize, ground: [f32; 3], words: &[(usize, usize, usize, &dyn Fn(usize) -> [f32; 3])]) -> (Vec<f32>, Vec<TextBox>) {
+        let n = w * h;
+        let mut rgb: Vec<f32> = (0..3 * n).map(|j| ground[j / n]).collect();
+        let mut boxes = Vec::new();
+        for &(x0, y0, glyphs, colour) in words {
+            for g in 0..glyphs {
+                let gx = x0 + 18 * g;
+                for y in y0..y0 + 16 {
+                    for x in gx..gx + 16 {
+                        if x < gx + 2 || x >= gx + 14 || y < y0 + 2 || y >= y0 + 14 {
+                            for (c, v) in colour(x).into_iter().enumerate() {
+                                rgb[c * n + y * w + x] = v;
+                            }
+                        }
+                    }
+                }
+            }
+            boxes.push(TextBox { x0: x0 - 3, y0: y0 - 3, x1: x0 + 18 * glyphs + 1, y1: y0 + 19, score: 0.9 });
+        }
+        (rgb, boxes)
+    }
+
+    #[test]
+    fn words_of_one_colour_and_size_set_as_a_block_are_one_text_layer() {
+        let (w, h) = (140, 64);
+        let (blue, red) = ([0.1, 0.2, 0.6], [0.8, 0.1, 0.1]);
+        // Two words on a line and one on the next line in blue (a block); one red word beside.
+        let (rgb, boxes) = words_on(w, h, [0.95, 0.93, 0.85], &[(8, 6, 2, &|_| blue), (58, 6, 2, &|_| blue), (8, 34, 2, &|_| blue), (84, 34, 2, &|_| red)]);
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &boxes, 16.0, 31);
+        let texts: Vec<&Element> = layout.elements.iter().filter(|e| e.kind == Kind::Text).collect();
+        assert_eq!(texts.len(), 2, "the blue block and the red word");
+        let block = texts.iter().find(|e| e.x0 == 8).expect("the block");
+        assert_eq!((block.y0, block.width, block.height), (6, 84, 44), "both lines, both words of the first");
+        assert!((block.coverage - 3.0 * 2.0 * 112.0).abs() < 1.0, "three words of two glyphs: {}", block.coverage);
+        let word = texts.iter().find(|e| e.x0 == 84).expect("the red word");
+        assert_eq!((word.y0, word.width, word.height), (34, 34, 16));
+    }
+
+    #[test]
+    fn a_gradient_word_on_a_label_boxed_whole_is_a_text_layer_in_its_gradient_over_the_whole_label() {
+        let (w, h) = (160, 80);
+        let n = w * h;
+        let (sky, teal) = ([0.78, 0.86, 0.92], [0.05, 0.8, 0.6]);
+        let (from, to) = ([0.95, 0.4, 0.05], [0.3, 0.1, 0.1]);
+        let gradient = |x: usize| {
+            let t = (x as f32 - 40.0) / 52.0;
+            [0, 1, 2].map(|c| from[c] + t * (to[c] - from[c]))
+        };
+        let (mut rgb, _) = words_on(w, h, sky, &[]);
+        for y in 20..60 {
+            for x in 20..140 {
+                for c in 0..3 {
+                    rgb[c * n + y * w + x] = teal[c];
+                }
+            }
+        }
+        // The word "on" the label: drawn over the teal, and the detector boxes the label.
+        let (word, _) = words_on(w, h, teal, &[(40, 32, 3, &gradient)]);
+        for y in 32..48 {
+            for x in 40..92 {
+                for c in 0..3 {
+                    rgb[c * n + y * w + x] = word[c * n + y * w + x];
+                }
+            }
+        }
+        let label = TextBox { x0: 20, y0: 20, x1: 140, y1: 60, score: 0.9 };
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[label], 16.0, 31);
+        let kinds: Vec<Kind> = layout.elements.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![Kind::Shape, Kind::Text], "the label, then the word");
+        let (shape, text) = (&layout.elements[0], &layout.elements[1]);
+        // The word: its strokes opaque, its colour the gradient's at each end, nothing else.
+        assert_eq!((text.x0, text.y0, text.width, text.height), (40, 32, 52, 16));
+        assert!((text.coverage - 3.0 * 112.0).abs() < 1.0, "coverage {}", text.coverage);
+        let m = text.width * text.height;
+        for x in [40usize, 90] {
+            let j = 8 * text.width + x - 40;
+            let got = [text.rgba[j], text.rgba[m + j], text.rgba[2 * m + j]];
+            assert!(distance(got, gradient(x)) < 3.0 / 255.0, "at x {x}: {got:?} against {:?}", gradient(x));
+        }
+        // The label: the whole rectangle, in teal under the word too; the sky under it.
+        assert_eq!((shape.x0, shape.y0, shape.width, shape.height), (20, 20, 120, 40));
+        assert!((shape.coverage - 4800.0).abs() < 1.0, "coverage {}", shape.coverage);
+        let under_word = 12 * shape.width + 21;
+        let sm = shape.width * shape.height;
+        let got = [shape.rgba[under_word], shape.rgba[sm + under_word], shape.rgba[2 * sm + under_word]];
+        assert!(distance(got, teal) < 2.0 / 255.0, "{got:?}");
+        assert!(distance([layout.background[40 * w + 60], layout.background[n + 40 * w + 60], layout.background[2 * n + 40 * w + 60]], sky) < 2.0 / 255.0);
     }
 
     #[test]

@@ -24,6 +24,15 @@ fn basis(u: f64, v: f64) -> [f64; TERMS] {
 }
 
 impl Plane {
+    /// One colour everywhere.
+    pub fn flat(colour: [f32; 3]) -> Plane {
+        let mut coef = [[0.0; TERMS]; 3];
+        for ch in 0..3 {
+            coef[ch][0] = f64::from(colour[ch]);
+        }
+        Plane { mx: 0.0, my: 0.0, scale: 1.0, coef }
+    }
+
     pub fn at(&self, x: usize, y: usize) -> [f32; 3] {
         let b = basis((x as f64 - self.mx) / self.scale, (y as f64 - self.my) / self.scale);
         [0, 1, 2].map(|ch| (0..TERMS).map(|t| self.coef[ch][t] * b[t]).sum::<f64>().clamp(0.0, 1.0) as f32)
