@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// How close a radial gradient must hold the background's pixels to be taken over the
+/// quadratic surface: two 8-bit steps.
+const RADIAL_CLOSE: f32 = 2.0 / 255.0;
+
 /// The background's surface, fitted to the pixels of its region seen (not those the text
 /// unmixing estimated) and trimmed (see [`robust`]): quadratic where that holds nearly all of
 /// the region (a radial gradient's swell, which no plane follows), a plane otherwise (a
@@ -11,9 +15,17 @@ use super::*;
 pub(super) fn background_surface(base: &Image<'_>, labels: &[u32], bg_label: u32, covered: &[bool]) -> Plane {
     let w = base.width;
     let seen: Vec<usize> = region(labels, bg_label).filter(|&i| !covered[i]).collect();
+    let on = |p: &Plane| seen.iter().filter(|&&i| distance(base.px(i), p.at(i % w, i / w)) <= soft::SOFT_DELTA).count() as f64;
+    let holds = |p: &Plane| on(p) >= SURFACE_FIT * seen.len() as f64;
     let quadratic = robust(base, &seen, |image, pixels| fit_quadratic(image, pixels.iter().copied()));
-    let on = seen.iter().filter(|&&i| distance(base.px(i), quadratic.at(i % w, i / w)) <= soft::SOFT_DELTA).count();
-    if on as f64 >= SURFACE_FIT * seen.len() as f64 {
+    // A radial gradient: the quadratic follows its swell, but not its point at the centre,
+    // where the leftover would read as a soft element. Taken when it holds more of the
+    // region close (within two 8-bit steps) than the quadratic does.
+    let radial = robust(base, &seen, fit_radial);
+    let close = |p: &Plane| seen.iter().filter(|&&i| distance(base.px(i), p.at(i % w, i / w)) <= RADIAL_CLOSE).count();
+    if holds(&radial) && (!holds(&quadratic) || close(&radial) > close(&quadratic)) {
+        radial
+    } else if holds(&quadratic) {
         quadratic
     } else {
         robust(base, &seen, |image, pixels| fit_plane(image, pixels.iter().copied()))

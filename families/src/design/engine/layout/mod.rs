@@ -13,8 +13,8 @@
 //!    region, a photograph many tiny ones. Pixels under text join the region around them.
 //! 3. **Background.** The region touching most of the image's border, when it touches at
 //!    least [`FLAT_BORDER`] of it, is a flat or gradient background (`background.rs`): a
-//!    surface per channel (`plane.rs`; quadratic when that holds nearly all of the region, as a radial gradient
-//!    does, else a plane), fitted robustly so what leaked into the region does not tilt it,
+//!    surface per channel (`plane.rs`; radial or quadratic when that holds nearly all of the
+//!    region, as a radial gradient and a swell do, else a plane), fitted robustly so what leaked into the region does not tilt it,
 //!    is continued under every element. Otherwise the background is
 //!    photographic and keeps its own pixels (the object models' push-pull fill goes under the
 //!    elements taken off it).
@@ -624,6 +624,33 @@ mod tests {
         let got = [shape.rgba[under_word], shape.rgba[sm + under_word], shape.rgba[2 * sm + under_word]];
         assert!(distance(got, teal) < 2.0 / 255.0, "{got:?}");
         assert!(distance([layout.background[40 * w + 60], layout.background[n + 40 * w + 60], layout.background[2 * n + 40 * w + 60]], sky) < 2.0 / 255.0);
+    }
+
+    #[test]
+    fn a_radial_gradient_background_is_continued_exactly_and_its_centre_is_no_layer() {
+        let (w, h) = (160, 120);
+        let n = w * h;
+        // A radial gradient centred on the canvas, dark in the middle, and an opaque square.
+        let mut rgb = vec![0f32; 3 * n];
+        let colour = |x: usize, y: usize| {
+            let t = ((x as f32 + 0.5 - 80.0).hypot(y as f32 + 0.5 - 60.0) / 100.0).min(1.0);
+            [0.16, 0.16, 0.24].map(|c| ((c + t * (0.55 - c)) * 255.0).round() / 255.0)
+        };
+        for y in 0..h {
+            for x in 0..w {
+                let p = if (100..140).contains(&x) && (20..60).contains(&y) { [0.9, 0.8, 0.2] } else { colour(x, y) };
+                for c in 0..3 {
+                    rgb[c * n + y * w + x] = p[c];
+                }
+            }
+        }
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+        let kinds: Vec<Kind> = layout.elements.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![Kind::Shape], "the square alone, no soft layer at the centre");
+        for (x, y) in [(80, 60), (120, 40), (5, 5)] {
+            let got = [0, 1, 2].map(|c| layout.background[c * n + y * w + x]);
+            assert!(distance(got, colour(x, y)) < 1.5 / 255.0, "at ({x}, {y}): {got:?} against {:?}", colour(x, y));
+        }
     }
 
     #[test]

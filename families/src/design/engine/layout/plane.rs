@@ -1,12 +1,16 @@
 //! Flat colours and smooth gradients: per channel, a plane (`c + gx * x + gy * y`: flat or a
-//! linear gradient) or, for a background, a quadratic surface (which also follows a radial
-//! gradient's swell), fitted by least squares.
+//! linear gradient) or, for a background, a quadratic surface (which also follows a swell) or
+//! a radial gradient (`c + k * r`, r the distance from its centre: linear in that distance, as
+//! an editor draws one), fitted by least squares.
 
 use super::*;
 
-/// The terms fitted: 1, u, v (a plane) and u², uv, v² (quadratic), over centred, scaled
+/// The terms fitted: 1, u, v (a plane), u², uv, v² (quadratic) and r, the distance from the
+/// centre (radial; a radial gradient is centred on its centre), over centred, scaled
 /// coordinates (u, v) for conditioning.
-const TERMS: usize = 6;
+const TERMS: usize = 7;
+/// The radial term's index.
+const RADIAL: usize = 6;
 
 /// A colour that varies smoothly over the image.
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +24,7 @@ pub struct Plane {
 }
 
 fn basis(u: f64, v: f64) -> [f64; TERMS] {
-    [1.0, u, v, u * u, u * v, v * v]
+    [1.0, u, v, u * u, u * v, v * v, u.hypot(v)]
 }
 
 impl Plane {
@@ -47,7 +51,68 @@ pub(super) fn fit_plane(image: &Image<'_>, pixels: impl Iterator<Item = usize>) 
 /// The least-squares quadratic surface of the colours of `pixels`: a plane where they are
 /// flat or a linear gradient, curved where they swell.
 pub(super) fn fit_quadratic(image: &Image<'_>, pixels: impl Iterator<Item = usize>) -> Plane {
-    fit(image, pixels, TERMS)
+    fit(image, pixels, RADIAL)
+}
+
+/// The least-squares radial gradient of the colours of `pixels`: its centre searched for on a
+/// grid over their box, finer and finer around the best (each centre scored on a sample of
+/// the pixels), then the colour linear in the distance from it.
+pub(super) fn fit_radial(image: &Image<'_>, pixels: &[usize]) -> Plane {
+    let w = image.width;
+    if pixels.is_empty() {
+        return fit(image, pixels.iter().copied(), 1);
+    }
+    let sample: Vec<usize> = pixels.iter().copied().step_by((pixels.len() / 2048).max(1)).collect();
+    let (x0, y0, bw, bh) = bounds(pixels, w);
+    let off = |centre: (f64, f64)| {
+        let p = radial_about(image, &sample, centre);
+        sample.iter().map(|&i| f64::from(distance(image.px(i), p.at(i % w, i / w)))).sum::<f64>()
+    };
+    let mut best = (x0 as f64 + bw as f64 / 2.0, y0 as f64 + bh as f64 / 2.0);
+    let mut step = (bw.max(bh) as f64 / 8.0).max(1.0);
+    let mut best_off = off(best);
+    while step >= 0.5 {
+        let around = best;
+        for dy in -4..=4 {
+            for dx in -4..=4 {
+                let c = (around.0 + f64::from(dx) * step, around.1 + f64::from(dy) * step);
+                let o = off(c);
+                if o < best_off {
+                    (best, best_off) = (c, o);
+                }
+            }
+        }
+        step /= 4.0;
+    }
+    radial_about(image, pixels, best)
+}
+
+/// The least-squares `c + k * r` per channel, r the distance from `centre`.
+fn radial_about(image: &Image<'_>, pixels: &[usize], centre: (f64, f64)) -> Plane {
+    let w = image.width;
+    let scale = (image.width.max(image.height) as f64 / 2.0).max(1.0);
+    let (mut n, mut sr, mut srr) = (0f64, 0f64, 0f64);
+    let (mut sc, mut scr) = ([0f64; 3], [0f64; 3]);
+    for &i in pixels {
+        let r = (((i % w) as f64 - centre.0) / scale).hypot(((i / w) as f64 - centre.1) / scale);
+        let p = image.px(i);
+        (n, sr, srr) = (n + 1.0, sr + r, srr + r * r);
+        for c in 0..3 {
+            sc[c] += f64::from(p[c]);
+            scr[c] += f64::from(p[c]) * r;
+        }
+    }
+    let det = n * srr - sr * sr;
+    let mut coef = [[0f64; TERMS]; 3];
+    for c in 0..3 {
+        if det.abs() > 1e-12 {
+            coef[c][RADIAL] = (n * scr[c] - sr * sc[c]) / det;
+            coef[c][0] = (sc[c] - coef[c][RADIAL] * sr) / n;
+        } else if n > 0.0 {
+            coef[c][0] = sc[c] / n;
+        }
+    }
+    Plane { mx: centre.0, my: centre.1, scale, coef }
 }
 
 /// Least squares over the first `terms` terms, by the normal equations; a term the pixels
@@ -149,6 +214,16 @@ mod tests {
             assert!(worst(&quadratic) < 1e-4, "quadratic off by {}", worst(&quadratic));
             assert_eq!(worst(&plane) < 1e-4, !quadratic_only, "plane off by {}", worst(&plane));
         }
+        // A radial gradient as an editor draws one (linear in the distance from its centre,
+        // here off the middle): the radial fit finds the centre and holds it to 8-bit
+        // precision; the quadratic misses its point.
+        let cone = image(w, h, |x, y| 0.2 + 0.012 * (x as f32 - 37.5).hypot(y as f32 - 21.0));
+        let img = Image { rgb: &cone, width: w, height: h };
+        let all: Vec<usize> = (0..w * h).collect();
+        let worst = |p: &Plane| all.iter().map(|&i| distance(img.px(i), p.at(i % w, i / w))).fold(0f32, f32::max);
+        let (radial, quadratic) = (fit_radial(&img, &all), fit_quadratic(&img, all.iter().copied()));
+        assert!(worst(&radial) < 0.5 / 255.0, "radial off by {}", worst(&radial));
+        assert!(worst(&quadratic) > 4.0 / 255.0, "quadratic off by only {}", worst(&quadratic));
         // Pixels in one row cannot determine a vertical term: it is left out, not invented.
         let img = Image { rgb: &linear, width: w, height: h };
         let row = fit_quadratic(&img, (0..w).map(|x| 10 * w + x));
