@@ -20,7 +20,8 @@
 //!    elements taken off it).
 //! 4. **Shapes** are the other large regions: their own colour, alpha 1 inside, fractional
 //!    only on the anti-aliased edge pixels around them (unmixed against the background
-//!    model). **Images** are the large blobs of busy pixels (on a flat background only).
+//!    model); pieces of one shape that another over it cuts apart are one (`pieces.rs`).
+//!    **Images** are the large blobs of busy pixels (on a flat background only).
 //! 5. **Soft elements** (`soft.rs`): on a flat or gradient background, blobs still standing
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
 //!    background and one colour; alpha unmixed as for text.
@@ -30,6 +31,7 @@
 
 mod background;
 mod elements;
+mod pieces;
 mod plane;
 mod regions;
 mod soft;
@@ -38,6 +40,7 @@ mod text;
 use super::detect::TextBox;
 use background::*;
 use elements::*;
+use pieces::*;
 use plane::*;
 use regions::*;
 use text::*;
@@ -294,6 +297,8 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         }
         shape_elements.push((l, model, pixels));
     }
+    let edge: Vec<bool> = (0..n).map(|i| busy[i] || strip[i]).collect();
+    join_pieces(&base, &mut shape_elements, &mut owner, &mut labels, bg_label, &edge);
     let models: Vec<Plane> = shape_elements.iter().map(|(_, model, _)| *model).collect();
     let blocked: Vec<bool> = (0..n).map(|i| !(busy[i] || strip[i]) || covered[i] || image_of[i] != u32::MAX).collect();
     // Rectangles partly hidden by shapes over them are completed under them; the edges of
@@ -651,6 +656,35 @@ mod tests {
             let got = [0, 1, 2].map(|c| layout.background[c * n + y * w + x]);
             assert!(distance(got, colour(x, y)) < 1.5 / 255.0, "at ({x}, {y}): {got:?} against {:?}", colour(x, y));
         }
+    }
+
+    #[test]
+    fn a_frame_cut_in_two_by_a_bar_over_it_is_one_layer() {
+        let (w, h) = (120, 100);
+        let n = w * h;
+        // A teal frame (6-pixel stroke, box 20-99 x 20-79) and an orange bar over it, 8 pixels
+        // wide, from top to bottom at columns 56-63: the frame is seen in two pieces.
+        let mut rgb = vec![0f32; 3 * n];
+        for y in 0..h {
+            for x in 0..w {
+                let frame = (20..100).contains(&x) && (20..80).contains(&y) && !((26..94).contains(&x) && (26..74).contains(&y));
+                let p = if (56..64).contains(&x) {
+                    [0.95, 0.6, 0.1]
+                } else if frame {
+                    [0.0, 0.6, 0.55]
+                } else {
+                    [0.96, 0.95, 0.9]
+                };
+                for c in 0..3 {
+                    rgb[c * n + y * w + x] = p[c];
+                }
+            }
+        }
+        let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+        let boxes: Vec<(Kind, usize, usize, usize, usize)> = layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height)).collect();
+        assert_eq!(boxes.len(), 2, "{boxes:?}");
+        assert!(boxes.contains(&(Kind::Shape, 20, 20, 80, 60)), "the frame, both pieces: {boxes:?}");
+        assert!(boxes.contains(&(Kind::Shape, 56, 0, 8, 100)), "the bar: {boxes:?}");
     }
 
     #[test]
