@@ -7,6 +7,9 @@ use super::*;
 /// How close a radial gradient must hold the background's pixels to be taken over the
 /// quadratic surface: two 8-bit steps.
 const RADIAL_CLOSE: f32 = 2.0 / 255.0;
+/// The share of the background's pixels the quadratic must hold that close for no radial
+/// gradient to be tried.
+const QUADRATIC_ENOUGH: f64 = 0.99;
 
 /// The background's surface, fitted to the pixels of its region seen (not those the text
 /// unmixing estimated) and trimmed (see [`robust`]): quadratic where that holds nearly all of
@@ -21,9 +24,15 @@ pub(super) fn background_surface(base: &Image<'_>, labels: &[u32], bg_label: u32
     // A radial gradient: the quadratic follows its swell, but not its point at the centre,
     // where the leftover would read as a soft element. Taken when it holds more of the
     // region close (within two 8-bit steps) than the quadratic does.
-    let radial = robust(base, &seen, fit_radial);
+    // Not tried where the quadratic already holds nearly all of it close (a flat colour, a
+    // linear gradient).
     let close = |p: &Plane| seen.iter().filter(|&&i| distance(base.px(i), p.at(i % w, i / w)) <= RADIAL_CLOSE).count();
-    if holds(&radial) && (!holds(&quadratic) || close(&radial) > close(&quadratic)) {
+    let close_quadratic = close(&quadratic);
+    if close_quadratic as f64 >= QUADRATIC_ENOUGH * seen.len() as f64 {
+        return quadratic;
+    }
+    let radial = robust(base, &seen, fit_radial);
+    if holds(&radial) && (!holds(&quadratic) || close(&radial) > close_quadratic) {
         radial
     } else if holds(&quadratic) {
         quadratic
