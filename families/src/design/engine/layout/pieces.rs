@@ -30,25 +30,27 @@ pub(super) fn join_pieces(base: &Image<'_>, shapes: &mut Vec<(u32, Plane, Vec<us
     }
     // From each shape, step over other shapes' pixels and the unowned edges between them (not
     // the background) up to the gap; a shape of the same colour reached there is a piece.
-    let mut depth = vec![usize::MAX; w * h];
-    let mut touched = Vec::new();
+    // One byte a pixel (the gap is under 255 steps) and the pixels touched, to clear.
+    let mut depth = vec![u8::MAX; w * h];
+    let mut touched: Vec<u32> = Vec::new();
     for k in 0..count {
-        let mut frontier: Vec<usize> = shapes[k].2.clone();
+        let mut frontier: Vec<u32> = shapes[k].2.iter().map(|&i| i as u32).collect();
         for &i in &frontier {
-            depth[i] = 0;
+            depth[i as usize] = 0;
             touched.push(i);
         }
         for step in 1..=PIECE_GAP {
             let mut next = Vec::new();
             for &i in &frontier {
+                let i = i as usize;
                 let (x, y) = (i % w, i / w);
                 let around = [(x > 0).then(|| i - 1), (x + 1 < w).then(|| i + 1), (y > 0).then(|| i - w), (y + 1 < h).then(|| i + w)];
                 for j in around.into_iter().flatten() {
-                    if depth[j] != usize::MAX {
+                    if depth[j] != u8::MAX {
                         continue;
                     }
-                    depth[j] = step;
-                    touched.push(j);
+                    depth[j] = step as u8;
+                    touched.push(j as u32);
                     let o = owner[j];
                     if o != u32::MAX && o as usize != k {
                         let same = distance(shapes[k].1.at(j % w, j / w), shapes[o as usize].1.at(j % w, j / w)) <= PIECE_COLOUR;
@@ -59,14 +61,14 @@ pub(super) fn join_pieces(base: &Image<'_>, shapes: &mut Vec<(u32, Plane, Vec<us
                         }
                     }
                     if o as usize != k && labels[j] != bg_label && (o != u32::MAX || edge[j]) {
-                        next.push(j);
+                        next.push(j as u32);
                     }
                 }
             }
             frontier = next;
         }
         for i in touched.drain(..) {
-            depth[i] = usize::MAX;
+            depth[i as usize] = u8::MAX;
         }
     }
     if (0..count).all(|k| parent[k] == k) {
