@@ -48,6 +48,25 @@ pub(super) fn fit_plane(image: &Image<'_>, pixels: impl Iterator<Item = usize>) 
     fit(image, pixels, 3)
 }
 
+/// The plane of `pixels`, fitted again twice without those far off it (over three times the
+/// median distance, and over three 8-bit steps): what crosses a ring around a word (a photo,
+/// a shape), a stroke's edge or another word among a word's pixels.
+pub(super) fn fit_plane_trimmed(image: &Image<'_>, pixels: &[usize]) -> Plane {
+    let w = image.width;
+    let mut plane = fit_plane(image, pixels.iter().copied());
+    if pixels.is_empty() {
+        return plane;
+    }
+    for _ in 0..2 {
+        let off: Vec<f32> = pixels.iter().map(|&i| distance(image.px(i), plane.at(i % w, i / w))).collect();
+        let mut sorted = off.clone();
+        sorted.sort_by(f32::total_cmp);
+        let keep = (3.0 * sorted[sorted.len() / 2]).max(3.0 / 255.0);
+        plane = fit_plane(image, pixels.iter().zip(&off).filter(|(_, d)| **d <= keep).map(|(&i, _)| i));
+    }
+    plane
+}
+
 /// The least-squares quadratic surface of the colours of `pixels`: a plane where they are
 /// flat or a linear gradient, curved where they swell.
 pub(super) fn fit_quadratic(image: &Image<'_>, pixels: impl Iterator<Item = usize>) -> Plane {

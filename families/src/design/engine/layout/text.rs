@@ -18,14 +18,7 @@ pub(super) fn text_element(image: &Image<'_>, b: &TextBox, under: &mut [f32], co
     // The local background: a plane through the ring (a flat colour or the gradient there),
     // fitted again twice without the ring pixels far off it (where the ring crosses a photo
     // or a shape).
-    let mut plane = fit_plane(image, ring.iter().copied());
-    for _ in 0..2 {
-        let residuals: Vec<f32> = ring.iter().map(|&i| distance(image.px(i), plane.at(i % w, i / w))).collect();
-        let mut sorted = residuals.clone();
-        sorted.sort_by(f32::total_cmp);
-        let keep = (3.0 * sorted[sorted.len() / 2]).max(3.0 / 255.0);
-        plane = fit_plane(image, ring.iter().zip(&residuals).filter(|(_, r)| **r <= keep).map(|(i, _)| *i));
-    }
+    let plane = fit_plane_trimmed(image, &ring);
     let inside: Vec<usize> = (b.y0..b.y1).flat_map(|y| (b.x0..b.x1).map(move |x| y * w + x)).collect();
     // Words on a label (a pill, a button) the detector boxed whole: the ring is what is
     // around the label, and the words' background is the label's colour inside the box.
@@ -157,14 +150,7 @@ fn on_label(image: &Image<'_>, b: &TextBox, alpha: &[(usize, f32)], label: &Plan
 fn text_colour(image: &Image<'_>, strongest: &[usize]) -> Plane {
     let w = image.width;
     let flat = Plane::flat(median(strongest.iter().map(|&i| image.px(i))));
-    let mut plane = fit_plane(image, strongest.iter().copied());
-    for _ in 0..2 {
-        let off: Vec<f32> = strongest.iter().map(|&i| distance(image.px(i), plane.at(i % w, i / w))).collect();
-        let mut sorted = off.clone();
-        sorted.sort_by(f32::total_cmp);
-        let keep = (3.0 * sorted[sorted.len() / 2]).max(3.0 / 255.0);
-        plane = fit_plane(image, strongest.iter().zip(&off).filter(|(_, d)| **d <= keep).map(|(&i, _)| i));
-    }
+    let plane = fit_plane_trimmed(image, strongest);
     let held = |p: &Plane| strongest.iter().filter(|&&i| distance(image.px(i), p.at(i % w, i / w)) <= EXPLAINED).count() as f64;
     let (by_plane, by_flat) = (held(&plane), held(&flat));
     if by_plane >= GRADIENT_HOLDS * strongest.len() as f64 && by_plane >= 1.5 * by_flat {
