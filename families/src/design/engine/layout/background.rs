@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// A background is a quadratic surface when that surface holds this share of its region
+/// within a soft element's reach (designed backgrounds are smooth; photographs are not).
+const SURFACE_FIT: f64 = 0.9;
+
 /// How close a radial gradient must hold the background's pixels to be taken over the
 /// quadratic surface: two 8-bit steps.
 const RADIAL_CLOSE: f32 = 2.0 / 255.0;

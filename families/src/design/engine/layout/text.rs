@@ -5,6 +5,22 @@
 
 use super::*;
 
+/// A word's colour is a gradient when a plane holds this share of its strongest pixels.
+const GRADIENT_HOLDS: f64 = 0.8;
+/// Words on a label the detector boxed whole: the label's colour is at least this share of
+/// the box's pixels that are not the colour around it.
+const LABEL_SHARE: f64 = 0.4;
+/// Words on a label have its colour on both sides of this share of their strong pixels.
+const ENCLOSED: f64 = 0.9;
+/// Words whose colours are this close can be of one block (see [`join_blocks`]).
+const BLOCK_COLOUR: f32 = 0.08;
+/// Words of one block are at most this many times taller than each other.
+const BLOCK_SIZE: f64 = 1.6;
+/// The next word of a line is at most this many of the taller word's heights away.
+const WORD_GAP: f64 = 1.5;
+/// The next line of a block is at most this many of the taller line's heights below.
+const LINE_GAP: f64 = 1.0;
+
 /// A text element from box `b` and, for words on a label inside the box, one pixel of the
 /// label (the region under the words); `None` when the box holds no text of its own colour.
 /// `under` gets the unmixed background under it and `covered` its pixels.

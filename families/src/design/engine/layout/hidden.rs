@@ -1,0 +1,98 @@
+//! Rectangles partly hidden by other shapes over them are completed under them: a designer
+//! drew the whole panel and put the others on top.
+
+use super::*;
+
+/// For each shape of `shapes` (label, model, pixels), the part of it that other shapes hide
+/// when it is a rectangle partly under them (see [`hidden_part`]), and for every pixel the
+/// first shape completed there (`u32::MAX` for none). `owner` is each pixel's shape.
+pub(super) fn completions(shapes: &[(u32, Plane, Vec<usize>)], owner: &[u32], labels: &[u32], bg_label: u32, blocked: &[bool], w: usize) -> (Vec<Vec<usize>>, Vec<u32>) {
+    let boxes: Vec<_> = shapes.iter().map(|(_, _, pixels)| bounds(pixels, w)).collect();
+    let hidden: Vec<Vec<usize>> = (0..shapes.len()).map(|k| hidden_part(k, &boxes, &shapes[k].2, owner, labels, bg_label, blocked, w)).collect();
+    let mut completed = vec![u32::MAX; owner.len()];
+    for (k, part) in hidden.iter().enumerate() {
+        for &i in part {
+            if completed[i] == u32::MAX {
+                completed[i] = k as u32;
+            }
+        }
+    }
+    (hidden, completed)
+}
+
+/// A completed shape goes just below the lowest (largest) of the shapes over it. `shapes`
+/// are the shapes' elements, in the order of `hidden`.
+pub(super) fn place_completed(shapes: &mut [Element], hidden: &[Vec<usize>], owner: &[u32]) {
+    for (k, part) in hidden.iter().enumerate() {
+        let lowest = part
+            .iter()
+            .filter_map(|&i| (owner[i] != u32::MAX).then_some(owner[i] as usize))
+            .max_by(|&a, &b| shapes[a].coverage.total_cmp(&shapes[b].coverage).then(b.cmp(&a)));
+        if let Some(o) = lowest {
+            let sort_as = shapes[o].coverage;
+            let e = &mut shapes[k];
+            (e.sort_as, e.under) = (sort_as, true);
+        }
+    }
+}
+
+/// Shares of a shape's box (see [`hidden_part`]).
+const HIDDEN_MIN: f64 = 0.02;
+const SEEN_MIN: f64 = 0.3;
+const OPEN_MAX: f64 = 0.005;
+/// The most of a hidden shape's seen pixels that may lie inside the box of a shape over it.
+const SEEN_INSIDE_MAX: f64 = 0.1;
+
+/// The part of shape `k` that other shapes hide, when it is a rectangle partly under them:
+/// every pixel of its box is its own, another shape's, or an edge between them (at most
+/// [`OPEN_MAX`] of the box is anything else: background, text, a picture), at least
+/// [`SEEN_MIN`] of the box is seen and at least [`HIDDEN_MIN`] hidden, and every shape hiding
+/// it reaches out of its box (one wholly inside is a picture in a frame, not over it) and
+/// has little of the shape's seen part inside its own box (see below). A
+/// circle's or a triangle's box has background in its corners, so only rectangles are
+/// completed. Empty otherwise. `boxes` are the shapes' boxes, `pixels` shape `k`'s region.
+#[allow(clippy::too_many_arguments)]
+fn hidden_part(k: usize, boxes: &[(usize, usize, usize, usize)], pixels: &[usize], owner: &[u32], labels: &[u32], bg_label: u32, blocked: &[bool], w: usize) -> Vec<usize> {
+    let (x0, y0, bw, bh) = boxes[k];
+    let area = (bw * bh) as f64;
+    if (pixels.len() as f64) < SEEN_MIN * area {
+        return Vec::new();
+    }
+    let (mut hidden, mut open, mut seams) = (Vec::new(), 0usize, 0usize);
+    for y in y0..y0 + bh {
+        for x in x0..x0 + bw {
+            let i = y * w + x;
+            match owner[i] {
+                o if o == k as u32 => {}
+                u32::MAX if labels[i] == bg_label || blocked[i] => open += 1,
+                u32::MAX => {
+                    seams += 1;
+                    hidden.push(i);
+                }
+                o => {
+                    let (ox, oy, ow, oh) = boxes[o as usize];
+                    if ox >= x0 && oy >= y0 && ox + ow <= x0 + bw && oy + oh <= y0 + bh {
+                        return Vec::new();
+                    }
+                    hidden.push(i);
+                }
+            }
+        }
+    }
+    if (open as f64) > OPEN_MAX * area || ((hidden.len() - seams) as f64) < HIDDEN_MIN * area {
+        return Vec::new();
+    }
+    // A shape under another is seen only outside it: one seen inside the other's box (a
+    // word on a panel, showing the panel between its strokes) lies over it instead.
+    let mut over: Vec<u32> = hidden.iter().map(|&i| owner[i]).filter(|&o| o != u32::MAX).collect();
+    over.sort_unstable();
+    over.dedup();
+    for o in over {
+        let (ox, oy, ow, oh) = boxes[o as usize];
+        let inside = pixels.iter().filter(|&&i| (ox..ox + ow).contains(&(i % w)) && (oy..oy + oh).contains(&(i / w))).count();
+        if inside as f64 > SEEN_INSIDE_MAX * pixels.len() as f64 {
+            return Vec::new();
+        }
+    }
+    hidden
+}
