@@ -66,11 +66,30 @@ pub(super) fn join_explained(base: &Image<'_>, plane: &Plane, labels: &mut [u32]
 }
 
 /// The background: the surface (or, on a photograph, NaN for the fill) under the kept
-/// elements, the input itself everywhere else, so the stack recomposites to the input.
+/// elements, what shows through a tinted panel where no other element is, the input itself
+/// everywhere else, so the stack recomposites to the input.
 pub(super) fn fill_background(image: &Image<'_>, plane: Option<&Plane>, kept: &[Element]) -> Vec<f32> {
     let (w, n) = (image.width, image.width * image.height);
     let mut background = image.rgb.to_vec();
-    for e in kept {
+    // Under a tinted panel, what shows through it (unless another element takes the pixel).
+    for e in kept.iter().filter(|e| e.tint) {
+        let m = e.width * e.height;
+        for y in 0..e.height {
+            for x in 0..e.width {
+                let a = e.rgba[3 * m + y * e.width + x];
+                if a <= 0.0 {
+                    continue;
+                }
+                let i = (e.y0 + y) * w + e.x0 + x;
+                let j = y * e.width + x;
+                let u = under_tint(image.px(i), [e.rgba[j], e.rgba[m + j], e.rgba[2 * m + j]], a);
+                for ch in 0..3 {
+                    background[ch * n + i] = u[ch];
+                }
+            }
+        }
+    }
+    for e in kept.iter().filter(|e| !e.tint) {
         for y in 0..e.height {
             for x in 0..e.width {
                 if e.rgba[3 * e.width * e.height + y * e.width + x] <= 0.0 {

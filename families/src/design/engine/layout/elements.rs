@@ -40,7 +40,8 @@ pub(super) fn shape_edges(base: &Image<'_>, blocked: &[bool], owner: &[u32], mod
 /// background as pixels. Then bottom to top: images, shapes, text, the largest first.
 pub(super) fn limit(mut kept: Vec<Element>, max_elements: usize) -> Vec<Element> {
     while kept.len() > max_elements {
-        let Some(smallest) = (0..kept.len()).min_by(|&a, &b| kept[a].coverage.total_cmp(&kept[b].coverage)) else { break };
+        // Tinted panels last: what they cover was unmixed from under them.
+        let Some(smallest) = (0..kept.len()).min_by(|&a, &b| kept[a].tint.cmp(&kept[b].tint).then(kept[a].coverage.total_cmp(&kept[b].coverage))) else { break };
         let e = kept.remove(smallest);
         let nearest = (0..kept.len()).filter(|&j| kept[j].kind == e.kind).min_by(|&a, &b| gap(&kept[a], &e).total_cmp(&gap(&kept[b], &e)));
         if let Some(j) = nearest {
@@ -87,7 +88,7 @@ pub(super) fn merge(a: &Element, b: &Element) -> Element {
     for j in 0..m {
         coverage += f64::from(rgba[3 * m + j]);
     }
-    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage, sort_as: a.sort_as, under: a.under }
+    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage, sort_as: a.sort_as, under: a.under, tint: a.tint && b.tint }
 }
 
 /// An element from its pixels' alpha (image indices), coloured by `colour(x, y, index)`.
@@ -111,5 +112,5 @@ pub(super) fn element(kind: Kind, alpha: &[(usize, f32)], w: usize, colour: impl
         rgba[3 * m + j] = a;
         coverage += f64::from(a);
     }
-    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage, sort_as: coverage, under: false }
+    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage, sort_as: coverage, under: false, tint: false }
 }

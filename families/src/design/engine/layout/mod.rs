@@ -22,7 +22,10 @@
 //!    only on the anti-aliased edge pixels around them (unmixed against the background
 //!    model); pieces of one shape that another over it cuts apart are one (`pieces.rs`), and
 //!    a rectangle partly under others is completed under them (`hidden.rs`). **Images**
-//!    (`images.rs`) are the large blobs of busy pixels (on a flat background only).
+//!    (`images.rs`) are the large blobs of busy pixels (on a flat background only). A
+//!    region that is one colour partly transparent over a gradient background is a tinted
+//!    panel (`tinted.rs`): what it covers is unmixed from under it and the regions found
+//!    again, so it is a layer at its opacity over whole shapes.
 //! 5. **Soft elements** (`soft.rs`): on a flat or gradient background, blobs still standing
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
 //!    background and one colour; alpha unmixed as for text.
@@ -39,6 +42,7 @@ mod plane;
 mod regions;
 mod soft;
 mod text;
+mod tinted;
 
 use super::detect::TextBox;
 use background::*;
@@ -49,6 +53,7 @@ use pieces::*;
 use plane::*;
 use regions::*;
 use text::*;
+use tinted::under_tint;
 
 /// Neighbouring pixels of one region differ by at most this much per channel (of 1).
 pub const STEP: f32 = 4.5 / 255.0;
@@ -95,6 +100,10 @@ pub struct Element {
     /// just below that one.
     pub sort_as: f64,
     pub under: bool,
+    /// A tinted panel (`tinted.rs`): partly transparent over what it covers, which is found
+    /// under it, so it goes over the other shapes and the background under it is what shows
+    /// through it.
+    pub tint: bool,
 }
 
 /// The decomposition: the opaque background (planar RGB, the whole image; NaN where a
@@ -135,51 +144,32 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         elements.extend(found.map(|(text, _)| text));
     }
     let mut elements = join_blocks(elements);
-    let base = Image { rgb: &under, width: w, height: h };
-    // 2. Regions of the rest.
-    let labels = regions(&base, &covered);
-    let mut sizes = vec![0usize; n];
-    for &l in &labels {
-        sizes[l as usize] += 1;
-    }
-    // Pixels under text join the label the words are on, else the region most of the box's
-    // ring belongs to. On a label, the label's colour inside letters (the counter of an "o")
-    // is the label too.
-    let mut labels = labels;
-    let region_box = region_boxes(&labels, w);
-    for (b, host) in texts.iter().zip(&hosts) {
-        let on_label = host.filter(|&i| sizes[labels[i] as usize] >= SMALL_REGION);
-        let host = on_label.map(|i| labels[i]);
-        if let Some(l) = host.or_else(|| ring_label(&labels, &covered, &sizes, b, w, h)) {
-            for y in b.y0..b.y1 {
-                for x in b.x0..b.x1 {
-                    let i = y * w + x;
-                    let counter = on_label.is_some_and(|hi| {
-                        let (rx, ry, rw, rh) = region_box[&labels[i]];
-                        labels[i] != l && rx > b.x0 && ry > b.y0 && rx + rw < b.x1 && ry + rh < b.y1 && distance(base.px(i), base.px(hi)) <= STEP
-                    });
-                    if covered[i] || counter {
-                        labels[i] = l;
-                        sizes[l as usize] += 1;
-                    }
+    // 2. and 3. Regions of the rest, and the background.
+    let (mut labels, mut sizes, bg_label, mut plane) = segment(&Image { rgb: &under, width: w, height: h }, texts, &hosts, &covered);
+    // Tinted panels over a gradient: what they cover is unmixed from under them, and the
+    // regions found again.
+    let panels = match &plane {
+        Some(p) => tinted::panels(&Image { rgb: &under, width: w, height: h }, p, &labels, &sizes, bg_label, min_pixels),
+        None => Vec::new(),
+    };
+    let bg_label = if panels.is_empty() {
+        bg_label
+    } else {
+        for panel in &panels {
+            for &(i, a) in &panel.alpha {
+                let p = [under[i], under[n + i], under[2 * n + i]];
+                let u = under_tint(p, panel.colour, a);
+                for c in 0..3 {
+                    under[c * n + i] = u[c];
                 }
             }
         }
-    }
-    // 3. The background.
-    let mut border = vec![0usize; n];
-    for x in 0..w {
-        border[labels[x] as usize] += 1;
-        border[labels[(h - 1) * w + x] as usize] += 1;
-    }
-    for y in 0..h {
-        border[labels[y * w] as usize] += 1;
-        border[labels[y * w + w - 1] as usize] += 1;
-    }
-    let perimeter = (2 * (w + h)) as f64;
-    let (bg_label, bg_border) = border.iter().enumerate().max_by_key(|(_, c)| **c).map(|(l, c)| (l as u32, *c)).unwrap_or((0, 0));
-    let flat = bg_border as f64 >= FLAT_BORDER * perimeter && sizes[bg_label as usize] >= SMALL_REGION;
-    let plane = flat.then(|| background_surface(&base, &labels, bg_label, &covered));
+        let again;
+        (labels, sizes) = (Vec::new(), Vec::new());
+        (labels, sizes, again, plane) = segment(&Image { rgb: &under, width: w, height: h }, texts, &hosts, &covered);
+        again
+    };
+    let base = Image { rgb: &under, width: w, height: h };
     let busy: Vec<bool> = labels.iter().map(|&l| sizes[l as usize] < SMALL_REGION).collect();
     let mut boxes = region_boxes(&labels, w);
     if let Some(p) = &plane {
@@ -278,10 +268,66 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         let alpha: Vec<(usize, f32)> = image.iter().map(|&i| (i, 1.0)).collect();
         elements.push(element(Kind::Image, &alpha, w, |_, _, i| base.px(i)));
     }
+    for panel in &panels {
+        let mut e = element(Kind::Shape, &panel.alpha, w, |_, _, _| panel.colour);
+        (e.sort_as, e.tint) = (0.0, true);
+        elements.push(e);
+    }
     elements.retain(|e| e.coverage >= min_pixels.max(1.0));
     let kept = limit(elements, max_elements);
     let background = fill_background(image, plane.as_ref(), &kept);
     Layout { background, elements: kept }
+}
+
+/// The regions of `base` (pixels under text joined to what the words are on), the size of
+/// each, and the background's region and, when flat or a gradient, its surface.
+fn segment(base: &Image<'_>, texts: &[TextBox], hosts: &[Option<usize>], covered: &[bool]) -> (Vec<u32>, Vec<usize>, u32, Option<Plane>) {
+    let (w, h) = (base.width, base.height);
+    let n = w * h;
+    let labels = regions(base, covered);
+    let mut sizes = vec![0usize; n];
+    for &l in &labels {
+        sizes[l as usize] += 1;
+    }
+    // Pixels under text join the label the words are on, else the region most of the box's
+    // ring belongs to. On a label, the label's colour inside letters (the counter of an "o")
+    // is the label too.
+    let mut labels = labels;
+    let region_box = region_boxes(&labels, w);
+    for (b, host) in texts.iter().zip(hosts) {
+        let on_label = host.filter(|&i| sizes[labels[i] as usize] >= SMALL_REGION);
+        let host = on_label.map(|i| labels[i]);
+        if let Some(l) = host.or_else(|| ring_label(&labels, covered, &sizes, b, w, h)) {
+            for y in b.y0..b.y1 {
+                for x in b.x0..b.x1 {
+                    let i = y * w + x;
+                    let counter = on_label.is_some_and(|hi| {
+                        let (rx, ry, rw, rh) = region_box[&labels[i]];
+                        labels[i] != l && rx > b.x0 && ry > b.y0 && rx + rw < b.x1 && ry + rh < b.y1 && distance(base.px(i), base.px(hi)) <= STEP
+                    });
+                    if covered[i] || counter {
+                        labels[i] = l;
+                        sizes[l as usize] += 1;
+                    }
+                }
+            }
+        }
+    }
+    // The background.
+    let mut border = vec![0usize; n];
+    for x in 0..w {
+        border[labels[x] as usize] += 1;
+        border[labels[(h - 1) * w + x] as usize] += 1;
+    }
+    for y in 0..h {
+        border[labels[y * w] as usize] += 1;
+        border[labels[y * w + w - 1] as usize] += 1;
+    }
+    let perimeter = (2 * (w + h)) as f64;
+    let (bg_label, bg_border) = border.iter().enumerate().max_by_key(|(_, c)| **c).map(|(l, c)| (l as u32, *c)).unwrap_or((0, 0));
+    let flat = bg_border as f64 >= FLAT_BORDER * perimeter && sizes[bg_label as usize] >= SMALL_REGION;
+    let plane = flat.then(|| background_surface(base, &labels, bg_label, covered));
+    (labels, sizes, bg_label, plane)
 }
 
 #[cfg(test)]

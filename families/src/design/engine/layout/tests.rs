@@ -458,3 +458,65 @@ fn a_blank_image_is_its_background_alone() {
     assert!(layout.elements.is_empty());
     assert_eq!(layout.background, rgb);
 }
+
+/// A panel of one colour at 60% over a vertical gradient, and a blue rectangle that the
+/// panel half covers: the panel is one layer at its opacity in its own colour, the rectangle
+/// one layer whole (under the panel too), the gradient goes on under both, and the stack
+/// recomposites to the input.
+#[test]
+fn a_tinted_panel_over_a_gradient_is_a_layer_at_its_opacity_and_what_it_covers_is_whole() {
+    let (w, h) = (160, 120);
+    let n = w * h;
+    let (tint, opacity, blue) = ([0.95f32, 0.45, 0.1], 0.6f32, [0.1f32, 0.5, 0.75]);
+    let ground = |y: usize| [0.95 - 0.4 * y as f32 / (h - 1) as f32, 0.9 - 0.3 * y as f32 / (h - 1) as f32, 0.8];
+    let in_blue = |x: usize, y: usize| (30..90).contains(&x) && (20..70).contains(&y);
+    let in_panel = |x: usize, y: usize| (20..140).contains(&x) && (50..105).contains(&y);
+    let mut rgb = vec![0f32; 3 * n];
+    for y in 0..h {
+        for x in 0..w {
+            let mut p = if in_blue(x, y) { blue } else { ground(y) };
+            if in_panel(x, y) {
+                p = [0, 1, 2].map(|c| opacity * tint[c] + (1.0 - opacity) * p[c]);
+            }
+            for c in 0..3 {
+                rgb[c * n + y * w + x] = (p[c] * 255.0).round() / 255.0;
+            }
+        }
+    }
+    let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+    let boxes: Vec<(usize, usize, usize, usize)> = layout.elements.iter().map(|e| (e.x0, e.y0, e.width, e.height)).collect();
+    assert_eq!(boxes, vec![(30, 20, 60, 50), (20, 50, 120, 55)], "the rectangle whole, then the panel over it");
+    let (rect, panel) = (&layout.elements[0], &layout.elements[1]);
+    assert!(panel.tint);
+    for (x, y) in [(100, 80), (50, 60), (25, 100)] {
+        assert!((alpha_of(panel, x, y) - opacity).abs() < 0.02, "panel alpha at {x},{y}: {}", alpha_of(panel, x, y));
+        let m = panel.width * panel.height;
+        let j = (y - panel.y0) * panel.width + x - panel.x0;
+        assert!(distance([panel.rgba[j], panel.rgba[m + j], panel.rgba[2 * m + j]], tint) < 0.02, "panel colour at {x},{y}");
+    }
+    for (x, y) in [(50, 30), (50, 60), (85, 65)] {
+        assert!(alpha_of(rect, x, y) > 0.99, "rectangle at {x},{y}: {}", alpha_of(rect, x, y));
+        let m = rect.width * rect.height;
+        let j = (y - rect.y0) * rect.width + x - rect.x0;
+        assert!(distance([rect.rgba[j], rect.rgba[m + j], rect.rgba[2 * m + j]], blue) < 0.02, "rectangle colour at {x},{y}");
+    }
+    for (x, y) in [(100, 80), (10, 60), (120, 10)] {
+        let got = [0, 1, 2].map(|c| layout.background[c * n + y * w + x]);
+        assert!(distance(got, ground(y)) < 2.0 / 255.0, "background at {x},{y}: {got:?}");
+    }
+    for (x, y) in [(100, 80), (50, 60), (50, 30), (25, 100), (5, 5)] {
+        let i = y * w + x;
+        let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
+        for e in &layout.elements {
+            let a = alpha_of(e, x, y);
+            if a > 0.0 {
+                let j = (y - e.y0) * e.width + x - e.x0;
+                let m = e.width * e.height;
+                for c in 0..3 {
+                    px[c] = e.rgba[c * m + j] * a + px[c] * (1.0 - a);
+                }
+            }
+        }
+        assert!((0..3).all(|c| (px[c] - rgb[c * n + i]).abs() < 2.0 / 255.0), "recomposite at {x},{y}: {px:?}");
+    }
+}

@@ -1,0 +1,201 @@
+//! Tinted panels: one colour laid partly transparent over a gradient background (a band, a
+//! panel behind words). Over the background such a panel is a region whose colour is
+//! `a·C + (1-a)·B`, `B` the background's surface: the gradient shows through it, its change
+//! scaled by `1-a`, which measures the opacity `a` (over a flat colour nothing changes and
+//! the same region is as well an opaque shape, which it is then taken for). Inside the
+//! panel's box, what it covers is unmixed from under it (`(p - a·C) / (1-a)`), so the
+//! shapes and soft elements under it are found whole, and the panel is a layer of its own
+//! colour at its opacity.
+
+use super::*;
+use std::collections::HashMap;
+
+/// The background must change across a region by at least this much (the standard
+/// deviation of its surface there, over the three channels) for the region's opacity to be
+/// measured: less, and an opaque shape fits as well.
+const TINT_SPREAD: f64 = 8.0 / 255.0;
+/// A tint's opacity lies between these: above, it is an opaque shape over a gradient; below,
+/// no panel a designer would set.
+const TINT_MIN: f64 = 0.2;
+const TINT_MAX: f64 = 0.85;
+/// A region is a tint when its fit holds at least this share of it within [`TINT_CLOSE`]
+/// (the rest shows what is under the panel: a glow, a shape's edge).
+const TINT_HOLDS: f64 = 0.5;
+const TINT_CLOSE: f32 = 2.0 / 255.0;
+/// How far out of the colour cube a panel's colour, or what it covers, may be (rounding).
+const TINT_GAMUT: f32 = 3.0 / 255.0;
+/// Fits to the nearer half of a region.
+const ROUNDS: usize = 5;
+/// Histogram bins of half an 8-bit level for the median distance (the last holds the rest).
+const BINS: usize = 128;
+
+/// A tinted panel: its colour, its opacity, and the alpha of each pixel it covers (its
+/// opacity inside, a share of it on its anti-aliased edge).
+pub(super) struct Panel {
+    pub colour: [f32; 3],
+    pub alpha: Vec<(usize, f32)>,
+}
+
+/// A region's colour as `k·B + c`: `k = 1 - a`, `c = a·C`.
+#[derive(Clone, Copy)]
+struct Fit {
+    k: f64,
+    c: [f64; 3],
+}
+
+impl Fit {
+    fn at(&self, b: [f32; 3]) -> [f32; 3] {
+        [0, 1, 2].map(|ch| (self.k * f64::from(b[ch]) + self.c[ch]) as f32)
+    }
+}
+
+/// Least-squares sums for one `k` shared by the channels and a `c` per channel.
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    n: f64,
+    p: [f64; 3],
+    b: [f64; 3],
+    bb: [f64; 3],
+    pb: [f64; 3],
+}
+
+impl Sums {
+    fn add(&mut self, p: [f32; 3], b: [f32; 3]) {
+        self.n += 1.0;
+        for ch in 0..3 {
+            let (p, b) = (f64::from(p[ch]), f64::from(b[ch]));
+            self.p[ch] += p;
+            self.b[ch] += b;
+            self.bb[ch] += b * b;
+            self.pb[ch] += p * b;
+        }
+    }
+
+    /// The fit, when the background changes across the pixels by at least [`TINT_SPREAD`].
+    fn fit(&self) -> Option<Fit> {
+        let var: f64 = (0..3).map(|ch| self.bb[ch] - self.b[ch] * self.b[ch] / self.n).sum();
+        let cov: f64 = (0..3).map(|ch| self.pb[ch] - self.p[ch] * self.b[ch] / self.n).sum();
+        if self.n < 1.0 || var / self.n < TINT_SPREAD * TINT_SPREAD {
+            return None;
+        }
+        let k = cov / var;
+        Some(Fit { k, c: [0, 1, 2].map(|ch| (self.p[ch] - k * self.b[ch]) / self.n) })
+    }
+}
+
+/// The tinted panels over the background `plane` among the regions (`labels`, `sizes`) of at
+/// least `min_pixels`.
+pub(super) fn panels(base: &Image<'_>, plane: &Plane, labels: &[u32], sizes: &[usize], bg_label: u32, min_pixels: f64) -> Vec<Panel> {
+    let (w, h) = (base.width, base.height);
+    let least = min_pixels.max((SMALL_REGION * 16) as f64);
+    let candidate = |l: u32| l != bg_label && sizes[l as usize] as f64 >= least;
+    // Fitted to the whole region, then again and again to the nearer half of it (at least
+    // what lies within [`TINT_CLOSE`]): the rest shows what is under the panel.
+    let mut fits: HashMap<u32, (Fit, f32)> = HashMap::new();
+    for round in 0..ROUNDS {
+        if round > 0 {
+            // Each fit's median distance, from a histogram of [`BINS`] steps of half an
+            // 8-bit level.
+            let mut histograms: HashMap<u32, [u32; BINS]> = HashMap::new();
+            for (i, &l) in labels.iter().enumerate() {
+                if let Some((f, _)) = fits.get(&l) {
+                    let d = distance(base.px(i), f.at(plane.at(i % w, i / w)));
+                    histograms.entry(l).or_insert([0; BINS])[((d * 510.0) as usize).min(BINS - 1)] += 1;
+                }
+            }
+            for (l, histogram) in histograms {
+                let total: u32 = histogram.iter().sum();
+                let (mut seen, mut bin) = (0, 0);
+                while bin + 1 < BINS && 2 * (seen + histogram[bin]) < total {
+                    seen += histogram[bin];
+                    bin += 1;
+                }
+                if let Some(fit) = fits.get_mut(&l) {
+                    fit.1 = ((bin + 1) as f32 / 510.0).max(TINT_CLOSE);
+                }
+            }
+        }
+        let mut sums: HashMap<u32, Sums> = HashMap::new();
+        for (i, &l) in labels.iter().enumerate() {
+            if !candidate(l) || (round > 0 && !fits.contains_key(&l)) {
+                continue;
+            }
+            let (p, b) = (base.px(i), plane.at(i % w, i / w));
+            if let Some((f, keep)) = fits.get(&l) {
+                if distance(p, f.at(b)) > *keep {
+                    continue;
+                }
+            }
+            sums.entry(l).or_default().add(p, b);
+        }
+        fits = sums.into_iter().filter_map(|(l, s)| s.fit().map(|f| (l, (f, f32::INFINITY)))).collect();
+        if fits.is_empty() {
+            return Vec::new();
+        }
+    }
+    let fits: HashMap<u32, Fit> = fits.into_iter().map(|(l, (f, _))| (l, f)).collect();
+    // What each fit holds, and the box of that.
+    let mut held: HashMap<u32, (usize, (usize, usize, usize, usize))> = HashMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        if let Some(f) = fits.get(&l) {
+            if distance(base.px(i), f.at(plane.at(i % w, i / w))) <= TINT_CLOSE {
+                let (x, y) = (i % w, i / w);
+                let e = held.entry(l).or_insert((0, (x, y, x, y)));
+                e.0 += 1;
+                e.1 = (e.1 .0.min(x), e.1 .1.min(y), e.1 .2.max(x), e.1 .3.max(y));
+            }
+        }
+    }
+    let mut found: Vec<(u32, f64, [f32; 3], (usize, usize, usize, usize))> = Vec::new();
+    for (l, f) in &fits {
+        let Some(&(count, bounds)) = held.get(l) else { continue };
+        let a = 1.0 - f.k;
+        if (count as f64) < TINT_HOLDS * sizes[*l as usize] as f64 || !(TINT_MIN..=TINT_MAX).contains(&a) {
+            continue;
+        }
+        let colour = f.c.map(|c| (c / a) as f32);
+        if colour.iter().any(|&c| !(-TINT_GAMUT..=1.0 + TINT_GAMUT).contains(&c)) {
+            continue;
+        }
+        found.push((*l, a, colour.map(|c| c.clamp(0.0, 1.0)), bounds));
+    }
+    found.sort_by_key(|&(l, ..)| (std::cmp::Reverse(sizes[l as usize]), l));
+    // Each panel's box (and the anti-aliased row or column around it): pixels of the
+    // background are outside; pixels on the mix of the background and the panel over it
+    // are its edge; others are covered when what is under them is a colour.
+    let mut claimed = vec![false; w * h];
+    let mut panels = Vec::new();
+    for (_, a, colour, (x0, y0, x1, y1)) in found {
+        let a = a as f32;
+        let mut alpha = Vec::new();
+        for y in y0.saturating_sub(1)..(y1 + 2).min(h) {
+            for x in x0.saturating_sub(1)..(x1 + 2).min(w) {
+                let i = y * w + x;
+                let (p, b) = (base.px(i), plane.at(x, y));
+                if claimed[i] || distance(p, b) <= STEP {
+                    continue;
+                }
+                let over = [0, 1, 2].map(|ch| a * colour[ch] + (1.0 - a) * b[ch]);
+                let (share, off) = unmix(p, b, over);
+                let cover = if off <= TINT_CLOSE {
+                    share * a
+                } else if (0..3).all(|ch| (-TINT_GAMUT..=1.0 + TINT_GAMUT).contains(&((p[ch] - a * colour[ch]) / (1.0 - a)))) {
+                    a
+                } else {
+                    continue;
+                };
+                if cover > 0.0 {
+                    claimed[i] = true;
+                    alpha.push((i, cover));
+                }
+            }
+        }
+        panels.push(Panel { colour, alpha });
+    }
+    panels
+}
+
+/// What a pixel `p` shows from under a tint of `colour` at `alpha`.
+pub(super) fn under_tint(p: [f32; 3], colour: [f32; 3], alpha: f32) -> [f32; 3] {
+    [0, 1, 2].map(|ch| ((p[ch] - alpha * colour[ch]) / (1.0 - alpha)).clamp(0.0, 1.0))
+}
