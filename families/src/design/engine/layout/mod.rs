@@ -23,9 +23,10 @@
 //!    model); pieces of one shape that another over it cuts apart are one (`pieces.rs`), and
 //!    a rectangle partly under others is completed under them (`hidden.rs`). **Images**
 //!    (`images.rs`) are the large blobs of busy pixels (on a flat background only). A
-//!    region that is one colour partly transparent over a gradient background is a tinted
-//!    panel (`tinted.rs`): what it covers is unmixed from under it and the regions found
-//!    again, so it is a layer at its opacity over whole shapes.
+//!    region that is one colour partly transparent over the background (its opacity seen in
+//!    the gradient showing through it, or in a shape it half covers) is a tinted panel
+//!    (`tinted.rs`): what it covers is unmixed from under it and the regions found again, so
+//!    it is a layer at its opacity over whole shapes.
 //! 5. **Soft elements** (`soft.rs`): on a flat or gradient background, blobs still standing
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
 //!    background and one colour; alpha unmixed as for text.
@@ -165,7 +166,8 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
             }
         }
         let again;
-        (labels, sizes) = (Vec::new(), Vec::new());
+        drop(std::mem::take(&mut labels));
+        drop(std::mem::take(&mut sizes));
         (labels, sizes, again, plane) = segment(&Image { rgb: &under, width: w, height: h }, texts, &hosts, &covered);
         again
     };

@@ -520,3 +520,40 @@ fn a_tinted_panel_over_a_gradient_is_a_layer_at_its_opacity_and_what_it_covers_i
         assert!((0..3).all(|c| (px[c] - rgb[c * n + i]).abs() < 2.0 / 255.0), "recomposite at {x},{y}: {px:?}");
     }
 }
+
+/// Over a flat colour a panel at 50% shows its opacity where it covers a disc: the panel is
+/// one layer at that opacity, the disc one layer whole, the flat colour under both.
+#[test]
+fn a_tinted_panel_over_a_flat_colour_and_a_disc_is_a_layer_at_its_opacity() {
+    let (w, h) = (160, 120);
+    let n = w * h;
+    let (ground, tint, opacity, red) = ([0.9f32, 0.8, 0.45], [0.1f32, 0.3, 0.6], 0.5f32, [0.85f32, 0.2, 0.2]);
+    let in_disc = |x: usize, y: usize| (x as f32 + 0.5 - 60.0).hypot(y as f32 + 0.5 - 50.0) < 25.0;
+    let in_panel = |x: usize, y: usize| (70..150).contains(&x) && (30..100).contains(&y);
+    let mut rgb = vec![0f32; 3 * n];
+    for y in 0..h {
+        for x in 0..w {
+            let mut p = if in_disc(x, y) { red } else { ground };
+            if in_panel(x, y) {
+                p = [0, 1, 2].map(|c| opacity * tint[c] + (1.0 - opacity) * p[c]);
+            }
+            for c in 0..3 {
+                rgb[c * n + y * w + x] = (p[c] * 255.0).round() / 255.0;
+            }
+        }
+    }
+    let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+    let boxes: Vec<(usize, usize, usize, usize)> = layout.elements.iter().map(|e| (e.x0, e.y0, e.width, e.height)).collect();
+    assert_eq!(boxes.len(), 2, "{boxes:?}");
+    let (disc, panel) = (&layout.elements[0], &layout.elements[1]);
+    assert!(panel.tint && (panel.x0, panel.y0, panel.width, panel.height) == (70, 30, 80, 70), "{boxes:?}");
+    assert!((alpha_of(panel, 120, 60) - opacity).abs() < 0.02, "panel alpha {}", alpha_of(panel, 120, 60));
+    for (x, y) in [(45, 50), (75, 50)] {
+        assert!(alpha_of(disc, x, y) > 0.99, "the disc at {x},{y}, seen and under the panel");
+        let m = disc.width * disc.height;
+        let j = (y - disc.y0) * disc.width + x - disc.x0;
+        assert!(distance([disc.rgba[j], disc.rgba[m + j], disc.rgba[2 * m + j]], red) < 0.02, "disc colour at {x},{y}");
+    }
+    let under = [0, 1, 2].map(|c| layout.background[c * n + 60 * w + 120]);
+    assert!(distance(under, ground) < 2.0 / 255.0, "{under:?}");
+}

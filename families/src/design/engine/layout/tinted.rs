@@ -130,7 +130,7 @@ pub(super) fn panels(base: &Image<'_>, plane: &Plane, labels: &[u32], sizes: &[u
         }
         fits = sums.into_iter().filter_map(|(l, s)| s.fit().map(|f| (l, (f, f32::INFINITY)))).collect();
         if fits.is_empty() {
-            return Vec::new();
+            break;
         }
     }
     let fits: HashMap<u32, Fit> = fits.into_iter().map(|(l, (f, _))| (l, f)).collect();
@@ -158,6 +158,9 @@ pub(super) fn panels(base: &Image<'_>, plane: &Plane, labels: &[u32], sizes: &[u
             continue;
         }
         found.push((*l, a, colour.map(|c| c.clamp(0.0, 1.0)), bounds));
+    }
+    if found.is_empty() {
+        found = flat_panels(base, labels, sizes, bg_label, least);
     }
     found.sort_by_key(|&(l, ..)| (std::cmp::Reverse(sizes[l as usize]), l));
     // Each panel's box (and the anti-aliased row or column around it): pixels of the
@@ -193,6 +196,110 @@ pub(super) fn panels(base: &Image<'_>, plane: &Plane, labels: &[u32], sizes: &[u
         panels.push(Panel { colour, alpha });
     }
     panels
+}
+
+/// A region's mean colour, how far its pixels lie from it (root mean square), and its box.
+struct Stats {
+    n: f64,
+    sum: [f64; 3],
+    squares: f64,
+    bounds: (usize, usize, usize, usize),
+}
+
+impl Stats {
+    fn mean(&self) -> [f32; 3] {
+        self.sum.map(|s| (s / self.n) as f32)
+    }
+
+    fn flat(&self) -> bool {
+        let mean = self.sum.map(|s| s / self.n);
+        let spread = self.squares / self.n - mean.iter().map(|m| m * m).sum::<f64>();
+        spread <= f64::from(TINT_CLOSE * TINT_CLOSE)
+    }
+}
+
+/// Over a flat colour `B` nothing shows through a panel, except where it covers something
+/// else: its region over the background (`P1`), its region over a shape (`P2`, inside the
+/// panel's box) and that shape where it is seen beside the panel (`E`) hold
+/// `P1 - P2 = (1-a)·(B - E)`, the three channels for one `a`. The panels found so, as
+/// (region over the background, opacity, colour, box).
+fn flat_panels(base: &Image<'_>, labels: &[u32], sizes: &[usize], bg_label: u32, least: f64) -> Vec<(u32, f64, [f32; 3], (usize, usize, usize, usize))> {
+    let (w, h) = (base.width, base.height);
+    let mut stats: HashMap<u32, Stats> = HashMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        if (sizes[l as usize] as f64) < least {
+            continue;
+        }
+        let (p, x, y) = (base.px(i), i % w, i / w);
+        let s = stats.entry(l).or_insert(Stats { n: 0.0, sum: [0.0; 3], squares: 0.0, bounds: (x, y, x, y) });
+        s.n += 1.0;
+        for ch in 0..3 {
+            s.sum[ch] += f64::from(p[ch]);
+            s.squares += f64::from(p[ch]) * f64::from(p[ch]);
+        }
+        let b = s.bounds;
+        s.bounds = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
+    }
+    stats.retain(|_, s| s.flat());
+    let Some(ground) = stats.get(&bg_label).map(Stats::mean) else { return Vec::new() };
+    // Regions that meet, across an anti-aliased edge of a pixel or two.
+    let mut meet: std::collections::HashSet<(u32, u32)> = std::collections::HashSet::new();
+    for y in 0..h {
+        for x in 0..w {
+            let a = labels[y * w + x];
+            if !stats.contains_key(&a) {
+                continue;
+            }
+            for (dx, dy) in [(1, 0), (2, 0), (0, 1), (0, 2)] {
+                if x + dx < w && y + dy < h {
+                    let b = labels[(y + dy) * w + x + dx];
+                    if b != a && stats.contains_key(&b) {
+                        meet.insert((a.min(b), a.max(b)));
+                    }
+                }
+            }
+        }
+    }
+    let meets = |a: u32, b: u32| meet.contains(&(a.min(b), a.max(b)));
+    let inside = |a: (usize, usize, usize, usize), b: (usize, usize, usize, usize)| a.0 + 2 >= b.0 && a.1 + 2 >= b.1 && a.2 <= b.2 + 2 && a.3 <= b.3 + 2;
+    let mut found = Vec::new();
+    for (&r1, s1) in &stats {
+        if r1 == bg_label || !meets(r1, bg_label) {
+            continue;
+        }
+        let p1 = s1.mean();
+        let mut best: Option<(f32, f64, [f32; 3])> = None;
+        for (&r2, s2) in &stats {
+            if r2 == r1 || r2 == bg_label || !meets(r1, r2) || !inside(s2.bounds, s1.bounds) {
+                continue;
+            }
+            let p2 = s2.mean();
+            for (&e, se) in &stats {
+                if e == r1 || e == r2 || e == bg_label || !meets(r2, e) || inside(se.bounds, s1.bounds) {
+                    continue;
+                }
+                let seen = se.mean();
+                let d = [0, 1, 2].map(|ch| ground[ch] - seen[ch]);
+                let len2: f32 = d.iter().map(|v| v * v).sum();
+                if len2 < 0.01 {
+                    continue;
+                }
+                let step = [0, 1, 2].map(|ch| p1[ch] - p2[ch]);
+                let k = (0..3).map(|ch| step[ch] * d[ch]).sum::<f32>() / len2;
+                let off = distance(step, d.map(|v| k * v));
+                let a = 1.0 - f64::from(k);
+                let colour = [0, 1, 2].map(|ch| (p1[ch] - k * ground[ch]) / a as f32);
+                let valid = off <= TINT_GAMUT && (TINT_MIN..=TINT_MAX).contains(&a) && colour.iter().all(|&c| (-TINT_GAMUT..=1.0 + TINT_GAMUT).contains(&c));
+                if valid && best.is_none_or(|(o, ..)| off < o) {
+                    best = Some((off, a, colour.map(|c| c.clamp(0.0, 1.0))));
+                }
+            }
+        }
+        if let Some((_, a, colour)) = best {
+            found.push((r1, a, colour, s1.bounds));
+        }
+    }
+    found
 }
 
 /// What a pixel `p` shows from under a tint of `colour` at `alpha`.
