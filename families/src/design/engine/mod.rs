@@ -18,9 +18,9 @@ use lamina_families::design::{identity, min_coverage, FAMILY, MAX_DESIGN_LAYERS}
 /// Bytes per pixel of the streamed path ([`Model::decompose_large`]): the layout's own
 /// working set (the unmixed copy and the background: 24 B; region labels, sizes and border
 /// counts: 20 B; masks and owners: 12 B; region boxes: up to 40 B; joining a shape's pieces:
-/// 9 B; a tinted panel's pixels: 16 B) and the photographic background's fill (16 B). The
+/// 9 B; a tinted panel's candidate pixels and their surface: 20 B) and the photographic background's fill (16 B). The
 /// layers themselves go out in bands of [`BAND_ROWS`] rows.
-const STREAMED_BYTES_PER_PIXEL: u64 = 137;
+const STREAMED_BYTES_PER_PIXEL: u64 = 141;
 /// Rows per band handed to the encoder on the streamed path.
 const BAND_ROWS: usize = 64;
 

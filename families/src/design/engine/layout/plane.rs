@@ -38,7 +38,9 @@ impl Plane {
     }
 
     pub fn at(&self, x: usize, y: usize) -> [f32; 3] {
-        let b = basis((x as f64 - self.mx) / self.scale, (y as f64 - self.my) / self.scale);
+        let (u, v) = ((x as f64 - self.mx) / self.scale, (y as f64 - self.my) / self.scale);
+        // The distance from the centre only where a radial term is used (it is the dearest).
+        let b = if self.coef.iter().any(|c| c[RADIAL] != 0.0) { basis(u, v) } else { [1.0, u, v, u * u, u * v, v * v, 0.0] };
         [0, 1, 2].map(|ch| (0..TERMS).map(|t| self.coef[ch][t] * b[t]).sum::<f64>().clamp(0.0, 1.0) as f32)
     }
 }

@@ -24,6 +24,8 @@ const TINT_HOLDS: f64 = 0.5;
 const TINT_CLOSE: f32 = 2.0 / 255.0;
 /// How far out of the colour cube a panel's colour, or what it covers, may be (rounding).
 const TINT_GAMUT: f32 = 3.0 / 255.0;
+/// A panel is at least this many pixels thick on average (its area over its longer side).
+const TINT_THICKNESS: f64 = 8.0;
 /// Fits to the nearer half of a region.
 const ROUNDS: usize = 5;
 /// Histogram bins of half an 8-bit level for the median distance (the last holds the rest).
@@ -88,67 +90,103 @@ impl Sums {
 pub(super) fn panels(base: &Image<'_>, plane: &Plane, labels: &[u32], sizes: &[usize], bg_label: u32, min_pixels: f64) -> Vec<Panel> {
     let (w, h) = (base.width, base.height);
     let least = min_pixels.max((SMALL_REGION * 16) as f64);
-    let candidate = |l: u32| l != bg_label && sizes[l as usize] as f64 >= least;
+    // The candidates' pixels, each with its region's slot (labels run along rows, so the
+    // last one found is tried first).
+    let mut slots: HashMap<u32, u32> = HashMap::new();
+    let mut regions: Vec<u32> = Vec::new();
+    let mut members: Vec<(u32, u32, [f32; 3])> = Vec::new();
+    let mut last = (u32::MAX, 0u32);
+    for (i, &l) in labels.iter().enumerate() {
+        if l == bg_label || (sizes[l as usize] as f64) < least {
+            continue;
+        }
+        if l != last.0 {
+            let next = regions.len() as u32;
+            let slot = *slots.entry(l).or_insert(next);
+            if slot == next {
+                regions.push(l);
+            }
+            last = (l, slot);
+        }
+        members.push((i as u32, last.1, plane.at(i % w, i / w)));
+    }
+    // A panel is thick: a thin region (a row along an anti-aliased edge, a line) is one
+    // colour over the background at a partial coverage as well.
+    let mut extent = vec![(0usize, (usize::MAX, usize::MAX, 0usize, 0usize)); regions.len()];
+    for &(i, slot, _) in &members {
+        let (x, y) = (i as usize % w, i as usize / w);
+        let e = &mut extent[slot as usize];
+        e.0 += 1;
+        e.1 = (e.1 .0.min(x), e.1 .1.min(y), e.1 .2.max(x), e.1 .3.max(y));
+    }
+    let thick: Vec<bool> = extent.iter().map(|&(count, (x0, y0, x1, y1))| count as f64 >= TINT_THICKNESS * (x1 + 1 - x0).max(y1 + 1 - y0) as f64).collect();
+    members.retain(|&(_, slot, _)| thick[slot as usize]);
+    if members.is_empty() {
+        return Vec::new();
+    }
     // Fitted to the whole region, then again and again to the nearer half of it (at least
-    // what lies within [`TINT_CLOSE`]): the rest shows what is under the panel.
-    let mut fits: HashMap<u32, (Fit, f32)> = HashMap::new();
+    // what lies within [`TINT_CLOSE`]): the rest shows what is under the panel. Each fit with
+    // the distance it keeps.
+    let mut fits: Vec<Option<(Fit, f32)>> = vec![None; regions.len()];
     for round in 0..ROUNDS {
         if round > 0 {
             // Each fit's median distance, from a histogram of [`BINS`] steps of half an
             // 8-bit level.
-            let mut histograms: HashMap<u32, [u32; BINS]> = HashMap::new();
-            for (i, &l) in labels.iter().enumerate() {
-                if let Some((f, _)) = fits.get(&l) {
-                    let d = distance(base.px(i), f.at(plane.at(i % w, i / w)));
-                    histograms.entry(l).or_insert([0; BINS])[((d * 510.0) as usize).min(BINS - 1)] += 1;
+            let mut histograms = vec![[0u32; BINS]; regions.len()];
+            for &(i, slot, b) in &members {
+                if let Some((f, _)) = &fits[slot as usize] {
+                    let p = base.px(i as usize);
+                    histograms[slot as usize][((distance(p, f.at(b)) * 510.0) as usize).min(BINS - 1)] += 1;
                 }
             }
-            for (l, histogram) in histograms {
+            for (fit, histogram) in fits.iter_mut().zip(&histograms) {
+                let Some(fit) = fit else { continue };
                 let total: u32 = histogram.iter().sum();
                 let (mut seen, mut bin) = (0, 0);
                 while bin + 1 < BINS && 2 * (seen + histogram[bin]) < total {
                     seen += histogram[bin];
                     bin += 1;
                 }
-                if let Some(fit) = fits.get_mut(&l) {
-                    fit.1 = ((bin + 1) as f32 / 510.0).max(TINT_CLOSE);
-                }
+                fit.1 = ((bin + 1) as f32 / 510.0).max(TINT_CLOSE);
             }
         }
-        let mut sums: HashMap<u32, Sums> = HashMap::new();
-        for (i, &l) in labels.iter().enumerate() {
-            if !candidate(l) || (round > 0 && !fits.contains_key(&l)) {
+        let mut sums = vec![Sums::default(); regions.len()];
+        for &(i, slot, b) in &members {
+            let fit = &fits[slot as usize];
+            if round > 0 && fit.is_none() {
                 continue;
             }
-            let (p, b) = (base.px(i), plane.at(i % w, i / w));
-            if let Some((f, keep)) = fits.get(&l) {
+            let p = base.px(i as usize);
+            if let Some((f, keep)) = fit {
                 if distance(p, f.at(b)) > *keep {
                     continue;
                 }
             }
-            sums.entry(l).or_default().add(p, b);
+            sums[slot as usize].add(p, b);
         }
-        fits = sums.into_iter().filter_map(|(l, s)| s.fit().map(|f| (l, (f, f32::INFINITY)))).collect();
-        if fits.is_empty() {
+        fits = sums.iter().map(|s| s.fit().map(|f| (f, f32::INFINITY))).collect();
+        if fits.iter().all(Option::is_none) {
             break;
         }
     }
-    let fits: HashMap<u32, Fit> = fits.into_iter().map(|(l, (f, _))| (l, f)).collect();
     // What each fit holds, and the box of that.
-    let mut held: HashMap<u32, (usize, (usize, usize, usize, usize))> = HashMap::new();
-    for (i, &l) in labels.iter().enumerate() {
-        if let Some(f) = fits.get(&l) {
-            if distance(base.px(i), f.at(plane.at(i % w, i / w))) <= TINT_CLOSE {
-                let (x, y) = (i % w, i / w);
-                let e = held.entry(l).or_insert((0, (x, y, x, y)));
+    let mut held: Vec<(usize, (usize, usize, usize, usize))> = vec![(0, (usize::MAX, usize::MAX, 0, 0)); regions.len()];
+    for &(i, slot, b) in &members {
+        if let Some((f, _)) = &fits[slot as usize] {
+            let p = base.px(i as usize);
+            if distance(p, f.at(b)) <= TINT_CLOSE {
+                let (x, y) = (i as usize % w, i as usize / w);
+                let e = &mut held[slot as usize];
                 e.0 += 1;
                 e.1 = (e.1 .0.min(x), e.1 .1.min(y), e.1 .2.max(x), e.1 .3.max(y));
             }
         }
     }
+    drop(members);
     let mut found: Vec<(u32, f64, [f32; 3], (usize, usize, usize, usize))> = Vec::new();
-    for (l, f) in &fits {
-        let Some(&(count, bounds)) = held.get(l) else { continue };
+    for (slot, fit) in fits.iter().enumerate() {
+        let (Some((f, _)), l) = (fit, &regions[slot]) else { continue };
+        let (count, bounds) = held[slot];
         let a = 1.0 - f.k;
         if (count as f64) < TINT_HOLDS * sizes[*l as usize] as f64 || !(TINT_MIN..=TINT_MAX).contains(&a) {
             continue;
@@ -159,7 +197,10 @@ pub(super) fn panels(base: &Image<'_>, plane: &Plane, labels: &[u32], sizes: &[u
         }
         found.push((*l, a, colour.map(|c| c.clamp(0.0, 1.0)), bounds));
     }
-    if found.is_empty() {
+    // Over a flat colour (the surface the same at the corners and the centre), the panels
+    // that half cover a shape.
+    let flat = [(0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)].iter().all(|&(x, y)| distance(plane.at(x, y), plane.at(w / 2, h / 2)) <= TINT_CLOSE);
+    if found.is_empty() && flat {
         found = flat_panels(base, labels, sizes, bg_label, least);
     }
     found.sort_by_key(|&(l, ..)| (std::cmp::Reverse(sizes[l as usize]), l));
@@ -193,7 +234,10 @@ pub(super) fn panels(base: &Image<'_>, plane: &Plane, labels: &[u32], sizes: &[u
                 }
             }
         }
-        panels.push(Panel { colour, alpha });
+        // A panel all but the colour around it is none.
+        if alpha.iter().map(|&(_, a)| f64::from(a)).sum::<f64>() >= least {
+            panels.push(Panel { colour, alpha });
+        }
     }
     panels
 }
@@ -264,7 +308,8 @@ fn flat_panels(base: &Image<'_>, labels: &[u32], sizes: &[usize], bg_label: u32,
     let inside = |a: (usize, usize, usize, usize), b: (usize, usize, usize, usize)| a.0 + 2 >= b.0 && a.1 + 2 >= b.1 && a.2 <= b.2 + 2 && a.3 <= b.3 + 2;
     let mut found = Vec::new();
     for (&r1, s1) in &stats {
-        if r1 == bg_label || !meets(r1, bg_label) {
+        let (x0, y0, x1, y1) = s1.bounds;
+        if r1 == bg_label || !meets(r1, bg_label) || s1.n < TINT_THICKNESS * (x1 + 1 - x0).max(y1 + 1 - y0) as f64 {
             continue;
         }
         let p1 = s1.mean();
