@@ -12,6 +12,32 @@ fn alpha_of(e: &Element, x: usize, y: usize) -> f32 {
     }
 }
 
+/// An element's colour at canvas pixel `(x, y)`, inside its box.
+fn colour_at(e: &Element, x: usize, y: usize) -> [f32; 3] {
+    let (m, j) = (e.width * e.height, (y - e.y0) * e.width + x - e.x0);
+    [e.rgba[j], e.rgba[m + j], e.rgba[2 * m + j]]
+}
+
+/// The layers composited over the background give the input `rgb` back (within two 8-bit
+/// steps) at each of `points`.
+fn assert_recomposites(layout: &Layout, rgb: &[f32], w: usize, points: &[(usize, usize)]) {
+    let n = rgb.len() / 3;
+    for &(x, y) in points {
+        let i = y * w + x;
+        let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
+        for e in &layout.elements {
+            let a = alpha_of(e, x, y);
+            if a > 0.0 {
+                let top = colour_at(e, x, y);
+                for c in 0..3 {
+                    px[c] = top[c] * a + px[c] * (1.0 - a);
+                }
+            }
+        }
+        assert!((0..3).all(|c| (px[c] - rgb[c * n + i]).abs() < 2.0 / 255.0), "recomposite at {x},{y}: {px:?}");
+    }
+}
+
 /// The soft IoU of an element's alpha against the true alpha over a `w` x `h` canvas: the
 /// sum of the smaller over the sum of the larger, as the evaluation scores layers.
 fn soft_iou(e: &Element, w: usize, h: usize, truth: impl Fn(usize, usize) -> f32) -> f64 {
@@ -190,10 +216,8 @@ fn a_gradient_word_on_a_label_boxed_whole_is_a_text_layer_in_its_gradient_over_t
     // The word: its strokes opaque, its colour the gradient's at each end, nothing else.
     assert_eq!((text.x0, text.y0, text.width, text.height), (40, 32, 52, 16));
     assert!((text.coverage - 3.0 * 112.0).abs() < 1.0, "coverage {}", text.coverage);
-    let m = text.width * text.height;
     for x in [40usize, 90] {
-        let j = 8 * text.width + x - 40;
-        let got = [text.rgba[j], text.rgba[m + j], text.rgba[2 * m + j]];
+        let got = colour_at(text, x, text.y0 + 8);
         assert!(distance(got, gradient(x)) < 3.0 / 255.0, "at x {x}: {got:?} against {:?}", gradient(x));
     }
     // The label: the whole rectangle, in teal under the word too; the sky under it.
@@ -432,22 +456,7 @@ fn a_rectangle_partly_under_another_is_completed_under_it() {
         assert!(alpha_of(&layout.elements[g], x, y) < 0.01, "circle at {x},{y}: {}", alpha_of(&layout.elements[g], x, y));
     }
     assert!(alpha_of(&layout.elements[g], 100, 55) > 0.99, "the circle is a layer");
-    // The stack recomposites to the input.
-    for (x, y) in [(45, 35), (20, 20), (80, 70), (85, 55), (100, 55), (116, 39), (5, 5)] {
-        let i = y * w + x;
-        let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
-        for e in &layout.elements {
-            let a = alpha_of(e, x, y);
-            if a > 0.0 {
-                let j = (y - e.y0) * e.width + x - e.x0;
-                let m = e.width * e.height;
-                for c in 0..3 {
-                    px[c] = e.rgba[c * m + j] * a + px[c] * (1.0 - a);
-                }
-            }
-        }
-        assert!((0..3).all(|c| (px[c] - rgb[c * n + i]).abs() < 2.0 / 255.0), "recomposite at {x},{y}: {px:?}");
-    }
+    assert_recomposites(&layout, &rgb, w, &[(45, 35), (20, 20), (80, 70), (85, 55), (100, 55), (116, 39), (5, 5)]);
 }
 
 #[test]
@@ -490,35 +499,17 @@ fn a_tinted_panel_over_a_gradient_is_a_layer_at_its_opacity_and_what_it_covers_i
     assert!(panel.tint);
     for (x, y) in [(100, 80), (50, 60), (25, 100)] {
         assert!((alpha_of(panel, x, y) - opacity).abs() < 0.02, "panel alpha at {x},{y}: {}", alpha_of(panel, x, y));
-        let m = panel.width * panel.height;
-        let j = (y - panel.y0) * panel.width + x - panel.x0;
-        assert!(distance([panel.rgba[j], panel.rgba[m + j], panel.rgba[2 * m + j]], tint) < 0.02, "panel colour at {x},{y}");
+        assert!(distance(colour_at(panel, x, y), tint) < 0.02, "panel colour at {x},{y}");
     }
     for (x, y) in [(50, 30), (50, 60), (85, 65)] {
         assert!(alpha_of(rect, x, y) > 0.99, "rectangle at {x},{y}: {}", alpha_of(rect, x, y));
-        let m = rect.width * rect.height;
-        let j = (y - rect.y0) * rect.width + x - rect.x0;
-        assert!(distance([rect.rgba[j], rect.rgba[m + j], rect.rgba[2 * m + j]], blue) < 0.02, "rectangle colour at {x},{y}");
+        assert!(distance(colour_at(rect, x, y), blue) < 0.02, "rectangle colour at {x},{y}");
     }
     for (x, y) in [(100, 80), (10, 60), (120, 10)] {
         let got = [0, 1, 2].map(|c| layout.background[c * n + y * w + x]);
         assert!(distance(got, ground(y)) < 2.0 / 255.0, "background at {x},{y}: {got:?}");
     }
-    for (x, y) in [(100, 80), (50, 60), (50, 30), (25, 100), (5, 5)] {
-        let i = y * w + x;
-        let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
-        for e in &layout.elements {
-            let a = alpha_of(e, x, y);
-            if a > 0.0 {
-                let j = (y - e.y0) * e.width + x - e.x0;
-                let m = e.width * e.height;
-                for c in 0..3 {
-                    px[c] = e.rgba[c * m + j] * a + px[c] * (1.0 - a);
-                }
-            }
-        }
-        assert!((0..3).all(|c| (px[c] - rgb[c * n + i]).abs() < 2.0 / 255.0), "recomposite at {x},{y}: {px:?}");
-    }
+    assert_recomposites(&layout, &rgb, w, &[(100, 80), (50, 60), (50, 30), (25, 100), (5, 5)]);
 }
 
 /// Over a flat colour a panel at 50% shows its opacity where it covers a disc: the panel is
@@ -550,9 +541,7 @@ fn a_tinted_panel_over_a_flat_colour_and_a_disc_is_a_layer_at_its_opacity() {
     assert!((alpha_of(panel, 120, 60) - opacity).abs() < 0.02, "panel alpha {}", alpha_of(panel, 120, 60));
     for (x, y) in [(45, 50), (75, 50)] {
         assert!(alpha_of(disc, x, y) > 0.99, "the disc at {x},{y}, seen and under the panel");
-        let m = disc.width * disc.height;
-        let j = (y - disc.y0) * disc.width + x - disc.x0;
-        assert!(distance([disc.rgba[j], disc.rgba[m + j], disc.rgba[2 * m + j]], red) < 0.02, "disc colour at {x},{y}");
+        assert!(distance(colour_at(disc, x, y), red) < 0.02, "disc colour at {x},{y}");
     }
     let under = [0, 1, 2].map(|c| layout.background[c * n + 60 * w + 120]);
     assert!(distance(under, ground) < 2.0 / 255.0, "{under:?}");
