@@ -12,6 +12,26 @@ fn alpha_of(e: &Element, x: usize, y: usize) -> f32 {
     }
 }
 
+/// A canvas of `w` x `h` whose pixel `(x, y)` is `colour(x, y)`, quantised to 8 bits as a
+/// file would be (planar RGB).
+fn drawn(w: usize, h: usize, colour: impl Fn(usize, usize) -> [f32; 3]) -> Vec<f32> {
+    let n = w * h;
+    let mut rgb = vec![0f32; 3 * n];
+    for y in 0..h {
+        for x in 0..w {
+            for (c, v) in colour(x, y).into_iter().enumerate() {
+                rgb[c * n + y * w + x] = (v * 255.0).round() / 255.0;
+            }
+        }
+    }
+    rgb
+}
+
+/// `top` at alpha `a` over `below`.
+fn over(top: [f32; 3], a: f32, below: [f32; 3]) -> [f32; 3] {
+    [0, 1, 2].map(|c| a * top[c] + (1.0 - a) * below[c])
+}
+
 /// An element's colour at canvas pixel `(x, y)`, inside its box.
 fn colour_at(e: &Element, x: usize, y: usize) -> [f32; 3] {
     let (m, j) = (e.width * e.height, (y - e.y0) * e.width + x - e.x0);
@@ -310,8 +330,6 @@ fn a_thin_line_over_the_background_is_a_shape() {
 #[test]
 fn a_feathered_disc_over_a_gradient_is_one_soft_layer_with_its_alpha() {
     let (w, h) = (160, 120);
-    let n = w * h;
-    let mut rgb = vec![0f32; 3 * n];
     // A vertical gradient, and a teal disc: opaque to radius 18, fading linearly to
     // nothing at radius 40, quantised to 8 bits as a file would be.
     let (cx, cy, core, edge) = (70.0f32, 60.0f32, 18.0f32, 40.0f32);
@@ -320,16 +338,10 @@ fn a_feathered_disc_over_a_gradient_is_one_soft_layer_with_its_alpha() {
         let r = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
         ((edge - r) / (edge - core)).clamp(0.0, 1.0)
     };
-    for y in 0..h {
-        for x in 0..w {
-            let g = 0.9 - 0.5 * y as f32 / (h - 1) as f32;
-            let a = truth(x, y);
-            let below = [g, g * 0.9, 0.3];
-            for c in 0..3 {
-                rgb[c * n + y * w + x] = ((a * teal[c] + (1.0 - a) * below[c]) * 255.0).round() / 255.0;
-            }
-        }
-    }
+    let rgb = drawn(w, h, |x, y| {
+        let g = 0.9 - 0.5 * y as f32 / (h - 1) as f32;
+        over(teal, truth(x, y), [g, g * 0.9, 0.3])
+    });
     let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
     assert_eq!(layout.elements.len(), 1, "one layer: {:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height)).collect::<Vec<_>>());
     let disc = &layout.elements[0];
@@ -348,7 +360,6 @@ fn a_feathered_disc_over_a_gradient_is_one_soft_layer_with_its_alpha() {
 fn a_blurred_shadow_over_a_flat_colour_is_one_partly_transparent_dark_layer() {
     let (w, h) = (160, 120);
     let n = w * h;
-    let mut rgb = vec![0f32; 3 * n];
     // A light flat background and a shadow: a near-black at 45% to radius 20, fading to
     // nothing at radius 38, quantised to 8 bits.
     let (cx, cy, core, edge, opacity) = (80.0f32, 60.0f32, 20.0f32, 38.0f32, 0.45f32);
@@ -357,14 +368,7 @@ fn a_blurred_shadow_over_a_flat_colour_is_one_partly_transparent_dark_layer() {
         let r = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
         opacity * ((edge - r) / (edge - core)).clamp(0.0, 1.0)
     };
-    for y in 0..h {
-        for x in 0..w {
-            let a = truth(x, y);
-            for c in 0..3 {
-                rgb[c * n + y * w + x] = ((a * ink[c] + (1.0 - a) * below[c]) * 255.0).round() / 255.0;
-            }
-        }
-    }
+    let rgb = drawn(w, h, |x, y| over(ink, truth(x, y), below));
     let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
     assert_eq!(layout.elements.len(), 1, "one layer");
     let shadow = &layout.elements[0];
@@ -389,15 +393,7 @@ fn a_rectangles_straight_anti_aliased_edges_are_its_own_and_leave_no_line_behind
         let span = |lo: f32, hi: f32, p: usize| (hi.min(p as f32 + 1.0) - lo.max(p as f32)).clamp(0.0, 1.0);
         span(20.5, 60.25, x) * span(10.75, 40.5, y)
     };
-    let mut rgb = vec![0f32; 3 * n];
-    for y in 0..h {
-        for x in 0..w {
-            let a = cover(x, y);
-            for c in 0..3 {
-                rgb[c * n + y * w + x] = ((a * fill[c] + (1.0 - a) * bg[c]) * 255.0).round() / 255.0;
-            }
-        }
-    }
+    let rgb = drawn(w, h, |x, y| over(fill, cover(x, y), bg));
     let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
     assert_eq!(layout.elements.len(), 1, "one layer");
     let e = &layout.elements[0];
@@ -480,18 +476,10 @@ fn a_tinted_panel_over_a_gradient_is_a_layer_at_its_opacity_and_what_it_covers_i
     let ground = |y: usize| [0.95 - 0.4 * y as f32 / (h - 1) as f32, 0.9 - 0.3 * y as f32 / (h - 1) as f32, 0.8];
     let in_blue = |x: usize, y: usize| (30..90).contains(&x) && (20..70).contains(&y);
     let in_panel = |x: usize, y: usize| (20..140).contains(&x) && (50..105).contains(&y);
-    let mut rgb = vec![0f32; 3 * n];
-    for y in 0..h {
-        for x in 0..w {
-            let mut p = if in_blue(x, y) { blue } else { ground(y) };
-            if in_panel(x, y) {
-                p = [0, 1, 2].map(|c| opacity * tint[c] + (1.0 - opacity) * p[c]);
-            }
-            for c in 0..3 {
-                rgb[c * n + y * w + x] = (p[c] * 255.0).round() / 255.0;
-            }
-        }
-    }
+    let rgb = drawn(w, h, |x, y| {
+        let p = if in_blue(x, y) { blue } else { ground(y) };
+        if in_panel(x, y) { over(tint, opacity, p) } else { p }
+    });
     let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
     let boxes: Vec<(usize, usize, usize, usize)> = layout.elements.iter().map(|e| (e.x0, e.y0, e.width, e.height)).collect();
     assert_eq!(boxes, vec![(30, 20, 60, 50), (20, 50, 120, 55)], "the rectangle whole, then the panel over it");
@@ -521,18 +509,10 @@ fn a_tinted_panel_over_a_flat_colour_and_a_disc_is_a_layer_at_its_opacity() {
     let (ground, tint, opacity, red) = ([0.9f32, 0.8, 0.45], [0.1f32, 0.3, 0.6], 0.5f32, [0.85f32, 0.2, 0.2]);
     let in_disc = |x: usize, y: usize| (x as f32 + 0.5 - 60.0).hypot(y as f32 + 0.5 - 50.0) < 25.0;
     let in_panel = |x: usize, y: usize| (70..150).contains(&x) && (30..100).contains(&y);
-    let mut rgb = vec![0f32; 3 * n];
-    for y in 0..h {
-        for x in 0..w {
-            let mut p = if in_disc(x, y) { red } else { ground };
-            if in_panel(x, y) {
-                p = [0, 1, 2].map(|c| opacity * tint[c] + (1.0 - opacity) * p[c]);
-            }
-            for c in 0..3 {
-                rgb[c * n + y * w + x] = (p[c] * 255.0).round() / 255.0;
-            }
-        }
-    }
+    let rgb = drawn(w, h, |x, y| {
+        let p = if in_disc(x, y) { red } else { ground };
+        if in_panel(x, y) { over(tint, opacity, p) } else { p }
+    });
     let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
     let boxes: Vec<(usize, usize, usize, usize)> = layout.elements.iter().map(|e| (e.x0, e.y0, e.width, e.height)).collect();
     assert_eq!(boxes.len(), 2, "{boxes:?}");

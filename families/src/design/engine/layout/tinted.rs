@@ -38,6 +38,9 @@ pub(super) struct Panel {
     pub alpha: Vec<(usize, f32)>,
 }
 
+/// A panel found: its region over the background, its opacity, its colour and its box.
+type Found = (u32, f64, [f32; 3], (usize, usize, usize, usize));
+
 /// A region's colour as `k·B + c`: `k = 1 - a`, `c = a·C`.
 #[derive(Clone, Copy)]
 struct Fit {
@@ -183,7 +186,7 @@ pub(super) fn panels(base: &Image<'_>, plane: &Plane, labels: &[u32], sizes: &[u
         }
     }
     drop(members);
-    let mut found: Vec<(u32, f64, [f32; 3], (usize, usize, usize, usize))> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     for (slot, fit) in fits.iter().enumerate() {
         let (Some((f, _)), l) = (fit, &regions[slot]) else { continue };
         let (count, bounds) = held[slot];
@@ -267,7 +270,7 @@ impl Stats {
 /// panel's box) and that shape where it is seen beside the panel (`E`) hold
 /// `P1 - P2 = (1-a)·(B - E)`, the three channels for one `a`. The panels found so, as
 /// (region over the background, opacity, colour, box).
-fn flat_panels(base: &Image<'_>, labels: &[u32], sizes: &[usize], bg_label: u32, least: f64) -> Vec<(u32, f64, [f32; 3], (usize, usize, usize, usize))> {
+fn flat_panels(base: &Image<'_>, labels: &[u32], sizes: &[usize], bg_label: u32, least: f64) -> Vec<Found> {
     let (w, h) = (base.width, base.height);
     let mut stats: HashMap<u32, Stats> = HashMap::new();
     for (i, &l) in labels.iter().enumerate() {
