@@ -38,7 +38,10 @@ pub(super) fn shape_edges(base: &Image<'_>, blocked: &[bool], owner: &[u32], mod
 /// Down to `max_elements`: the smallest element joins the nearest one of its kind (a word
 /// the next word of its line, a shape the next shape); one alone of its kind stays in the
 /// background as pixels. Then bottom to top: images, shapes, text, the largest first.
-pub(super) fn limit(mut kept: Vec<Element>, max_elements: usize) -> Vec<Element> {
+/// `over`: pairs of element ids `(over, under)` of shapes whose outlines say which is on top
+/// (`order.rs`); an element merged into another passes its pairs on to it.
+pub(super) fn limit(mut kept: Vec<Element>, max_elements: usize, over: &[(usize, usize)]) -> Vec<Element> {
+    let mut over = over.to_vec();
     while kept.len() > max_elements {
         // Tinted panels last: what they cover was unmixed from under them.
         let Some(smallest) = (0..kept.len()).min_by(|&a, &b| kept[a].tint.cmp(&kept[b].tint).then(kept[a].coverage.total_cmp(&kept[b].coverage))) else { break };
@@ -46,10 +49,18 @@ pub(super) fn limit(mut kept: Vec<Element>, max_elements: usize) -> Vec<Element>
         let nearest = (0..kept.len()).filter(|&j| kept[j].kind == e.kind).min_by(|&a, &b| gap(&kept[a], &e).total_cmp(&gap(&kept[b], &e)));
         if let Some(j) = nearest {
             kept[j] = merge(&kept[j], &e);
+            let into = kept[j].id;
+            for pair in &mut over {
+                for id in [&mut pair.0, &mut pair.1] {
+                    if *id == e.id {
+                        *id = into;
+                    }
+                }
+            }
         }
     }
     kept.sort_by(|a, b| a.kind.cmp(&b.kind).then(b.sort_as.total_cmp(&a.sort_as)).then(b.under.cmp(&a.under)).then(b.coverage.total_cmp(&a.coverage)));
-    kept
+    order::restack(kept, &over)
 }
 
 /// How far apart two elements' centres are.
@@ -88,7 +99,7 @@ pub(super) fn merge(a: &Element, b: &Element) -> Element {
     for j in 0..m {
         coverage += f64::from(rgba[3 * m + j]);
     }
-    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage, sort_as: a.sort_as, under: a.under, tint: a.tint && b.tint }
+    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage, sort_as: a.sort_as, under: a.under, tint: a.tint && b.tint, id: a.id }
 }
 
 /// An element from its pixels' alpha (image indices), coloured by `colour(x, y, index)`.
@@ -112,5 +123,5 @@ pub(super) fn element(kind: Kind, alpha: &[(usize, f32)], w: usize, colour: impl
         rgba[3 * m + j] = a;
         coverage += f64::from(a);
     }
-    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage, sort_as: coverage, under: false, tint: false }
+    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage, sort_as: coverage, under: false, tint: false, id: 0 }
 }

@@ -31,6 +31,9 @@
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
 //!    background and one colour; alpha unmixed as for text.
 //!
+//! Shapes go bottom to top largest first, except where their outlines say which lies over
+//! the other (`order.rs`: the one on top is seen whole, the one under it with a notch).
+//!
 //! Elements under the minimum coverage, or beyond the layer count (`elements.rs`, which also
 //! builds each layer and a shape's edge), stay in the background as pixels, so the layers always recomposite to the input.
 
@@ -38,6 +41,7 @@ mod background;
 mod elements;
 mod hidden;
 mod images;
+mod order;
 mod pieces;
 mod plane;
 mod regions;
@@ -105,6 +109,8 @@ pub struct Element {
     /// under it, so it goes over the other shapes and the background under it is what shows
     /// through it.
     pub tint: bool,
+    /// Which element it is, for the pairs of shapes that say which lies over which.
+    pub id: usize,
 }
 
 /// The decomposition: the opaque background (planar RGB, the whole image; NaN where a
@@ -233,6 +239,7 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     }
     let edge: Vec<bool> = (0..n).map(|i| busy[i] || strip[i]).collect();
     join_pieces(&base, &mut shape_elements, &mut owner, &mut labels, bg_label, &edge);
+    let stacked = order::stacking(&shape_elements, &owner, w, h);
     let models: Vec<Plane> = shape_elements.iter().map(|(_, model, _)| *model).collect();
     let blocked: Vec<bool> = (0..n).map(|i| !(busy[i] || strip[i]) || covered[i] || image_of[i] != u32::MAX).collect();
     // Rectangles partly hidden by shapes over them are completed under them (on a flat or
@@ -275,8 +282,12 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         (e.sort_as, e.tint) = (0.0, true);
         elements.push(e);
     }
+    for (id, e) in elements.iter_mut().enumerate() {
+        e.id = id;
+    }
+    let over: Vec<(usize, usize)> = stacked.iter().map(|&(a, b)| (first_shape + a, first_shape + b)).collect();
     elements.retain(|e| e.coverage >= min_pixels.max(1.0));
-    let kept = limit(elements, max_elements);
+    let kept = limit(elements, max_elements, &over);
     let background = fill_background(image, plane.as_ref(), &kept);
     Layout { background, elements: kept }
 }

@@ -526,3 +526,32 @@ fn a_tinted_panel_over_a_flat_colour_and_a_disc_is_a_layer_at_its_opacity() {
     let under = [0, 1, 2].map(|c| layout.background[c * n + 60 * w + 120]);
     assert!(distance(under, ground) < 2.0 / 255.0, "{under:?}");
 }
+
+#[test]
+fn a_shape_whose_corner_notches_a_disc_lies_over_it_though_it_is_the_larger() {
+    // A blue disc, and over it an orange rectangle (larger than the disc's visible part, so
+    // size alone would put it under) whose corner cuts into the disc.
+    let (w, h) = (120, 80);
+    let (bg, disc, rect) = ([0.9, 0.9, 0.85], [0.1, 0.3, 0.8], [0.95, 0.55, 0.1]);
+    let disc_cover = |x: usize, y: usize| {
+        let inside = (0..16).filter(|s| {
+            let (sx, sy) = (x as f32 + (s % 4) as f32 / 4.0 + 0.125, y as f32 + (s / 4) as f32 / 4.0 + 0.125);
+            (sx - 40.0).hypot(sy - 40.0) <= 26.0
+        });
+        inside.count() as f32 / 16.0
+    };
+    let rect_cover = |x: usize, y: usize| {
+        let span = |v: usize, lo: f32| ((v as f32 + 1.0).min(200.0) - (v as f32).max(lo)).clamp(0.0, 1.0);
+        span(x, 50.5) * span(y, 40.5)
+    };
+    let rgb = drawn(w, h, |x, y| over(rect, rect_cover(x, y), over(disc, disc_cover(x, y), bg)));
+    let image = Image { rgb: &rgb, width: w, height: h };
+    let layout = decompose(&image, &[], 16.0, 31);
+    let shapes: Vec<&Element> = layout.elements.iter().filter(|e| e.kind == Kind::Shape).collect();
+    assert_eq!(shapes.len(), 2, "{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.coverage)).collect::<Vec<_>>());
+    let (under, top) = (shapes[0], shapes[1]);
+    assert!(top.coverage > under.coverage, "the rectangle is the larger: {} against {}", top.coverage, under.coverage);
+    assert!(distance(colour_at(under, 30, 40), disc) < 2.0 / 255.0, "the disc is under: {:?}", colour_at(under, 30, 40));
+    assert!(distance(colour_at(top, 100, 60), rect) < 2.0 / 255.0, "the rectangle is on top: {:?}", colour_at(top, 100, 60));
+    assert_recomposites(&layout, &rgb, w, &[(50, 44), (50, 50), (60, 40), (50, 75), (30, 40), (100, 60)]);
+}
