@@ -44,6 +44,7 @@ mod images;
 mod order;
 mod pieces;
 mod plane;
+mod ramps;
 mod regions;
 mod soft;
 mod text;
@@ -209,6 +210,7 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     // Strips along an edge: the anti-aliased row or column of a straight edge is one colour
     // along its length, so it is a region of its own, not busy; it is edge all the same.
     let mut strip = vec![false; n];
+    let mut strips = Vec::new();
     for &l in &shapes {
         let k = shape_elements.len();
         let pixels = members.remove(&l).unwrap_or_default();
@@ -230,6 +232,7 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
             for &i in &pixels {
                 strip[i] = true;
             }
+            strips.push((l, pixels));
             continue;
         }
         for &i in &pixels {
@@ -237,6 +240,14 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         }
         shape_elements.push((l, model, pixels));
     }
+    // A steep gradient's strips side by side on one plane are one shape (`ramps.rs`).
+    for (l, model, pixels) in ramps::ramps(&base, &strips, &labels) {
+        for &i in &pixels {
+            (strip[i], labels[i], owner[i]) = (false, l, shape_elements.len() as u32);
+        }
+        shape_elements.push((l, model, pixels));
+    }
+    drop(strips);
     let edge: Vec<bool> = (0..n).map(|i| busy[i] || strip[i]).collect();
     join_pieces(&base, &mut shape_elements, &mut owner, &mut labels, bg_label, &edge);
     let stacked = order::stacking(&shape_elements, &owner, w, h);

@@ -555,3 +555,29 @@ fn a_shape_whose_corner_notches_a_disc_lies_over_it_though_it_is_the_larger() {
     assert!(distance(colour_at(top, 100, 60), rect) < 2.0 / 255.0, "the rectangle is on top: {:?}", colour_at(top, 100, 60));
     assert_recomposites(&layout, &rgb, w, &[(50, 44), (50, 50), (60, 40), (50, 75), (30, 40), (100, 60)]);
 }
+
+#[test]
+fn a_narrow_bar_whose_gradient_climbs_steeply_across_it_is_one_shape() {
+    // A vertical bar 25 pixels wide, its colour climbing 8/255 a column in red and 4/255 in
+    // green (more than a region's step: each column is a region of its own), its edges half
+    // covering columns 40 and 65, over a flat background.
+    let (w, h) = (120, 90);
+    let bg = [0.98, 0.98, 0.97];
+    let bar = |x: usize| [(40.0 + 8.0 * (x as f32 - 40.0)) / 255.0, (50.0 + 4.0 * (x as f32 - 40.0)) / 255.0, 0.25];
+    let cover = |x: usize| ((x as f32 + 1.0).min(65.5) - (x as f32).max(40.5)).clamp(0.0, 1.0);
+    let rgb = drawn(w, h, |x, y| if (5..85).contains(&y) { over(bar(x), cover(x), bg) } else { bg });
+    let image = Image { rgb: &rgb, width: w, height: h };
+    let layout = decompose(&image, &[], 16.0, 31);
+    let shapes: Vec<&Element> = layout.elements.iter().filter(|e| e.kind == Kind::Shape).collect();
+    assert_eq!(shapes.len(), 1, "{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.width, e.coverage)).collect::<Vec<_>>());
+    let e = shapes[0];
+    // Whole inside, in its own colour at each column, half on its edges.
+    for x in 41..65 {
+        assert_eq!(alpha_of(e, x, 45), 1.0, "column {x}");
+        assert!(distance(colour_at(e, x, 45), bar(x)) < 2.0 / 255.0, "column {x}: {:?}", colour_at(e, x, 45));
+    }
+    for x in [40, 65] {
+        assert!((alpha_of(e, x, 45) - 0.5).abs() < 0.1, "edge {x}: {}", alpha_of(e, x, 45));
+    }
+    assert_recomposites(&layout, &rgb, w, &[(40, 45), (41, 45), (52, 20), (64, 80), (65, 45), (20, 45)]);
+}
