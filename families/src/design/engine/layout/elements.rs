@@ -4,7 +4,7 @@
 use super::*;
 
 /// Busy pixels this far from a region are no edge of it.
-const EDGE_REACH: usize = 2;
+pub(super) const EDGE_REACH: usize = 2;
 
 /// The edge pixels of each shape: pixels not `blocked` within [`EDGE_REACH`] of a shape's
 /// pixels (`owner`), unmixed between its colour (`models`) and what is `below`; a pixel goes

@@ -96,3 +96,49 @@ fn hidden_part(k: usize, boxes: &[(usize, usize, usize, usize)], pixels: &[usize
     }
     hidden
 }
+
+/// The most pixels of a word a row or column may cross for a shape to run on beneath it.
+const UNDER_TEXT_RUN: usize = 64;
+
+/// Pixels under text (`covered`, no shape's own) that a shape runs on beneath: the word lies
+/// across the shape (a frame's side, a bar), and the pixel's row or column of covered pixels
+/// ends on both sides in that shape (past at most [`EDGE_REACH`] pixels of an edge that is no
+/// shape's). Returns `(pixel, shape)`.
+pub(super) fn under_text(covered: &[bool], owner: &[u32], w: usize, h: usize) -> Vec<(usize, u32)> {
+    // The shape a walk from `i` along `(dx, dy)` meets past the covered pixels, if any.
+    let end = |i: usize, dx: i64, dy: i64| -> Option<u32> {
+        let (mut x, mut y) = ((i % w) as i64, (i / w) as i64);
+        let (mut run, mut open) = (0usize, 0usize);
+        loop {
+            (x, y) = (x + dx, y + dy);
+            if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
+                return None;
+            }
+            let j = y as usize * w + x as usize;
+            if owner[j] != u32::MAX {
+                return Some(owner[j]);
+            }
+            if covered[j] && open == 0 {
+                run += 1;
+                if run > UNDER_TEXT_RUN {
+                    return None;
+                }
+            } else {
+                open += 1;
+                if open > EDGE_REACH {
+                    return None;
+                }
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for i in (0..w * h).filter(|&i| covered[i] && owner[i] == u32::MAX) {
+        for (dx, dy) in [(1, 0), (0, 1)] {
+            if let Some(k) = end(i, -dx, -dy).filter(|&k| end(i, dx, dy) == Some(k)) {
+                out.push((i, k));
+                break;
+            }
+        }
+    }
+    out
+}

@@ -129,6 +129,18 @@ pub struct Image<'a> {
     pub height: usize,
 }
 
+impl Element {
+    /// Its alpha and colour at canvas pixel `(x, y)`, when that is inside its box.
+    fn at_mut(&mut self, x: usize, y: usize) -> Option<(&mut f32, [f32; 3])> {
+        if x < self.x0 || y < self.y0 || x >= self.x0 + self.width || y >= self.y0 + self.height {
+            return None;
+        }
+        let (m, j) = (self.width * self.height, (y - self.y0) * self.width + x - self.x0);
+        let colour = [self.rgba[j], self.rgba[m + j], self.rgba[2 * m + j]];
+        Some((&mut self.rgba[3 * m + j], colour))
+    }
+}
+
 impl Image<'_> {
     fn px(&self, i: usize) -> [f32; 3] {
         let n = self.width * self.height;
@@ -265,6 +277,21 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
         k => models[k as usize].at(i % w, i / w),
     };
     let edges = shape_edges(&base, &blocked, &owner, &models, below);
+    // A shape a word lies across runs on beneath it, and the word's alpha there is unmixed
+    // against the shape's colour, not the background's.
+    let mut beneath = vec![Vec::new(); shape_elements.len()];
+    for (i, k) in under_text(&covered, &owner, w, h) {
+        let (x, y) = (i % w, i / w);
+        for word in elements.iter_mut().filter(|e| e.kind == Kind::Text) {
+            if let Some((a, colour)) = word.at_mut(x, y).filter(|(a, _)| **a > 0.0) {
+                let (unmixed, off) = unmix(image.px(i), models[k as usize].at(x, y), colour);
+                if off <= EXPLAINED {
+                    *a = unmixed;
+                }
+            }
+        }
+        beneath[k as usize].push(i);
+    }
     let mut taken = vec![false; n];
     let first_shape = elements.len();
     for (k, ((label, model, pixels), edge)) in shape_elements.iter().zip(&edges).enumerate() {
@@ -274,6 +301,7 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
             taken[i] = true;
         }
         alpha.extend(hidden[k].iter().filter(|&&i| completed[i] == k as u32).map(|&i| (i, 1.0)));
+        alpha.extend(beneath[k].iter().map(|&i| (i, 1.0)));
         // Inside, the region's own pixels (a shape's colour is its own, texture and all); on
         // its edge and where it is hidden, its fitted colour.
         elements.push(element(Kind::Shape, &alpha, w, |x, y, i| if labels[i] == *label { base.px(i) } else { model.at(x, y) }));

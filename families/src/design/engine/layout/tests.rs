@@ -581,3 +581,35 @@ fn a_narrow_bar_whose_gradient_climbs_steeply_across_it_is_one_shape() {
     }
     assert_recomposites(&layout, &rgb, w, &[(40, 45), (41, 45), (52, 20), (64, 80), (65, 45), (20, 45)]);
 }
+
+#[test]
+fn a_shape_a_word_lies_across_runs_on_beneath_the_word() {
+    // A blue bar (columns 64-69, the whole height) and a dark word across it (two hollow
+    // glyphs of 2-pixel strokes in rows 40-55, columns 50-67 and 72-89, their outermost
+    // columns half covered), over a flat background; the detector's box holds the word.
+    let (w, h) = (120, 80);
+    let (bg, blue, dark) = ([0.95, 0.95, 0.9], [0.1, 0.3, 0.8], [0.1, 0.1, 0.1]);
+    let glyph = |x: usize, y: usize, x0: usize| (40..56).contains(&y) && (x0..x0 + 18).contains(&x) && (x < x0 + 2 || x >= x0 + 16 || y < 42 || y >= 54);
+    let rgb = drawn(w, h, |x, y| {
+        let under = if (64..70).contains(&x) { blue } else { bg };
+        let a = if !(glyph(x, y, 50) || glyph(x, y, 72)) { 0.0 } else if x == 50 || x == 89 { 0.5 } else { 1.0 };
+        over(dark, a, under)
+    });
+    let image = Image { rgb: &rgb, width: w, height: h };
+    let word = TextBox { x0: 46, y0: 36, x1: 94, y1: 60, score: 0.9 };
+    let layout = decompose(&image, &[word], 16.0, 31);
+    let kinds: Vec<Kind> = layout.elements.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![Kind::Shape, Kind::Text], "{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height, e.coverage)).collect::<Vec<_>>());
+    let (bar, text) = (&layout.elements[0], &layout.elements[1]);
+    // The bar is whole under the stroke that crosses it, in its colour, and not beyond its
+    // sides.
+    for (x, y) in [(66, 47), (67, 50), (66, 41), (67, 55)] {
+        assert_eq!(alpha_of(text, x, y), 1.0, "the word at {x},{y}");
+        assert_eq!(alpha_of(bar, x, y), 1.0, "the bar at {x},{y}");
+        assert!(distance(colour_at(bar, x, y), blue) < 2.0 / 255.0, "at {x},{y}: {:?}", colour_at(bar, x, y));
+    }
+    for (x, y) in [(51, 47), (56, 40), (62, 41), (73, 47), (80, 54)] {
+        assert_eq!(alpha_of(bar, x, y), 0.0, "beside the bar at {x},{y}");
+    }
+    assert_recomposites(&layout, &rgb, w, &[(66, 47), (64, 40), (73, 47), (50, 47), (89, 47), (56, 40), (68, 47), (68, 20)]);
+}
