@@ -142,3 +142,89 @@ pub(super) fn under_text(covered: &[bool], owner: &[u32], w: usize, h: usize) ->
     }
     out
 }
+
+/// The widest run of a shape over another that the other is completed across.
+const UNDER_SHAPE_RUN: usize = 64;
+
+/// Where a shape lies across another, the other runs on beneath it: a pixel of shape `c`
+/// whose row or column of `c`'s pixels (at most [`UNDER_SHAPE_RUN`], past at most
+/// [`EDGE_REACH`] pixels of edge at each end) ends on both sides in one shape `s`, when `c`
+/// is known to lie over `s`: its outline says so (`over`, pairs `(over, under)`), or `s` was
+/// joined from pieces (`joined`) that `c` cut apart, nothing says `s` is over `c`, and `s`
+/// is not all inside `c`'s box. The run
+/// and the edge pixels at its ends are added to `s`'s `hidden` part (`completed` there, so
+/// that `c`'s edge is unmixed against `s`), and the pair `(c, s)` to `over`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn under_shapes(shapes: &[(u32, Plane, Vec<usize>)], owner: &[u32], blocked: &[bool], joined: &[bool], over: &mut Vec<(usize, usize)>, hidden: &mut [Vec<usize>], completed: &mut [u32], w: usize, h: usize) {
+    let boxes: Vec<_> = shapes.iter().map(|(_, _, pixels)| bounds(pixels, w)).collect();
+    // A shape whose pieces lie all inside another's box (words on a panel, found as shapes)
+    // lies on it: what is between them is the panel, seen.
+    let inside = |s: usize, c: usize| {
+        let ((sx, sy, sw, sh), (cx, cy, cw, ch)) = (boxes[s], boxes[c]);
+        sx >= cx && sy >= cy && sx + sw <= cx + cw && sy + sh <= cy + ch
+    };
+    let lies_over = |c: usize, s: usize, over: &[(usize, usize)]| over.contains(&(c, s)) || (joined[s] && !over.contains(&(s, c)) && !inside(s, c));
+    // From pixel `i` of shape `c` along `(dx, dy)`: the shape met past `c`'s run and the edge,
+    // and the pixels crossed on the way (the run's and the edge's).
+    let walk = |i: usize, dx: i64, dy: i64, path: &mut Vec<usize>| -> Option<u32> {
+        let c = owner[i];
+        let (mut x, mut y) = ((i % w) as i64, (i / w) as i64);
+        let (mut run, mut open) = (0usize, 0usize);
+        loop {
+            (x, y) = (x + dx, y + dy);
+            if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
+                return None;
+            }
+            let j = y as usize * w + x as usize;
+            match owner[j] {
+                o if o == c && open == 0 => {
+                    run += 1;
+                    if run > UNDER_SHAPE_RUN {
+                        return None;
+                    }
+                }
+                u32::MAX if !blocked[j] => {
+                    open += 1;
+                    if open > EDGE_REACH {
+                        return None;
+                    }
+                }
+                u32::MAX => return None,
+                o if o == c => return None,
+                o => return Some(o),
+            }
+            path.push(j);
+        }
+    };
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    for i in 0..w * h {
+        let c = owner[i];
+        if c == u32::MAX {
+            continue;
+        }
+        for (dx, dy) in [(1, 0), (0, 1)] {
+            left.clear();
+            right.clear();
+            let Some(s) = walk(i, -dx, -dy, &mut left) else { continue };
+            if walk(i, dx, dy, &mut right) != Some(s) || !lies_over(c as usize, s as usize, over) {
+                continue;
+            }
+            for &j in std::iter::once(&i).chain(&left).chain(&right) {
+                if completed[j] == u32::MAX {
+                    completed[j] = s;
+                    hidden[s as usize].push(j);
+                }
+            }
+            if !found.contains(&(c as usize, s as usize)) {
+                found.push((c as usize, s as usize));
+            }
+            break;
+        }
+    }
+    for pair in found {
+        if !over.contains(&pair) {
+            over.push(pair);
+        }
+    }
+}

@@ -261,17 +261,21 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     }
     drop(strips);
     let edge: Vec<bool> = (0..n).map(|i| busy[i] || strip[i]).collect();
-    join_pieces(&base, &mut shape_elements, &mut owner, &mut labels, bg_label, &edge);
-    let stacked = order::stacking(&shape_elements, &owner, w, h);
+    let joined = join_pieces(&base, &mut shape_elements, &mut owner, &mut labels, bg_label, &edge);
+    let mut stacked = order::stacking(&shape_elements, &owner, w, h);
     let models: Vec<Plane> = shape_elements.iter().map(|(_, model, _)| *model).collect();
     let blocked: Vec<bool> = (0..n).map(|i| !(busy[i] || strip[i]) || covered[i] || image_of[i] != u32::MAX).collect();
     // Rectangles partly hidden by shapes over them are completed under them (on a flat or
     // gradient background); the edges of those shapes are then unmixed against the
     // rectangle's colour, not the background's.
-    let (hidden, completed) = match &plane {
+    let (mut hidden, mut completed) = match &plane {
         Some(_) => completions(&shape_elements, &owner, &labels, bg_label, &blocked, w),
         None => (vec![Vec::new(); shape_elements.len()], vec![u32::MAX; n]),
     };
+    // And a shape that another lies across runs on beneath it.
+    if plane.is_some() {
+        under_shapes(&shape_elements, &owner, &blocked, &joined, &mut stacked, &mut hidden, &mut completed, w, h);
+    }
     let below = |i: usize| match completed[i] {
         u32::MAX => below(i),
         k => models[k as usize].at(i % w, i / w),

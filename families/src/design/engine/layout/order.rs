@@ -156,9 +156,9 @@ fn convex_hull(mut points: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
 }
 
 /// Reorders `elements` (sorted bottom first) so that each shape lies over those `over` says
-/// it covers (pairs of ids, `(over, under)`), moving as little as it can: the lowest element
-/// whose shapes under it are all placed goes next. Where the pairs contradict one another,
-/// the lowest element left goes next.
+/// it covers (pairs of ids, `(over, under)`), moving as little as it can: in their order,
+/// each element goes in after the shapes it covers that are not in yet (and theirs before
+/// them). Where the pairs contradict one another (a cycle), the first pair met holds.
 pub(super) fn restack(elements: Vec<Element>, over: &[(usize, usize)]) -> Vec<Element> {
     if over.is_empty() {
         return elements;
@@ -168,18 +168,36 @@ pub(super) fn restack(elements: Vec<Element>, over: &[(usize, usize)]) -> Vec<El
     let mut unders: Vec<Vec<usize>> = vec![Vec::new(); n];
     for &(a, b) in over {
         if let (Some(&pa), Some(&pb)) = (position.get(&a), position.get(&b)) {
-            if pa != pb {
+            if pa != pb && !unders[pa].contains(&pb) {
                 unders[pa].push(pb);
             }
         }
     }
-    let mut placed = vec![false; n];
+    for list in &mut unders {
+        list.sort_unstable();
+    }
+    // Depth first, without recursion: (element, how many of its unders are done).
+    let mut state = vec![0u8; n]; // 0 not yet, 1 on the way, 2 placed
     let mut order = Vec::with_capacity(n);
-    for _ in 0..n {
-        let free = (0..n).find(|&k| !placed[k] && unders[k].iter().all(|&u| placed[u]));
-        let Some(next) = free.or_else(|| (0..n).find(|&k| !placed[k])) else { break };
-        placed[next] = true;
-        order.push(next);
+    for start in 0..n {
+        if state[start] != 0 {
+            continue;
+        }
+        state[start] = 1;
+        let mut stack = vec![(start, 0usize)];
+        while let Some(&mut (k, ref mut next)) = stack.last_mut() {
+            if let Some(&u) = unders[k].get(*next) {
+                *next += 1;
+                if state[u] == 0 {
+                    state[u] = 1;
+                    stack.push((u, 0));
+                }
+            } else {
+                stack.pop();
+                state[k] = 2;
+                order.push(k);
+            }
+        }
     }
     let mut slots: Vec<Option<Element>> = elements.into_iter().map(Some).collect();
     order.into_iter().filter_map(|k| slots[k].take()).collect()

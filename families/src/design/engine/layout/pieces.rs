@@ -11,14 +11,14 @@ const PIECE_COLOUR: f32 = 6.0 / 255.0;
 
 /// Joins the pieces among `shapes` (label, colour, pixels), in place: the pieces' pixels go to
 /// the first (largest) of them, under its label, with a colour fitted to all of them; `owner`
-/// and `labels` follow. A cut is crossed over other shapes' pixels and `edge` pixels (busy
+/// and `labels` follow. Returns whether each shape (in the new order) was joined from pieces. A cut is crossed over other shapes' pixels and `edge` pixels (busy
 /// ones, strips along edges) only, never the background (`bg_label`) or a soft region.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn join_pieces(base: &Image<'_>, shapes: &mut Vec<(u32, Plane, Vec<usize>)>, owner: &mut [u32], labels: &mut [u32], bg_label: u32, edge: &[bool]) {
+pub(super) fn join_pieces(base: &Image<'_>, shapes: &mut Vec<(u32, Plane, Vec<usize>)>, owner: &mut [u32], labels: &mut [u32], bg_label: u32, edge: &[bool]) -> Vec<bool> {
     let (w, h) = (base.width, base.height);
     let count = shapes.len();
     if count < 2 {
-        return;
+        return vec![false; count];
     }
     let mut parent: Vec<usize> = (0..count).collect();
     fn root(parent: &mut [usize], mut k: usize) -> usize {
@@ -72,7 +72,7 @@ pub(super) fn join_pieces(base: &Image<'_>, shapes: &mut Vec<(u32, Plane, Vec<us
         }
     }
     if (0..count).all(|k| parent[k] == k) {
-        return;
+        return vec![false; count];
     }
     // Each piece into its root: pixels, label; then the colour fitted again to them all.
     let mut merged: Vec<Option<(u32, Plane, Vec<usize>)>> = shapes.drain(..).map(Some).collect();
@@ -90,10 +90,14 @@ pub(super) fn join_pieces(base: &Image<'_>, shapes: &mut Vec<(u32, Plane, Vec<us
             }
         }
     }
+    let mut joined = Vec::with_capacity(count);
     for (k, s) in merged.iter_mut().enumerate() {
-        if let Some(s) = s.as_mut().filter(|_| (0..count).any(|j| j != k && root(&mut parent, j) == k)) {
+        let Some(s) = s.as_mut() else { continue };
+        let root_of_others = (0..count).any(|j| j != k && root(&mut parent, j) == k);
+        if root_of_others {
             s.1 = fit_plane(base, s.2.iter().copied());
         }
+        joined.push(root_of_others);
     }
     shapes.extend(merged.into_iter().flatten());
     owner.fill(u32::MAX);
@@ -102,4 +106,5 @@ pub(super) fn join_pieces(base: &Image<'_>, shapes: &mut Vec<(u32, Plane, Vec<us
             owner[i] = k as u32;
         }
     }
+    joined
 }

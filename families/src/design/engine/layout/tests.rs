@@ -613,3 +613,45 @@ fn a_shape_a_word_lies_across_runs_on_beneath_the_word() {
     }
     assert_recomposites(&layout, &rgb, w, &[(66, 47), (64, 40), (73, 47), (50, 47), (89, 47), (56, 40), (68, 47), (68, 20)]);
 }
+
+#[test]
+fn a_disc_a_line_crosses_runs_on_beneath_the_line() {
+    // A blue disc (centre 46,40, radius 20) and an orange line over it (columns 20-99, rows
+    // 31-35, rows 30 and 36 half covered), over a flat background: the line cuts the disc in
+    // two.
+    let (w, h) = (120, 80);
+    let (bg, blue, orange) = ([0.95, 0.95, 0.9], [0.1, 0.3, 0.8], [0.95, 0.5, 0.1]);
+    let disc = |x: usize, y: usize| {
+        let inside = (0..16).filter(|s| {
+            let (sx, sy) = (x as f32 + (s % 4) as f32 / 4.0 + 0.125, y as f32 + (s / 4) as f32 / 4.0 + 0.125);
+            (sx - 46.0).hypot(sy - 40.0) <= 20.0
+        });
+        inside.count() as f32 / 16.0
+    };
+    let rgb = drawn(w, h, |x, y| {
+        let a = if !(20..100).contains(&x) { 0.0 } else if (31..36).contains(&y) { 1.0 } else if y == 30 || y == 36 { 0.5 } else { 0.0 };
+        over(orange, a, over(blue, disc(x, y), bg))
+    });
+    let image = Image { rgb: &rgb, width: w, height: h };
+    let layout = decompose(&image, &[], 16.0, 31);
+    let shapes: Vec<&Element> = layout.elements.iter().filter(|e| e.kind == Kind::Shape).collect();
+    assert_eq!(shapes.len(), 2, "{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height, e.coverage)).collect::<Vec<_>>());
+    let (under, line) = (shapes[0], shapes[1]);
+    assert!(distance(colour_at(under, 46, 50), blue) < 2.0 / 255.0, "the disc is under: {:?}", colour_at(under, 46, 50));
+    assert!(distance(colour_at(line, 80, 33), orange) < 2.0 / 255.0, "the line is on top: {:?}", colour_at(line, 80, 33));
+    // Under the line and its edges the disc is whole, in its colour; the line's edge over it
+    // is half covered, unmixed against the disc; beside the disc, nothing of it.
+    for x in [36, 46, 56] {
+        for y in 30..37 {
+            assert_eq!(alpha_of(under, x, y), 1.0, "the disc at {x},{y}");
+            assert!(distance(colour_at(under, x, y), blue) < 2.0 / 255.0);
+        }
+        for y in [30, 36] {
+            assert!((alpha_of(line, x, y) - 0.5).abs() < 0.05, "the line's edge at {x},{y}: {}", alpha_of(line, x, y));
+        }
+    }
+    for x in [22, 70, 90] {
+        assert_eq!(alpha_of(under, x, 33), 0.0, "beside the disc at {x},33");
+    }
+    assert_recomposites(&layout, &rgb, w, &[(46, 30), (46, 33), (46, 36), (70, 30), (70, 33), (46, 50), (46, 25)]);
+}
