@@ -312,9 +312,16 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     }
     place_completed(&mut elements[first_shape..], &hidden, &owner);
     // 5. Soft elements: what still stands off a flat or gradient background.
+    let mut cast = Vec::new();
     if let Some(p) = &plane {
         let mut blocked: Vec<bool> = (0..n).map(|i| taken[i] || covered[i] || image_of[i] != u32::MAX).collect();
-        elements.extend(soft::soft_elements(&base, p, &mut blocked, min_pixels));
+        for (soft, casting) in soft::soft_elements(&base, p, &mut blocked, min_pixels, &owner) {
+            // A drop shadow goes under the shape that casts it.
+            if let Some(k) = casting {
+                cast.push((first_shape + k as usize, elements.len()));
+            }
+            elements.push(soft);
+        }
     }
     for image in &images {
         let alpha: Vec<(usize, f32)> = image.iter().map(|&i| (i, 1.0)).collect();
@@ -328,7 +335,7 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     for (id, e) in elements.iter_mut().enumerate() {
         e.id = id;
     }
-    let over: Vec<(usize, usize)> = stacked.iter().map(|&(a, b)| (first_shape + a, first_shape + b)).collect();
+    let over: Vec<(usize, usize)> = stacked.iter().map(|&(a, b)| (first_shape + a, first_shape + b)).chain(cast).collect();
     elements.retain(|e| e.coverage >= min_pixels.max(1.0));
     let kept = limit(elements, max_elements, &over);
     let background = fill_background(image, plane.as_ref(), &kept);

@@ -78,13 +78,13 @@ pub(super) fn stacking(shapes: &[(u32, Plane, Vec<usize>)], owner: &[u32], w: us
 }
 
 /// A pixel set's convex hull, as the span of columns it holds on each row.
-struct Hull {
+pub(super) struct Hull {
     y0: usize,
     spans: Vec<(f64, f64)>,
 }
 
 impl Hull {
-    fn of(pixels: &[usize], w: usize) -> Hull {
+    pub(super) fn of(pixels: &[usize], w: usize) -> Hull {
         // Each row's ends are the only candidates for the hull's corners.
         let (mut y0, mut y1) = (usize::MAX, 0);
         for &i in pixels {
@@ -126,7 +126,7 @@ impl Hull {
         self.spans.iter().map(|&(l, r)| (r.floor() - l.ceil() + 1.0).max(0.0)).sum()
     }
 
-    fn holds(&self, x: usize, y: usize) -> bool {
+    pub(super) fn holds(&self, x: usize, y: usize) -> bool {
         y >= self.y0 && self.spans.get(y - self.y0).is_some_and(|&(l, r)| x as f64 >= l - 1e-9 && x as f64 <= r + 1e-9)
     }
 }

@@ -26,8 +26,10 @@ const SHADOW_ALPHA: f32 = 0.65;
 /// A shadow's colour: no channel above this.
 const SHADOW_DARK: f32 = 0.2;
 
-/// Finds the soft elements among the pixels not `taken`, over the background `plane`.
-pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool], min_pixels: f64) -> Vec<Element> {
+/// Finds the soft elements among the pixels not `taken`, over the background `plane`. A
+/// shadow that meets a shape (`owner`: each pixel's shape) is that shape's drop shadow: it
+/// goes on under the shape (see [`under_shape`]) and comes back with the shape's index.
+pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool], min_pixels: f64, owner: &[u32]) -> Vec<(Element, Option<u32>)> {
     let (w, h) = (base.width, base.height);
     let far = |i: usize| distance(base.px(i), plane.at(i % w, i / w));
     let mut body: Vec<bool> = (0..w * h).map(|i| !taken[i] && far(i) >= SOFT_DELTA).collect();
@@ -41,7 +43,8 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
             continue;
         }
         let Some((core, below)) = core_colour(base, plane, &blob) else { continue };
-        let core = shadow(core, below).unwrap_or(core);
+        let dark = shadow(core, below);
+        let core = dark.unwrap_or(core);
         let mut alpha = grow(base, plane, core, &blob, taken);
         // A fading edge that runs on over the canvas is the background's shading: the blob
         // alone is the element then.
@@ -53,16 +56,63 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
         for &(i, _) in &alpha {
             taken[i] = true;
         }
-        out.push(element(Kind::Shape, &alpha, w, |x, y, i| {
-            let (p, below) = (base.px(i), plane.at(x, y));
-            let a = alpha_at(&alpha, i);
-            if a < COLOUR_ALPHA {
-                return core;
-            }
-            [0, 1, 2].map(|c| ((p[c] - (1.0 - a) * below[c]) / a).clamp(0.0, 1.0))
-        }));
+        let seen = alpha.len();
+        let casting = dark.and_then(|_| under_shape(&mut alpha, owner, w, h));
+        out.push((
+            element(Kind::Shape, &alpha, w, |x, y, i| {
+                let (p, below) = (base.px(i), plane.at(x, y));
+                let a = alpha_at(&alpha, i);
+                if a < COLOUR_ALPHA || owner[i] != u32::MAX {
+                    return core;
+                }
+                [0, 1, 2].map(|c| ((p[c] - (1.0 - a) * below[c]) / a).clamp(0.0, 1.0))
+            }),
+            casting.filter(|_| alpha.len() > seen),
+        ));
     }
     out
+}
+
+/// The share of a shadow's pixels, its most opaque, whose least alpha is the shadow's opacity
+/// under the shape that casts it.
+const SHADOW_CORE: f64 = 0.05;
+
+/// A drop shadow runs on under the shape that casts it (the shape it meets most, within
+/// [`EDGE_REACH`]), as a designer's shadow layer does: over the shape's own pixels inside the
+/// convex hull of what is seen of the shadow, at the shadow's opacity (the least alpha of its
+/// [`SHADOW_CORE`] most opaque pixels). `alpha` (sorted by pixel) gets those pixels; returns
+/// the shape, if any meets it.
+fn under_shape(alpha: &mut Vec<(usize, f32)>, owner: &[u32], w: usize, h: usize) -> Option<u32> {
+    let mut meets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for &(i, _) in alpha.iter() {
+        let (x, y) = (i % w, i / w);
+        for yy in y.saturating_sub(EDGE_REACH)..(y + EDGE_REACH + 1).min(h) {
+            for xx in x.saturating_sub(EDGE_REACH)..(x + EDGE_REACH + 1).min(w) {
+                let k = owner[yy * w + xx];
+                if k != u32::MAX {
+                    *meets.entry(k).or_default() += 1;
+                }
+            }
+        }
+    }
+    let (&shape, _) = meets.iter().max_by_key(|&(k, count)| (*count, std::cmp::Reverse(*k)))?;
+    let mut by_alpha: Vec<f32> = alpha.iter().map(|&(_, a)| a).collect();
+    by_alpha.sort_by(|a, b| b.total_cmp(a));
+    let opacity = by_alpha[((by_alpha.len() as f64 * SHADOW_CORE) as usize).min(by_alpha.len() - 1)];
+    let pixels: Vec<usize> = alpha.iter().map(|&(i, _)| i).collect();
+    let hull = order::Hull::of(&pixels, w);
+    let (x0, y0, bw, bh) = bounds(&pixels, w);
+    for y in y0..y0 + bh {
+        for x in x0..x0 + bw {
+            let i = y * w + x;
+            if owner[i] == shape && hull.holds(x, y) {
+                alpha.push((i, opacity));
+            }
+        }
+    }
+    alpha.sort_unstable_by_key(|&(i, _)| i);
+    alpha.dedup_by_key(|&mut (i, _)| i);
+    Some(shape)
 }
 
 /// Whether `pixels` are mixes of the background and one colour (a soft element, not a

@@ -655,3 +655,38 @@ fn a_disc_a_line_crosses_runs_on_beneath_the_line() {
     }
     assert_recomposites(&layout, &rgb, w, &[(46, 30), (46, 33), (46, 36), (70, 30), (70, 33), (46, 50), (46, 25)]);
 }
+
+#[test]
+fn a_drop_shadow_runs_on_under_the_shape_that_casts_it() {
+    // An orange square (columns 30-69, rows 20-59) over its drop shadow: the square moved 10
+    // pixels down and right, black at 50%, its edges fading smoothly over 24 pixels (so that
+    // all of it that is seen fades); a flat background.
+    let (w, h) = (110, 90);
+    let (bg, orange) = ([0.9, 0.92, 0.95], [0.95, 0.5, 0.1]);
+    let fade = |t: f32| {
+        let t = t.clamp(0.0, 1.0);
+        t * t * (3.0 - 2.0 * t)
+    };
+    let ramp = |v: f32, lo: f32, hi: f32| fade((v - lo) / 24.0 + 0.5) * fade((hi - v) / 24.0 + 0.5);
+    let shadow = |x: usize, y: usize| 0.5 * ramp(x as f32 + 0.5, 40.0, 80.0) * ramp(y as f32 + 0.5, 30.0, 70.0);
+    let rgb = drawn(w, h, |x, y| {
+        let square = (30..70).contains(&x) && (20..60).contains(&y);
+        if square { orange } else { over([0.0; 3], shadow(x, y), bg) }
+    });
+    let image = Image { rgb: &rgb, width: w, height: h };
+    let layout = decompose(&image, &[], 16.0, 31);
+    let found = || format!("{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height, e.coverage)).collect::<Vec<_>>());
+    let square = layout.elements.iter().position(|e| alpha_of(e, 50, 40) == 1.0).unwrap_or_else(|| panic!("no square: {}", found()));
+    let cast = layout.elements.iter().position(|e| alpha_of(e, 74, 45) > 0.0).unwrap_or_else(|| panic!("no shadow: {}", found()));
+    assert!(cast < square, "the shadow is under the square: {}", found());
+    let (cast, square) = (&layout.elements[cast], &layout.elements[square]);
+    assert!(distance(colour_at(square, 50, 40), orange) < 2.0 / 255.0, "the square: {:?}", colour_at(square, 50, 40));
+    // Seen beside the square, and on under it (inside the hull of what is seen) at its
+    // opacity, in its dark colour.
+    assert!((alpha_of(cast, 74, 45) - shadow(74, 45)).abs() < 0.06, "beside: {}", alpha_of(cast, 74, 45));
+    for (x, y) in [(60, 50), (66, 45), (55, 56)] {
+        assert!((alpha_of(cast, x, y) - 0.5).abs() < 0.1, "under the square at {x},{y}: {}", alpha_of(cast, x, y));
+        assert!(colour_at(cast, x, y).iter().all(|&v| v < 0.2), "dark at {x},{y}: {:?}", colour_at(cast, x, y));
+    }
+    assert_recomposites(&layout, &rgb, w, &[(74, 45), (50, 66), (60, 50), (40, 30), (80, 70), (100, 85)]);
+}
