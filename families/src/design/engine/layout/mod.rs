@@ -20,8 +20,10 @@
 //!    elements taken off it).
 //! 4. **Shapes** are the other large regions: their own colour, alpha 1 inside, fractional
 //!    only on the anti-aliased edge pixels around them (unmixed against the background
-//!    model); pieces of one shape that another over it cuts apart are one (`pieces.rs`), and
-//!    a rectangle partly under others is completed under them (`hidden.rs`). **Images**
+//!    model); pieces of one shape that another over it cuts apart are one (`pieces.rs`), a
+//!    steep gradient's one-pixel strips side by side on one plane are one (`ramps.rs`), a
+//!    rectangle partly under others is completed under them, and a shape runs on beneath a
+//!    word or a shape lying across it where it is seen on both sides (`hidden.rs`). **Images**
 //!    (`images.rs`) are the large blobs of busy pixels (on a flat background only). A
 //!    region that is one colour partly transparent over the background (its opacity seen in
 //!    the gradient showing through it, or in a shape it half covers) is a tinted panel
@@ -29,7 +31,8 @@
 //!    it is a layer at its opacity over whole shapes.
 //! 5. **Soft elements** (`soft.rs`): on a flat or gradient background, blobs still standing
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
-//!    background and one colour; alpha unmixed as for text.
+//!    background and one colour; alpha unmixed as for text. A drop shadow runs on under the
+//!    shape that casts it.
 //!
 //! Shapes go bottom to top largest first, except where their outlines say which lies over
 //! the other (`order.rs`: the one on top is seen whole, the one under it with a notch).
