@@ -143,6 +143,10 @@ pub(super) fn under_text(covered: &[bool], owner: &[u32], w: usize, h: usize) ->
     out
 }
 
+/// An edge pixel at the end of such a run is a mix of the upper shape's colour over the lower
+/// one's at most this far off (as [`shape_edges`] asks of an edge).
+const SEAM_OFF: f32 = 0.08;
+
 /// The widest run of a shape over another that the other is completed across.
 const UNDER_SHAPE_RUN: usize = 64;
 
@@ -155,8 +159,14 @@ const UNDER_SHAPE_RUN: usize = 64;
 /// and the edge pixels at its ends are added to `s`'s `hidden` part (`completed` there, so
 /// that `c`'s edge is unmixed against `s`), and the pair `(c, s)` to `over`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn under_shapes(shapes: &[(u32, Plane, Vec<usize>)], owner: &[u32], blocked: &[bool], joined: &[bool], over: &mut Vec<(usize, usize)>, hidden: &mut [Vec<usize>], completed: &mut [u32], w: usize, h: usize) {
+pub(super) fn under_shapes(base: &Image<'_>, shapes: &[(u32, Plane, Vec<usize>)], owner: &[u32], blocked: &[bool], joined: &[bool], over: &mut Vec<(usize, usize)>, hidden: &mut [Vec<usize>], completed: &mut [u32]) {
+    let (w, h) = (base.width, base.height);
     let boxes: Vec<_> = shapes.iter().map(|(_, _, pixels)| bounds(pixels, w)).collect();
+    // An edge pixel at a run's end is the upper shape's edge over the lower one.
+    let seam = |j: usize, c: u32, s: u32| {
+        let (x, y) = (j % w, j / w);
+        unmix(base.px(j), shapes[s as usize].1.at(x, y), shapes[c as usize].1.at(x, y)).1 < SEAM_OFF
+    };
     // A shape whose pieces lie all inside another's box (words on a panel, found as shapes)
     // lies on it: what is between them is the panel, seen.
     let inside = |s: usize, c: usize| {
@@ -196,7 +206,6 @@ pub(super) fn under_shapes(shapes: &[(u32, Plane, Vec<usize>)], owner: &[u32], b
             path.push(j);
         }
     };
-    let mut found: Vec<(usize, usize)> = Vec::new();
     let (mut left, mut right) = (Vec::new(), Vec::new());
     for i in 0..w * h {
         let c = owner[i];
@@ -210,21 +219,20 @@ pub(super) fn under_shapes(shapes: &[(u32, Plane, Vec<usize>)], owner: &[u32], b
             if walk(i, dx, dy, &mut right) != Some(s) || !lies_over(c as usize, s as usize, over) {
                 continue;
             }
+            if left.iter().chain(&right).any(|&j| owner[j] == u32::MAX && !seam(j, c, s)) {
+                continue;
+            }
             for &j in std::iter::once(&i).chain(&left).chain(&right) {
                 if completed[j] == u32::MAX {
                     completed[j] = s;
                     hidden[s as usize].push(j);
                 }
             }
-            if !found.contains(&(c as usize, s as usize)) {
-                found.push((c as usize, s as usize));
+            // At once, so that the other way round is never taken as well.
+            if !over.contains(&(c as usize, s as usize)) {
+                over.push((c as usize, s as usize));
             }
             break;
-        }
-    }
-    for pair in found {
-        if !over.contains(&pair) {
-            over.push(pair);
         }
     }
 }

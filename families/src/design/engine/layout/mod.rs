@@ -277,7 +277,7 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     };
     // And a shape that another lies across runs on beneath it.
     if plane.is_some() {
-        under_shapes(&shape_elements, &owner, &blocked, &joined, &mut stacked, &mut hidden, &mut completed, w, h);
+        under_shapes(&base, &shape_elements, &owner, &blocked, &joined, &mut stacked, &mut hidden, &mut completed);
     }
     let below = |i: usize| match completed[i] {
         u32::MAX => below(i),
