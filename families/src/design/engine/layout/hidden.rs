@@ -106,31 +106,7 @@ const UNDER_TEXT_RUN: usize = 64;
 /// shape's). Returns `(pixel, shape)`.
 pub(super) fn under_text(covered: &[bool], owner: &[u32], w: usize, h: usize) -> Vec<(usize, u32)> {
     // The shape a walk from `i` along `(dx, dy)` meets past the covered pixels, if any.
-    let end = |i: usize, dx: i64, dy: i64| -> Option<u32> {
-        let (mut x, mut y) = ((i % w) as i64, (i / w) as i64);
-        let (mut run, mut open) = (0usize, 0usize);
-        loop {
-            (x, y) = (x + dx, y + dy);
-            if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
-                return None;
-            }
-            let j = y as usize * w + x as usize;
-            if owner[j] != u32::MAX {
-                return Some(owner[j]);
-            }
-            if covered[j] && open == 0 {
-                run += 1;
-                if run > UNDER_TEXT_RUN {
-                    return None;
-                }
-            } else {
-                open += 1;
-                if open > EDGE_REACH {
-                    return None;
-                }
-            }
-        }
-    };
+    let end = |i: usize, dx: i64, dy: i64| walk_to_shape(i, (dx, dy), (w, h), owner, UNDER_TEXT_RUN, |j| covered[j] && owner[j] == u32::MAX, |_| true, &mut Vec::new());
     let mut out = Vec::new();
     for i in (0..w * h).filter(|&i| covered[i] && owner[i] == u32::MAX) {
         for (dx, dy) in [(1, 0), (0, 1)] {
@@ -176,36 +152,7 @@ pub(super) fn under_shapes(base: &Image<'_>, shapes: &[(u32, Plane, Vec<usize>)]
     let lies_over = |c: usize, s: usize, over: &[(usize, usize)]| over.contains(&(c, s)) || (joined[s] && !over.contains(&(s, c)) && !inside(s, c));
     // From pixel `i` of shape `c` along `(dx, dy)`: the shape met past `c`'s run and the edge,
     // and the pixels crossed on the way (the run's and the edge's).
-    let walk = |i: usize, dx: i64, dy: i64, path: &mut Vec<usize>| -> Option<u32> {
-        let c = owner[i];
-        let (mut x, mut y) = ((i % w) as i64, (i / w) as i64);
-        let (mut run, mut open) = (0usize, 0usize);
-        loop {
-            (x, y) = (x + dx, y + dy);
-            if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
-                return None;
-            }
-            let j = y as usize * w + x as usize;
-            match owner[j] {
-                o if o == c && open == 0 => {
-                    run += 1;
-                    if run > UNDER_SHAPE_RUN {
-                        return None;
-                    }
-                }
-                u32::MAX if !blocked[j] => {
-                    open += 1;
-                    if open > EDGE_REACH {
-                        return None;
-                    }
-                }
-                u32::MAX => return None,
-                o if o == c => return None,
-                o => return Some(o),
-            }
-            path.push(j);
-        }
-    };
+    let walk = |i: usize, dx: i64, dy: i64, path: &mut Vec<usize>| walk_to_shape(i, (dx, dy), (w, h), owner, UNDER_SHAPE_RUN, |j| owner[j] == owner[i], |j| !blocked[j], path);
     let (mut left, mut right) = (Vec::new(), Vec::new());
     for i in 0..w * h {
         let c = owner[i];
@@ -234,5 +181,38 @@ pub(super) fn under_shapes(base: &Image<'_>, shapes: &[(u32, Plane, Vec<usize>)]
             }
             break;
         }
+    }
+}
+
+/// Walks from pixel `i` along `step` over at most `most` pixels that `run` takes, then over at
+/// most [`EDGE_REACH`] unowned pixels that `open` takes, to the first pixel of a shape
+/// (`owner`), which it returns; `None` past those, or at the canvas's edge. The pixels crossed
+/// go to `path`.
+#[allow(clippy::too_many_arguments)]
+fn walk_to_shape(i: usize, step: (i64, i64), (w, h): (usize, usize), owner: &[u32], most: usize, run: impl Fn(usize) -> bool, open: impl Fn(usize) -> bool, path: &mut Vec<usize>) -> Option<u32> {
+    let (mut x, mut y) = ((i % w) as i64, (i / w) as i64);
+    let (mut ran, mut opened) = (0usize, 0usize);
+    loop {
+        (x, y) = (x + step.0, y + step.1);
+        if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
+            return None;
+        }
+        let j = y as usize * w + x as usize;
+        if opened == 0 && run(j) {
+            ran += 1;
+            if ran > most {
+                return None;
+            }
+        } else if owner[j] != u32::MAX {
+            return Some(owner[j]);
+        } else if open(j) {
+            opened += 1;
+            if opened > EDGE_REACH {
+                return None;
+            }
+        } else {
+            return None;
+        }
+        path.push(j);
     }
 }

@@ -27,6 +27,15 @@ fn drawn(w: usize, h: usize, colour: impl Fn(usize, usize) -> [f32; 3]) -> Vec<f
     rgb
 }
 
+/// How much of pixel `(x, y)` a disc covers (4 x 4 samples, as the layered set draws).
+fn disc_coverage(x: usize, y: usize, (cx, cy): (f32, f32), r: f32) -> f32 {
+    let inside = (0..16).filter(|s| {
+        let (sx, sy) = (x as f32 + (s % 4) as f32 / 4.0 + 0.125, y as f32 + (s / 4) as f32 / 4.0 + 0.125);
+        (sx - cx).hypot(sy - cy) <= r
+    });
+    inside.count() as f32 / 16.0
+}
+
 /// `top` at alpha `a` over `below`.
 fn over(top: [f32; 3], a: f32, below: [f32; 3]) -> [f32; 3] {
     [0, 1, 2].map(|c| a * top[c] + (1.0 - a) * below[c])
@@ -533,13 +542,7 @@ fn a_shape_whose_corner_notches_a_disc_lies_over_it_though_it_is_the_larger() {
     // size alone would put it under) whose corner cuts into the disc.
     let (w, h) = (120, 80);
     let (bg, disc, rect) = ([0.9, 0.9, 0.85], [0.1, 0.3, 0.8], [0.95, 0.55, 0.1]);
-    let disc_cover = |x: usize, y: usize| {
-        let inside = (0..16).filter(|s| {
-            let (sx, sy) = (x as f32 + (s % 4) as f32 / 4.0 + 0.125, y as f32 + (s / 4) as f32 / 4.0 + 0.125);
-            (sx - 40.0).hypot(sy - 40.0) <= 26.0
-        });
-        inside.count() as f32 / 16.0
-    };
+    let disc_cover = |x: usize, y: usize| disc_coverage(x, y, (40.0, 40.0), 26.0);
     let rect_cover = |x: usize, y: usize| {
         let span = |v: usize, lo: f32| ((v as f32 + 1.0).min(200.0) - (v as f32).max(lo)).clamp(0.0, 1.0);
         span(x, 50.5) * span(y, 40.5)
@@ -621,13 +624,7 @@ fn a_disc_a_line_crosses_runs_on_beneath_the_line() {
     // two.
     let (w, h) = (120, 80);
     let (bg, blue, orange) = ([0.95, 0.95, 0.9], [0.1, 0.3, 0.8], [0.95, 0.5, 0.1]);
-    let disc = |x: usize, y: usize| {
-        let inside = (0..16).filter(|s| {
-            let (sx, sy) = (x as f32 + (s % 4) as f32 / 4.0 + 0.125, y as f32 + (s / 4) as f32 / 4.0 + 0.125);
-            (sx - 46.0).hypot(sy - 40.0) <= 20.0
-        });
-        inside.count() as f32 / 16.0
-    };
+    let disc = |x: usize, y: usize| disc_coverage(x, y, (46.0, 40.0), 20.0);
     let rgb = drawn(w, h, |x, y| {
         let a = if !(20..100).contains(&x) { 0.0 } else if (31..36).contains(&y) { 1.0 } else if y == 30 || y == 36 { 0.5 } else { 0.0 };
         over(orange, a, over(blue, disc(x, y), bg))
