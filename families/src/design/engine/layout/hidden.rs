@@ -129,9 +129,10 @@ const UNDER_SHAPE_RUN: usize = 64;
 /// Where a shape lies across another, the other runs on beneath it: a pixel of shape `c`
 /// whose row or column of `c`'s pixels (at most [`UNDER_SHAPE_RUN`], past at most
 /// [`EDGE_REACH`] pixels of edge at each end) ends on both sides in one shape `s`, when `c`
-/// is known to lie over `s`: its outline says so (`over`, pairs `(over, under)`), or `s` was
-/// joined from pieces (`joined`) that `c` cut apart, nothing says `s` is over `c`, and `s`
-/// is not all inside `c`'s box. The run
+/// lies over `s`: its outline says so (`over`, pairs `(over, under)`), or nothing says `s`
+/// is over `c` and either `c` is the smaller (a shape seen on both sides of a smaller one,
+/// a letter, an icon, lies under it: shapes are drawn whole and put one on another) or `s`
+/// was joined from pieces (`joined`) that `c` cut apart and is not all inside `c`'s box. The run
 /// and the edge pixels at its ends are added to `s`'s `hidden` part (`completed` there, so
 /// that `c`'s edge is unmixed against `s`), and the pair `(c, s)` to `over`.
 #[allow(clippy::too_many_arguments)]
@@ -149,7 +150,8 @@ pub(super) fn under_shapes(base: &Image<'_>, shapes: &[(u32, Plane, Vec<usize>)]
         let ((sx, sy, sw, sh), (cx, cy, cw, ch)) = (boxes[s], boxes[c]);
         sx >= cx && sy >= cy && sx + sw <= cx + cw && sy + sh <= cy + ch
     };
-    let lies_over = |c: usize, s: usize, over: &[(usize, usize)]| over.contains(&(c, s)) || (joined[s] && !over.contains(&(s, c)) && !inside(s, c));
+    let smaller = |c: usize, s: usize| shapes[c].2.len() < shapes[s].2.len();
+    let lies_over = |c: usize, s: usize, over: &[(usize, usize)]| over.contains(&(c, s)) || ((joined[s] && !inside(s, c)) || smaller(c, s)) && !over.contains(&(s, c));
     // From pixel `i` of shape `c` along `(dx, dy)`: the shape met past `c`'s run and the edge,
     // and the pixels crossed on the way (the run's and the edge's).
     let walk = |i: usize, dx: i64, dy: i64, path: &mut Vec<usize>| walk_to_shape(i, (dx, dy), (w, h), owner, UNDER_SHAPE_RUN, |j| owner[j] == owner[i], |j| !blocked[j], path);

@@ -687,3 +687,26 @@ fn a_drop_shadow_runs_on_under_the_shape_that_casts_it() {
     }
     assert_recomposites(&layout, &rgb, w, &[(74, 45), (50, 66), (60, 50), (40, 30), (80, 70), (100, 85)]);
 }
+
+#[test]
+fn a_disc_a_smaller_letter_lies_on_runs_on_beneath_it() {
+    // A blue disc (centre 50,40, radius 30) and on it a dark "L" (columns 40-45 of rows
+    // 25-54, and rows 49-54 of columns 40-61), over a flat background. The letter is no
+    // convex shape, so its outline does not tell which is on top; the smaller lies on the
+    // larger.
+    let (w, h) = (110, 80);
+    let (bg, blue, dark) = ([0.95, 0.95, 0.9], [0.1, 0.3, 0.8], [0.15, 0.1, 0.1]);
+    let letter = |x: usize, y: usize| ((40..46).contains(&x) && (25..55).contains(&y)) || ((40..62).contains(&x) && (49..55).contains(&y));
+    let rgb = drawn(w, h, |x, y| if letter(x, y) { dark } else { over(blue, disc_coverage(x, y, (50.0, 40.0), 30.0), bg) });
+    let image = Image { rgb: &rgb, width: w, height: h };
+    let layout = decompose(&image, &[], 16.0, 31);
+    let shapes: Vec<&Element> = layout.elements.iter().filter(|e| e.kind == Kind::Shape).collect();
+    assert_eq!(shapes.len(), 2, "{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height, e.coverage)).collect::<Vec<_>>());
+    let (under, top) = (shapes[0], shapes[1]);
+    assert!(distance(colour_at(top, 42, 30), dark) < 2.0 / 255.0, "the letter is on top: {:?}", colour_at(top, 42, 30));
+    for (x, y) in [(42, 30), (43, 40), (50, 52), (58, 50)] {
+        assert_eq!(alpha_of(under, x, y), 1.0, "the disc under the letter at {x},{y}");
+        assert!(distance(colour_at(under, x, y), blue) < 2.0 / 255.0, "at {x},{y}: {:?}", colour_at(under, x, y));
+    }
+    assert_recomposites(&layout, &rgb, w, &[(42, 30), (50, 52), (39, 40), (46, 40), (62, 50), (90, 70)]);
+}
