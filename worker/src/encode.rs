@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use crate::decode::Decoded;
 use crate::documents::{self, DocLayer};
 use lamina_common::keys::layer_name;
-use lamina_common::manifest::{BBox, LayerInfo, LayerRole, OutputFile, PREVIEW_FILE};
+use lamina_common::manifest::{BBox, LayerInfo, LayerLabel, LayerRole, OutputFile, PREVIEW_FILE};
 use lamina_common::params::{Format, RenderParams};
 
 /// Largest side of a tile in the contact sheet.
@@ -79,8 +79,8 @@ pub struct StreamEncoder {
     layers: Vec<LayerStream>,
     squared_error: f64,
     thumb: Thumb,
-    /// Each model layer's role (object and design models; empty for colour layers).
-    roles: Vec<LayerRole>,
+    /// Each model layer's role and words (object and design models; empty for colour layers).
+    labels: Vec<LayerLabel>,
 }
 
 struct LayerStream {
@@ -165,14 +165,14 @@ impl StreamEncoder {
                 thumb: vec![0; (thumb.w * thumb.h * 4) as usize],
             })
             .collect();
-        StreamEncoder { input, sources, params: params.clone(), row: 0, layers, squared_error: 0.0, thumb, roles: Vec::new() }
+        StreamEncoder { input, sources, params: params.clone(), row: 0, layers, squared_error: 0.0, thumb, labels: Vec::new() }
     }
 
-    /// Each model layer's role (object and design models): the manifest and the documents
-    /// name the layers so. A written layer made of several model layers is the background
-    /// when one of them is, else takes its first one's role.
-    pub fn roles(mut self, roles: Vec<LayerRole>) -> StreamEncoder {
-        self.roles = roles;
+    /// Each model layer's role and words (object and design models): the manifest and the
+    /// documents name the layers so. A written layer made of several model layers is the
+    /// background when one of them is, else takes its first one's role and words.
+    pub fn labels(mut self, labels: Vec<LayerLabel>) -> StreamEncoder {
+        self.labels = labels;
         self
     }
 
@@ -297,9 +297,9 @@ impl StreamEncoder {
                 dropped.extend(sources);
                 continue;
             }
-            let of = |i: &usize| self.roles.get(*i).copied();
-            let role = sources.iter().filter_map(of).find(|r| *r == LayerRole::Background).or_else(|| sources.first().and_then(of));
-            infos.push(layer.stats.info(infos.len(), sources, pixels, role));
+            let of = |i: &usize| self.labels.get(*i);
+            let label = sources.iter().filter_map(of).find(|l| l.role == LayerRole::Background).or_else(|| sources.first().and_then(of));
+            infos.push(layer.stats.info(infos.len(), sources, pixels, label));
             pngs.push(layer.bytes.take());
             thumbs.push(layer.thumb);
         }
@@ -348,19 +348,39 @@ impl Stats {
     }
 
     /// The manifest's record of written layer `index`, named by its index and colour.
-    /// Colour layers are named by their colour, object models' layers by what they are.
-    fn info(&self, index: usize, sources: Vec<usize>, pixels: f64, role: Option<LayerRole>) -> LayerInfo {
+    /// Colour layers are named by their colour, object models' layers by what they are, a
+    /// design's layers by their role and colour and, for text, the words read in it.
+    fn info(&self, index: usize, sources: Vec<usize>, pixels: f64, label: Option<&LayerLabel>) -> LayerInfo {
+        let (role, text) = (label.map(|l| l.role), label.and_then(|l| l.text.clone()));
         let bbox = (self.x0 <= self.x1).then(|| BBox { x: self.x0, y: self.y0, width: self.x1 - self.x0 + 1, height: self.y1 - self.y0 + 1 });
         let color = self.sum_c.map(|s| if self.sum_a > 0.0 { (s / self.sum_a).round() as u8 } else { 0 });
         let name = match role {
             None => format!("{index:02} #{:02x}{:02x}{:02x}", color[0], color[1], color[2]),
             Some(LayerRole::Background) => format!("{index:02} background"),
             Some(LayerRole::Object) => format!("{index:02} object"),
-            Some(role) => format!("{index:02} {} #{:02x}{:02x}{:02x}", role.as_str(), color[0], color[1], color[2]),
+            Some(role) => {
+                let named = format!("{index:02} {} #{:02x}{:02x}{:02x}", role.as_str(), color[0], color[1], color[2]);
+                match &text {
+                    Some(words) => format!("{named} \u{201c}{}\u{201d}", shortened(words)),
+                    None => named,
+                }
+            }
         };
-        LayerInfo { file: Some(layer_name(index)), name, sources, color, bbox, coverage: self.sum_a / 255.0 / pixels.max(1.0), role }
+        LayerInfo { file: Some(layer_name(index)), name, sources, color, bbox, coverage: self.sum_a / 255.0 / pixels.max(1.0), role, text }
     }
 }
+
+/// Words for a layer's name: its lines on one line, at most [`NAME_WORDS`] characters.
+fn shortened(words: &str) -> String {
+    let line = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(NAME_WORDS) {
+        Some((cut, _)) => format!("{}\u{2026}", line[..cut].trim_end()),
+        None => line,
+    }
+}
+
+/// The most characters of a text layer's words its name holds.
+const NAME_WORDS: usize = 40;
 
 /// Composites one row of straight RGBA "over" `acc` (premultiplied RGB).
 fn over(acc: &mut [[f32; 3]], line: &[u8]) {
@@ -517,6 +537,28 @@ mod tests {
         let decoded = image::load_from_memory(&enc.files[0].1).unwrap().to_rgba8();
         assert_eq!(decoded.as_raw(), &[255, 0, 0, 255, 255, 0, 0, 255]);
         assert!(image::load_from_memory(&enc.preview).is_ok());
+    }
+
+    #[test]
+    fn a_text_layer_is_named_by_its_role_colour_and_words() {
+        let img = input(2, 1, [1.0, 1.0, 1.0], None);
+        let (white, red) = (vec![255u8, 255, 255, 255, 255, 255, 255, 255], vec![255u8, 0, 0, 255, 0, 0, 0, 0]);
+        let long = "a line of words far longer than a layer name should hold whole";
+        let labels = vec![
+            LayerLabel::from(LayerRole::Background),
+            LayerLabel { role: LayerRole::Text, text: Some("SPRING\nSALE".into()) },
+            LayerLabel { role: LayerRole::Text, text: Some(long.into()) },
+            LayerLabel { role: LayerRole::Shape, text: None },
+        ];
+        let mut enc = StreamEncoder::new(img, vec![vec![0], vec![1], vec![2], vec![3]], &RenderParams::default()).labels(labels);
+        enc.push(vec![white, red.clone(), red.clone(), red]).unwrap();
+        let layers = enc.finish().unwrap().layers;
+        let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["00 background", "01 text #ff0000 \u{201c}SPRING SALE\u{201d}", "02 text #ff0000 \u{201c}a line of words far longer than a layer\u{2026}\u{201d}", "03 shape #ff0000"]);
+        // The manifest keeps the words whole, lines and all.
+        assert_eq!(layers[1].text.as_deref(), Some("SPRING\nSALE"));
+        assert_eq!(layers[2].text.as_deref(), Some(long));
+        assert_eq!((layers[0].text.as_ref(), layers[3].text.as_ref()), (None, None));
     }
 
     #[test]

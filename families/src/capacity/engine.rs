@@ -44,7 +44,7 @@ impl Model for CapacityTest {
         let top = Tensor::cat(&[images.shallow_clone(), ones], 1);
         let layers = Tensor::stack(&[bottom, top], 1);
         let n = batch.sizes.len();
-        Ok(Decomposed { layers, sources: vec![vec![vec![0], vec![1]]; n], palettes: vec![None; n], roles: vec![Vec::new(); n] })
+        Ok(Decomposed { layers, sources: vec![vec![vec![0], vec![1]]; n], palettes: vec![None; n], labels: vec![Vec::new(); n] })
     }
 }
 

@@ -3,7 +3,8 @@
 //! under everything), then image layers (photographic regions), shape layers (regions of one
 //! flat colour or a smooth gradient, with crisp anti-aliased edges) and text layers (words
 //! found by a pretrained text detector, their alpha unmixed from the local background so the
-//! layer's colour is the text's own). The engine is in `engine/`.
+//! layer's colour is the text's own, and the words in it read by a pretrained recogniser).
+//! The engine is in `engine/`.
 
 use crate::{Capabilities, Count, Description, Family, Large, LayerRule, ModelIdentity, ParamRule, Roles};
 use lamina_common::params::{DecomposeParams, LayerCount, Share};
@@ -11,6 +12,10 @@ use lamina_common::params::{DecomposeParams, LayerCount, Share};
 /// The text detector's ONNX file (PP-OCRv6 small, from the rapidocr 3.10.0 wheel), as
 /// `ops/fetch-models.sh` pins it; its TorchScript conversion is checked against it.
 pub const TEXT_DETECTOR_SHA256: &str = "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f";
+
+/// The text recogniser's ONNX file (PP-OCRv6 small, from the same wheel): the words of each
+/// text layer are read with its TorchScript conversion, checked against it.
+pub const TEXT_RECOGNISER_SHA256: &str = "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884";
 
 /// The most layers one graphic gets; `auto` merges the smallest elements beyond it.
 pub const MAX_DESIGN_LAYERS: u8 = 32;
@@ -36,7 +41,7 @@ pub static FAMILY: Family = Family {
 };
 
 pub fn identity() -> ModelIdentity {
-    ModelIdentity { id: "design@1".to_owned(), weights_sha256: TEXT_DETECTOR_SHA256.to_owned() }
+    ModelIdentity { id: "design@2".to_owned(), weights_sha256: TEXT_DETECTOR_SHA256.to_owned() }
 }
 
 pub fn describe(_text: &str) -> Description {

@@ -141,9 +141,10 @@ pub struct Decomposed {
     pub sources: Vec<Vec<Vec<usize>>>,
     /// For each image, the palette used (palette models only).
     pub palettes: Vec<Option<Vec<[u8; 3]>>>,
-    /// For each image, each model layer's role where the model reports roles layer by layer
-    /// (design models); empty where the family's [`Roles`](lamina_families::Roles) say it.
-    pub roles: Vec<Vec<lamina_common::manifest::LayerRole>>,
+    /// For each image, each model layer's role (and a text layer's words) where the model
+    /// reports them layer by layer (design models); empty where the family's
+    /// [`Roles`](lamina_families::Roles) say it.
+    pub labels: Vec<Vec<lamina_common::manifest::LayerLabel>>,
 }
 
 /// Receives one image's layers band by band from [`Model::decompose_large`].
@@ -151,10 +152,10 @@ pub trait LayerSink {
     /// Called once before any band: which model layers form each output layer, and the
     /// palette (palette models only).
     fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError>;
-    /// Each model layer's role, before [`LayerSink::begin`], from models that report roles
-    /// layer by layer (design models).
-    fn roles(&mut self, roles: Vec<lamina_common::manifest::LayerRole>) {
-        let _ = roles;
+    /// Each model layer's role and words, before [`LayerSink::begin`], from models that
+    /// report them layer by layer (design models).
+    fn labels(&mut self, labels: Vec<lamina_common::manifest::LayerLabel>) {
+        let _ = labels;
     }
     /// The next rows of every layer, top to bottom: 8-bit straight RGBA, full width, one
     /// buffer per layer, as [`quantise`] makes them.

@@ -118,7 +118,7 @@ impl Model for TorchScriptModel {
             layers: out.clamp(0.0, 1.0),
             sources: vec![(0..self.desc.layers).map(|i| vec![i]).collect(); n],
             palettes: vec![None; n],
-            roles: vec![Vec::new(); n],
+            labels: vec![Vec::new(); n],
         })
     }
 }

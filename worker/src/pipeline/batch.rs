@@ -68,7 +68,7 @@ pub(super) fn bucket(desc: &ModelDesc, calibration: &Calibration, budget: u64, h
     }
 }
 
-pub(super) type Output = (Vec<Vec<u8>>, Vec<Vec<usize>>, Option<Vec<[u8; 3]>>, Vec<lamina_common::manifest::LayerRole>);
+pub(super) type Output = (Vec<Vec<u8>>, Vec<Vec<usize>>, Option<Vec<[u8; 3]>>, Vec<lamina_common::manifest::LayerLabel>);
 
 /// Runs a batch. On the CPU each image goes through the model alone at its own padded
 /// size even when it shares a batch: the CPU's convolution kernels differ with the batch
@@ -148,10 +148,10 @@ pub(super) fn run_stacked(
     let (images_t, alpha) = (on_device(&input.images), input.alpha.as_ref().map(on_device));
     let out = model.decompose(&Batch { images: &images_t, sizes: &sizes, alpha: alpha.as_ref() }, params)?;
     let mut outputs = Vec::with_capacity(images.len());
-    let roles = out.roles.into_iter().chain(std::iter::repeat_with(Vec::new));
-    for (i, (((&(h, w), sources), palette), roles)) in sizes.iter().zip(out.sources).zip(out.palettes).zip(roles).enumerate() {
+    let labels = out.labels.into_iter().chain(std::iter::repeat_with(Vec::new));
+    for (i, (((&(h, w), sources), palette), labels)) in sizes.iter().zip(out.sources).zip(out.palettes).zip(labels).enumerate() {
         let layers = quantise(&out.layers.get(i as i64).narrow(2, 0, h).narrow(3, 0, w)).map_err(crate::runtime::torch_err(&model.desc().id))?;
-        outputs.push((layers, sources, palette, roles));
+        outputs.push((layers, sources, palette, labels));
     }
     Ok(outputs)
 }

@@ -243,13 +243,13 @@ impl LaneCtx<'_> {
         match outcome {
             Ok(outputs) => {
                 crate::metrics::METRICS.lane(self.index, &device_name(self.device()), count);
-                for (item, (layers, sources, palette, roles)) in items.into_iter().zip(outputs) {
+                for (item, (layers, sources, palette, labels)) in items.into_iter().zip(outputs) {
                     let (tx, bands) = mpsc::channel(2);
                     // Capacity 2: both fit, so these sends never wait.
                     let _ = tx.try_send(Band::Rows(layers));
                     let _ = tx.try_send(Band::Done { inference_ms: per_image });
                     let precision = self.model.precision_for(item.task.params.quality);
-                    let inferred = Inferred { item, sources, palette, roles, bands, device: self.device(), precision };
+                    let inferred = Inferred { item, sources, palette, labels, bands, device: self.device(), precision };
                     if self.inferred.blocking_send(inferred).is_err() {
                         return false;
                     }
@@ -296,7 +296,7 @@ impl LaneCtx<'_> {
         span.in_scope(|| debug!(width = image.width, height = image.height, quality = %params.quality, lane = self.index, "large image"));
         let started = Instant::now();
         let precision = self.model.precision_for(params.quality);
-        let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision, roles: Vec::new() };
+        let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision, labels: Vec::new() };
         let outcome = self.guard(|| self.model.decompose_large(&image, &params, budget, &mut sink));
         let elapsed = started.elapsed();
         self.clock.add(elapsed);
@@ -375,21 +375,21 @@ struct ChannelSink<'a> {
     bands: Option<mpsc::Sender<Band>>,
     device: Device,
     precision: Precision,
-    /// Each model layer's role, where the model says (design models).
-    roles: Vec<lamina_common::manifest::LayerRole>,
+    /// Each model layer's role and words, where the model says (design models).
+    labels: Vec<lamina_common::manifest::LayerLabel>,
 }
 
 impl LayerSink for ChannelSink<'_> {
-    fn roles(&mut self, roles: Vec<lamina_common::manifest::LayerRole>) {
-        self.roles = roles;
+    fn labels(&mut self, labels: Vec<lamina_common::manifest::LayerLabel>) {
+        self.labels = labels;
     }
 
     fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {
         let item = self.item.take().ok_or(ModelError::SinkClosed)?;
         // One band waits while the next is made: two bands of a large image in memory.
         let (tx, bands) = mpsc::channel(1);
-        let roles = std::mem::take(&mut self.roles);
-        let inferred = Inferred { item, sources, palette, roles, bands, device: self.device, precision: self.precision };
+        let labels = std::mem::take(&mut self.labels);
+        let inferred = Inferred { item, sources, palette, labels, bands, device: self.device, precision: self.precision };
         self.inferred.blocking_send(inferred).map_err(|_| ModelError::SinkClosed)?;
         self.bands = Some(tx);
         Ok(())

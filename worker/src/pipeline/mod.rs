@@ -107,8 +107,8 @@ struct Inferred {
     item: Item,
     sources: Vec<Vec<usize>>,
     palette: Option<Vec<[u8; 3]>>,
-    /// Each model layer's role, where the model reports them (design models).
-    roles: Vec<lamina_common::manifest::LayerRole>,
+    /// Each model layer's role and words, where the model reports them (design models).
+    labels: Vec<lamina_common::manifest::LayerLabel>,
     bands: mpsc::Receiver<Band>,
     /// Where and in which precision it ran (for the manifest).
     device: tch::Device,

@@ -13,7 +13,7 @@ use super::{fetch::ms, Band, Finished, Inferred, WRITE_CONCURRENCY};
 use crate::encode::{Encoded, StreamEncoder};
 use crate::runtime::{device_name, ModelDesc};
 use lamina_common::keys::join;
-use lamina_common::manifest::{Canvas, InputInfo, LayerCountInfo, LayerRole, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
+use lamina_common::manifest::{Canvas, InputInfo, LayerCountInfo, LayerLabel, LayerRole, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
 use lamina_common::messages::{FailureKind, Status, TaskResult};
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::ObjectStore;
@@ -56,15 +56,15 @@ pub(super) async fn run(
 }
 
 async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
-    let Inferred { mut item, sources, palette, roles, mut bands, precision, .. } = image;
+    let Inferred { mut item, sources, palette, labels, mut bands, precision, .. } = image;
     let output = item.output.clone();
     let key = item.task.key.clone();
-    let roles = match desc.caps().roles {
+    let labels = match desc.caps().roles {
         lamina_families::Roles::Colour => Vec::new(),
-        lamina_families::Roles::Objects => (0..desc.layers).map(|i| if i == 0 { LayerRole::Background } else { LayerRole::Object }).collect(),
-        lamina_families::Roles::Design => roles,
+        lamina_families::Roles::Objects => (0..desc.layers).map(|i| LayerLabel::from(if i == 0 { LayerRole::Background } else { LayerRole::Object })).collect(),
+        lamina_families::Roles::Design => labels,
     };
-    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.render).roles(roles);
+    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.render).labels(labels);
     let mut encoding = std::time::Duration::ZERO;
     let crashed = || TaskResult::failed(key.clone(), FailureKind::Encode, "layer encoder crashed");
     let cannot = |e: crate::encode::EncodeError| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));

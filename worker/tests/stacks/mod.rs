@@ -2,7 +2,7 @@
 //! sink that collects the bands a streamed image arrives in.
 #![allow(dead_code)]
 
-use lamina_common::manifest::LayerRole;
+use lamina_common::manifest::LayerLabel;
 use lamina_worker::runtime::{LayerSink, ModelError};
 use tch::{Kind, Tensor};
 
@@ -27,14 +27,14 @@ pub fn psnr(a: &Tensor, b: &Tensor) -> f64 {
 pub struct Collect {
     pub sources: Vec<Vec<usize>>,
     pub palette: Option<Vec<[u8; 3]>>,
-    pub roles: Vec<LayerRole>,
+    pub labels: Vec<LayerLabel>,
     pub layers: Vec<Vec<u8>>,
     pub bands: usize,
 }
 
 impl LayerSink for Collect {
-    fn roles(&mut self, roles: Vec<LayerRole>) {
-        self.roles = roles;
+    fn labels(&mut self, labels: Vec<LayerLabel>) {
+        self.labels = labels;
     }
 
     fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {

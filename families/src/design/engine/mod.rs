@@ -1,9 +1,12 @@
 //! The design engine: the text detector on the model's device (`detect.rs`), then the
 //! graphic taken apart on the CPU (`layout.rs`), then the layers stacked bottom to top:
-//! background, images, shapes, text. Each layer's role travels with it to the manifest.
+//! background, images, shapes, text, and the words of each text layer read by the
+//! recogniser on the model's device (`read.rs`). Each layer's role and words travel with it
+//! to the manifest.
 
 pub mod detect;
 pub mod layout;
+pub mod read;
 
 use tch::{Device, Kind, Tensor};
 
@@ -11,7 +14,8 @@ use crate::objects::push_pull;
 use crate::{Batch, Decoded, Decomposed, LayerSink, Model, ModelDesc, ModelError};
 use detect::TextDetector;
 use layout::{Element, Image, Layout};
-use lamina_common::manifest::LayerRole;
+use lamina_common::manifest::{LayerLabel, LayerRole};
+use read::TextReader;
 use lamina_common::params::DecomposeParams;
 use lamina_families::design::{identity, min_coverage, FAMILY, MAX_DESIGN_LAYERS};
 
@@ -27,12 +31,14 @@ const BAND_ROWS: usize = 64;
 pub struct DesignModel {
     desc: ModelDesc,
     detector: TextDetector,
+    reader: TextReader,
     device: Device,
 }
 
 /// Makes `design` on `device` (the detector runs there; the layout on the CPU).
 pub fn load(_text: &str, device: Device) -> Result<Box<dyn Model>, ModelError> {
     let detector = TextDetector::load(device)?;
+    let reader = TextReader::load(device)?;
     let id = identity();
     // Per pixel: the input and its copies (planar f32, 12 B each: the image, the text's
     // unmixed background, the background layer), the region labels and sizes (8 B) and
@@ -48,7 +54,7 @@ pub fn load(_text: &str, device: Device) -> Result<Box<dyn Model>, ModelError> {
         family: &FAMILY,
         rule: FAMILY.rule,
     };
-    Ok(Box::new(DesignModel { desc, detector, device }))
+    Ok(Box::new(DesignModel { desc, detector, reader, device }))
 }
 
 impl Model for DesignModel {
@@ -71,26 +77,28 @@ impl Model for DesignModel {
             let (w, h) = (w as usize, h as usize);
             let min_pixels = min_coverage(params) * (w * h) as f64;
             let most = params.layer_target().map_or(usize::from(MAX_DESIGN_LAYERS), usize::from);
-            let layout = layout::decompose(&Image { rgb: &rgb, width: w, height: h }, &texts, min_pixels, most.saturating_sub(1));
-            stacks.push(self.stack(layout, w, h).map_err(torch)?);
+            let image = Image { rgb: &rgb, width: w, height: h };
+            let layout = layout::decompose(&image, &texts, min_pixels, most.saturating_sub(1));
+            let labels = self.labels(&image, &layout.elements).map_err(torch)?;
+            stacks.push((self.stack(layout, w, h).map_err(torch)?, labels));
         }
         // One tensor for the batch: every image's stack padded with empty layers to the most.
         let most = stacks.iter().map(|(t, _)| t.size()[0]).max().unwrap_or(1);
         let (ph, pw) = (batch.images.size()[2], batch.images.size()[3]);
         let mut layers = Vec::with_capacity(stacks.len());
         let mut sources = Vec::with_capacity(stacks.len());
-        let mut roles = Vec::with_capacity(stacks.len());
-        for ((stack, mut kinds), &(h, w)) in stacks.into_iter().zip(batch.sizes) {
+        let mut all_labels = Vec::with_capacity(stacks.len());
+        for ((stack, mut labels), &(h, w)) in stacks.into_iter().zip(batch.sizes) {
             let l = stack.size()[0];
             let padded = stack.f_constant_pad_nd([0, pw - w, 0, ph - h, 0, 0, 0, most - l]).map_err(torch)?;
             layers.push(padded);
-            kinds.resize(most as usize, LayerRole::Shape);
+            labels.resize(most as usize, LayerLabel::from(LayerRole::Shape));
             sources.push((0..l as usize).map(|i| vec![i]).collect());
-            roles.push(kinds);
+            all_labels.push(labels);
         }
         let layers = Tensor::f_stack(&layers, 0).map_err(torch)?.to_device(self.device);
         let n = batch.sizes.len();
-        Ok(Decomposed { layers, sources, palettes: vec![None; n], roles })
+        Ok(Decomposed { layers, sources, palettes: vec![None; n], labels: all_labels })
     }
 
     /// An image too large to hand back whole: the same layout, its layers streamed in bands
@@ -115,14 +123,14 @@ impl Model for DesignModel {
         drop(tensor);
         let min_pixels = min_coverage(params) * (w * h) as f64;
         let most = params.layer_target().map_or(usize::from(MAX_DESIGN_LAYERS), usize::from);
-        let mut layout = layout::decompose(&Image { rgb: &image.rgb, width: w, height: h }, &texts, min_pixels, most.saturating_sub(1));
+        let whole = Image { rgb: &image.rgb, width: w, height: h };
+        let mut layout = layout::decompose(&whole, &texts, min_pixels, most.saturating_sub(1));
+        let labels = self.labels(&whole, &layout.elements).map_err(torch)?;
         if layout.background.iter().any(|v| v.is_nan()) {
             let filled = fill(&layout.background, w, h).map_err(torch)?;
             layout.background = filled;
         }
-        let mut roles = vec![LayerRole::Background];
-        roles.extend(layout.elements.iter().map(|e| role(e.kind)));
-        sink.roles(roles);
+        sink.labels(labels);
         sink.begin((0..=layout.elements.len()).map(|i| vec![i]).collect(), None)?;
         let n = w * h;
         for y0 in (0..h).step_by(BAND_ROWS) {
@@ -191,19 +199,33 @@ fn fill(background: &[f32], w: usize, h: usize) -> Result<Vec<f32>, tch::TchErro
 }
 
 impl DesignModel {
-    /// One image's layers, `[L,4,H,W]` straight RGBA, and each layer's role.
-    fn stack(&self, layout: Layout, w: usize, h: usize) -> Result<(Tensor, Vec<LayerRole>), tch::TchError> {
+    /// Each layer's role, bottom first, and for a text layer the words the recogniser reads
+    /// in its lines (all of them read in one go).
+    fn labels(&self, image: &Image<'_>, elements: &[Element]) -> Result<Vec<LayerLabel>, tch::TchError> {
+        let lines: Vec<read::Line> = elements.iter().filter(|e| e.kind == layout::Kind::Text).flat_map(|e| e.lines.iter().copied()).collect();
+        let mut read = self.reader.read(image, &lines, self.device)?.into_iter();
+        let mut labels = vec![LayerLabel::from(LayerRole::Background)];
+        for e in elements {
+            let text = match e.kind {
+                layout::Kind::Text => read::words(&e.lines.iter().map(|&l| (l, read.next().flatten())).collect::<Vec<_>>()),
+                _ => None,
+            };
+            labels.push(LayerLabel { role: role(e.kind), text });
+        }
+        Ok(labels)
+    }
+
+    /// One image's layers, `[L,4,H,W]` straight RGBA.
+    fn stack(&self, layout: Layout, w: usize, h: usize) -> Result<Tensor, tch::TchError> {
         let (wi, hi) = (w as i64, h as i64);
         // A photographic background is filled under the elements taken off it.
         let background = if layout.background.iter().any(|v| v.is_nan()) { fill(&layout.background, w, h)? } else { layout.background };
         let background = Tensor::from_slice(&background).view([1, 3, hi, wi]);
         let mut layers = vec![Tensor::cat(&[background.squeeze_dim(0), Tensor::ones([1, hi, wi], (Kind::Float, Device::Cpu))], 0)];
-        let mut roles = vec![LayerRole::Background];
         for e in &layout.elements {
             layers.push(place(e, w, h));
-            roles.push(role(e.kind));
         }
-        Ok((Tensor::f_stack(&layers, 0)?, roles))
+        Tensor::f_stack(&layers, 0)
     }
 }
 

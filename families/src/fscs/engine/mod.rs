@@ -324,7 +324,7 @@ impl Model for Fscs {
                 (colour, alpha, vec![(0..K).map(|i| vec![i]).collect(); b as usize])
             };
             let layers = Tensor::cat(&[colour, alpha_add_to_normal(&alpha)], 2);
-            Ok::<_, tch::TchError>(Decomposed { layers, sources, roles: vec![Vec::new(); palettes.len()], palettes: palettes.into_iter().map(Some).collect() })
+            Ok::<_, tch::TchError>(Decomposed { layers, sources, labels: vec![Vec::new(); palettes.len()], palettes: palettes.into_iter().map(Some).collect() })
         })
         .map_err(torch_err(&self.desc.id))
     }

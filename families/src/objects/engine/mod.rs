@@ -226,7 +226,7 @@ impl Model for ObjectModel {
         let n = batch.sizes.len();
         let count = layers.size()[1] as usize;
         debug_assert!(count >= 1);
-        Ok(Decomposed { layers, sources: vec![(0..count).map(|i| vec![i]).collect(); n], palettes: vec![None; n], roles: vec![Vec::new(); n] })
+        Ok(Decomposed { layers, sources: vec![(0..count).map(|i| vec![i]).collect(); n], palettes: vec![None; n], labels: vec![Vec::new(); n] })
     }
 
     fn decompose_large(&self, image: &crate::Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn crate::LayerSink) -> Result<(), ModelError> {

@@ -99,7 +99,7 @@ pub(super) fn merge(a: &Element, b: &Element) -> Element {
     for j in 0..m {
         coverage += f64::from(rgba[3 * m + j]);
     }
-    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage, sort_as: a.sort_as, under: a.under, tint: a.tint && b.tint, id: a.id }
+    Element { kind: a.kind, x0, y0, width: w, height: h, rgba, coverage, sort_as: a.sort_as, under: a.under, tint: a.tint && b.tint, id: a.id, lines: [&a.lines[..], &b.lines[..]].concat() }
 }
 
 /// An element from its pixels' alpha (image indices), coloured by `colour(x, y, index)`.
@@ -123,5 +123,5 @@ pub(super) fn element(kind: Kind, alpha: &[(usize, f32)], w: usize, colour: impl
         rgba[3 * m + j] = a;
         coverage += f64::from(a);
     }
-    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage, sort_as: coverage, under: false, tint: false, id: 0 }
+    Element { kind, x0, y0, width: bw, height: bh, rgba, coverage, sort_as: coverage, under: false, tint: false, id: 0, lines: Vec::new() }
 }

@@ -115,6 +115,9 @@ pub struct Element {
     pub tint: bool,
     /// Which element it is, for the pairs of shapes that say which lies over which.
     pub id: usize,
+    /// A text element's lines: the detector's boxes of words it was found in (`x0, y0, x1,
+    /// y1`, the ends exclusive), which the recogniser reads; empty for other elements.
+    pub lines: Vec<[usize; 4]>,
 }
 
 /// The decomposition: the opaque background (planar RGB, the whole image; NaN where a

@@ -58,7 +58,9 @@ pub(super) fn text_element(image: &Image<'_>, b: &TextBox, under: &mut [f32], co
             under[c * n + i] = if a < 0.9 { ((p[c] - a * t[c]) / (1.0 - a)).clamp(0.0, 1.0) } else { below[c] };
         }
     }
-    Some((element(Kind::Text, &alpha, w, |x, y, _| text.at(x, y)), host))
+    let mut word = element(Kind::Text, &alpha, w, |x, y, _| text.at(x, y));
+    word.lines = vec![[b.x0, b.y0, b.x1, b.y1]];
+    Some((word, host))
 }
 
 /// The text in the pixels `inside` a box over the background `bg`: each pixel's alpha and the
