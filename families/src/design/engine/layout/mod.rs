@@ -28,7 +28,8 @@
 //!    region that is one colour partly transparent over the background (its opacity seen in
 //!    the gradient showing through it, or in a shape it half covers) is a tinted panel
 //!    (`tinted.rs`): what it covers is unmixed from under it and the regions found again, so
-//!    it is a layer at its opacity over whole shapes.
+//!    it is a layer at its opacity over whole shapes. Shapes of one colour set in a row (the
+//!    letters of a word the detector missed, a set of stripes) are one layer (`letters.rs`).
 //! 5. **Soft elements** (`soft.rs`): on a flat or gradient background, blobs still standing
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
 //!    background and one colour; alpha unmixed as for text. A drop shadow runs on under the
@@ -44,6 +45,7 @@ mod background;
 mod elements;
 mod hidden;
 mod images;
+mod letters;
 mod order;
 mod pieces;
 mod plane;
@@ -341,7 +343,10 @@ pub fn decompose(image: &Image<'_>, texts: &[TextBox], min_pixels: f64, max_elem
     for (id, e) in elements.iter_mut().enumerate() {
         e.id = id;
     }
-    let over: Vec<(usize, usize)> = stacked.iter().map(|&(a, b)| (first_shape + a, first_shape + b)).chain(cast).collect();
+    let mut over: Vec<(usize, usize)> = stacked.iter().map(|&(a, b)| (first_shape + a, first_shape + b)).chain(cast).collect();
+    // Shapes of one colour in a row (the letters of a word the detector missed, stripes) are
+    // one layer.
+    letters::join_rows(&mut elements, first_shape..first_shape + shape_elements.len(), &mut over);
     elements.retain(|e| e.coverage >= min_pixels.max(1.0));
     let kept = limit(elements, max_elements, &over);
     let background = fill_background(image, plane.as_ref(), &kept);

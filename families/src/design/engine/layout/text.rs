@@ -13,7 +13,7 @@ const LABEL_SHARE: f64 = 0.4;
 /// Words on a label have its colour on both sides of this share of their strong pixels.
 const ENCLOSED: f64 = 0.9;
 /// Words whose colours are this close can be of one block (see [`join_blocks`]).
-const BLOCK_COLOUR: f32 = 0.08;
+pub(super) const BLOCK_COLOUR: f32 = 0.08;
 /// Words of one block are at most this many times taller than each other.
 const BLOCK_SIZE: f64 = 1.6;
 /// The next word of a line is at most this many of the taller word's heights away.
@@ -221,17 +221,28 @@ pub(super) fn join_blocks(words: Vec<Element>) -> Vec<Element> {
 
 /// Whether two words of one colour are of one block (see [`join_blocks`]).
 fn of_one_block(a: &Element, b: &Element) -> bool {
+    let Some((lo, hi, down, across)) = sizes_and_overlaps(a, b) else { return false };
+    let next_line = down < 0.5 * lo && across > 0.0 && -down <= LINE_GAP * hi;
+    of_one_line(a, b) || next_line
+}
+
+/// Whether two elements of one size are of one line: level with each other (overlapping by
+/// half the smaller one's height) and at most [`WORD_GAP`] of the taller one's height apart.
+pub(super) fn of_one_line(a: &Element, b: &Element) -> bool {
+    sizes_and_overlaps(a, b).is_some_and(|(lo, hi, down, across)| down >= 0.5 * lo && -across <= WORD_GAP * hi)
+}
+
+/// Two elements' smaller and larger heights and how much their boxes overlap down and across
+/// (negative: how far apart they are), when they are of one size (within [`BLOCK_SIZE`]).
+fn sizes_and_overlaps(a: &Element, b: &Element) -> Option<(f64, f64, f64, f64)> {
     let (lo, hi) = ((a.height.min(b.height)) as f64, (a.height.max(b.height)) as f64);
     if hi > BLOCK_SIZE * lo {
-        return false;
+        return None;
     }
-    // How much the two boxes overlap along an axis; negative: how far apart they are.
     let overlap = |a0: usize, a1: usize, b0: usize, b1: usize| a1.min(b1) as f64 - a0.max(b0) as f64;
     let down = overlap(a.y0, a.y0 + a.height, b.y0, b.y0 + b.height);
     let across = overlap(a.x0, a.x0 + a.width, b.x0, b.x0 + b.width);
-    let same_line = down >= 0.5 * lo && -across <= WORD_GAP * hi;
-    let next_line = down < 0.5 * lo && across > 0.0 && -down <= LINE_GAP * hi;
-    same_line || next_line
+    Some((lo, hi, down, across))
 }
 
 /// A text element's colour where it first has a pixel (at the top left; a gradient's there),

@@ -121,3 +121,30 @@ fn beyond_the_layer_count_the_smallest_elements_merge_or_stay_in_the_background(
     assert!(none.elements.is_empty());
     assert_eq!(none.background, rgb);
 }
+
+#[test]
+fn shapes_of_one_colour_in_a_row_are_one_layer_and_others_stay_apart() {
+    let (w, h) = (200, 120);
+    // On a pale background: five dark "letters" in a row (heights 14 to 20, 6 pixels apart),
+    // a sixth of another colour level with them, and one of the letters' colour far below.
+    let letters = [(20, 30, 10, 20), (36, 36, 10, 14), (52, 30, 8, 20), (66, 36, 10, 14), (82, 30, 12, 20)];
+    let ink = [0.1, 0.15, 0.3];
+    let red = [0.85, 0.2, 0.15];
+    let rgb = drawn(w, h, |x, y| {
+        let inside = |&(x0, y0, bw, bh): &(usize, usize, usize, usize)| (x0..x0 + bw).contains(&x) && (y0..y0 + bh).contains(&y);
+        if letters.iter().any(inside) || inside(&(40, 90, 12, 18)) {
+            ink
+        } else if inside(&(100, 30, 10, 20)) {
+            red
+        } else {
+            [0.95, 0.94, 0.9]
+        }
+    });
+    let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+    let boxes: Vec<(usize, usize, usize, usize)> = layout.elements.iter().map(|e| (e.x0, e.y0, e.width, e.height)).collect();
+    assert_eq!(boxes.len(), 3, "{boxes:?}");
+    assert!(boxes.contains(&(20, 30, 74, 20)), "the five letters, one layer: {boxes:?}");
+    assert!(boxes.contains(&(100, 30, 10, 20)), "the red one, apart: {boxes:?}");
+    assert!(boxes.contains(&(40, 90, 12, 18)), "the one below, apart: {boxes:?}");
+    assert_recomposites(&layout, &rgb, w, &[(25, 40), (60, 40), (104, 40), (45, 95), (5, 5)]);
+}
