@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Lamina for a GPU machine whose PyTorch is 2.11 (tch 0.24) rather than the 2.13 this
 # tree builds against (tch 0.26), and packs the stripped `lamina` with the small object
-# model into .gpu/lamina-gpu.tar.xz (about 15 MB): the bundle that
+# model and the design family's text models into .gpu/lamina-gpu.tar.xz (about 45 MB): the
+# bundle that
 # ops/gpu-check.sh unpacks and runs against that machine's own libtorch.
 #
 # The tree itself stays on tch 0.26: this script builds a copy of the working tree whose
@@ -64,6 +65,10 @@ strip "$stage/lamina"
 grep -q 'libtorch_cuda.so' "$stage/lamina" || die "the binary does not name libtorch_cuda.so: CUDA would be unavailable"
 models="${LAMINA_MODELS:-$LAMINA_CACHE/models}"
 [ -f "$models/u2netp.onnx" ] && cp "$models/u2netp.onnx" "$stage/models/"
+# The design family's text detector and recogniser, with the records that pin them.
+for f in ppocr_det.pt ppocr_det.pt.source ppocr_rec.pt ppocr_rec.pt.source ppocr_rec.txt; do
+    [ -f "$models/$f" ] && cp "$models/$f" "$stage/models/"
+done
 tar -cJf .gpu/lamina-gpu.tar.xz -C "$stage" .
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 say "bundle: .gpu/lamina-gpu.tar.xz ($(du -h .gpu/lamina-gpu.tar.xz | cut -f1)); on the GPU machine: ops/gpu-check.sh"

@@ -7,6 +7,9 @@
 #      the bundled photos and at 1024^2 and 2048^2, reference and fast mode, at the best
 #      batch size, with the GPU's utilisation and memory (nvidia-smi, every 200 ms) and the
 #      CPU cores' utilisation (/proc/stat) sampled while it runs;
+#   3. design layers (when the text models are in LAMINA_MODELS): the repository's poster
+#      decomposed on the device and on the CPU, their layers' roles, words, boxes and colours
+#      compared, and `lamina bench --model design` at the first end-to-end size;
 # and prints one Markdown table, ready for BENCHMARKS.md, with the GPU's name.
 #
 # Usage: ops/gpu-check.sh [--device cuda|cpu] [--quick]
@@ -15,7 +18,8 @@
 #   LAMINA_BIN       the lamina binary (default: the bundle's, else target/release/lamina)
 #   LAMINA_LIBTORCH  folder of libtorch's shared libraries (default: the torch package of
 #                    the first python3 that has one)
-#   LAMINA_MODELS    object models' weights folder (objects-small is measured when present)
+#   LAMINA_MODELS    object and design models' weights folder (objects-small and design are
+#                    measured when present)
 #   GPU_CHECK_OUT    folder for the raw logs and the table (default: a temporary folder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,6 +120,30 @@ if [ -f "${LAMINA_MODELS:-$HOME/.cache/lamina/models}/u2netp.onnx" ]; then
         --e2e-images "${e2e_images[1]}" --seconds "$seconds" > "$out/objects.md" 2>"$out/objects.err" || say "objects-small failed: $(tail -1 "$out/objects.err")"
 fi
 
+models_dir="${LAMINA_MODELS:-$HOME/.cache/lamina/models}"
+if [ -f "$models_dir/ppocr_det.pt" ] && [ -f "$models_dir/ppocr_rec.pt" ]; then
+    say "design: the poster on $device and on the CPU, compared; model only and end to end at ${e2e_sizes[0]}^2"
+    for on in "$device" cpu; do
+        [ -d "$out/design-$on" ] && continue
+        "$bin" run assets/designs "$out/design-$on" --model design --device "$on" --progress none >/dev/null 2>"$out/design-$on.err" \
+            || say "design on $on failed: $(tail -1 "$out/design-$on.err")"
+    done
+    python3 - "$out/design-$device" "$out/design-cpu" "$device" > "$out/design-compare.txt" <<'PY' || say "design: the two runs could not be compared"
+import glob, json, os, sys
+def layers(folder):
+    return json.load(open(glob.glob(os.path.join(folder, "**", "manifest.json"), recursive=True)[0]))["layers"]
+a, b = layers(sys.argv[1]), layers(sys.argv[2])
+same = len(a) == len(b) and all(x.get("role") == y.get("role") and x.get("text") == y.get("text") for x, y in zip(a, b))
+boxes = max((abs(x["bbox"][k] - y["bbox"][k]) for x, y in zip(a, b) if x["bbox"] and y["bbox"] for k in ("x", "y", "width", "height")), default=0)
+colours = max((abs(p - q) for x, y in zip(a, b) for p, q in zip(x["color"], y["color"])), default=0)
+words = " / ".join(x["text"].replace("\n", " ") for x in a if x.get("text"))
+print(f"design on {sys.argv[3]} against the CPU: {len(a)} and {len(b)} layers, roles and words {'the same' if same else 'DIFFERENT'} ({words}), boxes within {boxes} px, mean colours within {colours}/255")
+PY
+    cat "$out/design-compare.txt" >&2
+    bench --model design --images assets/designs --sizes "${e2e_sizes[0]}" --batches 1 --seconds "$seconds" > "$out/design.md" 2>"$out/design.err" \
+        || say "design bench failed: $(tail -1 "$out/design.err")"
+fi
+
 {
     echo "### GPU check: $gpu_name, $cores cores ($(date -u +%Y-%m-%d))"
     echo
@@ -128,6 +156,7 @@ fi
         grep '^| lamina run' "$out/e2e-$size.md" | sed "s/^| lamina run/| e2e ($size^2 job) lamina run/" || true
     done
     [ -f "$out/objects.md" ] && grep '^| ' "$out/objects.md" | grep -v -- '---\|measurement' | sed 's/^| /| objects-small: /' || true
+    [ -f "$out/design.md" ] && grep '^| ' "$out/design.md" | grep -v -- '---\|measurement' | sed 's/^| /| design: /' || true
     echo
     echo "| end-to-end run | GPU busy (mean) | GPU memory (peak MiB) | CPU busy ($cores cores) |"
     echo "| --- | --- | --- | --- |"
@@ -137,5 +166,6 @@ fi
     done
     echo
     grep -h 'end to end\|wall time outside\|fast mode:' "$out"/e2e-*.md || true
+    [ -f "$out/design-compare.txt" ] && cat "$out/design-compare.txt" || true
 } | tee "$out/table.md"
 say "table and raw logs in $out"

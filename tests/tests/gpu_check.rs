@@ -1,7 +1,8 @@
 //! Rehearses the one-shot GPU check on the CPU: `ops/gpu-check.sh --device cpu --quick` runs
 //! every step it runs on a GPU (model only per batch size and precision, end to end on the
 //! bundled photos and at two sizes in both quality modes, the utilisation samplers, the
-//! object model) with the built `lamina`, and prints a table with a row for each.
+//! object model, the design model on the poster compared across devices) with the built
+//! `lamina`, and prints a table with a row for each.
 
 use std::process::Command;
 
@@ -28,6 +29,8 @@ fn the_gpu_check_runs_through_on_the_cpu_and_prints_its_table() {
         "| e2e (512^2 job) lamina run --quality fast, 3 images | 512^2 |",
         "| 512^2 and bundled photos, reference + fast |",
         "512^2: end to end",
+        "| design: model only | 256^2 | 1 |",
+        "design on cpu against the CPU: 9 and 9 layers, roles and words the same (45 / SPRING SALE / photo shoot ideas)",
     ] {
         assert!(table.contains(row), "no {row:?} in the table:\n{table}");
     }

@@ -114,8 +114,9 @@ impl TextReader {
             // Padded on the right with 0, mid grey after scaling, as PaddleOCR pads.
             let batch: Vec<Tensor> = chunk.iter().map(|&i| inputs[i].constant_pad_nd([0, widest - inputs[i].size()[2]])).collect();
             let probs = self.forward(&Tensor::f_stack(&batch, 0)?.to_device(device))?;
+            let (_, steps, _) = probs.size3()?;
             let (best, class) = probs.f_max_dim(2, false)?;
-            let (steps, best, class) = (probs.size()[1] as usize, best.to_kind(Kind::Float).to_device(Device::Cpu), class.to_device(Device::Cpu));
+            let (steps, best, class) = (steps as usize, best.to_kind(Kind::Float).to_device(Device::Cpu), class.to_device(Device::Cpu));
             let best = Vec::<f32>::try_from(best.view([-1]))?;
             let class = Vec::<i64>::try_from(class.view([-1]))?;
             for (k, &i) in chunk.iter().enumerate() {
@@ -190,6 +191,29 @@ mod tests {
         assert_eq!(decode(&[1, 2], &[0.3, 0.4], &chars()), None);
         // A class past the list (a network that disagrees with its list) reads as nothing.
         assert_eq!(decode(&[1, 9], &[0.9, 0.9], &chars()).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_line_is_brought_to_48_pixels_high_and_a_tall_one_turned_first() {
+        let (w, h) = (40, 120);
+        let n = w * h;
+        // Red on the left half, blue on the right: BGR order and the quarter turn show.
+        let rgb: Vec<f32> = (0..3 * n).map(|i| ((i / n == 0 && i % w < 20) || (i / n == 2 && i % w >= 20)) as u8 as f32).collect();
+        let image = Image { rgb: &rgb, width: w, height: h };
+        let wide = TextReader::input(&image, [0, 0, 40, 12]).unwrap();
+        assert_eq!(wide.size(), [3, 48, 160]);
+        // Channel 0 is blue: -1 on the left (red), 1 on the right.
+        assert_eq!((wide.double_value(&[0, 24, 10]), wide.double_value(&[0, 24, 150])), (-1.0, 1.0));
+        // 40 x 120 is tall: turned a quarter (counter-clockwise, as np.rot90), 120 x 40, so
+        // 144 wide at 48 high, the left half (red) at the bottom.
+        let tall = TextReader::input(&image, [0, 0, 40, 120]).unwrap();
+        assert_eq!(tall.size(), [3, 48, 144]);
+        assert_eq!((tall.double_value(&[2, 44, 70]), tall.double_value(&[2, 3, 70])), (1.0, -1.0));
+        // A line 200 pixels long and one high would be 9600 wide: squeezed to the widest the
+        // network reads.
+        let strip = vec![0.5f32; 3 * 200];
+        let line = TextReader::input(&Image { rgb: &strip, width: 200, height: 1 }, [0, 0, 200, 1]).unwrap();
+        assert_eq!(line.size(), [3, 48, MAX_WIDTH as i64]);
     }
 
     #[test]
