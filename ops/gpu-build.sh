@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds Lamina for a GPU machine whose PyTorch is 2.11 (tch 0.24) rather than the 2.13 this
 # tree builds against (tch 0.26), and packs the stripped `lamina` with the small object
-# model and the design family's text models into .gpu/lamina-gpu.tar.xz (about 45 MB): the
-# bundle that
+# model and the design family's text models (32 MB of them before compression) into
+# .gpu/lamina-gpu.tar.xz: the bundle that
 # ops/gpu-check.sh unpacks and runs against that machine's own libtorch.
 #
 # The tree itself stays on tch 0.26: this script builds a copy of the working tree whose
