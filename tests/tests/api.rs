@@ -282,7 +282,11 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
             .args(["run", &format!("http://{http}/api/v1/openapi.json")])
             .args(["--header", &format!("Authorization: Bearer {SUBMIT}")])
             .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,ignored_auth,unsupported_method"])
-            .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "60", "--seed", "20261206", "--workers", "2"])
+            // One worker: with two, Hypothesis parses lambdas' source with `ast.parse` on two
+            // threads at once, which Python 3.11 can fail with a spurious "AST constructor
+            // recursion depth mismatch" SystemError (CPython gh-106905), an error of the fuzzer
+            // itself, not a finding about the API.
+            .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "60", "--seed", "20261206", "--workers", "1"])
             .args(extra)
             .env("NO_COLOR", "1")
             .current_dir(report.path())
