@@ -5,10 +5,8 @@
 
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
-use crate::objects::models_dir;
 use crate::ModelError;
 use lamina_families::design::TEXT_DETECTOR_SHA256;
 
@@ -45,21 +43,8 @@ pub struct TextDetector {
 impl TextDetector {
     /// Loads the detector, refusing a file that is not the conversion of the pinned ONNX.
     pub fn load(device: Device) -> Result<TextDetector, ModelError> {
-        let path = models_dir().join(FILE);
-        let fail = |reason: String| ModelError::Load {
-            path: path.display().to_string(),
-            reason: format!("{reason}: run ops/fetch-models.sh small (or set LAMINA_MODELS to the folder that holds it)"),
-        };
-        let bytes = std::fs::read(&path).map_err(|e| fail(format!("cannot read the text detector ({e})")))?;
-        let record = std::fs::read_to_string(path.with_extension("pt.source")).map_err(|e| fail(format!("cannot read its record ({e})")))?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        if record.trim() != format!("{TEXT_DETECTOR_SHA256} {digest}") {
-            return Err(fail(format!("not the conversion of the pinned detector {TEXT_DETECTOR_SHA256}")));
-        }
-        let mut module = tch::CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)
-            .map_err(|e| fail(format!("not a loadable TorchScript file: {}", crate::torchscript::first_line(&e.to_string()))))?;
-        module.set_eval();
-        Ok(TextDetector { module, path })
+        let pinned = super::pinned::load(FILE, "text detector", TEXT_DETECTOR_SHA256, &[], device)?;
+        Ok(TextDetector { module: pinned.module, path: pinned.path })
     }
 
     /// The network on a prepared input (`[B,3,H,W]`, BGR in [-1,1], sides multiples of 32):

@@ -6,6 +6,7 @@
 
 pub mod detect;
 pub mod layout;
+mod pinned;
 pub mod read;
 
 use tch::{Device, Kind, Tensor};

@@ -7,11 +7,9 @@
 
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use super::layout::Image;
-use crate::objects::models_dir;
 use crate::ModelError;
 use lamina_families::design::TEXT_RECOGNISER_SHA256;
 
@@ -47,25 +45,12 @@ impl TextReader {
     /// Loads the recogniser and its characters, refusing files that are not the conversion
     /// of the pinned ONNX file.
     pub fn load(device: Device) -> Result<TextReader, ModelError> {
-        let path = models_dir().join(FILE);
-        let fail = |reason: String| ModelError::Load {
-            path: path.display().to_string(),
-            reason: format!("{reason}: run ops/fetch-models.sh small (or set LAMINA_MODELS to the folder that holds it)"),
-        };
-        let bytes = std::fs::read(&path).map_err(|e| fail(format!("cannot read the text recogniser ({e})")))?;
-        let listed = std::fs::read(path.with_extension("txt")).map_err(|e| fail(format!("cannot read its characters ({e})")))?;
-        let record = std::fs::read_to_string(path.with_extension("pt.source")).map_err(|e| fail(format!("cannot read its record ({e})")))?;
-        let (digest, list_digest) = (hex::encode(Sha256::digest(&bytes)), hex::encode(Sha256::digest(&listed)));
-        if record.trim() != format!("{TEXT_RECOGNISER_SHA256} {digest} {list_digest}") {
-            return Err(fail(format!("not the conversion of the pinned recogniser {TEXT_RECOGNISER_SHA256}")));
-        }
-        let listed = String::from_utf8(listed).map_err(|_| fail("its characters are not UTF-8".into()))?;
+        let super::pinned::Pinned { module, path, beside } = super::pinned::load(FILE, "text recogniser", TEXT_RECOGNISER_SHA256, &[("txt", "characters")], device)?;
+        let listed = beside.into_iter().next().unwrap_or_default();
+        let listed = String::from_utf8(listed).map_err(|_| super::pinned::load_error(&path, "its characters are not UTF-8"))?;
         let mut chars = vec![String::new()];
         chars.extend(listed.split('\n').map(str::to_owned));
         chars.push(" ".to_owned());
-        let mut module = tch::CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)
-            .map_err(|e| fail(format!("not a loadable TorchScript file: {}", crate::torchscript::first_line(&e.to_string()))))?;
-        module.set_eval();
         Ok(TextReader { module, chars, path })
     }
 

@@ -19,12 +19,21 @@ const CORE_SHARE: f64 = 0.05;
 const MAX_SPAN: f64 = 0.5;
 /// A soft element is at most this opaque where it meets the canvas's edge.
 const EDGE_ALPHA: f32 = 0.5;
-/// Below this alpha a pixel's colour is the core's (dividing by a tiny alpha amplifies noise).
+/// Below this alpha a pixel's colour is the core's where the colour that gives it back
+/// exactly is out of range (dividing by a tiny alpha amplifies noise).
 const COLOUR_ALPHA: f32 = 0.25;
 /// A shadow is at most this opaque at its core: a darker blob is a dark element.
 const SHADOW_ALPHA: f32 = 0.65;
 /// A shadow's colour: no channel above this.
 const SHADOW_DARK: f32 = 0.2;
+/// A fading edge may rise this much in alpha from one pixel to the next (noise).
+const RISE: f32 = 0.05;
+/// A blob of soft elements run into one another comes apart into at most this many parts.
+const MAX_PARTS: usize = 16;
+/// A part of a blob enclosed by another for this share of its edge is a ring of that one;
+/// a gap of up to [`GAP`] pixels that neither took may lie between them.
+const ENCLOSED: f64 = 0.6;
+const GAP: usize = 3;
 
 /// Finds the soft elements among the pixels not `taken`, over the background `plane`. A
 /// shadow that meets a shape (`owner`: each pixel's shape) is that shape's drop shadow: it
@@ -33,19 +42,35 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
     let (w, h) = (base.width, base.height);
     let far = |i: usize| distance(base.px(i), plane.at(i % w, i / w));
     let mut body: Vec<bool> = (0..w * h).map(|i| !taken[i] && far(i) >= SOFT_DELTA).collect();
-    let mut out = Vec::new();
-    for blob in blobs(&mut body, w, h) {
-        if (blob.len() as f64) < min_pixels.max(SMALL_REGION as f64 * 16.0) {
+    let least = min_pixels.max(SMALL_REGION as f64 * 16.0);
+    // Blobs to look at, each with the blob it was split from (its family) and how many parts
+    // were split off that one.
+    let mut queue: Vec<(Vec<usize>, usize, usize)> = blobs(&mut body, w, h).into_iter().enumerate().map(|(k, b)| (b, k, 0)).collect();
+    queue.reverse();
+    let mut found: Vec<Soft> = Vec::new();
+    while let Some((mut blob, family, split_off)) = queue.pop() {
+        blob.retain(|&i| !taken[i]);
+        if (blob.len() as f64) < least {
             continue;
         }
-        // One colour over the background explains the blob, as it explains a word.
+        // One colour over the background explains the blob, as it explains a word; when
+        // none does, soft elements run into one another there, and they come apart.
         if !is_soft(base, plane, &blob) {
+            if split_off < MAX_PARTS {
+                if let Some((part, rest)) = split(base, plane, &blob) {
+                    queue.extend(rest.into_iter().rev().map(|r| (r, family, split_off + 1)));
+                    queue.push((part, family, split_off + 1));
+                }
+            }
             continue;
         }
         let Some((core, below)) = core_colour(base, plane, &blob) else { continue };
         let dark = shadow(core, below);
         let core = dark.unwrap_or(core);
-        let mut alpha = grow(base, plane, core, &blob, taken);
+        // A part split off others fades out strictly, so its edge does not run on along the
+        // faint edges of the others.
+        let rise = if split_off == 0 { RISE } else { 0.0 };
+        let mut alpha = grow(base, plane, core, &blob, taken, rise);
         // A fading edge that runs on over the canvas is the background's shading: the blob
         // alone is the element then.
         let (_, _, gw, gh) = bounds(&alpha.iter().map(|&(i, _)| i).collect::<Vec<_>>(), w);
@@ -56,21 +81,111 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
         for &(i, _) in &alpha {
             taken[i] = true;
         }
+        found.push(Soft { family, alpha, core, cores: Vec::new(), dark: dark.is_some() });
+    }
+    // A glow's colour runs from its centre to its rim, so it comes apart in rings, each
+    // enclosed by the one around it: a part whose edge meets another of the same blob for
+    // most of its length is that one's.
+    let mut owner_of: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for (k, soft) in found.iter().enumerate() {
+        owner_of.extend(soft.alpha.iter().map(|&(i, _)| (i, k)));
+    }
+    let mut merged_into: Vec<usize> = (0..found.len()).collect();
+    for k in (0..found.len()).rev() {
+        if found[k].dark {
+            continue;
+        }
+        let mut meets: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+        let mut edge = 0usize;
+        for &(i, _) in &found[k].alpha {
+            let (x, y) = (i % w, i / w);
+            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
+                // What lies beyond this edge, across a gap of a few pixels neither part took.
+                let mut beyond = None;
+                for step in 1..=GAP as i64 {
+                    let (nx, ny) = (x as i64 + step * dx, y as i64 + step * dy);
+                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                        break;
+                    }
+                    let j = ny as usize * w + nx as usize;
+                    if let Some(&o) = owner_of.get(&j) {
+                        beyond = Some(merged_into[o]);
+                        break;
+                    }
+                }
+                match beyond {
+                    Some(o) if o == k => {}
+                    Some(o) => {
+                        edge += 1;
+                        *meets.entry(o).or_default() += 1;
+                    }
+                    None => edge += 1,
+                }
+            }
+        }
+        let around = meets.into_iter().filter(|&(o, _)| found[o].family == found[k].family && !found[o].dark).max_by_key(|&(o, n)| (n, std::cmp::Reverse(o)));
+        if let Some((o, n)) = around {
+            if n as f64 >= ENCLOSED * edge as f64 {
+                for m in merged_into.iter_mut() {
+                    if *m == k {
+                        *m = o;
+                    }
+                }
+            }
+        }
+    }
+    let mut groups: Vec<Option<Soft>> = found.into_iter().map(Some).collect();
+    for k in (0..groups.len()).rev() {
+        let o = merged_into[k];
+        if o != k {
+            if let Some(inner) = groups[k].take() {
+                if let Some(outer) = groups[o].as_mut() {
+                    // Its faint pixels keep its own core as their colour.
+                    outer.cores.extend(inner.alpha.iter().map(|&(i, _)| (i, inner.core)));
+                    outer.cores.extend(inner.cores);
+                    outer.cores.sort_unstable_by_key(|&(i, _)| i);
+                    outer.alpha.extend(inner.alpha);
+                    outer.alpha.sort_unstable_by_key(|&(i, _)| i);
+                }
+            }
+        }
+    }
+    let found: Vec<Soft> = groups.into_iter().flatten().collect();
+    let mut out = Vec::new();
+    for Soft { mut alpha, core, cores, dark, .. } in found {
         let seen = alpha.len();
-        let casting = dark.and_then(|_| under_shape(&mut alpha, owner, w, h));
+        let casting = if dark { under_shape(&mut alpha, owner, w, h) } else { None };
         out.push((
             element(Kind::Shape, &alpha, w, |x, y, i| {
                 let (p, below) = (base.px(i), plane.at(x, y));
                 let a = alpha_at(&alpha, i);
-                if a < COLOUR_ALPHA || owner[i] != u32::MAX {
-                    return core;
+                let own_core = || cores.binary_search_by_key(&i, |&(j, _)| j).map_or(core, |k| cores[k].1);
+                if owner[i] != u32::MAX || a <= 0.0 {
+                    return own_core();
                 }
-                [0, 1, 2].map(|c| ((p[c] - (1.0 - a) * below[c]) / a).clamp(0.0, 1.0))
+                let exact = [0, 1, 2].map(|c| (p[c] - (1.0 - a) * below[c]) / a);
+                // Faint pixels take the colour that gives them back only where it is a colour
+                // (dividing by a small alpha amplifies the noise of the 8-bit steps).
+                if a < COLOUR_ALPHA && exact.iter().any(|v| !(0.0..=1.0).contains(v)) {
+                    return own_core();
+                }
+                exact.map(|v| v.clamp(0.0, 1.0))
             }),
             casting.filter(|_| alpha.len() > seen),
         ));
     }
     out
+}
+
+/// A soft element found: the blob it came from, its alpha by pixel (sorted), the
+/// colour of its core (and of the cores of the rings it took in, by pixel, sorted), and
+/// whether it is a shadow.
+struct Soft {
+    family: usize,
+    alpha: Vec<(usize, f32)>,
+    core: [f32; 3],
+    cores: Vec<(usize, [f32; 3])>,
+    dark: bool,
 }
 
 /// The share of a shadow's pixels, its most opaque, whose least alpha is the shadow's opacity
@@ -136,6 +251,85 @@ pub(super) fn is_soft(base: &Image<'_>, plane: &Plane, pixels: &[usize]) -> bool
     mixed as f64 >= TEXT_MIXED * pixels.len() as f64 && !cut_off && !sprawling
 }
 
+/// Soft elements that run into one another make one blob no single colour explains. The one
+/// its farthest pixel belongs to comes off: its core is the mean of the blob's farthest
+/// pixels of that pixel's colour, and its part the pixels that are mixes of the background and
+/// that core connected to it. Returns the part and the rest of the blob in connected pieces,
+/// or `None` when that would leave the blob as it is.
+fn split(base: &Image<'_>, plane: &Plane, blob: &[usize]) -> Option<(Vec<usize>, Vec<Vec<usize>>)> {
+    let w = base.width;
+    let mut by_distance: Vec<(f32, usize)> = blob.iter().map(|&i| (distance(base.px(i), plane.at(i % w, i / w)), i)).collect();
+    by_distance.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let &(_, seed) = by_distance.first()?;
+    let seed_colour = base.px(seed);
+    let take = ((blob.len() as f64 * CORE_SHARE).ceil() as usize).max(1);
+    let like: Vec<usize> = by_distance.iter().map(|&(_, i)| i).filter(|&i| distance(base.px(i), seed_colour) <= MIN_CONTRAST / 2.0).take(take).collect();
+    let mut core = [0f32; 3];
+    for &i in &like {
+        let p = base.px(i);
+        for c in 0..3 {
+            core[c] += p[c] / like.len() as f32;
+        }
+    }
+    // Its body only: the fading edge, where another element's edge is a mix of the background
+    // and almost any colour, is grown back from the body as for any soft element.
+    let explained: std::collections::HashSet<usize> = blob
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let (a, off) = unmix(base.px(i), plane.at(i % w, i / w), core);
+            a >= COLOUR_ALPHA && off <= EXPLAINED
+        })
+        .collect();
+    let mut part = connected(&explained, seed, w, base.height);
+    if part.is_empty() || part.len() == blob.len() {
+        return None;
+    }
+    part.sort_unstable();
+    // The rest in connected pieces, each started from its first pixel, so the order of the
+    // pieces (and what each takes when it grows) does not depend on hashing.
+    let rest: Vec<usize> = blob.iter().copied().filter(|i| part.binary_search(i).is_err()).collect();
+    let mut left: std::collections::HashSet<usize> = rest.iter().copied().collect();
+    let mut starts = rest;
+    starts.sort_unstable();
+    let mut pieces = Vec::new();
+    for start in starts {
+        if !left.contains(&start) {
+            continue;
+        }
+        let mut piece = connected(&left, start, w, base.height);
+        for i in &piece {
+            left.remove(i);
+        }
+        piece.sort_unstable();
+        pieces.push(piece);
+    }
+    Some((part, pieces))
+}
+
+/// The pixels of `set` 8-connected to `start` within it (empty when `start` is not in it).
+fn connected(set: &std::collections::HashSet<usize>, start: usize, w: usize, h: usize) -> Vec<usize> {
+    if !set.contains(&start) {
+        return Vec::new();
+    }
+    let mut seen = std::collections::HashSet::from([start]);
+    let mut stack = vec![start];
+    let mut out = Vec::new();
+    while let Some(i) = stack.pop() {
+        out.push(i);
+        let (x, y) = (i % w, i / w);
+        for yy in y.saturating_sub(1)..(y + 2).min(h) {
+            for xx in x.saturating_sub(1)..(x + 2).min(w) {
+                let j = yy * w + xx;
+                if set.contains(&j) && seen.insert(j) {
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The mean colour of the blob's pixels farthest from the plane, if it stands out from it,
 /// and the plane's mean colour under them.
 fn core_colour(base: &Image<'_>, plane: &Plane, blob: &[usize]) -> Option<([f32; 3], [f32; 3])> {
@@ -178,7 +372,7 @@ fn shadow(core: [f32; 3], below: [f32; 3]) -> Option<[f32; 3]> {
 
 /// The blob and the fading edge around it: neighbours that are still a mix of the plane and
 /// the core colour and stand off the plane at all. Returns `(pixel, alpha)`.
-fn grow(base: &Image<'_>, plane: &Plane, core: [f32; 3], blob: &[usize], taken: &[bool]) -> Vec<(usize, f32)> {
+fn grow(base: &Image<'_>, plane: &Plane, core: [f32; 3], blob: &[usize], taken: &[bool], rise: f32) -> Vec<(usize, f32)> {
     let (w, h) = (base.width, base.height);
     let mut seen: std::collections::HashSet<usize> = blob.iter().copied().collect();
     let mut out: Vec<(usize, f32)> = Vec::with_capacity(blob.len());
@@ -200,7 +394,7 @@ fn grow(base: &Image<'_>, plane: &Plane, core: [f32; 3], blob: &[usize], taken: 
             let below = plane.at(nx as usize, ny as usize);
             let (aj, offj) = unmix(p, below, core);
             // Fading out: still on the mix, off the plane, and no more opaque than here.
-            if distance(p, below) >= SOFT_EDGE && offj <= EXPLAINED && aj > 0.0 && aj <= a + 0.05 && off <= EXPLAINED {
+            if distance(p, below) >= SOFT_EDGE && offj <= EXPLAINED && aj > 0.0 && aj <= a + rise && off <= EXPLAINED {
                 seen.insert(j);
                 stack.push(j);
             }

@@ -73,6 +73,28 @@ fn assert_recomposites(layout: &Layout, rgb: &[f32], w: usize, points: &[(usize,
     }
 }
 
+/// The peak signal-to-noise ratio of the layers composited over the background against the
+/// input `rgb`, in dB.
+fn psnr(layout: &Layout, rgb: &[f32], w: usize) -> f64 {
+    let n = rgb.len() / 3;
+    let mut squared = 0f64;
+    for i in 0..n {
+        let (x, y) = (i % w, i / w);
+        let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
+        for e in &layout.elements {
+            let a = alpha_of(e, x, y);
+            if a > 0.0 {
+                let top = colour_at(e, x, y);
+                for c in 0..3 {
+                    px[c] = top[c] * a + px[c] * (1.0 - a);
+                }
+            }
+        }
+        squared += (0..3).map(|c| f64::from(px[c] - rgb[c * n + i]).powi(2)).sum::<f64>();
+    }
+    10.0 * (3.0 * n as f64 / squared.max(1e-12)).log10()
+}
+
 /// The soft IoU of an element's alpha against the true alpha over a `w` x `h` canvas: the
 /// sum of the smaller over the sum of the larger, as the evaluation scores layers.
 fn soft_iou(e: &Element, w: usize, h: usize, truth: impl Fn(usize, usize) -> f32) -> f64 {

@@ -91,3 +91,68 @@ fn a_drop_shadow_runs_on_under_the_shape_that_casts_it() {
     }
     assert_recomposites(&layout, &rgb, w, &[(74, 45), (50, 66), (60, 50), (40, 30), (80, 70), (100, 85)]);
 }
+
+/// A feathered disc's alpha: `opacity` to radius `core`, fading linearly to nothing at `edge`.
+fn feathered(x: usize, y: usize, (cx, cy): (f32, f32), core: f32, edge: f32, opacity: f32) -> f32 {
+    let r = (x as f32 + 0.5 - cx).hypot(y as f32 + 0.5 - cy);
+    opacity * ((edge - r) / (edge - core)).clamp(0.0, 1.0)
+}
+
+#[test]
+fn soft_discs_of_three_colours_run_into_one_another_and_come_apart() {
+    // A flat teal background and three discs in a row, each over the one before it, their
+    // fading edges over one another: one blob that no single colour explains.
+    let (w, h) = (260, 110);
+    let bg = [0.16f32, 0.61, 0.56];
+    let discs = [([0.92f32, 0.55, 0.05], 60.0f32, 0.95f32), ([0.5, 0.75, 0.1], 125.0, 0.9), ([0.45, 0.3, 0.85], 190.0, 0.92)];
+    let alpha = |k: usize, x: usize, y: usize| feathered(x, y, (discs[k].1, 55.0), 20.0, 36.0, discs[k].2);
+    let rgb = drawn(w, h, |x, y| (0..3).fold(bg, |below, k| over(discs[k].0, alpha(k, x, y), below)));
+    let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+    let found = format!("{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height, e.coverage)).collect::<Vec<_>>());
+    assert_eq!(layout.elements.len(), 3, "three layers: {found}");
+    for (k, &(colour, cx, opacity)) in discs.iter().enumerate() {
+        let x = cx as usize;
+        let at = layout.elements.iter().position(|e| alpha_of(e, x, 55) > 0.9).unwrap_or_else(|| panic!("no disc {k}: {found}"));
+        let e = &layout.elements[at];
+        // Its colour as seen (over the teal, whose share in its middle no layer can tell
+        // from its opacity), and nothing of the middles of the others.
+        assert!(distance(colour_at(e, x, 55), over(colour, opacity, bg)) < 0.03, "disc {k}: {:?}", colour_at(e, x, 55));
+        for (j, other) in discs.iter().enumerate().filter(|&(j, _)| j != k) {
+            assert_eq!(alpha_of(e, other.1 as usize, 55), 0.0, "disc {k} takes disc {j}'s middle: {found}");
+        }
+        // Near its true alpha where it fades out alone (above and below its middle).
+        for y in [22, 25, 85, 88] {
+            let want = alpha(k, x, y) / opacity;
+            assert!((alpha_of(e, x, y) - want).abs() < 0.1, "disc {k} at {x},{y}: {} against {want}", alpha_of(e, x, y));
+        }
+    }
+    // Each disc's own pixels come back exactly; where two fade out over one another, the few
+    // faint pixels neither colour explains stay close (the whole at 35 dB and more).
+    assert_recomposites(&layout, &rgb, w, &[(60, 55), (125, 55), (190, 55), (125, 25), (190, 88), (5, 5)]);
+    let db = psnr(&layout, &rgb, w);
+    assert!(db >= 35.0, "{db:.1} dB");
+}
+
+#[test]
+fn a_glow_is_one_soft_layer_though_its_colour_runs_from_centre_to_rim() {
+    // A flat background and a glowing disc: orange in the middle to yellow at its rim (a
+    // radial gradient), 90% opaque, fading at its edge. It stays one layer: blobs of soft
+    // elements of different colours come apart, a glow does not.
+    let (w, h) = (160, 120);
+    let (bg, inner, outer) = ([0.16f32, 0.61, 0.56], [0.9f32, 0.35, 0.1], [0.95f32, 0.85, 0.2]);
+    let centre = (80.0, 60.0);
+    let alpha = |x: usize, y: usize| feathered(x, y, centre, 26.0, 40.0, 0.9);
+    let rgb = drawn(w, h, |x, y| {
+        let t = ((x as f32 + 0.5 - centre.0).hypot(y as f32 + 0.5 - centre.1) / 40.0).min(1.0);
+        over([0, 1, 2].map(|c| inner[c] + t * (outer[c] - inner[c])), alpha(x, y), bg)
+    });
+    let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+    let found = format!("{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height, e.coverage)).collect::<Vec<_>>());
+    assert_eq!(layout.elements.len(), 1, "one layer: {found}");
+    let glow = &layout.elements[0];
+    // Unmixed against one colour, the middle of a glow is not all opaque: its soft IoU is
+    // short of a flat disc's.
+    let iou = soft_iou(glow, w, h, alpha);
+    assert!(iou > 0.6, "soft IoU {iou:.3}");
+    assert_recomposites(&layout, &rgb, w, &[(80, 60), (100, 60), (80, 92), (115, 60), (5, 5)]);
+}
