@@ -32,7 +32,8 @@
 //!    letters of a word the detector missed, a set of stripes) are one layer (`letters.rs`).
 //! 5. **Soft elements** (`soft.rs`): on a flat or gradient background, blobs still standing
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
-//!    background and one colour; alpha unmixed as for text. A drop shadow runs on under the
+//!    background and one colour; alpha unmixed as for text. Blobs of several soft elements
+//!    run into one another come apart one element at a time. A drop shadow runs on under the
 //!    shape that casts it.
 //!
 //! Shapes go bottom to top largest first, except where their outlines say which lies over

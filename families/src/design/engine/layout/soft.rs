@@ -4,7 +4,9 @@
 //! one element when its pixels are mixes of the background and one colour, the colour of its
 //! most distant pixels (its core); each pixel's alpha unmixes it between the two, as for text,
 //! and its colour is the one that gives the pixel back exactly over the plane, so the stack
-//! still recomposites to the input.
+//! still recomposites to the input. Soft elements whose edges run into one another make one
+//! blob no colour explains: it comes apart one element at a time (`split`), and the rings
+//! a glow comes apart in are joined again.
 
 use super::*;
 
