@@ -10,9 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use tch::{Kind, Tensor};
 
-use crate::config::{
-    DecomposeArgs, DeviceArgs, LimitArgs, MemoryArgs, ModelArgs, OutputArgs, RunArgs,
-};
+use crate::config::{DecomposeArgs, DeviceArgs, LimitArgs, MemoryArgs, ModelArgs, OutputArgs, RunArgs};
 use crate::report::Reporter;
 use crate::run::{run_job, Stop};
 use lamina_common::params::DecomposeParams;
@@ -71,12 +69,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let device = args.device.device()?;
     let params = args.decompose.params();
     let photos = load_photos(&args.images)?;
-    println!(
-        "device: {}  threads: {}  model: {}",
-        runtime::device_name(device),
-        tch::get_num_threads(),
-        args.model.model
-    );
+    println!("device: {}  threads: {}  model: {}", runtime::device_name(device), tch::get_num_threads(), args.model.model);
     if !args.large.is_empty() {
         return large(&args, &photos).await;
     }
@@ -112,16 +105,11 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
             for &batch in &batches {
                 // A batch too large for the device's memory is a row, not the end of the run
                 // (libtorch's failures arrive as panics from tch).
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    model_rate(&**model, &photos, size, batch, &params, args.seconds)
-                }));
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model_rate(&**model, &photos, size, batch, &params, args.seconds)));
                 let rate = match outcome {
                     Ok(Ok(rate)) => rate,
                     Ok(Err(e)) => {
-                        println!(
-                            "| model only | {size}^2 | {batch} | {precision} | failed: {} | - |",
-                            first_line(&e.to_string())
-                        );
+                        println!("| model only | {size}^2 | {batch} | {precision} | failed: {} | - |", first_line(&e.to_string()));
                         break;
                     }
                     Err(_) => {
@@ -129,10 +117,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
                         break;
                     }
                 };
-                println!(
-                    "| model only | {size}^2 | {batch} | {precision} | {rate:.3} | {:.0} |",
-                    1000.0 / rate
-                );
+                println!("| model only | {size}^2 | {batch} | {precision} | {rate:.3} | {:.0} |", 1000.0 / rate);
                 if precision == chosen {
                     let best_so_far: &mut f64 = batch1.entry(size).or_insert(0.0);
                     *best_so_far = best_so_far.max(rate);
@@ -142,12 +127,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             if best.1 > 0 {
-                println!(
-                    "| model only, best batch | {size}^2 | {} | {precision} | {:.3} | {:.0} |",
-                    best.1,
-                    best.0,
-                    1000.0 / best.0
-                );
+                println!("| model only, best batch | {size}^2 | {} | {precision} | {:.3} | {:.0} |", best.1, best.0, 1000.0 / best.0);
             }
         }
     }
@@ -175,18 +155,8 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         write_squares(&photos, size as u32, args.e2e_images, &input)?;
         let run = run_once(&args, &input, &tmp.path().join(format!("out-{size}"))).await?;
         let rate = run.summary.images_per_second;
-        println!(
-            "| lamina run, {} images | {size}^2 | {} | {chosen} | {rate:.3} | {:.0} |",
-            run.summary.done,
-            args.e2e_batch,
-            1000.0 / rate
-        );
-        ratios.push((
-            size,
-            rate,
-            batch1.get(&size).copied(),
-            1.0 - run.model_seconds / run.wall_seconds,
-        ));
+        println!("| lamina run, {} images | {size}^2 | {} | {chosen} | {rate:.3} | {:.0} |", run.summary.done, args.e2e_batch, 1000.0 / rate);
+        ratios.push((size, rate, batch1.get(&size).copied(), 1.0 - run.model_seconds / run.wall_seconds));
     }
     println!();
     println!(
@@ -211,10 +181,7 @@ fn first_line(s: &str) -> &str {
 
 fn load_photos(dir: &Path) -> anyhow::Result<Vec<image::DynamicImage>> {
     let mut photos = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}", dir.display()))?
-        .flatten()
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))?.flatten().collect();
     entries.sort_by_key(|e| e.path());
     for entry in entries {
         if let Ok(img) = image::open(entry.path()) {
@@ -228,40 +195,18 @@ fn load_photos(dir: &Path) -> anyhow::Result<Vec<image::DynamicImage>> {
 }
 
 /// Images per second of `decompose` alone on a batch of `batch` photos of `size`^2.
-fn model_rate(
-    m: &dyn Model,
-    photos: &[image::DynamicImage],
-    size: i64,
-    batch: i64,
-    params: &DecomposeParams,
-    seconds: f64,
-) -> anyhow::Result<f64> {
+fn model_rate(m: &dyn Model, photos: &[image::DynamicImage], size: i64, batch: i64, params: &DecomposeParams, seconds: f64) -> anyhow::Result<f64> {
     let tensors: Vec<Tensor> = (0..batch as usize)
         .map(|i| {
-            let img = photos[i % photos.len()]
-                .resize_exact(
-                    size as u32,
-                    size as u32,
-                    image::imageops::FilterType::Triangle,
-                )
-                .to_rgb8();
+            let img = photos[i % photos.len()].resize_exact(size as u32, size as u32, image::imageops::FilterType::Triangle).to_rgb8();
             let data: Vec<f32> = img.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect();
-            Tensor::from_slice(&data)
-                .view([size, size, 3])
-                .permute([2, 0, 1])
+            Tensor::from_slice(&data).view([size, size, 3]).permute([2, 0, 1])
         })
         .collect();
     let images = Tensor::stack(&tensors, 0).to_device(m.device());
     let sizes = vec![(size, size); batch as usize];
     let pass = || -> anyhow::Result<()> {
-        let out = m.decompose(
-            &Batch {
-                images: &images,
-                sizes: &sizes,
-                alpha: None,
-            },
-            params,
-        )?;
+        let out = m.decompose(&Batch { images: &images, sizes: &sizes, alpha: None }, params)?;
         // Reading a value back waits for the device to finish.
         let _ = f64::try_from(out.layers.sum(Kind::Float))?;
         Ok(())
@@ -276,37 +221,20 @@ fn model_rate(
     Ok((passes * batch) as f64 / started.elapsed().as_secs_f64())
 }
 
-fn write_squares(
-    photos: &[image::DynamicImage],
-    size: u32,
-    n: usize,
-    dir: &Path,
-) -> anyhow::Result<()> {
+fn write_squares(photos: &[image::DynamicImage], size: u32, n: usize, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     for i in 0..n {
-        let img = photos[i % photos.len()]
-            .resize_exact(size, size, image::imageops::FilterType::Triangle)
-            .to_rgb8();
-        img.save(dir.join(format!("photo-{i:03}.png")))
-            .context("write benchmark input")?;
+        let img = photos[i % photos.len()].resize_exact(size, size, image::imageops::FilterType::Triangle).to_rgb8();
+        img.save(dir.join(format!("photo-{i:03}.png"))).context("write benchmark input")?;
     }
     Ok(())
 }
 
-async fn run_once(
-    args: &BenchArgs,
-    input: &Path,
-    output: &Path,
-) -> anyhow::Result<crate::run::Outcome> {
+async fn run_once(args: &BenchArgs, input: &Path, output: &Path) -> anyhow::Result<crate::run::Outcome> {
     run_with(args, args.decompose.quality.as_str(), input, output).await
 }
 
-async fn run_with(
-    args: &BenchArgs,
-    quality: &str,
-    input: &Path,
-    output: &Path,
-) -> anyhow::Result<crate::run::Outcome> {
+async fn run_with(args: &BenchArgs, quality: &str, input: &Path, output: &Path) -> anyhow::Result<crate::run::Outcome> {
     let mut decompose = args.decompose.clone();
     decompose.quality = lamina_common::params::Quality::parse(quality)?;
     let run = RunArgs {
@@ -316,11 +244,7 @@ async fn run_with(
         decompose,
         output_args: args.output_args.clone(),
         device: args.device.clone(),
-        limits: LimitArgs {
-            batch_size: args.e2e_batch.max(1),
-            max_megapixels: 200.0,
-            memory: args.memory.clone(),
-        },
+        limits: LimitArgs { batch_size: args.e2e_batch.max(1), max_megapixels: 200.0, memory: args.memory.clone() },
         progress: "none".into(),
     };
     run_job(&run, &mut Reporter::new("none"), Stop::never()).await
@@ -335,16 +259,9 @@ fn psnrs(out: &Path) -> anyhow::Result<std::collections::BTreeMap<String, f64>> 
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path
-                .file_name()
-                .is_some_and(|n| n == lamina_common::manifest::MANIFEST_FILE)
-            {
-                let m: lamina_common::manifest::Manifest =
-                    serde_json::from_slice(&std::fs::read(&path)?)?;
-                found.insert(
-                    m.input.key.clone(),
-                    m.recomposite_psnr_db.unwrap_or(f64::INFINITY),
-                );
+            } else if path.file_name().is_some_and(|n| n == lamina_common::manifest::MANIFEST_FILE) {
+                let m: lamina_common::manifest::Manifest = serde_json::from_slice(&std::fs::read(&path)?)?;
+                found.insert(m.input.key.clone(), m.recomposite_psnr_db.unwrap_or(f64::INFINITY));
             }
         }
     }
@@ -359,8 +276,7 @@ async fn compare_fast(
     tmp: &tempfile::TempDir,
     model_rates: &std::collections::HashMap<i64, f64>,
 ) -> anyhow::Result<ExitCode> {
-    let fast_samples =
-        run_with(args, "fast", &args.images, &tmp.path().join("samples-fast")).await?;
+    let fast_samples = run_with(args, "fast", &args.images, &tmp.path().join("samples-fast")).await?;
     println!(
         "| lamina run --quality fast, bundled photos ({} images) | - | {} | - | {:.3} | {:.0} |",
         fast_samples.summary.done,
@@ -374,13 +290,7 @@ async fn compare_fast(
         let input = tmp.path().join(format!("in-{size}"));
         write_squares(photos, size as u32, args.e2e_images, &input)?;
         for quality in ["reference", "fast"] {
-            let run = run_with(
-                args,
-                quality,
-                &input,
-                &tmp.path().join(format!("out-{size}-{quality}")),
-            )
-            .await?;
+            let run = run_with(args, quality, &input, &tmp.path().join(format!("out-{size}-{quality}"))).await?;
             let rate = run.summary.images_per_second;
             println!("| lamina run --quality {quality}, {} images | {size}^2 | {} | - | {rate:.3} | {:.0} |", run.summary.done, args.e2e_batch, 1000.0 / rate);
             if let (Some(model_rate), "reference") = (model_rates.get(&size), quality) {
@@ -395,10 +305,7 @@ async fn compare_fast(
     }
     println!();
     if let [reference, fast] = rates[..] {
-        println!(
-            "fast mode: {:.2} x the images/s of reference mode at the largest size",
-            fast / reference
-        );
+        println!("fast mode: {:.2} x the images/s of reference mode at the largest size", fast / reference);
     }
     for line in outside {
         println!("{line}");
@@ -426,47 +333,22 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut first = None;
     for (i, &mp) in args.large.iter().enumerate() {
-        let (w, h) = (
-            (mp * 1e6 * 4.0 / 3.0).sqrt().round() as u32,
-            (mp * 1e6 * 3.0 / 4.0).sqrt().round() as u32,
-        );
+        let (w, h) = ((mp * 1e6 * 4.0 / 3.0).sqrt().round() as u32, (mp * 1e6 * 3.0 / 4.0).sqrt().round() as u32);
         let input = tmp.path().join(format!("in-{i}"));
         std::fs::create_dir_all(&input)?;
-        let img = photos[0]
-            .resize_exact(w, h, image::imageops::FilterType::Triangle)
-            .to_rgb8();
-        img.save(input.join("photo.png"))
-            .context("write benchmark input")?;
+        let img = photos[0].resize_exact(w, h, image::imageops::FilterType::Triangle).to_rgb8();
+        img.save(input.join("photo.png")).context("write benchmark input")?;
         drop(img);
         let output = tmp.path().join(format!("out-{i}"));
         let mut command = std::process::Command::new(&exe);
         command.arg("run").arg(&input).arg(&output);
-        command.args([
-            "--model",
-            &args.model.model,
-            "--device",
-            &args.device.device,
-            "--quality",
-            args.decompose.quality.as_str(),
-        ]);
-        command.args([
-            "--precision",
-            &args.device.lanes.precision,
-            "--warm-up",
-            &args.device.lanes.warm_up,
-        ]);
+        command.args(["--model", &args.model.model, "--device", &args.device.device, "--quality", args.decompose.quality.as_str()]);
+        command.args(["--precision", &args.device.lanes.precision, "--warm-up", &args.device.lanes.warm_up]);
         command.args(["--formats", &args.output_args.formats.to_string()]);
         if args.output_args.crop_layers {
             command.arg("--crop-layers");
         }
-        command.args([
-            "--memory-budget",
-            &args.memory.memory_budget.to_string(),
-            "--max-megapixels",
-            "200",
-            "--progress",
-            "none",
-        ]);
+        command.args(["--memory-budget", &args.memory.memory_budget.to_string(), "--max-megapixels", "200", "--progress", "none"]);
         command.stdout(std::process::Stdio::null());
         let (status, peak) = tokio::task::spawn_blocking(move || run_measured(command)).await??;
         if !status.success() {
@@ -495,9 +377,7 @@ async fn large(args: &BenchArgs, photos: &[image::DynamicImage]) -> anyhow::Resu
 }
 
 /// Runs `command` to its end; its exit status and peak resident memory (from `wait4`).
-fn run_measured(
-    mut command: std::process::Command,
-) -> anyhow::Result<(std::process::ExitStatus, u64)> {
+fn run_measured(mut command: std::process::Command) -> anyhow::Result<(std::process::ExitStatus, u64)> {
     use std::os::unix::process::ExitStatusExt;
     let child = command.spawn().context("starting lamina run")?;
     let pid = child.id() as libc::pid_t;
@@ -507,14 +387,9 @@ fn run_measured(
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     if waited != pid {
-        bail!(
-            "waiting for lamina run: {}",
-            std::io::Error::last_os_error()
-        );
+        bail!("waiting for lamina run: {}", std::io::Error::last_os_error());
     }
     // ru_maxrss is in kilobytes on Linux.
-    Ok((
-        std::process::ExitStatus::from_raw(status),
-        usage.ru_maxrss as u64 * 1024,
-    ))
+    Ok((std::process::ExitStatus::from_raw(status), usage.ru_maxrss as u64 * 1024))
 }
+

@@ -42,8 +42,7 @@ impl RunArgs {
             }
         }
         if let Location::Local(path) = &output {
-            std::fs::create_dir_all(path)
-                .with_context(|| format!("OUT {}: cannot create", path.display()))?;
+            std::fs::create_dir_all(path).with_context(|| format!("OUT {}: cannot create", path.display()))?;
         }
         Ok((input, output))
     }

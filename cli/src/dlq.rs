@@ -14,11 +14,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lamina_common::amqp::AmqpSettings;
+use lamina_common::queue::{self, Broker, Death, DeathReason, Delivery, QueueError, MAX_DELIVERIES};
 use lamina_common::keys::printable;
 use lamina_common::messages::{JobSpec, Task, TASK_SCHEMA};
-use lamina_common::queue::{
-    self, Broker, Death, DeathReason, Delivery, QueueError, MAX_DELIVERIES,
-};
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -66,57 +64,29 @@ fn describe(body: &[u8], death: Option<&Death>) -> Letter {
         None => (DeathReason::Other("unknown".to_owned()), String::new(), 0),
     };
     let reason = match reason {
-        DeathReason::DeliveryLimit => {
-            format!("delivery limit: a worker stopped {MAX_DELIVERIES} times on it")
-        }
+        DeathReason::DeliveryLimit => format!("delivery limit: a worker stopped {MAX_DELIVERIES} times on it"),
         DeathReason::Rejected => "rejected as invalid".to_owned(),
         other => other.to_string(),
     };
     if let Ok(task) = serde_json::from_slice::<Task>(body) {
-        let reason = if task.schema == TASK_SCHEMA {
-            reason
-        } else {
-            format!("{reason} (schema {})", task.schema)
-        };
-        return Letter {
-            job: task.job_id,
-            key: printable(&task.key),
-            reason,
-            queue,
-            deaths,
-        };
+        let reason = if task.schema == TASK_SCHEMA { reason } else { format!("{reason} (schema {})", task.schema) };
+        return Letter { job: task.job_id, key: printable(&task.key), reason, queue, deaths };
     }
     if let Ok(job) = serde_json::from_slice::<JobSpec>(body) {
-        return Letter {
-            job: job.job_id,
-            key: "(a job message)".into(),
-            reason,
-            queue,
-            deaths,
-        };
+        return Letter { job: job.job_id, key: "(a job message)".into(), reason, queue, deaths };
     }
-    Letter {
-        job: "-".into(),
-        key: format!("(not a Lamina message, {} bytes)", body.len()),
-        reason,
-        queue,
-        deaths,
-    }
+    Letter { job: "-".into(), key: format!("(not a Lamina message, {} bytes)", body.len()), reason, queue, deaths }
 }
 
 pub async fn main(command: DlqCommand) -> anyhow::Result<ExitCode> {
     let settings = AmqpSettings::from_env()?;
-    let broker = queue::connect(&settings, "lamina-dlq")
-        .await
-        .context("cannot connect to the broker")?;
+    let broker = queue::connect(&settings, "lamina-dlq").await.context("cannot connect to the broker")?;
     broker.declare(&[]).await?;
     let dead = broker.topology().dead();
     let waiting = broker.depth(&dead).await?.unwrap_or(0);
     let code = match command {
         DlqCommand::List(args) => list(broker.as_ref(), &dead, waiting, args.limit).await,
-        DlqCommand::Requeue(args) => {
-            requeue(broker.as_ref(), &settings, waiting, args.job.as_deref()).await
-        }
+        DlqCommand::Requeue(args) => requeue(broker.as_ref(), &settings, waiting, args.job.as_deref()).await,
         DlqCommand::Purge(args) => purge(broker.as_ref(), &dead, waiting, args.yes).await,
     };
     broker.close().await;
@@ -132,29 +102,18 @@ async fn hand_back(held: Vec<Delivery>) -> Result<(), QueueError> {
 }
 
 /// Reads up to `limit` dead letters without removing them: they are handed back after.
-async fn list(
-    broker: &dyn Broker,
-    dead: &str,
-    waiting: u64,
-    limit: usize,
-) -> anyhow::Result<ExitCode> {
+async fn list(broker: &dyn Broker, dead: &str, waiting: u64, limit: usize) -> anyhow::Result<ExitCode> {
     println!("{waiting} dead letter(s) in {dead}");
     let mut held = Vec::new();
     for _ in 0..(limit as u64).min(waiting) {
-        let Some(delivery) = broker.get(dead).await? else {
-            break;
-        };
+        let Some(delivery) = broker.get(dead).await? else { break };
         let letter = describe(&delivery.body, delivery.death.as_ref());
         println!(
             "job {}  key {}  {}  (died in {} after {} death(s))",
             letter.job,
             letter.key,
             letter.reason,
-            if letter.queue.is_empty() {
-                "?"
-            } else {
-                &letter.queue
-            },
+            if letter.queue.is_empty() { "?" } else { &letter.queue },
             letter.deaths
         );
         held.push(delivery);
@@ -166,19 +125,12 @@ async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn requeue(
-    broker: &dyn Broker,
-    settings: &AmqpSettings,
-    waiting: u64,
-    job: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+async fn requeue(broker: &dyn Broker, settings: &AmqpSettings, waiting: u64, job: Option<&str>) -> anyhow::Result<ExitCode> {
     let dead = broker.topology().dead();
     let (mut replayed, mut kept) = (0u64, 0u64);
     let mut keep = Vec::new();
     for _ in 0..waiting {
-        let Some(delivery) = broker.get(&dead).await? else {
-            break;
-        };
+        let Some(delivery) = broker.get(&dead).await? else { break };
         let letter = describe(&delivery.body, delivery.death.as_ref());
         let origin = letter.queue.clone();
         let ours = origin.starts_with(&format!("{}.", settings.prefix)) && origin != dead;
@@ -188,10 +140,7 @@ async fn requeue(
             continue;
         }
         // A fresh message: no death, so the delivery limit counts from zero again.
-        broker
-            .send(&origin, delivery.body.clone(), 0)
-            .await?
-            .await?;
+        broker.send(&origin, delivery.body.clone(), 0).await?.await?;
         delivery.settle.ack().await?;
         println!("requeued job {} key {} to {origin}", letter.job, letter.key);
         replayed += 1;
@@ -201,12 +150,7 @@ async fn requeue(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn purge(
-    broker: &dyn Broker,
-    dead: &str,
-    waiting: u64,
-    yes: bool,
-) -> anyhow::Result<ExitCode> {
+async fn purge(broker: &dyn Broker, dead: &str, waiting: u64, yes: bool) -> anyhow::Result<ExitCode> {
     if waiting == 0 {
         println!("{dead} is empty");
         return Ok(ExitCode::SUCCESS);

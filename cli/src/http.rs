@@ -62,11 +62,7 @@ impl Endpoint {
             Some((host, port)) if port.parse::<u16>().is_ok() => host.to_owned(),
             _ => authority.to_owned(),
         };
-        let authority = if authority.len() > host.len() {
-            authority.to_owned()
-        } else {
-            format!("{host}:{}", if tls { 443 } else { 80 })
-        };
+        let authority = if authority.len() > host.len() { authority.to_owned() } else { format!("{host}:{}", if tls { 443 } else { 80 }) };
         let mut token = None;
         for var in token_vars {
             if let Some(t) = secret_var(var)? {
@@ -75,37 +71,17 @@ impl Endpoint {
             }
         }
         let base = base.trim_end_matches('/');
-        let base = if base.is_empty() {
-            String::new()
-        } else {
-            format!("/{base}")
-        };
-        Ok(Endpoint {
-            tls,
-            authority,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            base,
-            token,
-        })
+        let base = if base.is_empty() { String::new() } else { format!("/{base}") };
+        Ok(Endpoint { tls, authority, host: host.trim_start_matches('[').trim_end_matches(']').to_owned(), base, token })
     }
 
     /// One request; `body` is sent as JSON, `headers` besides.
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        headers: &[(&str, &str)],
-    ) -> anyhow::Result<Reply> {
+    pub async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("cannot reach the coordinator at {}", self.authority))?;
         if self.tls {
-            let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                .with_context(|| format!("{}: not a host name", self.host))?;
+            let name = rustls::pki_types::ServerName::try_from(self.host.clone()).with_context(|| format!("{}: not a host name", self.host))?;
             let tls = tokio_rustls::TlsConnector::from(client_config()?)
                 .connect(name, stream)
                 .await
@@ -116,30 +92,16 @@ impl Endpoint {
         }
     }
 
-    async fn exchange<S>(
-        &self,
-        stream: S,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        headers: &[(&str, &str)],
-    ) -> anyhow::Result<Reply>
+    async fn exchange<S>(&self, stream: S, method: Method, path: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> anyhow::Result<Reply>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(connection);
         let uri = format!("{}{path}", self.base);
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(&uri)
-            .header(hyper::header::HOST, &self.authority);
+        let mut request = hyper::Request::builder().method(method).uri(&uri).header(hyper::header::HOST, &self.authority);
         if let Some(token) = &self.token {
-            request = request.header(
-                hyper::header::AUTHORIZATION,
-                format!("Bearer {}", token.expose()),
-            );
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
         }
         if body.is_some() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -147,12 +109,9 @@ impl Endpoint {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = sender
-            .send_request(request.body(Full::new(Bytes::from(body.unwrap_or_default())))?)
-            .await?;
+        let response = sender.send_request(request.body(Full::new(Bytes::from(body.unwrap_or_default())))?).await?;
         let status = response.status();
-        let body =
-            String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()).into_owned();
+        let body = String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()).into_owned();
         Ok(Reply { status, body })
     }
 
@@ -192,31 +151,10 @@ mod tests {
     #[test]
     fn addresses_are_read_with_their_defaults() {
         let e = Endpoint::new("https://lamina.example.org/fleet/", &[]).unwrap();
-        assert_eq!(
-            (
-                e.tls,
-                e.authority.as_str(),
-                e.host.as_str(),
-                e.base.as_str()
-            ),
-            (
-                true,
-                "lamina.example.org:443",
-                "lamina.example.org",
-                "/fleet"
-            )
-        );
+        assert_eq!((e.tls, e.authority.as_str(), e.host.as_str(), e.base.as_str()), (true, "lamina.example.org:443", "lamina.example.org", "/fleet"));
         let e = Endpoint::new("http://127.0.0.1:9090", &[]).unwrap();
-        assert_eq!(
-            (e.tls, e.authority.as_str(), e.base.as_str()),
-            (false, "127.0.0.1:9090", "")
-        );
-        for bad in [
-            "127.0.0.1:9090",
-            "ftp://x",
-            "http://",
-            "https://user:pw@host",
-        ] {
+        assert_eq!((e.tls, e.authority.as_str(), e.base.as_str()), (false, "127.0.0.1:9090", ""));
+        for bad in ["127.0.0.1:9090", "ftp://x", "http://", "https://user:pw@host"] {
             assert!(Endpoint::new(bad, &[]).is_err(), "{bad}");
         }
     }

@@ -7,10 +7,10 @@ mod bench;
 mod config;
 mod dlq;
 mod eval;
-mod http;
 mod report;
 mod run;
 mod status;
+mod http;
 mod submit;
 
 use std::process::ExitCode;
@@ -18,11 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "lamina",
-    version,
-    about = "Decompose images into editable RGBA layers"
-)]
+#[command(name = "lamina", version, about = "Decompose images into editable RGBA layers")]
 struct Cli {
     /// Log format on stderr.
     #[command(flatten)]
@@ -57,16 +53,11 @@ fn main() -> ExitCode {
     // finished" per image, the coordinator's "job received") would repeat what the progress
     // display says, so they show only from warnings up unless RUST_LOG asks for them.
     let default = match cli.command {
-        Command::Run(_) | Command::Bench(_) => {
-            "info,lamina_worker::service=warn,lamina_coordinator::service=warn"
-        }
+        Command::Run(_) | Command::Bench(_) => "info,lamina_worker::service=warn,lamina_coordinator::service=warn",
         _ => "info",
     };
     lamina_common::logging::init_with(&cli.log.log_format, default);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lamina: cannot start the async runtime: {e}");

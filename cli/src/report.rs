@@ -26,9 +26,7 @@ impl Reporter {
             "bar" => Reporter::bar(),
             "auto" if terminal => Reporter::bar(),
             "none" => Reporter::Quiet,
-            _ => Reporter::Log {
-                last: Instant::now(),
-            },
+            _ => Reporter::Log { last: Instant::now() },
         }
     }
 
@@ -51,13 +49,8 @@ impl Reporter {
     }
 
     pub fn result(&mut self, result: &TaskResult, progress: &Progress, total: u64) {
-        let failure = (result.status == Status::Failed).then(|| {
-            format!(
-                "failed: {}: {}",
-                result.key,
-                result.reason.as_deref().unwrap_or("unknown reason")
-            )
-        });
+        let failure = (result.status == Status::Failed)
+            .then(|| format!("failed: {}: {}", result.key, result.reason.as_deref().unwrap_or("unknown reason")));
         match self {
             Reporter::Bar(bar) => {
                 if let Some(line) = failure {
@@ -70,27 +63,14 @@ impl Reporter {
             }
             Reporter::Log { last } => {
                 match result.status {
-                    Status::Failed => {
-                        warn!(key = %result.key, reason = result.reason.as_deref().unwrap_or(""), "image failed")
-                    }
-                    Status::Skipped => {
-                        info!(key = %result.key, "image skipped: manifest is current")
-                    }
-                    Status::Done => {
-                        info!(key = %result.key, layers = result.layers, psnr_db = result.psnr_db, ms = result.ms, "image done")
-                    }
-                    Status::Rendered => {
-                        info!(key = %result.key, layers = result.layers, ms = result.ms, "image rendered again from its stored layers")
-                    }
+                    Status::Failed => warn!(key = %result.key, reason = result.reason.as_deref().unwrap_or(""), "image failed"),
+                    Status::Skipped => info!(key = %result.key, "image skipped: manifest is current"),
+                    Status::Done => info!(key = %result.key, layers = result.layers, psnr_db = result.psnr_db, ms = result.ms, "image done"),
+                    Status::Rendered => info!(key = %result.key, layers = result.layers, ms = result.ms, "image rendered again from its stored layers"),
                 }
                 if last.elapsed() >= LOG_EVERY {
                     *last = Instant::now();
-                    info!(
-                        finished = progress.finished(),
-                        total,
-                        images_per_second = progress.rate(),
-                        "progress"
-                    );
+                    info!(finished = progress.finished(), total, images_per_second = progress.rate(), "progress");
                 }
             }
             Reporter::Quiet => {

@@ -23,14 +23,14 @@ use crate::config::RunArgs;
 use crate::report::Reporter;
 use lamina_common::config::S3Settings;
 use lamina_common::messages::JobSpec;
+use lamina_families::ModelSpec;
 use lamina_common::queue::{Broker, MemoryBroker, Topology};
 use lamina_common::signal::StopSignal;
 use lamina_coordinator::service::CoordinatorConfig;
 use lamina_coordinator::state::Shared;
 use lamina_coordinator::{JobNote, Progress, Summary};
-use lamina_families::ModelSpec;
-use lamina_worker::pipeline::{ModelClock, WorkerConfig};
 use lamina_worker::runtime;
+use lamina_worker::pipeline::{ModelClock, WorkerConfig};
 use lamina_worker::service::ServiceConfig;
 
 /// The pool of the single machine's one worker.
@@ -69,21 +69,13 @@ impl Stop {
         let tx = Arc::new(tx);
         let (signals, second) = (tx.clone(), abandon.clone());
         tokio::spawn(async move { lamina_common::signal::on_signals(&signals, second).await });
-        Stop {
-            first,
-            abandon,
-            _sender: tx,
-        }
+        Stop { first, abandon, _sender: tx }
     }
 
     /// Never fires (benchmarks).
     pub fn never() -> Stop {
         let (tx, first) = watch::channel(None);
-        Stop {
-            first,
-            abandon: CancellationToken::new(),
-            _sender: Arc::new(tx),
-        }
+        Stop { first, abandon: CancellationToken::new(), _sender: Arc::new(tx) }
     }
 }
 
@@ -124,38 +116,24 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let ignored = match s.ignored {
         0 => String::new(),
-        n => format!(
-            "; {n} other files left alone (not images, e.g. {})",
-            s.ignored_examples.first().map_or("", String::as_str)
-        ),
+        n => format!("; {n} other files left alone (not images, e.g. {})", s.ignored_examples.first().map_or("", String::as_str)),
     };
     println!(
         "{} images: {} done{}, {} skipped (unchanged), {} failed in {:.1}s ({:.2} images/s){ignored}; records in {records}",
         s.images, s.done, s.rendered_note(), s.skipped, s.failed, s.seconds, s.images_per_second
     );
-    Ok(if s.failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if s.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// Runs one job to completion (or until stopped) and writes its records.
-pub async fn run_job(
-    args: &RunArgs,
-    reporter: &mut Reporter,
-    stop: Stop,
-) -> anyhow::Result<Outcome> {
+pub async fn run_job(args: &RunArgs, reporter: &mut Reporter, stop: Stop) -> anyhow::Result<Outcome> {
     let (_, out_loc) = args.locations()?;
     let s3 = S3Settings::from_env()?;
     // An output that cannot be reached (wrong endpoint, a certificate nobody vouches for,
     // bad credentials) is a configuration error: one line, before any work.
     if let lamina_common::Location::S3 { .. } = out_loc {
         let output = lamina_common::store::open(&out_loc, &s3).await;
-        output
-            .get_opt("_lamina/jobs/.probe")
-            .await
-            .with_context(|| format!("OUT {}", args.output))?;
+        output.get_opt("_lamina/jobs/.probe").await.with_context(|| format!("OUT {}", args.output))?;
     }
     let params = args.decompose.params();
     let device = args.device.device()?;
@@ -164,21 +142,13 @@ pub async fn run_job(
     let lanes = layout.devices.len() * layout.per_device;
     // The parameter rule is checked now, from the model's description; the model itself
     // loads when an image first needs it.
-    let spec = ModelSpec::parse(&args.model.model)
-        .map_err(anyhow::Error::msg)
-        .context("--model")?;
+    let spec = ModelSpec::parse(&args.model.model).map_err(anyhow::Error::msg).context("--model")?;
     let description = spec.describe();
     if let Some(reason) = description.unread {
         anyhow::bail!("--model: {reason}");
     }
-    description
-        .rule
-        .check(&params)
-        .map_err(anyhow::Error::msg)
-        .context("--model")?;
-    let id = description
-        .identity
-        .map_or_else(|| args.model.model.clone(), |i| i.id);
+    description.rule.check(&params).map_err(anyhow::Error::msg).context("--model")?;
+    let id = description.identity.map_or_else(|| args.model.model.clone(), |i| i.id);
     info!(input = %args.input, output = %args.output, model = %id, device = %runtime::device_name(device), lanes,
         batch_size = args.limits.batch_size, max_megapixels = args.limits.max_megapixels, "starting");
     let (spec_name, model_params) = (args.model.model.clone(), params.clone());
@@ -191,29 +161,14 @@ pub async fn run_job(
     });
 
     let mut engine = Engine::start(args, s3, device, budget, slot);
-    let mut spec = JobSpec::new(
-        args.input.clone(),
-        args.output.clone(),
-        args.model.model.clone(),
-        params,
-        args.output_args.render(),
-    );
+    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), params, args.output_args.render());
     spec.pool = POOL.to_owned();
-    engine
-        .broker
-        .publish(&engine.broker.topology().jobs(), &spec, 0)
-        .await
-        .context("queueing the job")?;
+    engine.broker.publish(&engine.broker.topology().jobs(), &spec, 0).await.context("queueing the job")?;
     let started = Instant::now();
     let (summary, stopped_by) = engine.follow(&spec, reporter, stop.clone()).await?;
     let wall = started.elapsed().as_secs_f64();
     engine.stop(stop.abandon.is_cancelled()).await;
-    Ok(Outcome {
-        summary,
-        model_seconds: engine.clock.busy_seconds(),
-        wall_seconds: wall,
-        stopped_by,
-    })
+    Ok(Outcome { summary, model_seconds: engine.clock.busy_seconds(), wall_seconds: wall, stopped_by })
 }
 
 /// The coordinator's service and a worker session over one in-process queue.
@@ -229,13 +184,7 @@ struct Engine {
 }
 
 impl Engine {
-    fn start(
-        args: &RunArgs,
-        s3: S3Settings,
-        device: tch::Device,
-        budget: u64,
-        slot: Arc<runtime::ModelSlot>,
-    ) -> Engine {
+    fn start(args: &RunArgs, s3: S3Settings, device: tch::Device, budget: u64, slot: Arc<runtime::ModelSlot>) -> Engine {
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(Topology::new("lamina")));
         let state = Shared::default();
         let (notes_tx, notes) = mpsc::unbounded_channel();
@@ -291,12 +240,7 @@ impl Engine {
 
     /// Shows the job's results as they come, until its summary is written; handles the
     /// stop signals. Returns the summary and the signal that stopped the job, if one did.
-    async fn follow(
-        &mut self,
-        spec: &JobSpec,
-        reporter: &mut Reporter,
-        mut stop: Stop,
-    ) -> anyhow::Result<(Summary, Option<StopSignal>)> {
+    async fn follow(&mut self, spec: &JobSpec, reporter: &mut Reporter, mut stop: Stop) -> anyhow::Result<(Summary, Option<StopSignal>)> {
         let mut progress = Progress::default();
         let mut stopped_by: Option<StopSignal> = None;
         let summary = loop {

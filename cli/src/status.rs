@@ -16,11 +16,7 @@ use crate::http::Endpoint;
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
     /// The coordinator's HTTP address (its status endpoints).
-    #[arg(
-        long,
-        env = "LAMINA_COORDINATOR_URL",
-        default_value = "http://127.0.0.1:9090"
-    )]
+    #[arg(long, env = "LAMINA_COORDINATOR_URL", default_value = "http://127.0.0.1:9090")]
     pub coordinator: String,
     /// Use the coordinator's JSON API at this address instead (http:// or https://), with
     /// the token in LAMINA_API_TOKEN (or LAMINA_API_TOKEN_FILE).
@@ -32,17 +28,8 @@ impl CoordinatorArgs {
     /// The endpoint to ask, and whether it is the API.
     pub fn endpoint(&self) -> anyhow::Result<(Endpoint, bool)> {
         Ok(match &self.api {
-            Some(url) => (
-                Endpoint::new(url, &["LAMINA_API_TOKEN", "LAMINA_HTTP_TOKEN"])?,
-                true,
-            ),
-            None => (
-                Endpoint::new(
-                    &self.coordinator,
-                    &["LAMINA_HTTP_TOKEN", "LAMINA_API_TOKEN"],
-                )?,
-                false,
-            ),
+            Some(url) => (Endpoint::new(url, &["LAMINA_API_TOKEN", "LAMINA_HTTP_TOKEN"])?, true),
+            None => (Endpoint::new(&self.coordinator, &["LAMINA_HTTP_TOKEN", "LAMINA_API_TOKEN"])?, false),
         })
     }
 }
@@ -73,11 +60,7 @@ pub async fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let jobs: Vec<Value> = match serde_json::from_str::<Value>(&body)? {
         Value::Array(jobs) => jobs,
-        Value::Object(page) if page.contains_key("next_cursor") => page
-            .get("jobs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default(),
+        Value::Object(page) if page.contains_key("next_cursor") => page.get("jobs").and_then(Value::as_array).cloned().unwrap_or_default(),
         one => vec![one],
     };
     if jobs.is_empty() {
@@ -85,14 +68,8 @@ pub async fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     for job in &jobs {
         let n = |k: &str| job[k].as_u64().unwrap_or(0);
-        let eta = job["eta_seconds"]
-            .as_f64()
-            .map_or("-".to_owned(), |s| format!("{s:.0}s"));
-        let total = if job["listing_complete"].as_bool() == Some(true) {
-            n("images").to_string()
-        } else {
-            format!("{}+", n("images"))
-        };
+        let eta = job["eta_seconds"].as_f64().map_or("-".to_owned(), |s| format!("{s:.0}s"));
+        let total = if job["listing_complete"].as_bool() == Some(true) { n("images").to_string() } else { format!("{}+", n("images")) };
         let rendered = match n("rendered") {
             0 => String::new(),
             r => format!(", {r} re-rendered"),
@@ -147,20 +124,13 @@ pub struct CancelArgs {
 /// queued finish, writes the job's summary (marked cancelled) and drops it.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     let (endpoint, api) = args.coordinator.endpoint()?;
-    let path = if api {
-        format!("/api/v1/jobs/{}/cancel", args.job)
-    } else {
-        format!("/jobs/{}/cancel", args.job)
-    };
+    let path = if api { format!("/api/v1/jobs/{}/cancel", args.job) } else { format!("/jobs/{}/cancel", args.job) };
     let reply = endpoint.send(Method::POST, &path, None, &[]).await?;
     if !reply.status.is_success() && reply.status != hyper::StatusCode::CONFLICT {
         bail!("{path}: {}: {}", reply.status, reply.reason());
     }
     match reply.json()["state"].as_str().unwrap_or("?") {
-        "cancel-requested" => println!(
-            "{}: not running on this coordinator yet; it will be cancelled when it starts",
-            args.job
-        ),
+        "cancel-requested" => println!("{}: not running on this coordinator yet; it will be cancelled when it starts", args.job),
         state => println!("{}: {state}", args.job),
     }
     Ok(ExitCode::SUCCESS)

@@ -12,9 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::{DecomposeArgs, ModelArgs, OutputArgs, PoolArgs};
 use crate::http::Endpoint;
 use lamina_common::amqp::AmqpSettings;
+use lamina_common::queue;
 use lamina_common::config::S3Settings;
 use lamina_common::messages::JobSpec;
-use lamina_common::queue;
 use lamina_common::{store, Location};
 use lamina_coordinator::Summary;
 
@@ -50,13 +50,7 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     for location in [&args.input, &args.output] {
         Location::parse(location)?;
     }
-    let mut spec = JobSpec::new(
-        args.input.clone(),
-        args.output.clone(),
-        args.model.model.clone(),
-        args.decompose.params(),
-        args.output_args.render(),
-    );
+    let mut spec = JobSpec::new(args.input.clone(), args.output.clone(), args.model.model.clone(), args.decompose.params(), args.output_args.render());
     spec.pool = args.pool.pool.clone();
     spec.priority = args.priority;
     if let Some(url) = &args.api {
@@ -64,13 +58,9 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         return over_api(&endpoint, &spec, args.wait).await;
     }
     let amqp_settings = AmqpSettings::from_env()?;
-    let broker = queue::connect(&amqp_settings, "lamina-submit")
-        .await
-        .context("cannot connect to the broker")?;
+    let broker = queue::connect(&amqp_settings, "lamina-submit").await.context("cannot connect to the broker")?;
     broker.declare(&[&spec.pool]).await?;
-    broker
-        .publish(&broker.topology().jobs(), &spec, spec.priority)
-        .await?;
+    broker.publish(&broker.topology().jobs(), &spec, spec.priority).await?;
     broker.close().await;
     println!("{}", spec.job_id);
     if !args.wait {
@@ -82,30 +72,14 @@ pub async fn main(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if summary.cancelled {
-        println!(
-            "cancelled after {} images: {} done{}, {} skipped, {} failed",
-            summary.images,
-            summary.done,
-            summary.rendered_note(),
-            summary.skipped,
-            summary.failed
-        );
+        println!("cancelled after {} images: {} done{}, {} skipped, {} failed", summary.images, summary.done, summary.rendered_note(), summary.skipped, summary.failed);
         return Ok(ExitCode::from(1));
     }
     println!(
         "{} images: {} done{}, {} skipped (unchanged), {} failed in {:.1}s",
-        summary.images,
-        summary.done,
-        summary.rendered_note(),
-        summary.skipped,
-        summary.failed,
-        summary.seconds
+        summary.images, summary.done, summary.rendered_note(), summary.skipped, summary.failed, summary.seconds
     );
-    Ok(if summary.failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// Polls the job's records until `summary.json` appears.
@@ -114,10 +88,7 @@ async fn wait(spec: &JobSpec) -> anyhow::Result<Summary> {
     let output = store::open(&Location::parse(&spec.output)?, &s3).await;
     let prefix = spec.records_prefix();
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
     bar.enable_steady_tick(Duration::from_millis(200));
     loop {
         // The store may be briefly unreachable while the job runs: keep watching.
@@ -128,10 +99,7 @@ async fn wait(spec: &JobSpec) -> anyhow::Result<Summary> {
             }
             Ok(None) => {}
             Err(e) => {
-                bar.set_message(format!(
-                    "job {}: cannot read its records ({e}); retrying",
-                    spec.job_id
-                ));
+                bar.set_message(format!("job {}: cannot read its records ({e}); retrying", spec.job_id));
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
@@ -153,20 +121,10 @@ async fn over_api(endpoint: &Endpoint, spec: &JobSpec, wait: bool) -> anyhow::Re
     let mut tries = 0;
     let reply = loop {
         tries += 1;
-        let reply = endpoint
-            .send(
-                hyper::Method::POST,
-                "/api/v1/jobs",
-                Some(body.clone()),
-                &[("idempotency-key", &key)],
-            )
-            .await;
+        let reply = endpoint.send(hyper::Method::POST, "/api/v1/jobs", Some(body.clone()), &[("idempotency-key", &key)]).await;
         let again = match &reply {
             Err(_) => true,
-            Ok(r) => {
-                matches!(r.status.as_u16(), 429 | 503)
-                    || r.status.as_u16() == 409 && r.reason().contains("still being handled")
-            }
+            Ok(r) => matches!(r.status.as_u16(), 429 | 503) || r.status.as_u16() == 409 && r.reason().contains("still being handled"),
         };
         if !again || tries == 6 {
             break reply?;
@@ -175,21 +133,14 @@ async fn over_api(endpoint: &Endpoint, spec: &JobSpec, wait: bool) -> anyhow::Re
         delay = (delay * 2).min(Duration::from_secs(8));
     };
     if !reply.status.is_success() {
-        anyhow::bail!(
-            "the coordinator refused the job ({}): {}",
-            reply.status,
-            reply.reason()
-        );
+        anyhow::bail!("the coordinator refused the job ({}): {}", reply.status, reply.reason());
     }
     println!("{}", spec.job_id);
     if !wait {
         return Ok(ExitCode::SUCCESS);
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
     bar.enable_steady_tick(Duration::from_millis(200));
     let path = format!("/api/v1/jobs/{}", spec.job_id);
     let job = loop {
@@ -197,29 +148,15 @@ async fn over_api(endpoint: &Endpoint, spec: &JobSpec, wait: bool) -> anyhow::Re
             Ok(r) if r.status.is_success() => {
                 let job = r.json();
                 let n = |k: &str| job[k].as_u64().unwrap_or(0);
-                if matches!(
-                    job["state"].as_str(),
-                    Some("finished" | "cancelled" | "failed")
-                ) {
+                if matches!(job["state"].as_str(), Some("finished" | "cancelled" | "failed")) {
                     break job;
                 }
-                bar.set_message(format!(
-                    "job {}: {}, {} of {} images finished",
-                    spec.job_id,
-                    job["state"].as_str().unwrap_or("?"),
-                    n("done") + n("rendered") + n("skipped") + n("failed"),
-                    n("images")
-                ));
+                bar.set_message(format!("job {}: {}, {} of {} images finished", spec.job_id, job["state"].as_str().unwrap_or("?"), n("done") + n("rendered") + n("skipped") + n("failed"), n("images")));
             }
             Ok(r) if r.status == hyper::StatusCode::NOT_FOUND => {
                 anyhow::bail!("the coordinator no longer knows job {} (restarted?): its records are in {}/_lamina/jobs/{}/", spec.job_id, spec.output.trim_end_matches('/'), spec.job_id)
             }
-            Ok(r) => bar.set_message(format!(
-                "job {}: {}: {}; retrying",
-                spec.job_id,
-                r.status,
-                r.reason()
-            )),
+            Ok(r) => bar.set_message(format!("job {}: {}: {}; retrying", spec.job_id, r.status, r.reason())),
             Err(e) => bar.set_message(format!("job {}: {e}; retrying", spec.job_id)),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -232,20 +169,11 @@ async fn over_api(endpoint: &Endpoint, spec: &JobSpec, wait: bool) -> anyhow::Re
     };
     match job["state"].as_str() {
         Some("failed") => {
-            println!(
-                "job refused: {}",
-                job["error"].as_str().unwrap_or("(no reason given)")
-            );
+            println!("job refused: {}", job["error"].as_str().unwrap_or("(no reason given)"));
             Ok(ExitCode::from(1))
         }
         Some("cancelled") => {
-            println!(
-                "cancelled after {} images: {} done{rendered}, {} skipped, {} failed",
-                n("done") + n("rendered") + n("skipped") + n("failed"),
-                n("done"),
-                n("skipped"),
-                n("failed")
-            );
+            println!("cancelled after {} images: {} done{rendered}, {} skipped, {} failed", n("done") + n("rendered") + n("skipped") + n("failed"), n("done"), n("skipped"), n("failed"));
             Ok(ExitCode::from(1))
         }
         _ => {
@@ -257,11 +185,7 @@ async fn over_api(endpoint: &Endpoint, spec: &JobSpec, wait: bool) -> anyhow::Re
                 n("failed"),
                 job["seconds"].as_f64().unwrap_or(0.0)
             );
-            Ok(if n("failed") > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if n("failed") > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
     }
 }

@@ -54,12 +54,7 @@ impl MemoryBudget {
     pub fn parse(text: &str) -> Result<MemoryBudget, BadMemoryBudget> {
         match text {
             "auto" => Ok(MemoryBudget::Auto),
-            text => crate::bytes::parse(text)
-                .map(MemoryBudget::Bytes)
-                .map_err(|reason| BadMemoryBudget {
-                    text: text.to_owned(),
-                    reason,
-                }),
+            text => crate::bytes::parse(text).map(MemoryBudget::Bytes).map_err(|reason| BadMemoryBudget { text: text.to_owned(), reason }),
         }
     }
 }
@@ -126,12 +121,7 @@ pub type Palette = Vec<[u8; 3]>;
 
 impl DecomposeArgs {
     pub fn params(&self) -> DecomposeParams {
-        DecomposeParams {
-            layers: self.layers,
-            palette: self.palette.clone(),
-            quality: self.quality,
-            min_coverage: self.min_coverage,
-        }
+        DecomposeParams { layers: self.layers, palette: self.palette.clone(), quality: self.quality, min_coverage: self.min_coverage }
     }
 }
 
@@ -151,10 +141,7 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     pub fn render(&self) -> RenderParams {
-        RenderParams {
-            formats: self.formats.clone(),
-            crop_layers: self.crop_layers,
-        }
+        RenderParams { formats: self.formats.clone(), crop_layers: self.crop_layers }
     }
 }
 
@@ -166,10 +153,7 @@ pub fn parse<T: clap::Parser>(name: &str) -> T {
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
             let text = e.render().to_string();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("bad arguments");
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad arguments");
             eprintln!("{name}: {}", line.trim_start_matches("error: "));
             std::process::exit(2);
         }
@@ -191,45 +175,15 @@ mod tests {
 
     #[test]
     fn each_flag_is_validated_where_it_is_declared() {
-        let ok = Both::try_parse_from([
-            "x",
-            "--memory-budget",
-            "512MiB",
-            "--batch-size",
-            "4",
-            "--palette",
-            "1,2,3;4,5,6",
-            "--quality",
-            "fast",
-        ])
-        .unwrap();
-        assert_eq!(
-            ok.limits.memory.memory_budget,
-            MemoryBudget::Bytes(512 << 20)
-        );
-        assert_eq!(
-            (ok.limits.batch_size, ok.limits.max_pixels()),
-            (4, 64_000_000)
-        );
+        let ok = Both::try_parse_from(["x", "--memory-budget", "512MiB", "--batch-size", "4", "--palette", "1,2,3;4,5,6", "--quality", "fast"]).unwrap();
+        assert_eq!(ok.limits.memory.memory_budget, MemoryBudget::Bytes(512 << 20));
+        assert_eq!((ok.limits.batch_size, ok.limits.max_pixels()), (4, 64_000_000));
         assert_eq!(ok.decompose.params().palette.unwrap().len(), 2);
         assert_eq!(ok.decompose.params().quality, Quality::Fast);
-        for bad in [
-            ["--batch-size", "0"],
-            ["--max-megapixels", "0"],
-            ["--max-megapixels", "NaN"],
-            ["--memory-budget", "lots"],
-            ["--quality", "best"],
-            ["--palette", "1,2"],
-        ] {
-            assert!(
-                Both::try_parse_from(["x", bad[0], bad[1]]).is_err(),
-                "{bad:?}"
-            );
+        for bad in [["--batch-size", "0"], ["--max-megapixels", "0"], ["--max-megapixels", "NaN"], ["--memory-budget", "lots"], ["--quality", "best"], ["--palette", "1,2"]] {
+            assert!(Both::try_parse_from(["x", bad[0], bad[1]]).is_err(), "{bad:?}");
         }
-        assert_eq!(
-            MemoryBudget::parse(&MemoryBudget::Bytes(3 << 30).to_string()),
-            Ok(MemoryBudget::Bytes(3 << 30))
-        );
+        assert_eq!(MemoryBudget::parse(&MemoryBudget::Bytes(3 << 30).to_string()), Ok(MemoryBudget::Bytes(3 << 30)));
         let bad = MemoryBudget::parse("3 parsecs").unwrap_err();
         assert_eq!(bad.text, "3 parsecs");
         assert!(bad.to_string().contains("unknown unit"), "{bad}");

@@ -6,26 +6,16 @@ use crate::BadValue;
 /// with or without `iB`/`B`; `KB`, `MB`, `GB`, `TB` too, as most people mean them).
 pub fn parse(text: &str) -> Result<u64, BadValue> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| BadValue::new("", text, "is not a size (for example 3GiB or 512MiB)"))?;
+    let value: f64 = number.parse().map_err(|_| BadValue::new("", text, "is not a size (for example 3GiB or 512MiB)"))?;
     let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        _ => {
-            return Err(BadValue::new(
-                "size",
-                text,
-                format!("has an unknown unit {unit:?} (use KiB, MiB, GiB or TiB)"),
-            ))
-        }
+        _ => return Err(BadValue::new("size", text, format!("has an unknown unit {unit:?} (use KiB, MiB, GiB or TiB)"))),
     };
     let bytes = value * scale as f64;
     if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
@@ -62,10 +52,7 @@ mod tests {
         assert_eq!(parse("1.5G").unwrap(), 3 << 29);
         assert_eq!(parse(" 3 gb ").unwrap(), 3 << 30);
         assert!(parse("lots").is_err());
-        assert!(parse("3 furlongs")
-            .unwrap_err()
-            .to_string()
-            .contains("unknown unit"));
+        assert!(parse("3 furlongs").unwrap_err().to_string().contains("unknown unit"));
         assert!(parse("0").is_err());
     }
 

@@ -60,37 +60,18 @@ impl S3Settings {
         let credentials = match (key, secret) {
             (Some(k), Some(s)) => Some((k, Secret::new(s))),
             (None, None) => None,
-            _ => {
-                return Err(SettingsError::Pair(
-                    "LAMINA_S3_ACCESS_KEY_ID",
-                    "LAMINA_S3_SECRET_ACCESS_KEY",
-                ))
-            }
+            _ => return Err(SettingsError::Pair("LAMINA_S3_ACCESS_KEY_ID", "LAMINA_S3_SECRET_ACCESS_KEY")),
         };
         let max_attempts = match var("LAMINA_S3_MAX_ATTEMPTS")? {
-            Some(n) => n
-                .parse()
-                .ok()
-                .filter(|&n: &u32| n >= 1)
-                .ok_or_else(|| bad("LAMINA_S3_MAX_ATTEMPTS", &n, "is not a positive number"))?,
+            Some(n) => n.parse().ok().filter(|&n: &u32| n >= 1).ok_or_else(|| bad("LAMINA_S3_MAX_ATTEMPTS", &n, "is not a positive number"))?,
             None => 8,
         };
         if let Some(e) = &endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(bad(
-                    "LAMINA_S3_ENDPOINT",
-                    e,
-                    "does not start with http:// or https://",
-                ));
+                return Err(bad("LAMINA_S3_ENDPOINT", e, "does not start with http:// or https://"));
             }
         }
-        Ok(S3Settings {
-            endpoint,
-            region,
-            path_style,
-            credentials,
-            max_attempts,
-        })
+        Ok(S3Settings { endpoint, region, path_style, credentials, max_attempts })
     }
 }
 
@@ -101,10 +82,7 @@ pub fn secret_var(name: &str) -> Result<Option<Secret>, SettingsError> {
 
 /// A variable's value that cannot be used.
 pub(crate) fn bad(var: &'static str, value: &str, expected: &str) -> SettingsError {
-    SettingsError::Value {
-        var,
-        source: BadValue::new("", value, expected),
-    }
+    SettingsError::Value { var, source: BadValue::new("", value, expected) }
 }
 
 /// An environment variable, or the trimmed content of the file named by `<name>_FILE`.
@@ -115,11 +93,7 @@ pub(crate) fn var(name: &str) -> Result<Option<String>, SettingsError> {
     match std::env::var(format!("{name}_FILE")) {
         Ok(path) => std::fs::read_to_string(&path)
             .map(|s| Some(s.trim().to_owned()))
-            .map_err(|source| SettingsError::File {
-                var: name.to_owned(),
-                path,
-                source,
-            }),
+            .map_err(|source| SettingsError::File { var: name.to_owned(), path, source }),
         Err(_) => Ok(None),
     }
 }

@@ -36,13 +36,7 @@ pub enum StoreError {
     /// An object store service (S3) answered with an error or could not be reached. The
     /// message carries the status and the service's error code, never credentials.
     #[error("{key}: {what}")]
-    Service {
-        key: String,
-        what: String,
-        cause: ServiceCause,
-        status: Option<u16>,
-        code: String,
-    },
+    Service { key: String, what: String, cause: ServiceCause, status: Option<u16>, code: String },
 }
 
 /// Why a call to an object store service failed: decides retrying and the retry counters.
@@ -80,10 +74,7 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::NotFound { .. } | StoreError::BadKey { .. } => ErrorKind::Permanent,
-            StoreError::Service {
-                cause: ServiceCause::Client,
-                ..
-            } => ErrorKind::Permanent,
+            StoreError::Service { cause: ServiceCause::Client, .. } => ErrorKind::Permanent,
             StoreError::Service { .. } => ErrorKind::Retryable,
             StoreError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::PermissionDenied
@@ -110,16 +101,8 @@ pub struct BadValue {
 }
 
 impl BadValue {
-    pub fn new(
-        what: &'static str,
-        value: impl Into<String>,
-        expected: impl Into<String>,
-    ) -> BadValue {
-        BadValue {
-            what,
-            value: value.into(),
-            expected: expected.into(),
-        }
+    pub fn new(what: &'static str, value: impl Into<String>, expected: impl Into<String>) -> BadValue {
+        BadValue { what, value: value.into(), expected: expected.into() }
     }
 }
 

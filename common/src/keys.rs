@@ -9,12 +9,7 @@ use crate::StoreError;
 /// Checks that `rel` is a safe relative key: `/`-separated, no empty, `.` or `..` segments,
 /// not absolute, no backslashes, NULs or control characters.
 pub fn check_relative(rel: &str) -> Result<(), StoreError> {
-    let bad = |reason| {
-        Err(StoreError::BadKey {
-            key: printable(rel),
-            reason,
-        })
-    };
+    let bad = |reason| Err(StoreError::BadKey { key: printable(rel), reason });
     if rel.is_empty() {
         return bad("empty key");
     }
@@ -41,11 +36,7 @@ pub fn check_relative(rel: &str) -> Result<(), StoreError> {
 pub fn join(prefix: &str, rel: &str) -> Result<String, StoreError> {
     check_relative(rel)?;
     let prefix = prefix.trim_end_matches('/');
-    Ok(if prefix.is_empty() {
-        rel.to_owned()
-    } else {
-        format!("{prefix}/{rel}")
-    })
+    Ok(if prefix.is_empty() { rel.to_owned() } else { format!("{prefix}/{rel}") })
 }
 
 /// The key of layer `index` of an image.
@@ -64,30 +55,14 @@ mod tests {
 
     #[test]
     fn refuses_keys_that_escape_the_prefix() {
-        for key in [
-            "",
-            "/etc/passwd",
-            "../x.png",
-            "a/../../x",
-            "a//b",
-            "./a",
-            "a\0b",
-            "a\nb",
-            "a\\..\\b",
-        ] {
+        for key in ["", "/etc/passwd", "../x.png", "a/../../x", "a//b", "./a", "a\0b", "a\nb", "a\\..\\b"] {
             assert!(check_relative(key).is_err(), "{key:?} was accepted");
         }
     }
 
     #[test]
     fn accepts_ordinary_nested_keys() {
-        for key in [
-            "a.png",
-            "2024/06/photo 1.jpg",
-            "..hidden/x.png",
-            "a..b.png",
-            "ünï/çødé.webp",
-        ] {
+        for key in ["a.png", "2024/06/photo 1.jpg", "..hidden/x.png", "a..b.png", "ünï/çødé.webp"] {
             check_relative(key).unwrap();
         }
         assert_eq!(join("out/", "a/b.png").unwrap(), "out/a/b.png");

@@ -23,10 +23,7 @@ pub struct LocationError {
 impl Location {
     /// Parses `s3://bucket/prefix`, `file:///path` or a plain path.
     pub fn parse(input: &str) -> Result<Location, LocationError> {
-        let err = |reason| LocationError {
-            input: input.to_owned(),
-            reason,
-        };
+        let err = |reason| LocationError { input: input.to_owned(), reason };
         if let Some(rest) = input.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -35,9 +32,7 @@ impl Location {
             // S3's own rule is stricter (3 to 63 lowercase letters, digits, '.' and '-'); some
             // S3-compatible servers allow more, nothing allows other characters.
             if bucket.len() > 255
-                || !bucket
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                || !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
                 || !bucket.bytes().any(|b| b.is_ascii_alphanumeric())
             {
                 return Err(err("not a bucket name (letters, digits, '.', '-' and '_')"));
@@ -49,15 +44,10 @@ impl Location {
             if prefix.split('/').any(|s| s == "..") {
                 return Err(err("'..' in prefix"));
             }
-            return Ok(Location::S3 {
-                bucket: bucket.to_owned(),
-                prefix: prefix.to_owned(),
-            });
+            return Ok(Location::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned() });
         }
         if input.contains("://") && !input.starts_with("file://") {
-            return Err(err(
-                "unsupported scheme (use a local path or s3://bucket/prefix)",
-            ));
+            return Err(err("unsupported scheme (use a local path or s3://bucket/prefix)"));
         }
         let path = input.strip_prefix("file://").unwrap_or(input);
         if path.is_empty() {
@@ -83,25 +73,13 @@ mod tests {
 
     #[test]
     fn parses_local_and_s3() {
-        assert_eq!(
-            Location::parse("photos").unwrap(),
-            Location::Local("photos".into())
-        );
-        assert_eq!(
-            Location::parse("file:///tmp/x").unwrap(),
-            Location::Local("/tmp/x".into())
-        );
+        assert_eq!(Location::parse("photos").unwrap(), Location::Local("photos".into()));
+        assert_eq!(Location::parse("file:///tmp/x").unwrap(), Location::Local("/tmp/x".into()));
         assert_eq!(
             Location::parse("s3://bkt/a/b/").unwrap(),
-            Location::S3 {
-                bucket: "bkt".into(),
-                prefix: "a/b".into()
-            }
+            Location::S3 { bucket: "bkt".into(), prefix: "a/b".into() }
         );
-        assert_eq!(
-            Location::parse("s3://bkt").unwrap().to_string(),
-            "s3://bkt/"
-        );
+        assert_eq!(Location::parse("s3://bkt").unwrap().to_string(), "s3://bkt/");
         assert!(Location::parse("s3:///x").is_err());
         assert!(Location::parse("s3://b/../x").is_err());
         assert!(Location::parse("gs://b/x").is_err());

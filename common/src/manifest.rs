@@ -75,20 +75,12 @@ impl OutputFile {
     /// The record of a file of the stored decomposition: size and sha256.
     pub fn of(file: impl Into<String>, bytes: &[u8]) -> OutputFile {
         use sha2::Digest;
-        OutputFile {
-            file: file.into(),
-            bytes: bytes.len() as u64,
-            sha256: Some(hex::encode(sha2::Sha256::digest(bytes))),
-        }
+        OutputFile { file: file.into(), bytes: bytes.len() as u64, sha256: Some(hex::encode(sha2::Sha256::digest(bytes))) }
     }
 
     /// The record of a rendered file: its size.
     pub fn sized(file: impl Into<String>, bytes: &[u8]) -> OutputFile {
-        OutputFile {
-            file: file.into(),
-            bytes: bytes.len() as u64,
-            sha256: None,
-        }
+        OutputFile { file: file.into(), bytes: bytes.len() as u64, sha256: None }
     }
 }
 
@@ -238,13 +230,7 @@ impl LayerInfo {
 impl Manifest {
     /// Whether this manifest records the same input, model and model parameters, so the
     /// image need not be decomposed again (its stored layers permitting).
-    pub fn matches(
-        &self,
-        etag: &str,
-        model_id: &str,
-        weights_sha256: &str,
-        params: &DecomposeParams,
-    ) -> bool {
+    pub fn matches(&self, etag: &str, model_id: &str, weights_sha256: &str, params: &DecomposeParams) -> bool {
         self.schema == MANIFEST_SCHEMA
             && self.input.etag == etag
             && self.model.id == model_id
@@ -267,22 +253,13 @@ impl Manifest {
     /// size) and the rendering asked for: nothing, a rendering from the stored layers, or a
     /// new decomposition (a layer file or the contact sheet, which holds the input's
     /// thumbnail, missing or of another size than recorded).
-    pub fn needs(
-        &self,
-        present: &std::collections::HashMap<String, u64>,
-        render: &RenderParams,
-    ) -> Need {
+    pub fn needs(&self, present: &std::collections::HashMap<String, u64>, render: &RenderParams) -> Need {
         let intact = |file: &str| match (present.get(file), self.output(file)) {
             (Some(&size), Some(out)) => size == out.bytes,
             (Some(_), None) => true,
             (None, _) => false,
         };
-        let stored = self.layer_files().is_some_and(|layers| {
-            layers
-                .into_iter()
-                .chain(self.preview.as_deref())
-                .all(intact)
-        });
+        let stored = self.layer_files().is_some_and(|layers| layers.into_iter().chain(self.preview.as_deref()).all(intact));
         if !stored {
             return Need::Decompose;
         }
@@ -313,16 +290,7 @@ mod tests {
     use crate::params::Formats;
 
     fn layer(file: &str) -> LayerInfo {
-        LayerInfo {
-            file: Some(file.into()),
-            name: String::new(),
-            sources: vec![0],
-            color: [0; 3],
-            bbox: None,
-            coverage: 1.0,
-            role: None,
-            text: None,
-        }
+        LayerInfo { file: Some(file.into()), name: String::new(), sources: vec![0], color: [0; 3], bbox: None, coverage: 1.0, role: None, text: None }
     }
 
     /// A manifest of two layers, a PSD and the contact sheet, rendered as `render`.
@@ -330,34 +298,15 @@ mod tests {
         let files = ["layer-00.png", "layer-01.png", "layers.psd", "preview.png"];
         Manifest {
             schema: MANIFEST_SCHEMA.into(),
-            input: InputInfo {
-                key: "a.png".into(),
-                size: 1,
-                etag: "e".into(),
-                format: "png".into(),
-                color: "rgb8".into(),
-                orientation: 1,
-                has_alpha: false,
-            },
-            model: ModelInfo {
-                id: "m@1".into(),
-                weights_sha256: "w".into(),
-                device: "cpu".into(),
-                precision: None,
-            },
+            input: InputInfo { key: "a.png".into(), size: 1, etag: "e".into(), format: "png".into(), color: "rgb8".into(), orientation: 1, has_alpha: false },
+            model: ModelInfo { id: "m@1".into(), weights_sha256: "w".into(), device: "cpu".into(), precision: None },
             params: DecomposeParams::default(),
             render: Some(render),
-            canvas: Canvas {
-                width: 1,
-                height: 1,
-            },
+            canvas: Canvas { width: 1, height: 1 },
             layers: vec![layer("layer-00.png"), layer("layer-01.png")],
             layer_count: None,
             files: files.map(String::from).to_vec(),
-            outputs: files
-                .iter()
-                .map(|f| OutputFile::of(*f, f.as_bytes()))
-                .collect(),
+            outputs: files.iter().map(|f| OutputFile::of(*f, f.as_bytes())).collect(),
             rendered: None,
             dropped: vec![],
             palette: None,
@@ -370,33 +319,18 @@ mod tests {
     }
 
     fn present(m: &Manifest) -> HashMap<String, u64> {
-        m.outputs
-            .iter()
-            .map(|o| (o.file.clone(), o.bytes))
-            .collect()
+        m.outputs.iter().map(|o| (o.file.clone(), o.bytes)).collect()
     }
 
     #[test]
     fn what_an_image_needs_follows_its_files_and_the_rendering_asked_for() {
-        let psd = RenderParams {
-            formats: Formats::parse("psd").unwrap(),
-            crop_layers: false,
-        };
+        let psd = RenderParams { formats: Formats::parse("psd").unwrap(), crop_layers: false };
         let m = manifest(psd.clone());
         let all = present(&m);
         assert_eq!(m.needs(&all, &psd), Need::Nothing);
         // Other outputs asked for, or a document gone: rendered from the stored layers.
         assert_eq!(m.needs(&all, &RenderParams::default()), Need::Render);
-        assert_eq!(
-            m.needs(
-                &all,
-                &RenderParams {
-                    crop_layers: true,
-                    ..psd.clone()
-                }
-            ),
-            Need::Render
-        );
+        assert_eq!(m.needs(&all, &RenderParams { crop_layers: true, ..psd.clone() }), Need::Render);
         let mut no_psd = all.clone();
         no_psd.remove("layers.psd");
         assert_eq!(m.needs(&no_psd, &psd), Need::Render);
@@ -411,19 +345,12 @@ mod tests {
             assert_eq!(m.needs(&short, &psd), Need::Decompose, "{file} cut short");
         }
         // A manifest from before `render` and `outputs`: its files by name, then rendered.
-        let old = Manifest {
-            render: None,
-            outputs: vec![],
-            ..m.clone()
-        };
+        let old = Manifest { render: None, outputs: vec![], ..m.clone() };
         assert_eq!(old.needs(&all, &RenderParams::default()), Need::Render);
         // One from before the layer PNGs were always written: no layers to render from.
         let mut documents_only = old.clone();
         documents_only.layers[0].file = None;
-        assert_eq!(
-            documents_only.needs(&all, &RenderParams::default()),
-            Need::Decompose
-        );
+        assert_eq!(documents_only.needs(&all, &RenderParams::default()), Need::Decompose);
     }
 
     #[test]

@@ -164,30 +164,12 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
-    pub fn failed(
-        key: impl Into<String>,
-        kind: FailureKind,
-        reason: impl Into<String>,
-    ) -> TaskResult {
-        TaskResult {
-            status: Status::Failed,
-            reason: Some(reason.into()),
-            kind: Some(kind),
-            ..TaskResult::skipped(key)
-        }
+    pub fn failed(key: impl Into<String>, kind: FailureKind, reason: impl Into<String>) -> TaskResult {
+        TaskResult { status: Status::Failed, reason: Some(reason.into()), kind: Some(kind), ..TaskResult::skipped(key) }
     }
 
     pub fn skipped(key: impl Into<String>) -> TaskResult {
-        TaskResult {
-            key: key.into(),
-            status: Status::Skipped,
-            reason: None,
-            kind: None,
-            layers: None,
-            psnr_db: None,
-            ms: None,
-            files: Vec::new(),
-        }
+        TaskResult { key: key.into(), status: Status::Skipped, reason: None, kind: None, layers: None, psnr_db: None, ms: None, files: Vec::new() }
     }
 }
 
@@ -219,13 +201,7 @@ fn default_pool() -> String {
 }
 
 impl JobSpec {
-    pub fn new(
-        input: String,
-        output: String,
-        model: String,
-        params: DecomposeParams,
-        render: RenderParams,
-    ) -> JobSpec {
+    pub fn new(input: String, output: String, model: String, params: DecomposeParams, render: RenderParams) -> JobSpec {
         JobSpec {
             schema: JOB_SCHEMA.to_owned(),
             job_id: uuid::Uuid::now_v7().to_string(),
@@ -245,6 +221,7 @@ impl JobSpec {
         format!("_lamina/jobs/{}", self.job_id)
     }
 }
+
 
 /// What workers report to the coordinator on the events queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

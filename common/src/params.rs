@@ -4,8 +4,8 @@
 //! [`RenderParams`]: what is made from the stored layers (documents, cropping); a change of
 //! these alone re-renders the outputs from the layers already written, without the model.
 
-use crate::BadValue;
 use serde::{Deserialize, Serialize};
+use crate::BadValue;
 
 /// The model's parameters, recorded in every manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,9 +56,7 @@ impl RenderParams {
 /// Reads the model's parameters as a manifest records them, including manifests from before
 /// the output options moved to `render` (their `formats` and `crop_layers` are passed over:
 /// the stored layers say how they were written).
-pub fn recorded<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<DecomposeParams, D::Error> {
+pub fn recorded<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DecomposeParams, D::Error> {
     #[derive(Deserialize)]
     struct Recorded {
         layers: Option<LayerCount>,
@@ -73,12 +71,7 @@ pub fn recorded<'de, D: serde::Deserializer<'de>>(
         _crop_layers: Option<serde::de::IgnoredAny>,
     }
     let r = Recorded::deserialize(deserializer)?;
-    Ok(DecomposeParams {
-        layers: r.layers,
-        palette: r.palette,
-        quality: r.quality,
-        min_coverage: r.min_coverage,
-    })
+    Ok(DecomposeParams { layers: r.layers, palette: r.palette, quality: r.quality, min_coverage: r.min_coverage })
 }
 
 /// Under `--layers auto`, two model layers may share an output layer only if their palette
@@ -131,9 +124,7 @@ impl LayerCount {
     pub fn parse(text: &str) -> Result<LayerCount, BadValue> {
         match text.trim() {
             "auto" => Ok(LayerCount::Auto),
-            n => n.parse::<u8>().map(LayerCount::Count).map_err(|_| {
-                BadValue::new("layers", text, "is not a number from 1 to 255 or auto")
-            }),
+            n => n.parse::<u8>().map(LayerCount::Count).map_err(|_| BadValue::new("layers", text, "is not a number from 1 to 255 or auto")),
         }
     }
 
@@ -169,11 +160,7 @@ impl TryFrom<f64> for Share {
         if (0.0..=1.0).contains(&value) {
             Ok(Share(value))
         } else {
-            Err(BadValue::new(
-                "",
-                value.to_string(),
-                "is not a share from 0 to 1",
-            ))
+            Err(BadValue::new("", value.to_string(), "is not a share from 0 to 1"))
         }
     }
 }
@@ -192,9 +179,7 @@ impl Share {
             Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
             None => text.parse::<f64>(),
         };
-        value
-            .map_err(|_| BadValue::new("", text, "is not a share such as 0.02 or 2%"))
-            .and_then(Share::try_from)
+        value.map_err(|_| BadValue::new("", text, "is not a share such as 0.02 or 2%")).and_then(Share::try_from)
     }
 
     pub fn get(self) -> f64 {
@@ -246,11 +231,7 @@ impl TryFrom<Vec<Format>> for Formats {
 
     fn try_from(mut formats: Vec<Format>) -> Result<Formats, BadValue> {
         if formats.is_empty() {
-            return Err(BadValue::new(
-                "formats",
-                "",
-                "names no format (choose from png, psd, ora)",
-            ));
+            return Err(BadValue::new("formats", "", "names no format (choose from png, psd, ora)"));
         }
         formats.push(Format::Png);
         formats.sort_unstable();
@@ -273,10 +254,7 @@ impl Formats {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                Format::ALL
-                    .into_iter()
-                    .find(|f| f.as_str() == s.to_ascii_lowercase())
-                    .ok_or_else(|| BadValue::new("format", s, "is not png, psd or ora"))
+                Format::ALL.into_iter().find(|f| f.as_str() == s.to_ascii_lowercase()).ok_or_else(|| BadValue::new("format", s, "is not png, psd or ora"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Formats::try_from(formats)
@@ -367,15 +345,10 @@ impl DecomposeParams {
             ),
         };
         if let Some(share) = self.min_coverage {
-            why.push_str(&format!(
-                "; layers covering under {}% merged into the nearest colour",
-                share.get() * 100.0
-            ));
+            why.push_str(&format!("; layers covering under {}% merged into the nearest colour", share.get() * 100.0));
         }
         if dropped > 0 {
-            why.push_str(&format!(
-                "; {dropped} model layers with no visible pixel dropped"
-            ));
+            why.push_str(&format!("; {dropped} model layers with no visible pixel dropped"));
         }
         why.push_str(&format!("; {written} written"));
         why
@@ -391,9 +364,7 @@ impl DecomposeParams {
                     return Err(BadValue::new("palette colour", colour, "is not r,g,b"));
                 };
                 let channel = |s: &str| {
-                    s.parse::<u8>().map_err(|_| {
-                        BadValue::new("palette value", s, "is not a number from 0 to 255")
-                    })
+                    s.parse::<u8>().map_err(|_| BadValue::new("palette value", s, "is not a number from 0 to 255"))
                 };
                 Ok([channel(r)?, channel(g)?, channel(b)?])
             })
@@ -407,10 +378,7 @@ mod tests {
 
     #[test]
     fn parses_palettes() {
-        assert_eq!(
-            DecomposeParams::parse_palette("1,2,3; 4,5,6").unwrap(),
-            vec![[1, 2, 3], [4, 5, 6]]
-        );
+        assert_eq!(DecomposeParams::parse_palette("1,2,3; 4,5,6").unwrap(), vec![[1, 2, 3], [4, 5, 6]]);
         assert!(DecomposeParams::parse_palette("1,2").is_err());
         assert!(DecomposeParams::parse_palette("1,2,300").is_err());
     }
@@ -418,49 +386,25 @@ mod tests {
     #[test]
     fn reference_quality_is_left_out_so_older_manifests_still_match() {
         let reference = DecomposeParams::default();
-        assert_eq!(
-            serde_json::to_string(&reference).unwrap(),
-            r#"{"layers":null,"palette":null}"#
-        );
+        assert_eq!(serde_json::to_string(&reference).unwrap(), r#"{"layers":null,"palette":null}"#);
         let old: DecomposeParams = serde_json::from_str(r#"{"layers":3,"palette":null}"#).unwrap();
         assert_eq!(old.quality, Quality::Reference);
-        let fast = DecomposeParams {
-            quality: Quality::Fast,
-            ..DecomposeParams::default()
-        };
+        let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
         let text = serde_json::to_string(&fast).unwrap();
         assert!(text.contains(r#""quality":"fast""#), "{text}");
-        assert_eq!(
-            serde_json::from_str::<DecomposeParams>(&text).unwrap(),
-            fast
-        );
-        assert!(serde_json::from_str::<DecomposeParams>(
-            r#"{"layers":null,"palette":null,"quality":"best"}"#
-        )
-        .is_err());
+        assert_eq!(serde_json::from_str::<DecomposeParams>(&text).unwrap(), fast);
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"quality":"best"}"#).is_err());
     }
 
     #[test]
     fn layers_travel_as_a_number_or_auto() {
-        let auto: DecomposeParams =
-            serde_json::from_str(r#"{"layers":"auto","palette":null}"#).unwrap();
+        let auto: DecomposeParams = serde_json::from_str(r#"{"layers":"auto","palette":null}"#).unwrap();
         assert_eq!(auto.layers, Some(LayerCount::Auto));
-        assert_eq!(
-            serde_json::to_string(&auto).unwrap(),
-            r#"{"layers":"auto","palette":null}"#
-        );
-        let three: DecomposeParams =
-            serde_json::from_str(r#"{"layers":3,"palette":null}"#).unwrap();
-        assert_eq!(
-            (three.layers, three.layer_target()),
-            (Some(LayerCount::Count(3)), Some(3))
-        );
-        assert!(
-            serde_json::from_str::<DecomposeParams>(r#"{"layers":"many","palette":null}"#).is_err()
-        );
-        assert!(
-            serde_json::from_str::<DecomposeParams>(r#"{"layers":300,"palette":null}"#).is_err()
-        );
+        assert_eq!(serde_json::to_string(&auto).unwrap(), r#"{"layers":"auto","palette":null}"#);
+        let three: DecomposeParams = serde_json::from_str(r#"{"layers":3,"palette":null}"#).unwrap();
+        assert_eq!((three.layers, three.layer_target()), (Some(LayerCount::Count(3)), Some(3)));
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":"many","palette":null}"#).is_err());
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":300,"palette":null}"#).is_err());
         assert_eq!(LayerCount::parse("auto"), Ok(LayerCount::Auto));
         assert_eq!(LayerCount::parse("4"), Ok(LayerCount::Count(4)));
         assert!(LayerCount::parse("four").is_err());
@@ -472,45 +416,21 @@ mod tests {
         assert_eq!(f.to_string(), "png,psd,ora");
         assert!(f.contains(Format::Psd) && !Formats::default().contains(Format::Ora));
         assert!(Formats::parse("").is_err());
-        assert!(Formats::parse("png,tiff")
-            .unwrap_err()
-            .to_string()
-            .contains("tiff"));
+        assert!(Formats::parse("png,tiff").unwrap_err().to_string().contains("tiff"));
         // The layer PNGs are the stored decomposition: every set holds them.
         assert_eq!(Formats::parse("psd").unwrap().to_string(), "png,psd");
-        let params = DecomposeParams {
-            min_coverage: Some(Share::parse("2%").unwrap()),
-            ..DecomposeParams::default()
-        };
+        let params = DecomposeParams { min_coverage: Some(Share::parse("2%").unwrap()), ..DecomposeParams::default() };
         let text = serde_json::to_string(&params).unwrap();
-        assert_eq!(
-            text,
-            r#"{"layers":null,"palette":null,"min_coverage":0.02}"#
-        );
-        assert_eq!(
-            serde_json::from_str::<DecomposeParams>(&text).unwrap(),
-            params
-        );
-        assert!(serde_json::from_str::<DecomposeParams>(
-            r#"{"layers":null,"palette":null,"min_coverage":1.5}"#
-        )
-        .is_err());
+        assert_eq!(text, r#"{"layers":null,"palette":null,"min_coverage":0.02}"#);
+        assert_eq!(serde_json::from_str::<DecomposeParams>(&text).unwrap(), params);
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"min_coverage":1.5}"#).is_err());
         // Output options are the rendering step's, not the model's.
-        assert!(serde_json::from_str::<DecomposeParams>(
-            r#"{"layers":null,"palette":null,"formats":["psd"]}"#
-        )
-        .is_err());
-        let render = RenderParams {
-            formats: Formats::parse("ora").unwrap(),
-            crop_layers: true,
-        };
+        assert!(serde_json::from_str::<DecomposeParams>(r#"{"layers":null,"palette":null,"formats":["psd"]}"#).is_err());
+        let render = RenderParams { formats: Formats::parse("ora").unwrap(), crop_layers: true };
         let text = serde_json::to_string(&render).unwrap();
         assert_eq!(text, r#"{"formats":["png","ora"],"crop_layers":true}"#);
         assert_eq!(serde_json::from_str::<RenderParams>(&text).unwrap(), render);
-        assert_eq!(
-            serde_json::to_string(&RenderParams::default()).unwrap(),
-            "{}"
-        );
+        assert_eq!(serde_json::to_string(&RenderParams::default()).unwrap(), "{}");
         assert!(serde_json::from_str::<RenderParams>(r#"{"formats":[]}"#).is_err());
         assert!(serde_json::from_str::<RenderParams>(r#"{"layers":3}"#).is_err());
         assert_eq!(Share::parse("0.5").unwrap().get(), 0.5);

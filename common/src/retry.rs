@@ -20,11 +20,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// Rides out a restart or a short outage of a store or broker (minutes, not hours).
     fn default() -> Self {
-        RetryPolicy {
-            initial: Duration::from_millis(250),
-            max_delay: Duration::from_secs(15),
-            deadline: Duration::from_secs(180),
-        }
+        RetryPolicy { initial: Duration::from_millis(250), max_delay: Duration::from_secs(15), deadline: Duration::from_secs(180) }
     }
 }
 
@@ -39,32 +35,17 @@ pub trait Retryable {
 }
 
 /// The causes retries are counted by (a bounded metric label).
-pub const CAUSES: [&str; 6] = [
-    "throttled",
-    "server",
-    "network",
-    "timeout",
-    "broker",
-    "other",
-];
+pub const CAUSES: [&str; 6] = ["throttled", "server", "network", "timeout", "broker", "other"];
 
-static RETRIES: [std::sync::atomic::AtomicU64; 6] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 6];
+static RETRIES: [std::sync::atomic::AtomicU64; 6] = [const { std::sync::atomic::AtomicU64::new(0) }; 6];
 
 /// Retries made by this process so far, by cause.
 pub fn retries() -> Vec<(&'static str, u64)> {
-    CAUSES
-        .iter()
-        .zip(&RETRIES)
-        .map(|(c, n)| (*c, n.load(std::sync::atomic::Ordering::Relaxed)))
-        .collect()
+    CAUSES.iter().zip(&RETRIES).map(|(c, n)| (*c, n.load(std::sync::atomic::Ordering::Relaxed))).collect()
 }
 
 fn count_retry(cause: &str) {
-    let i = CAUSES
-        .iter()
-        .position(|c| *c == cause)
-        .unwrap_or(CAUSES.len() - 1);
+    let i = CAUSES.iter().position(|c| *c == cause).unwrap_or(CAUSES.len() - 1);
     RETRIES[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -78,9 +59,7 @@ impl Retryable for crate::StoreError {
             crate::StoreError::Service { cause, .. } => cause.label(),
             crate::StoreError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::TimedOut => "timeout",
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
-                    "network"
-                }
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => "network",
                 _ => "other",
             },
             _ => "other",
@@ -103,10 +82,7 @@ where
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if e.kind() == ErrorKind::Retryable && started.elapsed() < policy.deadline => {
-                let cap = policy
-                    .initial
-                    .saturating_mul(1 << attempt.min(20))
-                    .min(policy.max_delay);
+                let cap = policy.initial.saturating_mul(1 << attempt.min(20)).min(policy.max_delay);
                 let delay = cap.mul_f64(jitter());
                 attempt += 1;
                 count_retry(e.cause());
@@ -122,9 +98,7 @@ where
 fn jitter() -> f64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let mut z = nanos ^ COUNTER.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -149,11 +123,7 @@ mod tests {
     }
 
     fn fast() -> RetryPolicy {
-        RetryPolicy {
-            initial: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-            deadline: Duration::from_secs(5),
-        }
+        RetryPolicy { initial: Duration::from_millis(1), max_delay: Duration::from_millis(2), deadline: Duration::from_secs(5) }
     }
 
     #[tokio::test]
@@ -162,13 +132,7 @@ mod tests {
         let out = retry("t", fast(), || {
             calls += 1;
             let n = calls;
-            async move {
-                if n < 4 {
-                    Err(E(ErrorKind::Retryable))
-                } else {
-                    Ok(n)
-                }
-            }
+            async move { if n < 4 { Err(E(ErrorKind::Retryable)) } else { Ok(n) } }
         })
         .await;
         assert_eq!(out.unwrap(), 4);
@@ -184,25 +148,15 @@ mod tests {
         .await;
         assert!(out.is_err());
         assert_eq!(calls, 1);
-        let policy = RetryPolicy {
-            deadline: Duration::from_millis(20),
-            ..fast()
-        };
+        let policy = RetryPolicy { deadline: Duration::from_millis(20), ..fast() };
         let started = Instant::now();
-        let out: Result<(), E> =
-            retry("t", policy, || async { Err(E(ErrorKind::Retryable)) }).await;
+        let out: Result<(), E> = retry("t", policy, || async { Err(E(ErrorKind::Retryable)) }).await;
         assert!(out.is_err() && started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
     fn store_errors_are_retried_and_counted_by_their_type_not_their_text() {
-        let service = |cause, status| crate::StoreError::Service {
-            key: "k".into(),
-            what: "whatever the text".into(),
-            cause,
-            status,
-            code: String::new(),
-        };
+        let service = |cause, status| crate::StoreError::Service { key: "k".into(), what: "whatever the text".into(), cause, status, code: String::new() };
         use crate::ServiceCause::*;
         for (cause, status, label, kind) in [
             (Throttled, Some(503), "throttled", ErrorKind::Retryable),
@@ -217,11 +171,7 @@ mod tests {
         let not_found = crate::StoreError::NotFound { key: "k".into() };
         assert_eq!(Retryable::kind(&not_found), ErrorKind::Permanent);
         let lost = crate::queue::QueueError::Lost("connection reset".into());
-        assert_eq!(
-            (lost.cause(), Retryable::kind(&lost)),
-            ("broker", ErrorKind::Permanent),
-            "a lost broker is never retried in place"
-        );
+        assert_eq!((lost.cause(), Retryable::kind(&lost)), ("broker", ErrorKind::Permanent), "a lost broker is never retried in place");
     }
 
     #[test]

@@ -8,9 +8,7 @@ pub async fn on_shutdown(token: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
+        let Ok(mut term) = signal(SignalKind::terminate()) else { return };
         tokio::select! {
             _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
             _ = tokio::signal::ctrl_c() => info!(signal = "SIGINT", "shutting down"),
@@ -51,19 +49,12 @@ impl StopSignal {
 
 /// Fires `first` with the signal's name on the first SIGTERM or SIGINT, and `second` on the
 /// next one (a user who presses Ctrl-C twice wants out now).
-pub async fn on_signals(
-    first: &tokio::sync::watch::Sender<Option<StopSignal>>,
-    second: CancellationToken,
-) {
+pub async fn on_signals(first: &tokio::sync::watch::Sender<Option<StopSignal>>, second: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        let Ok(mut int) = signal(SignalKind::interrupt()) else {
-            return;
-        };
+        let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+        let Ok(mut int) = signal(SignalKind::interrupt()) else { return };
         for round in 0..2 {
             let which = tokio::select! {
                 _ = term.recv() => StopSignal::Terminate,

@@ -24,11 +24,11 @@ use tokio::sync::mpsc;
 
 use lamina_common::amqp::{self, AmqpSettings};
 use lamina_common::params::DecomposeParams;
-use lamina_common::queue::{Broker, RabbitBroker};
 use lamina_common::{ObjectMeta, ObjectStore, StoreError};
-use lamina_coordinator::fingerprint;
-use lamina_coordinator::runner::Publisher;
 use lamina_coordinator::scheduler::Scheduler;
+use lamina_common::queue::{Broker, RabbitBroker};
+use lamina_coordinator::runner::Publisher;
+use lamina_coordinator::fingerprint;
 use lamina_coordinator::{plan, PlanStats, Planner};
 
 /// A listing of `n` images under nested prefixes, generated as it is read; nothing else.
@@ -38,9 +38,7 @@ struct Synthetic(u64);
 #[async_trait]
 impl ObjectStore for Synthetic {
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        Err(StoreError::NotFound {
-            key: key.to_owned(),
-        })
+        Err(StoreError::NotFound { key: key.to_owned() })
     }
     async fn get_opt(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
@@ -60,11 +58,7 @@ impl ObjectStore for Synthetic {
     async fn list(&self, _prefix: &str, tx: mpsc::Sender<Result<ObjectMeta, StoreError>>) {
         for i in 0..self.0 {
             let meta = ObjectMeta {
-                key: format!(
-                    "archive/{:03}/{:03}/photo-{i:08}.jpg",
-                    i / 1_000_000,
-                    (i / 1000) % 1000
-                ),
+                key: format!("archive/{:03}/{:03}/photo-{i:08}.jpg", i / 1_000_000, (i / 1000) % 1000),
                 size: 1_000_000 + i % 1000,
                 etag: Some(format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))),
             };
@@ -87,17 +81,10 @@ fn peak_rss_mb() -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let images: u64 = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let images: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let confirm_window: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(256);
-    let url =
-        std::env::var("LAMINA_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
+    let url = std::env::var("LAMINA_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
     let settings = AmqpSettings::new(url, format!("lamina-bench-{}", std::process::id()));
     let pool = "fanout";
     let connection = amqp::connect(&settings, "lamina-fanout-bench").await?;
@@ -109,15 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let drain_connection = amqp::connect(&settings, "lamina-fanout-drain").await?;
     let drain_channel = drain_connection.create_channel().await?;
     let mut drain = drain_channel
-        .basic_consume(
-            queue.as_str(),
-            "",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
+        .basic_consume(queue.as_str(), "", BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() }, FieldTable::default())
         .await?;
     let drained = tokio::spawn(async move {
         let mut n = 0u64;
@@ -149,8 +128,7 @@ async fn main() -> anyhow::Result<()> {
     // A window as large as the job: this measures publishing, not the fleet's pace.
     let scheduler = Arc::new(Scheduler::new(images as usize + 1));
     let state = lamina_coordinator::state::Shared::default();
-    let broker: Arc<dyn Broker> =
-        Arc::new(RabbitBroker::connect(&settings, "lamina-fanout-publisher").await?);
+    let broker: Arc<dyn Broker> = Arc::new(RabbitBroker::connect(&settings, "lamina-fanout-publisher").await?);
     let publisher = Publisher {
         broker: broker.clone(),
         scheduler,
@@ -168,11 +146,7 @@ async fn main() -> anyhow::Result<()> {
     // The job's dedup set at its end: one fingerprint per image.
     let mut seen: HashSet<u128> = HashSet::new();
     for i in 0..images {
-        seen.insert(fingerprint(&format!(
-            "archive/{:03}/{:03}/photo-{i:08}.jpg",
-            i / 1_000_000,
-            (i / 1000) % 1000
-        )));
+        seen.insert(fingerprint(&format!("archive/{:03}/{:03}/photo-{i:08}.jpg", i / 1_000_000, (i / 1000) % 1000)));
     }
     println!(
         "fan-out: {published} tasks published with confirms in {seconds:.1} s = {:.0} tasks/s (confirm window {confirm_window}); \
@@ -181,22 +155,11 @@ async fn main() -> anyhow::Result<()> {
         peak_rss_mb(),
         seen.len()
     );
-    setup
-        .queue_delete(queue.as_str(), QueueDeleteOptions::default())
-        .await?;
-    for q in [
-        settings.jobs(),
-        settings.events(),
-        settings.dead(),
-        settings.dead_watch(),
-    ] {
-        let _ = setup
-            .queue_delete(q.as_str(), QueueDeleteOptions::default())
-            .await;
+    setup.queue_delete(queue.as_str(), QueueDeleteOptions::default()).await?;
+    for q in [settings.jobs(), settings.events(), settings.dead(), settings.dead_watch()] {
+        let _ = setup.queue_delete(q.as_str(), QueueDeleteOptions::default()).await;
     }
-    let _ = setup
-        .exchange_delete(settings.dead_letter_exchange().as_str(), Default::default())
-        .await;
+    let _ = setup.exchange_delete(settings.dead_letter_exchange().as_str(), Default::default()).await;
     let _ = drain_connection.close(200, "done").await;
     let drained = drained.await.unwrap_or(0);
     let _ = connection.close(200, "done").await;

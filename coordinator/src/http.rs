@@ -30,10 +30,7 @@ struct App {
 /// Serves until `shutdown` fires.
 pub async fn serve(addr: SocketAddr, api: Api, shutdown: CancellationToken) -> std::io::Result<()> {
     let settings: Arc<HttpSettings> = api.settings.clone();
-    let app = App {
-        state: api.state.clone(),
-        api: api.clone(),
-    };
+    let app = App { state: api.state.clone(), api: api.clone() };
     let router = Router::new()
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
@@ -46,9 +43,7 @@ pub async fn serve(addr: SocketAddr, api: Api, shutdown: CancellationToken) -> s
         .route("/", get(page))
         .with_state(app)
         .merge(api.router())
-        .layer(DefaultBodyLimit::max(
-            lamina_common::amqp::MAX_MESSAGE_BYTES,
-        ));
+        .layer(DefaultBodyLimit::max(lamina_common::amqp::MAX_MESSAGE_BYTES));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     match &settings.tls {
@@ -56,15 +51,11 @@ pub async fn serve(addr: SocketAddr, api: Api, shutdown: CancellationToken) -> s
             let config = crate::tls::server_config(cert, key).map_err(std::io::Error::other)?;
             tracing::info!(address = %local, tls = true, api = crate::api::BASE, "serving HTTPS");
             let listener = crate::tls::TlsListener::new(listener, config)?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
         }
         None => {
             tracing::info!(address = %local, tls = false, api = crate::api::BASE, "serving HTTP");
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
         }
     }
 }
@@ -72,11 +63,7 @@ pub async fn serve(addr: SocketAddr, api: Api, shutdown: CancellationToken) -> s
 /// Once any token is configured, reading needs a `read` token and changing needs `submit`.
 async fn authorise(AxumState(app): AxumState<App>, request: Request, next: Next) -> Response {
     if !app.api.settings.tokens.is_empty() {
-        let role = if request.method() == Method::GET {
-            Role::Read
-        } else {
-            Role::Submit
-        };
+        let role = if request.method() == Method::GET { Role::Read } else { Role::Submit };
         if let Err(response) = app.api.admit(request.headers(), role) {
             return response;
         }
@@ -105,25 +92,13 @@ async fn cancel(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Respo
     let state = s.cancel(&id);
     drop(s);
     tracing::info!(job_id = %id, state = %state, "cancel requested");
-    let code = if state.is_over() {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::ACCEPTED
-    };
-    (
-        code,
-        Json(serde_json::json!({ "job_id": id, "state": state })),
-    )
-        .into_response()
+    let code = if state.is_over() { StatusCode::CONFLICT } else { StatusCode::ACCEPTED };
+    (code, Json(serde_json::json!({ "job_id": id, "state": state }))).into_response()
 }
 
 /// The status page: static, it reads `/overview` every two seconds.
 async fn page() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("status.html"),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("status.html")).into_response()
 }
 
 /// Everything the status page shows, in one read.
@@ -151,18 +126,11 @@ async fn fleet(AxumState(app): AxumState<App>) -> Response {
 async fn metrics(AxumState(app): AxumState<App>) -> Response {
     let s = app.state.lock();
     let mut page = lamina_common::exposition::Exposition::default();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-        page.metric(name, kind, help, samples)
-    };
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| page.metric(name, kind, help, samples);
     let one = lamina_common::exposition::Exposition::one;
     let pool = |p: &str| format!("{{pool=\"{p}\"}}");
     let active = s.jobs.values().filter(|j| j.state.is_active()).count() as f64;
-    metric(
-        "lamina_coordinator_jobs_active",
-        "gauge",
-        "Jobs being planned or tracked.",
-        &one(active),
-    );
+    metric("lamina_coordinator_jobs_active", "gauge", "Jobs being planned or tracked.", &one(active));
     metric(
         "lamina_coordinator_jobs_finished_total",
         "counter",
@@ -173,50 +141,14 @@ async fn metrics(AxumState(app): AxumState<App>) -> Response {
             ("{outcome=\"failed\"}".into(), s.jobs_failed as f64),
         ],
     );
-    let pending: Vec<(String, f64)> = s
-        .pending_by_pool()
-        .iter()
-        .map(|(p, n)| (pool(p), *n as f64))
-        .collect();
-    metric(
-        "lamina_coordinator_images_pending",
-        "gauge",
-        "Images listed by running jobs and not yet reported, by pool.",
-        &pending,
-    );
-    let published: Vec<(String, f64)> = s
-        .pools
-        .iter()
-        .map(|(p, c)| (pool(p), c.tasks_published as f64))
-        .collect();
-    metric(
-        "lamina_coordinator_tasks_published_total",
-        "counter",
-        "Tasks published with a broker confirm, by pool.",
-        &published,
-    );
-    let in_flight: Vec<(String, f64)> = s
-        .windows
-        .iter()
-        .map(|w| (pool(&w.pool), w.in_use as f64))
-        .collect();
-    metric(
-        "lamina_coordinator_tasks_in_flight",
-        "gauge",
-        "Tasks published and not yet reported, by pool.",
-        &in_flight,
-    );
-    let window: Vec<(String, f64)> = s
-        .windows
-        .iter()
-        .map(|w| (pool(&w.pool), w.capacity as f64))
-        .collect();
-    metric(
-        "lamina_coordinator_pool_window",
-        "gauge",
-        "Tasks a pool may hold queued or in flight, by pool.",
-        &window,
-    );
+    let pending: Vec<(String, f64)> = s.pending_by_pool().iter().map(|(p, n)| (pool(p), *n as f64)).collect();
+    metric("lamina_coordinator_images_pending", "gauge", "Images listed by running jobs and not yet reported, by pool.", &pending);
+    let published: Vec<(String, f64)> = s.pools.iter().map(|(p, c)| (pool(p), c.tasks_published as f64)).collect();
+    metric("lamina_coordinator_tasks_published_total", "counter", "Tasks published with a broker confirm, by pool.", &published);
+    let in_flight: Vec<(String, f64)> = s.windows.iter().map(|w| (pool(&w.pool), w.in_use as f64)).collect();
+    metric("lamina_coordinator_tasks_in_flight", "gauge", "Tasks published and not yet reported, by pool.", &in_flight);
+    let window: Vec<(String, f64)> = s.windows.iter().map(|w| (pool(&w.pool), w.capacity as f64)).collect();
+    metric("lamina_coordinator_pool_window", "gauge", "Tasks a pool may hold queued or in flight, by pool.", &window);
     metric(
         "lamina_coordinator_results_total",
         "counter",
@@ -232,93 +164,34 @@ async fn metrics(AxumState(app): AxumState<App>) -> Response {
         "lamina_coordinator_dead_letters_total",
         "counter",
         "Dead-lettered messages seen, by kind.",
-        &[
-            ("{kind=\"task\"}".into(), s.dead_letters_task as f64),
-            ("{kind=\"other\"}".into(), s.dead_letters_other as f64),
-        ],
+        &[("{kind=\"task\"}".into(), s.dead_letters_task as f64), ("{kind=\"other\"}".into(), s.dead_letters_other as f64)],
     );
     if let Some(n) = s.dead_letter_queue {
-        metric(
-            "lamina_coordinator_dead_letter_queue_messages",
-            "gauge",
-            "Messages waiting in the dead-letter queue.",
-            &one(n as f64),
-        );
+        metric("lamina_coordinator_dead_letter_queue_messages", "gauge", "Messages waiting in the dead-letter queue.", &one(n as f64));
     }
-    let ready: Vec<(String, f64)> = s
-        .pools
-        .iter()
-        .filter_map(|(p, c)| Some((pool(p), c.queue_ready? as f64)))
-        .collect();
-    metric(
-        "lamina_coordinator_task_queue_messages",
-        "gauge",
-        "Ready messages in the task queue, by pool.",
-        &ready,
-    );
-    metric(
-        "lamina_coordinator_messages_rejected_total",
-        "counter",
-        "Invalid job or event messages refused.",
-        &one(s.messages_rejected as f64),
-    );
-    let beats: Vec<(String, f64)> = s
-        .pools
-        .iter()
-        .map(|(p, c)| (pool(p), c.heartbeats as f64))
-        .collect();
-    metric(
-        "lamina_coordinator_heartbeats_total",
-        "counter",
-        "Worker heartbeats received, by pool.",
-        &beats,
-    );
+    let ready: Vec<(String, f64)> = s.pools.iter().filter_map(|(p, c)| Some((pool(p), c.queue_ready? as f64))).collect();
+    metric("lamina_coordinator_task_queue_messages", "gauge", "Ready messages in the task queue, by pool.", &ready);
+    metric("lamina_coordinator_messages_rejected_total", "counter", "Invalid job or event messages refused.", &one(s.messages_rejected as f64));
+    let beats: Vec<(String, f64)> = s.pools.iter().map(|(p, c)| (pool(p), c.heartbeats as f64)).collect();
+    metric("lamina_coordinator_heartbeats_total", "counter", "Worker heartbeats received, by pool.", &beats);
     let fleet = s.fleet();
-    let mut pools: std::collections::BTreeMap<&str, (f64, f64, f64)> = s
-        .pools
-        .keys()
-        .map(|p| (p.as_str(), (0.0, 0.0, 0.0)))
-        .collect();
+    let mut pools: std::collections::BTreeMap<&str, (f64, f64, f64)> = s.pools.keys().map(|p| (p.as_str(), (0.0, 0.0, 0.0))).collect();
     for w in fleet.iter().filter(|w| w.seconds_since_heartbeat < 30.0) {
         let entry = pools.entry(w.heartbeat.pool.as_str()).or_default();
         entry.0 += 1.0;
         entry.1 += w.heartbeat.images_per_second;
         entry.2 = entry.2.max(w.heartbeat.oldest_unacked_seconds);
     }
-    let per_pool = |f: fn(&(f64, f64, f64)) -> f64| {
-        pools
-            .iter()
-            .map(|(p, v)| (pool(p), f(v)))
-            .collect::<Vec<_>>()
-    };
-    metric(
-        "lamina_coordinator_workers",
-        "gauge",
-        "Workers with a heartbeat in the last 30 seconds, by pool.",
-        &per_pool(|v| v.0),
-    );
-    metric(
-        "lamina_coordinator_fleet_images_per_second",
-        "gauge",
-        "Images per second the live workers report, by pool.",
-        &per_pool(|v| v.1),
-    );
+    let per_pool = |f: fn(&(f64, f64, f64)) -> f64| pools.iter().map(|(p, v)| (pool(p), f(v))).collect::<Vec<_>>();
+    metric("lamina_coordinator_workers", "gauge", "Workers with a heartbeat in the last 30 seconds, by pool.", &per_pool(|v| v.0));
+    metric("lamina_coordinator_fleet_images_per_second", "gauge", "Images per second the live workers report, by pool.", &per_pool(|v| v.1));
     metric(
         "lamina_coordinator_oldest_unacked_task_seconds",
         "gauge",
         "Oldest task a live worker holds unacknowledged, by pool.",
         &per_pool(|v| v.2),
     );
-    metric(
-        "lamina_coordinator_broker_connects_total",
-        "counter",
-        "Connections made to the broker.",
-        &one(s.broker_connects as f64),
-    );
+    metric("lamina_coordinator_broker_connects_total", "counter", "Connections made to the broker.", &one(s.broker_connects as f64));
     drop(s);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        page.finish(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page.finish()).into_response()
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Progress;
 pub use lamina_common::messages::{JobSpec, JOB_SCHEMA};
 use lamina_common::messages::{Status, TaskResult};
+use crate::Progress;
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::{ObjectStore, StoreError};
 
@@ -80,12 +80,7 @@ impl Summary {
 
     /// The summary of `spec` from its counted results; `failures` are filled in by
     /// [`JobRecords::finish`].
-    pub fn new(
-        spec: &JobSpec,
-        model_id: String,
-        progress: &Progress,
-        started_at: String,
-    ) -> Summary {
+    pub fn new(spec: &JobSpec, model_id: String, progress: &Progress, started_at: String) -> Summary {
         let wall = progress.started.elapsed().as_secs_f64();
         Summary {
             schema: SUMMARY_SCHEMA.to_owned(),
@@ -102,11 +97,7 @@ impl Summary {
             started_at,
             finished_at: lamina_common::time::now_rfc3339(),
             seconds: (wall * 1000.0).round() / 1000.0,
-            images_per_second: if wall > 0.0 {
-                progress.done as f64 / wall
-            } else {
-                0.0
-            },
+            images_per_second: if wall > 0.0 { progress.done as f64 / wall } else { 0.0 },
             failures: Vec::new(),
             ignored: 0,
             ignored_examples: Vec::new(),
@@ -131,33 +122,18 @@ pub struct JobRecords {
 
 impl JobRecords {
     /// Writes `spec.json` and gets ready to append results.
-    pub async fn create(
-        store: Arc<dyn ObjectStore>,
-        spec: &JobSpec,
-    ) -> Result<JobRecords, StoreError> {
+    pub async fn create(store: Arc<dyn ObjectStore>, spec: &JobSpec) -> Result<JobRecords, StoreError> {
         let prefix = spec.records_prefix();
         let json = serde_json::to_vec_pretty(spec).unwrap_or_default();
         store.put(&format!("{prefix}/spec.json"), json).await?;
         let next_part = (!store.appends_in_place()).then_some(0);
-        Ok(JobRecords {
-            store,
-            prefix,
-            buffer: Vec::new(),
-            lines: 0,
-            oldest: None,
-            failures: Vec::new(),
-            next_part,
-        })
+        Ok(JobRecords { store, prefix, buffer: Vec::new(), lines: 0, oldest: None, failures: Vec::new(), next_part })
     }
 
     /// The summary of an earlier run of this job that finished (the coordinator died
     /// before acknowledging the job message), if there is one.
     pub async fn finished(&self) -> Option<Summary> {
-        let bytes = self
-            .store
-            .get_opt(&format!("{}/summary.json", self.prefix))
-            .await
-            .ok()??;
+        let bytes = self.store.get_opt(&format!("{}/summary.json", self.prefix)).await.ok()??;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -167,10 +143,7 @@ impl JobRecords {
     pub async fn recorded(&mut self) -> Result<Vec<TaskResult>, StoreError> {
         let store = &self.store;
         let key = format!("{}/results.jsonl", self.prefix);
-        let mut bytes = retry("read job results", RetryPolicy::default(), || {
-            store.get_opt(&key)
-        })
-        .await?;
+        let mut bytes = retry("read job results", RetryPolicy::default(), || store.get_opt(&key)).await?;
         if self.next_part.is_some() {
             let parts = self.parts().await?;
             match (parts.is_empty(), bytes.take()) {
@@ -178,10 +151,7 @@ impl JobRecords {
                 // missing: the file becomes part 0 again, so assembling it again keeps it.
                 (true, Some(assembled)) => {
                     let first = self.part_key(0);
-                    retry("write job results", RetryPolicy::default(), || {
-                        store.put(&first, assembled.clone())
-                    })
-                    .await?;
+                    retry("write job results", RetryPolicy::default(), || store.put(&first, assembled.clone())).await?;
                     self.next_part = Some(1);
                     bytes = Some(assembled);
                 }
@@ -189,26 +159,14 @@ impl JobRecords {
                 (false, _) => {
                     let mut all = Vec::new();
                     for part in &parts {
-                        all.extend_from_slice(
-                            &retry("read job results", RetryPolicy::default(), || {
-                                store.get(part)
-                            })
-                            .await?,
-                        );
+                        all.extend_from_slice(&retry("read job results", RetryPolicy::default(), || store.get(part)).await?);
                     }
-                    self.next_part = Some(
-                        parts
-                            .last()
-                            .and_then(|p| part_number(p))
-                            .map_or(0, |n| n + 1),
-                    );
+                    self.next_part = Some(parts.last().and_then(|p| part_number(p)).map_or(0, |n| n + 1));
                     bytes = Some(all);
                 }
             }
         }
-        let Some(bytes) = bytes else {
-            return Ok(Vec::new());
-        };
+        let Some(bytes) = bytes else { return Ok(Vec::new()) };
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if complete < bytes.len() && self.next_part.is_none() {
             self.store.put(&key, bytes[..complete].to_vec()).await?;
@@ -217,16 +175,8 @@ impl JobRecords {
             .split(|&b| b == b'\n')
             .filter_map(|line| serde_json::from_slice(line).ok())
             .collect();
-        for r in results
-            .iter()
-            .filter(|r| r.status == Status::Failed)
-            .take(SUMMARY_FAILURES)
-        {
-            self.failures.push(format!(
-                "{}: {}",
-                r.key,
-                r.reason.as_deref().unwrap_or("failed")
-            ));
+        for r in results.iter().filter(|r| r.status == Status::Failed).take(SUMMARY_FAILURES) {
+            self.failures.push(format!("{}: {}", r.key, r.reason.as_deref().unwrap_or("failed")));
         }
         Ok(results)
     }
@@ -256,11 +206,7 @@ impl JobRecords {
     /// Records one result; appends the buffer when it is full or old.
     pub async fn record(&mut self, result: &TaskResult) -> Result<(), StoreError> {
         if result.status == Status::Failed && self.failures.len() < SUMMARY_FAILURES {
-            self.failures.push(format!(
-                "{}: {}",
-                result.key,
-                result.reason.as_deref().unwrap_or("failed")
-            ));
+            self.failures.push(format!("{}: {}", result.key, result.reason.as_deref().unwrap_or("failed")));
         }
         if let Ok(line) = serde_json::to_vec(result) {
             self.buffer.extend_from_slice(&line);
@@ -282,18 +228,12 @@ impl JobRecords {
             match self.next_part {
                 Some(n) => {
                     let (key, buffer) = (self.part_key(n), &self.buffer);
-                    retry("write job results", RetryPolicy::default(), || {
-                        store.put(&key, buffer.clone())
-                    })
-                    .await?;
+                    retry("write job results", RetryPolicy::default(), || store.put(&key, buffer.clone())).await?;
                     self.next_part = Some(n + 1);
                 }
                 None => {
                     let (key, buffer) = (format!("{}/results.jsonl", self.prefix), &self.buffer);
-                    retry("append job results", RetryPolicy::default(), || {
-                        store.append(&key, buffer)
-                    })
-                    .await?;
+                    retry("append job results", RetryPolicy::default(), || store.append(&key, buffer)).await?;
                 }
             }
             self.buffer.clear();
@@ -309,10 +249,7 @@ impl JobRecords {
         if self.next_part.is_some() {
             let parts = self.parts().await?;
             let (store, key) = (&self.store, format!("{}/results.jsonl", self.prefix));
-            retry("assemble job results", RetryPolicy::default(), || {
-                store.concat(&key, &parts)
-            })
-            .await?;
+            retry("assemble job results", RetryPolicy::default(), || store.concat(&key, &parts)).await?;
             for part in &parts {
                 // Left-over parts are harmless: the next read of a finished job ignores them.
                 let _ = store.delete(part).await;
@@ -321,10 +258,7 @@ impl JobRecords {
         summary.failures = std::mem::take(&mut self.failures);
         let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
         let (store, key) = (&self.store, format!("{}/summary.json", self.prefix));
-        retry("write job summary", RetryPolicy::default(), || {
-            store.put(&key, json.clone())
-        })
-        .await?;
+        retry("write job summary", RetryPolicy::default(), || store.put(&key, json.clone())).await?;
         Ok(summary)
     }
 }
@@ -345,58 +279,23 @@ mod tests {
     async fn a_resumed_job_reads_what_was_recorded_and_drops_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-        let spec = JobSpec::new(
-            "in".into(),
-            "out".into(),
-            "fscs".into(),
-            DecomposeParams::default(),
-            Default::default(),
-        );
+        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams::default(), Default::default());
         let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
         first.record(&TaskResult::skipped("a.png")).await.unwrap();
-        first
-            .record(&TaskResult::failed(
-                "b.png",
-                FailureKind::NotAnImage,
-                "empty file (0 bytes)",
-            ))
-            .await
-            .unwrap();
+        first.record(&TaskResult::failed("b.png", FailureKind::NotAnImage, "empty file (0 bytes)")).await.unwrap();
         first.flush().await.unwrap();
         // The coordinator died in the middle of an append.
-        store
-            .append(
-                &format!("{}/results.jsonl", spec.records_prefix()),
-                b"{\"key\":\"c.p",
-            )
-            .await
-            .unwrap();
+        store.append(&format!("{}/results.jsonl", spec.records_prefix()), b"{\"key\":\"c.p").await.unwrap();
 
         let mut again = JobRecords::create(store.clone(), &spec).await.unwrap();
         let earlier = again.recorded().await.unwrap();
-        assert_eq!(
-            earlier.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
-            ["a.png", "b.png"]
-        );
+        assert_eq!(earlier.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["a.png", "b.png"]);
         again.record(&TaskResult::skipped("c.png")).await.unwrap();
         again.flush().await.unwrap();
-        let text = String::from_utf8(
-            store
-                .get(&format!("{}/results.jsonl", spec.records_prefix()))
-                .await
-                .unwrap(),
-        )
-        .unwrap();
+        let text = String::from_utf8(store.get(&format!("{}/results.jsonl", spec.records_prefix())).await.unwrap()).unwrap();
         assert_eq!(text.lines().count(), 3, "{text}");
-        assert!(
-            text.lines()
-                .all(|l| serde_json::from_str::<TaskResult>(l).is_ok()),
-            "{text}"
-        );
-        assert_eq!(
-            again.failures,
-            vec!["b.png: empty file (0 bytes)".to_owned()]
-        );
+        assert!(text.lines().all(|l| serde_json::from_str::<TaskResult>(l).is_ok()), "{text}");
+        assert_eq!(again.failures, vec!["b.png: empty file (0 bytes)".to_owned()]);
     }
 
     /// A local folder that behaves like S3: no in-place append.
@@ -420,73 +319,33 @@ mod tests {
         async fn etag(&self, key: &str) -> Result<String, StoreError> {
             self.0.etag(key).await
         }
-        async fn list(
-            &self,
-            prefix: &str,
-            tx: tokio::sync::mpsc::Sender<Result<lamina_common::ObjectMeta, StoreError>>,
-        ) {
+        async fn list(&self, prefix: &str, tx: tokio::sync::mpsc::Sender<Result<lamina_common::ObjectMeta, StoreError>>) {
             self.0.list(prefix, tx).await
         }
     }
 
     #[tokio::test]
-    async fn without_in_place_append_results_go_to_parts_survive_a_restart_and_are_assembled_at_the_end(
-    ) {
+    async fn without_in_place_append_results_go_to_parts_survive_a_restart_and_are_assembled_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(NoAppend(LocalStore::new(dir.path())));
-        let spec = JobSpec::new(
-            "in".into(),
-            "out".into(),
-            "fscs".into(),
-            DecomposeParams::default(),
-            Default::default(),
-        );
+        let spec = JobSpec::new("in".into(), "out".into(), "fscs".into(), DecomposeParams::default(), Default::default());
         let prefix = spec.records_prefix();
         let mut first = JobRecords::create(store.clone(), &spec).await.unwrap();
         first.record(&TaskResult::skipped("a.png")).await.unwrap();
         first.flush().await.unwrap();
-        first
-            .record(&TaskResult::failed(
-                "b.png",
-                FailureKind::NotAnImage,
-                "empty file (0 bytes)",
-            ))
-            .await
-            .unwrap();
+        first.record(&TaskResult::failed("b.png", FailureKind::NotAnImage, "empty file (0 bytes)")).await.unwrap();
         first.flush().await.unwrap();
-        assert!(store
-            .get_opt(&format!("{prefix}/results.jsonl"))
-            .await
-            .unwrap()
-            .is_none());
+        assert!(store.get_opt(&format!("{prefix}/results.jsonl")).await.unwrap().is_none());
         // The coordinator dies; its successor reads both parts and goes on.
         let mut again = JobRecords::create(store.clone(), &spec).await.unwrap();
         let earlier = again.recorded().await.unwrap();
-        assert_eq!(
-            earlier.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
-            ["a.png", "b.png"]
-        );
+        assert_eq!(earlier.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["a.png", "b.png"]);
         again.record(&TaskResult::skipped("c.png")).await.unwrap();
         let progress = Progress::default();
-        again
-            .finish(Summary::new(&spec, "m".into(), &progress, "t".into()))
-            .await
-            .unwrap();
-        let text = String::from_utf8(store.get(&format!("{prefix}/results.jsonl")).await.unwrap())
-            .unwrap();
-        assert_eq!(
-            text.lines()
-                .map(|l| serde_json::from_str::<TaskResult>(l).unwrap().key)
-                .collect::<Vec<_>>(),
-            ["a.png", "b.png", "c.png"]
-        );
-        assert!(
-            !dir.path()
-                .join(&prefix)
-                .join("results.parts")
-                .read_dir()
-                .is_ok_and(|mut d| d.next().is_some()),
-            "parts deleted"
-        );
+        again.finish(Summary::new(&spec, "m".into(), &progress, "t".into())).await.unwrap();
+        let text = String::from_utf8(store.get(&format!("{prefix}/results.jsonl")).await.unwrap()).unwrap();
+        assert_eq!(text.lines().map(|l| serde_json::from_str::<TaskResult>(l).unwrap().key).collect::<Vec<_>>(), ["a.png", "b.png", "c.png"]);
+        assert!(!dir.path().join(&prefix).join("results.parts").read_dir().is_ok_and(|mut d| d.next().is_some()), "parts deleted");
     }
 }
+

@@ -15,6 +15,7 @@ pub mod state;
 pub mod tls;
 
 pub use job::{JobRecords, JobSpec, Summary};
-pub use planner::{is_image_key, plan, PlanStats, Planner};
+pub use planner::{plan, is_image_key, PlanStats, Planner};
 pub use progress::Progress;
 pub use runner::{fingerprint, JobContext, JobError, JobNote};
+

@@ -19,11 +19,7 @@ use lamina_coordinator::api::{Api, BrokerSlot};
 use lamina_coordinator::service::{serve, CoordinatorConfig};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "lamina-coordinator",
-    version,
-    about = "Fan Lamina jobs out to worker pools"
-)]
+#[command(name = "lamina-coordinator", version, about = "Fan Lamina jobs out to worker pools")]
 struct Args {
     /// Address of the HTTP endpoints (health, jobs, fleet, metrics).
     #[arg(long, env = "LAMINA_HTTP_ADDR", default_value = "127.0.0.1:9090")]
@@ -81,10 +77,7 @@ fn main() -> ExitCode {
         }
     };
     info!(amqp = ?amqp, s3 = ?config.s3, max_jobs = config.max_jobs, window = config.window, http = %args.http, tokens = !http.tokens.is_empty(), tls = http.tls.is_some(), "starting");
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
         eprintln!("lamina-coordinator: cannot start the async runtime");
         return ExitCode::from(2);
     };
@@ -95,11 +88,7 @@ fn main() -> ExitCode {
         let slot = BrokerSlot::default();
         let stores = Arc::new(StoreCache::new(config.s3.clone()));
         let api = Api::new(state.clone(), slot.clone(), stores, Arc::new(http));
-        let http = tokio::spawn(lamina_coordinator::http::serve(
-            args.http,
-            api,
-            shutdown.clone(),
-        ));
+        let http = tokio::spawn(lamina_coordinator::http::serve(args.http, api, shutdown.clone()));
         // Reconnect with backoff while the broker is away; stop when told to.
         let served = reconnecting("coordinator", &shutdown, || async {
             let broker = lamina_common::queue::connect(&amqp, &config.name).await?;

@@ -26,9 +26,8 @@ const CHECK_CONCURRENCY: usize = 16;
 /// passed over. Everything else in the input is left alone, counted, and the first few
 /// named in the job's summary.
 const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "jpe", "jfif", "png", "apng", "webp", "tif", "tiff", "bmp", "dib", "gif", "tga",
-    "icb", "vda", "vst", "ico", "pbm", "pgm", "ppm", "pnm", "pam", "ff", "farbfeld", "qoi", "hdr",
-    "exr", "dds", "avif", "heic", "heif", "jxl",
+    "jpg", "jpeg", "jpe", "jfif", "png", "apng", "webp", "tif", "tiff", "bmp", "dib", "gif", "tga", "icb", "vda", "vst", "ico",
+    "pbm", "pgm", "ppm", "pnm", "pam", "ff", "farbfeld", "qoi", "hdr", "exr", "dds", "avif", "heic", "heif", "jxl",
 ];
 /// Files left alone that a summary names.
 pub const IGNORED_EXAMPLES: usize = 10;
@@ -36,9 +35,8 @@ pub const IGNORED_EXAMPLES: usize = 10;
 /// Whether a key names an image Lamina decomposes (by extension, case-insensitive).
 pub fn is_image_key(key: &str) -> bool {
     let name = key.rsplit('/').next().unwrap_or(key);
-    name.rsplit_once('.').is_some_and(|(stem, ext)| {
-        !stem.is_empty() && IMAGE_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext))
-    })
+    name.rsplit_once('.')
+        .is_some_and(|(stem, ext)| !stem.is_empty() && IMAGE_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext)))
 }
 
 /// What a job needs to plan its tasks.
@@ -108,12 +106,7 @@ impl PlanStats {
 /// Lists the input and sends a task per image to `tasks`, or a result straight to `results`
 /// when the image is skipped or its key is refused. Every listed image gets exactly one of
 /// the two. Returns when the listing is exhausted.
-pub async fn plan(
-    planner: Planner,
-    tasks: mpsc::Sender<Task>,
-    results: mpsc::Sender<TaskResult>,
-    stats: Arc<PlanStats>,
-) {
+pub async fn plan(planner: Planner, tasks: mpsc::Sender<Task>, results: mpsc::Sender<TaskResult>, stats: Arc<PlanStats>) {
     let (list_tx, mut list_rx) = mpsc::channel(1024);
     let input = planner.input.clone();
     let lister = tokio::spawn(async move { input.list("", list_tx).await });
@@ -129,13 +122,7 @@ pub async fn plan(
             Err(e) => {
                 // A folder that cannot be read is reported like a failed image.
                 stats.images.fetch_add(1, Ordering::Relaxed);
-                let _ = results
-                    .send(TaskResult::failed(
-                        e.to_string(),
-                        FailureKind::Store,
-                        "cannot list",
-                    ))
-                    .await;
+                let _ = results.send(TaskResult::failed(e.to_string(), FailureKind::Store, "cannot list")).await;
                 continue;
             }
         };
@@ -163,16 +150,11 @@ pub async fn plan(
 /// A task for `meta`, or the result that makes one unnecessary (skipped or refused).
 async fn check(planner: &Planner, meta: ObjectMeta) -> Result<Task, TaskResult> {
     if let Err(e) = check_relative(&meta.key) {
-        return Err(TaskResult::failed(
-            printable(&meta.key),
-            FailureKind::BadKey,
-            e.to_string(),
-        ));
+        return Err(TaskResult::failed(printable(&meta.key), FailureKind::BadKey, e.to_string()));
     }
     let step = match current_manifest(planner, &meta).await {
         None => Step::Decompose,
-        Some(manifest) => match manifest.needs(&present(planner, &meta.key).await, &planner.render)
-        {
+        Some(manifest) => match manifest.needs(&present(planner, &meta.key).await, &planner.render) {
             Need::Nothing => {
                 debug!(key = %meta.key, "skipped: manifest is current");
                 return Err(TaskResult::skipped(meta.key));
@@ -242,14 +224,7 @@ async fn current_manifest(planner: &Planner, meta: &ObjectMeta) -> Option<Manife
         Some(etag) => etag.clone(),
         None => planner.input.etag(&meta.key).await.ok()?,
     };
-    manifest
-        .matches(
-            &etag,
-            &planner.model_id,
-            &planner.weights_sha256,
-            &planner.params,
-        )
-        .then_some(manifest)
+    manifest.matches(&etag, &planner.model_id, &planner.weights_sha256, &planner.params).then_some(manifest)
 }
 
 #[cfg(test)]
@@ -258,10 +233,7 @@ mod tests {
 
     #[test]
     fn recognises_image_extensions() {
-        for key in [
-            "a.jpg", "b/c.JPEG", "x.png", "y.webp", "z.tif", "z.TIFF", "q.bmp", "g.gif", "t.tga",
-            "i.ico", "p.ppm", "f.ff", "q.qoi", "h.hdr", "e.exr",
-        ] {
+        for key in ["a.jpg", "b/c.JPEG", "x.png", "y.webp", "z.tif", "z.TIFF", "q.bmp", "g.gif", "t.tga", "i.ico", "p.ppm", "f.ff", "q.qoi", "h.hdr", "e.exr"] {
             assert!(is_image_key(key), "{key}");
         }
         for key in ["notes.txt", "png", "dir.png/readme", ".png", "a.pngx"] {

@@ -16,13 +16,7 @@ pub struct Progress {
 
 impl Default for Progress {
     fn default() -> Self {
-        Progress {
-            started: Instant::now(),
-            done: 0,
-            rendered: 0,
-            skipped: 0,
-            failed: 0,
-        }
+        Progress { started: Instant::now(), done: 0, rendered: 0, skipped: 0, failed: 0 }
     }
 }
 
@@ -43,10 +37,6 @@ impl Progress {
     /// Images decomposed per second since the start.
     pub fn rate(&self) -> f64 {
         let secs = self.started.elapsed().as_secs_f64();
-        if secs > 0.0 {
-            self.done as f64 / secs
-        } else {
-            0.0
-        }
+        if secs > 0.0 { self.done as f64 / secs } else { 0.0 }
     }
 }

@@ -22,20 +22,16 @@ use crate::state::{JobState, Shared};
 use crate::{plan, JobRecords, PlanStats, Planner, Progress, Summary};
 use lamina_common::config::S3Settings;
 use lamina_common::messages::{JobSpec, Task, TaskResult};
+use lamina_families::{ModelSpec, UnknownModel};
 use lamina_common::queue::{Broker, Pipelined, QueueError};
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::{store, Location};
-use lamina_families::{ModelSpec, UnknownModel};
 
 /// What a job runner reports as it goes, for a caller that shows progress (`lamina run`).
 #[derive(Debug, Clone)]
 pub enum JobNote {
     /// An image's result, counted for the first time; `listed` images are known so far.
-    Result {
-        job_id: String,
-        result: TaskResult,
-        listed: u64,
-    },
+    Result { job_id: String, result: TaskResult, listed: u64 },
     /// The job's summary is written.
     Finished { summary: Summary },
     /// The job stopped short of a summary (its stores unreachable past the retries); it is
@@ -102,10 +98,7 @@ impl JobContext {
         self.broker.declare(&[&spec.pool]).await?;
         let input = store::open_input(&in_loc, &out_loc, &self.s3).await;
         let output = store::open(&out_loc, &self.s3).await;
-        let records = retry("write job spec", RetryPolicy::default(), || {
-            JobRecords::create(output.clone(), &spec)
-        })
-        .await?;
+        let records = retry("write job spec", RetryPolicy::default(), || JobRecords::create(output.clone(), &spec)).await?;
         // A job whose summary exists finished under a coordinator that died before the ack.
         if let Some(summary) = records.finished().await {
             info!("job already finished");
@@ -115,21 +108,14 @@ impl JobContext {
         let model = ModelSpec::parse(&spec.model);
         if let Some(reason) = refusal(&spec, &model, &self.state) {
             info!(reason = %reason, "job refused");
-            let mut summary = Summary::new(
-                &spec,
-                String::new(),
-                &Progress::default(),
-                lamina_common::time::now_rfc3339(),
-            );
+            let mut summary = Summary::new(&spec, String::new(), &Progress::default(), lamina_common::time::now_rfc3339());
             summary.error = Some(reason);
             return self.finish(&spec, records, summary, JobState::Failed).await;
         }
         // Unknown here (a TorchScript card only the workers can read): nothing matches, so
         // nothing is skipped (always correct, never stale).
         let identity = model.ok().and_then(|m| m.identity());
-        let (model_id, weights) = identity.map_or((spec.model.clone(), String::new()), |i| {
-            (i.id, i.weights_sha256)
-        });
+        let (model_id, weights) = identity.map_or((spec.model.clone(), String::new()), |i| (i.id, i.weights_sha256));
         let planner = Planner::for_job(&spec, input, output.clone(), model_id.clone(), weights);
         // Planning and publishing end with the job, however it ends.
         let done = stop.child_token();
@@ -137,14 +123,7 @@ impl JobContext {
         let mut fanout = self.fan_out(&spec, planner, &done);
 
         let started_at = lamina_common::time::now_rfc3339();
-        let mut tally = Tally {
-            context: self,
-            spec: &spec,
-            records,
-            progress: Progress::default(),
-            seen: HashSet::new(),
-            released: 0,
-        };
+        let mut tally = Tally { context: self, spec: &spec, records, progress: Progress::default(), seen: HashSet::new(), released: 0 };
         tally.resume().await?;
         let mut planning_open = true;
         let mut publishing_open = true;
@@ -181,9 +160,7 @@ impl JobContext {
                     continue;
                 }
             };
-            tally
-                .count(result, from_worker, listed, !planning_open)
-                .await?;
+            tally.count(result, from_worker, listed, !planning_open).await?;
         };
         if cancelled {
             // Results already routed to this job still count: a stopped `lamina run` records
@@ -198,31 +175,17 @@ impl JobContext {
         let _ = fanout.planning.await;
         let _ = fanout.publishing.await;
         // Slots this job still holds (tasks in flight when it was cancelled) go back.
-        let held = fanout
-            .acquired
-            .load(Ordering::Relaxed)
-            .saturating_sub(tally.released);
+        let held = fanout.acquired.load(Ordering::Relaxed).saturating_sub(tally.released);
         self.scheduler.release(&spec.pool, held as usize);
-        let Tally {
-            records, progress, ..
-        } = tally;
+        let Tally { records, progress, .. } = tally;
         let mut summary = Summary::new(&spec, model_id, &progress, started_at);
         summary.cancelled = cancelled;
         summary.ignored = fanout.stats.ignored.load(Ordering::Relaxed);
-        summary.ignored_examples = fanout
-            .stats
-            .ignored_examples
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_default();
+        summary.ignored_examples = fanout.stats.ignored_examples.lock().map(|e| e.clone()).unwrap_or_default();
         if cancelled {
             summary.interrupted_by = self.state.lock().interruptions.remove(&spec.job_id);
         }
-        let state = if cancelled {
-            JobState::Cancelled
-        } else {
-            JobState::Finished
-        };
+        let state = if cancelled { JobState::Cancelled } else { JobState::Finished };
         self.finish(&spec, records, summary, state).await
     }
 
@@ -250,13 +213,7 @@ impl JobContext {
         let (planned_tx, planned) = mpsc::channel(1024);
         let planning = {
             let (stats, done) = (stats.clone(), done.clone());
-            tokio::spawn(
-                async move {
-                    done.run_until_cancelled(plan(planner, task_tx, planned_tx, stats))
-                        .await
-                }
-                .in_current_span(),
-            )
+            tokio::spawn(async move { done.run_until_cancelled(plan(planner, task_tx, planned_tx, stats)).await }.in_current_span())
         };
         let acquired = Arc::new(AtomicU64::new(0));
         // Publishing ends by itself once every task is confirmed; an error (the broker is
@@ -280,33 +237,18 @@ impl JobContext {
             }
             .in_current_span(),
         );
-        Fanout {
-            stats,
-            planned,
-            failed,
-            acquired,
-            planning,
-            publishing,
-        }
+        Fanout { stats, planned, failed, acquired, planning, publishing }
     }
 
     /// Writes the job's summary and reports the job over.
-    async fn finish(
-        &self,
-        spec: &JobSpec,
-        records: JobRecords,
-        summary: Summary,
-        state: JobState,
-    ) -> Result<Summary, JobError> {
+    async fn finish(&self, spec: &JobSpec, records: JobRecords, summary: Summary, state: JobState) -> Result<Summary, JobError> {
         let summary = records.finish(summary).await?;
         {
             let mut s = self.state.lock();
             s.job_finished(&spec.job_id, state, summary.error.clone());
         }
         if let Some(notes) = &self.notes {
-            let _ = notes.send(JobNote::Finished {
-                summary: summary.clone(),
-            });
+            let _ = notes.send(JobNote::Finished { summary: summary.clone() });
         }
         Ok(summary)
     }
@@ -351,13 +293,7 @@ impl Tally<'_> {
         Ok(())
     }
 
-    async fn count(
-        &mut self,
-        result: TaskResult,
-        from_worker: bool,
-        listed: u64,
-        listing_complete: bool,
-    ) -> Result<(), JobError> {
+    async fn count(&mut self, result: TaskResult, from_worker: bool, listed: u64, listing_complete: bool) -> Result<(), JobError> {
         if !self.seen.insert(fingerprint(&result.key)) {
             return Ok(());
         }
@@ -373,11 +309,7 @@ impl Tally<'_> {
         }
         self.records.record(&result).await?;
         if let Some(notes) = &self.context.notes {
-            let _ = notes.send(JobNote::Result {
-                job_id: self.spec.job_id.clone(),
-                result,
-                listed,
-            });
+            let _ = notes.send(JobNote::Result { job_id: self.spec.job_id.clone(), result, listed });
         }
         Ok(())
     }
@@ -404,10 +336,7 @@ impl Publisher {
             if n > 0 {
                 {
                     let mut s = self.state.lock();
-                    s.pools
-                        .entry(self.pool.clone())
-                        .or_default()
-                        .tasks_published += n as u64;
+                    s.pools.entry(self.pool.clone()).or_default().tasks_published += n as u64;
                 }
             }
         };
@@ -436,20 +365,13 @@ impl Publisher {
 /// Why a job cannot run at all, found before any image is read: a model the job names
 /// that does not exist or refuses its parameters, or a pool whose live workers all run
 /// another model.
-pub(crate) fn refusal(
-    spec: &JobSpec,
-    model: &Result<ModelSpec, UnknownModel>,
-    state: &Shared,
-) -> Option<String> {
+pub(crate) fn refusal(spec: &JobSpec, model: &Result<ModelSpec, UnknownModel>, state: &Shared) -> Option<String> {
     let model = match model {
         Ok(model) => model,
         Err(unknown) => return Some(unknown.to_string()),
     };
     if let Err(reason) = model.check_params(&spec.params) {
-        return Some(format!(
-            "model {} refuses the job's parameters: {reason}",
-            spec.model
-        ));
+        return Some(format!("model {} refuses the job's parameters: {reason}", spec.model));
     }
     let id = model.identity()?.id;
     let s = state.lock();

@@ -44,10 +44,7 @@ pub struct WindowView {
 
 impl Scheduler {
     pub fn new(base: usize) -> Scheduler {
-        Scheduler {
-            base: base.max(1),
-            inner: Mutex::new((HashMap::new(), 0)),
-        }
+        Scheduler { base: base.max(1), inner: Mutex::new((HashMap::new(), 0)) }
     }
 
     fn capacity(&self, pool: &Pool) -> usize {
@@ -57,9 +54,7 @@ impl Scheduler {
     /// Waits for a slot of `pool`'s window for a job of `priority`.
     pub async fn acquire(&self, pool: &str, priority: u8) {
         let rx = {
-            let Ok(mut guard) = self.inner.lock() else {
-                return;
-            };
+            let Ok(mut guard) = self.inner.lock() else { return };
             let (pools, seq) = &mut *guard;
             *seq += 1;
             let ticket = *seq;
@@ -78,12 +73,8 @@ impl Scheduler {
 
     /// Gives `n` slots of `pool` back and hands them to waiting jobs.
     pub fn release(&self, pool: &str, n: usize) {
-        let Ok(mut guard) = self.inner.lock() else {
-            return;
-        };
-        let Some(entry) = guard.0.get_mut(pool) else {
-            return;
-        };
+        let Ok(mut guard) = self.inner.lock() else { return };
+        let Some(entry) = guard.0.get_mut(pool) else { return };
         entry.in_use = entry.in_use.saturating_sub(n);
         self.grant(entry);
     }
@@ -91,9 +82,7 @@ impl Scheduler {
     /// Records the total prefetch of the pool's live workers; a bigger fleet gets a bigger
     /// window.
     pub fn set_fleet_prefetch(&self, pool: &str, prefetch: usize) {
-        let Ok(mut guard) = self.inner.lock() else {
-            return;
-        };
+        let Ok(mut guard) = self.inner.lock() else { return };
         let entry = guard.0.entry(pool.to_owned()).or_default();
         entry.fleet_prefetch = prefetch;
         self.grant(entry);
@@ -101,9 +90,7 @@ impl Scheduler {
 
     fn grant(&self, entry: &mut Pool) {
         while entry.in_use < self.capacity(entry) {
-            let Some((_, tx)) = entry.waiting.pop_first() else {
-                break;
-            };
+            let Some((_, tx)) = entry.waiting.pop_first() else { break };
             // A job that stopped waiting (cancelled) has dropped its receiver.
             if tx.send(()).is_ok() {
                 entry.in_use += 1;
@@ -112,18 +99,11 @@ impl Scheduler {
     }
 
     pub fn windows(&self) -> Vec<WindowView> {
-        let Ok(guard) = self.inner.lock() else {
-            return Vec::new();
-        };
+        let Ok(guard) = self.inner.lock() else { return Vec::new() };
         let mut out: Vec<WindowView> = guard
             .0
             .iter()
-            .map(|(pool, p)| WindowView {
-                pool: pool.clone(),
-                in_use: p.in_use,
-                capacity: self.capacity(p),
-                waiting: p.waiting.len(),
-            })
+            .map(|(pool, p)| WindowView { pool: pool.clone(), in_use: p.in_use, capacity: self.capacity(p), waiting: p.waiting.len() })
             .collect();
         out.sort_by(|a, b| a.pool.cmp(&b.pool));
         out
@@ -194,23 +174,9 @@ mod tests {
         let scheduler = Scheduler::new(4);
         scheduler.set_fleet_prefetch("p", 10);
         for _ in 0..20 {
-            tokio::time::timeout(Duration::from_millis(100), scheduler.acquire("p", 0))
-                .await
-                .expect("slot");
+            tokio::time::timeout(Duration::from_millis(100), scheduler.acquire("p", 0)).await.expect("slot");
         }
-        assert!(
-            tokio::time::timeout(Duration::from_millis(50), scheduler.acquire("p", 0))
-                .await
-                .is_err()
-        );
-        assert_eq!(
-            scheduler.windows()[0],
-            WindowView {
-                pool: "p".into(),
-                in_use: 20,
-                capacity: 20,
-                waiting: 1
-            }
-        );
+        assert!(tokio::time::timeout(Duration::from_millis(50), scheduler.acquire("p", 0)).await.is_err());
+        assert_eq!(scheduler.windows()[0], WindowView { pool: "p".into(), in_use: 20, capacity: 20, waiting: 1 });
     }
 }

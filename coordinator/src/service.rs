@@ -27,14 +27,11 @@ use crate::runner::{JobContext, JobError, JobNote, LIVE_WORKER};
 use crate::scheduler::Scheduler;
 use crate::state::Shared;
 use crate::Summary;
-use lamina_common::amqp::MAX_MESSAGE_BYTES;
 use lamina_common::config::S3Settings;
-use lamina_common::messages::{
-    BadMessage, Event, FailureKind, JobSpec, Task, TaskResult, EVENT_SCHEMA, JOB_SCHEMA,
-    TASK_SCHEMA,
-};
+use lamina_common::messages::{BadMessage, Event, FailureKind, JobSpec, Task, TaskResult, EVENT_SCHEMA, JOB_SCHEMA, TASK_SCHEMA};
 use lamina_common::queue::{Broker, Death, DeathReason, Delivery, QueueError, MAX_DELIVERIES};
 use lamina_common::Location;
+use lamina_common::amqp::MAX_MESSAGE_BYTES;
 
 /// Everything a coordinator process needs.
 #[derive(Debug, Clone)]
@@ -67,15 +64,9 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 /// Checks a job request: size, schema, fields, locations.
 pub fn parse_job(body: &[u8]) -> Result<JobSpec, BadMessage> {
     if body.len() > MAX_MESSAGE_BYTES {
-        return Err(BadMessage::TooLarge {
-            bytes: body.len(),
-            cap: MAX_MESSAGE_BYTES,
-        });
+        return Err(BadMessage::TooLarge { bytes: body.len(), cap: MAX_MESSAGE_BYTES });
     }
-    let spec: JobSpec = serde_json::from_slice(body).map_err(|e| BadMessage::Malformed {
-        what: "job",
-        reason: e.to_string(),
-    })?;
+    let spec: JobSpec = serde_json::from_slice(body).map_err(|e| BadMessage::Malformed { what: "job", reason: e.to_string() })?;
     check_job(&spec)?;
     Ok(spec)
 }
@@ -84,37 +75,19 @@ pub fn parse_job(body: &[u8]) -> Result<JobSpec, BadMessage> {
 /// locations, job id, pool, priority.
 pub fn check_job(spec: &JobSpec) -> Result<(), BadMessage> {
     if spec.schema != JOB_SCHEMA {
-        return Err(BadMessage::Schema {
-            what: "job",
-            schema: spec.schema.clone(),
-        });
+        return Err(BadMessage::Schema { what: "job", schema: spec.schema.clone() });
     }
     for location in [&spec.input, &spec.output] {
         Location::parse(location).map_err(|e| BadMessage::Field(e.to_string()))?;
     }
     if !is_job_id(&spec.job_id) {
-        return Err(BadMessage::Field(format!(
-            "bad job id {:?}: 1 to {MAX_JOB_ID} letters, digits and '-'",
-            spec.job_id
-        )));
+        return Err(BadMessage::Field(format!("bad job id {:?}: 1 to {MAX_JOB_ID} letters, digits and '-'", spec.job_id)));
     }
-    if spec.pool.is_empty()
-        || spec.pool.len() > MAX_POOL
-        || !spec
-            .pool
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(BadMessage::Field(format!(
-            "bad pool name {:?}: 1 to {MAX_POOL} letters, digits, '-', '_' and '.'",
-            spec.pool
-        )));
+    if spec.pool.is_empty() || spec.pool.len() > MAX_POOL || !spec.pool.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(BadMessage::Field(format!("bad pool name {:?}: 1 to {MAX_POOL} letters, digits, '-', '_' and '.'", spec.pool)));
     }
     if spec.priority > 9 {
-        return Err(BadMessage::Field(format!(
-            "priority {} is over 9",
-            spec.priority
-        )));
+        return Err(BadMessage::Field(format!("priority {} is over 9", spec.priority)));
     }
     Ok(())
 }
@@ -127,33 +100,16 @@ pub const MAX_JOB_ID: usize = 128;
 
 /// Whether `id` can be a job id: 1 to [`MAX_JOB_ID`] ASCII letters, digits and `-`.
 pub fn is_job_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_JOB_ID
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    !id.is_empty() && id.len() <= MAX_JOB_ID && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Serves until `shutdown` fires (Ok) or the broker fails (Err; the caller reconnects).
-pub async fn serve(
-    config: &CoordinatorConfig,
-    broker: Arc<dyn Broker>,
-    state: Shared,
-    shutdown: CancellationToken,
-) -> Result<(), QueueError> {
+pub async fn serve(config: &CoordinatorConfig, broker: Arc<dyn Broker>, state: Shared, shutdown: CancellationToken) -> Result<(), QueueError> {
     broker.declare(&[]).await?;
     let topology = broker.topology().clone();
-    let mut jobs = broker
-        .consume(
-            &topology.jobs(),
-            &format!("{}-jobs", config.name),
-            config.max_jobs.max(1),
-        )
-        .await?;
-    let mut events = broker
-        .consume(&topology.events(), &format!("{}-events", config.name), 512)
-        .await?;
-    let mut dead = broker
-        .consume(&topology.dead_watch(), &format!("{}-dead", config.name), 64)
-        .await?;
+    let mut jobs = broker.consume(&topology.jobs(), &format!("{}-jobs", config.name), config.max_jobs.max(1)).await?;
+    let mut events = broker.consume(&topology.events(), &format!("{}-events", config.name), 512).await?;
+    let mut dead = broker.consume(&topology.dead_watch(), &format!("{}-dead", config.name), 64).await?;
     info!(jobs = %topology.jobs(), events = %topology.events(), max_jobs = config.max_jobs, window = config.window, "coordinating");
 
     let routes: Routes = Arc::default();
@@ -216,15 +172,9 @@ pub async fn serve(
     // Unfinished jobs go back to the queue: their runners stop and requeue them, within the
     // grace period; what is left returns to the queue when the connection closes.
     stop_jobs.cancel();
-    let drained = tokio::time::timeout(config.grace, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(config.grace, async { while running.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        warn!(
-            jobs = running.len(),
-            "grace period over: leaving the remaining jobs to the broker"
-        );
+        warn!(jobs = running.len(), "grace period over: leaving the remaining jobs to the broker");
     }
     drop((jobs, events, dead));
     broker.close().await;
@@ -285,22 +235,14 @@ async fn start_job(
 
 /// Reads the depth of the dead-letter and task queues, and sizes each pool's window from
 /// the prefetch its live workers report.
-async fn look_around(
-    broker: &dyn Broker,
-    state: &Shared,
-    scheduler: &Scheduler,
-) -> Result<(), QueueError> {
+async fn look_around(broker: &dyn Broker, state: &Shared, scheduler: &Scheduler) -> Result<(), QueueError> {
     let topology = broker.topology();
     let dead = broker.depth(&topology.dead()).await?;
     let (pools, prefetch) = {
         let mut s = state.lock();
         s.dead_letter_queue = dead;
         let mut prefetch: HashMap<String, usize> = s.pools.keys().map(|p| (p.clone(), 0)).collect();
-        for w in s
-            .fleet()
-            .iter()
-            .filter(|w| w.seconds_since_heartbeat < LIVE_WORKER)
-        {
+        for w in s.fleet().iter().filter(|w| w.seconds_since_heartbeat < LIVE_WORKER) {
             *prefetch.entry(w.heartbeat.pool.clone()).or_default() += w.heartbeat.prefetch as usize;
         }
         (s.pools.keys().cloned().collect::<Vec<_>>(), prefetch)
@@ -360,9 +302,7 @@ fn deliver(routes: &Routes, job_id: &str, result: TaskResult) {
 /// A dead-lettered task becomes a failed image of its job, with the reason the queue gives;
 /// anything else dead-lettered is only counted (it stays in `<prefix>.dead` for operators).
 fn route_dead_letter(body: &[u8], death: Option<Death>, routes: &Routes, state: &Shared) {
-    let task = serde_json::from_slice::<Task>(body)
-        .ok()
-        .filter(|t| t.schema == TASK_SCHEMA);
+    let task = serde_json::from_slice::<Task>(body).ok().filter(|t| t.schema == TASK_SCHEMA);
     {
         let mut s = state.lock();
         if task.is_some() {
@@ -371,15 +311,7 @@ fn route_dead_letter(body: &[u8], death: Option<Death>, routes: &Routes, state: 
             s.dead_letters_other += 1;
         }
     }
-    let Death {
-        reason,
-        queue,
-        count,
-    } = death.unwrap_or(Death {
-        reason: DeathReason::Other("unknown".to_owned()),
-        queue: String::new(),
-        count: 1,
-    });
+    let Death { reason, queue, count } = death.unwrap_or(Death { reason: DeathReason::Other("unknown".to_owned()), queue: String::new(), count: 1 });
     let Some(task) = task else {
         return warn!(reason = %reason, queue = %queue, "a message was dead-lettered");
     };
@@ -391,9 +323,5 @@ fn route_dead_letter(body: &[u8], death: Option<Death>, routes: &Routes, state: 
         other => format!("dead-lettered ({other}, {count} times)"),
     };
     warn!(job_id = %task.job_id, key = %task.key, reason = %reason, "a task was dead-lettered: recorded as failed");
-    deliver(
-        routes,
-        &task.job_id,
-        TaskResult::failed(task.key, FailureKind::DeadLettered, why),
-    );
+    deliver(routes, &task.job_id, TaskResult::failed(task.key, FailureKind::DeadLettered, why));
 }

@@ -70,10 +70,7 @@ impl JobState {
 
     /// Over: its summary is written.
     pub fn is_over(self) -> bool {
-        matches!(
-            self,
-            JobState::Finished | JobState::Cancelled | JobState::Failed
-        )
+        matches!(self, JobState::Finished | JobState::Cancelled | JobState::Failed)
     }
 }
 
@@ -172,11 +169,7 @@ pub struct WorkerView {
 impl JobView {
     /// A job just submitted: queued, nothing counted yet.
     pub fn queued(spec: &JobSpec) -> JobView {
-        JobView {
-            state: JobState::Queued,
-            started: None,
-            ..JobView::new(spec)
-        }
+        JobView { state: JobState::Queued, started: None, ..JobView::new(spec) }
     }
 
     /// A job that is over, from its `summary.json` (a coordinator that restarted since).
@@ -197,12 +190,7 @@ impl JobView {
             failed: summary.failed,
             images_per_second: summary.images_per_second,
             eta_seconds: (state == JobState::Finished).then_some(0.0),
-            recent_failures: summary
-                .failures
-                .iter()
-                .take(RECENT_FAILURES)
-                .cloned()
-                .collect(),
+            recent_failures: summary.failures.iter().take(RECENT_FAILURES).cloned().collect(),
             error: summary.error.clone(),
             seconds: Some(summary.seconds),
             started: None,
@@ -244,15 +232,8 @@ impl State {
 
     /// A job submitted over the API: shown as queued until a coordinator starts it.
     pub fn job_submitted(&mut self, spec: &JobSpec) {
-        self.jobs
-            .entry(spec.job_id.clone())
-            .or_insert_with(|| JobView::queued(spec));
-        let queued: Vec<String> = self
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Queued)
-            .map(|j| j.job_id.clone())
-            .collect();
+        self.jobs.entry(spec.job_id.clone()).or_insert_with(|| JobView::queued(spec));
+        let queued: Vec<String> = self.jobs.values().filter(|j| j.state == JobState::Queued).map(|j| j.job_id.clone()).collect();
         for id in queued.iter().take(queued.len().saturating_sub(QUEUED_KEPT)) {
             self.jobs.remove(id);
         }
@@ -267,33 +248,21 @@ impl State {
     /// follow.
     pub fn jobs_page(&self, cursor: Option<&str>, limit: usize) -> (Vec<JobView>, bool) {
         let mut older = match cursor {
-            Some(c) => Box::new(
-                self.jobs
-                    .range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(c)))
-                    .rev(),
-            ) as Box<dyn Iterator<Item = _>>,
+            Some(c) => Box::new(self.jobs.range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(c))).rev()) as Box<dyn Iterator<Item = _>>,
             None => Box::new(self.jobs.iter().rev()),
         };
         let page: Vec<JobView> = older.by_ref().take(limit).map(|(_, v)| v.clone()).collect();
         (page, older.next().is_some())
     }
 
-    pub fn job_result(
-        &mut self,
-        job_id: &str,
-        result: &TaskResult,
-        images: u64,
-        listing_complete: bool,
-    ) {
+    pub fn job_result(&mut self, job_id: &str, result: &TaskResult, images: u64, listing_complete: bool) {
         match result.status {
             Status::Done => self.results_done += 1,
             Status::Rendered => self.results_rendered += 1,
             Status::Skipped => self.results_skipped += 1,
             Status::Failed => self.results_failed += 1,
         }
-        let Some(job) = self.jobs.get_mut(job_id) else {
-            return;
-        };
+        let Some(job) = self.jobs.get_mut(job_id) else { return };
         match result.status {
             Status::Done => job.done += 1,
             Status::Rendered => job.rendered += 1,
@@ -303,22 +272,14 @@ impl State {
                 if job.recent_failures.len() == RECENT_FAILURES {
                     job.recent_failures.pop_front();
                 }
-                job.recent_failures.push_back(format!(
-                    "{}: {}",
-                    result.key,
-                    result.reason.as_deref().unwrap_or("failed")
-                ));
+                job.recent_failures.push_back(format!("{}: {}", result.key, result.reason.as_deref().unwrap_or("failed")));
             }
         }
         job.images = images;
         job.listing_complete = listing_complete;
         let secs = job.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         let finished = job.done + job.rendered + job.skipped + job.failed;
-        job.images_per_second = if secs > 0.0 {
-            finished as f64 / secs
-        } else {
-            0.0
-        };
+        job.images_per_second = if secs > 0.0 { finished as f64 / secs } else { 0.0 };
         job.eta_seconds = (listing_complete && job.images_per_second > 0.0)
             .then(|| images.saturating_sub(finished) as f64 / job.images_per_second);
     }
@@ -339,9 +300,7 @@ impl State {
 
     /// Whether any worker of `pool` sent a heartbeat in the last `live` seconds.
     pub fn pool_has_live_workers(&self, pool: &str, live: f64) -> bool {
-        self.fleet()
-            .iter()
-            .any(|w| w.heartbeat.pool == pool && w.seconds_since_heartbeat < live)
+        self.fleet().iter().any(|w| w.heartbeat.pool == pool && w.seconds_since_heartbeat < live)
     }
 
     /// Marks a running job as waiting (or no longer waiting) for a worker of its pool.
@@ -357,9 +316,7 @@ impl State {
             job.state = state;
             job.eta_seconds = (state == JobState::Finished).then_some(0.0);
             job.error = error;
-            job.seconds = job
-                .started
-                .map(|s| (s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+            job.seconds = job.started.map(|s| (s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
         }
         match state {
             JobState::Cancelled => self.jobs_cancelled += 1,
@@ -367,16 +324,9 @@ impl State {
             _ => self.jobs_completed += 1,
         }
         self.cancels.remove(job_id);
-        let finished: Vec<String> = self
-            .jobs
-            .values()
-            .filter(|j| j.state.is_over())
-            .map(|j| j.job_id.clone())
-            .collect();
-        for id in finished
-            .iter()
-            .take(finished.len().saturating_sub(FINISHED_KEPT))
-        {
+        let finished: Vec<String> =
+            self.jobs.values().filter(|j| j.state.is_over()).map(|j| j.job_id.clone()).collect();
+        for id in finished.iter().take(finished.len().saturating_sub(FINISHED_KEPT)) {
             self.jobs.remove(id);
         }
     }
@@ -410,8 +360,7 @@ impl State {
     /// Stops a job because the process was told to stop (`signal`, e.g. `SIGTERM`): like a
     /// cancel, and its summary says which signal it was.
     pub fn interrupt(&mut self, job_id: &str, signal: &str) -> JobState {
-        self.interruptions
-            .insert(job_id.to_owned(), signal.to_owned());
+        self.interruptions.insert(job_id.to_owned(), signal.to_owned());
         self.cancel(job_id)
     }
 
@@ -419,20 +368,14 @@ impl State {
     pub fn pending_by_pool(&self) -> BTreeMap<String, u64> {
         let mut out: BTreeMap<String, u64> = self.pools.keys().map(|p| (p.clone(), 0)).collect();
         for job in self.jobs.values().filter(|j| j.state.is_active()) {
-            *out.entry(job.pool.clone()).or_default() += job
-                .images
-                .saturating_sub(job.done + job.rendered + job.skipped + job.failed);
+            *out.entry(job.pool.clone()).or_default() += job.images.saturating_sub(job.done + job.rendered + job.skipped + job.failed);
         }
         out
     }
 
     pub fn heartbeat(&mut self, beat: Heartbeat) {
         self.pools.entry(beat.pool.clone()).or_default().heartbeats += 1;
-        let view = WorkerView {
-            heartbeat: beat.clone(),
-            seconds_since_heartbeat: 0.0,
-            seen: Some(Instant::now()),
-        };
+        let view = WorkerView { heartbeat: beat.clone(), seconds_since_heartbeat: 0.0, seen: Some(Instant::now()) };
         self.workers.insert(beat.worker, view);
     }
 
@@ -452,9 +395,7 @@ impl State {
             .values()
             .map(|w| {
                 let mut w = w.clone();
-                w.seconds_since_heartbeat = w.seen.map_or(f64::INFINITY, |s| {
-                    (s.elapsed().as_secs_f64() * 10.0).round() / 10.0
-                });
+                w.seconds_since_heartbeat = w.seen.map_or(f64::INFINITY, |s| (s.elapsed().as_secs_f64() * 10.0).round() / 10.0);
                 w
             })
             .collect()

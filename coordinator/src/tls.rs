@@ -25,18 +25,14 @@ pub enum TlsError {
 
 /// A TLS server configuration from PEM files: the certificate chain and its private key.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let file_error = |path: &Path, reason: String| TlsError::File {
-        path: path.display().to_string(),
-        reason,
-    };
+    let file_error = |path: &Path, reason: String| TlsError::File { path: path.display().to_string(), reason };
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| file_error(cert, format!("not a PEM certificate chain ({e})")))?;
     if chain.is_empty() {
         return Err(file_error(cert, "holds no certificate".to_owned()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| file_error(key, format!("not a PEM private key ({e})")))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, format!("not a PEM private key ({e})")))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -56,10 +52,7 @@ pub struct TlsListener {
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
 impl TlsListener {
-    pub fn new(
-        listener: TcpListener,
-        config: Arc<rustls::ServerConfig>,
-    ) -> std::io::Result<TlsListener> {
+    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
@@ -83,9 +76,7 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
-                        }
+                        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
                     }
                 });

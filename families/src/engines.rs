@@ -29,15 +29,8 @@ lamina_families::table!(engines);
 /// Loads the model `spec` names on `device`, through its family's loader.
 pub fn load(spec: &ModelSpec, device: tch::Device) -> Result<Box<dyn Model>, ModelError> {
     // A spec is only made from the table, so its family is there; said as an error all the same.
-    match lamina_families::FAMILIES
-        .iter()
-        .position(|f| *f == spec.family())
-        .and_then(|at| LOADERS.get(at))
-    {
+    match lamina_families::FAMILIES.iter().position(|f| *f == spec.family()).and_then(|at| LOADERS.get(at)) {
         Some(load) => load(spec.as_str(), device),
-        None => Err(ModelError::Load {
-            path: spec.as_str().to_owned(),
-            reason: format!("family {} is not in the table", spec.family().name),
-        }),
+        None => Err(ModelError::Load { path: spec.as_str().to_owned(), reason: format!("family {} is not in the table", spec.family().name) }),
     }
 }

@@ -141,11 +141,7 @@ pub struct ParamRule {
 pub enum LayerRule {
     /// From `min` to `max`; `what` says what the layers are (`the background and up to 7
     /// objects`), or is empty.
-    Range {
-        min: u8,
-        max: u8,
-        what: &'static str,
-    },
+    Range { min: u8, max: u8, what: &'static str },
     /// Exactly the model's own count (a fixed-count model cannot merge its layers).
     Exactly(usize),
     /// Any count (the model's card could not be read here: the workers check it).
@@ -216,14 +212,8 @@ impl ModelSpec {
     /// The family that answers to `text`; the error lists every form.
     pub fn parse(text: &str) -> Result<ModelSpec, UnknownModel> {
         match FAMILIES.iter().find(|f| (f.accepts)(text)) {
-            Some(family) => Ok(ModelSpec {
-                family,
-                text: text.to_owned(),
-            }),
-            None => Err(UnknownModel {
-                text: text.to_owned(),
-                forms: forms(),
-            }),
+            Some(family) => Ok(ModelSpec { family, text: text.to_owned() }),
+            None => Err(UnknownModel { text: text.to_owned(), forms: forms() }),
         }
     }
 
@@ -252,21 +242,13 @@ impl ModelSpec {
 
 /// Every `--model` form, for help and errors.
 pub fn forms() -> String {
-    let forms: Vec<&str> = FAMILIES
-        .iter()
-        .filter(|f| f.listed)
-        .map(|f| f.forms)
-        .collect();
+    let forms: Vec<&str> = FAMILIES.iter().filter(|f| f.listed).map(|f| f.forms).collect();
     forms.join(", ")
 }
 
 /// The families whose rule takes what `takes` asks, named for a refusal (`fscs`).
 fn takers(takes: fn(&ParamRule) -> bool) -> String {
-    let names: Vec<&str> = FAMILIES
-        .iter()
-        .filter(|f| f.listed && takes(&f.rule))
-        .map(|f| f.name)
-        .collect();
+    let names: Vec<&str> = FAMILIES.iter().filter(|f| f.listed && takes(&f.rule)).map(|f| f.name).collect();
     names.join(" and ")
 }
 
@@ -291,12 +273,7 @@ pub struct UnknownModel {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("--layers {n} is out of range ({min} to {max}{what})")]
-    LayersOutOfRange {
-        n: u8,
-        min: u8,
-        max: u8,
-        what: String,
-    },
+    LayersOutOfRange { n: u8, min: u8, max: u8, what: String },
     #[error("this model makes {count} normal-blend layers and cannot merge them to {n}")]
     FixedLayers { n: u8, count: usize },
     #[error("the palette has {given} colours; this model needs exactly {needs}")]
@@ -315,42 +292,23 @@ impl ParamRule {
         if let Some(n) = params.layer_target() {
             match self.layers {
                 LayerRule::Range { min, max, what } if !(min..=max).contains(&n) => {
-                    let what = if what.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {what}")
-                    };
+                    let what = if what.is_empty() { String::new() } else { format!(": {what}") };
                     return Err(Refusal::LayersOutOfRange { n, min, max, what });
                 }
-                LayerRule::Exactly(count) if usize::from(n) != count => {
-                    return Err(Refusal::FixedLayers { n, count })
-                }
+                LayerRule::Exactly(count) if usize::from(n) != count => return Err(Refusal::FixedLayers { n, count }),
                 _ => {}
             }
         }
         match (&params.palette, self.palette) {
-            (Some(p), Some(needs)) if p.len() != needs => {
-                return Err(Refusal::PaletteSize {
-                    given: p.len(),
-                    needs,
-                })
-            }
-            (Some(_), None) => {
-                return Err(Refusal::NoPalette {
-                    takers: takers(|r| r.palette.is_some()),
-                })
-            }
+            (Some(p), Some(needs)) if p.len() != needs => return Err(Refusal::PaletteSize { given: p.len(), needs }),
+            (Some(_), None) => return Err(Refusal::NoPalette { takers: takers(|r| r.palette.is_some()) }),
             _ => {}
         }
         if !params.quality.is_reference() && !self.fast {
-            return Err(Refusal::NoFastMode {
-                takers: takers(|r| r.fast),
-            });
+            return Err(Refusal::NoFastMode { takers: takers(|r| r.fast) });
         }
         if params.min_coverage.is_some() && !self.min_coverage {
-            return Err(Refusal::NoMinCoverage {
-                takers: takers(|r| r.min_coverage),
-            });
+            return Err(Refusal::NoMinCoverage { takers: takers(|r| r.min_coverage) });
         }
         Ok(())
     }
@@ -362,70 +320,27 @@ mod tests {
     use lamina_common::params::{LayerCount, Quality, Share};
 
     fn params(layers: Option<u8>, palette: usize) -> DecomposeParams {
-        DecomposeParams {
-            layers: layers.map(LayerCount::Count),
-            palette: (palette > 0).then(|| vec![[0, 0, 0]; palette]),
-            ..DecomposeParams::default()
-        }
+        DecomposeParams { layers: layers.map(LayerCount::Count), palette: (palette > 0).then(|| vec![[0, 0, 0]; palette]), ..DecomposeParams::default() }
     }
 
     #[test]
     fn specs_parse_to_their_family_and_name_their_identity() {
-        assert_eq!(
-            ModelSpec::parse("fscs").unwrap().identity().unwrap().id,
-            fscs::MODEL_ID
-        );
-        assert_eq!(
-            ModelSpec::parse("objects-small").unwrap().family().name,
-            "objects"
-        );
-        assert_eq!(
-            ModelSpec::parse("pipeline:/nowhere/card.json")
-                .unwrap()
-                .family()
-                .name,
-            "objects"
-        );
-        assert_eq!(
-            ModelSpec::parse("capacity-test:300")
-                .unwrap()
-                .identity()
-                .unwrap()
-                .id,
-            "capacity-test-300ms@1"
-        );
+        assert_eq!(ModelSpec::parse("fscs").unwrap().identity().unwrap().id, fscs::MODEL_ID);
+        assert_eq!(ModelSpec::parse("objects-small").unwrap().family().name, "objects");
+        assert_eq!(ModelSpec::parse("pipeline:/nowhere/card.json").unwrap().family().name, "objects");
+        assert_eq!(ModelSpec::parse("capacity-test:300").unwrap().identity().unwrap().id, "capacity-test-300ms@1");
         let ts = ModelSpec::parse("torchscript:/nowhere/m.pt").unwrap();
         assert!(ts.identity().is_none());
-        assert!(ts
-            .describe()
-            .unread
-            .unwrap()
-            .to_string()
-            .contains("/nowhere/m.json"));
+        assert!(ts.describe().unread.unwrap().to_string().contains("/nowhere/m.json"));
         let unknown = ModelSpec::parse("resnet").unwrap_err().to_string();
-        assert!(
-            unknown.contains("unknown model")
-                && unknown.contains("objects-small")
-                && unknown.contains("torchscript:PATH"),
-            "{unknown}"
-        );
+        assert!(unknown.contains("unknown model") && unknown.contains("objects-small") && unknown.contains("torchscript:PATH"), "{unknown}");
         assert!(ModelSpec::parse("torchscript:").is_err());
     }
 
     #[test]
     fn every_family_answers_to_its_own_forms_only() {
-        for (text, family) in [
-            ("fscs", "fscs"),
-            ("objects", "objects"),
-            ("pipeline:c.json", "objects"),
-            ("torchscript:m.pt", "torchscript"),
-            ("capacity-test:5", "capacity-test"),
-        ] {
-            let owners: Vec<&str> = FAMILIES
-                .iter()
-                .filter(|f| (f.accepts)(text))
-                .map(|f| f.name)
-                .collect();
+        for (text, family) in [("fscs", "fscs"), ("objects", "objects"), ("pipeline:c.json", "objects"), ("torchscript:m.pt", "torchscript"), ("capacity-test:5", "capacity-test")] {
+            let owners: Vec<&str> = FAMILIES.iter().filter(|f| (f.accepts)(text)).map(|f| f.name).collect();
             assert_eq!(owners, [family], "{text}");
         }
     }
@@ -434,27 +349,11 @@ mod tests {
     fn parameters_are_checked_by_one_rule_from_each_familys_description() {
         let fscs = ModelSpec::parse("fscs").unwrap();
         assert!(fscs.check_params(&params(Some(3), 7)).is_ok());
-        assert!(fscs
-            .check_params(&params(Some(9), 0))
-            .unwrap_err()
-            .to_string()
-            .contains("--layers 9 is out of range (2 to 7)"));
-        assert!(fscs
-            .check_params(&params(None, 3))
-            .unwrap_err()
-            .to_string()
-            .contains("exactly 7"));
+        assert!(fscs.check_params(&params(Some(9), 0)).unwrap_err().to_string().contains("--layers 9 is out of range (2 to 7)"));
+        assert!(fscs.check_params(&params(None, 3)).unwrap_err().to_string().contains("exactly 7"));
         let objects = ModelSpec::parse("objects").unwrap();
-        assert!(objects
-            .check_params(&params(Some(9), 0))
-            .unwrap_err()
-            .to_string()
-            .contains("2 to 8: the background and up to 7 objects"));
-        assert!(objects
-            .check_params(&params(None, 7))
-            .unwrap_err()
-            .to_string()
-            .contains("takes no palette (--palette is for fscs)"));
+        assert!(objects.check_params(&params(Some(9), 0)).unwrap_err().to_string().contains("2 to 8: the background and up to 7 objects"));
+        assert!(objects.check_params(&params(None, 7)).unwrap_err().to_string().contains("takes no palette (--palette is for fscs)"));
 
         let dir = std::env::temp_dir().join(format!("lamina-card-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -462,56 +361,22 @@ mod tests {
         std::fs::write(dir.join("m.json"), card).unwrap();
         let ts = ModelSpec::parse(&format!("torchscript:{}", dir.join("m.pt").display())).unwrap();
         assert!(ts.check_params(&params(Some(4), 0)).is_ok());
-        assert!(ts
-            .check_params(&params(Some(3), 0))
-            .unwrap_err()
-            .to_string()
-            .contains("makes 4 normal-blend layers"));
+        assert!(ts.check_params(&params(Some(3), 0)).unwrap_err().to_string().contains("makes 4 normal-blend layers"));
         let unread = ModelSpec::parse("torchscript:/nowhere/m.pt").unwrap();
-        assert!(
-            unread.check_params(&params(Some(3), 0)).is_ok(),
-            "a card the coordinator cannot read is checked by the workers"
-        );
-        assert!(unread
-            .check_params(&params(None, 7))
-            .unwrap_err()
-            .to_string()
-            .contains("no palette"));
-        assert!(ModelSpec::parse("capacity-test:1")
-            .unwrap()
-            .check_params(&params(Some(3), 0))
-            .is_ok());
+        assert!(unread.check_params(&params(Some(3), 0)).is_ok(), "a card the coordinator cannot read is checked by the workers");
+        assert!(unread.check_params(&params(None, 7)).unwrap_err().to_string().contains("no palette"));
+        assert!(ModelSpec::parse("capacity-test:1").unwrap().check_params(&params(Some(3), 0)).is_ok());
 
-        let fast = DecomposeParams {
-            quality: Quality::Fast,
-            ..DecomposeParams::default()
-        };
+        let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
         assert!(fscs.check_params(&fast).is_ok());
-        assert!(ts
-            .check_params(&fast)
-            .unwrap_err()
-            .to_string()
-            .contains("no fast mode (--quality fast is for fscs)"));
-        let auto = DecomposeParams {
-            layers: Some(LayerCount::Auto),
-            ..DecomposeParams::default()
-        };
+        assert!(ts.check_params(&fast).unwrap_err().to_string().contains("no fast mode (--quality fast is for fscs)"));
+        let auto = DecomposeParams { layers: Some(LayerCount::Auto), ..DecomposeParams::default() };
         assert!(fscs.check_params(&auto).is_ok());
-        assert!(
-            ts.check_params(&auto).is_ok(),
-            "auto keeps what a fixed-count model makes"
-        );
-        let sparse = DecomposeParams {
-            min_coverage: Some(Share::parse("1%").unwrap()),
-            ..DecomposeParams::default()
-        };
+        assert!(ts.check_params(&auto).is_ok(), "auto keeps what a fixed-count model makes");
+        let sparse = DecomposeParams { min_coverage: Some(Share::parse("1%").unwrap()), ..DecomposeParams::default() };
         assert!(fscs.check_params(&sparse).is_ok());
         assert!(objects.check_params(&sparse).is_ok());
-        assert!(ts
-            .check_params(&sparse)
-            .unwrap_err()
-            .to_string()
-            .contains("--min-coverage is for fscs and objects"));
+        assert!(ts.check_params(&sparse).unwrap_err().to_string().contains("--min-coverage is for fscs and objects"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

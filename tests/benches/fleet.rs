@@ -26,21 +26,14 @@ use lamina_tests::*;
 fn wait_for_workers(http: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while http_json(http, "/fleet").as_array().map_or(0, Vec::len) < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {:?} workers came up",
-            http_json(http, "/fleet").as_array().map(Vec::len)
-        );
+        assert!(Instant::now() < deadline, "only {:?} workers came up", http_json(http, "/fleet").as_array().map(Vec::len));
         std::thread::sleep(Duration::from_millis(250));
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     if args.first().map(String::as_str) == Some("overhead") {
         let images = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(24);
         let side = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(512);
@@ -61,12 +54,7 @@ async fn main() {
         let prefix = format!("lamina-bench-{}-{n}", std::process::id());
         let logs = tempfile::tempdir().unwrap();
         let http = format!("127.0.0.1:{}", free_port());
-        let mut children = vec![spawn_with(
-            "lamina-coordinator",
-            &prefix,
-            &logs.path().join("coordinator.log"),
-            &[("LAMINA_HTTP_ADDR", &http)],
-        )];
+        let mut children = vec![spawn_with("lamina-coordinator", &prefix, &logs.path().join("coordinator.log"), &[("LAMINA_HTTP_ADDR", &http)])];
         for i in 0..n {
             children.push(spawn_with(
                 "lamina-worker",
@@ -82,19 +70,11 @@ async fn main() {
             input.put(key, encode(img, ImageFormat::Png)).await.unwrap();
         }
         let h = http.clone();
-        tokio::task::spawn_blocking(move || wait_for_workers(&h, n))
-            .await
-            .unwrap();
-        let (src, dst, model) = (
-            format!("s3://{bucket}/in"),
-            format!("s3://{bucket}/out"),
-            model.clone(),
-        );
+        tokio::task::spawn_blocking(move || wait_for_workers(&h, n)).await.unwrap();
+        let (src, dst, model) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"), model.clone());
         let out = tokio::task::spawn_blocking(move || {
             std::process::Command::new(binary("lamina"))
-                .args([
-                    "submit", "--input", &src, "--output", &dst, "--model", &model, "--wait",
-                ])
+                .args(["submit", "--input", &src, "--output", &dst, "--model", &model, "--wait"])
                 .env("LAMINA_AMQP_PREFIX", &prefix)
                 .output()
                 .unwrap()
@@ -102,25 +82,11 @@ async fn main() {
         .await
         .unwrap();
         assert!(out.status.success(), "{}", explain(&out));
-        let job_id = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap()
-            .trim()
-            .to_owned();
+        let job_id = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().trim().to_owned();
         let output = S3Store::new(&settings, &bucket, "out").await;
-        let summary: serde_json::Value = serde_json::from_slice(
-            &output
-                .get(&format!("_lamina/jobs/{job_id}/summary.json"))
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            summary["done"].as_u64(),
-            Some(images.len() as u64),
-            "{summary}"
-        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&output.get(&format!("_lamina/jobs/{job_id}/summary.json")).await.unwrap()).unwrap();
+        assert_eq!(summary["done"].as_u64(), Some(images.len() as u64), "{summary}");
         let rate = summary["images_per_second"].as_f64().unwrap();
         let one = *baseline.get_or_insert(rate / n as f64);
         println!(
@@ -147,20 +113,12 @@ async fn overhead(n: usize, side: u32) {
     // Single-machine mode.
     let (src, dst) = (local.path().join("in"), local.path().join("out"));
     let out = std::process::Command::new(binary("lamina"))
-        .args([
-            "run",
-            src.to_str().unwrap(),
-            dst.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ])
+        .args(["run", src.to_str().unwrap(), dst.to_str().unwrap(), "--device", "cpu"])
         .env("LAMINA_PROGRESS", "none")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", explain(&out));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(job_dir(&dst).join("summary.json")).unwrap())
-            .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(job_dir(&dst).join("summary.json")).unwrap()).unwrap();
     let run_rate = summary["images_per_second"].as_f64().unwrap();
 
     // One worker of a fleet, from S3 to S3.
@@ -168,43 +126,19 @@ async fn overhead(n: usize, side: u32) {
     let logs = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let _fleet = Fleet(vec![
-        spawn_with(
-            "lamina-coordinator",
-            &prefix,
-            &logs.path().join("coordinator.log"),
-            &[("LAMINA_HTTP_ADDR", &http)],
-        ),
-        spawn_with(
-            "lamina-worker",
-            &prefix,
-            &logs.path().join("worker.log"),
-            &[("RUST_LOG", "warn")],
-        ),
+        spawn_with("lamina-coordinator", &prefix, &logs.path().join("coordinator.log"), &[("LAMINA_HTTP_ADDR", &http)]),
+        spawn_with("lamina-worker", &prefix, &logs.path().join("worker.log"), &[("RUST_LOG", "warn")]),
     ]);
     let h = http.clone();
-    tokio::task::spawn_blocking(move || wait_for_workers(&h, 1))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || wait_for_workers(&h, 1)).await.unwrap();
     let (src, dst) = (format!("s3://{bucket}/in"), format!("s3://{bucket}/out"));
     let p = prefix.clone();
-    let out = tokio::task::spawn_blocking(move || submit(&src, &dst, &p))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || submit(&src, &dst, &p)).await.unwrap();
     assert!(out.status.success(), "{}", explain(&out));
-    let job_id = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
+    let job_id = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().trim().to_owned();
     let output = S3Store::new(&settings, &bucket, "out").await;
-    let summary: serde_json::Value = serde_json::from_slice(
-        &output
-            .get(&format!("_lamina/jobs/{job_id}/summary.json"))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.get(&format!("_lamina/jobs/{job_id}/summary.json")).await.unwrap()).unwrap();
     let fleet_rate = summary["images_per_second"].as_f64().unwrap();
     println!(
         "{n} images of about {side} px, fscs on the CPU: lamina run (local) {run_rate:.3} images/s; one distributed worker (RabbitMQ + S3) \

@@ -75,15 +75,8 @@ pub struct Png<'a> {
     pub trns: Option<&'a [u8]>,
 }
 
-const ADAM7: [(u32, u32, u32, u32); 7] = [
-    (0, 0, 8, 8),
-    (4, 0, 8, 8),
-    (0, 4, 4, 8),
-    (2, 0, 4, 4),
-    (0, 2, 2, 4),
-    (1, 0, 2, 2),
-    (0, 1, 1, 2),
-];
+const ADAM7: [(u32, u32, u32, u32); 7] =
+    [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)];
 
 /// A PNG whose pixel (x, y) is `px(x, y)`: the samples packed into channels x depth bits,
 /// first channel most significant (at most 32 bits a pixel). Rows are unfiltered and the
@@ -99,11 +92,7 @@ pub fn png(spec: &Png<'_>, px: &dyn Fn(u32, u32) -> u64) -> Vec<u8> {
     let bits = channels * u32::from(spec.depth);
     assert!(bits <= 32);
     let mask = (1u64 << bits) - 1;
-    let passes: &[(u32, u32, u32, u32)] = if spec.interlaced {
-        &ADAM7
-    } else {
-        &[(0, 0, 1, 1)]
-    };
+    let passes: &[(u32, u32, u32, u32)] = if spec.interlaced { &ADAM7 } else { &[(0, 0, 1, 1)] };
     let mut raw = Vec::new();
     for &(x0, y0, dx, dy) in passes {
         let pw = spec.width.saturating_sub(x0).div_ceil(dx);
@@ -207,11 +196,7 @@ impl Bits {
         let size = 32 - diff.unsigned_abs().leading_zeros();
         self.put(size, 4);
         if size > 0 {
-            let extra = if diff < 0 {
-                diff + (1 << size) - 1
-            } else {
-                diff
-            };
+            let extra = if diff < 0 { diff + (1 << size) - 1 } else { diff };
             self.put(extra as u32, size);
         }
     }
@@ -242,11 +227,7 @@ pub fn jpeg(
     let (bw, bh) = (u32::from(width).div_ceil(8), u32::from(height).div_ceil(8));
     let mut out = vec![0xFF, 0xD8];
     match adobe {
-        Some(transform) => segment(
-            &mut out,
-            0xEE,
-            &[b"Adobe".as_slice(), &[0, 100, 0, 0, 0, 0, transform]].concat(),
-        ),
+        Some(transform) => segment(&mut out, 0xEE, &[b"Adobe".as_slice(), &[0, 100, 0, 0, 0, 0, transform]].concat()),
         None => segment(&mut out, 0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"),
     }
     segment(&mut out, 0xDB, &[[0u8].as_slice(), &[1u8; 64]].concat());
@@ -358,10 +339,7 @@ pub fn bmp_claiming(bmp: &[u8], width: i32, height: i32) -> Vec<u8> {
 /// A simple-format lossless WebP whose VP8L header claims `width` x `height` (at most
 /// 16384 each).
 pub fn webp_claiming(webp: &[u8], width: u32, height: u32) -> Vec<u8> {
-    assert!(
-        &webp[12..16] == b"VP8L" && webp[20] == 0x2F,
-        "a simple lossless WebP"
-    );
+    assert!(&webp[12..16] == b"VP8L" && webp[20] == 0x2F, "a simple lossless WebP");
     let mut out = webp.to_vec();
     let header = u32::from_le_bytes([out[21], out[22], out[23], out[24]]);
     let header = (header & 0xF000_0000) | ((height - 1) << 14) | (width - 1);

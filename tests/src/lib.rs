@@ -20,10 +20,7 @@ pub use private::{make_certificates, PrivateBroker, PrivateGarage};
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// A binary of this workspace, built by `cargo test --workspace` next to the test executables.
@@ -31,11 +28,7 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run the tests with `cargo test --workspace`",
-        path.display()
-    );
+    assert!(path.exists(), "{} not built: run the tests with `cargo test --workspace`", path.display());
     path
 }
 
@@ -99,10 +92,7 @@ pub fn jpeg_with_orientation(img: &DynamicImage, orientation: u16) -> Vec<u8> {
 
 /// A valid PNG whose header claims `width` x `height` pixels (a decompression bomb's shape).
 pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut png = encode(
-        &DynamicImage::ImageRgb8(image::RgbImage::new(4, 4)),
-        ImageFormat::Png,
-    );
+    let mut png = encode(&DynamicImage::ImageRgb8(image::RgbImage::new(4, 4)), ImageFormat::Png);
     // Signature (8), IHDR length (4), "IHDR" (4), then width and height.
     png[16..20].copy_from_slice(&width.to_be_bytes());
     png[20..24].copy_from_slice(&height.to_be_bytes());
@@ -117,11 +107,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -155,27 +141,13 @@ pub fn manifest(out: &Path, key: &str) -> Option<Manifest> {
 pub fn recomposite_psnr(dir: &Path, manifest: &Manifest, input: &DynamicImage) -> Option<f64> {
     let input = input.to_rgba32f();
     let (w, h) = (manifest.canvas.width, manifest.canvas.height);
-    assert_eq!(
-        (input.width(), input.height()),
-        (w, h),
-        "canvas size differs from the input"
-    );
+    assert_eq!((input.width(), input.height()), (w, h), "canvas size differs from the input");
     let mut acc = vec![[0f32; 3]; (w * h) as usize];
     for layer in &manifest.layers {
         let img = image::open(dir.join(layer.png())).expect("layer decodes");
-        assert_eq!(
-            img.color(),
-            image::ColorType::Rgba8,
-            "{} is not 8-bit RGBA",
-            layer.png()
-        );
+        assert_eq!(img.color(), image::ColorType::Rgba8, "{} is not 8-bit RGBA", layer.png());
         let img = img.to_rgba8();
-        assert_eq!(
-            (img.width(), img.height()),
-            (w, h),
-            "{} has the wrong size",
-            layer.png()
-        );
+        assert_eq!((img.width(), img.height()), (w, h), "{} has the wrong size", layer.png());
         for (px, out) in img.pixels().zip(acc.iter_mut()) {
             let a = f32::from(px[3]) / 255.0;
             for c in 0..3 {
@@ -208,40 +180,21 @@ pub fn s3_settings() -> S3Settings {
 /// in parallel never see each other's objects.
 pub fn new_bucket(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let bucket = format!(
-        "lamina-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let garage =
-        std::env::var("LAMINA_TEST_GARAGE").expect("LAMINA_TEST_GARAGE (set by ops/services.sh)");
+    let bucket = format!("lamina-{}-{}-{name}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let garage = std::env::var("LAMINA_TEST_GARAGE").expect("LAMINA_TEST_GARAGE (set by ops/services.sh)");
     let key = std::env::var("LAMINA_S3_ACCESS_KEY_ID").expect("LAMINA_S3_ACCESS_KEY_ID");
     let run = |args: &str| {
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{garage} {args} > /dev/null"))
-            .status()
-            .expect("run garage");
+        let status = Command::new("sh").arg("-c").arg(format!("{garage} {args} > /dev/null")).status().expect("run garage");
         assert!(status.success(), "garage {args} failed");
     };
     run(&format!("bucket create {bucket}"));
-    run(&format!(
-        "bucket allow --read --write --owner {bucket} --key {key}"
-    ));
+    run(&format!("bucket allow --read --write --owner {bucket} --key {key}"));
     bucket
 }
 
 /// The logs `names` in `dir`, each under a `--- name` heading, for a failing test to show.
 pub fn read_logs(dir: &Path, names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|l| {
-            format!(
-                "--- {l}\n{}",
-                std::fs::read_to_string(dir.join(l)).unwrap_or_default()
-            )
-        })
-        .collect()
+    names.iter().map(|l| format!("--- {l}\n{}", std::fs::read_to_string(dir.join(l)).unwrap_or_default())).collect()
 }
 
 /// Child processes killed when the test ends, however it ends.
@@ -259,12 +212,7 @@ impl Drop for Fleet {
 /// Starts a service binary with its own queues (`prefix`), on the CPU, logging to `log`;
 /// a coordinator gets a free loopback port for its HTTP endpoints.
 pub fn spawn_service(bin: &str, prefix: &str, log: &std::path::Path) -> Child {
-    spawn_with(
-        bin,
-        prefix,
-        log,
-        &[("LAMINA_HTTP_ADDR", &format!("127.0.0.1:{}", free_port()))],
-    )
+    spawn_with(bin, prefix, log, &[("LAMINA_HTTP_ADDR", &format!("127.0.0.1:{}", free_port()))])
 }
 
 /// Like [`spawn_service`], with extra environment variables.
@@ -286,39 +234,21 @@ pub fn spawn_with(bin: &str, prefix: &str, log: &std::path::Path, env: &[(&str, 
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// `n` inputs: the bundled photos, small, and generated gradients of about `side` pixels,
 /// over nested prefixes.
 pub fn fleet_images(n: usize, side: u32) -> BTreeMap<String, DynamicImage> {
     let mut out = BTreeMap::new();
-    for name in [
-        "astronaut.png",
-        "chelsea.png",
-        "coffee.png",
-        "hubble_deep_field.jpg",
-        "logo.png",
-        "retina.jpg",
-        "rocket.jpg",
-    ] {
+    for name in ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "logo.png", "retina.jpg", "rocket.jpg"] {
         out.insert(format!("photos/{name}.png"), sample(name, side + 16));
     }
     for i in 0..(n - out.len()) as u32 {
         let img = RgbImage::from_fn(side + i % 9, side - 4 + i % 7, |x, y| {
-            Rgb([
-                (x * 9 + i * 7) as u8,
-                (y * 11 + i * 3) as u8,
-                ((x + y) * 5 + i * 13) as u8,
-            ])
+            Rgb([(x * 9 + i * 7) as u8, (y * 11 + i * 3) as u8, ((x + y) * 5 + i * 13) as u8])
         });
-        out.insert(
-            format!("generated/{}/{}/img-{i:03}.png", i % 5, i % 3),
-            DynamicImage::ImageRgb8(img),
-        );
+        out.insert(format!("generated/{}/{}/img-{i:03}.png", i % 5, i % 3), DynamicImage::ImageRgb8(img));
     }
     out
 }
@@ -329,12 +259,7 @@ pub fn submit(input: &str, output: &str, prefix: &str) -> std::process::Output {
 }
 
 /// `lamina submit --wait` on the queues of `prefix`, with more options.
-pub fn submit_with(
-    input: &str,
-    output: &str,
-    prefix: &str,
-    options: &[&str],
-) -> std::process::Output {
+pub fn submit_with(input: &str, output: &str, prefix: &str, options: &[&str]) -> std::process::Output {
     Command::new(binary("lamina"))
         .args(["submit", "--input", input, "--output", output, "--wait"])
         .args(options)
@@ -355,31 +280,18 @@ pub fn check_documents(dirs: &[&Path], gimp: bool) -> Vec<serde_json::Value> {
         command.arg("--gimp");
     }
     let out = command.args(dirs).output().expect("run check_documents.py");
-    assert!(
-        out.status.success(),
-        "independent readers refused a document:\n{}",
-        explain(&out)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("report line"))
-        .collect()
+    assert!(out.status.success(), "independent readers refused a document:\n{}", explain(&out));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("report line")).collect()
 }
+
 
 /// A plain HTTP/1.1 GET, as a scraper would make it; returns the whole response.
 pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> String {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return String::new() };
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let _ = write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    );
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response
@@ -388,10 +300,7 @@ pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> String {
 /// The JSON body of a coordinator endpoint (Null when it does not answer yet).
 pub fn http_json(addr: &str, path: &str) -> serde_json::Value {
     let response = http_get(addr, path, None);
-    response
-        .split_once("\r\n\r\n")
-        .and_then(|(_, body)| serde_json::from_str(body).ok())
-        .unwrap_or_default()
+    response.split_once("\r\n\r\n").and_then(|(_, body)| serde_json::from_str(body).ok()).unwrap_or_default()
 }
 
 /// The queues and exchange of a test's AMQP prefix, deleted from the broker when the test
@@ -403,48 +312,22 @@ impl Drop for Queues {
     fn drop(&mut self) {
         let prefix = self.0.clone();
         let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             runtime.block_on(async move {
                 use lamina_common::amqp;
-                let url = std::env::var("LAMINA_AMQP_URL")
-                    .unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
+                let url = std::env::var("LAMINA_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
                 let settings = amqp::AmqpSettings::new(url, prefix);
                 let connect = amqp::connect(&settings, "lamina-test-cleanup");
-                let Ok(Ok(connection)) =
-                    tokio::time::timeout(std::time::Duration::from_secs(10), connect).await
-                else {
-                    return;
-                };
-                for queue in [
-                    settings.jobs(),
-                    settings.events(),
-                    settings.dead(),
-                    settings.dead_watch(),
-                    settings.tasks("default"),
-                ] {
+                let Ok(Ok(connection)) = tokio::time::timeout(std::time::Duration::from_secs(10), connect).await else { return };
+                for queue in [settings.jobs(), settings.events(), settings.dead(), settings.dead_watch(), settings.tasks("default")] {
                     // A channel each: a failed delete closes its channel.
                     if let Ok(channel) = connection.create_channel().await {
-                        let _ = channel
-                            .queue_delete(
-                                queue.as_str(),
-                                lapin::options::QueueDeleteOptions::default(),
-                            )
-                            .await;
+                        let _ = channel.queue_delete(queue.as_str(), lapin::options::QueueDeleteOptions::default()).await;
                     }
                 }
                 if let Ok(channel) = connection.create_channel().await {
                     let exchange = settings.dead_letter_exchange();
-                    let _ = channel
-                        .exchange_delete(
-                            exchange.as_str(),
-                            lapin::options::ExchangeDeleteOptions::default(),
-                        )
-                        .await;
+                    let _ = channel.exchange_delete(exchange.as_str(), lapin::options::ExchangeDeleteOptions::default()).await;
                 }
                 let _ = connection.close(200, "cleaned up").await;
             });

@@ -9,17 +9,11 @@ use crate::free_port;
 
 /// Sends `signal` (e.g. "TERM", "KILL") to a process group.
 fn kill_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{signal}"), "--", &format!("-{pgid}")])
-        .status();
+    let _ = Command::new("kill").args([&format!("-{signal}"), "--", &format!("-{pgid}")]).status();
 }
 
 fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        std::time::Duration::from_millis(300),
-    )
-    .is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), std::time::Duration::from_millis(300)).is_ok()
 }
 
 /// A RabbitMQ node of the test's own (Debian's rabbitmq-server, on loopback ports of its
@@ -37,16 +31,8 @@ pub struct PrivateBroker {
 /// A CA and a server certificate for 127.0.0.1 / localhost, made with the openssl CLI.
 pub fn make_certificates(dir: &Path) {
     let run = |args: &str| {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("cd '{}' && openssl {args}", dir.display()))
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("sh").arg("-c").arg(format!("cd '{}' && openssl {args}", dir.display())).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
     };
     run("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=lamina-test-ca");
     run("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost");
@@ -54,11 +40,7 @@ pub fn make_certificates(dir: &Path) {
     run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext");
     // The broker must be able to read its key.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.join("server.key"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 impl PrivateBroker {
@@ -81,11 +63,7 @@ impl PrivateBroker {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = tempfile::tempdir().expect("broker dir");
         let (port, dist_port) = (free_port(), free_port());
-        let name = format!(
-            "lamina-test-{}-{}@localhost",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("lamina-test-{}-{}@localhost", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let conf = if tls {
             make_certificates(dir.path());
             let d = dir.path().display();
@@ -100,26 +78,16 @@ impl PrivateBroker {
         std::fs::write(dir.path().join("rabbitmq.conf"), conf).unwrap();
         std::fs::write(dir.path().join("env.conf"), "").unwrap();
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
-        let mut broker = PrivateBroker {
-            port,
-            dist_port,
-            name,
-            dir,
-            child: None,
-            tls,
-        };
+        let mut broker = PrivateBroker { port, dist_port, name, dir, child: None, tls };
         broker.boot();
         broker
     }
 
     fn boot(&mut self) {
-        let server = [
-            "/usr/lib/rabbitmq/bin/rabbitmq-server",
-            "/usr/sbin/rabbitmq-server",
-        ]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("rabbitmq-server not installed: ops/services.sh installs it");
+        let server = ["/usr/lib/rabbitmq/bin/rabbitmq-server", "/usr/sbin/rabbitmq-server"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("rabbitmq-server not installed: ops/services.sh installs it");
         let d = self.dir.path();
         let log = std::fs::File::create(d.join("server.log")).unwrap();
         use std::os::unix::process::CommandExt;
@@ -141,11 +109,7 @@ impl PrivateBroker {
         self.child = Some(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         while !port_open(self.port) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "private RabbitMQ did not start:\n{}",
-                self.log()
-            );
+            assert!(std::time::Instant::now() < deadline, "private RabbitMQ did not start:\n{}", self.log());
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
     }
@@ -164,8 +128,7 @@ impl PrivateBroker {
         if let Some(mut child) = self.child.take() {
             kill_group(child.id(), "TERM");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline
-            {
+            while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
             kill_group(child.id(), "KILL");
@@ -207,13 +170,8 @@ pub struct PrivateGarage {
 
 impl PrivateGarage {
     pub fn start() -> PrivateGarage {
-        let garage = std::env::var("LAMINA_TEST_GARAGE")
-            .expect("LAMINA_TEST_GARAGE (set by ops/services.sh)");
-        let bin = garage
-            .split_whitespace()
-            .next()
-            .expect("garage binary")
-            .to_owned();
+        let garage = std::env::var("LAMINA_TEST_GARAGE").expect("LAMINA_TEST_GARAGE (set by ops/services.sh)");
+        let bin = garage.split_whitespace().next().expect("garage binary").to_owned();
         let dir = tempfile::tempdir().expect("garage dir");
         let (s3_port, rpc_port, admin_port) = (free_port(), free_port(), free_port());
         let d = dir.path().display();
@@ -230,13 +188,7 @@ impl PrivateGarage {
         )
         .unwrap();
         std::fs::write(dir.path().join("bin"), bin).unwrap();
-        let mut garage = PrivateGarage {
-            s3_port,
-            admin_port,
-            bucket: "lamina-private".into(),
-            dir,
-            child: None,
-        };
+        let mut garage = PrivateGarage { s3_port, admin_port, bucket: "lamina-private".into(), dir, child: None };
         garage.boot();
         garage
     }
@@ -244,23 +196,13 @@ impl PrivateGarage {
     fn boot(&mut self) {
         let d = self.dir.path();
         let bin = std::fs::read_to_string(d.join("bin")).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("garage.log"))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("garage.log")).unwrap();
         let child = Command::new(bin)
             .arg("-c")
             .arg(d.join("garage.toml"))
             .args(["server", "--single-node", "--default-bucket"])
-            .env(
-                "GARAGE_DEFAULT_ACCESS_KEY",
-                std::env::var("LAMINA_S3_ACCESS_KEY_ID").expect("LAMINA_S3_ACCESS_KEY_ID"),
-            )
-            .env(
-                "GARAGE_DEFAULT_SECRET_KEY",
-                std::env::var("LAMINA_S3_SECRET_ACCESS_KEY").expect("LAMINA_S3_SECRET_ACCESS_KEY"),
-            )
+            .env("GARAGE_DEFAULT_ACCESS_KEY", std::env::var("LAMINA_S3_ACCESS_KEY_ID").expect("LAMINA_S3_ACCESS_KEY_ID"))
+            .env("GARAGE_DEFAULT_SECRET_KEY", std::env::var("LAMINA_S3_SECRET_ACCESS_KEY").expect("LAMINA_S3_SECRET_ACCESS_KEY"))
             .env("GARAGE_DEFAULT_BUCKET", &self.bucket)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -269,27 +211,17 @@ impl PrivateGarage {
         self.child = Some(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let health = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))
-                .ok()
-                .and_then(|mut s| {
-                    use std::io::{Read, Write};
-                    write!(
-                        s,
-                        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                    )
-                    .ok()?;
-                    let mut r = String::new();
-                    s.read_to_string(&mut r).ok()?;
-                    Some(r.starts_with("HTTP/1.1 200"))
-                });
+            let health = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).ok().and_then(|mut s| {
+                use std::io::{Read, Write};
+                write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+                let mut r = String::new();
+                s.read_to_string(&mut r).ok()?;
+                Some(r.starts_with("HTTP/1.1 200"))
+            });
             if health == Some(true) {
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "private Garage did not start:\n{}",
-                self.log()
-            );
+            assert!(std::time::Instant::now() < deadline, "private Garage did not start:\n{}", self.log());
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
@@ -321,3 +253,4 @@ impl Drop for PrivateGarage {
         self.kill();
     }
 }
+

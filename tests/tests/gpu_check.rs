@@ -35,17 +35,7 @@ fn the_gpu_check_runs_through_on_the_cpu_and_prints_its_table() {
         assert!(table.contains(row), "no {row:?} in the table:\n{table}");
     }
     // The CPU's utilisation was sampled (a number, not a dash).
-    let busy = table
-        .lines()
-        .find(|l| l.starts_with("| 256^2 and bundled photos"))
-        .unwrap();
-    let cpu: f64 = busy
-        .trim_end_matches(" |")
-        .rsplit("| ")
-        .next()
-        .unwrap()
-        .trim_end_matches('%')
-        .parse()
-        .unwrap();
+    let busy = table.lines().find(|l| l.starts_with("| 256^2 and bundled photos")).unwrap();
+    let cpu: f64 = busy.trim_end_matches(" |").rsplit("| ").next().unwrap().trim_end_matches('%').parse().unwrap();
     assert!((1.0..=100.0).contains(&cpu), "{busy}");
 }

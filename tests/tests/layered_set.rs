@@ -20,8 +20,7 @@ fn set_dir() -> PathBuf {
 /// Every file under `dir`, as paths relative to it.
 fn files(dir: &Path) -> BTreeSet<PathBuf> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<PathBuf>) {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
         for entry in entries {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
@@ -44,12 +43,7 @@ fn open(path: &Path) -> DynamicImage {
 fn sample_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("inputs"))
         .expect("inputs/ exists")
-        .map(|e| {
-            e.expect("directory entry")
-                .file_name()
-                .into_string()
-                .expect("UTF-8 name")
-        })
+        .map(|e| e.expect("directory entry").file_name().into_string().expect("UTF-8 name"))
         .collect();
     names.sort();
     names
@@ -60,19 +54,9 @@ fn sample_names(dir: &Path) -> Vec<String> {
 fn layers(dir: &Path, name: &str) -> Vec<DynamicImage> {
     let folder = dir.join("gt").join(name);
     let found = files(&folder);
-    let expected: BTreeSet<PathBuf> = (0..found.len())
-        .map(|n| PathBuf::from(format!("layer-{n:02}.png")))
-        .collect();
-    assert_eq!(
-        found,
-        expected,
-        "{}: layers must be layer-00.png, layer-01.png, ... only",
-        folder.display()
-    );
-    expected
-        .iter()
-        .map(|file| open(&folder.join(file)))
-        .collect()
+    let expected: BTreeSet<PathBuf> = (0..found.len()).map(|n| PathBuf::from(format!("layer-{n:02}.png"))).collect();
+    assert_eq!(found, expected, "{}: layers must be layer-00.png, layer-01.png, ... only", folder.display());
+    expected.iter().map(|file| open(&folder.join(file))).collect()
 }
 
 /// Running the generator again gives the committed set: the same files, the PNGs decoding to
@@ -84,15 +68,8 @@ fn regenerated_set_equals_committed_set() {
     let committed = set_dir();
     let tmp = tempfile::tempdir().expect("temp dir");
     let fresh = tmp.path().join("layered-set");
-    let out = Command::new(env!("CARGO_BIN_EXE_make-layered-set"))
-        .arg(&fresh)
-        .output()
-        .expect("run make-layered-set");
-    assert!(
-        out.status.success(),
-        "make-layered-set failed: {}",
-        explain(&out)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_make-layered-set")).arg(&fresh).output().expect("run make-layered-set");
+    assert!(out.status.success(), "make-layered-set failed: {}", explain(&out));
 
     let (want, got) = (files(&committed), files(&fresh));
     assert_eq!(
@@ -128,58 +105,20 @@ fn a_variant_has_the_same_samples_with_other_content() {
     let committed = set_dir();
     let tmp = tempfile::tempdir().expect("temp dir");
     let fresh = tmp.path().join("variant");
-    let out = Command::new(env!("CARGO_BIN_EXE_make-layered-set"))
-        .arg(&fresh)
-        .args(["--variant", "1"])
-        .output()
-        .expect("run make-layered-set");
-    assert!(
-        out.status.success(),
-        "make-layered-set --variant 1 failed: {}",
-        explain(&out)
-    );
-    let png = |dir: &Path| -> BTreeSet<PathBuf> {
-        files(dir)
-            .into_iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "png"))
-            .collect()
-    };
-    assert_eq!(
-        png(&committed),
-        png(&fresh),
-        "a variant writes the committed set's files"
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_make-layered-set")).arg(&fresh).args(["--variant", "1"]).output().expect("run make-layered-set");
+    assert!(out.status.success(), "make-layered-set --variant 1 failed: {}", explain(&out));
+    let png = |dir: &Path| -> BTreeSet<PathBuf> { files(dir).into_iter().filter(|f| f.extension().is_some_and(|e| e == "png")).collect() };
+    assert_eq!(png(&committed), png(&fresh), "a variant writes the committed set's files");
     let inputs: Vec<PathBuf> = files(&committed.join("inputs")).into_iter().collect();
     let mut same = 0;
     for input in &inputs {
-        let (a, b) = (
-            open(&committed.join("inputs").join(input)),
-            open(&fresh.join("inputs").join(input)),
-        );
-        assert_eq!(
-            (a.width(), a.height()),
-            (b.width(), b.height()),
-            "{}",
-            input.display()
-        );
+        let (a, b) = (open(&committed.join("inputs").join(input)), open(&fresh.join("inputs").join(input)));
+        assert_eq!((a.width(), a.height()), (b.width(), b.height()), "{}", input.display());
         same += usize::from(a.to_rgba8() == b.to_rgba8());
     }
-    assert_eq!(
-        same,
-        0,
-        "{same} of {} inputs are the committed ones",
-        inputs.len()
-    );
-    let bad = Command::new(env!("CARGO_BIN_EXE_make-layered-set"))
-        .arg(&fresh)
-        .args(["--variant", "x"])
-        .output()
-        .expect("run make-layered-set");
-    assert!(
-        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--variant x"),
-        "{}",
-        explain(&bad)
-    );
+    assert_eq!(same, 0, "{same} of {} inputs are the committed ones", inputs.len());
+    let bad = Command::new(env!("CARGO_BIN_EXE_make-layered-set")).arg(&fresh).args(["--variant", "x"]).output().expect("run make-layered-set");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--variant x"), "{}", explain(&bad));
 }
 
 /// Every sample keeps the promises the set is scored by: at least 30 samples, about half with
@@ -206,79 +145,35 @@ fn samples_keep_the_sets_promises() {
     let mut counts = BTreeSet::new();
     for name in &names {
         let parts: Vec<&str> = name.trim_end_matches(".png").split('-').collect();
-        assert!(
-            parts.len() == 4 && name.ends_with(".png"),
-            "{name}: not <kind>-<content>-<nn>-<N>l.png"
-        );
-        assert!(
-            ["photo", "flat", "gradient"].contains(&parts[0]),
-            "{name}: unknown background kind"
-        );
-        assert!(
-            readme.contains(&format!("| {name} |")),
-            "{name} is missing from README.md's table"
-        );
+        assert!(parts.len() == 4 && name.ends_with(".png"), "{name}: not <kind>-<content>-<nn>-<N>l.png");
+        assert!(["photo", "flat", "gradient"].contains(&parts[0]), "{name}: unknown background kind");
+        assert!(readme.contains(&format!("| {name} |")), "{name} is missing from README.md's table");
         if parts[0] == "photo" {
-            assert!(
-                license.contains(name.as_str()),
-                "LICENSE.md does not say which photo {name} uses"
-            );
+            assert!(license.contains(name.as_str()), "LICENSE.md does not say which photo {name} uses");
         }
 
         let input = open(&dir.join("inputs").join(name));
-        assert_eq!(
-            input.color(),
-            ColorType::Rgb8,
-            "{name}: the input is not 8-bit RGB"
-        );
+        assert_eq!(input.color(), ColorType::Rgb8, "{name}: the input is not 8-bit RGB");
         let (w, h) = (input.width(), input.height());
-        assert!(
-            (256..=1024).contains(&w) && (256..=1024).contains(&h),
-            "{name}: {w}x{h} is outside 256..=1024"
-        );
+        assert!((256..=1024).contains(&w) && (256..=1024).contains(&h), "{name}: {w}x{h} is outside 256..=1024");
 
         let layers = layers(&dir, name);
-        let stated: usize = parts[3]
-            .trim_end_matches('l')
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: layer count"));
-        assert_eq!(
-            layers.len(),
-            stated,
-            "{name}: the name says {stated} layers"
-        );
-        assert!(
-            (2..=6).contains(&layers.len()),
-            "{name}: {} layers",
-            layers.len()
-        );
+        let stated: usize = parts[3].trim_end_matches('l').parse().unwrap_or_else(|_| panic!("{name}: layer count"));
+        assert_eq!(layers.len(), stated, "{name}: the name says {stated} layers");
+        assert!((2..=6).contains(&layers.len()), "{name}: {} layers", layers.len());
         counts.insert(layers.len());
         let layers: Vec<RgbaImage> = layers
             .iter()
             .enumerate()
             .map(|(n, l)| {
-                assert_eq!(
-                    l.color(),
-                    ColorType::Rgba8,
-                    "{name}: layer {n} is not 8-bit RGBA"
-                );
-                assert_eq!(
-                    (l.width(), l.height()),
-                    (w, h),
-                    "{name}: layer {n} is not the input's size"
-                );
+                assert_eq!(l.color(), ColorType::Rgba8, "{name}: layer {n} is not 8-bit RGBA");
+                assert_eq!((l.width(), l.height()), (w, h), "{name}: layer {n} is not the input's size");
                 l.to_rgba8()
             })
             .collect();
-        assert!(
-            layers[0].pixels().all(|p| p[3] == 255),
-            "{name}: the bottom layer is not opaque"
-        );
+        assert!(layers[0].pixels().all(|p| p[3] == 255), "{name}: the bottom layer is not opaque");
         for (n, layer) in layers.iter().enumerate().skip(1) {
-            assert!(
-                layer.pixels().any(|p| p[3] > 0),
-                "{name}: layer {n} is empty"
-            );
+            assert!(layer.pixels().any(|p| p[3] > 0), "{name}: layer {n} is empty");
             assert!(
                 layer.pixels().all(|p| p[3] > 0 || p.0 == [0; 4]),
                 "{name}: layer {n} has transparent pixels that are not (0, 0, 0, 0)"
@@ -301,20 +196,12 @@ fn samples_keep_the_sets_promises() {
                 worst = worst.max((acc - f64::from(want[c])).abs());
             }
         }
-        assert!(
-            worst <= 1.0,
-            "{name}: the input is {worst:.2}/255 away from the composite of its layers"
-        );
+        assert!(worst <= 1.0, "{name}: the input is {worst:.2}/255 away from the composite of its layers");
 
         // Partly transparent pixels per foreground layer.
-        let partial: Vec<usize> = layers[1..]
-            .iter()
-            .map(|l| l.pixels().filter(|p| p[3] > 0 && p[3] < 255).count())
-            .collect();
-        assert!(
-            partial.iter().any(|&n| n > 0),
-            "{name}: no layer has anti-aliased (partly transparent) pixels"
-        );
+        let partial: Vec<usize> =
+            layers[1..].iter().map(|l| l.pixels().filter(|p| p[3] > 0 && p[3] < 255).count()).collect();
+        assert!(partial.iter().any(|&n| n > 0), "{name}: no layer has anti-aliased (partly transparent) pixels");
         if ["soft", "shadow", "overlay", "mixed"].contains(&parts[1]) {
             let most = partial.iter().copied().max().unwrap_or(0);
             assert!(
@@ -323,11 +210,7 @@ fn samples_keep_the_sets_promises() {
             );
         }
     }
-    assert_eq!(
-        counts,
-        (2..=6).collect(),
-        "layer counts 2 to 6 must all be present"
-    );
+    assert_eq!(counts, (2..=6).collect(), "layer counts 2 to 6 must all be present");
 }
 
 /// The set stays small enough to live in the repository (under 6 MiB): photographic samples
@@ -335,12 +218,6 @@ fn samples_keep_the_sets_promises() {
 #[test]
 fn set_is_small() {
     let dir = set_dir();
-    let total: u64 = files(&dir)
-        .iter()
-        .map(|f| std::fs::metadata(dir.join(f)).expect("metadata").len())
-        .sum();
-    assert!(
-        total < MAX_BYTES,
-        "eval/layered-set holds {total} bytes, over {MAX_BYTES}"
-    );
+    let total: u64 = files(&dir).iter().map(|f| std::fs::metadata(dir.join(f)).expect("metadata").len()).sum();
+    assert!(total < MAX_BYTES, "eval/layered-set holds {total} bytes, over {MAX_BYTES}");
 }

@@ -16,35 +16,18 @@ fn check_roles(out: &Path, key: &str) -> Manifest {
     assert!(m.layers.len() >= 2, "{key}: {} layers", m.layers.len());
     assert_eq!(m.layers[0].role, Some(LayerRole::Background), "{key}");
     assert_eq!(m.layers[0].name, "00 background");
-    assert!(
-        (m.layers[0].coverage - 1.0).abs() < 1e-6,
-        "{key}: the background is not opaque"
-    );
+    assert!((m.layers[0].coverage - 1.0).abs() < 1e-6, "{key}: the background is not opaque");
     for layer in &m.layers[1..] {
         assert_eq!(layer.role, Some(LayerRole::Object), "{key}");
         assert!(layer.bbox.is_some() && layer.coverage > 0.0, "{key}");
     }
-    assert!(
-        m.layer_count
-            .as_ref()
-            .is_some_and(|c| c.why.contains("objects")),
-        "{key}: {:?}",
-        m.layer_count
-    );
+    assert!(m.layer_count.as_ref().is_some_and(|c| c.why.contains("objects")), "{key}: {:?}", m.layer_count);
     m
 }
 
 /// `lamina run IN OUT --model objects-small` with more options.
 fn run_small(input: &Path, out: &Path, options: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "run",
-        input.to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--model",
-        "objects-small",
-        "--progress",
-        "none",
-    ];
+    let mut args = vec!["run", input.to_str().unwrap(), out.to_str().unwrap(), "--model", "objects-small", "--progress", "none"];
     args.extend_from_slice(options);
     lamina(&args)
 }
@@ -53,10 +36,7 @@ fn run_small(input: &Path, out: &Path, options: &[&str]) -> std::process::Output
 fn objects_small_decomposes_photos_into_a_background_and_objects() {
     let input = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let photos = [
-        ("chelsea.png", sample("chelsea.png", 240)),
-        ("rocket.png", sample("rocket.jpg", 200)),
-    ];
+    let photos = [("chelsea.png", sample("chelsea.png", 240)), ("rocket.png", sample("rocket.jpg", 200))];
     for (key, img) in &photos {
         write(input.path(), key, &encode(img, ImageFormat::Png));
     }
@@ -68,11 +48,7 @@ fn objects_small_decomposes_photos_into_a_background_and_objects() {
         let dir = out.path().join(key);
         let db = recomposite_psnr(&dir, &m, img).unwrap_or(f64::INFINITY);
         assert!(db >= 35.0, "{key}: recomposite {db:.2} dB");
-        assert!(
-            m.recomposite_psnr_db.is_some_and(|p| p >= 35.0),
-            "{key}: {:?}",
-            m.recomposite_psnr_db
-        );
+        assert!(m.recomposite_psnr_db.is_some_and(|p| p >= 35.0), "{key}: {:?}", m.recomposite_psnr_db);
         dirs.push(dir);
     }
     // The PSD opens in psd-tools with every layer's pixels and its name as the manifest has
@@ -100,56 +76,23 @@ fn a_missing_weight_file_names_the_file_and_the_command_that_fetches_it() {
     let input = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
-    write(
-        input.path(),
-        "chelsea.png",
-        &encode(&sample("chelsea.png", 64), ImageFormat::Png),
-    );
+    write(input.path(), "chelsea.png", &encode(&sample("chelsea.png", 64), ImageFormat::Png));
     let run = std::process::Command::new(binary("lamina"))
-        .args([
-            "run",
-            input.path().to_str().unwrap(),
-            out.path().to_str().unwrap(),
-            "--model",
-            "objects-small",
-            "--progress",
-            "none",
-        ])
+        .args(["run", input.path().to_str().unwrap(), out.path().to_str().unwrap(), "--model", "objects-small", "--progress", "none"])
         .env("LAMINA_MODELS", empty.path())
         .output()
         .unwrap();
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("u2netp.onnx"))
-        .unwrap_or_else(|| panic!("{}", explain(&run)));
-    assert!(
-        line.contains(&empty.path().display().to_string())
-            && line.contains("ops/fetch-models.sh small"),
-        "{line}"
-    );
+    let line = stderr.lines().find(|l| l.contains("u2netp.onnx")).unwrap_or_else(|| panic!("{}", explain(&run)));
+    assert!(line.contains(&empty.path().display().to_string()) && line.contains("ops/fetch-models.sh small"), "{line}");
     // An altered file is refused the same way.
     std::fs::write(empty.path().join("u2netp.onnx"), b"not the weights").unwrap();
     let run = std::process::Command::new(binary("lamina"))
-        .args([
-            "run",
-            input.path().to_str().unwrap(),
-            out.path().to_str().unwrap(),
-            "--model",
-            "objects-small",
-            "--progress",
-            "none",
-        ])
+        .args(["run", input.path().to_str().unwrap(), out.path().to_str().unwrap(), "--model", "objects-small", "--progress", "none"])
         .env("LAMINA_MODELS", empty.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        !run.status.success()
-            && stderr.contains("sha256")
-            && stderr.contains("ops/fetch-models.sh small"),
-        "{}",
-        explain(&run)
-    );
+    assert!(!run.status.success() && stderr.contains("sha256") && stderr.contains("ops/fetch-models.sh small"), "{}", explain(&run));
 }

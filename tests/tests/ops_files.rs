@@ -26,11 +26,7 @@ fn read(rel: &str) -> String {
 
 /// Runs promtool in the repository's root; fails (never skips) when it is not installed.
 fn promtool(args: &[&str]) -> Output {
-    match Command::new("promtool")
-        .args(args)
-        .current_dir(root())
-        .output()
-    {
+    match Command::new("promtool").args(args).current_dir(root()).output() {
         Ok(out) => out,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             panic!("promtool is not on PATH: ops/test.sh installs it (Debian's prometheus package)")
@@ -62,10 +58,7 @@ fn documented_metrics() -> BTreeMap<String, String> {
             metrics.insert(name.to_owned(), cells[2].to_owned());
         }
     }
-    assert!(
-        metrics.len() >= 20,
-        "too few metrics found in {METRICS_DOC}: {metrics:?}"
-    );
+    assert!(metrics.len() >= 20, "too few metrics found in {METRICS_DOC}: {metrics:?}");
     metrics
 }
 
@@ -75,13 +68,8 @@ fn metric_names(expr: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = expr;
     while let Some(at) = rest.find("lamina_") {
-        let starts_word = rest[..at]
-            .chars()
-            .next_back()
-            .map_or(true, |c| !(is_name_char(c) || c == ':'));
-        let end = rest[at..]
-            .find(|c: char| !is_name_char(c))
-            .map_or(rest.len(), |n| at + n);
+        let starts_word = rest[..at].chars().next_back().map_or(true, |c| !(is_name_char(c) || c == ':'));
+        let end = rest[at..].find(|c: char| !is_name_char(c)).map_or(rest.len(), |n| at + n);
         if starts_word && end > at + "lamina_".len() {
             names.push(rest[at..end].to_owned());
         }
@@ -92,9 +80,7 @@ fn metric_names(expr: &str) -> Vec<String> {
 
 /// The names in `exprs` that docs/metrics.md does not list (a histogram's `_bucket`, `_sum`
 /// and `_count` series count as the histogram).
-fn undocumented<'a>(
-    exprs: impl IntoIterator<Item = &'a String>,
-) -> (BTreeSet<String>, BTreeSet<String>) {
+fn undocumented<'a>(exprs: impl IntoIterator<Item = &'a String>) -> (BTreeSet<String>, BTreeSet<String>) {
     let documented = documented_metrics();
     let mut used = BTreeSet::new();
     let mut unknown = BTreeSet::new();
@@ -104,8 +90,7 @@ fn undocumented<'a>(
                 .iter()
                 .find_map(|suffix| {
                     let base = name.strip_suffix(*suffix)?;
-                    (documented.get(base).map(String::as_str) == Some("histogram"))
-                        .then(|| base.to_owned())
+                    (documented.get(base).map(String::as_str) == Some("histogram")).then(|| base.to_owned())
                 })
                 .unwrap_or_else(|| name.clone());
             if documented.contains_key(&base) {
@@ -128,24 +113,17 @@ fn rule_exprs(text: &str) -> Vec<String> {
         let line = lines[i];
         let trimmed = line.trim_start();
         i += 1;
-        let Some(value) = trimmed.strip_prefix("expr:") else {
-            continue;
-        };
+        let Some(value) = trimmed.strip_prefix("expr:") else { continue };
         let value = value.trim();
         if value.starts_with('|') || value.starts_with('>') {
             let mut block = Vec::new();
-            while i < lines.len() && (lines[i].trim().is_empty() || indent(lines[i]) > indent(line))
-            {
+            while i < lines.len() && (lines[i].trim().is_empty() || indent(lines[i]) > indent(line)) {
                 block.push(lines[i].trim());
                 i += 1;
             }
             exprs.push(block.join("\n").trim().to_owned());
         } else {
-            exprs.push(
-                value
-                    .trim_matches(|c: char| c == '\'' || c == '"')
-                    .to_owned(),
-            );
+            exprs.push(value.trim_matches(|c: char| c == '\'' || c == '"').to_owned());
         }
     }
     exprs
@@ -157,9 +135,7 @@ fn dashboard_queries(value: &Value, out: &mut Vec<String>) {
         Value::Object(map) => {
             for (key, v) in map {
                 match v {
-                    Value::String(s) if matches!(key.as_str(), "expr" | "query" | "definition") => {
-                        out.push(s.clone())
-                    }
+                    Value::String(s) if matches!(key.as_str(), "expr" | "query" | "definition") => out.push(s.clone()),
                     _ => dashboard_queries(v, out),
                 }
             }
@@ -187,59 +163,34 @@ fn data_panels(panels: &[Value]) -> Vec<&Value> {
 #[test]
 fn alert_rules_pass_promtool_check() {
     let out = promtool(&["check", "rules", RULES]);
-    assert!(
-        out.status.success(),
-        "promtool check rules {RULES}\n{}",
-        describe(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
-        "{}",
-        describe(&out)
-    );
+    assert!(out.status.success(), "promtool check rules {RULES}\n{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"), "{}", describe(&out));
 }
 
 #[test]
 fn alert_rules_unit_tests_pass() {
     let out = promtool(&["test", "rules", RULE_TESTS]);
-    assert!(
-        out.status.success(),
-        "promtool test rules {RULE_TESTS}\n{}",
-        describe(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
-        "{}",
-        describe(&out)
-    );
+    assert!(out.status.success(), "promtool test rules {RULE_TESTS}\n{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"), "{}", describe(&out));
 }
 
 #[test]
 fn alert_rules_use_only_documented_metrics() {
     let text = read(RULES);
     let exprs = rule_exprs(&text);
-    assert!(
-        exprs.len() >= 10,
-        "too few exprs found in {RULES}: {exprs:#?}"
-    );
+    assert!(exprs.len() >= 10, "too few exprs found in {RULES}: {exprs:#?}");
     for expr in &exprs {
         assert!(!expr.is_empty(), "an empty expr in {RULES}");
     }
     let (used, unknown) = undocumented(&exprs);
-    assert!(
-        unknown.is_empty(),
-        "{RULES} uses metrics not in {METRICS_DOC}: {unknown:?}"
-    );
+    assert!(unknown.is_empty(), "{RULES} uses metrics not in {METRICS_DOC}: {unknown:?}");
     assert!(used.len() >= 10, "{RULES} uses too few metrics: {used:?}");
 }
 
 #[test]
 fn alert_rules_link_existing_runbooks() {
     let text = read(RULES);
-    let alerts = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with("- alert:"))
-        .count();
+    let alerts = text.lines().filter(|l| l.trim_start().starts_with("- alert:")).count();
     let runbooks: Vec<&str> = text
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("runbook_url:"))
@@ -248,10 +199,7 @@ fn alert_rules_link_existing_runbooks() {
     assert_eq!(runbooks.len(), alerts, "every alert needs a runbook_url");
     for runbook in runbooks {
         let file = runbook.split('#').next().unwrap_or(runbook);
-        assert!(
-            root().join(file).is_file(),
-            "runbook {runbook} does not exist"
-        );
+        assert!(root().join(file).is_file(), "runbook {runbook} does not exist");
     }
     for name in [
         "LaminaJobStalled",
@@ -263,20 +211,14 @@ fn alert_rules_link_existing_runbooks() {
         "LaminaBrokerReconnecting",
         "LaminaS3Retries",
     ] {
-        assert!(
-            text.contains(&format!("- alert: {name}\n")),
-            "alert {name} is missing from {RULES}"
-        );
+        assert!(text.contains(&format!("- alert: {name}\n")), "alert {name} is missing from {RULES}");
     }
 }
 
 #[test]
 fn grafana_dashboard_uses_only_documented_metrics() {
-    let dashboard: Value =
-        serde_json::from_str(&read(DASHBOARD)).unwrap_or_else(|e| panic!("{DASHBOARD}: {e}"));
-    let panels = dashboard["panels"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{DASHBOARD} has no panels"));
+    let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).unwrap_or_else(|e| panic!("{DASHBOARD}: {e}"));
+    let panels = dashboard["panels"].as_array().unwrap_or_else(|| panic!("{DASHBOARD} has no panels"));
     let panels = data_panels(panels);
     assert!(panels.len() >= 10, "{DASHBOARD} has too few panels");
     for panel in &panels {
@@ -285,36 +227,20 @@ fn grafana_dashboard_uses_only_documented_metrics() {
             panel["datasource"].is_object() || panel["datasource"].is_string(),
             "panel {title:?} has no datasource"
         );
-        let targets = panel["targets"]
-            .as_array()
-            .unwrap_or_else(|| panic!("panel {title:?} has no targets"));
+        let targets = panel["targets"].as_array().unwrap_or_else(|| panic!("panel {title:?} has no targets"));
         assert!(!targets.is_empty(), "panel {title:?} has no targets");
         for target in targets {
             let expr = target["expr"].as_str().unwrap_or_default();
-            assert!(
-                !expr.trim().is_empty(),
-                "panel {title:?} has a target without an expr"
-            );
+            assert!(!expr.trim().is_empty(), "panel {title:?} has a target without an expr");
         }
     }
 
     let mut queries = Vec::new();
     dashboard_queries(&dashboard, &mut queries);
     let (used, unknown) = undocumented(&queries);
-    assert!(
-        unknown.is_empty(),
-        "{DASHBOARD} uses metrics not in {METRICS_DOC}: {unknown:?}"
-    );
-    assert!(
-        used.len() >= 10,
-        "{DASHBOARD} uses too few metrics: {used:?}"
-    );
+    assert!(unknown.is_empty(), "{DASHBOARD} uses metrics not in {METRICS_DOC}: {unknown:?}");
+    assert!(used.len() >= 10, "{DASHBOARD} uses too few metrics: {used:?}");
 
-    let variables = dashboard["templating"]["list"]
-        .as_array()
-        .expect("templating variables");
-    assert!(
-        variables.iter().any(|v| v["name"] == "pool"),
-        "{DASHBOARD} needs a `pool` variable"
-    );
+    let variables = dashboard["templating"]["list"].as_array().expect("templating variables");
+    assert!(variables.iter().any(|v| v["name"] == "pool"), "{DASHBOARD} needs a `pool` variable");
 }

@@ -4,10 +4,10 @@
 //! of its own.
 
 use lamina_common::config::Secret;
+use lamina_tests::s3_settings as settings;
 use lamina_common::store::S3Store;
 use lamina_common::{ErrorKind, ObjectStore, StoreError};
 use lamina_tests::new_bucket;
-use lamina_tests::s3_settings as settings;
 use tokio::sync::mpsc;
 
 async fn list_all(store: &S3Store, prefix: &str) -> Vec<(String, u64)> {
@@ -33,20 +33,14 @@ async fn objects_round_trip_under_a_prefix() {
     store.put("a/b.png", b"layer".to_vec()).await.unwrap();
     assert_eq!(store.get("a/b.png").await.unwrap(), b"layer");
     assert!(store.get_opt("a/missing.png").await.unwrap().is_none());
-    assert!(matches!(
-        store.get("a/missing.png").await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(store.get("a/missing.png").await, Err(StoreError::NotFound { .. })));
     store.append("log.jsonl", b"1\n").await.unwrap();
     store.append("log.jsonl", b"2\n").await.unwrap();
     assert_eq!(store.get("log.jsonl").await.unwrap(), b"1\n2\n");
     let etag = store.etag("a/b.png").await.unwrap();
     assert_eq!(etag.len(), 32, "single-part ETag is an MD5: {etag}");
     for bad in ["../escape", "/abs", "a/../../b", "a\0b"] {
-        assert!(
-            matches!(store.put(bad, vec![]).await, Err(StoreError::BadKey { .. })),
-            "{bad:?} accepted"
-        );
+        assert!(matches!(store.put(bad, vec![]).await, Err(StoreError::BadKey { .. })), "{bad:?} accepted");
     }
     // The keys really live under the prefix.
     let whole = S3Store::new(&settings(), &bucket, "").await;
@@ -57,27 +51,17 @@ async fn objects_round_trip_under_a_prefix() {
 async fn large_objects_are_uploaded_in_parts_and_read_back_whole() {
     let bucket = new_bucket("multipart");
     let store = S3Store::new(&settings(), &bucket, "").await;
-    let big: Vec<u8> = (0..40u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let big: Vec<u8> = (0..40u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     store.put("big.bin", big.clone()).await.unwrap();
     let back = store.get("big.bin").await.unwrap();
-    assert!(
-        back == big,
-        "40 MB object differs after a multipart round trip"
-    );
-    assert!(
-        store.etag("big.bin").await.unwrap().ends_with("-3"),
-        "three parts of 16 MB"
-    );
+    assert!(back == big, "40 MB object differs after a multipart round trip");
+    assert!(store.etag("big.bin").await.unwrap().ends_with("-3"), "three parts of 16 MB");
 }
 
 #[tokio::test]
 async fn listings_stream_every_key_page_by_page_in_order() {
     let bucket = new_bucket("listing");
-    let store = S3Store::new(&settings(), &bucket, "in")
-        .await
-        .with_page_size(7);
+    let store = S3Store::new(&settings(), &bucket, "in").await.with_page_size(7);
     let mut want = vec![];
     for i in 0..30 {
         let key = format!("d{}/img-{i:02}.png", i % 3);
@@ -97,19 +81,13 @@ async fn listings_stream_every_key_page_by_page_in_order() {
 async fn errors_are_classified_and_never_carry_secrets() {
     let bucket = new_bucket("errors");
     let mut wrong = settings();
-    wrong.credentials = Some((
-        "GK0000000000000000000000aa".into(),
-        Secret::new("not-the-secret-0123456789abcdef"),
-    ));
+    wrong.credentials = Some(("GK0000000000000000000000aa".into(), Secret::new("not-the-secret-0123456789abcdef")));
     wrong.max_attempts = 1;
     let store = S3Store::new(&wrong, &bucket, "").await;
     let err = store.get("x").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent, "{err}");
     assert!(err.to_string().contains("S3 answered 403"), "{err}");
-    assert!(
-        !format!("{err} {err:?}").contains("not-the-secret"),
-        "secret leaked: {err:?}"
-    );
+    assert!(!format!("{err} {err:?}").contains("not-the-secret"), "secret leaked: {err:?}");
 
     let mut down = settings();
     down.endpoint = Some("http://127.0.0.1:9".into());

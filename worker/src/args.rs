@@ -59,10 +59,7 @@ impl DeviceArgs {
 
     /// The first (or only) device.
     pub fn device(&self) -> Result<tch::Device, DeviceError> {
-        self.devices()?
-            .first()
-            .copied()
-            .ok_or(DeviceError::NoDevice)
+        self.devices()?.first().copied().ok_or(DeviceError::NoDevice)
     }
 
     /// The inference lanes to load on the devices named.

@@ -18,12 +18,7 @@ pub enum DecodeError {
     #[error("not a supported image (JPEG, PNG, WebP, TIFF, BMP, GIF, TGA, ICO, PNM, farbfeld, QOI, HDR, OpenEXR or DDS)")]
     Unsupported,
     #[error("image is {width}x{height} ({megapixels:.1} MP), over the {limit_mp:.1} MP limit")]
-    TooLarge {
-        width: u32,
-        height: u32,
-        megapixels: f64,
-        limit_mp: f64,
-    },
+    TooLarge { width: u32, height: u32, megapixels: f64, limit_mp: f64 },
     #[error("image has no pixels ({width}x{height})")]
     NoPixels { width: u32, height: u32 },
     #[error("corrupt or truncated {format}: {detail}")]
@@ -40,17 +35,7 @@ impl DecodeError {
             DecodeError::NoPixels { .. } => FailureKind::Decode,
             DecodeError::Corrupt { detail, .. } => {
                 let d = detail.to_ascii_lowercase();
-                if [
-                    "truncat",
-                    "end-of-image",
-                    "unexpected eof",
-                    "unexpected end",
-                    "failed to fill whole buffer",
-                    "no more data",
-                ]
-                .iter()
-                .any(|t| d.contains(t))
-                {
+                if ["truncat", "end-of-image", "unexpected eof", "unexpected end", "failed to fill whole buffer", "no more data"].iter().any(|t| d.contains(t)) {
                     FailureKind::Truncated
                 } else {
                     FailureKind::Decode
@@ -70,9 +55,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
 /// The width and height in `bytes`' header, when it can be read (a few bytes of reading; no
 /// pixel is decoded).
 pub fn dimensions(bytes: &[u8], name: &str) -> Option<(u32, u32)> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
     if reader.format().is_none() {
         reader.set_format(image::ImageFormat::from_path(name).ok()?);
     }
@@ -85,9 +68,7 @@ pub fn decode_named(bytes: &[u8], name: &str, max_pixels: u64) -> Result<Decoded
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| DecodeError::Unsupported)?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| DecodeError::Unsupported)?;
     if reader.format().is_none() {
         // Only TGA has no signature; every other format is known by its content, so random
         // bytes named .jpg stay "not a supported image".
@@ -98,22 +79,11 @@ pub fn decode_named(bytes: &[u8], name: &str, max_pixels: u64) -> Result<Decoded
     let format = reader.format().ok_or(DecodeError::Unsupported)?;
     let format_name = match format {
         image::ImageFormat::Pnm => "pnm".to_owned(),
-        other => other
-            .extensions_str()
-            .first()
-            .copied()
-            .unwrap_or("image")
-            .replace("jpg", "jpeg"),
+        other => other.extensions_str().first().copied().unwrap_or("image").replace("jpg", "jpeg"),
     };
-    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
-        format: format_name.clone(),
-        detail: one_line(&e.to_string()),
-    };
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt { format: format_name.clone(), detail: one_line(&e.to_string()) };
     if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(DecodeError::Corrupt {
-            format: format_name,
-            detail: "no end-of-image marker after the last scan".into(),
-        });
+        return Err(DecodeError::Corrupt { format: format_name, detail: "no end-of-image marker after the last scan".into() });
     }
     let mut reader = reader;
     let mut limits = image::Limits::default();
@@ -128,26 +98,16 @@ pub fn decode_named(bytes: &[u8], name: &str, max_pixels: u64) -> Result<Decoded
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
         let mp = |p: u64| p as f64 / 1e6;
-        return Err(DecodeError::TooLarge {
-            width,
-            height,
-            megapixels: mp(pixels),
-            limit_mp: mp(max_pixels),
-        });
+        return Err(DecodeError::TooLarge { width, height, megapixels: mp(pixels), limit_mp: mp(max_pixels) });
     }
     if pixels == 0 {
         return Err(DecodeError::NoPixels { width, height });
     }
     let color = format!("{:?}", decoder.original_color_type()).to_lowercase();
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     image.apply_orientation(orientation);
-    let linear = matches!(
-        format,
-        image::ImageFormat::Hdr | image::ImageFormat::OpenExr
-    );
+    let linear = matches!(format, image::ImageFormat::Hdr | image::ImageFormat::OpenExr);
     let (rgb, alpha) = planar(&image, linear);
     Ok(Decoded {
         width: image.width(),
@@ -176,15 +136,7 @@ fn planar(image: &DynamicImage, linear: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     match image {
         DynamicImage::ImageRgb8(img) => {
             for (i, p) in img.pixels().enumerate() {
-                fill(
-                    i,
-                    [
-                        f32::from(p[0]) / 255.0,
-                        f32::from(p[1]) / 255.0,
-                        f32::from(p[2]) / 255.0,
-                        1.0,
-                    ],
-                );
+                fill(i, [f32::from(p[0]) / 255.0, f32::from(p[1]) / 255.0, f32::from(p[2]) / 255.0, 1.0]);
             }
         }
         DynamicImage::ImageRgba8(img) => {
@@ -212,26 +164,15 @@ fn planar(image: &DynamicImage, linear: bool) -> (Vec<f32>, Option<Vec<f32>>) {
 
 /// Linear light (clipped to [0,1]) to an sRGB-encoded value; NaN becomes 0.
 fn srgb(linear: f32) -> f32 {
-    let v = if linear.is_nan() {
-        0.0
-    } else {
-        linear.clamp(0.0, 1.0)
-    };
-    if v <= 0.003_130_8 {
-        v * 12.92
-    } else {
-        1.055 * v.powf(1.0 / 2.4) - 0.055
-    }
+    let v = if linear.is_nan() { 0.0 } else { linear.clamp(0.0, 1.0) };
+    if v <= 0.003_130_8 { v * 12.92 } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 }
 }
 
 /// Whether a JPEG ends its last scan with an end-of-image marker. The JPEG decoder fills a
 /// truncated image with grey instead of failing; a missing EOI gives truncation away. (Inside
 /// entropy-coded data 0xFF is always stuffed, so FF D9 cannot occur there by chance.)
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last_scan = bytes
-        .windows(2)
-        .rposition(|w| w == [0xFF, 0xDA])
-        .unwrap_or(0);
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap_or(0);
     bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
@@ -251,43 +192,22 @@ mod tests {
 
     #[test]
     fn decodes_rgb_and_keeps_alpha_only_when_used() {
-        let rgb = png(DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
-            3,
-            2,
-            image::Rgb([255, 0, 51]),
-        )));
+        let rgb = png(DynamicImage::ImageRgb8(image::RgbImage::from_pixel(3, 2, image::Rgb([255, 0, 51]))));
         let d = decode(&rgb, 100).unwrap();
-        assert_eq!(
-            (d.width, d.height, d.format.as_str(), d.color.as_str()),
-            (3, 2, "png", "rgb8")
-        );
+        assert_eq!((d.width, d.height, d.format.as_str(), d.color.as_str()), (3, 2, "png", "rgb8"));
         assert_eq!(&d.rgb[..1], &[1.0]);
         assert!((d.rgb[12] - 0.2).abs() < 1e-6);
         assert!(d.alpha.is_none());
-        let rgba = png(DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
-            2,
-            2,
-            image::Rgba([0, 0, 0, 128]),
-        )));
+        let rgba = png(DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(2, 2, image::Rgba([0, 0, 0, 128]))));
         assert!(decode(&rgba, 100).unwrap().alpha.is_some());
     }
 
     #[test]
     fn refuses_bad_input_with_a_reason() {
         assert_eq!(decode(b"", 100).unwrap_err(), DecodeError::Empty);
-        assert_eq!(
-            decode(b"hello, not an image at all", 100).unwrap_err(),
-            DecodeError::Unsupported
-        );
+        assert_eq!(decode(b"hello, not an image at all", 100).unwrap_err(), DecodeError::Unsupported);
         let big = png(DynamicImage::ImageRgb8(image::RgbImage::new(20, 10)));
-        assert!(matches!(
-            decode(&big, 100).unwrap_err(),
-            DecodeError::TooLarge {
-                width: 20,
-                height: 10,
-                ..
-            }
-        ));
+        assert!(matches!(decode(&big, 100).unwrap_err(), DecodeError::TooLarge { width: 20, height: 10, .. }));
         let truncated = &big[..big.len() / 2];
         let err = decode(truncated, 1000).unwrap_err();
         assert!(matches!(err, DecodeError::Corrupt { .. }), "{err}");

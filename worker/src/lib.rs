@@ -8,6 +8,6 @@ pub mod decode;
 pub mod documents;
 pub mod encode;
 pub mod metrics;
-pub mod pipeline;
 pub mod runtime;
+pub mod pipeline;
 pub mod service;

@@ -34,14 +34,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 
 use crate::metrics::METRICS;
-use crate::pipeline::{self, Finished, ModelClock, Rendering, Work, WorkerConfig};
 use crate::runtime::{device_name, ModelError, ModelSlot};
+use crate::pipeline::{self, Finished, ModelClock, Rendering, Work, WorkerConfig};
 use lamina_common::amqp::MAX_MESSAGE_BYTES;
 use lamina_common::config::S3Settings;
 use lamina_common::keys::check_relative;
-use lamina_common::messages::{
-    BadMessage, Event, FailureKind, Heartbeat, Step, Task, TaskResult, EVENT_SCHEMA, TASK_SCHEMA,
-};
+use lamina_common::messages::{BadMessage, Event, FailureKind, Heartbeat, Step, Task, TaskResult, EVENT_SCHEMA, TASK_SCHEMA};
 use lamina_common::queue::{Broker, Consumer, Delivery, QueueError, Settle};
 use lamina_common::retry::RetryPolicy;
 use lamina_common::store::StoreCache;
@@ -122,20 +120,11 @@ pub fn prefetch_for(rate: Option<f64>, batch: usize, cap: u16) -> u16 {
 /// Why a message is not a task.
 pub fn parse_task(body: &[u8]) -> Result<Task, BadMessage> {
     if body.len() > MAX_MESSAGE_BYTES {
-        return Err(BadMessage::TooLarge {
-            bytes: body.len(),
-            cap: MAX_MESSAGE_BYTES,
-        });
+        return Err(BadMessage::TooLarge { bytes: body.len(), cap: MAX_MESSAGE_BYTES });
     }
-    let task: Task = serde_json::from_slice(body).map_err(|e| BadMessage::Malformed {
-        what: "task",
-        reason: e.to_string(),
-    })?;
+    let task: Task = serde_json::from_slice(body).map_err(|e| BadMessage::Malformed { what: "task", reason: e.to_string() })?;
     if task.schema != TASK_SCHEMA {
-        return Err(BadMessage::Schema {
-            what: "task",
-            schema: task.schema,
-        });
+        return Err(BadMessage::Schema { what: "task", schema: task.schema });
     }
     check_relative(&task.key).map_err(|e| BadMessage::Field(e.to_string()))?;
     Ok(task)
@@ -164,12 +153,7 @@ fn serves(config: &ServiceConfig, model_id: &str, task: &Task) -> Result<(), Str
 /// Serves the pool's task queue until `shutdown` fires (Ok, once what it holds is finished
 /// or the grace period is over) or the broker fails (Err; the caller reconnects). The model
 /// is shared across sessions: it is loaded once per process and outlives reconnects.
-pub async fn serve(
-    config: &ServiceConfig,
-    model: Arc<ModelSlot>,
-    broker: Arc<dyn Broker>,
-    shutdown: CancellationToken,
-) -> Result<(), SessionError> {
+pub async fn serve(config: &ServiceConfig, model: Arc<ModelSlot>, broker: Arc<dyn Broker>, shutdown: CancellationToken) -> Result<(), SessionError> {
     broker.declare(&[&config.pool]).await?;
     let queue = broker.topology().tasks(&config.pool);
     // The pipeline's intake holds every task the broker may have delivered.
@@ -195,10 +179,7 @@ pub async fn serve(
         rate: Rate::default(),
         prefetch: 1,
     };
-    let mut consumer = session
-        .broker
-        .consume(&queue, &config.name, session.prefetch)
-        .await?;
+    let mut consumer = session.broker.consume(&queue, &config.name, session.prefetch).await?;
     METRICS.set_prefetch(session.prefetch);
     let devices: Vec<String> = session.devices.iter().map(|&d| device_name(d)).collect();
     info!(queue = %queue, model = %session.model_id, devices = %devices.join(","), prefetch = session.prefetch,
@@ -206,8 +187,7 @@ pub async fn serve(
 
     let mut accepting = true;
     let mut heartbeat = tokio::time::interval(config.heartbeat);
-    let mut resize =
-        tokio::time::interval_at(tokio::time::Instant::now() + RESIZE_EVERY, RESIZE_EVERY);
+    let mut resize = tokio::time::interval_at(tokio::time::Instant::now() + RESIZE_EVERY, RESIZE_EVERY);
     let drain_deadline = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(drain_deadline);
     let outcome: Result<(), SessionError> = loop {
@@ -299,36 +279,18 @@ impl Session<'_> {
                 return Ok(delivery.settle.reject().await?);
             }
         };
-        if let Some(needle) = self
-            .config
-            .abort_on_key
-            .as_deref()
-            .filter(|n| task.key.contains(*n))
-        {
+        if let Some(needle) = self.config.abort_on_key.as_deref().filter(|n| task.key.contains(*n)) {
             error!(key = %task.key, failpoint = needle, "failpoint: aborting the process");
             std::process::abort();
         }
         self.next_ticket += 1;
         let ticket = self.next_ticket;
-        self.held.insert(
-            ticket,
-            Held {
-                settle: delivery.settle,
-                since: Instant::now(),
-                bytes: task.size,
-            },
-        );
+        self.held.insert(ticket, Held { settle: delivery.settle, since: Instant::now(), bytes: task.size });
         update_gauges(&self.held);
         if let Err(reason) = serves(self.config, &self.model_id, &task) {
             warn!(job_id = %task.job_id, key = %task.key, reason = %reason, "refused a task for another model");
             let result = TaskResult::failed(task.key, FailureKind::WrongModel, reason);
-            return Ok(self
-                .report(Finished {
-                    ticket,
-                    job_id: task.job_id,
-                    result,
-                })
-                .await?);
+            return Ok(self.report(Finished { ticket, job_id: task.job_id, result }).await?);
         }
         match task.step {
             Step::Render => self.render(Work { ticket, task }),
@@ -339,9 +301,7 @@ impl Session<'_> {
     /// Renders a task's outputs from its stored layers, beside the pipeline; the result
     /// comes back on the results channel, or the task on the decompose channel.
     fn render(&mut self, work: Work) -> Result<(), SessionError> {
-        let (Some(done), Some(again)) = (self.done.clone(), self.again.clone()) else {
-            return Ok(());
-        };
+        let (Some(done), Some(again)) = (self.done.clone(), self.again.clone()) else { return Ok(()) };
         let (stores, slots) = (self.stores.clone(), self.renders.clone());
         let span = tracing::info_span!("image", job_id = %work.task.job_id, key = %work.task.key);
         tokio::spawn(
@@ -374,14 +334,7 @@ impl Session<'_> {
             };
             let model = self.model.load().await?;
             let (work_tx, work_rx) = mpsc::channel(usize::from(self.config.prefetch.max(1)) * 2);
-            let run = pipeline::run(
-                model,
-                self.config.worker.clone(),
-                self.stores.clone(),
-                work_rx,
-                done,
-                self.config.clock.clone(),
-            );
+            let run = pipeline::run(model, self.config.worker.clone(), self.stores.clone(), work_rx, done, self.config.clock.clone());
             self.pipeline = Some((Some(work_tx), tokio::spawn(run)));
         }
         match self.pipeline.as_ref().and_then(|(tx, _)| tx.as_ref()) {
@@ -406,19 +359,9 @@ impl Session<'_> {
     async fn report(&mut self, done: Finished) -> Result<(), QueueError> {
         info!(job_id = %done.job_id, key = %done.result.key, status = ?done.result.status, "task finished");
         METRICS.image(&done.result);
-        let event = Event {
-            schema: EVENT_SCHEMA.to_owned(),
-            job_id: Some(done.job_id),
-            result: Some(done.result),
-            heartbeat: None,
-        };
-        let policy = RetryPolicy {
-            deadline: Duration::from_secs(30),
-            ..RetryPolicy::default()
-        };
-        self.broker
-            .publish_retrying(&self.broker.topology().events(), &event, 0, policy)
-            .await?;
+        let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: Some(done.job_id), result: Some(done.result), heartbeat: None };
+        let policy = RetryPolicy { deadline: Duration::from_secs(30), ..RetryPolicy::default() };
+        self.broker.publish_retrying(&self.broker.topology().events(), &event, 0, policy).await?;
         if let Some(h) = self.held.remove(&done.ticket) {
             h.settle.ack().await?;
             METRICS.tasks_acked.fetch_add(1, Ordering::Relaxed);
@@ -434,36 +377,22 @@ impl Session<'_> {
         let images_per_second = self.rate.per_second();
         METRICS.set_rate(images_per_second.unwrap_or(0.0));
         for &device in &self.devices {
-            if let Ok(Some((name, used, total))) =
-                tokio::task::spawn_blocking(move || crate::runtime::gpu_memory(device)).await
-            {
+            if let Ok(Some((name, used, total))) = tokio::task::spawn_blocking(move || crate::runtime::gpu_memory(device)).await {
                 METRICS.set_gpu(name, used, total);
             }
         }
         let beat = Heartbeat {
             worker: self.config.name.clone(),
             pool: self.config.pool.clone(),
-            device: self
-                .devices
-                .iter()
-                .map(|&d| device_name(d))
-                .collect::<Vec<_>>()
-                .join(","),
+            device: self.devices.iter().map(|&d| device_name(d)).collect::<Vec<_>>().join(","),
             model: self.model_id.clone(),
             in_flight: self.held.len() as u64,
             images_per_second: images_per_second.unwrap_or(0.0),
             prefetch: u64::from(self.prefetch),
             oldest_unacked_seconds: update_gauges(&self.held),
         };
-        let event = Event {
-            schema: EVENT_SCHEMA.to_owned(),
-            job_id: None,
-            result: None,
-            heartbeat: Some(beat),
-        };
-        self.broker
-            .publish(&self.broker.topology().events(), &event, 0)
-            .await?;
+        let event = Event { schema: EVENT_SCHEMA.to_owned(), job_id: None, result: None, heartbeat: Some(beat) };
+        self.broker.publish(&self.broker.topology().events(), &event, 0).await?;
         METRICS.heartbeats.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -471,18 +400,9 @@ impl Session<'_> {
     /// Sizes the prefetch from the measured rate.
     async fn resize(&mut self, consumer: &mut dyn Consumer) -> Result<(), QueueError> {
         let measured = self.rate.per_second();
-        let wanted = prefetch_for(
-            measured,
-            self.config.worker.batch_size,
-            self.config.prefetch,
-        );
+        let wanted = prefetch_for(measured, self.config.worker.batch_size, self.config.prefetch);
         if wanted != self.prefetch && consumer.set_prefetch(wanted).await? {
-            info!(
-                from = self.prefetch,
-                to = wanted,
-                images_per_second = measured.unwrap_or(0.0),
-                "prefetch resized"
-            );
+            info!(from = self.prefetch, to = wanted, images_per_second = measured.unwrap_or(0.0), "prefetch resized");
             self.prefetch = wanted;
             METRICS.set_prefetch(wanted);
         }
@@ -498,10 +418,7 @@ struct Rate {
 
 impl Default for Rate {
     fn default() -> Rate {
-        Rate {
-            started: Instant::now(),
-            recent: VecDeque::new(),
-        }
+        Rate { started: Instant::now(), recent: VecDeque::new() }
     }
 }
 
@@ -513,30 +430,18 @@ impl Rate {
     /// Over the last minute (or since the start, when younger); None until something
     /// finished.
     fn per_second(&mut self) -> Option<f64> {
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| t.elapsed() > RATE_WINDOW)
-        {
+        while self.recent.front().is_some_and(|t| t.elapsed() > RATE_WINDOW) {
             self.recent.pop_front();
         }
         self.recent.front()?;
-        let span = self
-            .started
-            .elapsed()
-            .min(RATE_WINDOW)
-            .as_secs_f64()
-            .max(1.0);
+        let span = self.started.elapsed().min(RATE_WINDOW).as_secs_f64().max(1.0);
         Some(self.recent.len() as f64 / span)
     }
 }
 
 /// Sets the in-flight gauges; returns the age of the oldest task held.
 fn update_gauges(held: &HashMap<u64, Held>) -> f64 {
-    let oldest = held
-        .values()
-        .map(|h| h.since.elapsed().as_secs_f64())
-        .fold(0.0, f64::max);
+    let oldest = held.values().map(|h| h.since.elapsed().as_secs_f64()).fold(0.0, f64::max);
     METRICS.set_in_flight(held.len(), held.values().map(|h| h.bytes).sum(), oldest);
     oldest
 }
@@ -560,30 +465,14 @@ mod tests {
 
     #[test]
     fn refuses_messages_that_are_not_valid_tasks() {
-        assert!(parse_task(b"{not json")
-            .unwrap_err()
-            .to_string()
-            .starts_with("not a task"));
-        assert!(parse_task(&vec![b' '; MAX_MESSAGE_BYTES + 1])
-            .unwrap_err()
-            .to_string()
-            .contains("cap"));
+        assert!(parse_task(b"{not json").unwrap_err().to_string().starts_with("not a task"));
+        assert!(parse_task(&vec![b' '; MAX_MESSAGE_BYTES + 1]).unwrap_err().to_string().contains("cap"));
         let task = |schema: &str, key: &str, extra: &str| {
-            format!(
-                r#"{{"schema":"{schema}","job_id":"j","input":"i","output":"o","key":"{key}","size":1,"etag":null,"params":{{"layers":null,"palette":null}}{extra}}}"#
-            )
+            format!(r#"{{"schema":"{schema}","job_id":"j","input":"i","output":"o","key":"{key}","size":1,"etag":null,"params":{{"layers":null,"palette":null}}{extra}}}"#)
         };
         assert!(parse_task(task(TASK_SCHEMA, "a.png", "").as_bytes()).is_ok());
-        assert!(parse_task(task("lamina.task/9", "a.png", "").as_bytes())
-            .unwrap_err()
-            .to_string()
-            .contains("schema"));
+        assert!(parse_task(task("lamina.task/9", "a.png", "").as_bytes()).unwrap_err().to_string().contains("schema"));
         assert!(parse_task(task(TASK_SCHEMA, "../a.png", "").as_bytes()).is_err());
-        assert!(
-            parse_task(task(TASK_SCHEMA, "a.png", r#","surprise":1"#).as_bytes())
-                .unwrap_err()
-                .to_string()
-                .contains("unknown field")
-        );
+        assert!(parse_task(task(TASK_SCHEMA, "a.png", r#","surprise":1"#).as_bytes()).unwrap_err().to_string().contains("unknown field"));
     }
 }

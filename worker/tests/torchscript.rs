@@ -13,40 +13,21 @@ use tch::{Device, Kind, Tensor};
 
 fn fixtures() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/create_jit_models.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/create_jit_models.py");
     let python = std::env::var("LAMINA_PYTHON").unwrap_or_else(|_| "python3".into());
-    let status = Command::new(&python)
-        .arg(&script)
-        .arg(dir.path())
-        .status()
-        .expect("run python");
-    assert!(
-        status.success(),
-        "{python} {} failed (is the project venv on PATH?)",
-        script.display()
-    );
+    let status = Command::new(&python).arg(&script).arg(dir.path()).status().expect("run python");
+    assert!(status.success(), "{python} {} failed (is the project venv on PATH?)", script.display());
     dir
 }
 
 fn load(dir: &Path, name: &str) -> Result<Box<dyn runtime::Model>, ModelError> {
-    runtime::load(
-        &format!("torchscript:{}", dir.join(format!("{name}.pt")).display()),
-        Device::Cpu,
-    )
+    runtime::load(&format!("torchscript:{}", dir.join(format!("{name}.pt")).display()), Device::Cpu)
 }
 
 fn run(m: &dyn runtime::Model, images: &Tensor) -> Result<runtime::Decomposed, ModelError> {
     let (_, _, h, w) = images.size4().unwrap();
     let sizes = vec![(h, w); images.size()[0] as usize];
-    m.decompose(
-        &Batch {
-            images,
-            sizes: &sizes,
-            alpha: None,
-        },
-        &DecomposeParams::default(),
-    )
+    m.decompose(&Batch { images, sizes: &sizes, alpha: None }, &DecomposeParams::default())
 }
 
 #[test]
@@ -90,43 +71,21 @@ fn a_model_that_does_not_match_its_card_is_not_loaded() {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let good = json["sha256"].as_str().unwrap().to_owned();
     std::fs::write(&card, text.replace(&good, &"0".repeat(64))).unwrap();
-    let err = load(dir.path(), "two_layer")
-        .err()
-        .expect("tampered model loaded")
-        .to_string();
-    assert!(
-        err.contains("two_layer.pt: sha256") && err.contains("does not match"),
-        "{err}"
-    );
+    let err = load(dir.path(), "two_layer").err().expect("tampered model loaded").to_string();
+    assert!(err.contains("two_layer.pt: sha256") && err.contains("does not match"), "{err}");
 
     std::fs::remove_file(&card).unwrap();
-    let err = load(dir.path(), "two_layer")
-        .err()
-        .expect("model without card loaded")
-        .to_string();
-    assert!(
-        err.contains("two_layer.json: cannot read model card"),
-        "{err}"
-    );
+    let err = load(dir.path(), "two_layer").err().expect("model without card loaded").to_string();
+    assert!(err.contains("two_layer.json: cannot read model card"), "{err}");
 }
 
 #[test]
 fn parameters_the_model_cannot_honour_are_refused() {
     let dir = fixtures();
     let m = load(dir.path(), "two_layer").unwrap();
-    let palette = DecomposeParams {
-        palette: Some(vec![[0, 0, 0]; 7]),
-        ..DecomposeParams::default()
-    };
+    let palette = DecomposeParams { palette: Some(vec![[0, 0, 0]; 7]), ..DecomposeParams::default() };
     assert!(m.check_params(&palette).is_err());
-    let fewer = DecomposeParams {
-        layers: Some(lamina_common::params::LayerCount::Count(1)),
-        ..DecomposeParams::default()
-    };
-    assert!(m
-        .check_params(&fewer)
-        .unwrap_err()
-        .to_string()
-        .contains("cannot merge"));
+    let fewer = DecomposeParams { layers: Some(lamina_common::params::LayerCount::Count(1)), ..DecomposeParams::default() };
+    assert!(m.check_params(&fewer).unwrap_err().to_string().contains("cannot merge"));
     assert!(runtime::load("nonsense", Device::Cpu).is_err());
 }

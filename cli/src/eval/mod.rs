@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
+
 use output::*;
 use score::{Aggregate, EditScore};
 use stacks::*;
@@ -52,8 +53,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
     })?;
     print!("{}", summary(&report));
     if let Some(path) = &args.json {
-        std::fs::write(path, to_json(&report))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, to_json(&report)).with_context(|| format!("cannot write {}", path.display()))?;
         println!("scores written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -101,29 +101,15 @@ pub fn evaluate_folders(
     let pred_stacks = discover(pred, "pred")?;
     let gt_stacks = discover(gt, "gt")?;
     let pairs = match_names(&pred_stacks, &gt_stacks);
-    let only_in_pred: Vec<String> = pred_stacks
-        .keys()
-        .filter(|k| !pairs.contains_key(*k))
-        .cloned()
-        .collect();
+    let only_in_pred: Vec<String> = pred_stacks.keys().filter(|k| !pairs.contains_key(*k)).cloned().collect();
     let matched_gt: std::collections::BTreeSet<&String> = pairs.values().collect();
-    let only_in_gt: Vec<String> = gt_stacks
-        .keys()
-        .filter(|k| !matched_gt.contains(k))
-        .cloned()
-        .collect();
+    let only_in_gt: Vec<String> = gt_stacks.keys().filter(|k| !matched_gt.contains(k)).cloned().collect();
     let matched: Vec<(&String, &Stack, &Stack)> = pairs
         .iter()
         .filter_map(|(name, gt_name)| Some((name, pred_stacks.get(name)?, gt_stacks.get(gt_name)?)))
         .collect();
     if matched.is_empty() {
-        let count = |n: usize| {
-            if n == 1 {
-                "1 stack".to_owned()
-            } else {
-                format!("{n} stacks")
-            }
-        };
+        let count = |n: usize| if n == 1 { "1 stack".to_owned() } else { format!("{n} stacks") };
         bail!(
             "no image is in both PRED {} ({}) and GT {} ({}): images pair by folder path relative to each",
             pred.display(),
@@ -149,31 +135,16 @@ pub fn evaluate_folders(
     let mut skipped = Vec::new();
     for (name, p, g) in &matched {
         // LayerD's skip, on the file counts, before any decoding (pred first, as LayerD).
-        let short = [("pred", p), ("gt", g)]
-            .into_iter()
-            .find(|(_, s)| s.layers.len() < 2);
+        let short = [("pred", p), ("gt", g)].into_iter().find(|(_, s)| s.layers.len() < 2);
         if let Some((side, stack)) = short {
-            let reason = score::ScoreError::TooFewLayers {
-                side,
-                count: stack.layers.len(),
-            }
-            .to_string();
-            skipped.push(Skipped {
-                name: name.to_string(),
-                reason,
-            });
+            let reason = score::ScoreError::TooFewLayers { side, count: stack.layers.len() }.to_string();
+            skipped.push(Skipped { name: name.to_string(), reason });
             continue;
         }
         let pred_layers = load_stack(p)?;
         let gt_layers = load_stack(g)?;
-        let scores = score::evaluate(&pred_layers, &gt_layers, max_edits)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let sample = Sample {
-            name: name.to_string(),
-            pred_layers: p.layers.len(),
-            gt_layers: g.layers.len(),
-            scores,
-        };
+        let scores = score::evaluate(&pred_layers, &gt_layers, max_edits).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let sample = Sample { name: name.to_string(), pred_layers: p.layers.len(), gt_layers: g.layers.len(), scores };
         on_sample(&names, &sample);
         samples.push(sample);
     }
@@ -183,49 +154,27 @@ pub fn evaluate_folders(
             "nothing to score: {}: {}{}",
             first.name,
             first.reason,
-            if skipped.len() > 1 {
-                format!(" (and {} more images skipped)", skipped.len() - 1)
-            } else {
-                String::new()
-            }
+            if skipped.len() > 1 { format!(" (and {} more images skipped)", skipped.len() - 1) } else { String::new() }
         );
     }
     let lists: Vec<Vec<EditScore>> = samples.iter().map(|s| s.scores.clone()).collect();
     let aggregated = score::aggregate(&lists);
-    Ok(Report {
-        samples,
-        aggregated,
-        only_in_pred,
-        only_in_gt,
-        skipped,
-    })
+    Ok(Report { samples, aggregated, only_in_pred, only_in_gt, skipped })
 }
 
 /// Pairs each prediction with its reference: the same name, or else (as LayerD's dataset
 /// names its folders) the same name without the file extension (`a/cat.png` with `a/cat`),
 /// when exactly one prediction claims that reference. Keyed by the prediction's name.
-fn match_names(
-    pred: &BTreeMap<String, Stack>,
-    gt: &BTreeMap<String, Stack>,
-) -> BTreeMap<String, String> {
-    let mut pairs: BTreeMap<String, String> = pred
-        .keys()
-        .filter(|name| gt.contains_key(*name))
-        .map(|name| (name.clone(), name.clone()))
-        .collect();
+fn match_names(pred: &BTreeMap<String, Stack>, gt: &BTreeMap<String, Stack>) -> BTreeMap<String, String> {
+    let mut pairs: BTreeMap<String, String> =
+        pred.keys().filter(|name| gt.contains_key(*name)).map(|name| (name.clone(), name.clone())).collect();
     let mut claims: BTreeMap<String, Vec<&String>> = BTreeMap::new();
     for name in pred.keys().filter(|name| !gt.contains_key(*name)) {
-        let (dir, file) = name
-            .rsplit_once('/')
-            .map_or(("", name.as_str()), |(d, f)| (d, f));
+        let (dir, file) = name.rsplit_once('/').map_or(("", name.as_str()), |(d, f)| (d, f));
         let Some((stem, _ext)) = file.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) else {
             continue;
         };
-        let key = if dir.is_empty() {
-            stem.to_owned()
-        } else {
-            format!("{dir}/{stem}")
-        };
+        let key = if dir.is_empty() { stem.to_owned() } else { format!("{dir}/{stem}") };
         if gt.contains_key(&key) && !pred.contains_key(&key) {
             claims.entry(key).or_default().push(name);
         }
@@ -261,13 +210,7 @@ mod tests {
     /// A two-layer stack (opaque background, red square) in `dir`.
     fn stack(dir: &Path, w: u32, h: u32) {
         png(&dir.join("layer-00.png"), w, h, [20, 30, 40, 255], None);
-        png(
-            &dir.join("layer-01.png"),
-            w,
-            h,
-            [0, 0, 0, 0],
-            Some(((1, 1, 3, 3), [200, 0, 0, 255])),
-        );
+        png(&dir.join("layer-01.png"), w, h, [0, 0, 0, 0], Some(((1, 1, 3, 3), [200, 0, 0, 255])));
     }
 
     fn run(pred: &Path, gt: &Path) -> anyhow::Result<Report> {
@@ -297,11 +240,7 @@ mod tests {
             "dropped":[],"palette":null,"recomposite_psnr_db":null,"preview":null,
             "timings_ms":{{"fetch":0,"decode":0,"inference":0,"encode":0,"write":0}},
             "job_id":"j","created_at":"2026-01-01T00:00:00Z"}}"#,
-            if crop {
-                r#","render":{"crop_layers":true}"#
-            } else {
-                ""
-            }
+            if crop { r#","render":{"crop_layers":true}"# } else { "" }
         )
     }
 
@@ -318,15 +257,7 @@ mod tests {
         let report = run(pred.path(), gt.path()).unwrap();
         assert_eq!(report.samples.len(), 1);
         assert_eq!(report.samples[0].name, "photos/cat.png");
-        assert_eq!(
-            report.samples[0].scores,
-            vec![EditScore {
-                edits: 0,
-                cost: 0.0,
-                rgb_l1: 0.0,
-                alpha_iou: 1.0
-            }]
-        );
+        assert_eq!(report.samples[0].scores, vec![EditScore { edits: 0, cost: 0.0, rgb_l1: 0.0, alpha_iou: 1.0 }]);
         assert_eq!(report.only_in_pred, vec!["only-pred.png"]);
         assert_eq!(report.only_in_gt, vec!["only-gt.png"]);
         let json = to_json(&report);
@@ -352,23 +283,10 @@ mod tests {
                         {"file":"layer-01.png","sources":[1],"color":[0,0,0],"bbox":{"x":1,"y":1,"width":2,"height":2},"coverage":0.25}"#;
         std::fs::write(dir.join("manifest.json"), manifest_json(layers, true, 4, 4)).unwrap();
         let report = run(pred.path(), gt.path()).unwrap();
-        assert_eq!(
-            report.samples[0].scores,
-            vec![EditScore {
-                edits: 0,
-                cost: 0.0,
-                rgb_l1: 0.0,
-                alpha_iou: 1.0
-            }]
-        );
+        assert_eq!(report.samples[0].scores, vec![EditScore { edits: 0, cost: 0.0, rgb_l1: 0.0, alpha_iou: 1.0 }]);
         // The loader places the crop on a transparent canvas.
         let loaded = load_stack(&read_stack(&dir, "pred a.png").unwrap().unwrap()).unwrap();
-        let gt_loaded = load_stack(
-            &read_stack(&gt.path().join("a.png"), "gt a.png")
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let gt_loaded = load_stack(&read_stack(&gt.path().join("a.png"), "gt a.png").unwrap().unwrap()).unwrap();
         assert_eq!(loaded, gt_loaded);
     }
 
@@ -381,17 +299,9 @@ mod tests {
         let dir = pred.path().join("a.png");
         std::fs::create_dir_all(&dir).unwrap();
         let layers = r#"{"sources":[0],"color":[0,0,0],"bbox":null,"coverage":1}"#;
-        std::fs::write(
-            dir.join("manifest.json"),
-            manifest_json(layers, false, 4, 4),
-        )
-        .unwrap();
+        std::fs::write(dir.join("manifest.json"), manifest_json(layers, false, 4, 4)).unwrap();
         let text = error(run(pred.path(), gt.path()));
-        assert!(
-            text.contains("pred a.png: layer 0 has no PNG file")
-                && text.contains("without png in --formats"),
-            "{text}"
-        );
+        assert!(text.contains("pred a.png: layer 0 has no PNG file") && text.contains("without png in --formats"), "{text}");
     }
 
     /// Layers of different sizes within a stack, or between the two sides, are errors
@@ -403,19 +313,12 @@ mod tests {
         stack(&pred.path().join("a.png"), 4, 4);
         png(&pred.path().join("a.png/layer-02.png"), 5, 4, [0; 4], None);
         let text = error(run(pred.path(), gt.path()));
-        assert!(
-            text.contains("layer-02.png: layer is 5x4, but")
-                && text.contains("layer-00.png is 4x4"),
-            "{text}"
-        );
+        assert!(text.contains("layer-02.png: layer is 5x4, but") && text.contains("layer-00.png is 4x4"), "{text}");
 
         let pred = TempDir::new().unwrap();
         stack(&pred.path().join("a.png"), 4, 3);
         let text = error(run(pred.path(), gt.path()));
-        assert!(
-            text.contains("a.png: pred layers are 4x3, gt layers are 4x4"),
-            "{text}"
-        );
+        assert!(text.contains("a.png: pred layers are 4x3, gt layers are 4x4"), "{text}");
     }
 
     /// A GT image with one layer: skipped with LayerD's reason when other images score; an
@@ -424,20 +327,9 @@ mod tests {
     fn one_layer_gt_is_skipped_or_an_error() {
         let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
         stack(&pred.path().join("one.png"), 4, 4);
-        png(
-            &gt.path().join("one.png/layer-00.png"),
-            4,
-            4,
-            [1, 2, 3, 255],
-            None,
-        );
+        png(&gt.path().join("one.png/layer-00.png"), 4, 4, [1, 2, 3, 255], None);
         let text = error(run(pred.path(), gt.path()));
-        assert!(
-            text.contains(
-                "nothing to score: one.png: gt has 1 layer; LayerD's evaluation needs at least 2"
-            ),
-            "{text}"
-        );
+        assert!(text.contains("nothing to score: one.png: gt has 1 layer; LayerD's evaluation needs at least 2"), "{text}");
 
         stack(&pred.path().join("two.png"), 4, 4);
         stack(&gt.path().join("two.png"), 4, 4);
@@ -459,15 +351,9 @@ mod tests {
         let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
         stack(&gt.path().join("a.png"), 4, 4);
         let text = error(run(pred.path(), gt.path()));
-        assert!(
-            text.starts_with("PRED folder") && text.contains("holds no layer stacks"),
-            "{text}"
-        );
+        assert!(text.starts_with("PRED folder") && text.contains("holds no layer stacks"), "{text}");
         let text = error(run(&pred.path().join("nope"), gt.path()));
-        assert!(
-            text.starts_with("PRED folder") && text.contains("cannot be read"),
-            "{text}"
-        );
+        assert!(text.starts_with("PRED folder") && text.contains("cannot be read"), "{text}");
         stack(&pred.path().join("b.png"), 4, 4);
         let text = error(run(pred.path(), &gt.path().join("nope")));
         assert!(text.starts_with("GT folder"), "{text}");
@@ -489,8 +375,7 @@ mod tests {
         assert!(text.contains("layer-02.png: not a readable PNG"), "{text}");
 
         let jpeg = image::RgbImage::new(4, 4);
-        jpeg.save_with_format(pred.path().join("a.png/layer-02.png"), ImageFormat::Jpeg)
-            .unwrap();
+        jpeg.save_with_format(pred.path().join("a.png/layer-02.png"), ImageFormat::Jpeg).unwrap();
         let text = error(run(pred.path(), gt.path()));
         assert!(text.contains("layer-02.png: not a readable PNG"), "{text}");
 
@@ -521,13 +406,7 @@ mod tests {
         let (pred, gt) = (TempDir::new().unwrap(), TempDir::new().unwrap());
         stack(&pred.path().join("a"), 4, 4);
         png(&gt.path().join("a/0000.png"), 4, 4, [20, 30, 40, 255], None);
-        png(
-            &gt.path().join("a/0001.png"),
-            4,
-            4,
-            [0, 0, 0, 0],
-            Some(((1, 1, 3, 3), [200, 0, 0, 255])),
-        );
+        png(&gt.path().join("a/0001.png"), 4, 4, [0, 0, 0, 0], Some(((1, 1, 3, 3), [200, 0, 0, 255])));
         let report = run(pred.path(), gt.path()).unwrap();
         assert_eq!(report.samples[0].scores[0].cost, 0.0);
         png(&gt.path().join("a/layer-00.png"), 4, 4, [0; 4], None);
@@ -556,15 +435,11 @@ mod tests {
     /// Pillow's `convert("RGBA")` for 16-bit PNGs: colour by the high byte, grey clipped.
     #[test]
     fn sixteen_bit_like_pillow() {
-        let im = ImageBuffer::<Px<u16>, _>::from_raw(1, 1, vec![0x1234, 0xff00, 0x00ff, 0x8080])
-            .unwrap();
+        let im = ImageBuffer::<Px<u16>, _>::from_raw(1, 1, vec![0x1234, 0xff00, 0x00ff, 0x8080]).unwrap();
         let rgba = to_rgba_like_pillow(DynamicImage::ImageRgba16(im));
         assert_eq!(rgba.data, vec![0x12, 0xff, 0x00, 0x80]);
         let grey = ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![200, 1000]).unwrap();
-        assert_eq!(
-            to_rgba_like_pillow(DynamicImage::ImageLuma16(grey)).data,
-            vec![200, 200, 200, 255, 255, 255, 255, 255]
-        );
+        assert_eq!(to_rgba_like_pillow(DynamicImage::ImageLuma16(grey)).data, vec![200, 200, 200, 255, 255, 255, 255, 255]);
     }
 
     /// Python's float repr, as `json.dump` writes floats.

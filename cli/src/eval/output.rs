@@ -6,20 +6,14 @@ use std::fmt::Write as _;
 use super::score::{Aggregate, EditScore};
 use super::*;
 
+
 pub(super) struct Table {
     pub(super) name_width: usize,
 }
 
 impl Table {
     pub(super) fn new(names: &[&str]) -> Table {
-        Table {
-            name_width: names
-                .iter()
-                .map(|n| n.chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(5),
-        }
+        Table { name_width: names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(5) }
     }
 
     pub(super) fn header(&self) -> String {
@@ -67,11 +61,7 @@ pub(super) fn summary(report: &Report) -> String {
         report.samples.len(),
         if report.samples.len() == 1 { "" } else { "s" }
     );
-    let _ = writeln!(
-        out,
-        "{:>9}  {:>9}  {:>5}  {:>8}  {:>10}  {:>13}",
-        "max_edits", "avg_edits", "count", "avg_cost", "avg_rgb_l1", "avg_alpha_iou"
-    );
+    let _ = writeln!(out, "{:>9}  {:>9}  {:>5}  {:>8}  {:>10}  {:>13}", "max_edits", "avg_edits", "count", "avg_cost", "avg_rgb_l1", "avg_alpha_iou");
     for a in &report.aggregated {
         let _ = writeln!(
             out,
@@ -79,10 +69,7 @@ pub(super) fn summary(report: &Report) -> String {
             a.max_edits, a.avg_edits, a.count, a.avg_cost, a.avg_rgb_l1, a.avg_alpha_iou
         );
     }
-    for (title, names) in [
-        ("only in PRED, not scored", &report.only_in_pred),
-        ("only in GT, not scored", &report.only_in_gt),
-    ] {
+    for (title, names) in [("only in PRED, not scored", &report.only_in_pred), ("only in GT, not scored", &report.only_in_gt)] {
         if !names.is_empty() {
             let _ = writeln!(out, "\n{title} ({}):", names.len());
             for name in names {
@@ -91,11 +78,7 @@ pub(super) fn summary(report: &Report) -> String {
         }
     }
     if !report.skipped.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nskipped, as LayerD skips them ({}):",
-            report.skipped.len()
-        );
+        let _ = writeln!(out, "\nskipped, as LayerD skips them ({}):", report.skipped.len());
         for s in &report.skipped {
             let _ = writeln!(out, "  {}: {}", s.name, s.reason);
         }
@@ -137,23 +120,9 @@ pub(super) fn to_json(report: &Report) -> String {
     let doc = Json::Obj(vec![
         (
             "samples".into(),
-            Json::Obj(
-                report
-                    .samples
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.name.clone(),
-                            Json::Arr(s.scores.iter().map(edit).collect()),
-                        )
-                    })
-                    .collect(),
-            ),
+            Json::Obj(report.samples.iter().map(|s| (s.name.clone(), Json::Arr(s.scores.iter().map(edit).collect()))).collect()),
         ),
-        (
-            "aggregated".into(),
-            Json::Arr(report.aggregated.iter().map(agg).collect()),
-        ),
+        ("aggregated".into(), Json::Arr(report.aggregated.iter().map(agg).collect())),
         ("only_in_pred".into(), names(&report.only_in_pred)),
         ("only_in_gt".into(), names(&report.only_in_gt)),
         (
@@ -162,12 +131,7 @@ pub(super) fn to_json(report: &Report) -> String {
                 report
                     .skipped
                     .iter()
-                    .map(|s| {
-                        Json::Obj(vec![
-                            ("name".into(), Json::Str(s.name.clone())),
-                            ("reason".into(), Json::Str(s.reason.clone())),
-                        ])
-                    })
+                    .map(|s| Json::Obj(vec![("name".into(), Json::Str(s.name.clone())), ("reason".into(), Json::Str(s.reason.clone()))]))
                     .collect(),
             ),
         ),
@@ -246,18 +210,10 @@ pub(super) fn py_float_repr(x: f64) -> String {
         return "NaN".into();
     }
     if x.is_infinite() {
-        return if x > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
+        return if x > 0.0 { "Infinity".into() } else { "-Infinity".into() };
     }
     if x == 0.0 {
-        return if x.is_sign_negative() {
-            "-0.0".into()
-        } else {
-            "0.0".into()
-        };
+        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
     }
     let sci = format!("{x:e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
@@ -280,11 +236,7 @@ pub(super) fn py_float_repr(x: f64) -> String {
             format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))
         }
     } else {
-        let mant = if digits.len() > 1 {
-            format!("{}.{}", &digits[..1], &digits[1..])
-        } else {
-            digits
-        };
+        let mant = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
         let exp_sign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{mant}e{exp_sign}{:02}", exp.abs())
     }

@@ -14,6 +14,7 @@ use lamina_common::manifest::{Manifest, MANIFEST_FILE, MANIFEST_SCHEMA};
 
 use super::score::Rgba;
 
+
 /// One layer file of a stack.
 #[derive(Debug, Clone)]
 pub(super) struct LayerFile {
@@ -40,16 +41,10 @@ pub(super) fn discover(root: &Path, side: &str) -> anyhow::Result<BTreeMap<Strin
         Err(e) => bail!("{kind} folder {} cannot be read: {e}", root.display()),
     }
     let mut stacks = BTreeMap::new();
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter();
+    let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
     // Hidden folders are skipped, as LayerD's glob skips them.
-    for entry in
-        walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
-    {
-        let entry =
-            entry.with_context(|| format!("cannot list {kind} folder {}", root.display()))?;
+    for entry in walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
+        let entry = entry.with_context(|| format!("cannot list {kind} folder {}", root.display()))?;
         if !entry.file_type().is_dir() {
             continue;
         }
@@ -57,20 +52,14 @@ pub(super) fn discover(root: &Path, side: &str) -> anyhow::Result<BTreeMap<Strin
         let name = if rel.as_os_str().is_empty() {
             ".".to_owned()
         } else {
-            rel.components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/")
+            rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
         };
         if let Some(stack) = read_stack(entry.path(), &format!("{side} {name}"))? {
             stacks.insert(name, stack);
         }
     }
     if stacks.is_empty() {
-        bail!(
-            "{kind} folder {} holds no layer stacks (no {MANIFEST_FILE}, no layer-NN.png files)",
-            root.display()
-        );
+        bail!("{kind} folder {} holds no layer stacks (no {MANIFEST_FILE}, no layer-NN.png files)", root.display());
     }
     Ok(stacks)
 }
@@ -84,8 +73,7 @@ pub(super) fn read_stack(dir: &Path, label: &str) -> anyhow::Result<Option<Stack
     }
     let mut lamina_named = Vec::new();
     let mut layerd_named = Vec::new();
-    let listing =
-        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let listing = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     for entry in listing {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -99,10 +87,7 @@ pub(super) fn read_stack(dir: &Path, label: &str) -> anyhow::Result<Option<Stack
             continue;
         }
         if ext != "png" {
-            bail!(
-                "{}: not a PNG layer: layer files must be named *.png (lowercase)",
-                entry.path().display()
-            );
+            bail!("{}: not a PNG layer: layer files must be named *.png (lowercase)", entry.path().display());
         }
         if looks_lamina {
             lamina_named.push(name);
@@ -118,11 +103,7 @@ pub(super) fn read_stack(dir: &Path, label: &str) -> anyhow::Result<Option<Stack
             layerd_named[0]
         );
     }
-    let mut names = if lamina_named.is_empty() {
-        layerd_named
-    } else {
-        lamina_named
-    };
+    let mut names = if lamina_named.is_empty() { layerd_named } else { lamina_named };
     if names.is_empty() {
         return Ok(None);
     }
@@ -151,21 +132,12 @@ pub(super) fn read_stack(dir: &Path, label: &str) -> anyhow::Result<Option<Stack
 
 /// The stack a Lamina manifest describes (layers in manifest order, bottom first; cropped
 /// layers placed at their bbox).
-pub(super) fn read_manifest_stack(
-    dir: &Path,
-    manifest_path: &Path,
-    label: &str,
-) -> anyhow::Result<Stack> {
-    let text = std::fs::read_to_string(manifest_path)
-        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+pub(super) fn read_manifest_stack(dir: &Path, manifest_path: &Path, label: &str) -> anyhow::Result<Stack> {
+    let text = std::fs::read_to_string(manifest_path).with_context(|| format!("cannot read {}", manifest_path.display()))?;
     let manifest: Manifest = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not a Lamina manifest: {e}", manifest_path.display()))?;
     if manifest.schema != MANIFEST_SCHEMA {
-        bail!(
-            "{}: schema {:?}, expected {MANIFEST_SCHEMA:?}",
-            manifest_path.display(),
-            manifest.schema
-        );
+        bail!("{}: schema {:?}, expected {MANIFEST_SCHEMA:?}", manifest_path.display(), manifest.schema);
     }
     let canvas = (manifest.canvas.width, manifest.canvas.height);
     // Cropped layers: as the rendering recorded it, or (manifests from before `render`) a
@@ -191,9 +163,7 @@ pub(super) fn read_manifest_stack(
                         b.height
                     );
                 }
-                if b.x as u64 + b.width as u64 > canvas.0 as u64
-                    || b.y as u64 + b.height as u64 > canvas.1 as u64
-                {
+                if b.x as u64 + b.width as u64 > canvas.0 as u64 || b.y as u64 + b.height as u64 > canvas.1 as u64 {
                     bail!(
                         "{}: bbox {}x{} at ({}, {}) does not fit the {}x{} canvas",
                         path.display(),
@@ -228,27 +198,17 @@ pub(super) fn read_manifest_stack(
 
 /// A PNG's size from its header; an error naming the file when it is not a PNG.
 pub(super) fn png_size(path: &Path) -> anyhow::Result<(u32, u32)> {
-    png_reader(path)?
-        .into_dimensions()
-        .map_err(|e| anyhow::anyhow!("{}: not a readable PNG: {e}", path.display()))
+    png_reader(path)?.into_dimensions().map_err(|e| anyhow::anyhow!("{}: not a readable PNG: {e}", path.display()))
 }
 
 pub(super) fn png_reader(path: &Path) -> anyhow::Result<ImageReader<BufReader<File>>> {
-    let file =
-        File::open(path).map_err(|e| anyhow::anyhow!("{}: cannot open: {e}", path.display()))?;
-    Ok(ImageReader::with_format(
-        BufReader::new(file),
-        ImageFormat::Png,
-    ))
+    let file = File::open(path).map_err(|e| anyhow::anyhow!("{}: cannot open: {e}", path.display()))?;
+    Ok(ImageReader::with_format(BufReader::new(file), ImageFormat::Png))
 }
 
 /// Decodes a stack to canvas-sized RGBA8 layers.
 pub(super) fn load_stack(stack: &Stack) -> anyhow::Result<Vec<Rgba>> {
-    stack
-        .layers
-        .iter()
-        .map(|layer| load_layer(layer, stack.canvas))
-        .collect()
+    stack.layers.iter().map(|layer| load_layer(layer, stack.canvas)).collect()
 }
 
 pub(super) fn load_layer(layer: &LayerFile, canvas: (u32, u32)) -> anyhow::Result<Rgba> {
@@ -277,29 +237,13 @@ pub(super) fn to_rgba_like_pillow(image: DynamicImage) -> Rgba {
     let (width, height) = (image.width(), image.height());
     let data = match image {
         DynamicImage::ImageRgba8(im) => im.into_raw(),
-        DynamicImage::ImageRgb8(im) => im
-            .into_raw()
-            .chunks_exact(3)
-            .flat_map(|p| [p[0], p[1], p[2], 255])
-            .collect(),
-        DynamicImage::ImageLuma8(im) => im
-            .into_raw()
-            .into_iter()
-            .flat_map(|l| [l, l, l, 255])
-            .collect(),
-        DynamicImage::ImageLumaA8(im) => im
-            .into_raw()
-            .chunks_exact(2)
-            .flat_map(|p| [p[0], p[0], p[0], p[1]])
-            .collect(),
-        DynamicImage::ImageRgba16(im) => {
-            im.into_raw().into_iter().map(|v| (v >> 8) as u8).collect()
+        DynamicImage::ImageRgb8(im) => im.into_raw().chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        DynamicImage::ImageLuma8(im) => im.into_raw().into_iter().flat_map(|l| [l, l, l, 255]).collect(),
+        DynamicImage::ImageLumaA8(im) => im.into_raw().chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+        DynamicImage::ImageRgba16(im) => im.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
+        DynamicImage::ImageRgb16(im) => {
+            im.into_raw().chunks_exact(3).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8, 255]).collect()
         }
-        DynamicImage::ImageRgb16(im) => im
-            .into_raw()
-            .chunks_exact(3)
-            .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8, 255])
-            .collect(),
         DynamicImage::ImageLumaA16(im) => im
             .into_raw()
             .chunks_exact(2)
@@ -318,9 +262,5 @@ pub(super) fn to_rgba_like_pillow(image: DynamicImage) -> Rgba {
             .collect(),
         other => other.to_rgba8().into_raw(),
     };
-    Rgba {
-        width,
-        height,
-        data,
-    }
+    Rgba { width, height, data }
 }

@@ -13,10 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::{
-    Broker, Confirm, Consumer, Death, DeathReason, Delivery, QueueError, Settle, Topology,
-    DELIVERY_LIMIT,
-};
+use super::{Broker, Confirm, Consumer, Death, DeathReason, Delivery, QueueError, Settle, Topology, DELIVERY_LIMIT};
 
 /// An in-process broker; cloning shares the queues.
 #[derive(Clone)]
@@ -59,16 +56,11 @@ struct Message {
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         // A panic while holding this lock leaves plain data behind: keep using it.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn dead_letter_queues(&self) -> Option<Vec<String>> {
-        self.dead_letters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.dead_letters.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -78,25 +70,13 @@ static NAMED: Mutex<Option<HashMap<String, MemoryBroker>>> = Mutex::new(None);
 /// The in-process broker called `name` (made on first use), with `topology`'s names.
 pub(super) fn named(name: &str, topology: Topology) -> MemoryBroker {
     let mut named = NAMED.lock().unwrap_or_else(|p| p.into_inner());
-    let broker = named
-        .get_or_insert_with(HashMap::new)
-        .entry(name.to_owned())
-        .or_insert_with(|| MemoryBroker::new(topology.clone()));
-    MemoryBroker {
-        topology,
-        inner: broker.inner.clone(),
-    }
+    let broker = named.get_or_insert_with(HashMap::new).entry(name.to_owned()).or_insert_with(|| MemoryBroker::new(topology.clone()));
+    MemoryBroker { topology, inner: broker.inner.clone() }
 }
 
 impl MemoryBroker {
     pub fn new(topology: Topology) -> MemoryBroker {
-        MemoryBroker {
-            topology,
-            inner: Arc::new(Inner {
-                queues: Mutex::default(),
-                next_consumer: AtomicU64::new(1),
-            }),
-        }
+        MemoryBroker { topology, inner: Arc::new(Inner { queues: Mutex::default(), next_consumer: AtomicU64::new(1) }) }
     }
 
     fn queue(&self, name: &str) -> Arc<Queue> {
@@ -104,12 +84,7 @@ impl MemoryBroker {
     }
 
     fn existing(&self, name: &str) -> Option<Arc<Queue>> {
-        self.inner
-            .queues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.inner.queues.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 }
 
@@ -149,14 +124,8 @@ impl Inner {
 
     /// Sends a message that died in `queue` to its dead-letter queues, if it has them.
     fn dead_letter(&self, queue: &Queue, mut message: Message, reason: DeathReason) {
-        let Some(dead_letter_queues) = queue.dead_letter_queues() else {
-            return;
-        };
-        message.death = Some(Death {
-            reason,
-            queue: queue.name.clone(),
-            count: 1,
-        });
+        let Some(dead_letter_queues) = queue.dead_letter_queues() else { return };
+        message.death = Some(Death { reason, queue: queue.name.clone(), count: 1 });
         message.returns = 0;
         for dead in dead_letter_queues {
             self.push(&dead, message.clone());
@@ -184,39 +153,20 @@ impl Broker for MemoryBroker {
 
     async fn declare(&self, pools: &[&str]) -> Result<(), QueueError> {
         let queues = self.topology.queues(pools);
-        let dead_letter_queues: Vec<String> = queues
-            .iter()
-            .filter(|q| q.dead_letter_queue)
-            .map(|q| q.name.clone())
-            .collect();
+        let dead_letter_queues: Vec<String> = queues.iter().filter(|q| q.dead_letter_queue).map(|q| q.name.clone()).collect();
         for decl in &queues {
-            let queue = self.inner.queue(
-                &decl.name,
-                decl.dead_letters.then(|| dead_letter_queues.clone()),
-            );
+            let queue = self.inner.queue(&decl.name, decl.dead_letters.then(|| dead_letter_queues.clone()));
             *queue.max_length.lock().unwrap_or_else(|p| p.into_inner()) = decl.max_length;
         }
         Ok(())
     }
 
     async fn send(&self, queue: &str, body: Vec<u8>, _priority: u8) -> Result<Confirm, QueueError> {
-        self.inner.push(
-            queue,
-            Message {
-                body,
-                returns: 0,
-                death: None,
-            },
-        );
+        self.inner.push(queue, Message { body, returns: 0, death: None });
         Ok(Box::pin(async { Ok(()) }))
     }
 
-    async fn consume(
-        &self,
-        queue: &str,
-        _tag: &str,
-        prefetch: u16,
-    ) -> Result<Box<dyn Consumer>, QueueError> {
+    async fn consume(&self, queue: &str, _tag: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
         let id = self.inner.next_consumer.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(MemoryConsumer {
             inner: self.inner.clone(),
@@ -234,36 +184,20 @@ impl Broker for MemoryBroker {
     }
 
     async fn get(&self, queue: &str) -> Result<Option<Delivery>, QueueError> {
-        let Some(queue) = self.existing(queue) else {
-            return Ok(None);
-        };
+        let Some(queue) = self.existing(queue) else { return Ok(None) };
         let mut state = queue.lock();
-        let Some(message) = state.ready.pop_front() else {
-            return Ok(None);
-        };
+        let Some(message) = state.ready.pop_front() else { return Ok(None) };
         state.next_tag += 1;
         let tag = state.next_tag;
         // Consumer 0: no consumer; what it holds goes back when the delivery is dropped.
         state.unacked.insert(tag, (0, message.clone()));
         drop(state);
-        let settle = MemorySettle {
-            inner: self.inner.clone(),
-            queue: queue.clone(),
-            tag,
-            held: Arc::new(AtomicUsize::new(1)),
-        };
-        Ok(Some(Delivery {
-            body: message.body,
-            redelivered: message.returns > 0,
-            death: message.death,
-            settle: Box::new(Got(settle)),
-        }))
+        let settle = MemorySettle { inner: self.inner.clone(), queue: queue.clone(), tag, held: Arc::new(AtomicUsize::new(1)) };
+        Ok(Some(Delivery { body: message.body, redelivered: message.returns > 0, death: message.death, settle: Box::new(Got(settle)) }))
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, QueueError> {
-        let Some(queue) = self.existing(queue) else {
-            return Ok(0);
-        };
+        let Some(queue) = self.existing(queue) else { return Ok(0) };
         let purged = std::mem::take(&mut queue.lock().ready).len() as u64;
         Ok(purged)
     }
@@ -325,12 +259,7 @@ impl Consumer for MemoryConsumer {
                     state.unacked.insert(tag, (self.id, message.clone()));
                     drop(state);
                     self.held.fetch_add(1, Ordering::AcqRel);
-                    let settle = MemorySettle {
-                        inner: self.inner.clone(),
-                        queue: self.queue.clone(),
-                        tag,
-                        held: self.held.clone(),
-                    };
+                    let settle = MemorySettle { inner: self.inner.clone(), queue: self.queue.clone(), tag, held: self.held.clone() };
                     return Some(Ok(Delivery {
                         body: message.body,
                         redelivered: message.returns > 0,
@@ -361,16 +290,9 @@ impl Drop for MemoryConsumer {
     fn drop(&mut self) {
         let orphans: Vec<Message> = {
             let mut state = self.queue.lock();
-            let tags: Vec<u64> = state
-                .unacked
-                .iter()
-                .filter(|(_, (c, _))| *c == self.id)
-                .map(|(t, _)| *t)
-                .collect();
-            let mut orphans: Vec<(u64, Message)> = tags
-                .into_iter()
-                .filter_map(|t| state.unacked.remove(&t).map(|(_, m)| (t, m)))
-                .collect();
+            let tags: Vec<u64> = state.unacked.iter().filter(|(_, (c, _))| *c == self.id).map(|(t, _)| *t).collect();
+            let mut orphans: Vec<(u64, Message)> =
+                tags.into_iter().filter_map(|t| state.unacked.remove(&t).map(|(_, m)| (t, m))).collect();
             // Oldest delivery first at the head of the queue, as they were.
             orphans.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
             orphans.into_iter().map(|(_, m)| m).collect()
@@ -409,8 +331,7 @@ impl Settle for MemorySettle {
 
     async fn reject(&self) -> Result<(), QueueError> {
         if let Some(message) = self.take() {
-            self.inner
-                .dead_letter(&self.queue, message, DeathReason::Rejected);
+            self.inner.dead_letter(&self.queue, message, DeathReason::Rejected);
         }
         self.queue.changed.notify_waiters();
         Ok(())

@@ -30,47 +30,30 @@ use crate::amqp::AmqpSettings;
 /// Opens the broker `settings.url` names, as `name` (the connection name RabbitMQ's
 /// management UI shows): `amqp://` or `amqps://` connects to RabbitMQ; `memory://NAME` is
 /// the in-process queue of that name, shared by every caller in this process.
-pub async fn connect(
-    settings: &AmqpSettings,
-    name: &str,
-) -> Result<std::sync::Arc<dyn Broker>, QueueError> {
+pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<std::sync::Arc<dyn Broker>, QueueError> {
     let url = settings.url.expose();
     if let Some(queue) = url.strip_prefix("memory://") {
-        return Ok(std::sync::Arc::new(memory::named(
-            queue,
-            settings.topology(),
-        )));
+        return Ok(std::sync::Arc::new(memory::named(queue, settings.topology())));
     }
     if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        return Ok(std::sync::Arc::new(
-            RabbitBroker::connect(settings, name).await?,
-        ));
+        return Ok(std::sync::Arc::new(RabbitBroker::connect(settings, name).await?));
     }
     check_url(url)?;
-    Err(QueueError::Url {
-        scheme: scheme(url),
-    })
+    Err(QueueError::Url { scheme: scheme(url) })
 }
 
 /// Whether a broker URL names a broker this build can open; the error shows only the URL's
 /// scheme (the URL may hold a password).
 pub fn check_url(url: &str) -> Result<(), QueueError> {
-    if ["amqp://", "amqps://", "memory://"]
-        .iter()
-        .any(|s| url.starts_with(s))
-    {
+    if ["amqp://", "amqps://", "memory://"].iter().any(|s| url.starts_with(s)) {
         Ok(())
     } else {
-        Err(QueueError::Url {
-            scheme: scheme(url),
-        })
+        Err(QueueError::Url { scheme: scheme(url) })
     }
 }
 
 fn scheme(url: &str) -> String {
-    url.split_once("://")
-        .map_or("(none)", |(s, _)| s)
-        .to_owned()
+    url.split_once("://").map_or("(none)", |(s, _)| s).to_owned()
 }
 
 /// Returns of one message (unsettled, or handed back) that its queue allows; the next
@@ -108,9 +91,7 @@ impl Retryable for QueueError {
     fn kind(&self) -> ErrorKind {
         match self {
             QueueError::Nacked { .. } => ErrorKind::Retryable,
-            QueueError::Lost(_) | QueueError::Encode(_) | QueueError::Url { .. } => {
-                ErrorKind::Permanent
-            }
+            QueueError::Lost(_) | QueueError::Encode(_) | QueueError::Url { .. } => ErrorKind::Permanent,
         }
     }
 
@@ -128,9 +109,7 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(prefix: impl Into<String>) -> Topology {
-        Topology {
-            prefix: prefix.into(),
-        }
+        Topology { prefix: prefix.into() }
     }
 
     /// Job requests, consumed by the coordinator.
@@ -185,23 +164,14 @@ impl Topology {
     /// Every queue of a deployment with the task queues of `pools`: the one description
     /// RabbitMQ's and the in-process queue's `declare` both follow.
     pub fn queues(&self, pools: &[&str]) -> Vec<QueueDecl> {
-        let queue = |name: String, dead_letters, max_length, dead_letter_queue| QueueDecl {
-            name,
-            dead_letters,
-            max_length,
-            dead_letter_queue,
-        };
+        let queue = |name: String, dead_letters, max_length, dead_letter_queue| QueueDecl { name, dead_letters, max_length, dead_letter_queue };
         let mut queues = vec![
             queue(self.dead(), false, None, true),
             queue(self.dead_watch(), false, Some(DEAD_WATCH_CAP), true),
             queue(self.events(), false, None, false),
             queue(self.jobs(), true, None, false),
         ];
-        queues.extend(
-            pools
-                .iter()
-                .map(|pool| queue(self.tasks(pool), true, None, false)),
-        );
+        queues.extend(pools.iter().map(|pool| queue(self.tasks(pool), true, None, false)));
         queues
     }
 }
@@ -283,10 +253,7 @@ pub struct Delivery {
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery")
-            .field("bytes", &self.body.len())
-            .field("redelivered", &self.redelivered)
-            .finish()
+        f.debug_struct("Delivery").field("bytes", &self.body.len()).field("redelivered", &self.redelivered).finish()
     }
 }
 
@@ -316,12 +283,7 @@ pub trait Broker: Send + Sync {
     /// durable, so callers can keep many confirms in flight.
     async fn send(&self, queue: &str, body: Vec<u8>, priority: u8) -> Result<Confirm, QueueError>;
     /// Consumes `queue` with manual acknowledgements.
-    async fn consume(
-        &self,
-        queue: &str,
-        tag: &str,
-        prefetch: u16,
-    ) -> Result<Box<dyn Consumer>, QueueError>;
+    async fn consume(&self, queue: &str, tag: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError>;
     /// Messages ready in `queue` (not delivered); `None` when the queue does not exist.
     async fn depth(&self, queue: &str) -> Result<Option<u64>, QueueError>;
     /// Takes the next ready message of `queue` without a consumer (`None` when there is
@@ -336,12 +298,7 @@ pub trait Broker: Send + Sync {
 
 impl dyn Broker + '_ {
     /// Publishes `message` as JSON and waits for its confirm.
-    pub async fn publish<T: serde::Serialize + ?Sized>(
-        &self,
-        queue: &str,
-        message: &T,
-        priority: u8,
-    ) -> Result<(), QueueError> {
+    pub async fn publish<T: serde::Serialize + ?Sized>(&self, queue: &str, message: &T, priority: u8) -> Result<(), QueueError> {
         let body = serde_json::to_vec(message)?;
         self.send(queue, body, priority).await?.await
     }
@@ -355,10 +312,7 @@ impl dyn Broker + '_ {
         policy: RetryPolicy,
     ) -> Result<(), QueueError> {
         let body = serde_json::to_vec(message)?;
-        retry("publish", policy, || async {
-            self.send(queue, body.clone(), priority).await?.await
-        })
-        .await
+        retry("publish", policy, || async { self.send(queue, body.clone(), priority).await?.await }).await
     }
 }
 
@@ -376,28 +330,14 @@ pub struct Pipelined<'a, T> {
 }
 
 impl<'a, T: serde::Serialize> Pipelined<'a, T> {
-    pub fn new(
-        broker: &'a dyn Broker,
-        queue: String,
-        priority: u8,
-        window: usize,
-    ) -> Pipelined<'a, T> {
-        Pipelined {
-            broker,
-            queue,
-            priority,
-            window: window.max(1),
-            pending: VecDeque::new(),
-        }
+    pub fn new(broker: &'a dyn Broker, queue: String, priority: u8, window: usize) -> Pipelined<'a, T> {
+        Pipelined { broker, queue, priority, window: window.max(1), pending: VecDeque::new() }
     }
 
     /// Publishes `message`; returns those confirmed meanwhile (when the window was full).
     pub async fn send(&mut self, message: T) -> Result<Vec<T>, QueueError> {
         let body = serde_json::to_vec(&message)?;
-        let confirm = self
-            .broker
-            .send(&self.queue, body.clone(), self.priority)
-            .await?;
+        let confirm = self.broker.send(&self.queue, body.clone(), self.priority).await?;
         self.pending.push_back((message, body, confirm));
         let mut confirmed = Vec::new();
         while self.pending.len() >= self.window {
@@ -423,11 +363,9 @@ impl<'a, T: serde::Serialize> Pipelined<'a, T> {
             Ok(()) => Ok(message),
             Err(QueueError::Nacked { .. }) => {
                 let (broker, queue, priority) = (self.broker, self.queue.as_str(), self.priority);
-                retry(
-                    "publish again after a negative confirm",
-                    RetryPolicy::default(),
-                    || async { broker.send(queue, body.clone(), priority).await?.await },
-                )
+                retry("publish again after a negative confirm", RetryPolicy::default(), || async {
+                    broker.send(queue, body.clone(), priority).await?.await
+                })
                 .await?;
                 Ok(message)
             }
@@ -450,11 +388,7 @@ impl SessionError for QueueError {
 /// Runs `session` (connect, then serve) until it ends for good: `Ok` or an error that is not
 /// a lost broker ends the loop; a lost broker is reconnected with exponential backoff (0.5 s
 /// doubling to 15 s) until `shutdown` fires. `what` names the process in the logs.
-pub async fn reconnecting<F, Fut, E>(
-    what: &str,
-    shutdown: &tokio_util::sync::CancellationToken,
-    mut session: F,
-) -> Result<(), E>
+pub async fn reconnecting<F, Fut, E>(what: &str, shutdown: &tokio_util::sync::CancellationToken, mut session: F) -> Result<(), E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), E>>,

@@ -9,9 +9,8 @@
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
-    QueuePurgeOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -50,13 +49,7 @@ impl RabbitBroker {
         let connection = amqp::connect(settings, name).await?;
         let setup = connection.create_channel().await?;
         let publisher = amqp::confirming(&connection).await?;
-        Ok(RabbitBroker {
-            settings: settings.clone(),
-            topology: settings.topology(),
-            connection,
-            setup,
-            publisher,
-        })
+        Ok(RabbitBroker { settings: settings.clone(), topology: settings.topology(), connection, setup, publisher })
     }
 }
 
@@ -71,16 +64,8 @@ impl Broker for RabbitBroker {
     }
 
     async fn send(&self, queue: &str, body: Vec<u8>, priority: u8) -> Result<Confirm, QueueError> {
-        let confirm = self
-            .publisher
-            .basic_publish(
-                "",
-                queue,
-                BasicPublishOptions::default(),
-                &body,
-                amqp::properties(priority),
-            )
-            .await?;
+        let confirm =
+            self.publisher.basic_publish("", queue, BasicPublishOptions::default(), &body, amqp::properties(priority)).await?;
         let queue = queue.to_owned();
         Ok(Box::pin(async move {
             if confirm.await?.is_nack() {
@@ -90,21 +75,9 @@ impl Broker for RabbitBroker {
         }))
     }
 
-    async fn consume(
-        &self,
-        queue: &str,
-        tag: &str,
-        prefetch: u16,
-    ) -> Result<Box<dyn Consumer>, QueueError> {
+    async fn consume(&self, queue: &str, tag: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
         let channel = self.connection.create_channel().await?;
-        let mut consumer = RabbitConsumer {
-            channel,
-            queue: queue.to_owned(),
-            tag_base: tag.to_owned(),
-            generation: 0,
-            current: None,
-            retiring: None,
-        };
+        let mut consumer = RabbitConsumer { channel, queue: queue.to_owned(), tag_base: tag.to_owned(), generation: 0, current: None, retiring: None };
         consumer.start(prefetch).await?;
         Ok(Box::new(consumer))
     }
@@ -112,15 +85,8 @@ impl Broker for RabbitBroker {
     async fn depth(&self, queue: &str) -> Result<Option<u64>, QueueError> {
         // A passive declare of a missing queue closes its channel: use one of its own.
         let channel = self.connection.create_channel().await?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        let depth = channel
-            .queue_declare(queue, passive, FieldTable::default())
-            .await
-            .ok()
-            .map(|q| u64::from(q.message_count()));
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let depth = channel.queue_declare(queue, passive, FieldTable::default()).await.ok().map(|q| u64::from(q.message_count()));
         if channel.status().connected() {
             let _ = channel.close(200, "looked").await;
         }
@@ -128,19 +94,12 @@ impl Broker for RabbitBroker {
     }
 
     async fn get(&self, queue: &str) -> Result<Option<Delivery>, QueueError> {
-        let got = self
-            .setup
-            .basic_get(queue, BasicGetOptions { no_ack: false })
-            .await?;
+        let got = self.setup.basic_get(queue, BasicGetOptions { no_ack: false }).await?;
         Ok(got.map(|message| delivery(message.delivery)))
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, QueueError> {
-        Ok(u64::from(
-            self.setup
-                .queue_purge(queue, QueuePurgeOptions::default())
-                .await?,
-        ))
+        Ok(u64::from(self.setup.queue_purge(queue, QueuePurgeOptions::default()).await?))
     }
 
     async fn close(&self) {
@@ -162,23 +121,12 @@ struct RabbitConsumer {
 impl RabbitConsumer {
     async fn start(&mut self, prefetch: u16) -> Result<(), QueueError> {
         self.generation += 1;
-        self.channel
-            .basic_qos(prefetch.max(1), BasicQosOptions::default())
-            .await?;
+        self.channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await?;
         let tag = format!("{}-{}", self.tag_base, self.generation);
-        let consumer = self
-            .channel
-            .basic_consume(
-                self.queue.as_str(),
-                &tag,
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let consumer =
+            self.channel.basic_consume(self.queue.as_str(), &tag, BasicConsumeOptions::default(), FieldTable::default()).await?;
         if let Some((old_tag, old)) = self.current.replace((tag, consumer)) {
-            self.channel
-                .basic_cancel(old_tag.as_str(), BasicCancelOptions::default())
-                .await?;
+            self.channel.basic_cancel(old_tag.as_str(), BasicCancelOptions::default()).await?;
             self.retiring = Some(old);
         }
         Ok(())
@@ -186,12 +134,7 @@ impl RabbitConsumer {
 }
 
 fn delivery(d: lapin::message::Delivery) -> Delivery {
-    Delivery {
-        death: amqp::death(&d.properties),
-        redelivered: d.redelivered,
-        body: d.data,
-        settle: Box::new(RabbitSettle(d.acker)),
-    }
+    Delivery { death: amqp::death(&d.properties), redelivered: d.redelivered, body: d.data, settle: Box::new(RabbitSettle(d.acker)) }
 }
 
 #[async_trait::async_trait]
@@ -228,9 +171,7 @@ impl Consumer for RabbitConsumer {
     async fn cancel(&mut self) -> Result<(), QueueError> {
         self.retiring = None;
         if let Some((tag, _)) = self.current.take() {
-            self.channel
-                .basic_cancel(tag.as_str(), BasicCancelOptions::default())
-                .await?;
+            self.channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await?;
         }
         Ok(())
     }
@@ -267,12 +208,7 @@ impl Settle for RabbitSettle {
     }
 
     async fn requeue(&self) -> Result<(), QueueError> {
-        self.0
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            })
-            .await?;
+        self.0.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
         Ok(())
     }
 }

@@ -20,10 +20,7 @@ pub struct StoreCache {
 
 impl StoreCache {
     pub fn new(s3: S3Settings) -> StoreCache {
-        StoreCache {
-            s3,
-            stores: Mutex::new(HashMap::new()),
-        }
+        StoreCache { s3, stores: Mutex::new(HashMap::new()) }
     }
 
     /// Uses `store` for `location` (a store with options, such as an excluded folder).
@@ -34,16 +31,8 @@ impl StoreCache {
     }
 
     /// The store for `location` (`s3://bucket/prefix` or a local path).
-    pub async fn get(
-        &self,
-        location: &str,
-    ) -> Result<Arc<dyn ObjectStore>, crate::location::LocationError> {
-        if let Some(store) = self
-            .stores
-            .lock()
-            .ok()
-            .and_then(|s| s.get(location).cloned())
-        {
+    pub async fn get(&self, location: &str) -> Result<Arc<dyn ObjectStore>, crate::location::LocationError> {
+        if let Some(store) = self.stores.lock().ok().and_then(|s| s.get(location).cloned()) {
             return Ok(store);
         }
         let parsed = Location::parse(location)?;

@@ -24,10 +24,7 @@ pub struct LocalStore {
 
 impl LocalStore {
     pub fn new(root: impl Into<PathBuf>) -> LocalStore {
-        LocalStore {
-            root: root.into(),
-            exclude: None,
-        }
+        LocalStore { root: root.into(), exclude: None }
     }
 
     /// Skips `dir` (and everything below it) in listings.
@@ -45,14 +42,9 @@ impl LocalStore {
 fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            StoreError::NotFound {
-                key: printable(key),
-            }
+            StoreError::NotFound { key: printable(key) }
         } else {
-            StoreError::Io {
-                key: printable(key),
-                source,
-            }
+            StoreError::Io { key: printable(key), source }
         }
     }
 }
@@ -60,10 +52,7 @@ fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("object");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let file = match direct::write(&tmp, bytes) {
@@ -113,12 +102,7 @@ mod direct {
         {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path);
+            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path);
             let mut file = match file {
                 Ok(file) => file,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return None,
@@ -164,14 +148,9 @@ impl ObjectStore for LocalStore {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let path = self.path(key)?;
         let mut file = tokio::fs::File::open(&path).await.map_err(io_err(key))?;
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(io_err(key))?;
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(io_err(key))?;
         let mut bytes = Vec::new();
-        file.take(len)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(io_err(key))?;
+        file.take(len).read_to_end(&mut bytes).await.map_err(io_err(key))?;
         Ok(bytes)
     }
 
@@ -183,10 +162,7 @@ impl ObjectStore for LocalStore {
         let path = self.path(key)?;
         tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
             .await
-            .map_err(|e| StoreError::Io {
-                key: printable(key),
-                source: std::io::Error::other(e),
-            })?
+            .map_err(|e| StoreError::Io { key: printable(key), source: std::io::Error::other(e) })?
             .map_err(io_err(key))
     }
 
@@ -224,11 +200,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn list(&self, prefix: &str, tx: mpsc::Sender<Result<ObjectMeta, StoreError>>) {
-        let base = if prefix.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(prefix)
-        };
+        let base = if prefix.is_empty() { self.root.clone() } else { self.root.join(prefix) };
         let root = self.root.clone();
         let exclude = self.exclude.clone();
         let walk = move || {
@@ -252,20 +224,11 @@ impl ObjectStore for LocalStore {
                             .collect::<Vec<_>>()
                             .join("/");
                         let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                        Ok(ObjectMeta {
-                            key,
-                            size,
-                            etag: None,
-                        })
+                        Ok(ObjectMeta { key, size, etag: None })
                     }
                     Err(e) => {
-                        let key = e
-                            .path()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default();
-                        let source = e
-                            .into_io_error()
-                            .unwrap_or_else(|| std::io::Error::other("loop in folder tree"));
+                        let key = e.path().map(|p| p.display().to_string()).unwrap_or_default();
+                        let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("loop in folder tree"));
                         Err(StoreError::Io { key, source })
                     }
                 };
@@ -316,16 +279,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
         let old: Vec<u8> = (0..3_500_000u32).map(|i| (i % 7) as u8).collect();
-        let new: Vec<u8> = (0..2_600_001u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
+        let new: Vec<u8> = (0..2_600_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
         store.put("big/layers.psd", old).await.unwrap();
         store.put("big/layers.psd", new.clone()).await.unwrap();
         assert!(store.get("big/layers.psd").await.unwrap() == new);
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("big"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("big")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["layers.psd"]);
     }
 

@@ -51,12 +51,8 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// past it. Pages through a large object (a job's results) without reading it whole.
     async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         let bytes = self.get(key).await?;
-        let from = usize::try_from(start)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
-        let to = from
-            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
-            .min(bytes.len());
+        let from = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
+        let to = from.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
         Ok(bytes[from..to].to_vec())
     }
 
@@ -113,11 +109,7 @@ pub async fn open(location: &Location, s3: &S3Settings) -> Arc<dyn ObjectStore> 
 
 /// The input store; when the output lies inside the input, listings skip it, so a run never
 /// decomposes its own layers.
-pub async fn open_input(
-    input: &Location,
-    output: &Location,
-    s3: &S3Settings,
-) -> Arc<dyn ObjectStore> {
+pub async fn open_input(input: &Location, output: &Location, s3: &S3Settings) -> Arc<dyn ObjectStore> {
     match (input, output) {
         (Location::Local(i), Location::Local(o)) => {
             let store = LocalStore::new(i);
@@ -126,19 +118,9 @@ pub async fn open_input(
                 _ => Arc::new(store),
             }
         }
-        (
-            Location::S3 { bucket, prefix },
-            Location::S3 {
-                bucket: out_bucket,
-                prefix: out_prefix,
-            },
-        ) if bucket == out_bucket => {
+        (Location::S3 { bucket, prefix }, Location::S3 { bucket: out_bucket, prefix: out_prefix }) if bucket == out_bucket => {
             let store = S3Store::new(s3, bucket, prefix).await;
-            let inside = if prefix.is_empty() {
-                Some(out_prefix.as_str())
-            } else {
-                out_prefix.strip_prefix(&format!("{prefix}/"))
-            };
+            let inside = if prefix.is_empty() { Some(out_prefix.as_str()) } else { out_prefix.strip_prefix(&format!("{prefix}/")) };
             match inside {
                 Some(rel) if !rel.is_empty() => Arc::new(store.excluding(rel)),
                 _ => Arc::new(store),
@@ -147,3 +129,4 @@ pub async fn open_input(
         _ => open(input, s3).await,
     }
 }
+

@@ -9,16 +9,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{ObjectMeta, ObjectStore};
@@ -64,13 +62,7 @@ impl S3Store {
         }
         match &settings.credentials {
             Some((key, secret)) => {
-                config = config.credentials_provider(Credentials::new(
-                    key,
-                    secret.expose(),
-                    None,
-                    None,
-                    "lamina",
-                ));
+                config = config.credentials_provider(Credentials::new(key, secret.expose(), None, None, "lamina"));
             }
             None => {
                 let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
@@ -103,47 +95,23 @@ impl S3Store {
 
     fn full_key(&self, key: &str) -> Result<String, StoreError> {
         check_relative(key)?;
-        Ok(if self.prefix.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}/{key}", self.prefix)
-        })
+        Ok(if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) })
     }
 
     /// Starts a multipart upload; its id.
     async fn start_upload(&self, full: &str, key: &str) -> Result<String, StoreError> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(full)
-            .send()
-            .await;
-        Ok(created
-            .map_err(|e| sdk_err(key, e))?
-            .upload_id()
-            .unwrap_or_default()
-            .to_owned())
+        let created = self.client.create_multipart_upload().bucket(&self.bucket).key(full).send().await;
+        Ok(created.map_err(|e| sdk_err(key, e))?.upload_id().unwrap_or_default().to_owned())
     }
 
     /// Completes a multipart upload from its parts, in order.
-    async fn complete_upload(
-        &self,
-        full: &str,
-        key: &str,
-        id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<(), StoreError> {
+    async fn complete_upload(&self, full: &str, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<(), StoreError> {
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(full)
             .upload_id(id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
             .await
             .map_err(|e| sdk_err(key, e))?;
@@ -153,25 +121,11 @@ impl S3Store {
     /// Aborts a failed multipart upload, so no parts are left to bill (best effort: the
     /// upload's own error is the one reported).
     async fn abort_upload(&self, full: &str, id: &str) {
-        let _ = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(full)
-            .upload_id(id)
-            .send()
-            .await;
+        let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(full).upload_id(id).send().await;
     }
 
     /// Uploads one part of a multipart upload.
-    async fn upload_part(
-        &self,
-        full: &str,
-        key: &str,
-        id: &str,
-        number: i32,
-        bytes: Bytes,
-    ) -> Result<CompletedPart, StoreError> {
+    async fn upload_part(&self, full: &str, key: &str, id: &str, number: i32, bytes: Bytes) -> Result<CompletedPart, StoreError> {
         let sent = self
             .client
             .upload_part()
@@ -183,21 +137,13 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| sdk_err(key, e))?;
-        Ok(CompletedPart::builder()
-            .part_number(number)
-            .set_e_tag(sent.e_tag().map(str::to_owned))
-            .build())
+        Ok(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build())
     }
 
     /// Writes `chunks` (in order) as one object through a multipart upload, holding at most
     /// one upload part (PART_SIZE) in memory; a total under one part is a single put. A
     /// failed upload is aborted, so no parts are left to bill.
-    async fn put_streamed<F, Fut>(
-        &self,
-        key: &str,
-        count: usize,
-        mut chunk: F,
-    ) -> Result<(), StoreError>
+    async fn put_streamed<F, Fut>(&self, key: &str, count: usize, mut chunk: F) -> Result<(), StoreError>
     where
         F: FnMut(usize) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<u8>, StoreError>>,
@@ -212,33 +158,17 @@ impl S3Store {
                     if upload.is_none() {
                         upload = Some((self.start_upload(&full, key).await?, Vec::new()));
                     }
-                    let Some((id, done)) = upload.as_mut() else {
-                        break;
-                    };
+                    let Some((id, done)) = upload.as_mut() else { break };
                     let rest = buffer.split_off(PART_SIZE);
                     let part = std::mem::replace(&mut buffer, rest);
-                    done.push(
-                        self.upload_part(&full, key, id, done.len() as i32 + 1, part.into())
-                            .await?,
-                    );
+                    done.push(self.upload_part(&full, key, id, done.len() as i32 + 1, part.into()).await?);
                 }
             }
             let Some((id, mut done)) = upload.clone() else {
-                return self
-                    .put_object(&full, key, std::mem::take(&mut buffer).into())
-                    .await;
+                return self.put_object(&full, key, std::mem::take(&mut buffer).into()).await;
             };
             if !buffer.is_empty() {
-                done.push(
-                    self.upload_part(
-                        &full,
-                        key,
-                        &id,
-                        done.len() as i32 + 1,
-                        std::mem::take(&mut buffer).into(),
-                    )
-                    .await?,
-                );
+                done.push(self.upload_part(&full, key, &id, done.len() as i32 + 1, std::mem::take(&mut buffer).into()).await?);
             }
             self.complete_upload(&full, key, &id, done).await
         }
@@ -272,8 +202,7 @@ fn sdk_err<E: ProvideErrorMetadata>(key: &str, err: SdkError<E, HttpResponse>) -
     if status == Some(404) || code == "NoSuchKey" || code == "NotFound" {
         return StoreError::NotFound { key };
     }
-    let throttled =
-        matches!(status, Some(429 | 503)) || code.contains("SlowDown") || code.contains("Throttl");
+    let throttled = matches!(status, Some(429 | 503)) || code.contains("SlowDown") || code.contains("Throttl");
     let (what, cause) = match (&err, status) {
         (SdkError::ServiceError(_), Some(s)) => {
             let cause = match s {
@@ -285,36 +214,19 @@ fn sdk_err<E: ProvideErrorMetadata>(key: &str, err: SdkError<E, HttpResponse>) -
             };
             (format!("S3 answered {s} {code}"), cause)
         }
-        (SdkError::TimeoutError(_), _) => {
-            ("S3 request timed out".to_owned(), ServiceCause::Timeout)
-        }
+        (SdkError::TimeoutError(_), _) => ("S3 request timed out".to_owned(), ServiceCause::Timeout),
         (SdkError::DispatchFailure(_), _) => ("cannot reach S3".to_owned(), ServiceCause::Network),
-        (SdkError::ResponseError(_), _) => {
-            ("bad response from S3".to_owned(), ServiceCause::Response)
-        }
+        (SdkError::ResponseError(_), _) => ("bad response from S3".to_owned(), ServiceCause::Response),
         _ => (format!("S3 request failed {code}"), ServiceCause::Response),
     };
-    StoreError::Service {
-        key,
-        what: what.trim_end().to_owned(),
-        cause,
-        status,
-        code,
-    }
+    StoreError::Service { key, what: what.trim_end().to_owned(), cause, status, code }
 }
 
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let full = self.full_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| sdk_err(key, e))?;
+        let out = self.client.get_object().bucket(&self.bucket).key(&full).send().await.map_err(|e| sdk_err(key, e))?;
         let body = out.body.collect().await.map_err(|e| StoreError::Service {
             key: printable(key),
             what: format!("S3 body interrupted: {e}"),
@@ -331,20 +243,10 @@ impl ObjectStore for S3Store {
         }
         let full = self.full_key(key)?;
         let range = format!("bytes={start}-{}", start.saturating_add(len - 1));
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .range(range)
-            .send()
-            .await
-        {
+        let out = match self.client.get_object().bucket(&self.bucket).key(&full).range(range).send().await {
             Ok(out) => out,
             // 416: the range starts at or past the end.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                return Ok(Vec::new())
-            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => return Ok(Vec::new()),
             Err(e) => return Err(sdk_err(key, e)),
         };
         let body = out.body.collect().await.map_err(|e| StoreError::Service {
@@ -373,10 +275,7 @@ impl ObjectStore for S3Store {
             let mut done = Vec::new();
             for (i, start) in (0..bytes.len()).step_by(PART_SIZE).enumerate() {
                 let part = bytes.slice(start..(start + PART_SIZE).min(bytes.len()));
-                done.push(
-                    self.upload_part(&full, key, &id, i as i32 + 1, part)
-                        .await?,
-                );
+                done.push(self.upload_part(&full, key, &id, i as i32 + 1, part).await?);
             }
             self.complete_upload(&full, key, &id, done).await
         }
@@ -396,38 +295,20 @@ impl ObjectStore for S3Store {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| sdk_err(key, e))?;
+        self.client.delete_object().bucket(&self.bucket).key(&full).send().await.map_err(|e| sdk_err(key, e))?;
         Ok(())
     }
 
     /// A multipart upload fed part by part: memory holds one upload part (PART_SIZE), not
     /// the object. Small totals are written with a single put.
     async fn concat(&self, key: &str, parts: &[String]) -> Result<(), StoreError> {
-        self.put_streamed(key, parts.len(), |i| self.get(&parts[i]))
-            .await
+        self.put_streamed(key, parts.len(), |i| self.get(&parts[i])).await
     }
 
     async fn etag(&self, key: &str) -> Result<String, StoreError> {
         let full = self.full_key(key)?;
-        let head = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| sdk_err(key, e))?;
-        Ok(head
-            .e_tag()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_owned())
+        let head = self.client.head_object().bucket(&self.bucket).key(&full).send().await.map_err(|e| sdk_err(key, e))?;
+        Ok(head.e_tag().unwrap_or_default().trim_matches('"').to_owned())
     }
 
     async fn list(&self, prefix: &str, tx: mpsc::Sender<Result<ObjectMeta, StoreError>>) {
@@ -436,11 +317,7 @@ impl ObjectStore for S3Store {
             (false, true) => format!("{}/", self.prefix),
             (false, false) => format!("{}/{prefix}", self.prefix),
         };
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
         let mut pages = self
             .client
             .list_objects_v2()

@@ -65,14 +65,8 @@ pub enum AccessError {
     #[error("LAMINA_API_TOKENS: entry {entry} is not ROLE:TOKEN with ROLE read or submit and a token of 16 to 256 visible characters")]
     Entry { entry: usize },
     #[error("{var}: {value:?} is not {expected}")]
-    Value {
-        var: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-    #[error(
-        "LAMINA_HTTP_TLS_CERT_FILE and LAMINA_HTTP_TLS_KEY_FILE go together: set both or neither"
-    )]
+    Value { var: &'static str, value: String, expected: &'static str },
+    #[error("LAMINA_HTTP_TLS_CERT_FILE and LAMINA_HTTP_TLS_KEY_FILE go together: set both or neither")]
     TlsPair,
 }
 
@@ -81,15 +75,10 @@ impl Tokens {
     /// with `#` are comments.
     pub fn parse(text: &str) -> Result<Tokens, AccessError> {
         let mut tokens = Tokens::default();
-        let entries = text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .flat_map(str::split_whitespace);
+        let entries = text.lines().filter(|l| !l.trim_start().starts_with('#')).flat_map(str::split_whitespace);
         for (i, entry) in entries.enumerate() {
             let bad = AccessError::Entry { entry: i + 1 };
-            let (role, token) = entry
-                .split_once(':')
-                .ok_or(AccessError::Entry { entry: i + 1 })?;
+            let (role, token) = entry.split_once(':').ok_or(AccessError::Entry { entry: i + 1 })?;
             let role = match role {
                 "read" => Role::Read,
                 "submit" => Role::Submit,
@@ -105,11 +94,7 @@ impl Tokens {
 
     fn add(&mut self, role: Role, token: &str) {
         let n = self.0.iter().filter(|(r, ..)| *r == role).count() + 1;
-        self.0.push((
-            role,
-            format!("{}#{n}", role.as_str()),
-            Sha256::digest(token.as_bytes()).into(),
-        ));
+        self.0.push((role, format!("{}#{n}", role.as_str()), Sha256::digest(token.as_bytes()).into()));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,25 +103,14 @@ impl Tokens {
 
     /// The caller an `Authorization` header names, if it needs at least `role`.
     pub fn admit(&self, authorization: Option<&str>, role: Role) -> Result<Caller, Denied> {
-        let token = authorization
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(Denied::Unknown)?;
+        let token = authorization.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).ok_or(Denied::Unknown)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Digests are compared, so the time taken says nothing about a token's characters.
-        let (held, name, scope) = self
-            .0
-            .iter()
-            .find(|(_, _, d)| *d == digest)
-            .ok_or(Denied::Unknown)?;
+        let (held, name, scope) = self.0.iter().find(|(_, _, d)| *d == digest).ok_or(Denied::Unknown)?;
         if *held < role {
             return Err(Denied::Role(*held));
         }
-        Ok(Caller {
-            role: *held,
-            name: name.clone(),
-            scope: *scope,
-        })
+        Ok(Caller { role: *held, name: name.clone(), scope: *scope })
     }
 }
 
@@ -157,13 +131,7 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> HttpSettings {
-        HttpSettings {
-            tokens: Tokens::default(),
-            rate: 20.0,
-            burst: 40.0,
-            allow_local: false,
-            tls: None,
-        }
+        HttpSettings { tokens: Tokens::default(), rate: 20.0, burst: 40.0, allow_local: false, tls: None }
     }
 }
 
@@ -185,11 +153,7 @@ impl HttpSettings {
                     .parse::<f64>()
                     .ok()
                     .filter(|n| n.is_finite() && *n > 0.0)
-                    .ok_or(AccessError::Value {
-                        var,
-                        value: v,
-                        expected: "a positive number",
-                    }),
+                    .ok_or(AccessError::Value { var, value: v, expected: "a positive number" }),
                 _ => Ok(default),
             }
         };
@@ -198,23 +162,10 @@ impl HttpSettings {
         settings.allow_local = match std::env::var("LAMINA_API_ALLOW_LOCAL").as_deref() {
             Ok("true" | "1") => true,
             Ok("false" | "0" | "") | Err(_) => false,
-            Ok(v) => {
-                return Err(AccessError::Value {
-                    var: "LAMINA_API_ALLOW_LOCAL",
-                    value: v.to_owned(),
-                    expected: "true or false",
-                })
-            }
+            Ok(v) => return Err(AccessError::Value { var: "LAMINA_API_ALLOW_LOCAL", value: v.to_owned(), expected: "true or false" }),
         };
-        let path = |var| {
-            std::env::var_os(var)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        settings.tls = match (
-            path("LAMINA_HTTP_TLS_CERT_FILE"),
-            path("LAMINA_HTTP_TLS_KEY_FILE"),
-        ) {
+        let path = |var| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+        settings.tls = match (path("LAMINA_HTTP_TLS_CERT_FILE"), path("LAMINA_HTTP_TLS_KEY_FILE")) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => return Err(AccessError::TlsPair),
@@ -236,29 +187,18 @@ const BUCKETS_KEPT: usize = 10_000;
 
 impl Limiter {
     pub fn new(rate: f64, burst: f64) -> Limiter {
-        Limiter {
-            rate,
-            burst,
-            buckets: Mutex::default(),
-        }
+        Limiter { rate, burst, buckets: Mutex::default() }
     }
 
     /// Takes one request from `caller`'s bucket; `Err(wait)` when it is empty.
     pub fn take(&self, caller: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= BUCKETS_KEPT && !buckets.contains_key(caller) {
             let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, (level, at)| {
-                *level + now.duration_since(*at).as_secs_f64() * rate < burst
-            });
+            buckets.retain(|_, (level, at)| *level + now.duration_since(*at).as_secs_f64() * rate < burst);
         }
-        let (level, at) = buckets
-            .entry(caller.to_owned())
-            .or_insert((self.burst, now));
+        let (level, at) = buckets.entry(caller.to_owned()).or_insert((self.burst, now));
         *level = (*level + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *level >= 1.0 {
@@ -276,59 +216,22 @@ mod tests {
 
     #[test]
     fn tokens_have_roles_and_submit_includes_read() {
-        let tokens = Tokens::parse(
-            "# the fleet's tokens\nread:rrrrrrrrrrrrrrrrrrrr\nsubmit:ssssssssssssssssssss",
-        )
-        .unwrap();
-        let read = tokens
-            .admit(Some("Bearer rrrrrrrrrrrrrrrrrrrr"), Role::Read)
-            .unwrap();
+        let tokens = Tokens::parse("# the fleet's tokens\nread:rrrrrrrrrrrrrrrrrrrr\nsubmit:ssssssssssssssssssss").unwrap();
+        let read = tokens.admit(Some("Bearer rrrrrrrrrrrrrrrrrrrr"), Role::Read).unwrap();
         assert_eq!((read.role, read.name.as_str()), (Role::Read, "read#1"));
-        assert_eq!(
-            tokens
-                .admit(Some("Bearer rrrrrrrrrrrrrrrrrrrr"), Role::Submit)
-                .unwrap_err(),
-            Denied::Role(Role::Read)
-        );
-        assert_eq!(
-            tokens
-                .admit(Some("Bearer ssssssssssssssssssss"), Role::Read)
-                .unwrap()
-                .name,
-            "submit#1"
-        );
-        assert_eq!(
-            tokens
-                .admit(Some("Bearer ssssssssssssssssssst"), Role::Read)
-                .unwrap_err(),
-            Denied::Unknown
-        );
-        assert_eq!(
-            tokens
-                .admit(Some("ssssssssssssssssssss"), Role::Read)
-                .unwrap_err(),
-            Denied::Unknown,
-            "no Bearer scheme"
-        );
+        assert_eq!(tokens.admit(Some("Bearer rrrrrrrrrrrrrrrrrrrr"), Role::Submit).unwrap_err(), Denied::Role(Role::Read));
+        assert_eq!(tokens.admit(Some("Bearer ssssssssssssssssssss"), Role::Read).unwrap().name, "submit#1");
+        assert_eq!(tokens.admit(Some("Bearer ssssssssssssssssssst"), Role::Read).unwrap_err(), Denied::Unknown);
+        assert_eq!(tokens.admit(Some("ssssssssssssssssssss"), Role::Read).unwrap_err(), Denied::Unknown, "no Bearer scheme");
         assert_eq!(tokens.admit(None, Role::Read).unwrap_err(), Denied::Unknown);
     }
 
     #[test]
     fn a_bad_entry_is_named_by_position_and_never_shown() {
-        for text in [
-            "read:short",
-            "admin:ssssssssssssssssssss",
-            "ssssssssssssssssssss",
-            "read:ssssssssssssssss\u{7f}sss",
-        ] {
-            let e = Tokens::parse(&format!("read:rrrrrrrrrrrrrrrrrrrr {text}"))
-                .unwrap_err()
-                .to_string();
+        for text in ["read:short", "admin:ssssssssssssssssssss", "ssssssssssssssssssss", "read:ssssssssssssssss\u{7f}sss"] {
+            let e = Tokens::parse(&format!("read:rrrrrrrrrrrrrrrrrrrr {text}")).unwrap_err().to_string();
             assert!(e.contains("entry 2"), "{e}");
-            assert!(
-                !e.contains("ssss") && !e.contains("short"),
-                "the token leaked: {e}"
-            );
+            assert!(!e.contains("ssss") && !e.contains("short"), "the token leaked: {e}");
         }
     }
 
@@ -340,9 +243,7 @@ mod tests {
         }
         let wait = limiter.take("a").unwrap_err();
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
-        limiter
-            .take("b")
-            .expect("each caller has a bucket of its own");
+        limiter.take("b").expect("each caller has a bucket of its own");
         std::thread::sleep(Duration::from_millis(120));
         limiter.take("a").expect("refilled at the rate");
     }

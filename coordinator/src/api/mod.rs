@@ -58,17 +58,11 @@ pub struct BrokerSlot(Arc<Mutex<Option<Arc<dyn Broker>>>>);
 
 impl BrokerSlot {
     pub fn set(&self, broker: Option<Arc<dyn Broker>>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = broker;
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = broker;
     }
 
     fn get(&self) -> Option<Arc<dyn Broker>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
@@ -92,21 +86,9 @@ struct Keys {
 }
 
 impl Api {
-    pub fn new(
-        state: Shared,
-        broker: BrokerSlot,
-        stores: Arc<StoreCache>,
-        settings: Arc<HttpSettings>,
-    ) -> Api {
+    pub fn new(state: Shared, broker: BrokerSlot, stores: Arc<StoreCache>, settings: Arc<HttpSettings>) -> Api {
         let limiter = Arc::new(Limiter::new(settings.rate, settings.burst));
-        Api {
-            state,
-            broker,
-            stores,
-            settings,
-            limiter,
-            keys: Arc::default(),
-        }
+        Api { state, broker, stores, settings, limiter, keys: Arc::default() }
     }
 
     /// The routes under [`BASE`].
@@ -115,10 +97,7 @@ impl Api {
             .route(&format!("{BASE}/openapi.json"), get(openapi))
             .route(&format!("{BASE}/jobs"), post(submit).get(list_jobs))
             .route(&format!("{BASE}/jobs/{{job_id}}"), get(get_job))
-            .route(
-                &format!("{BASE}/jobs/{{job_id}}/results"),
-                get(list_results),
-            )
+            .route(&format!("{BASE}/jobs/{{job_id}}/results"), get(list_results))
             .route(&format!("{BASE}/jobs/{{job_id}}/cancel"), post(cancel))
             .fallback(not_found)
             .with_state(self)
@@ -126,47 +105,25 @@ impl Api {
 
     /// The caller, if its token allows `role` and its bucket is not empty.
     pub fn admit(&self, headers: &HeaderMap, role: Role) -> Result<Caller, Response> {
-        let authorization = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let caller = match self.settings.tokens.admit(authorization, role) {
             Ok(caller) => caller,
             Err(Denied::Unknown) => {
-                let mut response = error(
-                    StatusCode::UNAUTHORIZED,
-                    "a valid bearer token is required (Authorization: Bearer TOKEN)",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required (Authorization: Bearer TOKEN)");
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return Err(response);
             }
             Err(Denied::Role(held)) => {
-                return Err(error(
-                    StatusCode::FORBIDDEN,
-                    &format!(
-                        "this token's role ({}) may not {}",
-                        held.as_str(),
-                        match role {
-                            Role::Submit => "submit or cancel jobs",
-                            Role::Read => "read",
-                        }
-                    ),
-                ))
+                return Err(error(StatusCode::FORBIDDEN, &format!("this token's role ({}) may not {}", held.as_str(), match role {
+                    Role::Submit => "submit or cancel jobs",
+                    Role::Read => "read",
+                })))
             }
         };
         if let Err(wait) = self.limiter.take(&caller.name) {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!(
-                    "too many requests: at most {} a second; try again shortly",
-                    self.settings.rate
-                ),
-            );
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, &format!("too many requests: at most {} a second; try again shortly", self.settings.rate));
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             return Err(response);
         }
         Ok(caller)
@@ -180,10 +137,7 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "no such endpoint: see /api/v1/openapi.json",
-    )
+    error(StatusCode::NOT_FOUND, "no such endpoint: see /api/v1/openapi.json")
 }
 
 async fn openapi() -> Response {
@@ -209,50 +163,23 @@ struct Submission {
 
 /// What makes two requests the same job: everything but the id and the time.
 fn fingerprint(spec: &JobSpec) -> [u8; 32] {
-    let same = (
-        &spec.input,
-        &spec.output,
-        &spec.model,
-        &spec.pool,
-        spec.priority,
-        &spec.params,
-        &spec.render,
-    );
+    let same = (&spec.input, &spec.output, &spec.model, &spec.pool, spec.priority, &spec.params, &spec.render);
     Sha256::digest(serde_json::to_vec(&same).unwrap_or_default()).into()
 }
 
 /// The job id an idempotency key stands for, per caller: a UUID-shaped digest.
 fn keyed_job_id(scope: &[u8; 32], key: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"lamina.api.idempotency\0")
-        .chain_update(scope)
-        .chain_update(key.as_bytes())
-        .finalize();
+    let digest = Sha256::new().chain_update(b"lamina.api.idempotency\0").chain_update(scope).chain_update(key.as_bytes()).finalize();
     let h = hex::encode(&digest[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 fn key_slot(scope: &[u8; 32], key: &str) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(scope)
-        .chain_update(key.as_bytes())
-        .finalize()
-        .into()
+    Sha256::new().chain_update(scope).chain_update(key.as_bytes()).finalize().into()
 }
 
 /// `POST /api/v1/jobs`.
-async fn submit(
-    AxumState(api): AxumState<Api>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn submit(AxumState(api): AxumState<Api>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let caller = match api.admit(&headers, Role::Submit) {
         Ok(caller) => caller,
         Err(response) => return response,
@@ -260,70 +187,32 @@ async fn submit(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the request body is over {MAX_MESSAGE_BYTES} bytes"),
-            )
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the request body is over {MAX_MESSAGE_BYTES} bytes"))
         }
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read the request body: {}", rejection.body_text()),
-            )
-        }
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {}", rejection.body_text())),
     };
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::trim);
+    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(str::trim);
     if json != Some("application/json") {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON (Content-Type: application/json)",
-        );
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the body must be JSON (Content-Type: application/json)");
     }
     let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => None,
-        Some(Ok(key))
-            if (1..=255).contains(&key.len())
-                && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
-        {
-            Some(key.to_owned())
-        }
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-            )
-        }
+        Some(Ok(key)) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => Some(key.to_owned()),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "Idempotency-Key must be 1 to 255 visible ASCII characters"),
     };
     let submission: Submission = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("not a job request: {e}")),
     };
-    for (name, value) in [
-        ("input", &submission.input),
-        ("output", &submission.output),
-        ("model", &submission.model),
-    ] {
+    for (name, value) in [("input", &submission.input), ("output", &submission.output), ("model", &submission.model)] {
         if value.len() > MAX_FIELD {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("{name} is over {MAX_FIELD} bytes"),
-            );
+            return error(StatusCode::BAD_REQUEST, &format!("{name} is over {MAX_FIELD} bytes"));
         }
     }
     if submission.created_at.as_ref().is_some_and(|t| t.len() > 64) {
         return error(StatusCode::BAD_REQUEST, "created_at is over 64 bytes");
     }
-    let mut spec = JobSpec::new(
-        submission.input,
-        submission.output,
-        submission.model,
-        submission.params.unwrap_or_default(),
-        submission.render.unwrap_or_default(),
-    );
+    let mut spec = JobSpec::new(submission.input, submission.output, submission.model, submission.params.unwrap_or_default(), submission.render.unwrap_or_default());
     spec.schema = submission.schema.unwrap_or_else(|| JOB_SCHEMA.to_owned());
     spec.pool = submission.pool.unwrap_or(spec.pool);
     spec.priority = submission.priority.unwrap_or(0);
@@ -337,8 +226,7 @@ async fn submit(
         return error(StatusCode::UNPROCESSABLE_ENTITY, &reason.to_string());
     }
     for (name, location) in [("input", &spec.input), ("output", &spec.output)] {
-        if !api.settings.allow_local && matches!(Location::parse(location), Ok(Location::Local(_)))
-        {
+        if !api.settings.allow_local && matches!(Location::parse(location), Ok(Location::Local(_))) {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!("{name} {location:?}: the API takes s3:// locations only (the coordinator allows local folders with LAMINA_API_ALLOW_LOCAL=true)"),
@@ -352,28 +240,15 @@ async fn submit(
     // An idempotency key: the same request again gets the same job.
     let slot = key.as_ref().map(|k| key_slot(&caller.scope, k));
     if let Some(slot) = slot {
-        let mut keys = api
-            .keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = api.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match keys.map.get(&slot) {
-            Some(None) => {
-                return error(
-                    StatusCode::CONFLICT,
-                    "a request with this Idempotency-Key is still being handled; try again",
-                )
-            }
+            Some(None) => return error(StatusCode::CONFLICT, "a request with this Idempotency-Key is still being handled; try again"),
             Some(Some((id, seen))) if *seen == print => {
                 let id = id.clone();
                 drop(keys);
                 return replay(&api, &id, &spec, None);
             }
-            Some(Some(_)) => {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "this Idempotency-Key was used with a different request",
-                )
-            }
+            Some(Some(_)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "this Idempotency-Key was used with a different request"),
             None => {
                 keys.map.insert(slot, None);
                 keys.order.push_back(slot);
@@ -387,10 +262,7 @@ async fn submit(
     }
     let outcome = enqueue(&api, &spec, print, key.is_some()).await;
     if let Some(slot) = slot {
-        let mut keys = api
-            .keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = api.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match &outcome {
             Ok(_) => {
                 keys.map.insert(slot, Some((spec.job_id.clone(), print)));
@@ -403,10 +275,7 @@ async fn submit(
     match outcome {
         Ok(Enqueued::New) => {
             tracing::info!(job_id = %spec.job_id, caller = %caller.name, input = %spec.input, output = %spec.output, model = %spec.model, "job submitted over the API");
-            let view = api
-                .state
-                .read(|s| s.job(&spec.job_id))
-                .unwrap_or_else(|| JobView::queued(&spec));
+            let view = api.state.read(|s| s.job(&spec.job_id)).unwrap_or_else(|| JobView::queued(&spec));
             let mut response = (StatusCode::CREATED, Json(view)).into_response();
             if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/jobs/{}", spec.job_id)) {
                 response.headers_mut().insert(header::LOCATION, location);
@@ -425,16 +294,9 @@ fn replay(api: &Api, job_id: &str, spec: &JobSpec, recorded: Option<JobView>) ->
         .state
         .read(|s| s.job(job_id))
         .or(recorded)
-        .unwrap_or_else(|| {
-            JobView::queued(&JobSpec {
-                job_id: job_id.to_owned(),
-                ..spec.clone()
-            })
-        });
+        .unwrap_or_else(|| JobView::queued(&JobSpec { job_id: job_id.to_owned(), ..spec.clone() }));
     let mut response = (StatusCode::OK, Json(view)).into_response();
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }
 
@@ -446,19 +308,11 @@ enum Enqueued {
 }
 
 /// Writes the job's `spec.json` and publishes the job.
-async fn enqueue(
-    api: &Api,
-    spec: &JobSpec,
-    print: [u8; 32],
-    keyed: bool,
-) -> Result<Enqueued, Response> {
+async fn enqueue(api: &Api, spec: &JobSpec, print: [u8; 32], keyed: bool) -> Result<Enqueued, Response> {
     // A keyed retry is told apart from a clash by the records below; anything else with a
     // known id is a clash.
     if !keyed && api.state.read(|s| s.job(&spec.job_id).is_some()) {
-        return Err(error(
-            StatusCode::CONFLICT,
-            &format!("job {} exists already", spec.job_id),
-        ));
+        return Err(error(StatusCode::CONFLICT, &format!("job {} exists already", spec.job_id)));
     }
     let output = api
         .stores
@@ -467,56 +321,34 @@ async fn enqueue(
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, &format!("output: {e}")))?;
     let spec_key = format!("{}/spec.json", spec.records_prefix());
     let store_error = |e: StoreError| match &e {
-        StoreError::Service {
-            cause: ServiceCause::Client,
-            ..
+        StoreError::Service { cause: ServiceCause::Client, .. } | StoreError::BadKey { .. } | StoreError::NotFound { .. } => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, &format!("cannot use the output {}: {e}", spec.output))
         }
-        | StoreError::BadKey { .. }
-        | StoreError::NotFound { .. } => error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("cannot use the output {}: {e}", spec.output),
-        ),
         _ => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("cannot reach the output {} now: {e}", spec.output),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(5));
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &format!("cannot reach the output {} now: {e}", spec.output));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
             r
         }
     };
     if let Some(bytes) = output.get_opt(&spec_key).await.map_err(store_error)? {
         let earlier: Option<JobSpec> = serde_json::from_slice(&bytes).ok();
         if keyed && earlier.as_ref().is_some_and(|e| fingerprint(e) == print) {
-            let summary = output
-                .get_opt(&format!("{}/summary.json", spec.records_prefix()))
-                .await
-                .ok()
-                .flatten();
-            let view = summary
-                .and_then(|b| serde_json::from_slice::<crate::Summary>(&b).ok())
-                .map(|s| JobView::from_summary(spec, &s));
+            let summary = output.get_opt(&format!("{}/summary.json", spec.records_prefix())).await.ok().flatten();
+            let view = summary.and_then(|b| serde_json::from_slice::<crate::Summary>(&b).ok()).map(|s| JobView::from_summary(spec, &s));
             return Ok(Enqueued::Existing(view));
         }
-        return Err(error(
-            StatusCode::CONFLICT,
-            &format!("job {} exists already in {}", spec.job_id, spec.output),
-        ));
+        return Err(error(StatusCode::CONFLICT, &format!("job {} exists already in {}", spec.job_id, spec.output)));
     }
     let json = serde_json::to_vec_pretty(spec).unwrap_or_default();
     output.put(&spec_key, json).await.map_err(store_error)?;
     let unavailable = |why: String| {
         let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &why);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(5));
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
         r
     };
     let Some(broker) = api.broker.get() else {
         let _ = output.delete(&spec_key).await;
-        return Err(unavailable(
-            "the coordinator is reconnecting to its broker; try again shortly".to_owned(),
-        ));
+        return Err(unavailable("the coordinator is reconnecting to its broker; try again shortly".to_owned()));
     };
     let queue = broker.topology().jobs();
     if let Err(e) = broker.publish(&queue, spec, spec.priority).await {
@@ -532,43 +364,22 @@ fn page_query(query: Option<&str>) -> Result<(usize, Option<String>), Response> 
     let (mut limit, mut cursor) = (PAGE_DEFAULT, None);
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value).ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("query parameter {name}: bad percent-encoding"),
-            )
-        })?;
+        let value = percent_decode(value).ok_or_else(|| error(StatusCode::BAD_REQUEST, &format!("query parameter {name}: bad percent-encoding")))?;
         match name {
             "limit" => {
                 limit = value
                     .parse::<usize>()
                     .ok()
                     .filter(|n| (1..=PAGE_MAX).contains(n))
-                    .ok_or_else(|| {
-                        error(
-                            StatusCode::BAD_REQUEST,
-                            &format!("limit must be a whole number from 1 to {PAGE_MAX}"),
-                        )
-                    })?;
+                    .ok_or_else(|| error(StatusCode::BAD_REQUEST, &format!("limit must be a whole number from 1 to {PAGE_MAX}")))?;
             }
             "cursor" => {
                 if value.is_empty() || value.len() > 256 {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        "cursor must be the next_cursor of an earlier page",
-                    ));
+                    return Err(error(StatusCode::BAD_REQUEST, "cursor must be the next_cursor of an earlier page"));
                 }
                 cursor = Some(value);
             }
-            other => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "unknown query parameter {:?} (limit and cursor are known)",
-                        lamina_common::keys::printable(other)
-                    ),
-                ))
-            }
+            other => return Err(error(StatusCode::BAD_REQUEST, &format!("unknown query parameter {:?} (limit and cursor are known)", lamina_common::keys::printable(other)))),
         }
     }
     Ok((limit, cursor))
@@ -602,10 +413,7 @@ fn check_id(job_id: &str) -> Result<(), Response> {
     if is_job_id(job_id) {
         Ok(())
     } else {
-        Err(error(
-            StatusCode::BAD_REQUEST,
-            "a job id is 1 to 128 letters, digits and '-'",
-        ))
+        Err(error(StatusCode::BAD_REQUEST, "a job id is 1 to 128 letters, digits and '-'"))
     }
 }
 
@@ -616,11 +424,7 @@ struct JobPage {
 }
 
 /// `GET /api/v1/jobs`: newest job id first (ids made here are time-ordered).
-async fn list_jobs(
-    AxumState(api): AxumState<Api>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
+async fn list_jobs(AxumState(api): AxumState<Api>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     if let Err(response) = api.admit(&headers, Role::Read) {
         return response;
     }
@@ -629,24 +433,15 @@ async fn list_jobs(
         Err(response) => return response,
     };
     if cursor.as_deref().is_some_and(|c| !is_job_id(c)) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "cursor must be the next_cursor of an earlier page",
-        );
+        return error(StatusCode::BAD_REQUEST, "cursor must be the next_cursor of an earlier page");
     }
     let (jobs, more) = api.state.read(|s| s.jobs_page(cursor.as_deref(), limit));
-    let next_cursor = more
-        .then(|| jobs.last().map(|j| j.job_id.clone()))
-        .flatten();
+    let next_cursor = more.then(|| jobs.last().map(|j| j.job_id.clone())).flatten();
     Json(JobPage { jobs, next_cursor }).into_response()
 }
 
 /// `GET /api/v1/jobs/{job_id}`.
-async fn get_job(
-    AxumState(api): AxumState<Api>,
-    headers: HeaderMap,
-    Path(job_id): Path<String>,
-) -> Response {
+async fn get_job(AxumState(api): AxumState<Api>, headers: HeaderMap, Path(job_id): Path<String>) -> Response {
     if let Err(response) = api.admit(&headers, Role::Read) {
         return response;
     }
@@ -680,12 +475,7 @@ struct ResultPage {
 }
 
 /// `GET /api/v1/jobs/{job_id}/results`: the job's `results.jsonl`, a page at a time.
-async fn list_results(
-    AxumState(api): AxumState<Api>,
-    headers: HeaderMap,
-    Path(job_id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
+async fn list_results(AxumState(api): AxumState<Api>, headers: HeaderMap, Path(job_id): Path<String>, RawQuery(query): RawQuery) -> Response {
     if let Err(response) = api.admit(&headers, Role::Read) {
         return response;
     }
@@ -699,18 +489,10 @@ async fn list_results(
     let from = match cursor.map(|c| c.parse::<u64>()) {
         None => 0,
         Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "cursor must be the next_cursor of an earlier page",
-            )
-        }
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "cursor must be the next_cursor of an earlier page"),
     };
     let Some(view) = api.state.read(|s| s.job(&job_id)) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("no job {job_id} on this coordinator"),
-        );
+        return error(StatusCode::NOT_FOUND, &format!("no job {job_id} on this coordinator"));
     };
     let store = match api.stores.get(&view.output).await {
         Ok(store) => store,
@@ -721,12 +503,8 @@ async fn list_results(
     let page = match results::page(&*store, &prefix, over, from, limit).await {
         Ok(page) => page,
         Err(e) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("cannot read the job's results now: {e}"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(5));
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &format!("cannot read the job's results now: {e}"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
             return r;
         }
     };
@@ -738,39 +516,19 @@ async fn list_results(
             let folder = format!("{base}/{}/", result.key);
             let outputs = match result.status {
                 Status::Failed => Vec::new(),
-                Status::Skipped => vec![format!(
-                    "{folder}{}",
-                    lamina_common::manifest::MANIFEST_FILE
-                )],
-                Status::Done | Status::Rendered => result
-                    .files
-                    .iter()
-                    .map(|f| format!("{folder}{f}"))
-                    .collect(),
+                Status::Skipped => vec![format!("{folder}{}", lamina_common::manifest::MANIFEST_FILE)],
+                Status::Done | Status::Rendered => result.files.iter().map(|f| format!("{folder}{f}")).collect(),
             };
-            ImageResult {
-                result,
-                folder,
-                outputs,
-            }
+            ImageResult { result, folder, outputs }
         })
         .collect();
     let next_cursor = (!(over && page.at_end)).then(|| page.next.to_string());
-    Json(ResultPage {
-        job_id,
-        results,
-        next_cursor,
-    })
-    .into_response()
+    Json(ResultPage { job_id, results, next_cursor }).into_response()
 }
 
 /// `POST /api/v1/jobs/{job_id}/cancel`: 202 with the state the job is in now, 409 when it
 /// already finished.
-async fn cancel(
-    AxumState(api): AxumState<Api>,
-    headers: HeaderMap,
-    Path(job_id): Path<String>,
-) -> Response {
+async fn cancel(AxumState(api): AxumState<Api>, headers: HeaderMap, Path(job_id): Path<String>) -> Response {
     let caller = match api.admit(&headers, Role::Submit) {
         Ok(caller) => caller,
         Err(response) => return response,
@@ -780,16 +538,8 @@ async fn cancel(
     }
     let state = api.state.lock().cancel(&job_id);
     tracing::info!(job_id = %job_id, caller = %caller.name, state = %state, "cancel requested over the API");
-    let code = if state.is_over() {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::ACCEPTED
-    };
-    (
-        code,
-        Json(serde_json::json!({ "job_id": job_id, "state": state })),
-    )
-        .into_response()
+    let code = if state.is_over() { StatusCode::CONFLICT } else { StatusCode::ACCEPTED };
+    (code, Json(serde_json::json!({ "job_id": job_id, "state": state }))).into_response()
 }
 
 #[cfg(test)]
@@ -798,8 +548,7 @@ mod tests {
 
     #[test]
     fn the_served_document_is_json_and_names_every_route() {
-        let doc: serde_json::Value =
-            serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON");
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON");
         assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
         let paths = doc["paths"].as_object().expect("paths");
         for (path, methods) in [
@@ -809,21 +558,12 @@ mod tests {
             ("/api/v1/jobs/{job_id}/results", &["get"]),
             ("/api/v1/jobs/{job_id}/cancel", &["post"]),
         ] {
-            let item = paths
-                .get(path)
-                .unwrap_or_else(|| panic!("{path} is not in the document"));
+            let item = paths.get(path).unwrap_or_else(|| panic!("{path} is not in the document"));
             for method in methods {
-                assert!(
-                    item.get(*method).is_some(),
-                    "{method} {path} is not in the document"
-                );
+                assert!(item.get(*method).is_some(), "{method} {path} is not in the document");
             }
         }
-        assert_eq!(
-            paths.len(),
-            5,
-            "the document describes a route the server does not have"
-        );
+        assert_eq!(paths.len(), 5, "the document describes a route the server does not have");
     }
 
     #[test]
@@ -836,20 +576,9 @@ mod tests {
 
     #[test]
     fn queries_are_checked() {
-        assert_eq!(
-            page_query(Some("limit=10&cursor=abc")).ok(),
-            Some((10, Some("abc".to_owned())))
-        );
+        assert_eq!(page_query(Some("limit=10&cursor=abc")).ok(), Some((10, Some("abc".to_owned()))));
         assert_eq!(page_query(None).ok(), Some((PAGE_DEFAULT, None)));
-        for bad in [
-            "limit=0",
-            "limit=1001",
-            "limit=x",
-            "limit=-1",
-            "cursor=",
-            "other=1",
-            "limit=%zz",
-        ] {
+        for bad in ["limit=0", "limit=1001", "limit=x", "limit=-1", "cursor=", "other=1", "limit=%zz"] {
             assert!(page_query(Some(bad)).is_err(), "{bad}");
         }
     }

@@ -28,11 +28,7 @@ enum Source {
     Parts(Vec<(String, u64)>),
 }
 
-async fn source(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    finished: bool,
-) -> Result<Source, StoreError> {
+async fn source(store: &dyn ObjectStore, prefix: &str, finished: bool) -> Result<Source, StoreError> {
     let file = format!("{prefix}/results.jsonl");
     if finished {
         return Ok(Source::File(file));
@@ -49,19 +45,10 @@ async fn source(
                 Ok(meta) => meta,
                 // No parts folder (a local store lists a missing folder as an error).
                 Err(StoreError::NotFound { .. }) => break,
-                Err(StoreError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    break
-                }
+                Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => break,
                 Err(e) => return Err(e),
             };
-            let number = meta
-                .key
-                .rsplit('/')
-                .next()
-                .and_then(|n| n.strip_suffix(".jsonl"))
-                .and_then(|n| n.parse::<u64>().ok());
+            let number = meta.key.rsplit('/').next().and_then(|n| n.strip_suffix(".jsonl")).and_then(|n| n.parse::<u64>().ok());
             if let Some(n) = number {
                 parts.push((n, meta.key, meta.size));
             }
@@ -76,22 +63,12 @@ async fn source(
     if parts.is_empty() || parts.iter().enumerate().any(|(i, (n, ..))| *n != i as u64) {
         return Ok(Source::File(file));
     }
-    Ok(Source::Parts(
-        parts
-            .into_iter()
-            .map(|(_, key, size)| (key, size))
-            .collect(),
-    ))
+    Ok(Source::Parts(parts.into_iter().map(|(_, key, size)| (key, size)).collect()))
 }
 
 impl Source {
     /// At most `len` bytes from `offset`; fewer at the end.
-    async fn read(
-        &self,
-        store: &dyn ObjectStore,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<u8>, StoreError> {
+    async fn read(&self, store: &dyn ObjectStore, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         match self {
             Source::File(key) => match store.get_range(key, offset, len).await {
                 Err(StoreError::NotFound { .. }) => Ok(Vec::new()),
@@ -104,9 +81,7 @@ impl Source {
                     let end = start + size;
                     let want = offset + out.len() as u64;
                     if want < end && (out.len() as u64) < len {
-                        let bytes = store
-                            .get_range(key, want - start, (len - out.len() as u64).min(end - want))
-                            .await?;
+                        let bytes = store.get_range(key, want - start, (len - out.len() as u64).min(end - want)).await?;
                         out.extend_from_slice(&bytes);
                     }
                     start = end;
@@ -119,28 +94,18 @@ impl Source {
 
 /// Up to `limit` results from byte `from` of the results under `prefix`. A line not yet
 /// complete (being written) ends the page before it.
-pub async fn page(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    finished: bool,
-    from: u64,
-    limit: usize,
-) -> Result<Page, StoreError> {
+pub async fn page(store: &dyn ObjectStore, prefix: &str, finished: bool, from: u64, limit: usize) -> Result<Page, StoreError> {
     let source = source(store, prefix, finished).await?;
     let mut results = Vec::new();
     let mut next = from;
     let mut pending: Vec<u8> = Vec::new();
     loop {
-        let bytes = source
-            .read(store, next + pending.len() as u64, CHUNK)
-            .await?;
+        let bytes = source.read(store, next + pending.len() as u64, CHUNK).await?;
         let short = (bytes.len() as u64) < CHUNK;
         pending.extend_from_slice(&bytes);
         let mut used = 0;
         while results.len() < limit {
-            let Some(newline) = pending[used..].iter().position(|&b| b == b'\n') else {
-                break;
-            };
+            let Some(newline) = pending[used..].iter().position(|&b| b == b'\n') else { break };
             let line = &pending[used..used + newline];
             // A line that does not parse (from a newer writer) is passed over, not fatal.
             if let Ok(result) = serde_json::from_slice::<TaskResult>(line) {
@@ -153,19 +118,11 @@ pub async fn page(
         if results.len() >= limit || short {
             // At the end when nothing more is stored and no whole line is left over.
             let at_end = short && !pending.contains(&b'\n');
-            return Ok(Page {
-                results,
-                next,
-                at_end,
-            });
+            return Ok(Page { results, next, at_end });
         }
         if pending.len() as u64 > 2 * CHUNK {
             // Longer than any result can be: not a results file.
-            return Ok(Page {
-                results,
-                next,
-                at_end: true,
-            });
+            return Ok(Page { results, next, at_end: true });
         }
     }
 }
@@ -176,10 +133,7 @@ mod tests {
     use lamina_common::store::LocalStore;
 
     fn line(i: usize) -> String {
-        format!(
-            "{}\n",
-            serde_json::to_string(&TaskResult::skipped(format!("img-{i:05}.png"))).unwrap()
-        )
+        format!("{}\n", serde_json::to_string(&TaskResult::skipped(format!("img-{i:05}.png"))).unwrap())
     }
 
     async fn all(store: &dyn ObjectStore, finished: bool, limit: usize) -> Vec<String> {
@@ -203,30 +157,15 @@ mod tests {
         let expected: Vec<String> = (0..1500).map(|i| format!("img-{i:05}.png")).collect();
         // Parts of 512 lines, as a running job on S3 writes them.
         for (n, chunk) in lines.chunks(512).enumerate() {
-            store
-                .put(
-                    &format!("jobs/j/results.parts/{n:08}.jsonl"),
-                    chunk.concat().into_bytes(),
-                )
-                .await
-                .unwrap();
+            store.put(&format!("jobs/j/results.parts/{n:08}.jsonl"), chunk.concat().into_bytes()).await.unwrap();
         }
         assert_eq!(all(&store, false, 100).await, expected);
         // A cursor taken from the parts is good in the assembled file.
         let first = page(&store, "jobs/j", false, 0, 700).await.unwrap();
-        store
-            .put("jobs/j/results.jsonl", lines.concat().into_bytes())
-            .await
-            .unwrap();
-        store
-            .delete("jobs/j/results.parts/00000000.jsonl")
-            .await
-            .unwrap();
+        store.put("jobs/j/results.jsonl", lines.concat().into_bytes()).await.unwrap();
+        store.delete("jobs/j/results.parts/00000000.jsonl").await.unwrap();
         let rest = page(&store, "jobs/j", false, first.next, 1).await.unwrap();
-        assert_eq!(
-            rest.results[0].key, "img-00700.png",
-            "parts being deleted: the file is read"
-        );
+        assert_eq!(rest.results[0].key, "img-00700.png", "parts being deleted: the file is read");
         assert_eq!(all(&store, true, 1000).await, expected);
     }
 
@@ -235,10 +174,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
         let torn = format!("{}{}", line(0), &line(1)[..10]);
-        store
-            .put("jobs/j/results.jsonl", torn.into_bytes())
-            .await
-            .unwrap();
+        store.put("jobs/j/results.jsonl", torn.into_bytes()).await.unwrap();
         let page1 = page(&store, "jobs/j", false, 0, 10).await.unwrap();
         assert_eq!(page1.results.len(), 1);
         assert_eq!(page1.next, line(0).len() as u64);

@@ -8,25 +8,11 @@ pub static FAMILY: Family = Family {
     name: "capacity-test",
     forms: "capacity-test:MS",
     listed: false,
-    rule: ParamRule {
-        layers: LayerRule::Any,
-        palette: None,
-        fast: false,
-        min_coverage: false,
-    },
-    caps: Capabilities {
-        roles: Roles::Colour,
-        pads: false,
-        fast_reduces: false,
-        fast_copy: false,
-        large: Large::Refuse,
-    },
+    rule: ParamRule { layers: LayerRule::Any, palette: None, fast: false, min_coverage: false },
+    caps: Capabilities { roles: Roles::Colour, pads: false, fast_reduces: false, fast_copy: false, large: Large::Refuse },
     accepts: |text| hold_ms(text).is_some(),
     describe: |text| Description {
-        identity: hold_ms(text).map(|ms| ModelIdentity {
-            id: id(ms),
-            weights_sha256: String::new(),
-        }),
+        identity: hold_ms(text).map(|ms| ModelIdentity { id: id(ms), weights_sha256: String::new() }),
         rule: FAMILY.rule,
         caps: FAMILY.caps,
         unread: None,

@@ -13,20 +13,14 @@ use lamina_common::params::{DecomposeParams, LayerCount, AUTO_DISTANCE};
 pub fn alpha_add_to_normal(alpha: &Tensor) -> Tensor {
     let cumulative = alpha.cumsum(1, Kind::Float);
     let ratio = alpha / cumulative.clamp_min(1e-12);
-    ratio
-        .where_self(&cumulative.gt(1e-6), &ratio.zeros_like())
-        .clamp(0.0, 1.0)
+    ratio.where_self(&cumulative.gt(1e-6), &ratio.zeros_like()).clamp(0.0, 1.0)
 }
 
 /// Merges alpha-add layers exactly: alphas add, colours average weighted by alpha.
 ///
 /// `groups[b][n]` lists the layers of image b that form output layer n (every image must
 /// have the same number of groups). `colour` is `[B,L,3,H,W]`, `alpha` `[B,L,1,H,W]`.
-pub fn merge_alpha_add(
-    colour: &Tensor,
-    alpha: &Tensor,
-    groups: &[Vec<Vec<usize>>],
-) -> (Tensor, Tensor) {
+pub fn merge_alpha_add(colour: &Tensor, alpha: &Tensor, groups: &[Vec<Vec<usize>>]) -> (Tensor, Tensor) {
     let (b, l) = (colour.size()[0], colour.size()[1]);
     let n = groups.first().map_or(0, Vec::len) as i64;
     let mut assign = vec![0f32; (b * n * l) as usize];
@@ -37,15 +31,9 @@ pub fn merge_alpha_add(
             }
         }
     }
-    let assign = Tensor::from_slice(&assign)
-        .view([b, n, l])
-        .to_device(colour.device());
+    let assign = Tensor::from_slice(&assign).view([b, n, l]).to_device(colour.device());
     let merged_alpha = Tensor::einsum("bnl,blchw->bnchw", &[&assign, alpha], None::<&[i64]>);
-    let premultiplied = Tensor::einsum(
-        "bnl,blchw->bnchw",
-        &[&assign, &(colour * alpha)],
-        None::<&[i64]>,
-    );
+    let premultiplied = Tensor::einsum("bnl,blchw->bnchw", &[&assign, &(colour * alpha)], None::<&[i64]>);
     let merged_colour = (premultiplied / merged_alpha.clamp_min(1e-8)).clamp(0.0, 1.0);
     (merged_colour, merged_alpha)
 }
@@ -63,11 +51,7 @@ pub fn plan_merges(colours: &[[f64; 3]], masses: &[f64], target: usize) -> Vec<V
         .iter()
         .zip(masses)
         .enumerate()
-        .map(|(i, (c, m))| Group {
-            members: vec![i],
-            mass: m.max(1e-9),
-            colour: *c,
-        })
+        .map(|(i, (c, m))| Group { members: vec![i], mass: m.max(1e-9), colour: *c })
         .collect();
     while groups.len() > target.max(1) {
         let mut best = (f64::INFINITY, 0, 1);
@@ -100,17 +84,10 @@ pub fn plan_merges(colours: &[[f64; 3]], masses: &[f64], target: usize) -> Vec<V
 /// palette colour (sRGB in [0,1]) and alpha mass (over an image of `pixels` pixels):
 /// a fixed count merges by [`plan_merges`]; `auto` by [`auto_merges`]; then, with a minimum
 /// coverage, [`merge_sparse`]. `None` when every model layer stays alone.
-pub fn plan_layers(
-    colours: &[[f64; 3]],
-    masses: &[f64],
-    pixels: f64,
-    params: &DecomposeParams,
-) -> Option<Vec<Vec<usize>>> {
+pub fn plan_layers(colours: &[[f64; 3]], masses: &[f64], pixels: f64, params: &DecomposeParams) -> Option<Vec<Vec<usize>>> {
     let k = colours.len();
     let mut groups = match params.layers {
-        Some(LayerCount::Count(n)) if usize::from(n) < k => {
-            plan_merges(colours, masses, usize::from(n))
-        }
+        Some(LayerCount::Count(n)) if usize::from(n) < k => plan_merges(colours, masses, usize::from(n)),
         Some(LayerCount::Auto) => auto_merges(colours),
         _ => (0..k).map(|i| vec![i]).collect(),
     };
@@ -158,22 +135,11 @@ pub fn auto_merges(colours: &[[f64; 3]]) -> Vec<Vec<usize>> {
 
 /// `--min-coverage`: while more than one group is left and the smallest covers less than
 /// `min_mass` (alpha mass), it joins the group whose mean colour is nearest its own.
-pub fn merge_sparse(
-    groups: &mut Vec<Vec<usize>>,
-    colours: &[[f64; 3]],
-    masses: &[f64],
-    min_mass: f64,
-) {
+pub fn merge_sparse(groups: &mut Vec<Vec<usize>>, colours: &[[f64; 3]], masses: &[f64], min_mass: f64) {
     let mass = |g: &[usize]| g.iter().map(|&i| masses[i].max(0.0)).sum::<f64>();
     let colour = |g: &[usize]| {
         let m = mass(g);
-        let weight = |i: usize| {
-            if m > 0.0 {
-                masses[i].max(0.0) / m
-            } else {
-                1.0 / g.len() as f64
-            }
-        };
+        let weight = |i: usize| if m > 0.0 { masses[i].max(0.0) / m } else { 1.0 / g.len() as f64 };
         let mut c = [0.0; 3];
         for &i in g {
             for (ch, v) in c.iter_mut().enumerate() {
@@ -183,21 +149,15 @@ pub fn merge_sparse(
         c
     };
     while groups.len() > 1 {
-        let Some((small, m)) = groups
-            .iter()
-            .map(|g| mass(g))
-            .enumerate()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-        else {
-            break;
-        };
+        let Some((small, m)) = groups.iter().map(|g| mass(g)).enumerate().min_by(|a, b| a.1.total_cmp(&b.1)) else { break };
         if m >= min_mass {
             break;
         }
         let own = colour(&groups[small]);
-        let Some(into) = (0..groups.len()).filter(|&g| g != small).min_by(|&a, &b| {
-            distance(&own, &colour(&groups[a])).total_cmp(&distance(&own, &colour(&groups[b])))
-        }) else {
+        let Some(into) = (0..groups.len())
+            .filter(|&g| g != small)
+            .min_by(|&a, &b| distance(&own, &colour(&groups[a])).total_cmp(&distance(&own, &colour(&groups[b]))))
+        else {
             break;
         };
         let moved = std::mem::take(&mut groups[small]);
@@ -222,7 +182,7 @@ pub fn pad_groups(mut groups: Vec<Vec<Vec<usize>>>) -> Vec<Vec<Vec<usize>>> {
 mod tests {
     use super::*;
 
-    fn over(layers: &[([f32; 3], f32)]) -> [f32; 3] {
+    fn over(layers: &[( [f32; 3], f32)]) -> [f32; 3] {
         let mut out = [0f32; 3];
         for (colour, a) in layers {
             for c in 0..3 {
@@ -235,62 +195,34 @@ mod tests {
     #[test]
     fn normal_blend_rebuilds_the_alpha_add_sum() {
         let alphas = [0.2f32, 0.0, 0.5, 0.3];
-        let colours = [
-            [1.0f32, 0.0, 0.0],
-            [0.0, 1.0, 0.0],
-            [0.0, 0.0, 1.0],
-            [0.5, 0.5, 0.5],
-        ];
+        let colours = [[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.5]];
         let alpha = Tensor::from_slice(&alphas).view([1, 4, 1, 1, 1]);
         let normal = Vec::<f32>::try_from(alpha_add_to_normal(&alpha).flatten(0, -1)).unwrap();
-        let stacked: Vec<_> = colours
-            .iter()
-            .copied()
-            .zip(normal.iter().copied())
-            .collect();
+        let stacked: Vec<_> = colours.iter().copied().zip(normal.iter().copied()).collect();
         let got = over(&stacked);
         for c in 0..3 {
             let want: f32 = (0..4).map(|i| alphas[i] * colours[i][c]).sum();
-            assert!(
-                (got[c] - want).abs() < 1e-6,
-                "channel {c}: {} vs {want}",
-                got[c]
-            );
+            assert!((got[c] - want).abs() < 1e-6, "channel {c}: {} vs {want}", got[c]);
         }
-        assert_eq!(
-            normal[0], 1.0,
-            "the bottom layer is opaque where it has any alpha"
-        );
+        assert_eq!(normal[0], 1.0, "the bottom layer is opaque where it has any alpha");
         assert_eq!(normal[1], 0.0, "a layer with no alpha stays empty");
     }
 
     #[test]
     fn merging_is_exact_for_alpha_add_layers() {
-        let colour = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
-            .view([1, 3, 3, 1, 1]);
+        let colour = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0]).view([1, 3, 3, 1, 1]);
         let alpha = Tensor::from_slice(&[0.25f32, 0.25, 0.5]).view([1, 3, 1, 1, 1]);
         let (mc, ma) = merge_alpha_add(&colour, &alpha, &[vec![vec![0, 1], vec![2]]]);
         let before = (&colour * &alpha).sum_dim_intlist(1, false, tch::Kind::Float);
         let after = (&mc * &ma).sum_dim_intlist(1, false, tch::Kind::Float);
         assert!(f64::try_from((before - after).abs().max()).unwrap() < 1e-6);
-        assert_eq!(
-            Vec::<f32>::try_from(ma.flatten(0, -1)).unwrap(),
-            vec![0.5, 0.5]
-        );
-        assert_eq!(
-            Vec::<f32>::try_from(mc.flatten(0, -1)).unwrap()[..3],
-            [0.5, 0.0, 0.5]
-        );
+        assert_eq!(Vec::<f32>::try_from(ma.flatten(0, -1)).unwrap(), vec![0.5, 0.5]);
+        assert_eq!(Vec::<f32>::try_from(mc.flatten(0, -1)).unwrap()[..3], [0.5, 0.0, 0.5]);
     }
 
     #[test]
     fn plans_merge_the_most_similar_layers_first() {
-        let colours = [
-            [0.0, 0.0, 0.0],
-            [1.0, 1.0, 1.0],
-            [0.05, 0.0, 0.0],
-            [0.9, 0.9, 1.0],
-        ];
+        let colours = [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.05, 0.0, 0.0], [0.9, 0.9, 1.0]];
         let groups = plan_merges(&colours, &[1.0, 1.0, 1.0, 1.0], 2);
         assert_eq!(groups, vec![vec![0, 2], vec![1, 3]]);
         assert_eq!(plan_merges(&colours, &[1.0; 4], 4).len(), 4);
@@ -300,23 +232,14 @@ mod tests {
     fn auto_merges_only_colours_that_all_lie_close() {
         // A chain 0 - 1 - 2 of steps 0.15: single linkage would join all three, complete
         // linkage keeps the ends (0.3 apart) in different layers.
-        let colours = [
-            [0.0, 0.0, 0.0],
-            [0.15, 0.0, 0.0],
-            [0.3, 0.0, 0.0],
-            [1.0, 1.0, 1.0],
-            [0.95, 1.0, 1.0],
-        ];
+        let colours = [[0.0, 0.0, 0.0], [0.15, 0.0, 0.0], [0.3, 0.0, 0.0], [1.0, 1.0, 1.0], [0.95, 1.0, 1.0]];
         let groups = auto_merges(&colours);
         assert_eq!(groups.len(), 3, "{groups:?}");
         assert!(groups.contains(&vec![3, 4]), "{groups:?}");
         for g in &groups {
             for &a in g {
                 for &b in g {
-                    assert!(
-                        distance(&colours[a], &colours[b]) < AUTO_DISTANCE,
-                        "{groups:?}"
-                    );
+                    assert!(distance(&colours[a], &colours[b]) < AUTO_DISTANCE, "{groups:?}");
                 }
             }
         }
@@ -326,12 +249,7 @@ mod tests {
 
     #[test]
     fn sparse_layers_join_their_nearest_colour_and_the_rest_stay() {
-        let colours = [
-            [0.0, 0.0, 0.0],
-            [1.0, 1.0, 1.0],
-            [0.9, 0.9, 0.9],
-            [0.1, 0.0, 0.0],
-        ];
+        let colours = [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.9, 0.9, 0.9], [0.1, 0.0, 0.0]];
         let masses = [50.0, 40.0, 1.0, 0.5];
         let mut groups = vec![vec![0], vec![1], vec![2], vec![3]];
         merge_sparse(&mut groups, &colours, &masses, 2.0);
@@ -339,21 +257,9 @@ mod tests {
         let mut one = vec![vec![0], vec![1]];
         merge_sparse(&mut one, &colours, &[0.0, 0.0], 10.0);
         assert_eq!(one.len(), 1, "merging stops at one layer");
-        let p = DecomposeParams {
-            min_coverage: Some(lamina_common::params::Share::parse("0.02").unwrap()),
-            ..DecomposeParams::default()
-        };
-        assert_eq!(
-            plan_layers(&colours, &masses, 100.0, &p),
-            Some(vec![vec![0, 3], vec![1, 2]])
-        );
-        assert_eq!(
-            plan_layers(&colours, &masses, 100.0, &DecomposeParams::default()),
-            None
-        );
-        assert_eq!(
-            pad_groups(vec![vec![vec![0], vec![1]], vec![vec![0, 1]]])[1],
-            vec![vec![0, 1], vec![]]
-        );
+        let p = DecomposeParams { min_coverage: Some(lamina_common::params::Share::parse("0.02").unwrap()), ..DecomposeParams::default() };
+        assert_eq!(plan_layers(&colours, &masses, 100.0, &p), Some(vec![vec![0, 3], vec![1, 2]]));
+        assert_eq!(plan_layers(&colours, &masses, 100.0, &DecomposeParams::default()), None);
+        assert_eq!(pad_groups(vec![vec![vec![0], vec![1]], vec![vec![0, 1]]])[1], vec![vec![0, 1], vec![]]);
     }
 }

@@ -11,8 +11,8 @@ pub mod resample;
 
 use tch::Tensor;
 
-use lamina_common::params::{DecomposeParams, Quality, FAST_PIXELS};
 use lamina_families::{Capabilities, Family, ParamRule};
+use lamina_common::params::{DecomposeParams, Quality, FAST_PIXELS};
 
 pub use blend::{alpha_add_to_normal, merge_alpha_add, plan_merges};
 pub use precision::{Precision, PrecisionChoice, AUTO_TOLERANCE};
@@ -71,21 +71,14 @@ pub enum ModelError {
 
 /// What libtorch's allocators say when memory runs out (CUDA: "out of memory"; the CPU
 /// allocator: "not enough memory", or the C library's "cannot allocate memory").
-const OUT_OF_MEMORY: [&str; 4] = [
-    "out of memory",
-    "not enough memory",
-    "can't allocate memory",
-    "cannot allocate memory",
-];
+const OUT_OF_MEMORY: [&str; 4] = ["out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory"];
 
 impl ModelError {
     /// The same error, as [`ModelError::OutOfMemory`] when libtorch's message says the device
     /// ran out of memory.
     pub fn classify(self) -> ModelError {
         let model = match &self {
-            ModelError::Torch { model, .. }
-            | ModelError::Contract { model, .. }
-            | ModelError::Crashed { model, .. } => model.clone(),
+            ModelError::Torch { model, .. } | ModelError::Contract { model, .. } | ModelError::Crashed { model, .. } => model.clone(),
             _ => return self,
         };
         let reason = self.to_string();
@@ -158,11 +151,7 @@ pub struct Decomposed {
 pub trait LayerSink {
     /// Called once before any band: which model layers form each output layer, and the
     /// palette (palette models only).
-    fn begin(
-        &mut self,
-        sources: Vec<Vec<usize>>,
-        palette: Option<Vec<[u8; 3]>>,
-    ) -> Result<(), ModelError>;
+    fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError>;
     /// Each model layer's role and words, before [`LayerSink::begin`], from models that
     /// report them layer by layer (design models).
     fn labels(&mut self, labels: Vec<lamina_common::manifest::LayerLabel>) {
@@ -178,23 +167,14 @@ pub trait LayerSink {
 /// zeroed where alpha is 0: it is meaningless there, and zeros compress better.
 pub fn quantise(layers: &Tensor) -> Result<Vec<Vec<u8>>, tch::TchError> {
     let (l, _, h, w) = layers.size4()?;
-    let q = (layers * 255.0 + 0.5)
-        .floor()
-        .clamp(0.0, 255.0)
-        .to_kind(tch::Kind::Uint8);
+    let q = (layers * 255.0 + 0.5).floor().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8);
     let visible = q.narrow(1, 3, 1).gt(0).to_kind(tch::Kind::Uint8);
     let q = Tensor::cat(&[q.narrow(1, 0, 3) * &visible, q.narrow(1, 3, 1)], 1);
-    let q = q
-        .permute([0, 2, 3, 1])
-        .contiguous()
-        .to_device(tch::Device::Cpu);
+    let q = q.permute([0, 2, 3, 1]).contiguous().to_device(tch::Device::Cpu);
     let bytes = Vec::<u8>::try_from(q.view(-1))?;
     let per_layer = (h * w * 4) as usize;
     debug_assert_eq!(bytes.len(), per_layer * l as usize);
-    Ok(bytes
-        .chunks_exact(per_layer.max(1))
-        .map(<[u8]>::to_vec)
-        .collect())
+    Ok(bytes.chunks_exact(per_layer.max(1)).map(<[u8]>::to_vec).collect())
 }
 
 /// A decomposition model on one device. Inference is blocking: call it from a dedicated
@@ -215,10 +195,7 @@ pub trait Model: Send {
     fn set_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
         match precision {
             Precision::Fp32 => Ok(()),
-            other => Err(ModelError::Params {
-                model: self.desc().id.clone(),
-                reason: format!("runs in fp32 only, not {other}"),
-            }),
+            other => Err(ModelError::Params { model: self.desc().id.clone(), reason: format!("runs in fp32 only, not {other}") }),
         }
     }
 
@@ -235,10 +212,7 @@ pub trait Model: Send {
         if precision == self.precision() {
             Ok(())
         } else {
-            Err(ModelError::Params {
-                model: self.desc().id.clone(),
-                reason: format!("runs fast mode in its reference precision only, not {precision}"),
-            })
+            Err(ModelError::Params { model: self.desc().id.clone(), reason: format!("runs fast mode in its reference precision only, not {precision}") })
         }
     }
 
@@ -254,32 +228,17 @@ pub trait Model: Send {
     /// and again on every batch.
     fn check_params(&self, params: &DecomposeParams) -> Result<(), ModelError> {
         let desc = self.desc();
-        desc.rule
-            .check(params)
-            .map_err(|refusal| ModelError::Params {
-                model: desc.id.clone(),
-                reason: refusal.to_string(),
-            })
+        desc.rule.check(params).map_err(|refusal| ModelError::Params { model: desc.id.clone(), reason: refusal.to_string() })
     }
 
     /// Decomposes a batch.
-    fn decompose(
-        &self,
-        batch: &Batch<'_>,
-        params: &DecomposeParams,
-    ) -> Result<Decomposed, ModelError>;
+    fn decompose(&self, batch: &Batch<'_>, params: &DecomposeParams) -> Result<Decomposed, ModelError>;
 
     /// Decomposes one image that [`runs_large`] says is large (the batcher decides from the
     /// model's [`ModelDesc`], its one description of how the model batches and tiles), in memory bounded by
     /// `budget`, handing the layers to `sink` band by band. Models that cannot tile refuse
     /// with the reason.
-    fn decompose_large(
-        &self,
-        image: &Decoded,
-        params: &DecomposeParams,
-        budget: u64,
-        sink: &mut dyn LayerSink,
-    ) -> Result<(), ModelError> {
+    fn decompose_large(&self, image: &Decoded, params: &DecomposeParams, budget: u64, sink: &mut dyn LayerSink) -> Result<(), ModelError> {
         let _ = (params, sink);
         let need = whole_bytes(self.desc(), image.width, image.height);
         Err(ModelError::TooLarge {
@@ -297,26 +256,16 @@ pub trait Model: Send {
 
 /// Whether an image takes [`Model::decompose_large`]: it needs more than `budget` bytes in
 /// one forward pass, or fast mode reduces it.
-pub fn runs_large(
-    desc: &ModelDesc,
-    width: u32,
-    height: u32,
-    params: &DecomposeParams,
-    budget: u64,
-) -> bool {
+pub fn runs_large(desc: &ModelDesc, width: u32, height: u32, params: &DecomposeParams, budget: u64) -> bool {
     let pixels = u64::from(width) * u64::from(height);
-    let fast = desc.caps().fast_reduces
-        && params.quality == Quality::Fast
-        && pixels > fast_pixels(desc.bytes_per_pixel, budget);
+    let fast = desc.caps().fast_reduces && params.quality == Quality::Fast && pixels > fast_pixels(desc.bytes_per_pixel, budget);
     fast || whole_bytes(desc, width, height) > budget
 }
 
 /// The most pixels the networks see in fast mode: about 1 MP, less when the budget is
 /// smaller.
 pub fn fast_pixels(bytes_per_pixel: u64, budget: u64) -> u64 {
-    FAST_PIXELS
-        .min(budget / bytes_per_pixel.max(1))
-        .max(64 * 64)
+    FAST_PIXELS.min(budget / bytes_per_pixel.max(1)).max(64 * 64)
 }
 
 /// Working memory of one forward pass over an image of this size (padded to the model's
@@ -324,16 +273,11 @@ pub fn fast_pixels(bytes_per_pixel: u64, budget: u64) -> u64 {
 pub fn whole_bytes(desc: &ModelDesc, width: u32, height: u32) -> u64 {
     let m = desc.size_multiple.max(1) as u64;
     let pad = |v: u32| u64::from(v).div_ceil(m) * m;
-    pad(width)
-        .saturating_mul(pad(height))
-        .saturating_mul(desc.bytes_per_pixel)
+    pad(width).saturating_mul(pad(height)).saturating_mul(desc.bytes_per_pixel)
 }
 
 pub fn torch_err(model: &str) -> impl FnOnce(tch::TchError) -> ModelError + '_ {
-    move |source| ModelError::Torch {
-        model: model.to_owned(),
-        source,
-    }
+    move |source| ModelError::Torch { model: model.to_owned(), source }
 }
 
 #[cfg(test)]
@@ -342,30 +286,16 @@ mod error_tests {
 
     #[test]
     fn running_out_of_memory_is_known_by_its_type_and_keeps_its_message() {
-        let crashed = ModelError::Crashed {
-            model: "m@1".into(),
-            reason: "CUDA out of memory. Tried to allocate 2.00 GiB".into(),
-        };
+        let crashed = ModelError::Crashed { model: "m@1".into(), reason: "CUDA out of memory. Tried to allocate 2.00 GiB".into() };
         let text = crashed.to_string();
         let classified = crashed.classify();
         assert!(classified.is_out_of_memory());
         assert_eq!(classified.to_string(), text);
-        let cpu = ModelError::Contract {
-            model: "m@1".into(),
-            reason: "DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB".into(),
-        };
+        let cpu = ModelError::Contract { model: "m@1".into(), reason: "DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB".into() };
         assert!(cpu.classify().is_out_of_memory());
         // Other failures stay what they are, whatever their words.
-        assert!(!ModelError::Crashed {
-            model: "m@1".into(),
-            reason: "index out of range".into()
-        }
-        .classify()
-        .is_out_of_memory());
-        let params = ModelError::Params {
-            model: "m@1".into(),
-            reason: "out of memory in the name only".into(),
-        };
+        assert!(!ModelError::Crashed { model: "m@1".into(), reason: "index out of range".into() }.classify().is_out_of_memory());
+        let params = ModelError::Params { model: "m@1".into(), reason: "out of memory in the name only".into() };
         assert!(matches!(params.classify(), ModelError::Params { .. }));
     }
 }

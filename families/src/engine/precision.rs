@@ -61,11 +61,7 @@ impl PrecisionChoice {
             "fp32" | "float32" => Ok(PrecisionChoice::Fixed(Precision::Fp32)),
             "fp16" | "float16" | "half" => Ok(PrecisionChoice::Fixed(Precision::Fp16)),
             "bf16" | "bfloat16" => Ok(PrecisionChoice::Fixed(Precision::Bf16)),
-            _ => Err(lamina_common::BadValue::new(
-                "precision",
-                text,
-                "is not auto, fp32, fp16 or bf16",
-            )),
+            _ => Err(lamina_common::BadValue::new("precision", text, "is not auto, fp32, fp16 or bf16")),
         }
     }
 }
@@ -77,15 +73,9 @@ mod tests {
     #[test]
     fn names_parse_back() {
         for p in Precision::ALL {
-            assert_eq!(
-                PrecisionChoice::parse(p.name()),
-                Ok(PrecisionChoice::Fixed(p))
-            );
+            assert_eq!(PrecisionChoice::parse(p.name()), Ok(PrecisionChoice::Fixed(p)));
         }
         assert_eq!(PrecisionChoice::parse("AUTO"), Ok(PrecisionChoice::Auto));
-        assert!(PrecisionChoice::parse("fp8")
-            .unwrap_err()
-            .to_string()
-            .contains("fp8"));
+        assert!(PrecisionChoice::parse("fp8").unwrap_err().to_string().contains("fp8"));
     }
 }

@@ -7,23 +7,14 @@ use tch::{Device, Tensor};
 /// Rows `r0..r1` and columns `c0..c1` of `channels` planes of `h x w` floats, in the padded
 /// image's coordinates: rows and columns past the image repeat its last ones, as the
 /// untiled run's replication padding does.
-pub(crate) fn crop(
-    planes: &[f32],
-    channels: usize,
-    (h, w): (usize, usize),
-    (r0, r1): (usize, usize),
-    (c0, c1): (usize, usize),
-) -> Vec<f32> {
+pub(crate) fn crop(planes: &[f32], channels: usize, (h, w): (usize, usize), (r0, r1): (usize, usize), (c0, c1): (usize, usize)) -> Vec<f32> {
     let mut out = Vec::with_capacity(channels * (r1 - r0) * (c1 - c0));
     for c in 0..channels {
         let plane = &planes[c * h * w..(c + 1) * h * w];
         for r in r0..r1 {
             let row = &plane[r.min(h - 1) * w..][..w];
             out.extend_from_slice(&row[c0.min(w)..c1.min(w)]);
-            out.extend(std::iter::repeat_n(
-                row[w - 1],
-                c1.saturating_sub(c0.max(w)),
-            ));
+            out.extend(std::iter::repeat_n(row[w - 1], c1.saturating_sub(c0.max(w))));
         }
     }
     out
@@ -41,9 +32,7 @@ pub(crate) fn reduced_size((h, w): (i64, i64), target: u64) -> (i64, i64) {
     let s = (pixels / target.max(1) as f64).sqrt();
     let lh = ((h as f64 / s).floor() as i64).clamp(1, h);
     // A side that cannot shrink below one pixel leaves the other the rest of the target.
-    let lw = ((w as f64 / s).floor() as i64)
-        .min(target as i64 / lh)
-        .clamp(1, w);
+    let lw = ((w as f64 / s).floor() as i64).min(target as i64 / lh).clamp(1, w);
     (lh, lw)
 }
 
@@ -58,9 +47,7 @@ fn area_taps(full: usize, n: usize) -> Vec<(usize, Vec<f32>)> {
             let (lo, hi) = (j as f64 * ratio, ((j + 1) as f64 * ratio).min(full as f64));
             let first = lo.floor() as usize;
             let last = (hi.ceil() as usize).clamp(first + 1, full);
-            let weights = (first..last)
-                .map(|i| ((hi.min(i as f64 + 1.0) - lo.max(i as f64)) / (hi - lo)) as f32)
-                .collect();
+            let weights = (first..last).map(|i| ((hi.min(i as f64 + 1.0) - lo.max(i as f64)) / (hi - lo)) as f32).collect();
             (first, weights)
         })
         .collect()
@@ -69,39 +56,24 @@ fn area_taps(full: usize, n: usize) -> Vec<(usize, Vec<f32>)> {
 /// `channels` planes of `h x w` reduced to `lh x lw` by area averaging (every reduced pixel
 /// the mean of the source area it covers), reduced rows in parallel, with no full-size
 /// intermediate: `[1, channels, lh, lw]` on `device`.
-pub(crate) fn reduce(
-    planes: &[f32],
-    channels: usize,
-    (h, w): (i64, i64),
-    (lh, lw): (i64, i64),
-    device: Device,
-) -> Tensor {
+pub(crate) fn reduce(planes: &[f32], channels: usize, (h, w): (i64, i64), (lh, lw): (i64, i64), device: Device) -> Tensor {
     use rayon::prelude::*;
-    let (h, w, lh, lw) = (
-        h as usize,
-        w as usize,
-        lh.max(1) as usize,
-        lw.max(1) as usize,
-    );
+    let (h, w, lh, lw) = (h as usize, w as usize, lh.max(1) as usize, lw.max(1) as usize);
     let (rows, cols) = (area_taps(h, lh), area_taps(w, lw));
     let mut out = vec![0f32; channels * lh * lw];
-    out.par_chunks_mut(lw)
-        .enumerate()
-        .for_each(|(index, line)| {
-            let (c, j) = (index / lh, index % lh);
-            let plane = &planes[c * h * w..(c + 1) * h * w];
-            let (first, weights) = &rows[j];
-            for (i, &wy) in weights.iter().enumerate() {
-                let source = &plane[(first + i) * w..(first + i + 1) * w];
-                for (o, (x0, wx)) in line.iter_mut().zip(&cols) {
-                    let sum: f32 = wx.iter().zip(&source[*x0..]).map(|(a, b)| a * b).sum();
-                    *o += wy * sum;
-                }
+    out.par_chunks_mut(lw).enumerate().for_each(|(index, line)| {
+        let (c, j) = (index / lh, index % lh);
+        let plane = &planes[c * h * w..(c + 1) * h * w];
+        let (first, weights) = &rows[j];
+        for (i, &wy) in weights.iter().enumerate() {
+            let source = &plane[(first + i) * w..(first + i + 1) * w];
+            for (o, (x0, wx)) in line.iter_mut().zip(&cols) {
+                let sum: f32 = wx.iter().zip(&source[*x0..]).map(|(a, b)| a * b).sum();
+                *o += wy * sum;
             }
-        });
-    Tensor::from_slice(&out)
-        .view([1, channels as i64, lh as i64, lw as i64])
-        .to_device(device)
+        }
+    });
+    Tensor::from_slice(&out).view([1, channels as i64, lh as i64, lw as i64]).to_device(device)
 }
 
 /// Where output pixel `o` of an axis `full` long samples a reduced copy `n` long: the two
@@ -115,13 +87,7 @@ pub(crate) fn sample_at(o: usize, n: usize, full: usize) -> (usize, usize, f32) 
 
 /// Bilinear sampling positions for output positions `o0..o1` of an axis `full` long, from a
 /// reduced copy `n` long (see [`sample_at`]).
-pub(crate) fn axis(
-    o0: i64,
-    o1: i64,
-    n: i64,
-    full: i64,
-    device: Device,
-) -> (Tensor, Tensor, Tensor) {
+pub(crate) fn axis(o0: i64, o1: i64, n: i64, full: i64, device: Device) -> (Tensor, Tensor, Tensor) {
     let mut lo = Vec::with_capacity((o1 - o0) as usize);
     let mut hi = Vec::with_capacity(lo.capacity());
     let mut t = Vec::with_capacity(lo.capacity());
@@ -132,24 +98,17 @@ pub(crate) fn axis(
         t.push(s);
     }
     let on = |v: Tensor| v.to_device(device);
-    (
-        on(Tensor::from_slice(&lo)),
-        on(Tensor::from_slice(&hi)),
-        on(Tensor::from_slice(&t)),
-    )
+    (on(Tensor::from_slice(&lo)), on(Tensor::from_slice(&hi)), on(Tensor::from_slice(&t)))
 }
 
 /// Samples `x` (`[1,C,h,w]`) at the positions `rows` x `cols`.
-pub(crate) fn bilinear(
-    x: &Tensor,
-    rows: &(Tensor, Tensor, Tensor),
-    cols: &(Tensor, Tensor, Tensor),
-) -> Tensor {
+pub(crate) fn bilinear(x: &Tensor, rows: &(Tensor, Tensor, Tensor), cols: &(Tensor, Tensor, Tensor)) -> Tensor {
     let top = x.index_select(2, &rows.0);
     let y = &top + (x.index_select(2, &rows.1) - &top) * rows.2.view([1, 1, -1, 1]);
     let left = y.index_select(3, &cols.0);
     &left + (y.index_select(3, &cols.1) - &left) * cols.2.view([1, 1, 1, -1])
 }
+
 
 /// One band of rows of a full-size image, with the sampling positions that bring a reduced
 /// copy of it (see [`bands`]) to the same rows.
@@ -183,24 +142,10 @@ pub(crate) fn bands<E>(
     let cols = axis(0, w, lw, w, device);
     for y0 in (0..h).step_by(band_rows.max(1) as usize) {
         let y1 = (y0 + band_rows).min(h);
-        let pixels = crop(
-            rgb,
-            3,
-            (h as usize, w as usize),
-            (y0 as usize, y1 as usize),
-            (0, w as usize),
-        );
-        let full = Tensor::from_slice(&pixels)
-            .view([1, 3, y1 - y0, w])
-            .to_device(device);
+        let pixels = crop(rgb, 3, (h as usize, w as usize), (y0 as usize, y1 as usize), (0, w as usize));
+        let full = Tensor::from_slice(&pixels).view([1, 3, y1 - y0, w]).to_device(device);
         drop(pixels);
-        each(Band {
-            y0,
-            y1,
-            full,
-            along: axis(y0, y1, lh, h, device),
-            cols: &cols,
-        })?;
+        each(Band { y0, y1, full, along: axis(y0, y1, lh, h, device), cols: &cols })?;
     }
     Ok(())
 }

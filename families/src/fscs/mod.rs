@@ -14,29 +14,11 @@ pub static FAMILY: Family = Family {
     name: "fscs",
     forms: "fscs",
     listed: true,
-    rule: ParamRule {
-        layers: LayerRule::Range {
-            min: 2,
-            max: LAYERS as u8,
-            what: "",
-        },
-        palette: Some(LAYERS),
-        fast: true,
-        min_coverage: true,
-    },
-    caps: Capabilities {
-        roles: Roles::Colour,
-        pads: true,
-        fast_reduces: true,
-        fast_copy: true,
-        large: Large::Tiles,
-    },
+    rule: ParamRule { layers: LayerRule::Range { min: 2, max: LAYERS as u8, what: "" }, palette: Some(LAYERS), fast: true, min_coverage: true },
+    caps: Capabilities { roles: Roles::Colour, pads: true, fast_reduces: true, fast_copy: true, large: Large::Tiles },
     accepts: |text| text == "fscs",
     describe: |_| Description {
-        identity: Some(ModelIdentity {
-            id: MODEL_ID.to_owned(),
-            weights_sha256: WEIGHTS_SHA256.to_owned(),
-        }),
+        identity: Some(ModelIdentity { id: MODEL_ID.to_owned(), weights_sha256: WEIGHTS_SHA256.to_owned() }),
         rule: FAMILY.rule,
         caps: FAMILY.caps,
         unread: None,

@@ -63,9 +63,7 @@ fn yes() -> bool {
 #[serde(untagged, deny_unknown_fields)]
 pub enum MatteStage {
     /// `u2netp` or `isnet`.
-    Builtin {
-        builtin: String,
-    },
+    Builtin { builtin: String },
     Script(ScriptMatte),
 }
 
@@ -120,9 +118,7 @@ impl Recipe {
             name: format!("objects-{net}"),
             version: "1".into(),
             description: None,
-            matte: MatteStage::Builtin {
-                builtin: net.into(),
-            },
+            matte: MatteStage::Builtin { builtin: net.into() },
             inpaint: None,
             foreground: true,
             elements: false,
@@ -134,17 +130,10 @@ impl Recipe {
     /// Reads and checks a recipe; stage paths come back resolved against its folder. The
     /// error names the file and what is wrong.
     pub fn read(path: &Path) -> Result<Recipe, crate::CardError> {
-        let err = |reason: String| crate::CardError {
-            path: path.to_owned(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("cannot read the pipeline card: {e}")))?;
-        let mut recipe: Recipe =
-            serde_json::from_str(&text).map_err(|e| err(format!("bad pipeline card: {e}")))?;
-        recipe
-            .check()
-            .map_err(|reason| err(format!("bad pipeline card: {reason}")))?;
+        let err = |reason: String| crate::CardError { path: path.to_owned(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the pipeline card: {e}")))?;
+        let mut recipe: Recipe = serde_json::from_str(&text).map_err(|e| err(format!("bad pipeline card: {e}")))?;
+        recipe.check().map_err(|reason| err(format!("bad pipeline card: {reason}")))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         if let MatteStage::Script(m) = &mut recipe.matte {
             m.torchscript = dir.join(&m.torchscript);
@@ -162,19 +151,11 @@ impl Recipe {
         let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         match &self.matte {
             MatteStage::Builtin { builtin } if !matches!(builtin.as_str(), "isnet" | "u2netp") => {
-                return Err(format!(
-                    "matte builtin {builtin:?} is not one of isnet, u2netp"
-                ));
+                return Err(format!("matte builtin {builtin:?} is not one of isnet, u2netp"));
             }
-            MatteStage::Script(m) if !hex(&m.sha256) => {
-                return Err("matte sha256 must be 64 hex digits".into())
-            }
-            MatteStage::Script(m) if !(16..=4096).contains(&m.input_size) => {
-                return Err("matte input_size must be 16 to 4096".into())
-            }
-            MatteStage::Script(m) if m.std.iter().any(|&s| s <= 0.0) => {
-                return Err("matte std must be positive".into())
-            }
+            MatteStage::Script(m) if !hex(&m.sha256) => return Err("matte sha256 must be 64 hex digits".into()),
+            MatteStage::Script(m) if !(16..=4096).contains(&m.input_size) => return Err("matte input_size must be 16 to 4096".into()),
+            MatteStage::Script(m) if m.std.iter().any(|&s| s <= 0.0) => return Err("matte std must be positive".into()),
             _ => {}
         }
         if let Some(i) = &self.inpaint {
@@ -223,35 +204,17 @@ mod tests {
         }
         assert_eq!(r.inpaint.as_ref().unwrap().size_multiple, 8);
         assert!(r.foreground);
-        let (_dir, path) =
-            write(r#"{"kind":"pipeline","name":"b","version":"1","matte":{"builtin":"isnet"}}"#);
-        assert_eq!(
-            Recipe::read(&path).unwrap().matte,
-            MatteStage::Builtin {
-                builtin: "isnet".into()
-            }
-        );
+        let (_dir, path) = write(r#"{"kind":"pipeline","name":"b","version":"1","matte":{"builtin":"isnet"}}"#);
+        assert_eq!(Recipe::read(&path).unwrap().matte, MatteStage::Builtin { builtin: "isnet".into() });
     }
 
     #[test]
     fn bad_cards_name_the_file_and_the_fault() {
         for (text, fault) in [
-            (
-                r#"{"kind":"model","name":"r","version":"1","matte":{"builtin":"isnet"}}"#,
-                "kind",
-            ),
-            (
-                r#"{"kind":"pipeline","name":"r","version":"1","matte":{"builtin":"sam"}}"#,
-                "not one of",
-            ),
-            (
-                r#"{"kind":"pipeline","name":"r","version":"1","matte":{"builtin":"isnet"},"max_layers":12}"#,
-                "max_layers",
-            ),
-            (
-                r#"{"kind":"pipeline","name":"r","version":"1","matte":{"torchscript":"m.pt","sha256":"x","input_size":64}}"#,
-                "sha256",
-            ),
+            (r#"{"kind":"model","name":"r","version":"1","matte":{"builtin":"isnet"}}"#, "kind"),
+            (r#"{"kind":"pipeline","name":"r","version":"1","matte":{"builtin":"sam"}}"#, "not one of"),
+            (r#"{"kind":"pipeline","name":"r","version":"1","matte":{"builtin":"isnet"},"max_layers":12}"#, "max_layers"),
+            (r#"{"kind":"pipeline","name":"r","version":"1","matte":{"torchscript":"m.pt","sha256":"x","input_size":64}}"#, "sha256"),
             (r#"{"kind":"pipeline","name":"r"}"#, "bad pipeline card"),
         ] {
             let (_dir, path) = write(text);

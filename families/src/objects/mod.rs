@@ -8,9 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::{
-    Capabilities, Count, Description, Family, Large, LayerRule, ModelIdentity, ParamRule, Roles,
-};
+use crate::{Capabilities, Count, Description, Family, Large, LayerRule, ModelIdentity, ParamRule, Roles};
 use card::{Recipe, DEFAULT_MIN_COVERAGE, MAX_OBJECT_LAYERS};
 use lamina_common::params::{DecomposeParams, LayerCount, Share};
 
@@ -24,22 +22,12 @@ pub static FAMILY: Family = Family {
     forms: "objects, objects-small, pipeline:PATH",
     listed: true,
     rule: ParamRule {
-        layers: LayerRule::Range {
-            min: 2,
-            max: MAX_OBJECT_LAYERS,
-            what: "the background and up to 7 objects",
-        },
+        layers: LayerRule::Range { min: 2, max: MAX_OBJECT_LAYERS, what: "the background and up to 7 objects" },
         palette: None,
         fast: false,
         min_coverage: true,
     },
-    caps: Capabilities {
-        roles: Roles::Objects,
-        pads: false,
-        fast_reduces: false,
-        fast_copy: false,
-        large: Large::Tiles,
-    },
+    caps: Capabilities { roles: Roles::Objects, pads: false, fast_reduces: false, fast_copy: false, large: Large::Tiles },
     accepts: |text| ObjectNet::named(text).is_some() || pipeline_card(text).is_some(),
     describe,
     explain,
@@ -76,40 +64,24 @@ impl ObjectNet {
             ObjectNet::IsNet => ("objects-isnet@1", ISNET_SHA256),
             ObjectNet::U2Netp => ("objects-u2netp@1", U2NETP_SHA256),
         };
-        ModelIdentity {
-            id: id.to_owned(),
-            weights_sha256: sha.to_owned(),
-        }
+        ModelIdentity { id: id.to_owned(), weights_sha256: sha.to_owned() }
     }
 }
 
 pub fn pipeline_card(text: &str) -> Option<&Path> {
-    text.strip_prefix("pipeline:")
-        .filter(|p| !p.is_empty())
-        .map(Path::new)
+    text.strip_prefix("pipeline:").filter(|p| !p.is_empty()).map(Path::new)
 }
 
 pub fn describe(text: &str) -> Description {
-    let mut description = Description {
-        identity: None,
-        rule: FAMILY.rule,
-        caps: FAMILY.caps,
-        unread: None,
-    };
+    let mut description = Description { identity: None, rule: FAMILY.rule, caps: FAMILY.caps, unread: None };
     if let Some(net) = ObjectNet::named(text) {
         description.identity = Some(net.identity());
     } else if let Some(path) = pipeline_card(text) {
         // The card names its stages' sha256, so the card's own hash covers the weights.
-        let bytes = std::fs::read(path).map_err(|e| crate::CardError {
-            path: path.to_owned(),
-            reason: format!("cannot read the pipeline card: {e}"),
-        });
+        let bytes = std::fs::read(path).map_err(|e| crate::CardError { path: path.to_owned(), reason: format!("cannot read the pipeline card: {e}") });
         match bytes.and_then(|bytes| Ok((Recipe::read(path)?, bytes))) {
             Ok((recipe, bytes)) => {
-                description.identity = Some(ModelIdentity {
-                    id: format!("{}@{}", recipe.name, recipe.version),
-                    weights_sha256: hex::encode(Sha256::digest(&bytes)),
-                });
+                description.identity = Some(ModelIdentity { id: format!("{}@{}", recipe.name, recipe.version), weights_sha256: hex::encode(Sha256::digest(&bytes)) });
             }
             Err(reason) => description.unread = Some(reason),
         }

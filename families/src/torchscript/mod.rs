@@ -11,37 +11,19 @@ pub static FAMILY: Family = Family {
     name: "torchscript",
     forms: "torchscript:PATH",
     listed: true,
-    rule: ParamRule {
-        layers: LayerRule::Any,
-        palette: None,
-        fast: false,
-        min_coverage: false,
-    },
-    caps: Capabilities {
-        roles: Roles::Colour,
-        pads: false,
-        fast_reduces: false,
-        fast_copy: false,
-        large: Large::Refuse,
-    },
+    rule: ParamRule { layers: LayerRule::Any, palette: None, fast: false, min_coverage: false },
+    caps: Capabilities { roles: Roles::Colour, pads: false, fast_reduces: false, fast_copy: false, large: Large::Refuse },
     accepts: |text| model_path(text).is_some(),
     describe,
     explain: crate::explain_count,
 };
 
 pub fn model_path(text: &str) -> Option<&Path> {
-    text.strip_prefix("torchscript:")
-        .filter(|p| !p.is_empty())
-        .map(Path::new)
+    text.strip_prefix("torchscript:").filter(|p| !p.is_empty()).map(Path::new)
 }
 
 pub fn describe(text: &str) -> Description {
-    let mut description = Description {
-        identity: None,
-        rule: FAMILY.rule,
-        caps: FAMILY.caps,
-        unread: None,
-    };
+    let mut description = Description { identity: None, rule: FAMILY.rule, caps: FAMILY.caps, unread: None };
     if let Some(path) = model_path(text) {
         match ModelCard::read(&ModelCard::path_for(path)) {
             Ok(card) => {
@@ -89,18 +71,11 @@ impl ModelCard {
 
     /// Reads and checks a card; the error names the file and what is wrong.
     pub fn read(path: &Path) -> Result<ModelCard, crate::CardError> {
-        let err = |reason: String| crate::CardError {
-            path: path.to_owned(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("cannot read model card: {e}")))?;
-        let card: ModelCard =
-            serde_json::from_str(&text).map_err(|e| err(format!("bad model card: {e}")))?;
+        let err = |reason: String| crate::CardError { path: path.to_owned(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read model card: {e}")))?;
+        let card: ModelCard = serde_json::from_str(&text).map_err(|e| err(format!("bad model card: {e}")))?;
         if card.layers == 0 || card.size_multiple < 1 || card.max_side == 0 {
-            return Err(err(
-                "bad model card: layers, size_multiple and max_side must be positive".into(),
-            ));
+            return Err(err("bad model card: layers, size_multiple and max_side must be positive".into()));
         }
         if card.sha256.len() != 64 || !card.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(err("bad model card: sha256 must be 64 hex digits".into()));
@@ -110,9 +85,6 @@ impl ModelCard {
 
     /// The identity its manifests record: the card names the file's sha256.
     pub fn identity(&self) -> ModelIdentity {
-        ModelIdentity {
-            id: format!("{}@{}", self.name, self.version),
-            weights_sha256: self.sha256.to_lowercase(),
-        }
+        ModelIdentity { id: format!("{}@{}", self.name, self.version), weights_sha256: self.sha256.to_lowercase() }
     }
 }

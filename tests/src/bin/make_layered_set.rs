@@ -43,36 +43,25 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = || {
-        format!(
-            "usage: make-layered-set OUT_DIR [--variant N]   (e.g. {})",
-            docs::COMMAND
-        )
-    };
+    let usage = || format!("usage: make-layered-set OUT_DIR [--variant N]   (e.g. {})", docs::COMMAND);
     let (out, variant) = match args.as_slice() {
         [dir] if !dir.starts_with('-') => (PathBuf::from(dir), 0),
-        [dir, flag, n] if !dir.starts_with('-') && flag == "--variant" => (
-            PathBuf::from(dir),
-            n.parse::<u32>()
-                .map_err(|_| format!("--variant {n}: not a whole number; {}", usage()))?,
-        ),
+        [dir, flag, n] if !dir.starts_with('-') && flag == "--variant" => {
+            (PathBuf::from(dir), n.parse::<u32>().map_err(|_| format!("--variant {n}: not a whole number; {}", usage()))?)
+        }
         _ => return Err(usage()),
     };
     // The bundled photos, found from this crate's source folder: a dev tool run from the
     // repository, never installed elsewhere.
     let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/samples");
     if !photos.is_dir() {
-        return Err(format!(
-            "the bundled photos are missing: {} is not a folder",
-            photos.display()
-        ));
+        return Err(format!("the bundled photos are missing: {} is not a folder", photos.display()));
     }
 
     for sub in ["inputs", "gt"] {
         let dir = out.join(sub);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
         }
     }
     let specs = samples::table();
@@ -80,25 +69,14 @@ fn run() -> Result<(), String> {
     for (index, spec) in specs.iter().enumerate() {
         if let Some(file) = spec.photo() {
             if docs::photo_terms(file).is_none() {
-                return Err(format!(
-                    "{file} is not one of the photos whose terms the set lists"
-                ));
+                return Err(format!("{file} is not one of the photos whose terms the set lists"));
             }
         }
         let sample = spec.make(index, variant, &photos)?;
         let (w, h) = sample.composite.dimensions();
-        write_png(
-            &out.join("inputs").join(&sample.name),
-            sample.composite.as_raw(),
-            w,
-            h,
-            ExtendedColorType::Rgb8,
-        )?;
+        write_png(&out.join("inputs").join(&sample.name), sample.composite.as_raw(), w, h, ExtendedColorType::Rgb8)?;
         for (n, layer) in sample.layers.iter().enumerate() {
-            let path = out
-                .join("gt")
-                .join(&sample.name)
-                .join(format!("layer-{n:02}.png"));
+            let path = out.join("gt").join(&sample.name).join(format!("layer-{n:02}.png"));
             write_png(&path, layer.as_raw(), w, h, ExtendedColorType::Rgba8)?;
         }
         eprintln!("{} ({w}x{h}, {} layers)", sample.name, sample.layers.len());
@@ -113,20 +91,13 @@ fn run() -> Result<(), String> {
 /// Encodes in memory, then writes, so that a failed write is reported rather than lost in a
 /// buffered writer's drop. Best compression: the set is committed to the repository. (Any
 /// PNG decoder gives the same pixels whatever the encoder's version; only the bytes may vary.)
-fn write_png(
-    path: &Path,
-    pixels: &[u8],
-    w: u32,
-    h: u32,
-    colour: ExtendedColorType,
-) -> Result<(), String> {
+fn write_png(path: &Path, pixels: &[u8], w: u32, h: u32, colour: ExtendedColorType) -> Result<(), String> {
     let mut bytes = Vec::new();
     PngEncoder::new_with_quality(&mut bytes, CompressionType::Best, FilterType::Adaptive)
         .write_image(pixels, w, h, colour)
         .map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

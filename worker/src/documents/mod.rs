@@ -54,12 +54,7 @@ pub trait FormatWriter: Send {
     /// Row `y` of the canvas: each layer's part inside its rectangle (8-bit straight RGBA;
     /// `None` where the row is outside it), and the row's composite (premultiplied RGBA in
     /// [0,1], the whole width).
-    fn row(
-        &mut self,
-        y: u32,
-        layers: &[Option<&[u8]>],
-        composite: &[[f32; 4]],
-    ) -> Result<(), RenderError>;
+    fn row(&mut self, y: u32, layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), RenderError>;
 
     /// The finished document, `(file name, bytes)`. `layer_pngs` are the layer files as
     /// written (each holding its rectangle), for formats that embed them.
@@ -87,89 +82,42 @@ pub struct Documents {
 /// Builds what `render` asks for from a canvas of `width` x `height` and its stored layers
 /// (bottom first); `has_alpha` says whether the input had transparency, which the PSD's
 /// merged image then carries.
-pub fn build(
-    width: u32,
-    height: u32,
-    layers: Vec<DocLayer>,
-    has_alpha: bool,
-    render: &RenderParams,
-) -> Result<Documents, RenderError> {
-    let canvas = BBox {
-        x: 0,
-        y: 0,
-        width,
-        height,
-    };
-    let rects: Vec<BBox> = layers
-        .iter()
-        .map(|l| if render.crop_layers { l.bbox } else { canvas })
-        .collect();
+pub fn build(width: u32, height: u32, layers: Vec<DocLayer>, has_alpha: bool, render: &RenderParams) -> Result<Documents, RenderError> {
+    let canvas = BBox { x: 0, y: 0, width, height };
+    let rects: Vec<BBox> = layers.iter().map(|l| if render.crop_layers { l.bbox } else { canvas }).collect();
     for l in &layers {
         if !fits(l.placed, canvas) || !fits(l.bbox, canvas) {
-            return Err(RenderError::Layer(format!(
-                "layer {:?} lies outside the {width}x{height} canvas",
-                l.name
-            )));
+            return Err(RenderError::Layer(format!("layer {:?} lies outside the {width}x{height} canvas", l.name)));
         }
     }
-    let wanted: Vec<&(Format, Open)> = WRITERS
-        .iter()
-        .filter(|(format, _)| render.formats.contains(*format))
-        .collect();
+    let wanted: Vec<&(Format, Open)> = WRITERS.iter().filter(|(format, _)| render.formats.contains(*format)).collect();
     // The stored PNGs already are the layer files asked for: nothing to read.
     if wanted.is_empty() && layers.iter().zip(&rects).all(|(l, r)| l.placed == *r) {
-        return Ok(Documents {
-            pngs: layers.into_iter().map(|l| l.png).collect(),
-            files: Vec::new(),
-        });
+        return Ok(Documents { pngs: layers.into_iter().map(|l| l.png).collect(), files: Vec::new() });
     }
     let mut readers = layers
         .iter()
         .map(|l| {
             let mut decoder = png::Decoder::new(Cursor::new(l.png.as_slice()));
             decoder.set_transformations(png::Transformations::IDENTITY);
-            let reader = decoder.read_info().map_err(|e| {
-                RenderError::Layer(format!("cannot read back layer {:?}: {e}", l.name))
-            })?;
+            let reader = decoder.read_info().map_err(|e| RenderError::Layer(format!("cannot read back layer {:?}: {e}", l.name)))?;
             let info = reader.info();
             let (pw, ph) = (l.placed.width, l.placed.height);
-            if (info.width, info.height, info.color_type, info.bit_depth)
-                != (pw, ph, png::ColorType::Rgba, png::BitDepth::Eight)
-            {
-                return Err(RenderError::Layer(format!(
-                    "layer {:?} is not {pw}x{ph} 8-bit RGBA",
-                    l.name
-                )));
+            if (info.width, info.height, info.color_type, info.bit_depth) != (pw, ph, png::ColorType::Rgba, png::BitDepth::Eight) {
+                return Err(RenderError::Layer(format!("layer {:?} is not {pw}x{ph} 8-bit RGBA", l.name)));
             }
             Ok(reader)
         })
         .collect::<Result<Vec<_>, RenderError>>()?;
 
     let names: Vec<String> = layers.iter().map(|l| l.name.clone()).collect();
-    let stack = Stack {
-        width,
-        height,
-        has_alpha,
-        names: &names,
-        rects: &rects,
-    };
-    let mut writers = wanted
-        .iter()
-        .map(|(_, open)| open(&stack))
-        .collect::<Result<Vec<_>, _>>()?;
+    let stack = Stack { width, height, has_alpha, names: &names, rects: &rects };
+    let mut writers = wanted.iter().map(|(_, open)| open(&stack)).collect::<Result<Vec<_>, _>>()?;
     // A layer file is written anew only where its rectangle changes (cropped <-> whole).
     let mut placed_anew = layers
         .iter()
         .zip(&rects)
-        .map(|(l, r)| {
-            if l.placed == *r {
-                Ok(None)
-            } else {
-                StreamPng::new(r.width, r.height)
-                    .map(Some)
-                    .map_err(RenderError::Output)
-            }
-        })
+        .map(|(l, r)| if l.placed == *r { Ok(None) } else { StreamPng::new(r.width, r.height).map(Some).map_err(RenderError::Output) })
         .collect::<Result<Vec<_>, _>>()?;
     let mut full = vec![vec![0u8; width as usize * 4]; layers.len()];
     let mut premultiplied = vec![[0f32; 4]; width as usize];
@@ -181,19 +129,8 @@ pub fn build(
             if y >= p.y && y < p.y + p.height {
                 let stored = match reader.next_row() {
                     Ok(Some(row)) => row.data(),
-                    Ok(None) => {
-                        return Err(RenderError::Layer(format!(
-                            "layer {:?} ends after {} rows",
-                            layers[i].name,
-                            y - p.y
-                        )))
-                    }
-                    Err(e) => {
-                        return Err(RenderError::Layer(format!(
-                            "cannot read back layer {:?}: {e}",
-                            layers[i].name
-                        )))
-                    }
+                    Ok(None) => return Err(RenderError::Layer(format!("layer {:?} ends after {} rows", layers[i].name, y - p.y))),
+                    Err(e) => return Err(RenderError::Layer(format!("cannot read back layer {:?}: {e}", layers[i].name))),
                 };
                 row[p.x as usize * 4..(p.x + p.width) as usize * 4].copy_from_slice(stored);
             } else if y == p.y + p.height {
@@ -205,10 +142,7 @@ pub fn build(
         let parts: Vec<Option<&[u8]>> = full
             .iter()
             .zip(&rects)
-            .map(|(row, r)| {
-                (y >= r.y && y < r.y + r.height)
-                    .then(|| &row[r.x as usize * 4..(r.x + r.width) as usize * 4])
-            })
+            .map(|(row, r)| (y >= r.y && y < r.y + r.height).then(|| &row[r.x as usize * 4..(r.x + r.width) as usize * 4]))
             .collect();
         for (png, part) in placed_anew.iter_mut().zip(&parts) {
             if let (Some(png), Some(part)) = (png.as_mut(), part) {
@@ -229,16 +163,12 @@ pub fn build(
             None => Ok(l.png),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let files = writers
-        .into_iter()
-        .map(|w| w.finish(&pngs))
-        .collect::<Result<Vec<_>, _>>()?;
+    let files = writers.into_iter().map(|w| w.finish(&pngs)).collect::<Result<Vec<_>, _>>()?;
     Ok(Documents { pngs, files })
 }
 
 fn fits(r: BBox, canvas: BBox) -> bool {
-    u64::from(r.x) + u64::from(r.width) <= u64::from(canvas.width)
-        && u64::from(r.y) + u64::from(r.height) <= u64::from(canvas.height)
+    u64::from(r.x) + u64::from(r.width) <= u64::from(canvas.width) && u64::from(r.y) + u64::from(r.height) <= u64::from(canvas.height)
 }
 
 pub(crate) fn quantise(v: f32) -> u8 {
@@ -251,12 +181,7 @@ pub(crate) fn quantise(v: f32) -> u8 {
 pub(crate) fn over(acc: &mut [[f32; 4]], line: &[u8]) {
     for (acc, px) in acc.iter_mut().zip(line.chunks_exact(4)) {
         let a = f32::from(px[3]) / 255.0;
-        let colour = [
-            f32::from(px[0]) / 255.0,
-            f32::from(px[1]) / 255.0,
-            f32::from(px[2]) / 255.0,
-            1.0,
-        ];
+        let colour = [f32::from(px[0]) / 255.0, f32::from(px[1]) / 255.0, f32::from(px[2]) / 255.0, 1.0];
         for c in 0..4 {
             acc[c] = colour[c] * a + acc[c] * (1.0 - a);
         }
@@ -276,11 +201,7 @@ impl StreamPng {
         encoder.set_color(png::ColorType::Rgba);
         encoder.set_depth(png::BitDepth::Eight);
         encoder.set_compression(png::Compression::Fast);
-        let writer = encoder
-            .write_header()
-            .map_err(|e| e.to_string())?
-            .into_stream_writer()
-            .map_err(|e| e.to_string())?;
+        let writer = encoder.write_header().map_err(|e| e.to_string())?.into_stream_writer().map_err(|e| e.to_string())?;
         Ok(StreamPng { writer, bytes })
     }
 
@@ -293,3 +214,4 @@ impl StreamPng {
         Ok(self.bytes.take())
     }
 }
+

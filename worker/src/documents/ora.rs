@@ -37,26 +37,15 @@ pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, RenderError> {
 }
 
 impl FormatWriter for Writer {
-    fn row(
-        &mut self,
-        y: u32,
-        _layers: &[Option<&[u8]>],
-        composite: &[[f32; 4]],
-    ) -> Result<(), RenderError> {
+    fn row(&mut self, y: u32, _layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), RenderError> {
         for (px, out) in composite.iter().zip(self.straight.chunks_exact_mut(4)) {
             let a = px[3];
             for c in 0..3 {
-                out[c] = if a > 0.0 {
-                    super::quantise(px[c] / a)
-                } else {
-                    0
-                };
+                out[c] = if a > 0.0 { super::quantise(px[c] / a) } else { 0 };
             }
             out[3] = super::quantise(a);
         }
-        self.merged
-            .row(&self.straight)
-            .map_err(RenderError::Output)?;
+        self.merged.row(&self.straight).map_err(RenderError::Output)?;
         self.thumbnail.row(y, composite);
         Ok(())
     }
@@ -68,22 +57,10 @@ impl FormatWriter for Writer {
             .zip(&self.rects)
             .zip(layer_pngs)
             .enumerate()
-            .map(|(i, ((name, rect), png))| Layer {
-                name,
-                file: lamina_common::keys::layer_name(i),
-                x: rect.x,
-                y: rect.y,
-                png,
-            })
+            .map(|(i, ((name, rect), png))| Layer { name, file: lamina_common::keys::layer_name(i), x: rect.x, y: rect.y, png })
             .collect();
         let merged = self.merged.finish().map_err(RenderError::Output)?;
-        let ora = write(
-            self.width,
-            self.height,
-            &stack,
-            &merged,
-            &self.thumbnail.png().map_err(RenderError::Output)?,
-        )?;
+        let ora = write(self.width, self.height, &stack, &merged, &self.thumbnail.png().map_err(RenderError::Output)?)?;
         Ok((FILE.to_owned(), ora))
     }
 }
@@ -101,25 +78,11 @@ pub struct Layer<'a> {
 }
 
 /// The archive for a `width` x `height` canvas; `layers` bottom first.
-pub fn write(
-    width: u32,
-    height: u32,
-    layers: &[Layer<'_>],
-    merged: &[u8],
-    thumbnail: &[u8],
-) -> Result<Vec<u8>, RenderError> {
+pub fn write(width: u32, height: u32, layers: &[Layer<'_>], merged: &[u8], thumbnail: &[u8]) -> Result<Vec<u8>, RenderError> {
     let stack = stack_xml(width, height, layers);
     let paths: Vec<String> = layers.iter().map(|l| format!("data/{}", l.file)).collect();
-    let mut members: Vec<(&str, &[u8])> = vec![
-        ("mimetype", MIMETYPE.as_bytes()),
-        ("stack.xml", stack.as_bytes()),
-    ];
-    members.extend(
-        paths
-            .iter()
-            .zip(layers)
-            .map(|(path, l)| (path.as_str(), l.png)),
-    );
+    let mut members: Vec<(&str, &[u8])> = vec![("mimetype", MIMETYPE.as_bytes()), ("stack.xml", stack.as_bytes())];
+    members.extend(paths.iter().zip(layers).map(|(path, l)| (path.as_str(), l.png)));
     members.push(("mergedimage.png", merged));
     members.push(("Thumbnails/thumbnail.png", thumbnail));
     super::zip::stored(&members)
@@ -164,13 +127,7 @@ mod tests {
     #[test]
     fn mimetype_comes_first_and_stored_so_its_magic_is_at_offset_30() {
         let png = [1u8, 2, 3];
-        let layers = [Layer {
-            name: "00 <a&b>",
-            file: "layer-00.png".into(),
-            x: 3,
-            y: 4,
-            png: &png,
-        }];
+        let layers = [Layer { name: "00 <a&b>", file: "layer-00.png".into(), x: 3, y: 4, png: &png }];
         let ora = write(10, 20, &layers, &png, &png).unwrap();
         assert_eq!(&ora[..4], b"PK\x03\x04");
         assert_eq!(u16::from_le_bytes([ora[8], ora[9]]), 0, "stored");
@@ -178,10 +135,7 @@ mod tests {
         assert_eq!(&ora[30..38], b"mimetype");
         assert_eq!(&ora[38..54], MIMETYPE.as_bytes());
         let xml = stack_xml(10, 20, &layers);
-        assert!(
-            xml.contains(r#"name="00 &lt;a&amp;b&gt;" src="data/layer-00.png" x="3" y="4""#),
-            "{xml}"
-        );
+        assert!(xml.contains(r#"name="00 &lt;a&amp;b&gt;" src="data/layer-00.png" x="3" y="4""#), "{xml}");
     }
 }
 
@@ -203,17 +157,8 @@ impl Thumbnail {
         let tw = ((f64::from(width) * scale).round() as u32).clamp(1, THUMBNAIL);
         let th = ((f64::from(height) * scale).round() as u32).clamp(1, THUMBNAIL);
         let n = (tw * th) as usize;
-        let columns = (0..u64::from(width))
-            .map(|x| (x * u64::from(tw) / u64::from(width)) as u32)
-            .collect();
-        Thumbnail {
-            height,
-            tw,
-            th,
-            sums: vec![[0.0; 4]; n],
-            counts: vec![0; n],
-            columns,
-        }
+        let columns = (0..u64::from(width)).map(|x| (x * u64::from(tw) / u64::from(width)) as u32).collect();
+        Thumbnail { height, tw, th, sums: vec![[0.0; 4]; n], counts: vec![0; n], columns }
     }
 
     fn row(&mut self, y: u32, premultiplied: &[[f32; 4]]) {
@@ -230,19 +175,10 @@ impl Thumbnail {
 
     fn png(&self) -> Result<Vec<u8>, String> {
         let mut rgba = vec![0u8; self.sums.len() * 4];
-        for ((sum, &count), out) in self
-            .sums
-            .iter()
-            .zip(&self.counts)
-            .zip(rgba.chunks_exact_mut(4))
-        {
+        for ((sum, &count), out) in self.sums.iter().zip(&self.counts).zip(rgba.chunks_exact_mut(4)) {
             let a = sum[3] / f64::from(count.max(1));
             for c in 0..3 {
-                out[c] = if sum[3] > 0.0 {
-                    super::quantise((sum[c] / sum[3]) as f32)
-                } else {
-                    0
-                };
+                out[c] = if sum[3] > 0.0 { super::quantise((sum[c] / sum[3]) as f32) } else { 0 };
             }
             out[3] = super::quantise(a as f32);
         }

@@ -52,10 +52,7 @@ pub struct Writer {
 /// Opens the Photoshop writer for a stack (its entry in the format table).
 pub fn open(stack: &Stack<'_>) -> Result<Box<dyn FormatWriter>, RenderError> {
     let writer = Writer::new(stack.width, stack.height, stack.rects, stack.has_alpha)?;
-    Ok(Box::new(Document {
-        writer,
-        names: stack.names.to_vec(),
-    }))
+    Ok(Box::new(Document { writer, names: stack.names.to_vec() }))
 }
 
 /// The [`Writer`] with the layers' names it is finished with.
@@ -65,12 +62,7 @@ struct Document {
 }
 
 impl FormatWriter for Document {
-    fn row(
-        &mut self,
-        _y: u32,
-        layers: &[Option<&[u8]>],
-        composite: &[[f32; 4]],
-    ) -> Result<(), RenderError> {
+    fn row(&mut self, _y: u32, layers: &[Option<&[u8]>], composite: &[[f32; 4]]) -> Result<(), RenderError> {
         for (i, part) in layers.iter().enumerate() {
             if let Some(part) = part {
                 self.writer.layer_row(i, part);
@@ -89,12 +81,7 @@ impl FormatWriter for Document {
 const LAYER_CHANNELS: [i16; 4] = [-1, 0, 1, 2];
 
 impl Writer {
-    pub fn new(
-        width: u32,
-        height: u32,
-        rects: &[BBox],
-        has_alpha: bool,
-    ) -> Result<Writer, RenderError> {
+    pub fn new(width: u32, height: u32, rects: &[BBox], has_alpha: bool) -> Result<Writer, RenderError> {
         if width.max(height) > PSB_MAX_SIDE {
             return Err(RenderError::Output(format!("a {width}x{height} canvas is over the {PSB_MAX_SIDE} pixels a side a Photoshop document can hold")));
         }
@@ -125,8 +112,7 @@ impl Writer {
     pub fn layer_row(&mut self, i: usize, rgba: &[u8]) {
         for (c, source) in [3usize, 0, 1, 2].into_iter().enumerate() {
             self.scratch.clear();
-            self.scratch
-                .extend(rgba.chunks_exact(4).map(|px| px[source]));
+            self.scratch.extend(rgba.chunks_exact(4).map(|px| px[source]));
             self.layers[i][c].push(&self.scratch);
         }
     }
@@ -150,11 +136,7 @@ impl Writer {
         let name = self.file_name().to_owned();
         for (i, r) in self.rects.iter().enumerate() {
             if self.layers[i][0].counts.len() != r.height as usize {
-                return Err(RenderError::Layer(format!(
-                    "layer {i} got {} of its {} rows",
-                    self.layers[i][0].counts.len(),
-                    r.height
-                )));
+                return Err(RenderError::Layer(format!("layer {i} got {} of its {} rows", self.layers[i][0].counts.len(), r.height)));
             }
         }
         let mut out = Vec::new();
@@ -191,25 +173,14 @@ impl Writer {
             put32(&mut records, extra.len() as u32);
             records.extend_from_slice(&extra);
         }
-        let data: u64 = self
-            .layers
-            .iter()
-            .flatten()
-            .map(|c| self.channel_bytes(c))
-            .sum();
+        let data: u64 = self.layers.iter().flatten().map(|c| self.channel_bytes(c)).sum();
         let unpadded = records.len() as u64 + data;
         let info_len = unpadded.div_ceil(4) * 4;
-        let merged: u64 = 2 + self
-            .merged
-            .iter()
-            .map(|c| c.counts.len() as u64 * self.count_bytes() + c.data.len() as u64)
-            .sum::<u64>();
+        let merged: u64 = 2 + self.merged.iter().map(|c| c.counts.len() as u64 * self.count_bytes() + c.data.len() as u64).sum::<u64>();
         let length_bytes: u64 = if self.big { 8 } else { 4 };
         let section = length_bytes + info_len + 4;
         if !self.big && 38 + section + merged > u64::from(u32::MAX) {
-            return Err(RenderError::Output(
-                "the layers are over the 4 GiB a PSD can hold".to_owned(),
-            ));
+            return Err(RenderError::Output("the layers are over the 4 GiB a PSD can hold".to_owned()));
         }
         out.reserve((section + length_bytes + merged) as usize);
 
@@ -279,17 +250,7 @@ fn extra_data(name: &str) -> Vec<u8> {
     let mut extra = Vec::new();
     put32(&mut extra, 0);
     put32(&mut extra, 0);
-    let ascii: Vec<u8> = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii() && !c.is_ascii_control() {
-                c as u8
-            } else {
-                b'?'
-            }
-        })
-        .take(255)
-        .collect();
+    let ascii: Vec<u8> = name.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c as u8 } else { b'?' }).take(255).collect();
     extra.push(ascii.len() as u8);
     extra.extend_from_slice(&ascii);
     while extra.len() % 4 != 0 {
@@ -341,13 +302,7 @@ pub fn packbits(row: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     loop {
         let three_here = i + 2 < row.len() && row[i] == row[i + 1] && row[i + 1] == row[i + 2];
-        let Some(j) = (if three_here {
-            Some(i)
-        } else {
-            next_run(row, i)
-        }) else {
-            break;
-        };
+        let Some(j) = (if three_here { Some(i) } else { next_run(row, i) }) else { break };
         let run = run_length(&row[j..]);
         flush(buf, &mut o, &row[literal_start..j]);
         buf[o] = (1i16 - run as i16) as i8 as u8;
@@ -366,9 +321,7 @@ pub fn packbits(row: &[u8], out: &mut Vec<u8>) {
 /// [`next_run_words`] for the rest of the row.
 #[cfg(target_arch = "x86_64")]
 fn next_run(row: &[u8], mut k: usize) -> Option<usize> {
-    use std::arch::x86_64::{
-        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8,
-    };
+    use std::arch::x86_64::{__m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
     while k + 19 <= row.len() {
         // SAFETY: SSE2 is part of x86-64; the four unaligned 16-byte loads start at k to
         // k + 3 and end at k + 19 <= row.len(), inside the slice.
@@ -378,10 +331,7 @@ fn next_run(row: &[u8], mut k: usize) -> Option<usize> {
             let y = _mm_loadu_si128(p.add(1).cast::<__m128i>());
             let z = _mm_loadu_si128(p.add(2).cast::<__m128i>());
             let w = _mm_loadu_si128(p.add(3).cast::<__m128i>());
-            _mm_movemask_epi8(_mm_and_si128(
-                _mm_and_si128(_mm_cmpeq_epi8(x, y), _mm_cmpeq_epi8(y, z)),
-                _mm_cmpeq_epi8(z, w),
-            ))
+            _mm_movemask_epi8(_mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(x, y), _mm_cmpeq_epi8(y, z)), _mm_cmpeq_epi8(z, w)))
         };
         if mask != 0 {
             return Some(k + mask.trailing_zeros() as usize);
@@ -412,8 +362,7 @@ fn next_run_words(row: &[u8], mut k: usize) -> Option<usize> {
         }
         k += 8;
     }
-    (k..row.len().saturating_sub(3))
-        .find(|&j| row[j] == row[j + 1] && row[j + 1] == row[j + 2] && row[j + 2] == row[j + 3])
+    (k..row.len().saturating_sub(3)).find(|&j| row[j] == row[j + 1] && row[j + 1] == row[j + 2] && row[j + 2] == row[j + 3])
 }
 
 /// How many of `bytes`' first bytes (at most 128, one PackBits run) equal the first; `bytes`
@@ -424,11 +373,7 @@ fn run_length(bytes: &[u8]) -> usize {
     let v = bytes[0];
     let word = u64::from_ne_bytes([v; 8]);
     let mut n = 1;
-    while n + 8 <= max
-        && bytes[n..n + 8]
-            .try_into()
-            .is_ok_and(|w: [u8; 8]| u64::from_ne_bytes(w) == word)
-    {
+    while n + 8 <= max && bytes[n..n + 8].try_into().is_ok_and(|w: [u8; 8]| u64::from_ne_bytes(w) == word) {
         n += 8;
     }
     while n < max && bytes[n] == v {
@@ -463,45 +408,18 @@ mod tests {
 
     #[test]
     fn packbits_round_trips_and_stays_within_its_bound() {
-        let mut rows: Vec<Vec<u8>> = vec![
-            vec![],
-            vec![7],
-            vec![1, 1],
-            vec![1, 1, 1],
-            vec![0; 1000],
-            (0..=255).collect(),
-        ];
+        let mut rows: Vec<Vec<u8>> = vec![vec![], vec![7], vec![1, 1], vec![1, 1, 1], vec![0; 1000], (0..=255).collect()];
         let mut state = 17u32;
-        rows.push(
-            (0..777)
-                .map(|i| {
-                    if i % 50 < 20 {
-                        9
-                    } else {
-                        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                        (state >> 24) as u8
-                    }
-                })
-                .collect(),
-        );
+        rows.push((0..777).map(|i| if i % 50 < 20 { 9 } else { state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345); (state >> 24) as u8 }).collect());
         for row in rows {
             let mut packed = Vec::new();
             packbits(&row, &mut packed);
             assert_eq!(unpackbits(&packed).unwrap(), row);
-            assert!(
-                packed.len() <= row.len() + row.len().div_ceil(128),
-                "{} -> {}",
-                row.len(),
-                packed.len()
-            );
+            assert!(packed.len() <= row.len() + row.len().div_ceil(128), "{} -> {}", row.len(), packed.len());
         }
         let mut packed = Vec::new();
         packbits(&[5; 300], &mut packed);
-        assert_eq!(
-            packed,
-            vec![0x81, 5, 0x81, 5, 0xD5, 5],
-            "runs of 128, 128 and 44"
-        );
+        assert_eq!(packed, vec![0x81, 5, 0x81, 5, 0xD5, 5], "runs of 128, 128 and 44");
     }
 
     /// The fast scan packs exactly as the plain one (a run from where a literal would start
@@ -535,18 +453,12 @@ mod tests {
             flush(out, &row[literal_start..]);
         }
         let mut state = 99u32;
-        for len in [
-            0usize, 1, 2, 3, 4, 5, 9, 127, 128, 129, 130, 300, 1000, 4099,
-        ] {
+        for len in [0usize, 1, 2, 3, 4, 5, 9, 127, 128, 129, 130, 300, 1000, 4099] {
             for runs in [0u32, 2, 5, 9] {
                 let row: Vec<u8> = (0..len)
                     .map(|i| {
                         state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                        if runs > 0 && (i as u32 / 7) % runs == 0 {
-                            3
-                        } else {
-                            (state >> 29) as u8
-                        }
+                        if runs > 0 && (i as u32 / 7) % runs == 0 { 3 } else { (state >> 29) as u8 }
                     })
                     .collect();
                 let (mut fast, mut reference) = (Vec::new(), Vec::new());
@@ -559,20 +471,7 @@ mod tests {
 
     #[test]
     fn a_document_has_the_sections_in_order_with_consistent_lengths() {
-        let rects = [
-            BBox {
-                x: 0,
-                y: 0,
-                width: 3,
-                height: 2,
-            },
-            BBox {
-                x: 1,
-                y: 1,
-                width: 1,
-                height: 1,
-            },
-        ];
+        let rects = [BBox { x: 0, y: 0, width: 3, height: 2 }, BBox { x: 1, y: 1, width: 1, height: 1 }];
         let mut w = Writer::new(3, 2, &rects, false).unwrap();
         for _ in 0..2 {
             w.layer_row(0, &[10, 20, 30, 255, 10, 20, 30, 255, 10, 20, 30, 255]);
@@ -582,31 +481,15 @@ mod tests {
         let (name, bytes) = w.finish(&["00 #0a141e".into(), "01 é".into()]).unwrap();
         assert_eq!(name, "layers.psd");
         assert_eq!(&bytes[..6], b"8BPS\0\x01");
-        assert_eq!(
-            u16::from_be_bytes([bytes[12], bytes[13]]),
-            3,
-            "three channels without input alpha"
-        );
+        assert_eq!(u16::from_be_bytes([bytes[12], bytes[13]]), 3, "three channels without input alpha");
         let section = u32::from_be_bytes(bytes[34..38].try_into().unwrap()) as usize;
         let info = u32::from_be_bytes(bytes[38..42].try_into().unwrap()) as usize;
         assert_eq!(section, info + 8);
         assert_eq!(i16::from_be_bytes([bytes[42], bytes[43]]), 2);
         let image_data = 38 + section;
-        assert_eq!(
-            u16::from_be_bytes([bytes[image_data], bytes[image_data + 1]]),
-            1,
-            "RLE merged image"
-        );
-        let counts: Vec<u16> = (0..6)
-            .map(|i| {
-                u16::from_be_bytes([bytes[image_data + 2 + 2 * i], bytes[image_data + 3 + 2 * i]])
-            })
-            .collect();
-        assert_eq!(
-            image_data + 2 + 12 + counts.iter().map(|&c| c as usize).sum::<usize>(),
-            bytes.len(),
-            "the merged rows end the file"
-        );
+        assert_eq!(u16::from_be_bytes([bytes[image_data], bytes[image_data + 1]]), 1, "RLE merged image");
+        let counts: Vec<u16> = (0..6).map(|i| u16::from_be_bytes([bytes[image_data + 2 + 2 * i], bytes[image_data + 3 + 2 * i]])).collect();
+        assert_eq!(image_data + 2 + 12 + counts.iter().map(|&c| c as usize).sum::<usize>(), bytes.len(), "the merged rows end the file");
         assert!(Writer::new(40_000, 2, &rects, true).unwrap().file_name() == "layers.psb");
         assert!(Writer::new(400_000, 2, &rects, true).is_err());
     }

@@ -5,15 +5,9 @@
 
 /// Members in order, as `(name, bytes)`.
 pub fn stored(members: &[(&str, &[u8])]) -> Result<Vec<u8>, super::RenderError> {
-    let total: usize = members
-        .iter()
-        .map(|(n, b)| 30 + n.len() + b.len() + 46 + n.len())
-        .sum::<usize>()
-        + 22;
+    let total: usize = members.iter().map(|(n, b)| 30 + n.len() + b.len() + 46 + n.len()).sum::<usize>() + 22;
     if total > u32::MAX as usize || members.len() > usize::from(u16::MAX) {
-        return Err(super::RenderError::Output(
-            "the document is over the 4 GiB a ZIP archive without ZIP64 can hold".to_owned(),
-        ));
+        return Err(super::RenderError::Output("the document is over the 4 GiB a ZIP archive without ZIP64 can hold".to_owned()));
     }
     let mut out = Vec::with_capacity(total);
     let mut central = Vec::new();

@@ -12,9 +12,9 @@ use crate::decode::{decode_named, dimensions};
 use crate::runtime::ModelDesc;
 use lamina_common::manifest::Timings;
 use lamina_common::messages::{FailureKind, Task, TaskResult};
+use lamina_common::store::StoreCache;
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::store::sha256_etag;
-use lamina_common::store::StoreCache;
 
 pub(super) async fn run(
     stores: Arc<StoreCache>,
@@ -29,9 +29,7 @@ pub(super) async fn run(
     // Decoded pixels in flight (queued for the model, in the model, being encoded) are
     // bounded to twice the largest image, whatever the batch size: a run of 64 MP images
     // holds two of them decoded, not a channel's worth.
-    let pixels = Arc::new(Semaphore::new(
-        pixel_units(2 * config.max_pixels.max(1)) as usize
-    ));
+    let pixels = Arc::new(Semaphore::new(pixel_units(2 * config.max_pixels.max(1)) as usize));
     while open || !running.is_empty() {
         tokio::select! {
             task = tasks.recv(), if open && running.len() < FETCH_CONCURRENCY => match task {
@@ -80,21 +78,9 @@ async fn prepare(
     task: Task,
 ) -> Result<Item, Finished> {
     let started = Instant::now();
-    let fail = |kind: FailureKind, reason: String| {
-        Finished::new(
-            ticket,
-            &task,
-            TaskResult::failed(task.key.clone(), kind, reason),
-        )
-    };
-    let input = stores
-        .get(&task.input)
-        .await
-        .map_err(|e| fail(FailureKind::Store, format!("input location: {e}")))?;
-    let output = stores
-        .get(&task.output)
-        .await
-        .map_err(|e| fail(FailureKind::Store, format!("output location: {e}")))?;
+    let fail = |kind: FailureKind, reason: String| Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), kind, reason));
+    let input = stores.get(&task.input).await.map_err(|e| fail(FailureKind::Store, format!("input location: {e}")))?;
+    let output = stores.get(&task.output).await.map_err(|e| fail(FailureKind::Store, format!("output location: {e}")))?;
     let bytes = retry("fetch", RetryPolicy::default(), || input.get(&task.key))
         .await
         .map_err(|e| fail(FailureKind::Store, format!("cannot read input: {e}")))?;
@@ -108,23 +94,16 @@ async fn prepare(
         .filter(|&n| n <= max_pixels)
         .map_or(0, pixel_units)
         .min(pixel_units(2 * max_pixels.max(1)));
-    let room = pixels
-        .clone()
-        .acquire_many_owned(units)
-        .await
-        .map_err(|_| fail(FailureKind::Decode, "worker stopping".into()))?;
+    let room = pixels.clone().acquire_many_owned(units).await.map_err(|_| fail(FailureKind::Decode, "worker stopping".into()))?;
     let decoded = tokio::task::spawn_blocking(move || decode_named(&bytes, &name, max_pixels))
         .await
         .map_err(|e| fail(FailureKind::Decode, format!("decoder crashed: {e}")))?
         .map_err(|e| fail(e.kind(), e.to_string()))?;
     if decoded.width.max(decoded.height) > desc.max_side {
-        return Err(fail(
-            FailureKind::TooLarge,
-            format!(
-                "image is {}x{}, over model {}'s longest side of {} pixels",
-                decoded.width, decoded.height, desc.id, desc.max_side
-            ),
-        ));
+        return Err(fail(FailureKind::TooLarge, format!(
+            "image is {}x{}, over model {}'s longest side of {} pixels",
+            decoded.width, decoded.height, desc.id, desc.max_side
+        )));
     }
     let timings = Timings {
         fetch: ms(fetched - started),
@@ -133,17 +112,7 @@ async fn prepare(
     };
     let span = tracing::Span::current();
     debug!(width = decoded.width, height = decoded.height, "decoded");
-    Ok(Item {
-        ticket,
-        task,
-        output,
-        started,
-        etag,
-        image: Arc::new(decoded),
-        timings,
-        span,
-        _room: room,
-    })
+    Ok(Item { ticket, task, output, started, etag, image: Arc::new(decoded), timings, span, _room: room })
 }
 
 pub(super) fn ms(d: std::time::Duration) -> f64 {

@@ -44,10 +44,7 @@ use tracing::{debug, warn};
 use super::batch::{bucket, infer, padded, prepare, split_batch, Input};
 use super::{fetch::ms, Band, Finished, Inferred, Item, ModelClock};
 use crate::runtime::calibrate::Calibration;
-use crate::runtime::{
-    device_name, runs_large, whole_bytes, Lane, LayerSink, Model, ModelDesc, ModelError, Precision,
-    SharedModel,
-};
+use crate::runtime::{device_name, runs_large, whole_bytes, Lane, LayerSink, Model, ModelDesc, ModelError, Precision, SharedModel};
 use lamina_common::messages::{FailureKind, TaskResult};
 
 /// Runs the batcher on this thread and one thread per lane, until `decoded` closes.
@@ -76,38 +73,16 @@ pub(super) fn run(
     let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
         for (index, lane) in lanes.lanes().iter().enumerate() {
-            let (work_rx, inferred, results, clock) = (
-                work_rx.clone(),
-                inferred.clone(),
-                results.clone(),
-                clock.clone(),
-            );
+            let (work_rx, inferred, results, clock) = (work_rx.clone(), inferred.clone(), results.clone(), clock.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("lamina-lane-{index}"))
-                .spawn_scoped(scope, move || {
-                    run_lane(
-                        index,
-                        lane,
-                        &work_rx,
-                        model_budget,
-                        &inferred,
-                        &results,
-                        &clock,
-                    )
-                });
+                .spawn_scoped(scope, move || run_lane(index, lane, &work_rx, model_budget, &inferred, &results, &clock));
             if let Err(e) = spawned {
                 warn!(lane = index, error = %e, "cannot start an inference lane");
             }
         }
         drop(work_rx);
-        let batcher = Batcher {
-            desc: &desc,
-            calibration: &calibration,
-            batch_size,
-            budget,
-            model_budget,
-            pin: pin.is_cuda().then_some(pin),
-        };
+        let batcher = Batcher { desc: &desc, calibration: &calibration, batch_size, budget, model_budget, pin: pin.is_cuda().then_some(pin) };
         batcher.run(decoded, work_tx, &results);
     });
 }
@@ -116,11 +91,7 @@ pub(super) fn run(
 enum Unit {
     /// Images that share a forward pass at `shape`; on a GPU with their input already
     /// padded, stacked and pinned on the host.
-    Batch {
-        items: Vec<Item>,
-        shape: (i64, i64),
-        input: Option<Input>,
-    },
+    Batch { items: Vec<Item>, shape: (i64, i64), input: Option<Input> },
     /// One image for `Model::decompose_large`.
     Large(Item),
 }
@@ -136,12 +107,7 @@ struct Batcher<'a> {
 }
 
 impl Batcher<'_> {
-    fn run(
-        &self,
-        mut decoded: mpsc::Receiver<Item>,
-        work: SyncSender<Unit>,
-        results: &mpsc::Sender<Finished>,
-    ) {
+    fn run(&self, mut decoded: mpsc::Receiver<Item>, work: SyncSender<Unit>, results: &mpsc::Sender<Finished>) {
         let mut pending: Vec<Item> = Vec::new();
         loop {
             if pending.is_empty() {
@@ -167,12 +133,8 @@ impl Batcher<'_> {
                 for item in items {
                     let reason = "no inference lane is running (the worker's log says why)";
                     item.span.in_scope(|| warn!(reason, "image not run"));
-                    let failed =
-                        TaskResult::failed(item.task.key.clone(), FailureKind::Model, reason);
-                    if results
-                        .blocking_send(Finished::new(item.ticket, &item.task, failed))
-                        .is_err()
-                    {
+                    let failed = TaskResult::failed(item.task.key.clone(), FailureKind::Model, reason);
+                    if results.blocking_send(Finished::new(item.ticket, &item.task, failed)).is_err() {
                         return;
                     }
                 }
@@ -181,13 +143,7 @@ impl Batcher<'_> {
     }
 
     fn large(&self, item: &Item) -> bool {
-        runs_large(
-            self.desc,
-            item.image.width,
-            item.image.height,
-            &item.task.params,
-            self.model_budget,
-        )
+        runs_large(self.desc, item.image.width, item.image.height, &item.task.params, self.model_budget)
     }
 
     /// The oldest image leads; ready images of its bucket and parameters join it, as many as
@@ -197,54 +153,20 @@ impl Batcher<'_> {
             return Unit::Large(pending.remove(0));
         }
         let lead = &pending[0];
-        let shape = bucket(
-            self.desc,
-            self.calibration,
-            self.budget,
-            lead.image.height,
-            lead.image.width,
-        );
-        let fit = (self.budget
-            / self
-                .calibration
-                .image_bytes(self.desc, shape.1 as u32, shape.0 as u32)
-                .max(1))
-        .max(1) as usize;
+        let shape = bucket(self.desc, self.calibration, self.budget, lead.image.height, lead.image.width);
+        let fit = (self.budget / self.calibration.image_bytes(self.desc, shape.1 as u32, shape.0 as u32).max(1)).max(1) as usize;
         let joins = |lead: &Item, item: &Item| {
-            bucket(
-                self.desc,
-                self.calibration,
-                self.budget,
-                item.image.height,
-                item.image.width,
-            ) == shape
+            bucket(self.desc, self.calibration, self.budget, item.image.height, item.image.width) == shape
                 && lead.task.params == item.task.params
                 && !self.large(item)
         };
         let (batch, rest) = split_batch(std::mem::take(pending), self.batch_size.min(fit), joins);
         *pending = rest;
         // Alone, an image needs no more padding than its size multiple.
-        let shape = if batch.len() == 1 {
-            padded(self.desc, &batch[0])
-        } else {
-            shape
-        };
-        debug!(
-            images = batch.len(),
-            waiting = pending.len(),
-            height = shape.0,
-            width = shape.1,
-            "batch"
-        );
-        let input = self
-            .pin
-            .filter(|_| batch.len() > 1)
-            .map(|device| prepare(&batch, shape, Some(device)));
-        Unit::Batch {
-            items: batch,
-            shape,
-            input,
-        }
+        let shape = if batch.len() == 1 { padded(self.desc, &batch[0]) } else { shape };
+        debug!(images = batch.len(), waiting = pending.len(), height = shape.0, width = shape.1, "batch");
+        let input = self.pin.filter(|_| batch.len() > 1).map(|device| prepare(&batch, shape, Some(device)));
+        Unit::Batch { items: batch, shape, input }
     }
 }
 
@@ -260,14 +182,7 @@ fn run_lane(
 ) {
     // This thread owns its model while it runs (see `SharedModel`).
     let model = lane.lock();
-    let ctx = LaneCtx {
-        model: &**model,
-        index,
-        budget,
-        inferred,
-        results,
-        clock,
-    };
+    let ctx = LaneCtx { model: &**model, index, budget, inferred, results, clock };
     loop {
         let unit = match work.lock().unwrap_or_else(|p| p.into_inner()).recv() {
             Ok(unit) => unit,
@@ -275,11 +190,7 @@ fn run_lane(
         };
         let going = match unit {
             Unit::Large(item) => ctx.large(item, budget),
-            Unit::Batch {
-                items,
-                shape,
-                input,
-            } => ctx.batch(items, shape, input),
+            Unit::Batch { items, shape, input } => ctx.batch(items, shape, input),
         };
         if !going {
             return;
@@ -306,19 +217,15 @@ impl LaneCtx<'_> {
     /// operation that cannot return one (running out of memory, most often), and a lane
     /// must outlive any image.
     fn guard<T>(&self, f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-            .unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("a panic without a message");
-                Err(ModelError::Crashed {
-                    model: self.model.desc().id.clone(),
-                    reason: torch_reason(message),
-                })
-            })
-            .map_err(ModelError::classify)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic without a message");
+            Err(ModelError::Crashed { model: self.model.desc().id.clone(), reason: torch_reason(message) })
+        })
+        .map_err(ModelError::classify)
     }
 
     /// Runs a batch and hands its images on; false when the pipeline is shutting down.
@@ -340,19 +247,9 @@ impl LaneCtx<'_> {
                     let (tx, bands) = mpsc::channel(2);
                     // Capacity 2: both fit, so these sends never wait.
                     let _ = tx.try_send(Band::Rows(layers));
-                    let _ = tx.try_send(Band::Done {
-                        inference_ms: per_image,
-                    });
+                    let _ = tx.try_send(Band::Done { inference_ms: per_image });
                     let precision = self.model.precision_for(item.task.params.quality);
-                    let inferred = Inferred {
-                        item,
-                        sources,
-                        palette,
-                        labels,
-                        bands,
-                        device: self.device(),
-                        precision,
-                    };
+                    let inferred = Inferred { item, sources, palette, labels, bands, device: self.device(), precision };
                     if self.inferred.blocking_send(inferred).is_err() {
                         return false;
                     }
@@ -360,11 +257,7 @@ impl LaneCtx<'_> {
                 true
             }
             Err(e) if out_of_memory(&e) && count > 1 => {
-                warn!(
-                    images_in_batch = count,
-                    lane = self.index,
-                    "out of device memory; running the batch's images one at a time"
-                );
+                warn!(images_in_batch = count, lane = self.index, "out of device memory; running the batch's images one at a time");
                 items.into_iter().all(|item| {
                     let shape = padded(self.model.desc(), &item);
                     self.batch(vec![item], shape, None)
@@ -377,31 +270,16 @@ impl LaneCtx<'_> {
                     // less): tiles the device has room for.
                     let need = whole_bytes(self.model.desc(), item.image.width, item.image.height);
                     let budget = self.budget.min(need) / 4;
-                    item.span.in_scope(|| {
-                        warn!(
-                            lane = self.index,
-                            budget, "out of device memory; running the image in tiles"
-                        )
-                    });
+                    item.span.in_scope(|| warn!(lane = self.index, budget, "out of device memory; running the image in tiles"));
                     self.large(item, budget)
                 })
             }
             Err(e) => {
                 let reason = e.to_string();
                 for item in items {
-                    item.span.in_scope(
-                        || warn!(images_in_batch = count, error = %reason, "inference failed"),
-                    );
-                    let failed = TaskResult::failed(
-                        item.task.key.clone(),
-                        FailureKind::Model,
-                        reason.clone(),
-                    );
-                    if self
-                        .results
-                        .blocking_send(Finished::new(item.ticket, &item.task, failed))
-                        .is_err()
-                    {
+                    item.span.in_scope(|| warn!(images_in_batch = count, error = %reason, "inference failed"));
+                    let failed = TaskResult::failed(item.task.key.clone(), FailureKind::Model, reason.clone());
+                    if self.results.blocking_send(Finished::new(item.ticket, &item.task, failed)).is_err() {
                         return false;
                     }
                 }
@@ -413,27 +291,13 @@ impl LaneCtx<'_> {
     /// Runs one large image through `decompose_large`; false when the pipeline is shutting
     /// down.
     fn large(&self, item: Item, budget: u64) -> bool {
-        let (image, params, span) = (
-            item.image.clone(),
-            item.task.params.clone(),
-            item.span.clone(),
-        );
+        let (image, params, span) = (item.image.clone(), item.task.params.clone(), item.span.clone());
         let (ticket, task) = (item.ticket, item.task.clone());
         span.in_scope(|| debug!(width = image.width, height = image.height, quality = %params.quality, lane = self.index, "large image"));
         let started = Instant::now();
         let precision = self.model.precision_for(params.quality);
-        let mut sink = ChannelSink {
-            item: Some(item),
-            inferred: self.inferred,
-            bands: None,
-            device: self.device(),
-            precision,
-            labels: Vec::new(),
-        };
-        let outcome = self.guard(|| {
-            self.model
-                .decompose_large(&image, &params, budget, &mut sink)
-        });
+        let mut sink = ChannelSink { item: Some(item), inferred: self.inferred, bands: None, device: self.device(), precision, labels: Vec::new() };
+        let outcome = self.guard(|| self.model.decompose_large(&image, &params, budget, &mut sink));
         let elapsed = started.elapsed();
         self.clock.add(elapsed);
         crate::metrics::METRICS.observe("inference", elapsed.as_secs_f64());
@@ -441,11 +305,7 @@ impl LaneCtx<'_> {
             crate::metrics::METRICS.lane(self.index, &device_name(self.device()), 1);
         }
         match (outcome, sink.bands) {
-            (Ok(()), Some(tx)) => tx
-                .blocking_send(Band::Done {
-                    inference_ms: ms(elapsed),
-                })
-                .is_ok(),
+            (Ok(()), Some(tx)) => tx.blocking_send(Band::Done { inference_ms: ms(elapsed) }).is_ok(),
             (Err(ModelError::SinkClosed), _) => false,
             (Err(e), Some(tx)) => {
                 span.in_scope(|| warn!(error = %e, "inference failed part way"));
@@ -462,13 +322,7 @@ impl LaneCtx<'_> {
                     Ok(()) => (FailureKind::Model, "the model made no layers".to_owned()),
                 };
                 span.in_scope(|| warn!(error = %reason, "inference failed"));
-                self.results
-                    .blocking_send(Finished::new(
-                        ticket,
-                        &task,
-                        TaskResult::failed(task.key.clone(), kind, reason),
-                    ))
-                    .is_ok()
+                self.results.blocking_send(Finished::new(ticket, &task, TaskResult::failed(task.key.clone(), kind, reason))).is_ok()
             }
         }
     }
@@ -478,17 +332,12 @@ impl LaneCtx<'_> {
 /// (`called Result::unwrap() on an Err value: Torch("...")`), the enforce location and the
 /// C++ stack that follows.
 fn torch_reason(message: &str) -> String {
-    let inner = message
-        .split_once("Torch(\"")
-        .map_or(message, |(_, rest)| rest);
+    let inner = message.split_once("Torch(\"").map_or(message, |(_, rest)| rest);
     let inner = inner.split("\\n").next().unwrap_or(inner);
     let inner = first_line(inner).trim_end_matches("\")").trim();
     // "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: ..."
     let inner = match inner.strip_prefix("[enforce fail at ") {
-        Some(rest) => rest
-            .split_once("] ")
-            .map_or(rest, |(_, r)| r)
-            .trim_start_matches("err == 0. "),
+        Some(rest) => rest.split_once("] ").map_or(rest, |(_, r)| r).trim_start_matches("err == 0. "),
         None => inner,
     };
     inner.to_owned()
@@ -501,10 +350,7 @@ pub(super) fn quiet_lane_panics() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !std::thread::current()
-                .name()
-                .is_some_and(|n| n.starts_with("lamina-lane-"))
-            {
+            if !std::thread::current().name().is_some_and(|n| n.starts_with("lamina-lane-")) {
                 previous(info);
             }
         }));
@@ -538,35 +384,20 @@ impl LayerSink for ChannelSink<'_> {
         self.labels = labels;
     }
 
-    fn begin(
-        &mut self,
-        sources: Vec<Vec<usize>>,
-        palette: Option<Vec<[u8; 3]>>,
-    ) -> Result<(), ModelError> {
+    fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {
         let item = self.item.take().ok_or(ModelError::SinkClosed)?;
         // One band waits while the next is made: two bands of a large image in memory.
         let (tx, bands) = mpsc::channel(1);
         let labels = std::mem::take(&mut self.labels);
-        let inferred = Inferred {
-            item,
-            sources,
-            palette,
-            labels,
-            bands,
-            device: self.device,
-            precision: self.precision,
-        };
-        self.inferred
-            .blocking_send(inferred)
-            .map_err(|_| ModelError::SinkClosed)?;
+        let inferred = Inferred { item, sources, palette, labels, bands, device: self.device, precision: self.precision };
+        self.inferred.blocking_send(inferred).map_err(|_| ModelError::SinkClosed)?;
         self.bands = Some(tx);
         Ok(())
     }
 
     fn rows(&mut self, layers: Vec<Vec<u8>>) -> Result<(), ModelError> {
         let tx = self.bands.as_ref().ok_or(ModelError::SinkClosed)?;
-        tx.blocking_send(Band::Rows(layers))
-            .map_err(|_| ModelError::SinkClosed)
+        tx.blocking_send(Band::Rows(layers)).map_err(|_| ModelError::SinkClosed)
     }
 }
 

@@ -60,9 +60,7 @@ pub struct WorkerConfig {
 /// The default memory budget for a device: 2 GiB on a CPU, 60% of a GPU's memory.
 pub fn default_memory_budget(device: tch::Device) -> u64 {
     match device {
-        tch::Device::Cuda(_) => {
-            crate::runtime::gpu_memory(device).map_or(8 << 30, |(_, _, total)| total / 10 * 6)
-        }
+        tch::Device::Cuda(_) => crate::runtime::gpu_memory(device).map_or(8 << 30, |(_, _, total)| total / 10 * 6),
         _ => 2 << 30,
     }
 }
@@ -84,11 +82,7 @@ pub struct Finished {
 
 impl Finished {
     fn new(ticket: u64, task: &Task, result: TaskResult) -> Finished {
-        Finished {
-            ticket,
-            job_id: task.job_id.clone(),
-            result,
-        }
+        Finished { ticket, job_id: task.job_id.clone(), result }
     }
 }
 
@@ -126,9 +120,7 @@ struct Inferred {
 enum Band {
     /// The next rows of every layer, 8-bit straight RGBA, one buffer per layer.
     Rows(Vec<Vec<u8>>),
-    Done {
-        inference_ms: f64,
-    },
+    Done { inference_ms: f64 },
     Failed(String),
 }
 
@@ -140,8 +132,7 @@ pub struct ModelClock {
 
 impl ModelClock {
     fn add(&self, d: std::time::Duration) {
-        self.busy_ns
-            .fetch_add(d.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.busy_ns.fetch_add(d.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Total time spent inside the model, in seconds.
@@ -172,28 +163,11 @@ pub async fn run(
     // Two batches per lane wait decoded, so every lane finds its next batch ready.
     let (decoded_tx, decoded_rx) = mpsc::channel(2 * batch * model.lanes().len());
     let (inferred_tx, inferred_rx) = mpsc::channel(2);
-    let fetcher = tokio::spawn(fetch::run(
-        stores,
-        config.clone(),
-        desc.clone(),
-        tasks,
-        decoded_tx,
-        results.clone(),
-    ));
+    let fetcher = tokio::spawn(fetch::run(stores, config.clone(), desc.clone(), tasks, decoded_tx, results.clone()));
     let infer_results = results.clone();
     let inference = std::thread::Builder::new()
         .name("lamina-inference".into())
-        .spawn(move || {
-            infer::run(
-                model,
-                batch,
-                budget,
-                decoded_rx,
-                inferred_tx,
-                infer_results,
-                clock,
-            )
-        });
+        .spawn(move || infer::run(model, batch, budget, decoded_rx, inferred_tx, infer_results, clock));
     let writer = write::run(desc, inferred_rx, results);
     writer.await;
     let _ = fetcher.await;

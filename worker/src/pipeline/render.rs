@@ -41,13 +41,7 @@ pub enum Rendering {
 pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     let started = Instant::now();
     let key = task.key.as_str();
-    let store_failed = |e: String| {
-        Rendering::Finished(TaskResult::failed(
-            key,
-            FailureKind::Store,
-            format!("cannot render: {e}"),
-        ))
-    };
+    let store_failed = |e: String| Rendering::Finished(TaskResult::failed(key, FailureKind::Store, format!("cannot render: {e}")));
     let output = match stores.get(&task.output).await {
         Ok(output) => output,
         Err(e) => return store_failed(e.to_string()),
@@ -71,39 +65,18 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     let (shared, render) = (Arc::new(manifest), task.render.clone());
     let manifest = shared.clone();
     rayon::spawn(move || {
-        let _ = tx.send(
-            checked(&shared, pngs)
-                .map_err(Made::Decompose)
-                .and_then(|layers| rendered(&shared, layers, &render)),
-        );
+        let _ = tx.send(checked(&shared, pngs).map_err(Made::Decompose).and_then(|layers| rendered(&shared, layers, &render)));
     });
     let (files, outputs, rewritten) = match rx.await {
         Ok(Ok(made)) => made,
         Ok(Err(Made::Decompose(reason))) => return Rendering::Decompose(reason),
-        Ok(Err(Made::Failed(reason))) => {
-            return Rendering::Finished(TaskResult::failed(key, FailureKind::Encode, reason))
-        }
-        Err(_) => {
-            return Rendering::Finished(TaskResult::failed(
-                key,
-                FailureKind::Encode,
-                "the renderer crashed",
-            ))
-        }
+        Ok(Err(Made::Failed(reason))) => return Rendering::Finished(TaskResult::failed(key, FailureKind::Encode, reason)),
+        Err(_) => return Rendering::Finished(TaskResult::failed(key, FailureKind::Encode, "the renderer crashed")),
     };
     let manifest = Arc::unwrap_or_clone(manifest);
     let names = manifest.layers.len();
-    let listed: Vec<String> = files
-        .iter()
-        .map(|(name, _)| name.clone())
-        .chain([PREVIEW_FILE.to_owned()])
-        .collect();
-    let stale: Vec<String> = manifest
-        .files
-        .iter()
-        .filter(|f| !listed.contains(f))
-        .cloned()
-        .collect();
+    let listed: Vec<String> = files.iter().map(|(name, _)| name.clone()).chain([PREVIEW_FILE.to_owned()]).collect();
+    let stale: Vec<String> = manifest.files.iter().filter(|f| !listed.contains(f)).cloned().collect();
     let writes: Vec<(String, Vec<u8>)> = files
         .into_iter()
         .enumerate()
@@ -115,19 +88,12 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     }
     let layer_count = manifest.layers.len();
     let psnr_db = manifest.recomposite_psnr_db;
-    let files = listed
-        .iter()
-        .cloned()
-        .chain([MANIFEST_FILE.to_owned()])
-        .collect();
+    let files = listed.iter().cloned().chain([MANIFEST_FILE.to_owned()]).collect();
     let manifest = Manifest {
         render: Some(task.render.clone()),
         files: listed,
         outputs,
-        rendered: Some(Rendered {
-            job_id: task.job_id.clone(),
-            at: lamina_common::time::now_rfc3339(),
-        }),
+        rendered: Some(Rendered { job_id: task.job_id.clone(), at: lamina_common::time::now_rfc3339() }),
         ..manifest
     };
     if let Err(result) = put_manifest(&output, &manifest).await {
@@ -140,10 +106,7 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
             }
         }
     }
-    debug!(
-        layers = layer_count,
-        "rendered again from the stored layers"
-    );
+    debug!(layers = layer_count, "rendered again from the stored layers");
     Rendering::Finished(TaskResult {
         key: key.to_owned(),
         status: Status::Rendered,
@@ -156,26 +119,16 @@ pub async fn render(stores: &StoreCache, task: &Task) -> Rendering {
     })
 }
 
-async fn read_manifest(
-    output: &Arc<dyn ObjectStore>,
-    key: &str,
-) -> Result<Option<Manifest>, String> {
+async fn read_manifest(output: &Arc<dyn ObjectStore>, key: &str) -> Result<Option<Manifest>, String> {
     let path = join(key, MANIFEST_FILE).map_err(|e| e.to_string())?;
-    let bytes = retry("read manifest", RetryPolicy::default(), || {
-        output.get_opt(&path)
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let bytes = retry("read manifest", RetryPolicy::default(), || output.get_opt(&path)).await.map_err(|e| e.to_string())?;
     Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 /// The manifest's layer files, read: `Ok(Err(reason))` when the manifest lists none (one
 /// from before the layer PNGs were always written) or one is missing, `Err` when the store
 /// fails.
-async fn stored_layers(
-    output: &Arc<dyn ObjectStore>,
-    manifest: &Manifest,
-) -> Result<Result<Vec<Vec<u8>>, String>, String> {
+async fn stored_layers(output: &Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<Result<Vec<Vec<u8>>, String>, String> {
     let Some(files) = manifest.layer_files() else {
         return Ok(Err("the layers were not stored as PNGs".to_owned()));
     };
@@ -183,64 +136,36 @@ async fn stored_layers(
     for (i, file) in files.iter().enumerate() {
         let path = join(&manifest.input.key, file).map_err(|e| e.to_string())?;
         let output = output.clone();
-        reads.spawn(async move {
-            (
-                i,
-                retry("read layer", RetryPolicy::default(), || {
-                    output.get_opt(&path)
-                })
-                .await,
-            )
-        });
+        reads.spawn(async move { (i, retry("read layer", RetryPolicy::default(), || output.get_opt(&path)).await) });
     }
     let mut pngs: Vec<Option<Vec<u8>>> = vec![None; files.len()];
     while let Some(read) = reads.join_next().await {
         let (i, bytes) = read.map_err(|e| format!("reader crashed: {e}"))?;
         pngs[i] = bytes.map_err(|e| e.to_string())?;
     }
-    Ok(pngs
-        .into_iter()
-        .zip(files)
-        .map(|(png, file)| png.ok_or_else(|| format!("{file} is missing")))
-        .collect())
+    Ok(pngs.into_iter().zip(files).map(|(png, file)| png.ok_or_else(|| format!("{file} is missing"))).collect())
 }
 
 /// The stored layers checked against the manifest (size and sha256 as recorded; the canvas's
 /// or the layer's box's size) and placed; the reason when one cannot be used.
 fn checked(manifest: &Manifest, pngs: Vec<Vec<u8>>) -> Result<Vec<DocLayer>, String> {
-    let canvas = BBox {
-        x: 0,
-        y: 0,
-        width: manifest.canvas.width,
-        height: manifest.canvas.height,
-    };
+    let canvas = BBox { x: 0, y: 0, width: manifest.canvas.width, height: manifest.canvas.height };
     let mut layers = Vec::with_capacity(pngs.len());
     for (info, png) in manifest.layers.iter().zip(pngs) {
         let file = info.png();
         if let Some(recorded) = manifest.output(file) {
             if OutputFile::of(file, &png) != *recorded {
-                return Err(format!(
-                    "{file} is not the file the manifest records (size or sha256)"
-                ));
+                return Err(format!("{file} is not the file the manifest records (size or sha256)"));
             }
         }
         let bbox = info.bbox.unwrap_or(canvas);
         let placed = match png_size(&png) {
             Some((w, h)) if (w, h) == (canvas.width, canvas.height) => canvas,
             Some((w, h)) if (w, h) == (bbox.width, bbox.height) => bbox,
-            Some((w, h)) => {
-                return Err(format!(
-                    "{file} is {w}x{h}, neither the canvas nor the layer's box"
-                ))
-            }
+            Some((w, h)) => return Err(format!("{file} is {w}x{h}, neither the canvas nor the layer's box")),
             None => return Err(format!("{file} is not a PNG")),
         };
-        layers.push(DocLayer {
-            name: info.name.clone(),
-            png,
-            placed,
-            bbox,
-        });
+        layers.push(DocLayer { name: info.name.clone(), png, placed, bbox });
     }
     Ok(layers)
 }
@@ -255,79 +180,34 @@ enum Made {
     Failed(String),
 }
 
-fn rendered(
-    manifest: &Manifest,
-    layers: Vec<DocLayer>,
-    render: &RenderParams,
-) -> Result<(Vec<(String, Vec<u8>)>, Vec<OutputFile>, Vec<bool>), Made> {
+fn rendered(manifest: &Manifest, layers: Vec<DocLayer>, render: &RenderParams) -> Result<(Vec<(String, Vec<u8>)>, Vec<OutputFile>, Vec<bool>), Made> {
     let canvas = manifest.canvas;
-    let whole = BBox {
-        x: 0,
-        y: 0,
-        width: canvas.width,
-        height: canvas.height,
-    };
-    let rewritten: Vec<bool> = layers
-        .iter()
-        .map(|l| l.placed != if render.crop_layers { l.bbox } else { whole })
-        .collect();
-    let built = documents::build(
-        canvas.width,
-        canvas.height,
-        layers,
-        manifest.input.has_alpha,
-        render,
-    )
-    .map_err(|e| match e {
-        RenderError::Layer(reason) => {
-            Made::Decompose(format!("cannot render from the stored layers: {reason}"))
-        }
+    let whole = BBox { x: 0, y: 0, width: canvas.width, height: canvas.height };
+    let rewritten: Vec<bool> = layers.iter().map(|l| l.placed != if render.crop_layers { l.bbox } else { whole }).collect();
+    let built = documents::build(canvas.width, canvas.height, layers, manifest.input.has_alpha, render).map_err(|e| match e {
+        RenderError::Layer(reason) => Made::Decompose(format!("cannot render from the stored layers: {reason}")),
         RenderError::Output(reason) => Made::Failed(format!("cannot render: {reason}")),
     })?;
     let names: Vec<String> = manifest.layers.iter().map(|l| l.png().to_owned()).collect();
-    let files: Vec<(String, Vec<u8>)> = names
-        .iter()
-        .cloned()
-        .zip(built.pngs)
-        .chain(built.files)
-        .collect();
+    let files: Vec<(String, Vec<u8>)> = names.iter().cloned().zip(built.pngs).chain(built.files).collect();
     // Layer files kept as they were keep their record (checked above); the rest are hashed,
     // and every layer when the manifest has no records (one from before `outputs`).
-    let all = || {
-        files
-            .iter()
-            .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
-    };
-    let kept: Vec<OutputFile> = names
-        .iter()
-        .zip(&rewritten)
-        .filter(|(_, r)| !**r)
-        .filter_map(|(name, _)| manifest.output(name).cloned())
-        .collect();
+    let all = || files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice()));
+    let kept: Vec<OutputFile> = names.iter().zip(&rewritten).filter(|(_, r)| !**r).filter_map(|(name, _)| manifest.output(name).cloned()).collect();
     let mut outputs = if kept.len() == rewritten.iter().filter(|r| !**r).count() {
-        let made = all()
-            .take(names.len())
-            .enumerate()
-            .filter(|(i, _)| rewritten[*i])
-            .map(|(_, file)| file);
+        let made = all().take(names.len()).enumerate().filter(|(i, _)| rewritten[*i]).map(|(_, file)| file);
         kept.into_iter().chain(digests(made)).collect()
     } else {
         digests(all().take(names.len()))
     };
-    outputs.extend(
-        all()
-            .skip(names.len())
-            .map(|(name, bytes)| OutputFile::sized(name, bytes)),
-    );
+    outputs.extend(all().skip(names.len()).map(|(name, bytes)| OutputFile::sized(name, bytes)));
     outputs.extend(manifest.output(PREVIEW_FILE).cloned());
     Ok((files, outputs, rewritten))
 }
 
 /// A PNG's width and height, from its header.
 fn png_size(png: &[u8]) -> Option<(u32, u32)> {
-    let reader = png::Decoder::new(std::io::Cursor::new(png))
-        .read_info()
-        .ok()?;
+    let reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().ok()?;
     let info = reader.info();
     Some((info.width, info.height))
 }

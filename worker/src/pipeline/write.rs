@@ -13,10 +13,7 @@ use super::{fetch::ms, Band, Finished, Inferred, WRITE_CONCURRENCY};
 use crate::encode::{Encoded, StreamEncoder};
 use crate::runtime::{device_name, ModelDesc};
 use lamina_common::keys::join;
-use lamina_common::manifest::{
-    Canvas, InputInfo, LayerCountInfo, LayerLabel, LayerRole, Manifest, ModelInfo, MANIFEST_FILE,
-    MANIFEST_SCHEMA, PREVIEW_FILE,
-};
+use lamina_common::manifest::{Canvas, InputInfo, LayerCountInfo, LayerLabel, LayerRole, Manifest, ModelInfo, MANIFEST_FILE, MANIFEST_SCHEMA, PREVIEW_FILE};
 use lamina_common::messages::{FailureKind, Status, TaskResult};
 use lamina_common::retry::{retry, RetryPolicy};
 use lamina_common::ObjectStore;
@@ -29,39 +26,23 @@ pub(super) async fn run(
     let slots = Arc::new(Semaphore::new(WRITE_CONCURRENCY));
     let mut writing = JoinSet::new();
     while let Some(image) = inferred.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
-        };
+        let Ok(permit) = slots.clone().acquire_owned().await else { break };
         let (desc, device, results) = (desc.clone(), device_name(image.device), results.clone());
-        let (ticket, task, span) = (
-            image.item.ticket,
-            image.item.task.clone(),
-            image.item.span.clone(),
-        );
+        let (ticket, task, span) = (image.item.ticket, image.item.task.clone(), image.item.span.clone());
         writing.spawn(
             async move {
                 // In a task of its own, so a panic while encoding (a thread that cannot start
                 // under memory pressure, say) still gives the image its one result.
                 let key = task.key.clone();
-                let writing = tokio::spawn(
-                    async move { finish(&desc, &device, image).await }.in_current_span(),
-                );
+                let writing = tokio::spawn(async move { finish(&desc, &device, image).await }.in_current_span());
                 let result = writing.await.unwrap_or_else(|e| {
                     let reason = match e.try_into_panic() {
-                        Ok(panic) => panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                            .unwrap_or_default(),
+                        Ok(panic) => panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned())).unwrap_or_default(),
                         Err(e) => e.to_string(),
                     };
                     let reason = reason.lines().next().unwrap_or_default().to_owned();
                     warn!(error = %reason, "writing the layers crashed");
-                    TaskResult::failed(
-                        key,
-                        FailureKind::Encode,
-                        format!("writing the layers crashed: {reason}"),
-                    )
+                    TaskResult::failed(key, FailureKind::Encode, format!("writing the layers crashed: {reason}"))
                 });
                 debug!(status = ?result.status, "outputs written");
                 let _ = results.send(Finished::new(ticket, &task, result)).await;
@@ -75,41 +56,18 @@ pub(super) async fn run(
 }
 
 async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
-    let Inferred {
-        mut item,
-        sources,
-        palette,
-        labels,
-        mut bands,
-        precision,
-        ..
-    } = image;
+    let Inferred { mut item, sources, palette, labels, mut bands, precision, .. } = image;
     let output = item.output.clone();
     let key = item.task.key.clone();
     let labels = match desc.caps().roles {
         lamina_families::Roles::Colour => Vec::new(),
-        lamina_families::Roles::Objects => (0..desc.layers)
-            .map(|i| {
-                LayerLabel::from(if i == 0 {
-                    LayerRole::Background
-                } else {
-                    LayerRole::Object
-                })
-            })
-            .collect(),
+        lamina_families::Roles::Objects => (0..desc.layers).map(|i| LayerLabel::from(if i == 0 { LayerRole::Background } else { LayerRole::Object })).collect(),
         lamina_families::Roles::Design => labels,
     };
-    let mut encoder =
-        StreamEncoder::new(item.image.clone(), sources, &item.task.render).labels(labels);
+    let mut encoder = StreamEncoder::new(item.image.clone(), sources, &item.task.render).labels(labels);
     let mut encoding = std::time::Duration::ZERO;
     let crashed = || TaskResult::failed(key.clone(), FailureKind::Encode, "layer encoder crashed");
-    let cannot = |e: crate::encode::EncodeError| {
-        TaskResult::failed(
-            key.clone(),
-            FailureKind::Encode,
-            format!("cannot encode layers: {e}"),
-        )
-    };
+    let cannot = |e: crate::encode::EncodeError| TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot encode layers: {e}"));
     loop {
         match bands.recv().await {
             Some(Band::Rows(rows)) => {
@@ -119,9 +77,7 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
                     let pushed = encoder.push(rows);
                     let _ = tx.send((encoder, pushed));
                 });
-                let Ok((back, pushed)) = rx.await else {
-                    return crashed();
-                };
+                let Ok((back, pushed)) = rx.await else { return crashed() };
                 encoder = back;
                 encoding += started.elapsed();
                 if let Err(e) = pushed {
@@ -132,16 +88,8 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
                 item.timings.inference = inference_ms;
                 break;
             }
-            Some(Band::Failed(reason)) => {
-                return TaskResult::failed(key, FailureKind::Model, reason)
-            }
-            None => {
-                return TaskResult::failed(
-                    key,
-                    FailureKind::Model,
-                    "inference stopped before the layers were complete",
-                )
-            }
+            Some(Band::Failed(reason)) => return TaskResult::failed(key, FailureKind::Model, reason),
+            None => return TaskResult::failed(key, FailureKind::Model, "inference stopped before the layers were complete"),
         }
     }
     let started = Instant::now();
@@ -157,18 +105,8 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
     item.timings.encode = ms(encoding + started.elapsed());
 
     let write_started = Instant::now();
-    let Encoded {
-        files: written,
-        layers,
-        dropped,
-        preview,
-        psnr_db,
-        outputs,
-    } = encoded;
-    let objects: Vec<(String, Vec<u8>)> = written
-        .into_iter()
-        .chain([(PREVIEW_FILE.to_owned(), preview)])
-        .collect();
+    let Encoded { files: written, layers, dropped, preview, psnr_db, outputs } = encoded;
+    let objects: Vec<(String, Vec<u8>)> = written.into_iter().chain([(PREVIEW_FILE.to_owned(), preview)]).collect();
     let files: Vec<String> = objects.iter().map(|(name, _)| name.clone()).collect();
     if let Err(e) = put_all(&output, &key, objects).await {
         return TaskResult::failed(key, FailureKind::Store, format!("cannot write output: {e}"));
@@ -187,22 +125,11 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
             orientation: image.orientation,
             has_alpha: image.alpha.is_some(),
         },
-        model: ModelInfo {
-            id: desc.id.clone(),
-            weights_sha256: desc.weights_sha256.clone(),
-            device: device.to_owned(),
-            precision: Some(precision.name().to_owned()),
-        },
+        model: ModelInfo { id: desc.id.clone(), weights_sha256: desc.weights_sha256.clone(), device: device.to_owned(), precision: Some(precision.name().to_owned()) },
         params: item.task.params.clone(),
         render: Some(item.task.render.clone()),
-        canvas: Canvas {
-            width: image.width,
-            height: image.height,
-        },
-        layer_count: Some(LayerCountInfo {
-            chosen: layers.len(),
-            why: explain(desc, &item.task.params, layers.len(), dropped.len()),
-        }),
+        canvas: Canvas { width: image.width, height: image.height },
+        layer_count: Some(LayerCountInfo { chosen: layers.len(), why: explain(desc, &item.task.params, layers.len(), dropped.len()) }),
         files,
         outputs,
         rendered: None,
@@ -226,32 +153,18 @@ async fn finish(desc: &ModelDesc, device: &str, image: Inferred) -> TaskResult {
         layers: Some(manifest.layers.len()),
         psnr_db: manifest.recomposite_psnr_db,
         ms: Some(ms(item.started.elapsed())),
-        files: manifest
-            .files
-            .iter()
-            .cloned()
-            .chain([MANIFEST_FILE.to_owned()])
-            .collect(),
+        files: manifest.files.iter().cloned().chain([MANIFEST_FILE.to_owned()]).collect(),
     }
 }
 
 /// Writes an image's files (`(name, bytes)`, names relative to its folder) at once, each
 /// retried; the bytes move into shared buffers, so a retry resends them without a copy.
-pub(super) async fn put_all(
-    output: &Arc<dyn ObjectStore>,
-    key: &str,
-    objects: Vec<(String, Vec<u8>)>,
-) -> Result<(), String> {
+pub(super) async fn put_all(output: &Arc<dyn ObjectStore>, key: &str, objects: Vec<(String, Vec<u8>)>) -> Result<(), String> {
     let mut puts = JoinSet::new();
     for (name, bytes) in objects {
         let path = join(key, &name).map_err(|e| e.to_string())?;
         let (output, bytes) = (output.clone(), bytes::Bytes::from(bytes));
-        puts.spawn(async move {
-            retry("write layer", RetryPolicy::default(), || {
-                output.put_shared(&path, bytes.clone())
-            })
-            .await
-        });
+        puts.spawn(async move { retry("write layer", RetryPolicy::default(), || output.put_shared(&path, bytes.clone())).await });
     }
     while let Some(done) = puts.join_next().await {
         match done {
@@ -264,52 +177,17 @@ pub(super) async fn put_all(
 }
 
 /// Writes the manifest, last: from here on the image counts as done.
-pub(super) async fn put_manifest(
-    output: &Arc<dyn ObjectStore>,
-    manifest: &Manifest,
-) -> Result<(), TaskResult> {
+pub(super) async fn put_manifest(output: &Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<(), TaskResult> {
     let key = &manifest.input.key;
-    let written = match (
-        serde_json::to_vec_pretty(manifest),
-        join(key, MANIFEST_FILE),
-    ) {
-        (Ok(json), Ok(path)) => {
-            retry("write manifest", RetryPolicy::default(), || {
-                output.put(&path, json.clone())
-            })
-            .await
-        }
-        (Err(e), _) => {
-            return Err(TaskResult::failed(
-                key.clone(),
-                FailureKind::Encode,
-                format!("cannot serialise manifest: {e}"),
-            ))
-        }
+    let written = match (serde_json::to_vec_pretty(manifest), join(key, MANIFEST_FILE)) {
+        (Ok(json), Ok(path)) => retry("write manifest", RetryPolicy::default(), || output.put(&path, json.clone())).await,
+        (Err(e), _) => return Err(TaskResult::failed(key.clone(), FailureKind::Encode, format!("cannot serialise manifest: {e}"))),
         (_, Err(e)) => Err(e),
     };
-    written.map_err(|e| {
-        TaskResult::failed(
-            key.clone(),
-            FailureKind::Store,
-            format!("cannot write output: {e}"),
-        )
-    })
+    written.map_err(|e| TaskResult::failed(key.clone(), FailureKind::Store, format!("cannot write output: {e}")))
 }
 
 /// Why an image has the layers it has, for the manifest.
-fn explain(
-    desc: &ModelDesc,
-    params: &lamina_common::params::DecomposeParams,
-    written: usize,
-    dropped: usize,
-) -> String {
-    (desc.family.explain)(
-        params,
-        lamina_families::Count {
-            model_layers: desc.layers,
-            written,
-            dropped,
-        },
-    )
+fn explain(desc: &ModelDesc, params: &lamina_common::params::DecomposeParams, written: usize, dropped: usize) -> String {
+    (desc.family.explain)(params, lamina_families::Count { model_layers: desc.layers, written, dropped })
 }

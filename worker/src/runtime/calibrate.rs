@@ -24,9 +24,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 use tracing::{info, warn};
 
-use super::{
-    whole_bytes, Batch, Model, ModelDesc, ModelError, Precision, PrecisionChoice, AUTO_TOLERANCE,
-};
+use super::{whole_bytes, Batch, Model, ModelDesc, ModelError, Precision, PrecisionChoice, AUTO_TOLERANCE};
 use lamina_common::params::{DecomposeParams, Quality};
 
 /// Head-room on top of the measured footprint: allocator fragmentation and images whose
@@ -42,8 +40,7 @@ pub struct Footprint {
 
 impl Footprint {
     pub fn bytes(&self, pixels: u64) -> u64 {
-        self.fixed
-            .saturating_add(self.per_pixel.saturating_mul(pixels))
+        self.fixed.saturating_add(self.per_pixel.saturating_mul(pixels))
     }
 }
 
@@ -73,16 +70,7 @@ pub struct Calibration {
 impl Calibration {
     /// The model's own figure, unmeasured.
     pub fn assumed(desc: &ModelDesc, precision: Precision) -> Calibration {
-        Calibration {
-            footprint: Footprint {
-                fixed: 0,
-                per_pixel: desc.bytes_per_pixel,
-            },
-            measured: false,
-            precision,
-            fast_precision: precision,
-            trials: Vec::new(),
-        }
+        Calibration { footprint: Footprint { fixed: 0, per_pixel: desc.bytes_per_pixel }, measured: false, precision, fast_precision: precision, trials: Vec::new() }
     }
 
     /// Bytes one image of `width` x `height` (padded to the model's multiple) needs.
@@ -120,11 +108,7 @@ impl WarmUp {
             "auto" => Ok(WarmUp::Auto),
             "on" | "true" | "1" => Ok(WarmUp::On),
             "off" | "false" | "0" => Ok(WarmUp::Off),
-            other => Err(lamina_common::BadValue::new(
-                "warm-up setting",
-                other,
-                "is not auto, on or off",
-            )),
+            other => Err(lamina_common::BadValue::new("warm-up setting", other, "is not auto, on or off")),
         }
     }
 
@@ -138,16 +122,8 @@ impl WarmUp {
 }
 
 /// Calibrates `model` on its device: sets its precision and measures its footprint.
-pub fn calibrate(
-    model: &mut dyn Model,
-    choice: PrecisionChoice,
-    warm_up: WarmUp,
-) -> Result<Calibration, ModelError> {
-    let sides = if model.device().is_cuda() {
-        (512, 1024)
-    } else {
-        CPU_SIDES
-    };
+pub fn calibrate(model: &mut dyn Model, choice: PrecisionChoice, warm_up: WarmUp) -> Result<Calibration, ModelError> {
+    let sides = if model.device().is_cuda() { (512, 1024) } else { CPU_SIDES };
     calibrate_at(model, choice, warm_up, sides)
 }
 
@@ -155,12 +131,7 @@ pub fn calibrate(
 pub const CPU_SIDES: (i64, i64) = (256, 512);
 
 /// [`calibrate`] with warm-up images of `sides` (the smaller, then the larger).
-pub fn calibrate_at(
-    model: &mut dyn Model,
-    choice: PrecisionChoice,
-    warm_up: WarmUp,
-    sides: (i64, i64),
-) -> Result<Calibration, ModelError> {
+pub fn calibrate_at(model: &mut dyn Model, choice: PrecisionChoice, warm_up: WarmUp, sides: (i64, i64)) -> Result<Calibration, ModelError> {
     let device = model.device();
     let desc = model.desc().clone();
     let fixed = match choice {
@@ -172,10 +143,7 @@ pub fn calibrate_at(
         let precision = fixed.unwrap_or(Precision::Fp32);
         model.set_precision(precision)?;
         let fast_precision = choose_fast_precision(model, choice, precision)?;
-        return Ok(Calibration {
-            fast_precision,
-            ..Calibration::assumed(&desc, precision)
-        });
+        return Ok(Calibration { fast_precision, ..Calibration::assumed(&desc, precision) });
     }
     let (small, large) = sides;
     // Memory first, in fp32 (reduced precision needs less, so the figure stays safe), while
@@ -190,11 +158,7 @@ pub fn calibrate_at(
     for side in [small, large] {
         let image = warm_up_image(side, device);
         let now = probe.as_ref().and_then(|p| p.reset());
-        let before = if device.is_cuda() {
-            *baseline.get_or_insert_with(|| now.unwrap_or(0))
-        } else {
-            now.unwrap_or(0)
-        };
+        let before = if device.is_cuda() { *baseline.get_or_insert_with(|| now.unwrap_or(0)) } else { now.unwrap_or(0) };
         let before = now.map(|_| before);
         let layers = run(model, &image, &params)?;
         drop(layers);
@@ -212,10 +176,7 @@ pub fn calibrate_at(
         Some(f) => (f, true),
         None => {
             warn!(model = %desc.id, device = %super::device_name(device), "cannot measure device memory here; using the model's own figure");
-            (
-                Calibration::assumed(&desc, Precision::Fp32).footprint,
-                false,
-            )
+            (Calibration::assumed(&desc, Precision::Fp32).footprint, false)
         }
     };
     let (precision, trials) = match fixed {
@@ -226,13 +187,7 @@ pub fn calibrate_at(
     let fast_precision = choose_fast_precision(model, choice, precision)?;
     info!(model = %desc.id, device = %super::device_name(device), precision = %precision, fast_precision = %fast_precision,
         fixed_mib = footprint.fixed >> 20, bytes_per_pixel = footprint.per_pixel, measured, "calibrated");
-    Ok(Calibration {
-        footprint,
-        measured,
-        precision,
-        fast_precision,
-        trials,
-    })
+    Ok(Calibration { footprint, measured, precision, fast_precision, trials })
 }
 
 /// The side of the image fast mode's precision is checked on, on a CPU.
@@ -240,11 +195,7 @@ const FAST_CHECK_SIDE: i64 = 128;
 
 /// Sets and returns fast mode's precision (see the module's documentation); `precision` is
 /// the reference mode's, already set.
-fn choose_fast_precision(
-    model: &mut dyn Model,
-    choice: PrecisionChoice,
-    precision: Precision,
-) -> Result<Precision, ModelError> {
+fn choose_fast_precision(model: &mut dyn Model, choice: PrecisionChoice, precision: Precision) -> Result<Precision, ModelError> {
     let device = model.device();
     let candidate = match choice {
         PrecisionChoice::Fixed(p) => p,
@@ -257,10 +208,7 @@ fn choose_fast_precision(
     }
     let image = warm_up_image(FAST_CHECK_SIDE, device);
     let reference = run(model, &image, &DecomposeParams::default())?;
-    let fast = DecomposeParams {
-        quality: Quality::Fast,
-        ..DecomposeParams::default()
-    };
+    let fast = DecomposeParams { quality: Quality::Fast, ..DecomposeParams::default() };
     let checked = run(model, &image, &fast).map(|layers| {
         if layers.size() == reference.size() {
             f64::try_from((&layers - &reference).abs().mean(Kind::Double)).unwrap_or(f64::INFINITY)
@@ -290,36 +238,20 @@ pub fn cpu_runs_bf16() -> bool {
         _ => {}
     }
     std::fs::read_to_string("/proc/cpuinfo")
-        .map(|info| {
-            info.lines().filter(|l| l.starts_with("flags")).any(|l| {
-                l.split_whitespace()
-                    .any(|f| f == "amx_bf16" || f == "avx512_bf16")
-            })
-        })
+        .map(|info| info.lines().filter(|l| l.starts_with("flags")).any(|l| l.split_whitespace().any(|f| f == "amx_bf16" || f == "avx512_bf16")))
         .unwrap_or(false)
 }
 
 /// The line through two (pixels, bytes) points, with the margin on top; a line that would
 /// fall (noise) becomes the larger point's bytes per pixel.
 fn fit(p1: u64, m1: u64, p2: u64, m2: u64) -> Footprint {
-    let slope = if m2 > m1 && p2 > p1 {
-        (m2 - m1) as f64 / (p2 - p1) as f64
-    } else {
-        m2 as f64 / p2.max(1) as f64
-    };
+    let slope = if m2 > m1 && p2 > p1 { (m2 - m1) as f64 / (p2 - p1) as f64 } else { m2 as f64 / p2.max(1) as f64 };
     let fixed = (m2 as f64 - slope * p2 as f64).max(0.0);
-    Footprint {
-        fixed: (fixed * MARGIN) as u64,
-        per_pixel: (slope * MARGIN).ceil() as u64,
-    }
+    Footprint { fixed: (fixed * MARGIN) as u64, per_pixel: (slope * MARGIN).ceil() as u64 }
 }
 
 /// Times each precision on `image` and keeps the fastest within tolerance of fp32.
-fn choose_precision(
-    model: &mut dyn Model,
-    image: &Tensor,
-    params: &DecomposeParams,
-) -> Result<(Precision, Vec<Trial>), ModelError> {
+fn choose_precision(model: &mut dyn Model, image: &Tensor, params: &DecomposeParams) -> Result<(Precision, Vec<Trial>), ModelError> {
     let mut reference: Option<Tensor> = None;
     let mut trials = Vec::new();
     for precision in Precision::ALL {
@@ -333,29 +265,16 @@ fn choose_precision(
             Ok((layers, ms)) => {
                 let diff = match &reference {
                     None => 0.0,
-                    Some(r) if r.size() == layers.size() => {
-                        f64::try_from((&layers - r).abs().mean(Kind::Double))
-                            .unwrap_or(f64::INFINITY)
-                    }
+                    Some(r) if r.size() == layers.size() => f64::try_from((&layers - r).abs().mean(Kind::Double)).unwrap_or(f64::INFINITY),
                     Some(_) => f64::INFINITY,
                 };
                 if reference.is_none() {
                     reference = Some(layers);
                 }
-                Trial {
-                    precision,
-                    ms,
-                    mean_abs_diff: diff,
-                    error: None,
-                }
+                Trial { precision, ms, mean_abs_diff: diff, error: None }
             }
             Err(e) if precision == Precision::Fp32 => return Err(e),
-            Err(e) => Trial {
-                precision,
-                ms: f64::INFINITY,
-                mean_abs_diff: f64::INFINITY,
-                error: Some(e.to_string()),
-            },
+            Err(e) => Trial { precision, ms: f64::INFINITY, mean_abs_diff: f64::INFINITY, error: Some(e.to_string()) },
         };
         info!(precision = %trial.precision, ms = trial.ms, mean_abs_diff = trial.mean_abs_diff, error = ?trial.error, "precision trial");
         trials.push(trial);
@@ -372,14 +291,7 @@ fn choose_precision(
 fn run(model: &dyn Model, image: &Tensor, params: &DecomposeParams) -> Result<Tensor, ModelError> {
     let (_, _, h, w) = image.size4().map_err(super::torch_err(&model.desc().id))?;
     let sizes = [(h, w)];
-    let out = model.decompose(
-        &Batch {
-            images: image,
-            sizes: &sizes,
-            alpha: None,
-        },
-        params,
-    )?;
+    let out = model.decompose(&Batch { images: image, sizes: &sizes, alpha: None }, params)?;
     Ok(out.layers.to_device(Device::Cpu))
 }
 
@@ -389,15 +301,8 @@ pub fn warm_up_image(side: i64, device: Device) -> Tensor {
     let opts = (Kind::Float, Device::Cpu);
     let y = Tensor::arange(side, opts).view([side, 1]) / side as f64;
     let x = Tensor::arange(side, opts).view([1, side]) / side as f64;
-    let mut channels: Vec<Tensor> = [0.2f64, 0.5, 0.8]
-        .iter()
-        .map(|&c| (&x * 0.3 + &y * 0.2 + c * 0.5).expand([side, side], false))
-        .collect();
-    let discs = [
-        (0.3, 0.35, 0.18, [0.9, 0.2, 0.1]),
-        (0.65, 0.6, 0.22, [0.1, 0.6, 0.9]),
-        (0.5, 0.2, 0.1, [0.95, 0.9, 0.2]),
-    ];
+    let mut channels: Vec<Tensor> = [0.2f64, 0.5, 0.8].iter().map(|&c| (&x * 0.3 + &y * 0.2 + c * 0.5).expand([side, side], false)).collect();
+    let discs = [(0.3, 0.35, 0.18, [0.9, 0.2, 0.1]), (0.65, 0.6, 0.22, [0.1, 0.6, 0.9]), (0.5, 0.2, 0.1, [0.95, 0.9, 0.2])];
     for (cx, cy, r, colour) in discs {
         let d: Tensor = ((&x - cx).square() + (&y - cy).square()).sqrt();
         let inside: Tensor = ((d - r) * -40.0).sigmoid();
@@ -451,21 +356,12 @@ mod cpu {
     pub fn status(field: &str) -> Option<u64> {
         let text = std::fs::read_to_string("/proc/self/status").ok()?;
         let line = text.lines().find(|l| l.starts_with(field))?;
-        let kib: u64 = line[field.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
+        let kib: u64 = line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
         Some(kib * 1024)
     }
 
     pub fn usable() -> bool {
-        status("VmHWM:").is_some()
-            && std::fs::OpenOptions::new()
-                .write(true)
-                .open("/proc/self/clear_refs")
-                .is_ok()
+        status("VmHWM:").is_some() && std::fs::OpenOptions::new().write(true).open("/proc/self/clear_refs").is_ok()
     }
 
     /// Returns freed heap memory to the kernel (so the next pass's rise is all its own) and
@@ -526,17 +422,11 @@ mod cuda {
                 }
                 Some(Driver {
                     device_get: std::mem::transmute::<*mut c_void, DeviceGet>(sym(c"cuDeviceGet")?),
-                    retain: std::mem::transmute::<*mut c_void, Retain>(sym(
-                        c"cuDevicePrimaryCtxRetain",
-                    )?),
-                    release: std::mem::transmute::<*mut c_void, Release>(sym(
-                        c"cuDevicePrimaryCtxRelease_v2",
-                    )?),
+                    retain: std::mem::transmute::<*mut c_void, Retain>(sym(c"cuDevicePrimaryCtxRetain")?),
+                    release: std::mem::transmute::<*mut c_void, Release>(sym(c"cuDevicePrimaryCtxRelease_v2")?),
                     push: std::mem::transmute::<*mut c_void, Push>(sym(c"cuCtxPushCurrent_v2")?),
                     pop: std::mem::transmute::<*mut c_void, Pop>(sym(c"cuCtxPopCurrent_v2")?),
-                    mem_get_info: std::mem::transmute::<*mut c_void, MemGetInfo>(sym(
-                        c"cuMemGetInfo_v2",
-                    )?),
+                    mem_get_info: std::mem::transmute::<*mut c_void, MemGetInfo>(sym(c"cuMemGetInfo_v2")?),
                 })
             }
         }
@@ -577,12 +467,7 @@ mod tests {
     #[test]
     fn a_line_through_two_points_with_margin() {
         // 10 MB fixed, 1000 B/px.
-        let f = fit(
-            1 << 16,
-            10_000_000 + 65_536_000,
-            1 << 18,
-            10_000_000 + 262_144_000,
-        );
+        let f = fit(1 << 16, 10_000_000 + 65_536_000, 1 << 18, 10_000_000 + 262_144_000);
         assert_eq!(f.per_pixel, 1250);
         assert!((f.fixed as f64 - 12.5e6).abs() < 1e3, "{f:?}");
         // Noise that makes the larger pass cheaper: bytes per pixel of the larger.
@@ -592,36 +477,14 @@ mod tests {
 
     #[test]
     fn a_measured_footprint_over_the_models_figure_shrinks_its_budget() {
-        let desc = ModelDesc {
-            id: "m@1".into(),
-            weights_sha256: String::new(),
-            layers: 2,
-            size_multiple: 8,
-            max_side: u32::MAX,
-            bytes_per_pixel: 1000,
-            family: &lamina_families::fscs::FAMILY,
-            rule: lamina_families::fscs::FAMILY.rule,
-        };
+        let desc = ModelDesc { id: "m@1".into(), weights_sha256: String::new(), layers: 2, size_multiple: 8, max_side: u32::MAX, bytes_per_pixel: 1000, family: &lamina_families::fscs::FAMILY, rule: lamina_families::fscs::FAMILY.rule };
         let mut c = Calibration::assumed(&desc, Precision::Fp32);
         assert_eq!(c.model_budget(&desc, 1 << 30), 1 << 30);
         c.measured = true;
-        c.footprint = Footprint {
-            fixed: 0,
-            per_pixel: 500,
-        };
-        assert_eq!(
-            c.model_budget(&desc, 1 << 30),
-            1 << 30,
-            "a smaller measurement never enlarges tiles"
-        );
-        c.footprint = Footprint {
-            fixed: 1 << 20,
-            per_pixel: 2000,
-        };
-        assert_eq!(
-            c.model_budget(&desc, 1 << 30),
-            ((1u64 << 30) - (1 << 20)) / 2
-        );
+        c.footprint = Footprint { fixed: 0, per_pixel: 500 };
+        assert_eq!(c.model_budget(&desc, 1 << 30), 1 << 30, "a smaller measurement never enlarges tiles");
+        c.footprint = Footprint { fixed: 1 << 20, per_pixel: 2000 };
+        assert_eq!(c.model_budget(&desc, 1 << 30), ((1u64 << 30) - (1 << 20)) / 2);
         assert_eq!(c.image_bytes(&desc, 100, 100), (1 << 20) + 2000 * 104 * 104);
     }
 }

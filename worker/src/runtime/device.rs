@@ -26,10 +26,7 @@ pub fn load_cuda() -> bool {
     static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *LOADED.get_or_init(|| {
         let built = option_env!("LAMINA_LIBTORCH_LIB").map(|dir| format!("{dir}/libtorch_cuda.so"));
-        ["libtorch_cuda.so".to_owned()]
-            .into_iter()
-            .chain(built)
-            .any(|name| open_global(&name))
+        ["libtorch_cuda.so".to_owned()].into_iter().chain(built).any(|name| open_global(&name))
     })
 }
 
@@ -37,9 +34,7 @@ pub fn load_cuda() -> bool {
 fn open_global(name: &str) -> bool {
     #[cfg(unix)]
     {
-        let Ok(name) = std::ffi::CString::new(name) else {
-            return false;
-        };
+        let Ok(name) = std::ffi::CString::new(name) else { return false };
         // SAFETY: the name is a valid C string; the handle is kept open for the process's
         // life (never closed), which is what running the library's registrations needs.
         unsafe { !libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL).is_null() }
@@ -74,16 +69,11 @@ pub fn parse_device(name: &str) -> Result<Device, BadDevice> {
             let Some(index) = name.strip_prefix("cuda:") else {
                 return Err(BadDevice::Unknown(name.to_owned()));
             };
-            let index: usize = index
-                .parse()
-                .map_err(|_| BadDevice::Index(name.to_owned()))?;
+            let index: usize = index.parse().map_err(|_| BadDevice::Index(name.to_owned()))?;
             if (index as i64) < cuda_count() {
                 Ok(Device::Cuda(index))
             } else {
-                Err(BadDevice::Missing {
-                    name: name.to_owned(),
-                    found: cuda_count(),
-                })
+                Err(BadDevice::Missing { name: name.to_owned(), found: cuda_count() })
             }
         }
     }
@@ -95,24 +85,15 @@ pub fn parse_devices(names: &str) -> Result<Vec<Device>, BadDevice> {
     if names == "cuda:all" {
         let n = cuda_device_count();
         if n == 0 {
-            return Err(BadDevice::Missing {
-                name: names.to_owned(),
-                found: 0,
-            });
+            return Err(BadDevice::Missing { name: names.to_owned(), found: 0 });
         }
         return Ok((0..n as usize).map(Device::Cuda).collect());
     }
-    let devices = names
-        .split(',')
-        .map(|n| parse_device(n.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let devices = names.split(',').map(|n| parse_device(n.trim())).collect::<Result<Vec<_>, _>>()?;
     let mut seen = Vec::new();
     for d in &devices {
         if seen.contains(d) {
-            return Err(BadDevice::Twice {
-                device: device_name(*d),
-                names: names.to_owned(),
-            });
+            return Err(BadDevice::Twice { device: device_name(*d), names: names.to_owned() });
         }
         seen.push(*d);
     }
@@ -132,15 +113,9 @@ pub fn device_name(device: Device) -> String {
 /// `nvidia-smi` (shipped with the NVIDIA driver); None on the CPU or when it cannot tell.
 /// This counts every process on the GPU, as an operator watching for out-of-memory wants.
 pub fn gpu_memory(device: Device) -> Option<(String, u64, u64)> {
-    let Device::Cuda(index) = device else {
-        return None;
-    };
+    let Device::Cuda(index) = device else { return None };
     let out = std::process::Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=memory.used,memory.total",
-            "--format=csv,noheader,nounits",
-            &format!("--id={index}"),
-        ])
+        .args(["--query-gpu=memory.used,memory.total", "--format=csv,noheader,nounits", &format!("--id={index}")])
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;

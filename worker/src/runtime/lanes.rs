@@ -24,9 +24,7 @@ pub struct Lane {
 impl Lane {
     /// Locks the lane's model (a panic in an earlier holder leaves the model usable).
     pub fn lock(&self) -> MutexGuard<'_, Box<dyn Model>> {
-        self.model
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -42,19 +40,9 @@ impl Lanes {
     /// One lane with the model's own memory figure (no warm-up).
     pub fn single(model: Box<dyn Model>) -> Lanes {
         let desc = model.desc().clone();
-        let calibration = Calibration {
-            fast_precision: model.fast_precision(),
-            ..Calibration::assumed(&desc, model.precision())
-        };
+        let calibration = Calibration { fast_precision: model.fast_precision(), ..Calibration::assumed(&desc, model.precision()) };
         let device = model.device();
-        Lanes {
-            lanes: vec![Lane {
-                model: Mutex::new(model),
-                device,
-            }],
-            desc,
-            calibration,
-        }
+        Lanes { lanes: vec![Lane { model: Mutex::new(model), device }], desc, calibration }
     }
 
     pub fn desc(&self) -> &ModelDesc {
@@ -97,12 +85,7 @@ pub struct LaneSpec {
 impl LaneSpec {
     /// One lane on `device`, fp32, no warm-up on a CPU.
     pub fn one(device: Device) -> LaneSpec {
-        LaneSpec {
-            devices: vec![device],
-            per_device: 1,
-            precision: PrecisionChoice::Auto,
-            warm_up: WarmUp::Auto,
-        }
+        LaneSpec { devices: vec![device], per_device: 1, precision: PrecisionChoice::Auto, warm_up: WarmUp::Auto }
     }
 
     /// The lanes per device when not configured: two on a GPU (one computes while the
@@ -121,10 +104,7 @@ impl LaneSpec {
 /// replicas of a device take its precision.
 pub fn load_lanes(spec: &str, layout: &LaneSpec) -> Result<Lanes, ModelError> {
     if layout.devices.is_empty() {
-        return Err(ModelError::Load {
-            path: spec.to_owned(),
-            reason: "no device to run on".to_owned(),
-        });
+        return Err(ModelError::Load { path: spec.to_owned(), reason: "no device to run on".to_owned() });
     }
     let mut lanes = Vec::new();
     let mut calibration: Option<Calibration> = None;
@@ -133,19 +113,13 @@ pub fn load_lanes(spec: &str, layout: &LaneSpec) -> Result<Lanes, ModelError> {
         for _ in 0..layout.per_device.max(1) {
             let mut model = super::load(spec, device)?;
             match &device_calibration {
-                None => {
-                    device_calibration =
-                        Some(calibrate(&mut *model, layout.precision, layout.warm_up)?)
-                }
+                None => device_calibration = Some(calibrate(&mut *model, layout.precision, layout.warm_up)?),
                 Some(c) => {
                     model.set_precision(c.precision)?;
                     model.set_fast_precision(c.fast_precision)?;
                 }
             }
-            lanes.push(Lane {
-                model: Mutex::new(model),
-                device,
-            });
+            lanes.push(Lane { model: Mutex::new(model), device });
         }
         tracing::debug!(device = %device_name(device), lanes = layout.per_device, "lanes loaded");
         if calibration.is_none() {
@@ -153,13 +127,8 @@ pub fn load_lanes(spec: &str, layout: &LaneSpec) -> Result<Lanes, ModelError> {
         }
     }
     let desc = lanes[0].lock().desc().clone();
-    let calibration =
-        calibration.unwrap_or_else(|| Calibration::assumed(&desc, super::Precision::Fp32));
-    Ok(Lanes {
-        lanes,
-        desc,
-        calibration,
-    })
+    let calibration = calibration.unwrap_or_else(|| Calibration::assumed(&desc, super::Precision::Fp32));
+    Ok(Lanes { lanes, desc, calibration })
 }
 
 /// The command-line flags (and `LAMINA_*` variables) that lay out lanes, shared by
@@ -185,18 +154,10 @@ pub struct LaneArgs {
 impl LaneArgs {
     /// The lane layout over `devices`.
     pub fn spec(&self, devices: Vec<Device>) -> Result<LaneSpec, crate::args::DeviceError> {
-        let precision =
-            PrecisionChoice::parse(&self.precision).map_err(crate::args::DeviceError::Precision)?;
+        let precision = PrecisionChoice::parse(&self.precision).map_err(crate::args::DeviceError::Precision)?;
         let warm_up = WarmUp::parse(&self.warm_up).map_err(crate::args::DeviceError::WarmUp)?;
         let first = devices.first().copied().unwrap_or(Device::Cpu);
-        let per_device = self
-            .lanes_per_device
-            .map_or_else(|| LaneSpec::default_per_device(first), usize::from);
-        Ok(LaneSpec {
-            devices,
-            per_device,
-            precision,
-            warm_up,
-        })
+        let per_device = self.lanes_per_device.map_or_else(|| LaneSpec::default_per_device(first), usize::from);
+        Ok(LaneSpec { devices, per_device, precision, warm_up })
     }
 }

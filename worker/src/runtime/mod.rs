@@ -10,9 +10,7 @@ mod device;
 pub mod lanes;
 mod slot;
 
-pub use device::{
-    cuda_device_count, device_name, gpu_memory, load_cuda, parse_device, parse_devices, BadDevice,
-};
+pub use device::{cuda_device_count, device_name, gpu_memory, load_cuda, parse_device, parse_devices, BadDevice};
 pub use lamina_engine::*;
 pub use lamina_families::ModelSpec;
 pub use lanes::{load_lanes, Lane, LaneArgs, LaneSpec, Lanes};
@@ -31,9 +29,6 @@ pub fn shared(model: Box<dyn Model>) -> SharedModel {
 /// Loads a model by its `--model` text, through the family that answers to it
 /// ([`lamina_families::FAMILIES`]).
 pub fn load(spec: &str, device: tch::Device) -> Result<Box<dyn Model>, ModelError> {
-    let parsed = ModelSpec::parse(spec).map_err(|e| ModelError::Load {
-        path: spec.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let parsed = ModelSpec::parse(spec).map_err(|e| ModelError::Load { path: spec.to_owned(), reason: e.to_string() })?;
     lamina_engine::load(&parsed, device)
 }

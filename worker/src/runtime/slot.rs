@@ -21,11 +21,7 @@ pub struct ModelSlot {
 impl std::fmt::Debug for ModelSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let devices: Vec<String> = self.devices.iter().map(|&d| device_name(d)).collect();
-        f.debug_struct("ModelSlot")
-            .field("id", &self.id)
-            .field("devices", &devices)
-            .field("loaded", &self.get().is_some())
-            .finish()
+        f.debug_struct("ModelSlot").field("id", &self.id).field("devices", &devices).field("loaded", &self.get().is_some()).finish()
     }
 }
 
@@ -33,27 +29,13 @@ impl ModelSlot {
     /// A model already loaded.
     pub fn loaded(model: SharedModel) -> Arc<ModelSlot> {
         let (id, devices) = (model.desc().id.clone(), model.devices());
-        Arc::new(ModelSlot {
-            id,
-            devices,
-            loaded: Mutex::new(Some(model)),
-            load: None,
-        })
+        Arc::new(ModelSlot { id, devices, loaded: Mutex::new(Some(model)), load: None })
     }
 
     /// A model loaded by `load` when first needed; `id` is its identity's id and `devices`
     /// where it will run.
-    pub fn lazy(
-        id: String,
-        devices: Vec<tch::Device>,
-        load: impl Fn() -> Result<SharedModel, ModelError> + Send + Sync + 'static,
-    ) -> Arc<ModelSlot> {
-        Arc::new(ModelSlot {
-            id,
-            devices,
-            loaded: Mutex::new(None),
-            load: Some(Box::new(load)),
-        })
+    pub fn lazy(id: String, devices: Vec<tch::Device>, load: impl Fn() -> Result<SharedModel, ModelError> + Send + Sync + 'static) -> Arc<ModelSlot> {
+        Arc::new(ModelSlot { id, devices, loaded: Mutex::new(None), load: Some(Box::new(load)) })
     }
 
     pub fn id(&self) -> &str {
@@ -66,10 +48,7 @@ impl ModelSlot {
 
     /// The model, if it is loaded.
     pub fn get(&self) -> Option<SharedModel> {
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The model, loading it now (on a blocking thread, once) if it is not loaded yet.
@@ -84,20 +63,12 @@ impl ModelSlot {
             if let Some(model) = loaded.as_ref() {
                 return Ok(model.clone());
             }
-            let load = slot.load.as_ref().ok_or_else(|| ModelError::Load {
-                path: slot.id.clone(),
-                reason: "no model to load".to_owned(),
-            })?;
+            let load = slot.load.as_ref().ok_or_else(|| ModelError::Load { path: slot.id.clone(), reason: "no model to load".to_owned() })?;
             let model = load()?;
             *loaded = Some(model.clone());
             Ok(model)
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(ModelError::Crashed {
-                model: self.id.clone(),
-                reason: e.to_string(),
-            })
-        })
+        .unwrap_or_else(|e| Err(ModelError::Crashed { model: self.id.clone(), reason: e.to_string() }))
     }
 }

@@ -32,13 +32,7 @@ pub fn task(dir: &Path, key: &str, model: Option<&str>) -> Task {
 /// A session of the pool `default` running `model`, local folders only.
 pub fn service_config(model: &str, worker: WorkerConfig, name: &str) -> ServiceConfig {
     ServiceConfig {
-        s3: S3Settings {
-            endpoint: None,
-            region: "us-east-1".into(),
-            path_style: false,
-            credentials: None,
-            max_attempts: 1,
-        },
+        s3: S3Settings { endpoint: None, region: "us-east-1".into(), path_style: false, credentials: None, max_attempts: 1 },
         pool: "default".into(),
         model: model.into(),
         worker,
@@ -52,22 +46,11 @@ pub fn service_config(model: &str, worker: WorkerConfig, name: &str) -> ServiceC
 }
 
 /// The first `n` task results the session publishes, each passed to `check` as it arrives.
-pub async fn results(
-    broker: &Arc<dyn Broker>,
-    n: usize,
-    mut check: impl FnMut(&TaskResult),
-) -> Vec<TaskResult> {
-    let mut events = broker
-        .consume(&broker.topology().events(), "coordinator", 64)
-        .await
-        .unwrap();
+pub async fn results(broker: &Arc<dyn Broker>, n: usize, mut check: impl FnMut(&TaskResult)) -> Vec<TaskResult> {
+    let mut events = broker.consume(&broker.topology().events(), "coordinator", 64).await.unwrap();
     let mut results = Vec::new();
     while results.len() < n {
-        let delivery = tokio::time::timeout(Duration::from_secs(60), events.next())
-            .await
-            .expect("results in time")
-            .unwrap()
-            .unwrap();
+        let delivery = tokio::time::timeout(Duration::from_secs(60), events.next()).await.expect("results in time").unwrap().unwrap();
         let event: Event = serde_json::from_slice(&delivery.body).unwrap();
         delivery.settle.ack().await.unwrap();
         if let Some(result) = event.result {

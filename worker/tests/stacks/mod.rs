@@ -37,11 +37,7 @@ impl LayerSink for Collect {
         self.labels = labels;
     }
 
-    fn begin(
-        &mut self,
-        sources: Vec<Vec<usize>>,
-        palette: Option<Vec<[u8; 3]>>,
-    ) -> Result<(), ModelError> {
+    fn begin(&mut self, sources: Vec<Vec<usize>>, palette: Option<Vec<[u8; 3]>>) -> Result<(), ModelError> {
         self.layers = vec![Vec::new(); sources.len()];
         self.sources = sources;
         self.palette = palette;

@@ -29,8 +29,7 @@ pub fn pair_score(x: &Rgba, y: &Rgba) -> PairScore {
     // times the mask, min(alpha), max(alpha).
     let [num, inter, union] = np_sum_by(n, &|i| {
         let (p, g) = (&xd[4 * i..4 * i + 4], &yd[4 * i..4 * i + 4]);
-        let d = (((unit[p[0] as usize] - unit[g[0] as usize]).abs()
-            + (unit[p[1] as usize] - unit[g[1] as usize]).abs())
+        let d = (((unit[p[0] as usize] - unit[g[0] as usize]).abs() + (unit[p[1] as usize] - unit[g[1] as usize]).abs())
             + (unit[p[2] as usize] - unit[g[2] as usize]).abs())
             / 3.0;
         let mask = if g[3] > 0 { 1.0 } else { 0.0 };
@@ -41,11 +40,7 @@ pub fn pair_score(x: &Rgba, y: &Rgba) -> PairScore {
     let rgb_l1 = num / (count as f64 + 1e-8);
     let alpha_iou = if union > 0.0 { inter / union } else { 0.0 };
     let cost = (rgb_l1 + (1.0 - alpha_iou)) / 2.0;
-    PairScore {
-        rgb_l1,
-        alpha_iou,
-        cost,
-    }
+    PairScore { rgb_l1, alpha_iou, cost }
 }
 
 /// LayerD's `RGBL1`: mean absolute RGB difference (in [0, 1]) over the pixels where the

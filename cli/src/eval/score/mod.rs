@@ -40,11 +40,7 @@ pub struct Rgba {
 impl Rgba {
     /// A fully transparent (0, 0, 0, 0) layer.
     pub fn transparent(width: u32, height: u32) -> Rgba {
-        Rgba {
-            width,
-            height,
-            data: vec![0; width as usize * height as usize * 4],
-        }
+        Rgba { width, height, data: vec![0; width as usize * height as usize * 4] }
     }
 
     fn pixels(&self) -> std::slice::ChunksExact<'_, u8> {
@@ -78,12 +74,7 @@ pub enum ScoreError {
     /// LayerD skips a sample with fewer than 2 layers on either side (pred checked first).
     TooFewLayers { side: &'static str, count: usize },
     /// A layer's size differs from the first prediction layer's (LayerD fails on this).
-    SizeMismatch {
-        side: &'static str,
-        index: usize,
-        size: (u32, u32),
-        expected: (u32, u32),
-    },
+    SizeMismatch { side: &'static str, index: usize, size: (u32, u32), expected: (u32, u32) },
     /// A layer's buffer does not hold `width * height * 4` bytes.
     BadBuffer { side: &'static str, index: usize },
 }
@@ -129,17 +120,11 @@ struct Scorer {
 impl Scorer {
     fn node(&mut self, image: Rgba) -> Node {
         self.next_id += 1;
-        Node {
-            id: self.next_id,
-            image,
-        }
+        Node { id: self.next_id, image }
     }
 
     fn score(&mut self, x: &Node, y: &Node) -> PairScore {
-        *self
-            .cache
-            .entry((x.id, y.id))
-            .or_insert_with(|| pair_score(&x.image, &y.image))
+        *self.cache.entry((x.id, y.id)).or_insert_with(|| pair_score(&x.image, &y.image))
     }
 
     /// `1 - cost(x, y)`, Merge's similarity.
@@ -157,39 +142,18 @@ impl Scorer {
     }
 
     /// `DynamicTimeWarping.__call__`: the path and the scores averaged over it.
-    fn dtw(
-        &mut self,
-        pred: &[Node],
-        gt: &[Node],
-        edits: usize,
-    ) -> (Vec<(usize, usize)>, EditScore) {
-        let c: Vec<Vec<f64>> = pred
-            .iter()
-            .map(|p| gt.iter().map(|g| self.score(p, g).cost).collect())
-            .collect();
+    fn dtw(&mut self, pred: &[Node], gt: &[Node], edits: usize) -> (Vec<(usize, usize)>, EditScore) {
+        let c: Vec<Vec<f64>> = pred.iter().map(|p| gt.iter().map(|g| self.score(p, g).cost).collect()).collect();
         let path = dtw_path(&c);
-        let scores: Vec<PairScore> = path
-            .iter()
-            .map(|&(i, j)| self.score(&pred[i], &gt[j]))
-            .collect();
+        let scores: Vec<PairScore> = path.iter().map(|&(i, j)| self.score(&pred[i], &gt[j])).collect();
         let mean = |f: fn(&PairScore) -> f64| np_mean(&scores.iter().map(f).collect::<Vec<_>>());
-        let score = EditScore {
-            edits,
-            cost: mean(|s| s.cost),
-            rgb_l1: mean(|s| s.rgb_l1),
-            alpha_iou: mean(|s| s.alpha_iou),
-        };
+        let score = EditScore { edits, cost: mean(|s| s.cost), rgb_l1: mean(|s| s.rgb_l1), alpha_iou: mean(|s| s.alpha_iou) };
         (path, score)
     }
 
     /// `Merge._compute_merged_scores` + `_find_best_match` for one side: the adjacent pair
     /// whose merge gains most by LayerD's rule (first on ties), with the merged image.
-    fn best_merge(
-        &mut self,
-        ls: &[Node],
-        gts: &[Node],
-        pairs: &[(usize, usize)],
-    ) -> Option<(usize, f64, Node)> {
+    fn best_merge(&mut self, ls: &[Node], gts: &[Node], pairs: &[(usize, usize)]) -> Option<(usize, f64, Node)> {
         if ls.len() <= 2 {
             return None;
         }
@@ -197,16 +161,8 @@ impl Scorer {
         for i in 0..ls.len() - 1 {
             let merged = over(&ls[i].image, &ls[i + 1].image);
             let merged = self.node(merged);
-            let g0: Vec<&Node> = pairs
-                .iter()
-                .filter(|p| p.0 == i)
-                .map(|p| &gts[p.1])
-                .collect();
-            let g1: Vec<&Node> = pairs
-                .iter()
-                .filter(|p| p.0 == i + 1)
-                .map(|p| &gts[p.1])
-                .collect();
+            let g0: Vec<&Node> = pairs.iter().filter(|p| p.0 == i).map(|p| &gts[p.1]).collect();
+            let g1: Vec<&Node> = pairs.iter().filter(|p| p.0 == i + 1).map(|p| &gts[p.1]).collect();
             let cur = self.sim_sum(&ls[i], &g0) + self.sim_sum(&ls[i + 1], &g1);
             let mut candidates = vec![self.sim_sum(&merged, &g0), self.sim_sum(&merged, &g1)];
             if i + 2 < ls.len() {
@@ -235,20 +191,10 @@ impl Scorer {
 /// LayerD's `LayersEditDist(max_edits)(pred, gt)`: group both stacks, align them, then up
 /// to `max_edits` greedy merges (prediction or reference side, whichever gains more; the
 /// reference on ties), recording the scores after each. Layers are bottom first.
-pub fn evaluate(
-    pred: &[Rgba],
-    gt: &[Rgba],
-    max_edits: usize,
-) -> Result<Vec<EditScore>, ScoreError> {
+pub fn evaluate(pred: &[Rgba], gt: &[Rgba], max_edits: usize) -> Result<Vec<EditScore>, ScoreError> {
     check(pred, gt)?;
-    let mut scorer = Scorer {
-        cache: HashMap::new(),
-        next_id: 0,
-    };
-    let mut p: Vec<Node> = grouped(pred)
-        .into_iter()
-        .map(|im| scorer.node(im))
-        .collect();
+    let mut scorer = Scorer { cache: HashMap::new(), next_id: 0 };
+    let mut p: Vec<Node> = grouped(pred).into_iter().map(|im| scorer.node(im)).collect();
     let mut g: Vec<Node> = grouped(gt).into_iter().map(|im| scorer.node(im)).collect();
     let (mut path, score) = scorer.dtw(&p, &g, 0);
     let mut results = vec![score];
@@ -277,22 +223,14 @@ pub fn evaluate(
 pub fn check(pred: &[Rgba], gt: &[Rgba]) -> Result<(), ScoreError> {
     for (side, layers) in [("pred", pred), ("gt", gt)] {
         if layers.len() < 2 {
-            return Err(ScoreError::TooFewLayers {
-                side,
-                count: layers.len(),
-            });
+            return Err(ScoreError::TooFewLayers { side, count: layers.len() });
         }
     }
     let expected = (pred[0].width, pred[0].height);
     for (side, layers) in [("pred", pred), ("gt", gt)] {
         for (index, layer) in layers.iter().enumerate() {
             if (layer.width, layer.height) != expected {
-                return Err(ScoreError::SizeMismatch {
-                    side,
-                    index,
-                    size: (layer.width, layer.height),
-                    expected,
-                });
+                return Err(ScoreError::SizeMismatch { side, index, size: (layer.width, layer.height), expected });
             }
             if layer.data.len() != layer.width as usize * layer.height as usize * 4 {
                 return Err(ScoreError::BadBuffer { side, index });
@@ -318,15 +256,8 @@ pub fn aggregate(results: &[Vec<EditScore>]) -> Vec<Aggregate> {
         if count == 0 {
             continue;
         }
-        picked.extend(
-            results
-                .iter()
-                .filter(|r| i >= r.len())
-                .filter_map(|r| r.last()),
-        );
-        let mean = |f: &dyn Fn(&EditScore) -> f64| {
-            np_mean(&picked.iter().map(|s| f(s)).collect::<Vec<_>>())
-        };
+        picked.extend(results.iter().filter(|r| i >= r.len()).filter_map(|r| r.last()));
+        let mean = |f: &dyn Fn(&EditScore) -> f64| np_mean(&picked.iter().map(|s| f(s)).collect::<Vec<_>>());
         out.push(Aggregate {
             max_edits: i,
             avg_edits: mean(&|s| s.edits as f64),
@@ -345,11 +276,7 @@ mod tests {
 
     /// A `w` x `h` layer filled with `px`.
     fn solid(w: u32, h: u32, px: [u8; 4]) -> Rgba {
-        Rgba {
-            width: w,
-            height: h,
-            data: px.repeat((w * h) as usize),
-        }
+        Rgba { width: w, height: h, data: px.repeat((w * h) as usize) }
     }
 
     /// A transparent `w` x `h` layer with `px` on the rectangle [x0, x1) x [y0, y1).
@@ -371,26 +298,14 @@ mod tests {
     #[test]
     fn alpha_composite_integer_rounding() {
         assert_eq!(over_pixel([10, 20, 30, 0], [1, 2, 3, 0]), [10, 20, 30, 0]);
-        assert_eq!(
-            over_pixel([9, 9, 9, 77], [200, 100, 0, 255]),
-            [200, 100, 0, 255]
-        );
-        assert_eq!(
-            over_pixel([0, 0, 0, 255], [255, 255, 255, 128]),
-            [128, 128, 128, 255]
-        );
-        assert_eq!(
-            over_pixel([0, 0, 255, 128], [255, 0, 0, 128]),
-            [170, 0, 85, 192]
-        );
+        assert_eq!(over_pixel([9, 9, 9, 77], [200, 100, 0, 255]), [200, 100, 0, 255]);
+        assert_eq!(over_pixel([0, 0, 0, 255], [255, 255, 255, 128]), [128, 128, 128, 255]);
+        assert_eq!(over_pixel([0, 0, 255, 128], [255, 0, 0, 128]), [170, 0, 85, 192]);
         // Over a transparent destination the source comes through unchanged.
         assert_eq!(over_pixel([50, 60, 70, 0], [1, 2, 3, 4]), [1, 2, 3, 4]);
         let back = solid(2, 1, [0, 0, 255, 128]);
         let front = rect(2, 1, (0, 0, 1, 1), [255, 0, 0, 128]);
-        assert_eq!(
-            over(&back, &front).data,
-            vec![170, 0, 85, 192, 0, 0, 255, 128]
-        );
+        assert_eq!(over(&back, &front).data, vec![170, 0, 85, 192, 0, 0, 255, 128]);
     }
 
     /// numpy's pairwise summation: short lists add left to right, longer ones in eight
@@ -418,15 +333,7 @@ mod tests {
             rect(6, 4, (2, 1, 6, 4), [10, 200, 10, 128]),
         ];
         let result = evaluate(&stack, &stack, 5).unwrap();
-        assert_eq!(
-            result,
-            vec![EditScore {
-                edits: 0,
-                cost: 0.0,
-                rgb_l1: 0.0,
-                alpha_iou: 1.0
-            }]
-        );
+        assert_eq!(result, vec![EditScore { edits: 0, cost: 0.0, rgb_l1: 0.0, alpha_iou: 1.0 }]);
     }
 
     /// A colour offset of `k` levels on every pixel the reference covers gives RGB L1
@@ -436,14 +343,8 @@ mod tests {
     #[test]
     fn colour_offset_gives_offset_over_255() {
         for k in [1u8, 17, 51, 128, 255] {
-            let gt = vec![
-                solid(5, 3, [0, 0, 0, 255]),
-                rect(5, 3, (1, 1, 4, 3), [0, 0, 0, 255]),
-            ];
-            let pred = vec![
-                solid(5, 3, [k, k, k, 255]),
-                rect(5, 3, (1, 1, 4, 3), [k, k, k, 255]),
-            ];
+            let gt = vec![solid(5, 3, [0, 0, 0, 255]), rect(5, 3, (1, 1, 4, 3), [0, 0, 0, 255])];
+            let pred = vec![solid(5, 3, [k, k, k, 255]), rect(5, 3, (1, 1, 4, 3), [k, k, k, 255])];
             let x = k as f64 / 255.0;
             let s = pair_score(&pred[0], &gt[0]);
             assert!((s.rgb_l1 - x).abs() < 1e-8, "k={k}: {}", s.rgb_l1);
@@ -481,18 +382,11 @@ mod tests {
     /// sum(min) / sum(max) = (255 + 128) / (255 + 255 + 102 + 51) = 383 / 663.
     #[test]
     fn soft_alpha_iou_by_hand() {
-        let mk = |alphas: [u8; 4]| Rgba {
-            width: 4,
-            height: 1,
-            data: alphas.iter().flat_map(|&a| [0, 0, 0, a]).collect(),
-        };
+        let mk = |alphas: [u8; 4]| Rgba { width: 4, height: 1, data: alphas.iter().flat_map(|&a| [0, 0, 0, a]).collect() };
         let iou = alpha_iou(&mk([255, 128, 0, 51]), &mk([255, 255, 102, 0]));
         assert!((iou - 383.0 / 663.0).abs() < 1e-15, "{iou}");
         // Symmetric.
-        assert_eq!(
-            iou,
-            alpha_iou(&mk([255, 255, 102, 0]), &mk([255, 128, 0, 51]))
-        );
+        assert_eq!(iou, alpha_iou(&mk([255, 255, 102, 0]), &mk([255, 128, 0, 51])));
     }
 
     /// Grouping peels off layers that overlap no later layer: background 0, A (1), B over
@@ -505,10 +399,7 @@ mod tests {
         let b = rect(8, 4, (2, 1, 4, 3), [0, 255, 0, 255]);
         let c = rect(8, 4, (6, 0, 8, 4), [0, 0, 255, 255]);
         let layers = vec![bg.clone(), a.clone(), b.clone(), c.clone()];
-        assert_eq!(
-            group_top_layers(&layers),
-            vec![vec![0], vec![1], vec![2, 3]]
-        );
+        assert_eq!(group_top_layers(&layers), vec![vec![0], vec![1], vec![2, 3]]);
         let groups = grouped(&layers);
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[2], over(&b, &c));
@@ -519,25 +410,16 @@ mod tests {
         assert_eq!(group_top_layers(&layers), vec![vec![0], vec![1, 2, 3]]);
         assert_eq!(group_top_layers(std::slice::from_ref(&bg)), vec![vec![0]]);
         // Fully nested layers stay apart.
-        assert_eq!(
-            group_top_layers(&[bg.clone(), a.clone(), a.clone()]),
-            vec![vec![0], vec![1], vec![2]]
-        );
+        assert_eq!(group_top_layers(&[bg.clone(), a.clone(), a.clone()]), vec![vec![0], vec![1], vec![2]]);
     }
 
     /// DTW's backtrack on hand matrices: ties prefer the diagonal, then the step that
     /// lowers the prediction index; a zero-cost diagonal is followed.
     #[test]
     fn dtw_tie_breaking() {
-        assert_eq!(
-            dtw_path(&[vec![0.0, 0.0], vec![0.0, 0.0]]),
-            vec![(0, 0), (1, 1)]
-        );
+        assert_eq!(dtw_path(&[vec![0.0, 0.0], vec![0.0, 0.0]]), vec![(0, 0), (1, 1)]);
         assert_eq!(dtw_path(&[vec![0.5]]), vec![(0, 0)]);
-        assert_eq!(
-            dtw_path(&[vec![0.1, 0.2, 0.3]]),
-            vec![(0, 0), (0, 1), (0, 2)]
-        );
+        assert_eq!(dtw_path(&[vec![0.1, 0.2, 0.3]]), vec![(0, 0), (0, 1), (0, 2)]);
         // At (1, 1): D[0][0] = 1 > D[0][1] = D[1][0] = 0.5 → the tie goes "up" (pred - 1).
         let c = vec![vec![1.0, -0.5], vec![-0.5, 0.0]];
         assert_eq!(dtw_path(&c), vec![(0, 0), (0, 1), (1, 1)]);
@@ -554,20 +436,14 @@ mod tests {
         let patch = rect(8, 8, (2, 2, 4, 4), [220, 40, 40, 255]);
         let pred = vec![bg.clone(), fg.clone(), patch.clone()];
         let gt = vec![bg.clone(), fg.clone()];
-        let c: Vec<Vec<f64>> = pred
-            .iter()
-            .map(|p| gt.iter().map(|g| cost(p, g)).collect())
-            .collect();
+        let c: Vec<Vec<f64>> = pred.iter().map(|p| gt.iter().map(|g| cost(p, g)).collect()).collect();
         assert_eq!(dtw_path(&c), vec![(0, 0), (1, 1), (2, 1)]);
         let result = evaluate(&pred, &gt, 0).unwrap();
         let patch_score = pair_score(&patch, &fg);
         assert_eq!(patch_score.alpha_iou, 4.0 / 36.0);
         assert_eq!(result.len(), 1);
         assert_eq!(result[0].cost, np_mean(&[0.0, 0.0, patch_score.cost]));
-        assert_eq!(
-            result[0].alpha_iou,
-            np_mean(&[1.0, 1.0, patch_score.alpha_iou])
-        );
+        assert_eq!(result[0].alpha_iou, np_mean(&[1.0, 1.0, patch_score.alpha_iou]));
         // The patch's colour under its alpha 0 (black) counts wherever the foreground is
         // visible: 32 of the foreground's 36 pixels differ by (220 + 40 + 40) / 3 levels.
         assert!((patch_score.rgb_l1 - 32.0 * (300.0 / 3.0 / 255.0) / 36.0).abs() < 1e-9);
@@ -585,15 +461,7 @@ mod tests {
         let result = evaluate(&[bg.clone(), fg.clone(), patch], &[bg, fg], 5).unwrap();
         assert_eq!(result.len(), 2);
         assert!(result[0].cost > 0.0);
-        assert_eq!(
-            result[1],
-            EditScore {
-                edits: 1,
-                cost: 0.0,
-                rgb_l1: 0.0,
-                alpha_iou: 1.0
-            }
-        );
+        assert_eq!(result[1], EditScore { edits: 1, cost: 0.0, rgb_l1: 0.0, alpha_iou: 1.0 });
     }
 
     /// The reference side is merged too: a reference foreground split in two against a
@@ -606,24 +474,12 @@ mod tests {
         let patch = rect(8, 8, (2, 2, 4, 4), [220, 40, 40, 255]);
         let result = evaluate(&[bg.clone(), fg.clone()], &[bg, fg, patch], 5).unwrap();
         assert_eq!(result.len(), 2);
-        assert_eq!(
-            result[1],
-            EditScore {
-                edits: 1,
-                cost: 0.0,
-                rgb_l1: 0.0,
-                alpha_iou: 1.0
-            }
-        );
+        assert_eq!(result[1], EditScore { edits: 1, cost: 0.0, rgb_l1: 0.0, alpha_iou: 1.0 });
         // max_edits = 0 records only the unedited alignment.
         assert_eq!(
-            evaluate(
-                &[solid(2, 2, [0; 4]), solid(2, 2, [0; 4])],
-                &[solid(2, 2, [0; 4]), solid(2, 2, [0; 4])],
-                0
-            )
-            .unwrap()
-            .len(),
+            evaluate(&[solid(2, 2, [0; 4]), solid(2, 2, [0; 4])], &[solid(2, 2, [0; 4]), solid(2, 2, [0; 4])], 0)
+                .unwrap()
+                .len(),
             1
         );
     }
@@ -634,48 +490,19 @@ mod tests {
     #[test]
     fn aggregate_carries_last_result_forward() {
         let a = vec![
-            EditScore {
-                edits: 0,
-                cost: 0.25,
-                rgb_l1: 0.5,
-                alpha_iou: 0.0,
-            },
-            EditScore {
-                edits: 1,
-                cost: 0.0,
-                rgb_l1: 0.0,
-                alpha_iou: 1.0,
-            },
+            EditScore { edits: 0, cost: 0.25, rgb_l1: 0.5, alpha_iou: 0.0 },
+            EditScore { edits: 1, cost: 0.0, rgb_l1: 0.0, alpha_iou: 1.0 },
         ];
-        let b = vec![EditScore {
-            edits: 0,
-            cost: 0.5,
-            rgb_l1: 0.25,
-            alpha_iou: 0.5,
-        }];
+        let b = vec![EditScore { edits: 0, cost: 0.5, rgb_l1: 0.25, alpha_iou: 0.5 }];
         let agg = aggregate(&[a, b]);
         assert_eq!(agg.len(), 2);
         assert_eq!(
             agg[0],
-            Aggregate {
-                max_edits: 0,
-                avg_edits: 0.0,
-                count: 2,
-                avg_cost: 0.375,
-                avg_rgb_l1: 0.375,
-                avg_alpha_iou: 0.25
-            }
+            Aggregate { max_edits: 0, avg_edits: 0.0, count: 2, avg_cost: 0.375, avg_rgb_l1: 0.375, avg_alpha_iou: 0.25 }
         );
         assert_eq!(
             agg[1],
-            Aggregate {
-                max_edits: 1,
-                avg_edits: 0.5,
-                count: 1,
-                avg_cost: 0.25,
-                avg_rgb_l1: 0.125,
-                avg_alpha_iou: 0.75
-            }
+            Aggregate { max_edits: 1, avg_edits: 0.5, count: 1, avg_cost: 0.25, avg_rgb_l1: 0.125, avg_alpha_iou: 0.75 }
         );
         assert!(aggregate(&[]).is_empty());
     }
@@ -685,40 +512,20 @@ mod tests {
     #[test]
     fn bad_stacks_are_errors() {
         let l = solid(2, 2, [0, 0, 0, 255]);
-        assert_eq!(
-            evaluate(std::slice::from_ref(&l), &[], 5),
-            Err(ScoreError::TooFewLayers {
-                side: "pred",
-                count: 1
-            })
-        );
+        assert_eq!(evaluate(std::slice::from_ref(&l), &[], 5), Err(ScoreError::TooFewLayers { side: "pred", count: 1 }));
         assert_eq!(
             evaluate(&[l.clone(), l.clone()], std::slice::from_ref(&l), 5),
-            Err(ScoreError::TooFewLayers {
-                side: "gt",
-                count: 1
-            })
+            Err(ScoreError::TooFewLayers { side: "gt", count: 1 })
         );
         let big = solid(3, 2, [0, 0, 0, 255]);
         assert!(matches!(
             evaluate(&[l.clone(), l.clone()], &[l.clone(), big], 5),
-            Err(ScoreError::SizeMismatch {
-                side: "gt",
-                index: 1,
-                ..
-            })
+            Err(ScoreError::SizeMismatch { side: "gt", index: 1, .. })
         ));
-        let short = Rgba {
-            width: 2,
-            height: 2,
-            data: vec![0; 3],
-        };
+        let short = Rgba { width: 2, height: 2, data: vec![0; 3] };
         assert_eq!(
             evaluate(&[l.clone(), short], &[l.clone(), l.clone()], 5),
-            Err(ScoreError::BadBuffer {
-                side: "pred",
-                index: 1
-            })
+            Err(ScoreError::BadBuffer { side: "pred", index: 1 })
         );
     }
 }

@@ -6,11 +6,7 @@ pub(super) const PW_BLOCKSIZE: usize = 128;
 /// numpy's `pairwise_sum` (`loops_utils.h`) over the elements `lo..lo + n`, the element at
 /// index `i` being `f(i)`; `K` arrays of the same length are summed at once (their trees
 /// are the same), so nothing is stored.
-pub(super) fn pairwise_by<const K: usize>(
-    lo: usize,
-    n: usize,
-    f: &impl Fn(usize) -> [f64; K],
-) -> [f64; K] {
+pub(super) fn pairwise_by<const K: usize>(lo: usize, n: usize, f: &impl Fn(usize) -> [f64; K]) -> [f64; K] {
     if n < 8 {
         let mut res = [0.0; K];
         for i in lo..lo + n {
@@ -37,8 +33,7 @@ pub(super) fn pairwise_by<const K: usize>(
         }
         let mut res = [0.0; K];
         for k in 0..K {
-            res[k] = ((r[0][k] + r[1][k]) + (r[2][k] + r[3][k]))
-                + ((r[4][k] + r[5][k]) + (r[6][k] + r[7][k]));
+            res[k] = ((r[0][k] + r[1][k]) + (r[2][k] + r[3][k])) + ((r[4][k] + r[5][k]) + (r[6][k] + r[7][k]));
         }
         while i < n {
             let v = f(lo + i);

@@ -23,28 +23,16 @@ pub fn over_pixel(dst: [u8; 4], src: [u8; 4]) -> [u8; 4] {
     let coef1 = sa * 255 * 255 * 128 / outa255;
     let coef2 = 255 * 128 - coef1;
     let ch = |s: u8, d: u8| (div255s(s as u32 * coef1 + d as u32 * coef2 + (0x80 << 7)) >> 7) as u8;
-    [
-        ch(src[0], dst[0]),
-        ch(src[1], dst[1]),
-        ch(src[2], dst[2]),
-        div255s(outa255 + 0x80) as u8,
-    ]
+    [ch(src[0], dst[0]), ch(src[1], dst[1]), ch(src[2], dst[2]), div255s(outa255 + 0x80) as u8]
 }
 
 /// `Image.alpha_composite(dst, src)`: `src` drawn over `dst` (both the same size).
 pub fn over(dst: &Rgba, src: &Rgba) -> Rgba {
     let mut data = Vec::with_capacity(dst.data.len());
     for (d, s) in dst.pixels().zip(src.pixels()) {
-        data.extend_from_slice(&over_pixel(
-            [d[0], d[1], d[2], d[3]],
-            [s[0], s[1], s[2], s[3]],
-        ));
+        data.extend_from_slice(&over_pixel([d[0], d[1], d[2], d[3]], [s[0], s[1], s[2], s[3]]));
     }
-    Rgba {
-        width: dst.width,
-        height: dst.height,
-        data,
-    }
+    Rgba { width: dst.width, height: dst.height, data }
 }
 
 /// `functools.reduce(Image.alpha_composite, layers)`: the layers in order, each over the
@@ -72,10 +60,7 @@ pub fn group_top_layers(layers: &[Rgba]) -> Vec<Vec<usize>> {
     while !remaining.is_empty() {
         let mut current = Vec::new();
         for (pos, &target) in remaining.iter().enumerate() {
-            if !remaining[pos + 1..]
-                .iter()
-                .any(|&later| overlaps(target, later))
-            {
+            if !remaining[pos + 1..].iter().any(|&later| overlaps(target, later)) {
                 current.push(target);
             }
         }

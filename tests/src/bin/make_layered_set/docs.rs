@@ -11,36 +11,12 @@ pub const COMMAND: &str = "cargo run -p lamina-tests --bin make-layered-set -- e
 /// The photos that backgrounds may come from, with their subjects and terms as stated in
 /// assets/samples/LICENSES.md.
 const PHOTO_TERMS: [(&str, &str, &str); 6] = [
-    (
-        "astronaut.png",
-        "Eileen Collins, NASA Great Images database",
-        "public domain (NASA, no known copyright restrictions)",
-    ),
-    (
-        "chelsea.png",
-        "Chelsea the cat, by Stefan van der Walt",
-        "CC0",
-    ),
-    (
-        "coffee.png",
-        "coffee cup, by Rachel Michetti (Pikolo Espresso Bar)",
-        "CC0",
-    ),
-    (
-        "rocket.jpg",
-        "DSCOVR launch on Falcon 9, SpaceX",
-        "public domain (SpaceX release)",
-    ),
-    (
-        "hubble_deep_field.jpg",
-        "Hubble eXtreme Deep Field, NASA",
-        "public domain",
-    ),
-    (
-        "retina.jpg",
-        "fundus photograph, Mikael Häggström (Wikimedia)",
-        "CC0 1.0",
-    ),
+    ("astronaut.png", "Eileen Collins, NASA Great Images database", "public domain (NASA, no known copyright restrictions)"),
+    ("chelsea.png", "Chelsea the cat, by Stefan van der Walt", "CC0"),
+    ("coffee.png", "coffee cup, by Rachel Michetti (Pikolo Espresso Bar)", "CC0"),
+    ("rocket.jpg", "DSCOVR launch on Falcon 9, SpaceX", "public domain (SpaceX release)"),
+    ("hubble_deep_field.jpg", "Hubble eXtreme Deep Field, NASA", "public domain"),
+    ("retina.jpg", "fundus photograph, Mikael Häggström (Wikimedia)", "CC0 1.0"),
 ];
 
 /// The terms of `file`, if it is one of the photos backgrounds may use.
@@ -181,11 +157,7 @@ are crops and downscales of photos in `assets/samples/`, under the terms stated 
             .map(|(_, sample)| sample.name.as_str())
             .collect();
         if !users.is_empty() {
-            let _ = writeln!(
-                out,
-                "| {file} | {subject} | {terms} | {} |",
-                users.join(", ")
-            );
+            let _ = writeln!(out, "| {file} | {subject} | {terms} | {} |", users.join(", "));
         }
     }
     let _ = write!(

@@ -38,9 +38,8 @@ const SHADOWS: [Rgb; 4] = [[0, 0, 0], [20, 16, 40], [35, 22, 10], [8, 30, 40]];
 
 /// Words for text layers: at most 7 glyphs, so any fits a 256-pixel canvas at 3x (24 px each).
 const WORDS: [&str; 24] = [
-    "LAYER", "Lamina", "RGBA", "Hello", "SALE", "Open", "TOP", "alpha", "Draft", "NEW", "cafe",
-    "Stack", "Over", "moon", "Cat", "GO!", "Note", "Hi", "99%", "Zoom", "ink", "Soft", "Edit me",
-    "Layer 2",
+    "LAYER", "Lamina", "RGBA", "Hello", "SALE", "Open", "TOP", "alpha", "Draft", "NEW", "cafe", "Stack", "Over",
+    "moon", "Cat", "GO!", "Note", "Hi", "99%", "Zoom", "ink", "Soft", "Edit me", "Layer 2",
 ];
 
 /// Polygon outlines on a 100 x 100 grid, integers so no trigonometry is needed: the star's
@@ -49,45 +48,11 @@ const POLYGONS: [(&str, &[(i32, i32)]); 8] = [
     ("triangle", &[(50, 0), (100, 100), (0, 100)]),
     ("right triangle", &[(0, 0), (100, 100), (0, 100)]),
     ("diamond", &[(50, 0), (100, 50), (50, 100), (0, 50)]),
-    (
-        "pentagon",
-        &[(50, 0), (98, 35), (79, 90), (21, 90), (2, 35)],
-    ),
-    (
-        "hexagon",
-        &[(25, 0), (75, 0), (100, 50), (75, 100), (25, 100), (0, 50)],
-    ),
-    (
-        "star",
-        &[
-            (50, 0),
-            (61, 35),
-            (98, 35),
-            (68, 56),
-            (79, 90),
-            (50, 69),
-            (21, 90),
-            (32, 56),
-            (2, 35),
-            (39, 35),
-        ],
-    ),
-    (
-        "arrow",
-        &[
-            (0, 35),
-            (60, 35),
-            (60, 10),
-            (100, 50),
-            (60, 90),
-            (60, 65),
-            (0, 65),
-        ],
-    ),
-    (
-        "L-shape",
-        &[(0, 0), (40, 0), (40, 60), (100, 60), (100, 100), (0, 100)],
-    ),
+    ("pentagon", &[(50, 0), (98, 35), (79, 90), (21, 90), (2, 35)]),
+    ("hexagon", &[(25, 0), (75, 0), (100, 50), (75, 100), (25, 100), (0, 50)]),
+    ("star", &[(50, 0), (61, 35), (98, 35), (68, 56), (79, 90), (50, 69), (21, 90), (32, 56), (2, 35), (39, 35)]),
+    ("arrow", &[(0, 35), (60, 35), (60, 10), (100, 50), (60, 90), (60, 65), (0, 65)]),
+    ("L-shape", &[(0, 0), (40, 0), (40, 60), (100, 60), (100, 100), (0, 100)]),
 ];
 
 fn hex(c: Rgb) -> String {
@@ -181,59 +146,21 @@ impl Builder {
             }
             Backdrop::Flat(c) => {
                 self.base.push(c);
-                self.push(
-                    raster::opaque(w, h, &Fill::Flat(c)),
-                    format!("flat {}", hex(c)),
-                );
+                self.push(raster::opaque(w, h, &Fill::Flat(c)), format!("flat {}", hex(c)));
             }
             Backdrop::Gradient { from, to, dir } => {
                 self.base.extend([from, to]);
                 let (fw, fh) = (self.w(), self.h());
                 let (fill, how) = match dir {
-                    Dir::Horizontal => (
-                        Fill::Linear {
-                            from,
-                            to,
-                            start: (0.0, 0.0),
-                            end: (fw, 0.0),
-                        },
-                        "horizontal",
-                    ),
-                    Dir::Vertical => (
-                        Fill::Linear {
-                            from,
-                            to,
-                            start: (0.0, 0.0),
-                            end: (0.0, fh),
-                        },
-                        "vertical",
-                    ),
-                    Dir::Diagonal => (
-                        Fill::Linear {
-                            from,
-                            to,
-                            start: (0.0, 0.0),
-                            end: (fw, fh),
-                        },
-                        "diagonal",
-                    ),
+                    Dir::Horizontal => (Fill::Linear { from, to, start: (0.0, 0.0), end: (fw, 0.0) }, "horizontal"),
+                    Dir::Vertical => (Fill::Linear { from, to, start: (0.0, 0.0), end: (0.0, fh) }, "vertical"),
+                    Dir::Diagonal => (Fill::Linear { from, to, start: (0.0, 0.0), end: (fw, fh) }, "diagonal"),
                     Dir::Radial => {
                         let radius = (fw * fw + fh * fh).sqrt() / 2.0;
-                        (
-                            Fill::Radial {
-                                inner: from,
-                                outer: to,
-                                centre: (fw / 2.0, fh / 2.0),
-                                radius,
-                            },
-                            "radial",
-                        )
+                        (Fill::Radial { inner: from, outer: to, centre: (fw / 2.0, fh / 2.0), radius }, "radial")
                     }
                 };
-                self.push(
-                    raster::opaque(w, h, &fill),
-                    format!("{how} gradient {} to {}", hex(from), hex(to)),
-                );
+                self.push(raster::opaque(w, h, &fill), format!("{how} gradient {} to {}", hex(from), hex(to)));
             }
         }
         Ok(())
@@ -250,11 +177,7 @@ impl Builder {
             let c = *self.rng.pick(&PALETTE);
             let distance = avoid
                 .iter()
-                .map(|a| {
-                    (0..3)
-                        .map(|i| (i32::from(a[i]) - i32::from(c[i])).abs())
-                        .sum::<i32>()
-                })
+                .map(|a| (0..3).map(|i| (i32::from(a[i]) - i32::from(c[i])).abs()).sum::<i32>())
                 .min()
                 .unwrap_or(765);
             if distance > best_distance {
@@ -280,12 +203,7 @@ impl Builder {
             1 => ((x0, y0), (x0, y1)),
             _ => ((x0, y0), (x1, y1)),
         };
-        Fill::Linear {
-            from,
-            to,
-            start,
-            end,
-        }
+        Fill::Linear { from, to, start, end }
     }
 
     /// A random hard shape of width and height between 18% and `max` of the shorter side,
@@ -306,42 +224,22 @@ impl Builder {
             0 => (Shape::Rect { x0, y0, x1, y1 }, "rectangle", bounds),
             1 => {
                 let r = sw.min(sh) * self.rng.uniform(0.1, 0.45);
-                (
-                    Shape::RoundRect { x0, y0, x1, y1, r },
-                    "rounded rectangle",
-                    bounds,
-                )
+                (Shape::RoundRect { x0, y0, x1, y1, r }, "rounded rectangle", bounds)
             }
             2 => {
                 let name = if sw == sh { "disc" } else { "ellipse" };
-                (
-                    Shape::Ellipse {
-                        cx,
-                        cy,
-                        rx: sw / 2.0,
-                        ry: sh / 2.0,
-                    },
-                    name,
-                    bounds,
-                )
+                (Shape::Ellipse { cx, cy, rx: sw / 2.0, ry: sh / 2.0 }, name, bounds)
             }
             _ => {
                 let (name, outline) = *self.rng.pick(&POLYGONS);
-                let (flip_x, flip_y, turn) = (
-                    self.rng.chance(1, 2),
-                    self.rng.chance(1, 2),
-                    self.rng.chance(1, 2),
-                );
+                let (flip_x, flip_y, turn) = (self.rng.chance(1, 2), self.rng.chance(1, 2), self.rng.chance(1, 2));
                 let points = outline
                     .iter()
                     .map(|&(px, py)| {
                         let (px, py) = if turn { (py, px) } else { (px, py) };
                         let px = if flip_x { 100 - px } else { px };
                         let py = if flip_y { 100 - py } else { py };
-                        (
-                            x0 + f64::from(px) * sw / 100.0,
-                            y0 + f64::from(py) * sh / 100.0,
-                        )
+                        (x0 + f64::from(px) * sw / 100.0, y0 + f64::from(py) * sh / 100.0)
                     })
                     .collect();
                 (Shape::Polygon { points }, name, bounds)
@@ -357,20 +255,11 @@ impl Builder {
     }
 
     pub fn label(&mut self) {
-        let (w, h) = (
-            self.w() * self.rng.uniform(0.5, 0.8),
-            self.h() * self.rng.uniform(0.15, 0.28),
-        );
+        let (w, h) = (self.w() * self.rng.uniform(0.5, 0.8), self.h() * self.rng.uniform(0.15, 0.28));
         let x0 = self.rng.uniform(0.04 * self.w(), 0.96 * self.w() - w);
         let y0 = self.rng.uniform(0.04 * self.h(), 0.96 * self.h() - h);
         let r = w.min(h) * self.rng.uniform(0.1, 0.5);
-        let shape = Shape::RoundRect {
-            x0,
-            y0,
-            x1: x0 + w,
-            y1: y0 + h,
-            r,
-        };
+        let shape = Shape::RoundRect { x0, y0, x1: x0 + w, y1: y0 + h, r };
         let fill = self.fill((x0, y0, x0 + w, y0 + h), 4);
         let mask = shape.mask(self.w, self.h, 255);
         self.label = Some((x0, y0, x0 + w, y0 + h));
@@ -382,59 +271,30 @@ impl Builder {
     pub fn text(&mut self) {
         let slant = *self.rng.pick(&[0.0, 0.0, 0.125, 0.25]);
         let label = self.label.take();
-        let (bx0, by0, bx1, by1) = label.unwrap_or((
-            0.04 * self.w(),
-            0.04 * self.h(),
-            0.96 * self.w(),
-            0.96 * self.h(),
-        ));
+        let (bx0, by0, bx1, by1) =
+            label.unwrap_or((0.04 * self.w(), 0.04 * self.h(), 0.96 * self.w(), 0.96 * self.h()));
         let (room_w, room_h) = ((bx1 - bx0) * 0.9, (by1 - by0) * 0.8);
         // A word of n glyphs at scale s is 8 s (n + slant) wide and 8 s high.
         let fits = |word: &str, scale: f64| {
             8.0 * scale * (word.len() as f64 + slant) <= room_w && 8.0 * scale <= room_h
         };
-        let words: Vec<&str> = WORDS
-            .iter()
-            .copied()
-            .filter(|word| fits(word, 3.0) && !self.words.contains(word))
-            .collect();
-        let word = *self
-            .rng
-            .pick(if words.is_empty() { &["Hi"] } else { &words });
+        let words: Vec<&str> =
+            WORDS.iter().copied().filter(|word| fits(word, 3.0) && !self.words.contains(word)).collect();
+        let word = *self.rng.pick(if words.is_empty() { &["Hi"] } else { &words });
         self.words.push(word);
-        let halves: Vec<i64> = (6..=16)
-            .filter(|&half| fits(word, half as f64 / 2.0))
-            .collect();
-        let scale = *self
-            .rng
-            .pick(if halves.is_empty() { &[6] } else { &halves }) as f64
-            / 2.0;
+        let halves: Vec<i64> = (6..=16).filter(|&half| fits(word, half as f64 / 2.0)).collect();
+        let scale = *self.rng.pick(if halves.is_empty() { &[6] } else { &halves }) as f64 / 2.0;
         let (tw, th) = (8.0 * scale * (word.len() as f64 + slant), 8.0 * scale);
         let (x0, y0) = match label {
             Some(_) => ((bx0 + bx1 - tw) / 2.0, (by0 + by1 - th) / 2.0),
-            None => (
-                self.rng.uniform(bx0, (bx1 - tw).max(bx0)),
-                self.rng.uniform(by0, (by1 - th).max(by0)),
-            ),
+            None => (self.rng.uniform(bx0, (bx1 - tw).max(bx0)), self.rng.uniform(by0, (by1 - th).max(by0))),
         };
-        let glyphs = word
-            .bytes()
-            .map(|c| font8x8::legacy::BASIC_LEGACY[usize::from(c)])
-            .collect();
-        let shape = Shape::Text {
-            x0,
-            y0,
-            scale,
-            slant,
-            glyphs,
-        };
+        let glyphs = word.bytes().map(|c| font8x8::legacy::BASIC_LEGACY[usize::from(c)]).collect();
+        let shape = Shape::Text { x0, y0, scale, slant, glyphs };
         let fill = self.fill(shape.bounds(), 4);
         let mask = shape.mask(self.w, self.h, 255);
         let oblique = if slant > 0.0 { ", oblique" } else { "" };
-        self.push(
-            raster::layer(&mask, &fill),
-            noted(&format!("text \"{word}\" at {scale}x{oblique}"), &fill),
-        );
+        self.push(raster::layer(&mask, &fill), noted(&format!("text \"{word}\" at {scale}x{oblique}"), &fill));
     }
 
     /// A feathered disc or ellipse, 67% to 100% opaque in the middle, sometimes a glow (a
@@ -442,40 +302,21 @@ impl Builder {
     pub fn soft(&mut self) {
         let side = self.side();
         let rx = side * self.rng.uniform(0.08, 0.22);
-        let ry = if self.rng.chance(1, 2) {
-            rx
-        } else {
-            rx * self.rng.uniform(0.55, 1.6)
-        };
+        let ry = if self.rng.chance(1, 2) { rx } else { rx * self.rng.uniform(0.55, 1.6) };
         let feather = rx.min(ry) * self.rng.uniform(0.3, 1.0);
-        let centre = (
-            self.w() * self.rng.uniform(0.15, 0.85),
-            self.h() * self.rng.uniform(0.15, 0.85),
-        );
+        let centre = (self.w() * self.rng.uniform(0.15, 0.85), self.h() * self.rng.uniform(0.15, 0.85));
         let opacity = self.rng.range(170, 255) as u32;
         let outer = self.colour();
         let glow = self.rng.chance(1, 3);
         let fill = if glow {
-            Fill::Radial {
-                inner: self.colour(),
-                outer,
-                centre,
-                radius: rx.max(ry),
-            }
+            Fill::Radial { inner: self.colour(), outer, centre, radius: rx.max(ry) }
         } else {
             Fill::Flat(outer)
         };
         let mask = soft_ellipse(self.w, self.h, centre, (rx, ry), feather, opacity);
-        let what = if rx == ry {
-            "soft disc"
-        } else {
-            "soft ellipse"
-        };
+        let what = if rx == ry { "soft disc" } else { "soft ellipse" };
         let glow = if glow { ", glow" } else { "" };
-        self.push(
-            raster::layer(&mask, &fill),
-            format!("{what} {}%{glow}", percent(opacity)),
-        );
+        self.push(raster::layer(&mask, &fill), format!("{what} {}%{glow}", percent(opacity)));
     }
 
     /// A shape and, one layer below it, its drop shadow: the shape's coverage moved down and
@@ -486,17 +327,10 @@ impl Builder {
         let mask = shape.mask(self.w, self.h, 255);
         let side = self.side();
         let offset = (side * self.rng.uniform(0.02, 0.05) + 0.5).floor() as i64;
-        let dx = if self.rng.chance(1, 3) {
-            -offset
-        } else {
-            offset
-        };
+        let dx = if self.rng.chance(1, 3) { -offset } else { offset };
         let radius = 1 + (side * self.rng.uniform(0.006, 0.02)) as u32;
         let opacity = self.rng.range(77, 153) as u32;
-        let shadow = mask
-            .shifted(dx, offset)
-            .blurred(radius, 3)
-            .scaled(opacity, 255);
+        let shadow = mask.shifted(dx, offset).blurred(radius, 3).scaled(opacity, 255);
         let colour = *self.rng.pick(&SHADOWS);
         let note = format!("drop shadow {}% of the next layer", percent(opacity));
         self.push(raster::layer(&shadow, &Fill::Flat(colour)), note);
@@ -512,21 +346,10 @@ impl Builder {
             0 => {
                 let band = fh * self.rng.uniform(0.15, 0.35);
                 let y0 = self.rng.uniform(0.0, fh - band);
-                (
-                    Shape::Rect {
-                        x0: -1.0,
-                        y0,
-                        x1: fw + 1.0,
-                        y1: y0 + band,
-                    },
-                    "band",
-                )
+                (Shape::Rect { x0: -1.0, y0, x1: fw + 1.0, y1: y0 + band }, "band")
             }
             kind => {
-                let (w, h) = (
-                    fw * self.rng.uniform(0.35, 0.85),
-                    fh * self.rng.uniform(0.25, 0.6),
-                );
+                let (w, h) = (fw * self.rng.uniform(0.35, 0.85), fh * self.rng.uniform(0.25, 0.6));
                 let (x0, y0) = (self.rng.uniform(0.0, fw - w), self.rng.uniform(0.0, fh - h));
                 let (x1, y1) = (x0 + w, y0 + h);
                 if kind == 1 {
@@ -539,10 +362,7 @@ impl Builder {
         };
         let fill = Fill::Flat(self.colour());
         let mask = shape.mask(self.w, self.h, opacity);
-        self.push(
-            raster::layer(&mask, &fill),
-            format!("tinted {what} {}%", percent(opacity)),
-        );
+        self.push(raster::layer(&mask, &fill), format!("tinted {what} {}%", percent(opacity)));
     }
     /// A band across the whole canvas, horizontal or (one time in three) vertical, 6% to 18%
     /// of the shorter side thick.
@@ -551,26 +371,10 @@ impl Builder {
         let t = self.side() * self.rng.uniform(0.06, 0.18);
         let (shape, what) = if self.rng.chance(1, 3) {
             let x0 = self.rng.uniform(0.05 * fw, 0.95 * fw - t);
-            (
-                Shape::Rect {
-                    x0,
-                    y0: -1.0,
-                    x1: x0 + t,
-                    y1: fh + 1.0,
-                },
-                "vertical bar",
-            )
+            (Shape::Rect { x0, y0: -1.0, x1: x0 + t, y1: fh + 1.0 }, "vertical bar")
         } else {
             let y0 = self.rng.uniform(0.05 * fh, 0.95 * fh - t);
-            (
-                Shape::Rect {
-                    x0: -1.0,
-                    y0,
-                    x1: fw + 1.0,
-                    y1: y0 + t,
-                },
-                "bar",
-            )
+            (Shape::Rect { x0: -1.0, y0, x1: fw + 1.0, y1: y0 + t }, "bar")
         };
         let fill = self.fill(shape.bounds(), 3);
         let mask = shape.mask(self.w, self.h, 255);
@@ -581,14 +385,8 @@ impl Builder {
     /// box of 40% to 90% of the canvas.
     pub fn stripes(&mut self) {
         let (fw, fh) = (self.w(), self.h());
-        let (bw, bh) = (
-            fw * self.rng.uniform(0.4, 0.9),
-            fh * self.rng.uniform(0.4, 0.9),
-        );
-        let (x0, y0) = (
-            self.rng.uniform(0.0, fw - bw),
-            self.rng.uniform(0.0, fh - bh),
-        );
+        let (bw, bh) = (fw * self.rng.uniform(0.4, 0.9), fh * self.rng.uniform(0.4, 0.9));
+        let (x0, y0) = (self.rng.uniform(0.0, fw - bw), self.rng.uniform(0.0, fh - bh));
         let n = self.rng.range(2, 5) as usize;
         let t = (self.side() * self.rng.uniform(0.025, 0.07)).max(3.0);
         let direction = self.rng.range(0, 2);
@@ -599,26 +397,11 @@ impl Builder {
             .map(|i| {
                 let o = i as f64 * pitch;
                 match direction {
-                    0 => Shape::Rect {
-                        x0,
-                        y0: y0 + o,
-                        x1: x0 + bw,
-                        y1: y0 + o + t,
-                    },
-                    1 => Shape::Rect {
-                        x0: x0 + o,
-                        y0,
-                        x1: x0 + o + t,
-                        y1: y0 + bh,
-                    },
+                    0 => Shape::Rect { x0, y0: y0 + o, x1: x0 + bw, y1: y0 + o + t },
+                    1 => Shape::Rect { x0: x0 + o, y0, x1: x0 + o + t, y1: y0 + bh },
                     // A parallelogram leaning right by its height (45 degrees).
                     _ => Shape::Polygon {
-                        points: vec![
-                            (x0 + o + bh * 0.5, y0),
-                            (x0 + o + bh * 0.5 + t * 1.4, y0),
-                            (x0 + o + t * 1.4, y0 + bh),
-                            (x0 + o, y0 + bh),
-                        ],
+                        points: vec![(x0 + o + bh * 0.5, y0), (x0 + o + bh * 0.5 + t * 1.4, y0), (x0 + o + t * 1.4, y0 + bh), (x0 + o, y0 + bh)],
                     },
                 }
             })
@@ -627,84 +410,34 @@ impl Builder {
         let what = ["horizontal", "vertical", "diagonal"][direction as usize];
         let fill = self.fill(shape.bounds(), 5);
         let mask = shape.mask(self.w, self.h, 255);
-        self.push(
-            raster::layer(&mask, &fill),
-            noted(&format!("{n} {what} stripes"), &fill),
-        );
+        self.push(raster::layer(&mask, &fill), noted(&format!("{n} {what} stripes"), &fill));
     }
 
     /// The outline of a rectangle, rounded rectangle or ellipse, stroked 2% to 5% of the
     /// shorter side (at least 3 pixels).
     pub fn outline(&mut self) {
         let side = self.side();
-        let (sw, sh) = (
-            side * self.rng.uniform(0.25, 0.6),
-            side * self.rng.uniform(0.25, 0.6),
-        );
-        let (cx, cy) = (
-            self.w() * self.rng.uniform(0.25, 0.75),
-            self.h() * self.rng.uniform(0.25, 0.75),
-        );
+        let (sw, sh) = (side * self.rng.uniform(0.25, 0.6), side * self.rng.uniform(0.25, 0.6));
+        let (cx, cy) = (self.w() * self.rng.uniform(0.25, 0.75), self.h() * self.rng.uniform(0.25, 0.75));
         let (x0, y0, x1, y1) = (cx - sw / 2.0, cy - sh / 2.0, cx + sw / 2.0, cy + sh / 2.0);
         let t = (side * self.rng.uniform(0.02, 0.05)).max(3.0);
         let (outer, inner, what) = match self.rng.range(0, 2) {
-            0 => (
-                Shape::Rect { x0, y0, x1, y1 },
-                Shape::Rect {
-                    x0: x0 + t,
-                    y0: y0 + t,
-                    x1: x1 - t,
-                    y1: y1 - t,
-                },
-                "frame",
-            ),
+            0 => (Shape::Rect { x0, y0, x1, y1 }, Shape::Rect { x0: x0 + t, y0: y0 + t, x1: x1 - t, y1: y1 - t }, "frame"),
             1 => {
                 let r = sw.min(sh) * self.rng.uniform(0.15, 0.45);
-                let inner = Shape::RoundRect {
-                    x0: x0 + t,
-                    y0: y0 + t,
-                    x1: x1 - t,
-                    y1: y1 - t,
-                    r: (r - t).max(0.0),
-                };
-                (
-                    Shape::RoundRect { x0, y0, x1, y1, r },
-                    inner,
-                    "rounded frame",
-                )
+                let inner = Shape::RoundRect { x0: x0 + t, y0: y0 + t, x1: x1 - t, y1: y1 - t, r: (r - t).max(0.0) };
+                (Shape::RoundRect { x0, y0, x1, y1, r }, inner, "rounded frame")
             }
             _ => {
-                let (rx, ry) = (
-                    sw / 2.0,
-                    if self.rng.chance(1, 2) {
-                        sw / 2.0
-                    } else {
-                        sh / 2.0
-                    },
-                );
+                let (rx, ry) = (sw / 2.0, if self.rng.chance(1, 2) { sw / 2.0 } else { sh / 2.0 });
                 let what = if rx == ry { "ring" } else { "elliptic ring" };
-                (
-                    Shape::Ellipse { cx, cy, rx, ry },
-                    Shape::Ellipse {
-                        cx,
-                        cy,
-                        rx: rx - t,
-                        ry: ry - t,
-                    },
-                    what,
-                )
+                (Shape::Ellipse { cx, cy, rx, ry }, Shape::Ellipse { cx, cy, rx: rx - t, ry: ry - t }, what)
             }
         };
-        let shape = Shape::Cut {
-            outer: Box::new(outer),
-            holes: vec![inner],
-        };
+        let shape = Shape::Cut { outer: Box::new(outer), holes: vec![inner] };
         let fill = self.fill(shape.bounds(), 6);
         let mask = shape.mask(self.w, self.h, 255);
-        self.push(
-            raster::layer(&mask, &fill),
-            format!("{} {:.0} px", noted(what, &fill), t),
-        );
+        self.push(raster::layer(&mask, &fill), format!("{} {:.0} px", noted(what, &fill), t));
     }
 
     /// A straight stroke 1.5 to 8 pixels wide: a horizontal rule under or over the middle, or
@@ -717,26 +450,15 @@ impl Builder {
             let x0 = fw * self.rng.uniform(0.05, 0.4);
             ((x0, y), (x0 + fw * self.rng.uniform(0.3, 0.55), y), "rule")
         } else {
-            let (x0, y0) = (
-                fw * self.rng.uniform(0.1, 0.5),
-                fh * self.rng.uniform(0.1, 0.9),
-            );
-            let (x1, y1) = (
-                x0 + fw * self.rng.uniform(0.25, 0.45),
-                fh * self.rng.uniform(0.1, 0.9),
-            );
+            let (x0, y0) = (fw * self.rng.uniform(0.1, 0.5), fh * self.rng.uniform(0.1, 0.9));
+            let (x1, y1) = (x0 + fw * self.rng.uniform(0.25, 0.45), fh * self.rng.uniform(0.1, 0.9));
             ((x0, y0), (x1, y1), "line")
         };
         // The segment widened by t/2 on both sides: a quadrilateral.
         let (dx, dy) = (b.0 - a.0, b.1 - a.1);
         let len = (dx * dx + dy * dy).sqrt();
         let (nx, ny) = (-dy / len * t / 2.0, dx / len * t / 2.0);
-        let points = vec![
-            (a.0 + nx, a.1 + ny),
-            (b.0 + nx, b.1 + ny),
-            (b.0 - nx, b.1 - ny),
-            (a.0 - nx, a.1 - ny),
-        ];
+        let points = vec![(a.0 + nx, a.1 + ny), (b.0 + nx, b.1 + ny), (b.0 - nx, b.1 - ny), (a.0 - nx, a.1 - ny)];
         let fill = Fill::Flat(self.colour());
         let mask = Shape::Polygon { points }.mask(self.w, self.h, 255);
         self.push(raster::layer(&mask, &fill), format!("{what} {t:.1} px"));
@@ -747,10 +469,7 @@ impl Builder {
     /// bubble.
     pub fn icon(&mut self) {
         let s = self.side() * self.rng.uniform(0.12, 0.25);
-        let (x0, y0) = (
-            self.rng.uniform(0.05 * self.w(), 0.95 * self.w() - s),
-            self.rng.uniform(0.05 * self.h(), 0.95 * self.h() - s),
-        );
+        let (x0, y0) = (self.rng.uniform(0.05 * self.w(), 0.95 * self.w() - s), self.rng.uniform(0.05 * self.h(), 0.95 * self.h() - s));
         let p = |x: f64, y: f64| (x0 + x * s / 100.0, y0 + y * s / 100.0);
         let rect = |a: f64, b: f64, c: f64, d: f64| {
             let ((x0, y0), (x1, y1)) = (p(a, b), p(c, d));
@@ -758,76 +477,34 @@ impl Builder {
         };
         let disc = |cx: f64, cy: f64, r: f64| {
             let (cx, cy) = p(cx, cy);
-            Shape::Ellipse {
-                cx,
-                cy,
-                rx: r * s / 100.0,
-                ry: r * s / 100.0,
-            }
+            Shape::Ellipse { cx, cy, rx: r * s / 100.0, ry: r * s / 100.0 }
         };
-        let polygon = |points: &[(f64, f64)]| Shape::Polygon {
-            points: points.iter().map(|&(x, y)| p(x, y)).collect(),
-        };
+        let polygon = |points: &[(f64, f64)]| Shape::Polygon { points: points.iter().map(|&(x, y)| p(x, y)).collect() };
         let (shape, what) = match self.rng.range(0, 6) {
             0 => (
                 Shape::Cut {
-                    outer: Box::new(Shape::Union(vec![
-                        disc(50.0, 38.0, 36.0),
-                        polygon(&[(18.0, 52.0), (82.0, 52.0), (50.0, 100.0)]),
-                    ])),
+                    outer: Box::new(Shape::Union(vec![disc(50.0, 38.0, 36.0), polygon(&[(18.0, 52.0), (82.0, 52.0), (50.0, 100.0)])])),
                     holes: vec![disc(50.0, 38.0, 14.0)],
                 },
                 "pin icon",
             ),
             1 => (
                 Shape::Cut {
-                    outer: Box::new(Shape::Union(vec![
-                        polygon(&[(50.0, 0.0), (100.0, 45.0), (0.0, 45.0)]),
-                        rect(14.0, 44.0, 86.0, 100.0),
-                    ])),
+                    outer: Box::new(Shape::Union(vec![polygon(&[(50.0, 0.0), (100.0, 45.0), (0.0, 45.0)]), rect(14.0, 44.0, 86.0, 100.0)])),
                     holes: vec![rect(40.0, 64.0, 60.0, 100.5)],
                 },
                 "house icon",
             ),
-            2 => (
-                Shape::Union(vec![
-                    rect(36.0, 0.0, 64.0, 100.0),
-                    rect(0.0, 36.0, 100.0, 64.0),
-                ]),
-                "plus icon",
-            ),
+            2 => (Shape::Union(vec![rect(36.0, 0.0, 64.0, 100.0), rect(0.0, 36.0, 100.0, 64.0)]), "plus icon"),
             3 => (
-                Shape::Union(vec![
-                    disc(28.0, 30.0, 26.0),
-                    disc(72.0, 30.0, 26.0),
-                    polygon(&[(4.0, 40.0), (96.0, 40.0), (50.0, 92.0)]),
-                ]),
+                Shape::Union(vec![disc(28.0, 30.0, 26.0), disc(72.0, 30.0, 26.0), polygon(&[(4.0, 40.0), (96.0, 40.0), (50.0, 92.0)])]),
                 "heart icon",
             ),
-            4 => (
-                polygon(&[
-                    (0.0, 55.0),
-                    (15.0, 40.0),
-                    (38.0, 62.0),
-                    (85.0, 12.0),
-                    (100.0, 27.0),
-                    (38.0, 92.0),
-                ]),
-                "check icon",
-            ),
+            4 => (polygon(&[(0.0, 55.0), (15.0, 40.0), (38.0, 62.0), (85.0, 12.0), (100.0, 27.0), (38.0, 92.0)]), "check icon"),
             5 => (
                 Shape::Union(vec![
-                    Shape::Cut {
-                        outer: Box::new(rect(0.0, 8.0, 100.0, 92.0)),
-                        holes: vec![rect(9.0, 17.0, 91.0, 83.0)],
-                    },
-                    polygon(&[
-                        (9.0, 83.0),
-                        (38.0, 45.0),
-                        (60.0, 70.0),
-                        (72.0, 58.0),
-                        (91.0, 83.0),
-                    ]),
+                    Shape::Cut { outer: Box::new(rect(0.0, 8.0, 100.0, 92.0)), holes: vec![rect(9.0, 17.0, 91.0, 83.0)] },
+                    polygon(&[(9.0, 83.0), (38.0, 45.0), (60.0, 70.0), (72.0, 58.0), (91.0, 83.0)]),
                     disc(72.0, 34.0, 9.0),
                 ]),
                 "picture icon",
@@ -836,13 +513,7 @@ impl Builder {
                 Shape::Union(vec![
                     {
                         let ((x0, y0), (x1, y1)) = (p(0.0, 0.0), p(100.0, 72.0));
-                        Shape::RoundRect {
-                            x0,
-                            y0,
-                            x1,
-                            y1,
-                            r: 16.0 * s / 100.0,
-                        }
+                        Shape::RoundRect { x0, y0, x1, y1, r: 16.0 * s / 100.0 }
                     },
                     polygon(&[(20.0, 70.0), (48.0, 70.0), (16.0, 100.0)]),
                 ]),
@@ -859,10 +530,7 @@ impl Builder {
     pub fn block(&mut self) {
         let (fw, fh) = (self.w(), self.h());
         let band = 0.92 * fh / self.bands.max(1) as f64;
-        let (by0, by1) = (
-            0.04 * fh + self.blocks as f64 * band,
-            0.04 * fh + (self.blocks + 1) as f64 * band,
-        );
+        let (by0, by1) = (0.04 * fh + self.blocks as f64 * band, 0.04 * fh + (self.blocks + 1) as f64 * band);
         self.blocks += 1;
         let room_w = 0.9 * fw;
         let lines = self.rng.range(1, 3) as usize;
@@ -870,31 +538,19 @@ impl Builder {
         let scale_for_height = (by1 - by0) * 0.8 / (11.0 * lines as f64 - 3.0);
         let mut words = Vec::with_capacity(lines);
         for _ in 0..lines {
-            let fitting: Vec<&str> = WORDS
-                .iter()
-                .copied()
-                .filter(|w| 24.0 * w.len() as f64 <= room_w && !self.words.contains(w))
-                .collect();
-            let word = *self.rng.pick(if fitting.is_empty() {
-                &["Hi"]
-            } else {
-                &fitting
-            });
+            let fitting: Vec<&str> =
+                WORDS.iter().copied().filter(|w| 24.0 * w.len() as f64 <= room_w && !self.words.contains(w)).collect();
+            let word = *self.rng.pick(if fitting.is_empty() { &["Hi"] } else { &fitting });
             self.words.push(word);
             words.push(word);
         }
         let longest = words.iter().map(|w| w.len()).max().unwrap_or(1) as f64;
         let top = (room_w / (8.0 * longest)).min(scale_for_height).max(2.0);
         let halves: Vec<i64> = (4..=16).filter(|&half| half as f64 / 2.0 <= top).collect();
-        let scale = *self
-            .rng
-            .pick(if halves.is_empty() { &[4] } else { &halves }) as f64
-            / 2.0;
+        let scale = *self.rng.pick(if halves.is_empty() { &[4] } else { &halves }) as f64 / 2.0;
         let height = 8.0 * scale * lines as f64 + 3.0 * scale * (lines as f64 - 1.0);
         let widest = 8.0 * scale * longest;
-        let x0 = self
-            .rng
-            .uniform(0.05 * fw, (0.95 * fw - widest).max(0.05 * fw));
+        let x0 = self.rng.uniform(0.05 * fw, (0.95 * fw - widest).max(0.05 * fw));
         let y0 = self.rng.uniform(by0, (by1 - height).max(by0));
         let parts = words
             .iter()
@@ -904,22 +560,13 @@ impl Builder {
                 y0: y0 + i as f64 * 11.0 * scale,
                 scale,
                 slant: 0.0,
-                glyphs: word
-                    .bytes()
-                    .map(|c| font8x8::legacy::BASIC_LEGACY[usize::from(c)])
-                    .collect(),
+                glyphs: word.bytes().map(|c| font8x8::legacy::BASIC_LEGACY[usize::from(c)]).collect(),
             })
             .collect();
         let shape = Shape::Union(parts);
         let fill = self.fill(shape.bounds(), 6);
         let mask = shape.mask(self.w, self.h, 255);
         let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
-        self.push(
-            raster::layer(&mask, &fill),
-            noted(
-                &format!("text block {} at {scale}x", quoted.join(" / ")),
-                &fill,
-            ),
-        );
+        self.push(raster::layer(&mask, &fill), noted(&format!("text block {} at {scale}x", quoted.join(" / ")), &fill));
     }
 }

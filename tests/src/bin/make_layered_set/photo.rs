@@ -10,9 +10,7 @@ use image::RgbImage;
 
 /// The crop `[x, y, width, height]` of the photo at `path`, resized to `w` x `h`.
 pub fn background(path: &Path, crop: [u32; 4], w: u32, h: u32) -> Result<RgbImage, String> {
-    let photo = image::open(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .to_rgb8();
+    let photo = image::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?.to_rgb8();
     let [cx, cy, cw, ch] = crop;
     if cw == 0 || ch == 0 || cx + cw > photo.width() || cy + ch > photo.height() {
         return Err(format!(
@@ -33,18 +31,12 @@ pub fn background(path: &Path, crop: [u32; 4], w: u32, h: u32) -> Result<RgbImag
 fn weights(src: u32, out: u32) -> Vec<Vec<(u32, u64)>> {
     (0..out)
         .map(|o| {
-            let (lo, hi) = (
-                u64::from(o) * u64::from(src),
-                u64::from(o + 1) * u64::from(src),
-            );
+            let (lo, hi) = (u64::from(o) * u64::from(src), u64::from(o + 1) * u64::from(src));
             let first = (lo / u64::from(out)) as u32;
             let last = ((hi - 1) / u64::from(out)) as u32;
             (first..=last)
                 .map(|i| {
-                    let (a, b) = (
-                        u64::from(i) * u64::from(out),
-                        u64::from(i + 1) * u64::from(out),
-                    );
+                    let (a, b) = (u64::from(i) * u64::from(out), u64::from(i + 1) * u64::from(out));
                     (i, b.min(hi) - a.max(lo))
                 })
                 .collect()
@@ -97,9 +89,6 @@ mod tests {
             }
         }
         let src = RgbImage::from_fn(2, 1, |x, _| image::Rgb([if x == 0 { 10 } else { 21 }; 3]));
-        assert_eq!(
-            area_resize(&src, [0, 0, 2, 1], 1, 1).get_pixel(0, 0).0,
-            [16; 3]
-        );
+        assert_eq!(area_resize(&src, [0, 0, 2, 1], 1, 1).get_pixel(0, 0).0, [16; 3]);
     }
 }

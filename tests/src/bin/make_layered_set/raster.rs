@@ -27,11 +27,7 @@ pub struct Mask {
 
 impl Mask {
     pub fn new(w: u32, h: u32) -> Self {
-        Mask {
-            w,
-            h,
-            v: vec![0; (w * h) as usize],
-        }
+        Mask { w, h, v: vec![0; (w * h) as usize] }
     }
 
     fn at(&self, x: i64, y: i64) -> u32 {
@@ -65,11 +61,7 @@ impl Mask {
     }
 
     fn box_pass(&self, radius: u32, horizontal: bool) -> Mask {
-        let (len, lines) = if horizontal {
-            (self.w, self.h)
-        } else {
-            (self.h, self.w)
-        };
+        let (len, lines) = if horizontal { (self.w, self.h) } else { (self.h, self.w) };
         let index = |line: u32, i: u32| if horizontal { line * self.w + i } else { i * self.w + line } as usize;
         let n = u64::from(2 * radius + 1);
         let mut out = Mask::new(self.w, self.h);
@@ -91,87 +83,41 @@ impl Mask {
 
     /// Each value times `num / den`, rounded half up.
     pub fn scaled(&self, num: u32, den: u32) -> Mask {
-        let v = self.v.iter().map(|&v| {
-            ((u64::from(v) * u64::from(num) + u64::from(den / 2)) / u64::from(den)) as u32
-        });
-        Mask {
-            w: self.w,
-            h: self.h,
-            v: v.collect(),
-        }
+        let v = self.v.iter().map(|&v| ((u64::from(v) * u64::from(num) + u64::from(den / 2)) / u64::from(den)) as u32);
+        Mask { w: self.w, h: self.h, v: v.collect() }
     }
 }
 
 /// A hard-edged region: a pixel's coverage is the fraction of its 4 x 4 supersamples inside.
 pub enum Shape {
-    Rect {
-        x0: f64,
-        y0: f64,
-        x1: f64,
-        y1: f64,
-    },
+    Rect { x0: f64, y0: f64, x1: f64, y1: f64 },
     /// A rectangle with corners rounded to radius `r`.
-    RoundRect {
-        x0: f64,
-        y0: f64,
-        x1: f64,
-        y1: f64,
-        r: f64,
-    },
-    Ellipse {
-        cx: f64,
-        cy: f64,
-        rx: f64,
-        ry: f64,
-    },
+    RoundRect { x0: f64, y0: f64, x1: f64, y1: f64, r: f64 },
+    Ellipse { cx: f64, cy: f64, rx: f64, ry: f64 },
     /// A polygon (even-odd rule), so concave outlines such as stars and arrows work.
-    Polygon {
-        points: Vec<(f64, f64)>,
-    },
+    Polygon { points: Vec<(f64, f64)> },
     /// A line of font8x8 glyphs: each glyph bit a `scale` x `scale` square, with the top
     /// sheared right by `slant` per pixel of height above the baseline (an oblique face).
-    Text {
-        x0: f64,
-        y0: f64,
-        scale: f64,
-        slant: f64,
-        glyphs: Vec<[u8; 8]>,
-    },
+    Text { x0: f64, y0: f64, scale: f64, slant: f64, glyphs: Vec<[u8; 8]> },
     /// Every point of any of the parts: stripes, icons made of several pieces.
     Union(Vec<Shape>),
     /// The outer shape with the holes cut out: outlines (rings, frames) and icons with holes.
-    Cut {
-        outer: Box<Shape>,
-        holes: Vec<Shape>,
-    },
+    Cut { outer: Box<Shape>, holes: Vec<Shape> },
 }
 
 impl Shape {
     /// The box `(x0, y0, x1, y1)` that holds the shape.
     pub fn bounds(&self) -> (f64, f64, f64, f64) {
         match self {
-            Shape::Rect { x0, y0, x1, y1 } | Shape::RoundRect { x0, y0, x1, y1, .. } => {
-                (*x0, *y0, *x1, *y1)
-            }
+            Shape::Rect { x0, y0, x1, y1 } | Shape::RoundRect { x0, y0, x1, y1, .. } => (*x0, *y0, *x1, *y1),
             Shape::Ellipse { cx, cy, rx, ry } => (cx - rx, cy - ry, cx + rx, cy + ry),
             Shape::Polygon { points } => points.iter().fold(
                 (f64::MAX, f64::MAX, f64::MIN, f64::MIN),
                 |(a, b, c, d), &(x, y)| (a.min(x), b.min(y), c.max(x), d.max(y)),
             ),
-            Shape::Text {
-                x0,
-                y0,
-                scale,
-                slant,
-                glyphs,
-            } => {
+            Shape::Text { x0, y0, scale, slant, glyphs } => {
                 let height = 8.0 * scale;
-                (
-                    *x0,
-                    *y0,
-                    x0 + glyphs.len() as f64 * height + slant * height,
-                    y0 + height,
-                )
+                (*x0, *y0, x0 + glyphs.len() as f64 * height + slant * height, y0 + height)
             }
             Shape::Union(parts) => parts.iter().map(Shape::bounds).fold(
                 (f64::MAX, f64::MAX, f64::MIN, f64::MIN),
@@ -209,13 +155,7 @@ impl Shape {
                 }
                 inside
             }
-            Shape::Text {
-                x0,
-                y0,
-                scale,
-                slant,
-                glyphs,
-            } => {
+            Shape::Text { x0, y0, scale, slant, glyphs } => {
                 let row = ((y - y0) / scale).floor();
                 if !(0.0..8.0).contains(&row) {
                     return false;
@@ -230,9 +170,7 @@ impl Shape {
                 glyphs[col / 8][row] >> (col % 8) & 1 == 1
             }
             Shape::Union(parts) => parts.iter().any(|p| p.contains(x, y)),
-            Shape::Cut { outer, holes } => {
-                outer.contains(x, y) && !holes.iter().any(|h| h.contains(x, y))
-            }
+            Shape::Cut { outer, holes } => outer.contains(x, y) && !holes.iter().any(|h| h.contains(x, y)),
         }
     }
 
@@ -270,14 +208,7 @@ fn smoothstep(e0: f64, e1: f64, x: f64) -> f64 {
 
 /// A feathered ellipse: full `opacity` (0..=255) inside, fading to zero across a band of
 /// `feather` pixels (measured along the shorter radius) centred on the outline.
-pub fn soft_ellipse(
-    w: u32,
-    h: u32,
-    (cx, cy): (f64, f64),
-    (rx, ry): (f64, f64),
-    feather: f64,
-    opacity: u32,
-) -> Mask {
+pub fn soft_ellipse(w: u32, h: u32, (cx, cy): (f64, f64), (rx, ry): (f64, f64), feather: f64, opacity: u32) -> Mask {
     let mut mask = Mask::new(w, h);
     let r = rx.min(ry);
     // Normalised distance: 1 on the outline; the band is `feather / r` wide in those units.
@@ -285,10 +216,7 @@ pub fn soft_ellipse(
     let peak = f64::from(opacity * 16);
     for py in 0..h {
         for px in 0..w {
-            let (u, v) = (
-                (f64::from(px) + 0.5 - cx) / rx,
-                (f64::from(py) + 0.5 - cy) / ry,
-            );
+            let (u, v) = ((f64::from(px) + 0.5 - cx) / rx, (f64::from(py) + 0.5 - cy) / ry);
             let d = (u * u + v * v).sqrt();
             let keep = 1.0 - smoothstep(1.0 - band / 2.0, 1.0 + band / 2.0, d);
             mask.v[(py * w + px) as usize] = (peak * keep + 0.5).floor() as u32;
@@ -301,19 +229,9 @@ pub fn soft_ellipse(
 pub enum Fill {
     Flat(Rgb),
     /// From `from` at `start` to `to` at `end`, constant across the direction between them.
-    Linear {
-        from: Rgb,
-        to: Rgb,
-        start: (f64, f64),
-        end: (f64, f64),
-    },
+    Linear { from: Rgb, to: Rgb, start: (f64, f64), end: (f64, f64) },
     /// From `inner` at `centre` to `outer` at `radius` and beyond.
-    Radial {
-        inner: Rgb,
-        outer: Rgb,
-        centre: (f64, f64),
-        radius: f64,
-    },
+    Radial { inner: Rgb, outer: Rgb, centre: (f64, f64), radius: f64 },
 }
 
 impl Fill {
@@ -321,22 +239,12 @@ impl Fill {
     pub fn at(&self, x: f64, y: f64) -> Rgb {
         match self {
             Fill::Flat(c) => *c,
-            Fill::Linear {
-                from,
-                to,
-                start,
-                end,
-            } => {
+            Fill::Linear { from, to, start, end } => {
                 let (dx, dy) = (end.0 - start.0, end.1 - start.1);
                 let t = ((x - start.0) * dx + (y - start.1) * dy) / (dx * dx + dy * dy);
                 mix(*from, *to, t)
             }
-            Fill::Radial {
-                inner,
-                outer,
-                centre,
-                radius,
-            } => {
+            Fill::Radial { inner, outer, centre, radius } => {
                 let (dx, dy) = (x - centre.0, y - centre.1);
                 mix(*inner, *outer, (dx * dx + dy * dy).sqrt() / radius)
             }
@@ -352,13 +260,8 @@ impl Fill {
 /// `a + (b - a) t`, `t` clamped to `[0, 1]`, rounded half up to 8 bits.
 fn mix(a: Rgb, b: Rgb, t: f64) -> Rgb {
     let t = t.clamp(0.0, 1.0);
-    let channel =
-        |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t + 0.5).floor() as u8;
-    [
-        channel(a[0], b[0]),
-        channel(a[1], b[1]),
-        channel(a[2], b[2]),
-    ]
+    let channel = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t + 0.5).floor() as u8;
+    [channel(a[0], b[0]), channel(a[1], b[1]), channel(a[2], b[2])]
 }
 
 /// The 8-bit straight-alpha layer of `mask` coloured by `fill`. Fully transparent pixels are
@@ -421,18 +324,9 @@ mod tests {
     /// uniform mask uniform away from the edges: the integer rounding has no drift.
     #[test]
     fn coverage_and_blur_are_exact() {
-        let half = Shape::Rect {
-            x0: 0.0,
-            y0: 0.0,
-            x1: 0.5,
-            y1: 1.0,
-        }
-        .mask(2, 1, 255);
+        let half = Shape::Rect { x0: 0.0, y0: 0.0, x1: 0.5, y1: 1.0 }.mask(2, 1, 255);
         assert_eq!(half.v, vec![8 * 255, 0]);
-        assert_eq!(
-            layer(&half, &Fill::Flat([1, 2, 3])).get_pixel(0, 0).0,
-            [1, 2, 3, 128]
-        );
+        assert_eq!(layer(&half, &Fill::Flat([1, 2, 3])).get_pixel(0, 0).0, [1, 2, 3, 128]);
         let mut flat = Mask::new(20, 20);
         flat.v.iter_mut().for_each(|v| *v = FULL);
         assert_eq!(flat.blurred(2, 3).v[10 * 20 + 10], FULL);

@@ -15,16 +15,9 @@ use crate::raster::{self, Rgb};
 /// What the bottom layer is.
 pub enum Backdrop {
     /// A crop `[x, y, width, height]` of a photo in assets/samples, shrunk to the canvas.
-    Photo {
-        file: &'static str,
-        crop: [u32; 4],
-    },
+    Photo { file: &'static str, crop: [u32; 4] },
     Flat(Rgb),
-    Gradient {
-        from: Rgb,
-        to: Rgb,
-        dir: Dir,
-    },
+    Gradient { from: Rgb, to: Rgb, dir: Dir },
 }
 
 #[derive(Clone, Copy)]
@@ -88,49 +81,16 @@ pub struct Spec {
     pub layers: usize,
 }
 
-const fn photo(
-    file: &'static str,
-    crop: [u32; 4],
-    content: Content,
-    w: u32,
-    h: u32,
-    layers: usize,
-) -> Spec {
-    Spec {
-        backdrop: Backdrop::Photo { file, crop },
-        content,
-        w,
-        h,
-        layers,
-    }
+const fn photo(file: &'static str, crop: [u32; 4], content: Content, w: u32, h: u32, layers: usize) -> Spec {
+    Spec { backdrop: Backdrop::Photo { file, crop }, content, w, h, layers }
 }
 
 const fn flat(colour: Rgb, content: Content, w: u32, h: u32, layers: usize) -> Spec {
-    Spec {
-        backdrop: Backdrop::Flat(colour),
-        content,
-        w,
-        h,
-        layers,
-    }
+    Spec { backdrop: Backdrop::Flat(colour), content, w, h, layers }
 }
 
-const fn gradient(
-    from: Rgb,
-    to: Rgb,
-    dir: Dir,
-    content: Content,
-    w: u32,
-    h: u32,
-    layers: usize,
-) -> Spec {
-    Spec {
-        backdrop: Backdrop::Gradient { from, to, dir },
-        content,
-        w,
-        h,
-        layers,
-    }
+const fn gradient(from: Rgb, to: Rgb, dir: Dir, content: Content, w: u32, h: u32, layers: usize) -> Spec {
+    Spec { backdrop: Backdrop::Gradient { from, to, dir }, content, w, h, layers }
 }
 
 /// The set. The first 32 rows: half photographic, half flat or gradient, layer counts 2 to 6;
@@ -153,22 +113,8 @@ pub fn table() -> Vec<Spec> {
         photo("rocket.jpg", [0, 0, 640, 427], Shapes, 384, 256, 4),
         photo("rocket.jpg", [190, 0, 256, 427], Text, 256, 427, 6),
         photo("rocket.jpg", [100, 50, 480, 320], Shadow, 384, 256, 3),
-        photo(
-            "hubble_deep_field.jpg",
-            [0, 0, 1000, 872],
-            Soft,
-            294,
-            256,
-            4,
-        ),
-        photo(
-            "hubble_deep_field.jpg",
-            [200, 150, 600, 600],
-            Overlay,
-            256,
-            256,
-            2,
-        ),
+        photo("hubble_deep_field.jpg", [0, 0, 1000, 872], Soft, 294, 256, 4),
+        photo("hubble_deep_field.jpg", [200, 150, 600, 600], Overlay, 256, 256, 2),
         photo("retina.jpg", [0, 0, 1411, 1411], Mixed, 320, 320, 5),
         photo("retina.jpg", [250, 400, 960, 640], Soft, 384, 256, 4),
         flat([246, 241, 232], Shapes, 512, 512, 2),
@@ -179,53 +125,13 @@ pub fn table() -> Vec<Spec> {
         flat([20, 20, 20], Mixed, 1024, 1024, 4),
         flat([200, 220, 240], Text, 320, 480, 3),
         flat([255, 183, 3], Shapes, 480, 360, 6),
-        gradient(
-            [255, 200, 221],
-            [162, 210, 255],
-            Horizontal,
-            Shapes,
-            512,
-            384,
-            3,
-        ),
+        gradient([255, 200, 221], [162, 210, 255], Horizontal, Shapes, 512, 384, 3),
         gradient([15, 32, 39], [44, 83, 100], Vertical, Text, 768, 512, 6),
-        gradient(
-            [255, 255, 255],
-            [190, 190, 200],
-            Radial,
-            Shadow,
-            448,
-            448,
-            3,
-        ),
+        gradient([255, 255, 255], [190, 190, 200], Radial, Shadow, 448, 448, 3),
         gradient([247, 37, 133], [58, 12, 163], Diagonal, Soft, 1024, 576, 2),
-        gradient(
-            [254, 250, 224],
-            [212, 163, 115],
-            Vertical,
-            Overlay,
-            384,
-            512,
-            5,
-        ),
-        gradient(
-            [224, 251, 252],
-            [61, 90, 128],
-            Horizontal,
-            Mixed,
-            416,
-            416,
-            5,
-        ),
-        gradient(
-            [255, 236, 210],
-            [252, 182, 159],
-            Diagonal,
-            Text,
-            256,
-            512,
-            2,
-        ),
+        gradient([254, 250, 224], [212, 163, 115], Vertical, Overlay, 384, 512, 5),
+        gradient([224, 251, 252], [61, 90, 128], Horizontal, Mixed, 416, 416, 5),
+        gradient([255, 236, 210], [252, 182, 159], Diagonal, Text, 256, 512, 2),
         gradient([40, 40, 60], [120, 110, 160], Radial, Shapes, 512, 288, 4),
         // What designs hold besides: bars and stripes, outlines and strokes, icons, text
         // blocks in several colours, and text over photos.
@@ -233,34 +139,10 @@ pub fn table() -> Vec<Spec> {
         flat([38, 70, 83], Outlines, 480, 480, 4),
         flat([255, 255, 255], Icons, 512, 512, 5),
         flat([252, 228, 236], Blocks, 640, 480, 4),
-        gradient(
-            [255, 241, 208],
-            [255, 190, 118],
-            Vertical,
-            Stripes,
-            448,
-            448,
-            3,
-        ),
-        gradient(
-            [230, 240, 255],
-            [120, 150, 210],
-            Diagonal,
-            Outlines,
-            512,
-            320,
-            5,
-        ),
+        gradient([255, 241, 208], [255, 190, 118], Vertical, Stripes, 448, 448, 3),
+        gradient([230, 240, 255], [120, 150, 210], Diagonal, Outlines, 512, 320, 5),
         gradient([60, 30, 90], [20, 10, 40], Radial, Icons, 384, 384, 4),
-        gradient(
-            [220, 245, 230],
-            [160, 210, 190],
-            Horizontal,
-            Blocks,
-            512,
-            512,
-            3,
-        ),
+        gradient([220, 245, 230], [160, 210, 190], Horizontal, Blocks, 512, 512, 3),
         photo("coffee.png", [0, 20, 600, 380], Blocks, 384, 256, 4),
         photo("astronaut.png", [100, 0, 412, 412], Icons, 320, 320, 3),
         photo("rocket.jpg", [40, 20, 600, 400], Stripes, 384, 256, 3),
@@ -289,13 +171,7 @@ impl Spec {
 
     /// `<kind>-<content>-<nn>-<layers>l.png`, `nn` the 1-based row number.
     pub fn name(&self, index: usize) -> String {
-        format!(
-            "{}-{}-{:02}-{}l.png",
-            self.kind(),
-            self.content.word(),
-            index + 1,
-            self.layers
-        )
+        format!("{}-{}-{:02}-{}l.png", self.kind(), self.content.word(), index + 1, self.layers)
     }
 
     /// The photo the background comes from, if any.
@@ -310,19 +186,11 @@ impl Spec {
     /// committed set; another variant draws the details from another seed.
     pub fn make(&self, index: usize, variant: u32, photos: &Path) -> Result<Sample, String> {
         let name = self.name(index);
-        let seed = if variant == 0 {
-            name.clone()
-        } else {
-            format!("{name}#variant-{variant}")
-        };
+        let seed = if variant == 0 { name.clone() } else { format!("{name}#variant-{variant}") };
         let mut b = Builder::new(&seed, self.w, self.h);
         b.backdrop(&self.backdrop, photos)?;
-        let elements =
-            recipe(self.content, self.layers - 1).ok_or_else(|| format!("{name}: no recipe"))?;
-        b.bands = elements
-            .iter()
-            .filter(|e| matches!(e, Element::Block))
-            .count();
+        let elements = recipe(self.content, self.layers - 1).ok_or_else(|| format!("{name}: no recipe"))?;
+        b.bands = elements.iter().filter(|e| matches!(e, Element::Block)).count();
         for element in elements {
             match element {
                 Element::Shape => b.shape(),
@@ -346,14 +214,8 @@ impl Spec {
         if let Some(n) = (1..b.layers.len()).find(|&n| b.layers[n].pixels().all(|p| p[3] == 0)) {
             return Err(format!("{name}: layer {n} ({}) is empty", b.notes[n]));
         }
-        let composite = raster::composite(&b.layers)
-            .ok_or_else(|| format!("{name}: bottom layer not opaque"))?;
-        Ok(Sample {
-            name,
-            layers: b.layers,
-            composite,
-            notes: b.notes,
-        })
+        let composite = raster::composite(&b.layers).ok_or_else(|| format!("{name}: bottom layer not opaque"))?;
+        Ok(Sample { name, layers: b.layers, composite, notes: b.notes })
     }
 }
 
@@ -409,9 +271,7 @@ fn recipe(content: Content, n: usize) -> Option<Vec<Element>> {
         (Content::Outlines, 1) => vec![Outline],
         (Content::Outlines, 2) => vec![Outline, Line],
         (Content::Outlines, 3) => vec![Outline, Line, Text],
-        (Content::Outlines, n) => {
-            [vec![Outline, Line, Outline], vec![Line; n - 4], vec![Text]].concat()
-        }
+        (Content::Outlines, n) => [vec![Outline, Line, Outline], vec![Line; n - 4], vec![Text]].concat(),
         (Content::Icons, 1) => vec![Icon],
         (Content::Icons, n) => [vec![Icon; n - 1], vec![Text]].concat(),
         (Content::Blocks, n) => vec![Block; n],
