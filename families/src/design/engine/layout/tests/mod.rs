@@ -53,22 +53,28 @@ fn colour_at(e: &Element, x: usize, y: usize) -> [f32; 3] {
     [e.rgba[j], e.rgba[m + j], e.rgba[2 * m + j]]
 }
 
+/// The layers composited over the background at canvas pixel `(x, y)` (`n` pixels, `w` wide).
+fn composite_at(layout: &Layout, n: usize, w: usize, x: usize, y: usize) -> [f32; 3] {
+    let i = y * w + x;
+    let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
+    for e in &layout.elements {
+        let a = alpha_of(e, x, y);
+        if a > 0.0 {
+            let top = colour_at(e, x, y);
+            for c in 0..3 {
+                px[c] = top[c] * a + px[c] * (1.0 - a);
+            }
+        }
+    }
+    px
+}
+
 /// The layers composited over the background give the input `rgb` back (within two 8-bit
 /// steps) at each of `points`.
 fn assert_recomposites(layout: &Layout, rgb: &[f32], w: usize, points: &[(usize, usize)]) {
     let n = rgb.len() / 3;
     for &(x, y) in points {
-        let i = y * w + x;
-        let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
-        for e in &layout.elements {
-            let a = alpha_of(e, x, y);
-            if a > 0.0 {
-                let top = colour_at(e, x, y);
-                for c in 0..3 {
-                    px[c] = top[c] * a + px[c] * (1.0 - a);
-                }
-            }
-        }
+        let (i, px) = (y * w + x, composite_at(layout, n, w, x, y));
         assert!((0..3).all(|c| (px[c] - rgb[c * n + i]).abs() < 2.0 / 255.0), "recomposite at {x},{y}: {px:?}");
     }
 }
@@ -79,17 +85,7 @@ fn psnr(layout: &Layout, rgb: &[f32], w: usize) -> f64 {
     let n = rgb.len() / 3;
     let mut squared = 0f64;
     for i in 0..n {
-        let (x, y) = (i % w, i / w);
-        let mut px = [layout.background[i], layout.background[n + i], layout.background[2 * n + i]];
-        for e in &layout.elements {
-            let a = alpha_of(e, x, y);
-            if a > 0.0 {
-                let top = colour_at(e, x, y);
-                for c in 0..3 {
-                    px[c] = top[c] * a + px[c] * (1.0 - a);
-                }
-            }
-        }
+        let px = composite_at(layout, n, w, i % w, i / w);
         squared += (0..3).map(|c| f64::from(px[c] - rgb[c * n + i]).powi(2)).sum::<f64>();
     }
     10.0 * (3.0 * n as f64 / squared.max(1e-12)).log10()
