@@ -17,7 +17,7 @@ fn the_poster_becomes_named_design_layers_in_every_format() {
     assert!(run.status.success(), "{}", explain(&run));
     let key = "poster.png";
     let m = manifest(out.path(), key).expect("the poster's manifest");
-    assert_eq!(m.model.id, "design@3");
+    assert_eq!(m.model.id, "design@4");
     let roles: Vec<Option<LayerRole>> = m.layers.iter().map(|l| l.role).collect();
     use LayerRole::*;
     assert_eq!(roles, [Background, Image, Shape, Shape, Shape, Shape, Text, Text, Text].map(Some).to_vec());

@@ -41,7 +41,7 @@ pub static FAMILY: Family = Family {
 };
 
 pub fn identity() -> ModelIdentity {
-    ModelIdentity { id: "design@3".to_owned(), weights_sha256: TEXT_DETECTOR_SHA256.to_owned() }
+    ModelIdentity { id: "design@4".to_owned(), weights_sha256: TEXT_DETECTOR_SHA256.to_owned() }
 }
 
 pub fn describe(_text: &str) -> Description {

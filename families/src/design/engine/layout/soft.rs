@@ -30,12 +30,20 @@ const SHADOW_ALPHA: f32 = 0.65;
 const SHADOW_DARK: f32 = 0.2;
 /// A fading edge may rise this much in alpha from one pixel to the next (noise).
 const RISE: f32 = 0.05;
-/// A blob of soft elements run into one another comes apart into at most this many parts.
+/// A blob of soft elements run into one another comes apart into at most this many parts,
+/// each grown from one of the first [`SEEDS`] seeds that gives more than a sliver.
 const MAX_PARTS: usize = 16;
+const SEEDS: usize = 16;
 /// A part of a blob enclosed by another for this share of its edge is a ring of that one;
 /// a gap of up to [`GAP`] pixels that neither took may lie between them.
 const ENCLOSED: f64 = 0.6;
 const GAP: usize = 3;
+/// A blob taken as it is seen (`as_seen`) runs off the canvas along at most this share of the
+/// outline of its box.
+const CUT_SHARE: f64 = 0.25;
+/// A drawn surface's pixels lie this close to the mean of their four neighbours (half an
+/// 8-bit step in each channel, and less: the rounding of a straight ramp).
+const STRAIGHT: f32 = FLAT / 2.0;
 
 /// Finds the soft elements among the pixels not `taken`, over the background `plane`. A
 /// shadow that meets a shape (`owner`: each pixel's shape) is that shape's drop shadow: it
@@ -59,10 +67,17 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
         // none does, soft elements run into one another there, and they come apart.
         if !is_soft(base, plane, &blob) {
             if split_off < MAX_PARTS {
-                if let Some((part, rest)) = split(base, plane, &blob) {
+                if let Some((part, rest)) = split(base, plane, &blob, least) {
                     queue.extend(rest.into_iter().rev().map(|r| (r, family, split_off + 1)));
                     queue.push((part, family, split_off + 1));
+                    continue;
                 }
+            }
+            if let Some(soft) = as_seen(base, plane, &blob, taken, owner, family) {
+                for &(i, _) in &soft.alpha {
+                    taken[i] = true;
+                }
+                found.push(soft);
             }
             continue;
         }
@@ -92,46 +107,53 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
     for (k, soft) in found.iter().enumerate() {
         owner_of.extend(soft.alpha.iter().map(|&(i, _)| (i, k)));
     }
+    // Rings join from the inside out: once the inner rings are one with a ring, its edge is
+    // its outer edge alone, so the passes go on while a ring joins another.
     let mut merged_into: Vec<usize> = (0..found.len()).collect();
-    for k in (0..found.len()).rev() {
-        if found[k].dark {
-            continue;
-        }
-        let mut meets: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
-        let mut edge = 0usize;
-        for &(i, _) in &found[k].alpha {
-            let (x, y) = (i % w, i / w);
-            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
-                // What lies beyond this edge, across a gap of a few pixels neither part took.
-                let mut beyond = None;
-                for step in 1..=GAP as i64 {
-                    let (nx, ny) = (x as i64 + step * dx, y as i64 + step * dy);
-                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
-                        break;
+    let mut joined = true;
+    while joined {
+        joined = false;
+        for k in (0..found.len()).rev() {
+            if found[k].dark || merged_into[k] != k {
+                continue;
+            }
+            let mut meets: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+            let mut edge = 0usize;
+            for &(i, _) in &found[k].alpha {
+                let (x, y) = (i % w, i / w);
+                for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
+                    // What lies beyond this edge, across a gap of a few pixels neither part took.
+                    let mut beyond = None;
+                    for step in 1..=GAP as i64 {
+                        let (nx, ny) = (x as i64 + step * dx, y as i64 + step * dy);
+                        if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                            break;
+                        }
+                        let j = ny as usize * w + nx as usize;
+                        if let Some(&o) = owner_of.get(&j) {
+                            beyond = Some(merged_into[o]);
+                            break;
+                        }
                     }
-                    let j = ny as usize * w + nx as usize;
-                    if let Some(&o) = owner_of.get(&j) {
-                        beyond = Some(merged_into[o]);
-                        break;
+                    match beyond {
+                        Some(o) if o == k => {}
+                        Some(o) => {
+                            edge += 1;
+                            *meets.entry(o).or_default() += 1;
+                        }
+                        None => edge += 1,
                     }
-                }
-                match beyond {
-                    Some(o) if o == k => {}
-                    Some(o) => {
-                        edge += 1;
-                        *meets.entry(o).or_default() += 1;
-                    }
-                    None => edge += 1,
                 }
             }
-        }
-        let around = meets.into_iter().filter(|&(o, _)| found[o].family == found[k].family && !found[o].dark).max_by_key(|&(o, n)| (n, std::cmp::Reverse(o)));
-        if let Some((o, n)) = around {
-            if n as f64 >= ENCLOSED * edge as f64 {
-                for m in merged_into.iter_mut() {
-                    if *m == k {
-                        *m = o;
+            let around = meets.into_iter().filter(|&(o, _)| found[o].family == found[k].family && !found[o].dark).max_by_key(|&(o, n)| (n, std::cmp::Reverse(o)));
+            if let Some((o, n)) = around {
+                if n as f64 >= ENCLOSED * edge as f64 {
+                    for m in merged_into.iter_mut() {
+                        if *m == k {
+                            *m = o;
+                        }
                     }
+                    joined = true;
                 }
             }
         }
@@ -256,35 +278,52 @@ pub(super) fn is_soft(base: &Image<'_>, plane: &Plane, pixels: &[usize]) -> bool
 /// Soft elements that run into one another make one blob no single colour explains. The one
 /// its farthest pixel belongs to comes off: its core is the mean of the blob's farthest
 /// pixels of that pixel's colour, and its part the pixels that are mixes of the background and
-/// that core connected to it. Returns the part and the rest of the blob in connected pieces,
-/// or `None` when that would leave the blob as it is.
-fn split(base: &Image<'_>, plane: &Plane, blob: &[usize]) -> Option<(Vec<usize>, Vec<Vec<usize>>)> {
+/// that core connected to it. Where that part is a sliver, the next farthest pixel is the
+/// seed. Returns the part and the rest of the blob in connected pieces, or `None` when no
+/// seed gives more than a sliver or a part would be the blob as it is.
+fn split(base: &Image<'_>, plane: &Plane, blob: &[usize], least: f64) -> Option<(Vec<usize>, Vec<Vec<usize>>)> {
     let w = base.width;
     let mut by_distance: Vec<(f32, usize)> = blob.iter().map(|&i| (distance(base.px(i), plane.at(i % w, i / w)), i)).collect();
     by_distance.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let &(_, seed) = by_distance.first()?;
-    let seed_colour = base.px(seed);
     let take = ((blob.len() as f64 * CORE_SHARE).ceil() as usize).max(1);
-    let like: Vec<usize> = by_distance.iter().map(|&(_, i)| i).filter(|&i| distance(base.px(i), seed_colour) <= MIN_CONTRAST / 2.0).take(take).collect();
-    let mut core = [0f32; 3];
-    for &i in &like {
-        let p = base.px(i);
-        for c in 0..3 {
-            core[c] += p[c] / like.len() as f32;
+    // A seed whose part is a sliver too small to be an element is no element's middle (a
+    // vessel of a photograph, a ring of a glow whose colour runs on from it): the next
+    // farthest pixel outside the slivers is tried, a few times.
+    let mut slivers: std::collections::HashSet<usize> = std::collections::HashSet::new();
+    let mut part = Vec::new();
+    for _ in 0..SEEDS {
+        let Some(&(_, seed)) = by_distance.iter().find(|(_, i)| !slivers.contains(i)) else { return None };
+        let seed_colour = base.px(seed);
+        let like: Vec<usize> = by_distance.iter().map(|&(_, i)| i).filter(|&i| distance(base.px(i), seed_colour) <= MIN_CONTRAST / 2.0).take(take).collect();
+        let mut core = [0f32; 3];
+        for &i in &like {
+            let p = base.px(i);
+            for c in 0..3 {
+                core[c] += p[c] / like.len() as f32;
+            }
         }
+        // Its body only: the fading edge, where another element's edge is a mix of the
+        // background and almost any colour, is grown back from the body as for any soft
+        // element.
+        let explained: std::collections::HashSet<usize> = blob
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let (a, off) = unmix(base.px(i), plane.at(i % w, i / w), core);
+                a >= COLOUR_ALPHA && off <= EXPLAINED
+            })
+            .collect();
+        part = connected(&explained, seed, w, base.height);
+        if part.len() == blob.len() {
+            return None;
+        }
+        if part.len() as f64 >= least {
+            break;
+        }
+        slivers.insert(seed);
+        slivers.extend(part.drain(..));
     }
-    // Its body only: the fading edge, where another element's edge is a mix of the background
-    // and almost any colour, is grown back from the body as for any soft element.
-    let explained: std::collections::HashSet<usize> = blob
-        .iter()
-        .copied()
-        .filter(|&i| {
-            let (a, off) = unmix(base.px(i), plane.at(i % w, i / w), core);
-            a >= COLOUR_ALPHA && off <= EXPLAINED
-        })
-        .collect();
-    let mut part = connected(&explained, seed, w, base.height);
-    if part.is_empty() || part.len() == blob.len() {
+    if part.is_empty() {
         return None;
     }
     part.sort_unstable();
@@ -307,6 +346,97 @@ fn split(base: &Image<'_>, plane: &Plane, blob: &[usize]) -> Option<(Vec<usize>,
         pieces.push(piece);
     }
     Some((part, pieces))
+}
+
+/// A blob no one colour explains and that comes apart no further: a glow, whose colour runs
+/// from its centre to its rim, or soft elements run into one another so far that none stands
+/// alone. It is one element as it is seen: where a pixel is a mix of the background and the
+/// blob's core, its alpha unmixes it; elsewhere it is as opaque as the blob's mixes are at
+/// their most (its plateau), and more where the pixel needs it for its colour to give it back
+/// exactly. Its fading edge grows as any soft element's. `None` when the blob is no element:
+/// it reaches the canvas's edge opaque, or spans most of it (the background's own shading).
+fn as_seen(base: &Image<'_>, plane: &Plane, blob: &[usize], taken: &[bool], owner: &[u32], family: usize) -> Option<Soft> {
+    let (w, h) = (base.width, base.height);
+    // Its colour is its own pixels', not those of a shape's edge it takes in.
+    let clear: Vec<usize> = blob.iter().copied().filter(|&i| !near_shape(owner, i, w, h)).collect();
+    let (core, below) = core_colour(base, plane, if clear.is_empty() { blob } else { &clear })?;
+    // A shadow as any soft element's: near black, partly transparent.
+    let dark = shadow(core, below);
+    let core = dark.unwrap_or(core);
+    let (_, _, bw, bh) = bounds(blob, w);
+    if (bw * bh) as f64 > MAX_SPAN * (w * h) as f64 {
+        return None;
+    }
+    let on_edge = |i: usize| {
+        let (x, y) = (i % w, i / w);
+        x == 0 || y == 0 || x == w - 1 || y == h - 1
+    };
+    // Cut off by the canvas, as an element placed partly off it is, along a short stretch of
+    // its outline; the background's shading runs along the canvas's edge.
+    let cut = blob.iter().filter(|&&i| on_edge(i) && unmix(base.px(i), plane.at(i % w, i / w), core).0 > EDGE_ALPHA).count();
+    if cut as f64 > CUT_SHARE * 2.0 * (bw + bh) as f64 {
+        return None;
+    }
+    if !drawn(base, blob) {
+        return None;
+    }
+    let mut on_mix: Vec<f32> = blob.iter().map(|&i| unmix(base.px(i), plane.at(i % w, i / w), core)).filter(|&(_, off)| off <= EXPLAINED).map(|(a, _)| a).collect();
+    on_mix.sort_by(|a, b| a.total_cmp(b));
+    let plateau = on_mix.get(((on_mix.len() as f64 * (1.0 - CORE_SHARE)) as usize).min(on_mix.len().saturating_sub(1))).copied().unwrap_or(1.0);
+    let mut alpha = grow(base, plane, core, blob, taken, 0.0);
+    let mut inside = blob.to_vec();
+    inside.sort_unstable();
+    for (i, a) in alpha.iter_mut() {
+        if inside.binary_search(i).is_err() {
+            continue;
+        }
+        let (p, below) = (base.px(*i), plane.at(*i % w, *i / w));
+        let (mixed, off) = unmix(p, below, core);
+        *a = if off <= EXPLAINED { mixed } else { plateau.max(least_alpha(p, below)) };
+    }
+    alpha.retain(|&(_, a)| a > 0.0);
+    Some(Soft { family, alpha, core, cores: Vec::new(), dark: dark.is_some() })
+}
+
+/// Whether a blob is drawn, not photographed: a drawn fill, gradient or glow is straight to
+/// the 8-bit step, so most of its pixels lie within [`STRAIGHT`] of the mean of their four
+/// neighbours; a photograph's grain does not (an edge, drawn or not, is a thin line of
+/// pixels, which the median does not see).
+fn drawn(base: &Image<'_>, blob: &[usize]) -> bool {
+    let (w, h) = (base.width, base.height);
+    let mut bends: Vec<f32> = blob
+        .iter()
+        .filter(|&&i| (1..w - 1).contains(&(i % w)) && (1..h - 1).contains(&(i / w)))
+        .map(|&i| {
+            let around = [base.px(i - 1), base.px(i + 1), base.px(i - w), base.px(i + w)];
+            distance(base.px(i), [0, 1, 2].map(|c| around.iter().map(|p| p[c]).sum::<f32>() / 4.0))
+        })
+        .collect();
+    if bends.is_empty() {
+        return false;
+    }
+    let middle = bends.len() / 2;
+    let (_, median, _) = bends.select_nth_unstable_by(middle, |a, b| a.total_cmp(b));
+    *median <= STRAIGHT
+}
+
+/// Whether a shape's pixel lies within [`EDGE_REACH`] of pixel `i`.
+fn near_shape(owner: &[u32], i: usize, w: usize, h: usize) -> bool {
+    let (x, y) = (i % w, i / w);
+    (y.saturating_sub(EDGE_REACH)..(y + EDGE_REACH + 1).min(h)).any(|yy| (x.saturating_sub(EDGE_REACH)..(x + EDGE_REACH + 1).min(w)).any(|xx| owner[yy * w + xx] != u32::MAX))
+}
+
+/// The least alpha at which some colour over `below` gives `p` back.
+fn least_alpha(p: [f32; 3], below: [f32; 3]) -> f32 {
+    let mut a = 0f32;
+    for c in 0..3 {
+        let d = p[c] - below[c];
+        let room = if d > 0.0 { 1.0 - below[c] } else { below[c] };
+        if room > 1e-6 {
+            a = a.max(d.abs() / room);
+        }
+    }
+    a.min(1.0)
 }
 
 /// The pixels of `set` 8-connected to `start` within it (empty when `start` is not in it).

@@ -156,3 +156,77 @@ fn a_glow_is_one_soft_layer_though_its_colour_runs_from_centre_to_rim() {
     assert!(iou > 0.6, "soft IoU {iou:.3}");
     assert_recomposites(&layout, &rgb, w, &[(80, 60), (100, 60), (80, 92), (115, 60), (5, 5)]);
 }
+
+#[test]
+fn glows_whose_middles_are_far_from_their_rims_are_each_one_layer_middle_and_all() {
+    // A flat teal background and two glows apart whose colour runs far from middle to rim:
+    // purple to a dark navy, and a dark olive (close to the background) to orange, 76% and
+    // 79% opaque, fading out from radius 30 to 43. One colour over the background explains
+    // neither: the first comes apart in rings, each enclosed by the next once the ones inside
+    // it are joined to it. Each glow is one layer, its middle with it, and the background
+    // under it is the teal.
+    let (w, h) = (240, 110);
+    let n = w * h;
+    let bg = [0.165f32, 0.616, 0.561];
+    let rgb8 = |c: [f32; 3]| c.map(|v| v / 255.0);
+    let glows = [((60.0f32, 55.0f32), rgb8([129.0, 56.0, 233.0]), rgb8([7.0, 59.0, 76.0]), 0.76f32), ((180.0, 55.0), rgb8([42.0, 72.0, 65.0]), rgb8([190.0, 125.0, 15.0]), 0.79)];
+    let alpha = |k: usize, x: usize, y: usize| feathered(x, y, glows[k].0, 30.0, 43.0, glows[k].3);
+    let rgb = drawn(w, h, |x, y| {
+        (0..2).fold(bg, |below, k| {
+            let ((cx, cy), inner, outer, _) = glows[k];
+            let t = ((x as f32 + 0.5 - cx).hypot(y as f32 + 0.5 - cy) / 43.0).min(1.0);
+            over([0, 1, 2].map(|c| inner[c] + t * (outer[c] - inner[c])), alpha(k, x, y), below)
+        })
+    });
+    let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+    let found = format!("{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height, e.coverage)).collect::<Vec<_>>());
+    assert_eq!(layout.elements.len(), 2, "two layers: {found}");
+    for (k, &((cx, cy), _, _, opacity)) in glows.iter().enumerate() {
+        let (x, y) = (cx as usize, cy as usize);
+        let at = layout.elements.iter().position(|e| alpha_of(e, x, y) > 0.5).unwrap_or_else(|| panic!("glow {k} has no middle: {found}"));
+        let e = &layout.elements[at];
+        // The middle, a point halfway out and the fading rim are on the one layer.
+        for (px, py, least) in [(x, y, 0.5), (x + 20, y, 0.5), (x, y + 36, 0.2)] {
+            assert!(alpha_of(e, px, py) > least * opacity, "glow {k} at {px},{py}: {}", alpha_of(e, px, py));
+        }
+        assert!((0..3).all(|c| (layout.background[c * n + y * w + x] - bg[c]).abs() < 2.0 / 255.0), "glow {k}: the teal under its middle");
+    }
+    assert_recomposites(&layout, &rgb, w, &[(60, 55), (80, 55), (180, 55), (180, 91), (5, 5)]);
+    let db = psnr(&layout, &rgb, w);
+    assert!(db >= 35.0, "{db:.1} dB");
+}
+
+#[test]
+fn a_glow_cut_by_a_disc_over_it_is_one_layer_and_the_disc_another() {
+    // The purple-to-navy glow of the test above, and a green disc over its side: one blob.
+    // The disc comes off, and what is left of the glow comes apart in rings cut short by the
+    // disc, which join again: one layer with its middle, halfway out and its rim on it, the
+    // disc its own, and the teal under both.
+    let (w, h) = (200, 110);
+    let n = w * h;
+    let bg = [0.165f32, 0.616, 0.561];
+    let (inner, outer) = ([129.0f32 / 255.0, 56.0 / 255.0, 233.0 / 255.0], [7.0f32 / 255.0, 59.0 / 255.0, 76.0 / 255.0]);
+    let green = [120.0f32 / 255.0, 180.0 / 255.0, 32.0 / 255.0];
+    let glow = |x: usize, y: usize| feathered(x, y, (70.0, 55.0), 30.0, 43.0, 0.76);
+    let disc = |x: usize, y: usize| feathered(x, y, (112.0, 40.0), 18.0, 28.0, 0.9);
+    let rgb = drawn(w, h, |x, y| {
+        let t = ((x as f32 + 0.5 - 70.0).hypot(y as f32 + 0.5 - 55.0) / 43.0).min(1.0);
+        let under = over([0, 1, 2].map(|c| inner[c] + t * (outer[c] - inner[c])), glow(x, y), bg);
+        over(green, disc(x, y), under)
+    });
+    let layout = decompose(&Image { rgb: &rgb, width: w, height: h }, &[], 16.0, 31);
+    let found = format!("{:?}", layout.elements.iter().map(|e| (e.kind, e.x0, e.y0, e.width, e.height, e.coverage)).collect::<Vec<_>>());
+    assert_eq!(layout.elements.len(), 2, "two layers: {found}");
+    let at = layout.elements.iter().position(|e| alpha_of(e, 70, 55) > 0.5).unwrap_or_else(|| panic!("the glow has no middle: {found}"));
+    let e = &layout.elements[at];
+    for (x, y, least) in [(70, 55, 0.5), (70, 75, 0.5), (50, 55, 0.5), (70, 91, 0.2)] {
+        assert!(alpha_of(e, x, y) > least * 0.76, "the glow at {x},{y}: {}", alpha_of(e, x, y));
+    }
+    assert_eq!(alpha_of(e, 112, 40), 0.0, "the glow takes the disc's middle: {found}");
+    for (x, y) in [(70, 55), (112, 40)] {
+        assert!((0..3).all(|c| (layout.background[c * n + y * w + x] - bg[c]).abs() < 2.0 / 255.0), "the teal under {x},{y}");
+    }
+    assert_recomposites(&layout, &rgb, w, &[(70, 55), (70, 75), (112, 40), (5, 5)]);
+    let db = psnr(&layout, &rgb, w);
+    assert!(db >= 35.0, "{db:.1} dB");
+}
