@@ -33,8 +33,9 @@
 //! 5. **Soft elements** (`soft.rs`): on a flat or gradient background, blobs still standing
 //!    off its plane (feathered discs, glows, blurred shadows) whose pixels are mixes of the
 //!    background and one colour; alpha unmixed as for text. Blobs of several soft elements
-//!    run into one another come apart one element at a time. A drop shadow runs on under the
-//!    shape that casts it.
+//!    run into one another come apart one element at a time; a drawn blob that comes apart
+//!    only in slivers (a glow whose colour runs far from middle to rim) is one element as it
+//!    is seen. A drop shadow runs on under the shape that casts it.
 //!
 //! Shapes go bottom to top largest first, except where their outlines say which lies over
 //! the other (`order.rs`: the one on top is seen whole, the one under it with a notch).

@@ -6,7 +6,8 @@
 //! and its colour is the one that gives the pixel back exactly over the plane, so the stack
 //! still recomposites to the input. Soft elements whose edges run into one another make one
 //! blob no colour explains: it comes apart one element at a time (`split`), and the rings
-//! a glow comes apart in are joined again.
+//! a glow comes apart in are joined again. A drawn blob that comes apart only in slivers is
+//! one element as it is seen (`as_seen`).
 
 use super::*;
 
