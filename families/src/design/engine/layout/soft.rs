@@ -290,6 +290,7 @@ fn split(base: &Image<'_>, plane: &Plane, blob: &[usize], least: f64) -> Option<
     // A seed whose part is a sliver too small to be an element is no element's middle (a
     // vessel of a photograph, a ring of a glow whose colour runs on from it): the next
     // farthest pixel outside the slivers is tried, a few times.
+    let in_blob: std::collections::HashSet<usize> = blob.iter().copied().collect();
     let mut slivers: std::collections::HashSet<usize> = std::collections::HashSet::new();
     let mut part = Vec::new();
     for _ in 0..SEEDS {
@@ -305,16 +306,11 @@ fn split(base: &Image<'_>, plane: &Plane, blob: &[usize], least: f64) -> Option<
         }
         // Its body only: the fading edge, where another element's edge is a mix of the
         // background and almost any colour, is grown back from the body as for any soft
-        // element.
-        let explained: std::collections::HashSet<usize> = blob
-            .iter()
-            .copied()
-            .filter(|&i| {
-                let (a, off) = unmix(base.px(i), plane.at(i % w, i / w), core);
-                a >= COLOUR_ALPHA && off <= EXPLAINED
-            })
-            .collect();
-        part = connected(&explained, seed, w, base.height);
+        // element. Only what the seed reaches is looked at, so a sliver costs its own size.
+        part = connected(seed, w, base.height, |i| {
+            let (a, off) = unmix(base.px(i), plane.at(i % w, i / w), core);
+            in_blob.contains(&i) && a >= COLOUR_ALPHA && off <= EXPLAINED
+        });
         if part.len() == blob.len() {
             return None;
         }
@@ -339,7 +335,7 @@ fn split(base: &Image<'_>, plane: &Plane, blob: &[usize], least: f64) -> Option<
         if !left.contains(&start) {
             continue;
         }
-        let mut piece = connected(&left, start, w, base.height);
+        let mut piece = connected(start, w, base.height, |j| left.contains(&j));
         for i in &piece {
             left.remove(i);
         }
@@ -440,9 +436,10 @@ fn least_alpha(p: [f32; 3], below: [f32; 3]) -> f32 {
     a.min(1.0)
 }
 
-/// The pixels of `set` 8-connected to `start` within it (empty when `start` is not in it).
-fn connected(set: &std::collections::HashSet<usize>, start: usize, w: usize, h: usize) -> Vec<usize> {
-    if !set.contains(&start) {
+/// The pixels 8-connected to `start` among those `inside` accepts (empty when it does not
+/// accept `start`).
+fn connected(start: usize, w: usize, h: usize, inside: impl Fn(usize) -> bool) -> Vec<usize> {
+    if !inside(start) {
         return Vec::new();
     }
     let mut seen = std::collections::HashSet::from([start]);
@@ -454,7 +451,8 @@ fn connected(set: &std::collections::HashSet<usize>, start: usize, w: usize, h: 
         for yy in y.saturating_sub(1)..(y + 2).min(h) {
             for xx in x.saturating_sub(1)..(x + 2).min(w) {
                 let j = yy * w + xx;
-                if set.contains(&j) && seen.insert(j) {
+                if !seen.contains(&j) && inside(j) {
+                    seen.insert(j);
                     stack.push(j);
                 }
             }
