@@ -109,8 +109,13 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
         owner_of.extend(soft.alpha.iter().map(|&(i, _)| (i, k)));
     }
     // Rings join from the inside out: once the inner rings are one with a ring, its edge is
-    // its outer edge alone, so the passes go on while a ring joins another.
+    // its outer edge alone, so the passes go on while a ring joins another. A part is looked
+    // at again only when a part it meets has joined another since (else its answer is the
+    // same), so the passes cost what changed.
     let mut merged_into: Vec<usize> = (0..found.len()).collect();
+    let mut neighbours: Vec<Vec<usize>> = vec![Vec::new(); found.len()];
+    let (mut looked_at, mut moved_at): (Vec<Option<usize>>, Vec<usize>) = (vec![None; found.len()], vec![0; found.len()]);
+    let mut joins = 0usize;
     let mut joined = true;
     while joined {
         joined = false;
@@ -118,6 +123,11 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
             if found[k].dark || merged_into[k] != k {
                 continue;
             }
+            if looked_at[k].is_some_and(|at| neighbours[k].iter().all(|&j| moved_at[j] <= at)) {
+                continue;
+            }
+            looked_at[k] = Some(joins);
+            let mut met = std::collections::BTreeSet::new();
             let mut meets: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
             let mut edge = 0usize;
             for &(i, _) in &found[k].alpha {
@@ -132,6 +142,7 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
                         }
                         let j = ny as usize * w + nx as usize;
                         if let Some(&o) = owner_of.get(&j) {
+                            met.insert(o);
                             beyond = Some(merged_into[o]);
                             break;
                         }
@@ -146,12 +157,14 @@ pub(super) fn soft_elements(base: &Image<'_>, plane: &Plane, taken: &mut [bool],
                     }
                 }
             }
+            neighbours[k] = met.into_iter().collect();
             let around = meets.into_iter().filter(|&(o, _)| found[o].family == found[k].family && !found[o].dark).max_by_key(|&(o, n)| (n, std::cmp::Reverse(o)));
             if let Some((o, n)) = around {
                 if n as f64 >= ENCLOSED * edge as f64 {
-                    for m in merged_into.iter_mut() {
+                    joins += 1;
+                    for (j, m) in merged_into.iter_mut().enumerate() {
                         if *m == k {
-                            *m = o;
+                            (*m, moved_at[j]) = (o, joins);
                         }
                     }
                     joined = true;
